@@ -13,6 +13,7 @@ from simulator.errors import LbsimError
 # Each module exposes `register(subparsers)`; its subcommands set `func(args) -> int`.
 COMMAND_MODULES = [
     "simulator.certs.cli",
+    "simulator.up",
 ]
 
 

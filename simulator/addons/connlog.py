@@ -1,0 +1,97 @@
+"""The connection log: one JSON line per client connection, modelled on the AWS ALB connection log."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from mitmproxy import connection
+from OpenSSL import SSL
+
+from simulator.metering import billing
+from simulator.registry import ClientState, Registry
+
+
+def session_reused(conn: SSL.Connection) -> bool:
+    # pyOpenSSL has no wrapper for SSL_session_reused; mitmproxy reaches into the binding the same way.
+    return bool(SSL._lib.SSL_session_reused(conn._ssl))  # type: ignore[attr-defined]
+
+
+def iso(ts: float) -> str:
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def connection_record(state: ClientState, client: connection.Client, time_scale: float = 1.0) -> dict[str, Any]:
+    spec = state.version.spec
+    conn = state.ssl_conn
+    established = state.handshake_done is not None
+    record: dict[str, Any] = {
+        "time": iso(state.started),
+        "client": f"{state.peer[0]}:{state.peer[1]}",
+        "listener": state.listener.name,
+        "listener_port": state.listener.port,
+        "profile": spec.profile,
+        "billing_model": spec.billing_model,
+        "sni": state.sni,
+        "tls_protocol": client.tls_version if established else None,
+        "tls_cipher": client.cipher if established else None,
+        "alpn": client.alpn.decode() if established and client.alpn else None,
+        "tls_handshake_latency": round(state.handshake_done - state.started, 6) if established else None,
+        "resumed": session_reused(conn) if established and conn is not None else None,
+        "tls_verify_status": state.verify_status or ("Failed:HandshakeIncomplete" if not established else "Success"),
+        "client_cert_subject": None,
+        "client_cert_serial": None,
+        "client_cert_validity": None,
+        "requests": state.requests,
+        "duration": round(time.time() - state.started, 6),
+        "closed_by": state.closed_by,
+        "error": state.error if not established else None,
+    }
+    peer = conn.get_peer_certificate(as_cryptography=True) if conn is not None else None
+    if peer is not None:
+        record["client_cert_subject"] = peer.subject.rfc4514_string()
+        record["client_cert_serial"] = format(peer.serial_number, "X")
+        record["client_cert_validity"] = {
+            "not_before": peer.not_valid_before_utc.isoformat(),
+            "not_after": peer.not_valid_after_utc.isoformat(),
+        }
+    meter = getattr(conn, "meter", None)
+    if meter is not None:
+        meter.finish()
+        record["traffic"] = meter.to_dict()
+        record["billed"] = billing.billed(spec.billing_model, record)
+    return record
+
+
+class ConnectionLog:
+    """Writes each finished connection to the log file and keeps recent ones for `GET /v1/connections`."""
+
+    def __init__(self, registry: Registry, path: Path | None = None, ledger: Any = None):
+        self.registry = registry
+        self.path = path
+        self.ledger = ledger
+        self._file: IO[str] | None = None
+
+    def running(self) -> None:
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a", buffering=1)  # line-buffered: a reader sees whole records
+
+    def done(self) -> None:
+        if self._file:
+            self._file.close()
+
+    def client_disconnected(self, client: connection.Client) -> None:
+        state = self.registry.clients.pop(client.id, None)
+        if state is None:
+            return
+        state.listener.connections -= 1
+        record = connection_record(state, client)
+        self.registry.recent.append(record)
+        if self.ledger is not None:
+            self.ledger.add(record)
+        if self._file:
+            self._file.write(json.dumps(record, separators=(",", ":")) + "\n")

@@ -1,0 +1,58 @@
+"""The headers a vendor listener adds to what it forwards to backends (vendor-facts §1, header switches)."""
+
+from __future__ import annotations
+
+from mitmproxy import http
+
+from simulator.registry import ClientState, Registry
+
+# Names for the client-certificate headers of mutual listeners: Alibaba ALB's (CLB's are UNCONFIRMED).
+CLIENT_CERT_HEADERS = {
+    "subject": "X-Forwarded-Clientcert-subjectdn",
+    "issuer": "X-Forwarded-Clientcert-issuerdn",
+    "fingerprint": "X-Forwarded-Clientcert-fingerprint",
+    "verify": "X-Forwarded-Clientcert-clientverify",
+}
+# Headers a client must not be able to forge: the listener sets them itself.
+OWNED = ("x-forwarded-proto", "slb-ip", "slb-id", *(h.lower() for h in CLIENT_CERT_HEADERS.values()))
+
+
+class ForwardedHeaders:
+    """X-Forwarded-For (appended), X-Forwarded-Proto, SLB-IP, SLB-ID and the client certificate headers."""
+
+    def __init__(self, registry: Registry):
+        self.registry = registry
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        state = self.registry.clients.get(flow.client_conn.id)
+        if state is None:
+            return
+        spec = state.version.spec
+        headers = flow.request.headers
+        for name in OWNED:
+            headers.pop(name, None)
+        client_ip = flow.client_conn.peername[0]
+        previous = headers.get("x-forwarded-for")
+        headers["X-Forwarded-For"] = f"{previous}, {client_ip}" if previous else client_ip
+        if spec.headers.x_forwarded_proto:
+            headers["X-Forwarded-Proto"] = "https"
+        if spec.headers.slb_ip:
+            headers["SLB-IP"] = flow.client_conn.sockname[0]
+        if spec.headers.slb_id:
+            headers["SLB-ID"] = spec.lb_id
+        if spec.mutual and spec.headers.client_cert:
+            for key, value in client_certificate_fields(state).items():
+                headers[CLIENT_CERT_HEADERS[key]] = value
+
+
+def client_certificate_fields(state: ClientState) -> dict[str, str]:
+    """Subject, issuer, SHA-1 fingerprint and verify result of the client's leaf certificate."""
+    fields = {"verify": "SUCCESS" if state.verify_status == "Success" else "NONE"}
+    cert = state.ssl_conn.get_peer_certificate() if state.ssl_conn else None
+    if cert is None:
+        return fields
+    x509 = cert.to_cryptography()
+    fields["subject"] = x509.subject.rfc4514_string()
+    fields["issuer"] = x509.issuer.rfc4514_string()
+    fields["fingerprint"] = cert.digest("sha1").decode().replace(":", "").lower()
+    return fields

@@ -1,0 +1,138 @@
+"""TLS termination with the listener's own certificate, policy and client CA.
+
+Runs before mitmproxy's TlsConfig: we hand mitmproxy a ready `SSL.Connection` built from the listener's one
+`SSL.Context`, so TlsConfig steps aside and never mints a certificate. Hooks do no file or context work.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from mitmproxy import connection, ctx
+from mitmproxy.addons.tlsconfig import AppData
+from mitmproxy.net.tls import starts_like_tls_record
+from mitmproxy.proxy import commands, events, layer, layers, tunnel
+from mitmproxy.proxy.layers.http import HTTPMode
+from mitmproxy.tls import ClientHelloData, TlsData
+from OpenSSL import SSL
+
+from simulator.metering import MeteredConnection
+from simulator.policies.context import tls_verify_status
+from simulator.registry import ClientState, Registry
+
+logger = logging.getLogger(__name__)
+
+# What nginx (and so the vendors' layer-7 listeners) answers plain HTTP sent to an HTTPS port.
+PLAIN_HTTP_400 = (
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/html\r\nContent-Length: 90\r\nConnection: close\r\n\r\n"
+    b"<html><body><h1>400 Bad Request</h1>The plain HTTP request was sent to HTTPS port</body></html>"
+)
+
+
+class RefusePlaintext(layer.Layer):
+    """An HTTPS listener speaks TLS only: plain HTTP gets nginx's 400, anything else a closed connection."""
+
+    def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
+        if isinstance(event, events.DataReceived):
+            if event.data[:8].split(b" ", 1)[0].isalpha():
+                yield commands.SendData(self.context.client, PLAIN_HTTP_400)
+            yield commands.CloseConnection(self.context.client)
+
+
+class _RecordsHandshakeError:
+    """Keeps OpenSSL's own handshake error: mitmproxy rewrites it into advice about its own certificate."""
+
+    handshake_error: SSL.Error | None = None
+
+    def do_handshake(self) -> None:
+        try:
+            super().do_handshake()  # type: ignore[misc]
+        except SSL.WantReadError:
+            raise
+        except SSL.Error as e:
+            self.handshake_error = e
+            raise
+
+
+class PlainConnection(_RecordsHandshakeError, SSL.Connection):
+    pass
+
+
+class MeteredListenerConnection(_RecordsHandshakeError, MeteredConnection):
+    pass
+
+
+class TlsTermination:
+    """Accepts client connections on our listeners and terminates their TLS."""
+
+    # We replace mitmproxy's NextLayer addon (which would serve plain HTTP in reverse mode); proxyserver
+    # looks this name up to check that some addon decides layers.
+    name = "nextlayer"
+
+    def __init__(self, registry: Registry, metering: bool = True):
+        self.registry = registry
+        self.metering = metering
+
+    def client_connected(self, client: connection.Client) -> None:
+        listener = self.registry.by_mode(client.proxy_mode.full_spec)
+        version = listener.active if listener else None
+        if listener is None or version is None or listener.status == "stopped":
+            client.error = "listener is not running"
+            return
+        listener.connections += 1
+        self.registry.clients[client.id] = ClientState(client.id, listener, version, client.peername)
+
+    def next_layer(self, nextlayer: layer.NextLayer) -> None:
+        if nextlayer.layer:
+            return
+        data = nextlayer.data_client()
+        if len(data) < 3:
+            return  # wait for more bytes before deciding
+        context = nextlayer.context
+        if not starts_like_tls_record(data) or context.client.id not in self.registry.clients:
+            nextlayer.layer = RefusePlaintext(context)
+            return
+        stack = tunnel.LayerStack()
+        stack /= layers.ClientTLSLayer(context)
+        stack /= layers.HttpLayer(context, HTTPMode.transparent)
+        nextlayer.layer = stack[0]
+
+    def tls_clienthello(self, data: ClientHelloData) -> None:
+        state = self.registry.clients.get(data.context.client.id)
+        if state:
+            state.sni = data.client_hello.sni
+
+    def tls_start_client(self, data: TlsData) -> None:
+        state = self.registry.clients.get(data.context.client.id)
+        if state is None or data.ssl_conn is not None:
+            return
+        conn_class = MeteredListenerConnection if self.metering else PlainConnection
+        conn = conn_class(state.version.context)
+        conn.set_app_data(AppData(client_alpn=None, server_alpn=None, http2=state.version.spec.http2))
+        conn.set_accept_state()
+        state.ssl_conn = data.ssl_conn = conn
+
+    def tls_established_client(self, data: TlsData) -> None:
+        state = self.registry.clients.get(data.context.client.id)
+        if state:
+            state.handshake_done = data.conn.timestamp_tls_setup
+            state.verify_status = tls_verify_status(data.ssl_conn, None)
+
+    def tls_failed_client(self, data: TlsData) -> None:
+        state = self.registry.clients.get(data.context.client.id)
+        if state is None:
+            return
+        state.error = data.conn.error
+        state.verify_status = tls_verify_status(data.ssl_conn, getattr(data.ssl_conn, "handshake_error", None))
+        # OpenSSL queued an alert that mitmproxy never sends; a real listener does, and clients report it.
+        self._send_pending(data)
+
+    def _send_pending(self, data: TlsData) -> None:
+        try:
+            alert = data.ssl_conn.bio_read(65535)
+        except SSL.Error:
+            return
+        handler = ctx.master.addons.get("proxyserver").connections.get(data.context.client.id)
+        io = handler.transports.get(data.context.client) if handler else None
+        if io and io.writer and not io.writer.is_closing():
+            io.writer.write(alert)

@@ -1,0 +1,455 @@
+"""The lab configuration: YAML in, validated frozen settings out.
+
+Field names follow the vendor APIs (Alibaba `CreateLoadBalancerHTTPSListener`, Tencent `CreateListener`)
+in snake_case. Every error names the field path and the allowed values, and nothing starts until the whole
+file validates: `listeners[1].tls_policy: unknown policy 'tls_1_9'; expected one of ...`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import yaml
+
+from simulator.errors import LbsimError
+from simulator.policies import Policy, resolve_policy
+
+PROFILES = ("aliyun-slb", "tencent-clb")
+BILLING_MODELS = ("aliyun-slb", "tencent-clb", "aws-alb")
+SCHEDULERS = ("wrr", "rr", "wlc")
+HTTP_CODES = ("http_2xx", "http_3xx", "http_4xx", "http_5xx")
+
+# Vendor limits (vendor-facts §1); the lab also allows port 0 = "any free port" for parallel tests.
+IDLE_TIMEOUT = (1, 60, 15)
+REQUEST_TIMEOUT = (1, 180, 60)
+COOKIE_TIMEOUT = (1, 86400, 1000)
+HEALTH_INTERVAL = (1, 50, 2)
+HEALTH_TIMEOUT = (1, 300, 5)
+HEALTH_THRESHOLD = (2, 10, 3)
+ACTIVATION_DELAY = (60.0, 180.0)  # seed: "one to three minutes"
+TICKET_LIFETIME = 300  # seed: "The session ticket of HTTPS listeners is 300 seconds."
+MAX_WEIGHT = 100
+
+
+def fail(path: str, message: str, hint: str | None = None) -> LbsimError:
+    return LbsimError("InvalidConfig", message, field=path, hint=hint)
+
+
+T = TypeVar("T")
+
+
+class Fields:
+    """Reads one mapping of the YAML, recording the path so errors can name the field."""
+
+    def __init__(self, data: Any, path: str, known: tuple[str, ...]):
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise fail(path or "<top>", f"expected a mapping, got {type(data).__name__}")
+        unknown = sorted(set(map(str, data)) - set(known))
+        if unknown:
+            raise fail(
+                self.at(path, unknown[0]),
+                f"unknown field '{unknown[0]}'; expected one of {', '.join(known)}",
+            )
+        self.data, self.path = data, path
+
+    @staticmethod
+    def at(path: str, key: str) -> str:
+        return f"{path}.{key}" if path else key
+
+    def where(self, key: str) -> str:
+        return self.at(self.path, key)
+
+    def has(self, key: str) -> bool:
+        return self.data.get(key) is not None
+
+    def raw(self, key: str, default: Any = None) -> Any:
+        value = self.data.get(key)
+        return default if value is None else value
+
+    def str(self, key: str, default: str | None = None, required: bool = False) -> str | None:
+        value = self.data.get(key)
+        if value is None:
+            if required:
+                raise fail(self.where(key), "is required")
+            return default
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            raise fail(self.where(key), f"expected a string, got {type(value).__name__}")
+        return str(value)
+
+    def choice(self, key: str, allowed: tuple[str, ...], default: str | None = None) -> str | None:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if isinstance(value, bool):  # YAML reads bare on/off as booleans
+            value = "on" if value else "off"
+        value = str(value).lower()
+        if value not in allowed:
+            raise fail(self.where(key), f"unknown value '{value}'; expected one of {', '.join(allowed)}")
+        return value
+
+    def bool(self, key: str, default: bool) -> bool:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("on", "off", "true", "false", "yes", "no"):
+            return value.lower() in ("on", "true", "yes")
+        raise fail(self.where(key), f"expected on/off, got {value!r}")
+
+    def number(self, key: str, lo: float, hi: float, default: T, kind: Callable[[Any], Any] = int) -> T:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
+            raise fail(self.where(key), f"expected {'an integer' if kind is int else 'a number'} in {lo}..{hi}, got {value!r}")
+        if not lo <= value <= hi:
+            raise fail(self.where(key), f"{value} is out of range; expected {lo}..{hi}")
+        return kind(value)
+
+    def list(self, key: str) -> list[Any]:
+        value = self.data.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise fail(self.where(key), f"expected a list, got {type(value).__name__}")
+        return value
+
+
+@dataclass(frozen=True)
+class CertificateSpec:
+    name: str
+    type: str  # server | ca
+    cert: str  # a path, or inline PEM
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    name: str
+    port: int | None = None  # a mock backend the lab starts (0 = any free port)
+    address: str | None = None  # "host:port" of a server already running
+
+    @property
+    def managed(self) -> bool:
+        return self.address is None
+
+
+@dataclass(frozen=True)
+class BackendServer:
+    backend: str
+    weight: int = 100
+
+
+@dataclass(frozen=True)
+class StickySession:
+    type: str = "insert"  # insert: the LB's SERVERID cookie; server: rewrite the backend's own cookie
+    cookie_timeout: int = 1000
+    cookie: str | None = None
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    enabled: bool = True
+    uri: str = "/health"
+    method: str = "head"
+    http_code: tuple[str, ...] = ("http_2xx", "http_3xx")
+    interval: int = 2
+    timeout: int = 5
+    healthy_threshold: int = 3
+    unhealthy_threshold: int = 3
+    connect_port: int | None = None
+
+
+@dataclass(frozen=True)
+class Headers:
+    """Vendor header switches (aliyun names; `XForwardedFor` is always on for layer 7)."""
+
+    x_forwarded_for: bool = True
+    x_forwarded_proto: bool = True
+    slb_ip: bool = False
+    slb_id: bool = False
+    client_cert: bool = True  # mutual listeners: subject, issuer, fingerprint and verify result
+
+
+@dataclass(frozen=True)
+class ListenerSpec:
+    port: int
+    profile: str
+    server_certificate: str
+    policy: Policy
+    name: str = ""
+    ca_certificate: str | None = None
+    ssl_verify_client: str = "on"  # on | optional (tencent SSLVerifyClient)
+    http2: bool = False
+    scheduler: str = "wrr"
+    backend_servers: tuple[BackendServer, ...] = ()
+    sticky_session: StickySession | None = None
+    health_check: HealthCheck = HealthCheck()
+    idle_timeout: int = 15
+    request_timeout: int = 60
+    headers: Headers = Headers()
+    sni: tuple[tuple[str, str], ...] = ()  # (domain, certificate) pairs, tencent only
+    billing_model: str = ""
+    activation_delay: float | None = None  # seconds before time_scale; None = uniform 60-180
+    lb_id: str = "lb-lbsim"
+
+    @property
+    def mutual(self) -> bool:
+        return self.ca_certificate is not None
+
+    @property
+    def certificate_refs(self) -> tuple[str, ...]:
+        refs = [self.server_certificate] + [cert for _, cert in self.sni]
+        if self.ca_certificate:
+            refs.append(self.ca_certificate)
+        return tuple(refs)
+
+
+@dataclass(frozen=True)
+class ApiSpec:
+    host: str = "127.0.0.1"
+    port: int = 0
+    token: str | None = None
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    profile: str = "aliyun-slb"
+    time_scale: float = 1.0
+    api: ApiSpec = ApiSpec()
+    home: str | None = None
+    certificates: tuple[CertificateSpec, ...] = ()
+    backends: tuple[BackendSpec, ...] = ()
+    listeners: tuple[ListenerSpec, ...] = ()
+    connection_log: str | None = None
+    metering: bool = True
+    base_dir: str = "."
+
+    def scaled(self, seconds: float) -> float:
+        """A vendor timer in lab seconds."""
+        return seconds * self.time_scale
+
+
+def load_config(path: str | Path) -> LabConfig:
+    """Read and validate a lab YAML file; relative certificate paths resolve against its folder."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise LbsimError("ConfigNotFound", f"cannot read {path}: {e.strerror}", field="config") from e
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise LbsimError("InvalidConfig", f"not valid YAML{where}: {getattr(e, 'problem', e)}", field="config") from e
+    return parse_config(data, base_dir=str(path.parent))
+
+
+def parse_config(data: Any, base_dir: str = ".") -> LabConfig:
+    """Validate a lab configuration mapping (as loaded from YAML or posted to the API)."""
+    top = Fields(
+        data,
+        "",
+        ("profile", "time_scale", "api", "home", "certificates", "backends", "listeners", "connection_log", "metering"),
+    )
+    profile = top.choice("profile", PROFILES, "aliyun-slb")
+    time_scale = top.number("time_scale", 0.0001, 100.0, 1.0, float)
+    api = Fields(top.raw("api"), "api", ("host", "port", "token"))
+    api_spec = ApiSpec(
+        host=api.str("host", "127.0.0.1"),
+        port=api.number("port", 0, 65535, 0),
+        token=api.str("token"),
+    )
+    certificates = tuple(parse_certificate(c, f"certificates[{i}]") for i, c in enumerate(top.list("certificates")))
+    unique([c.name for c in certificates], "certificates", "name")
+    backends = tuple(parse_backend(b, f"backends[{i}]") for i, b in enumerate(top.list("backends")))
+    unique([b.name for b in backends], "backends", "name")
+    cert_types = {c.name: c.type for c in certificates}
+    listeners = tuple(
+        parse_listener(l, f"listeners[{i}]", profile, cert_types, {b.name for b in backends})
+        for i, l in enumerate(top.list("listeners"))
+    )
+    unique([l.port for l in listeners if l.port], "listeners", "port")
+    listeners = tuple(l if l.name else replace(l, name=f"https-{l.port or i}") for i, l in enumerate(listeners))
+    unique([l.name for l in listeners], "listeners", "name")
+    return LabConfig(
+        profile=profile,
+        time_scale=time_scale,
+        api=api_spec,
+        home=top.str("home"),
+        certificates=certificates,
+        backends=backends,
+        listeners=listeners,
+        connection_log=top.str("connection_log"),
+        metering=top.bool("metering", True),
+        base_dir=base_dir,
+    )
+
+
+def unique(values: list[Any], path: str, key: str) -> None:
+    seen: dict[Any, int] = {}
+    for i, value in enumerate(values):
+        if value in seen:
+            raise fail(f"{path}[{i}].{key}", f"duplicate {key} {value!r} (already used by {path}[{seen[value]}])")
+        seen[value] = i
+
+
+def parse_certificate(data: Any, path: str) -> CertificateSpec:
+    f = Fields(data, path, ("name", "type", "cert", "key"))
+    spec = CertificateSpec(
+        name=f.str("name", required=True),
+        type=f.choice("type", ("server", "ca"), "server"),
+        cert=f.str("cert", required=True),
+        key=f.str("key"),
+    )
+    if spec.type == "server" and not spec.key:
+        raise fail(f.where("key"), "a server certificate needs its private key", "add key: path/to/server.key")
+    if spec.type == "ca" and spec.key:
+        raise fail(f.where("key"), "a CA certificate is uploaded without a private key", "remove the key field")
+    return spec
+
+
+def parse_backend(data: Any, path: str) -> BackendSpec:
+    f = Fields(data, path, ("name", "port", "address"))
+    name = f.str("name", required=True)
+    if f.has("address") == f.has("port") and f.has("address"):
+        raise fail(path, "give either port (a mock backend the lab starts) or address (a running server), not both")
+    if f.has("address"):
+        address = f.str("address")
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise fail(f.where("address"), f"expected host:port, got {address!r}")
+        return BackendSpec(name=name, address=address)
+    return BackendSpec(name=name, port=f.number("port", 0, 65535, 0))
+
+
+LISTENER_FIELDS = (
+    "name", "port", "profile", "server_certificate", "ca_certificate", "ssl_verify_client", "tls_policy", "http2",
+    "scheduler", "backend_servers", "sticky_session", "health_check", "idle_timeout", "request_timeout", "headers",
+    "sni", "billing_model", "activation_delay", "lb_id",
+)  # fmt: skip
+
+
+def parse_listener(data: Any, path: str, default_profile: str, cert_types: dict[str, str], backends: set[str]) -> ListenerSpec:
+    f = Fields(data, path, LISTENER_FIELDS)
+    profile = f.choice("profile", PROFILES, default_profile)
+    port = f.number("port", 0, 65535, None)
+    if port is None:
+        raise fail(f.where("port"), "is required (1-65535; 443 is recommended, any port works; 0 = any free port)")
+
+    def certificate(key: str, want: str, required: bool) -> str | None:
+        ref = f.str(key, required=required)
+        if ref is not None and cert_types and ref in cert_types and cert_types[ref] != want:
+            raise fail(f.where(key), f"'{ref}' is a {cert_types[ref]} certificate; expected a {want} certificate")
+        return ref
+
+    server_certificate = certificate("server_certificate", "server", True)
+    ca_certificate = certificate("ca_certificate", "ca", False)
+    verify = f.choice("ssl_verify_client", ("on", "optional"), "on")
+    if verify == "optional" and profile != "tencent-clb":
+        raise fail(f.where("ssl_verify_client"), f"'optional' is a tencent-clb setting (SSLVerifyClient); {profile} verifies every client", "remove it or use profile: tencent-clb")
+    if f.has("ssl_verify_client") and not ca_certificate:
+        raise fail(f.where("ssl_verify_client"), "only applies to mutual listeners", "add ca_certificate")
+    policy = resolve_policy(profile, f.raw("tls_policy"), field=f.where("tls_policy"))
+
+    servers = []
+    for i, item in enumerate(f.list("backend_servers")):
+        sf = Fields(item if not isinstance(item, str) else {"backend": item}, f"{f.where('backend_servers')}[{i}]", ("backend", "weight"))
+        name = sf.str("backend", required=True)
+        if name not in backends:
+            raise fail(sf.where("backend"), f"unknown backend '{name}'; expected one of {', '.join(sorted(backends)) or '(no backends defined)'}")
+        servers.append(BackendServer(name, sf.number("weight", 0, MAX_WEIGHT, 100)))
+
+    sticky = None
+    if f.has("sticky_session") and f.raw("sticky_session") is not False:
+        raw = f.raw("sticky_session")
+        sf = Fields({} if raw is True else raw, f.where("sticky_session"), ("type", "cookie_timeout", "cookie"))
+        sticky = StickySession(
+            type=sf.choice("type", ("insert", "server"), "insert"),
+            cookie_timeout=sf.number("cookie_timeout", *COOKIE_TIMEOUT),
+            cookie=sf.str("cookie"),
+        )
+        if sticky.type == "server" and not sticky.cookie:
+            raise fail(sf.where("cookie"), "sticky_session type 'server' rewrites the backend's own cookie: name it", "cookie: JSESSIONID")
+
+    hf = Fields(f.raw("health_check"), f.where("health_check"), ("enabled", "uri", "method", "http_code", "interval", "timeout", "healthy_threshold", "unhealthy_threshold", "connect_port"))
+    codes = hf.raw("http_code", list(HealthCheck.http_code))
+    codes = codes.split(",") if isinstance(codes, str) else codes
+    for code in codes:
+        if code not in HTTP_CODES:
+            raise fail(hf.where("http_code"), f"unknown value '{code}'; expected any of {', '.join(HTTP_CODES)}")
+    uri = hf.str("uri", "/health")
+    if not uri.startswith("/"):
+        raise fail(hf.where("uri"), f"must start with '/', got {uri!r}")
+    health = HealthCheck(
+        enabled=hf.bool("enabled", True),
+        uri=uri,
+        method=hf.choice("method", ("head", "get"), "head"),
+        http_code=tuple(codes),
+        interval=hf.number("interval", *HEALTH_INTERVAL),
+        timeout=hf.number("timeout", *HEALTH_TIMEOUT),
+        healthy_threshold=hf.number("healthy_threshold", *HEALTH_THRESHOLD),
+        unhealthy_threshold=hf.number("unhealthy_threshold", *HEALTH_THRESHOLD),
+        connect_port=hf.number("connect_port", 1, 65535, None),
+    )
+
+    xf = Fields(f.raw("headers"), f.where("headers"), ("x_forwarded_for", "x_forwarded_proto", "slb_ip", "slb_id", "client_cert"))
+    if xf.has("x_forwarded_for") and not xf.bool("x_forwarded_for", True):
+        raise fail(xf.where("x_forwarded_for"), "X-Forwarded-For is always on for layer-7 listeners")
+    headers = Headers(
+        x_forwarded_proto=xf.bool("x_forwarded_proto", True),
+        slb_ip=xf.bool("slb_ip", False),
+        slb_id=xf.bool("slb_id", False),
+        client_cert=xf.bool("client_cert", True),
+    )
+
+    sni: list[tuple[str, str]] = []
+    if f.has("sni"):
+        if profile != "tencent-clb":
+            raise fail(f.where("sni"), f"{profile} HTTPS listeners do not support SNI (seed): one certificate per listener", "use profile: tencent-clb, or one listener per certificate")
+        raw = f.raw("sni")
+        if not isinstance(raw, dict) or not raw:
+            raise fail(f.where("sni"), "expected a mapping of domain: server_certificate")
+        for domain, ref in raw.items():
+            if not isinstance(ref, str):
+                raise fail(f"{f.where('sni')}.{domain}", "expected a server certificate name")
+            if cert_types and ref in cert_types and cert_types[ref] != "server":
+                raise fail(f"{f.where('sni')}.{domain}", f"'{ref}' is a {cert_types[ref]} certificate; expected a server certificate")
+            sni.append((str(domain).lower(), ref))
+
+    delay = f.raw("activation_delay")
+    if delay is not None and (isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0):
+        raise fail(f.where("activation_delay"), f"expected seconds >= 0 (before time_scale), got {delay!r}")
+
+    for key in ("server_certificate", "ca_certificate"):
+        ref = f.str(key)
+        if ref is not None and cert_types and ref not in cert_types:
+            raise fail(f.where(key), f"unknown certificate '{ref}'; expected one of {', '.join(sorted(cert_types))}")
+
+    return ListenerSpec(
+        name=f.str("name", ""),
+        port=port,
+        profile=profile,
+        server_certificate=server_certificate,
+        ca_certificate=ca_certificate,
+        ssl_verify_client=verify,
+        policy=policy,
+        http2=f.bool("http2", False),
+        scheduler=f.choice("scheduler", SCHEDULERS, "wrr"),
+        backend_servers=tuple(servers),
+        sticky_session=sticky,
+        health_check=health,
+        idle_timeout=f.number("idle_timeout", *IDLE_TIMEOUT),
+        request_timeout=f.number("request_timeout", *REQUEST_TIMEOUT),
+        headers=headers,
+        sni=tuple(sni),
+        billing_model=f.choice("billing_model", BILLING_MODELS, profile),
+        activation_delay=None if delay is None else float(delay),
+        lb_id=f.str("lb_id", "lb-lbsim"),
+    )

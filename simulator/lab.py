@@ -1,0 +1,331 @@
+"""A lab: certificates, mock backends, listeners (mitmproxy with our addons) and the management API.
+
+Data flows one way: config or API call -> validated `ListenerSpec` -> immutable `ListenerVersion` (one OpenSSL
+context) -> the hooks read it. Everything listens on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from mitmproxy import options
+from mitmproxy.addons import default_addons
+from mitmproxy.addons.next_layer import NextLayer
+from mitmproxy.master import Master
+from mitmproxy.proxy.mode_specs import ProxyMode
+
+from simulator.addons.balancer import Balancer
+from simulator.addons.connlog import ConnectionLog
+from simulator.addons.headers import ForwardedHeaders
+from simulator.addons.sticky import StickySessions
+from simulator.addons.timeouts import IdleTimeouts
+from simulator.addons.tls import TlsTermination
+from simulator.backends import MockBackend
+from simulator.certs import CertificateStore
+from simulator.config import ACTIVATION_DELAY, LabConfig, ListenerSpec, parse_listener
+from simulator.errors import LbsimError
+from simulator.health import HealthChecker
+from simulator.listener import BackendState, Listener, ListenerVersion, build_context
+from simulator.metering import TrafficLedger
+from simulator.registry import Registry
+from simulator.scheduling import Scheduler
+
+logger = logging.getLogger(__name__)
+LOOPBACK = "127.0.0.1"
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A port the kernel says is free now. mitmproxy refuses two modes on port 0, so we pick ports ourselves."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def read_pem(value: str, base_dir: str) -> bytes:
+    """A config certificate field holds inline PEM or a path (relative to the config file)."""
+    if "-----BEGIN" in value:
+        return value.encode()
+    path = Path(value)
+    if not path.is_absolute():
+        path = Path(base_dir) / path
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise LbsimError("FileNotFound", f"cannot read {path}: {e.strerror}", field="certificates") from e
+
+
+class Lab:
+    """Runs one lab in the current asyncio loop: `await lab.start()`, `await lab.stop()`."""
+
+    def __init__(self, config: LabConfig, out_dir: Path | str = "lbsim-out", store: CertificateStore | None = None):
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.store = store or CertificateStore(Path(config.home) if config.home else self.out_dir / "store")
+        self.registry = Registry()
+        self.ledger = TrafficLedger()
+        self.health = HealthChecker(config.time_scale)
+        self.backends: dict[str, MockBackend] = {}
+        self.addresses: dict[str, tuple[str, int]] = {}
+        self.master: Master | None = None
+        self.api: Any = None
+        self._master_task: asyncio.Task | None = None
+        self._activations: dict[int, asyncio.Task] = {}
+        self.store.usage = self.listeners_using
+        self.store.subscribe(self._certificate_changed)
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Upload certificates, start backends, listeners and the API; returns when all of them serve."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        for spec in self.config.certificates:
+            self._upload(spec.name, spec.type, read_pem(spec.cert, self.config.base_dir),
+                         read_pem(spec.key, self.config.base_dir) if spec.key else None)
+        for spec in self.config.backends:
+            if spec.managed:
+                backend = MockBackend(name=spec.name, host=LOOPBACK, port=spec.port or 0)
+                await backend.start()
+                self.backends[spec.name] = backend
+                self.addresses[spec.name] = (LOOPBACK, backend.port)
+            else:
+                host, _, port = spec.address.rpartition(":")
+                self.addresses[spec.name] = (host, int(port))
+        # Build every version before anything listens: a bad certificate fails the lab, not one handshake.
+        versions = [self._build(spec, f"listeners[{i}]") for i, spec in enumerate(self.config.listeners)]
+
+        opts = options.Options(
+            mode=[], listen_host=LOOPBACK, connection_strategy="lazy", server=True
+        )
+        self.master = Master(opts, with_termlog=False)
+        ours_first = TlsTermination(self.registry, metering=self.config.metering)
+        self.master.addons.add(
+            ours_first,
+            *[a for a in default_addons() if not isinstance(a, NextLayer)],
+            ForwardedHeaders(self.registry),
+            StickySessions(self.registry),
+            Balancer(self.registry, self.config.time_scale),
+            IdleTimeouts(self.registry, self.config.time_scale),
+            ConnectionLog(self.registry, self.connection_log_path, self.ledger),
+        )
+        self._master_task = asyncio.get_running_loop().create_task(self.master.run())
+        await self.master.running()
+
+        for version in versions:
+            listener = self._new_listener(version.spec)
+            listener.active = version
+            listener.status = "running"
+        await self._sync_servers()
+        for listener in self.registry.listeners.values():
+            self.health.watch(listener)
+
+        from simulator.api import ApiServer  # the API depends on the lab, not the other way round
+
+        self.api = ApiServer(self, self.config.api.host, self.config.api.port, token=self.config.api.token)
+        await self.api.start()
+
+    async def stop(self) -> None:
+        for task in self._activations.values():
+            task.cancel()
+        self.health.stop()
+        if self.api is not None:
+            await self.api.stop()
+        if self.master is not None:
+            self.master.shutdown()
+            if self._master_task:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(self._master_task, 5)
+        for listener in self.registry.listeners.values():
+            for backend in listener.backends.values():
+                backend.pool.close()
+        for backend in self.backends.values():
+            await backend.stop()
+
+    @property
+    def connection_log_path(self) -> Path:
+        return Path(self.config.connection_log) if self.config.connection_log else self.out_dir / "connections.jsonl"
+
+    # ---- certificates ----------------------------------------------------------------------------------
+
+    def _upload(self, name: str, kind: str, cert: bytes, key: bytes | None) -> None:
+        """Config certificates are uploaded by name; an existing one of that name is replaced in place."""
+        existing = [c for c in self.store.list() if c.name == name]
+        if existing:
+            self.store.replace(existing[0].id, cert, key)
+        elif kind == "server":
+            self.store.upload_server(name, cert, key, profile=self._cert_profile(name))
+        else:
+            self.store.upload_ca(name, cert, profile=self._cert_profile(name))
+
+    def _cert_profile(self, name: str) -> str:
+        """Validate a certificate under the profile of the listeners that use it (aliyun is the stricter)."""
+        profiles = {l.profile for l in self.config.listeners if name in l.certificate_refs}
+        return "aliyun-slb" if "aliyun-slb" in profiles or not profiles else "tencent-clb"
+
+    def listeners_using(self, cert_id: str) -> list[str]:
+        names = []
+        for listener in self.registry.listeners.values():
+            for version in (listener.active, listener.pending):
+                if version and cert_id in version.certificate_ids.values():
+                    names.append(listener.name)
+                    break
+        return names
+
+    def _certificate_changed(self, cert_id: str) -> None:
+        """A replaced certificate reaches every listener using it, through the usual activation."""
+        for listener in list(self.registry.listeners.values()):
+            version = listener.pending or listener.active
+            if version and cert_id in version.certificate_ids.values():
+                self.reconfigure(listener, version.spec)
+
+    # ---- listeners -------------------------------------------------------------------------------------
+
+    def _build(self, spec: ListenerSpec, path: str = "listener") -> ListenerVersion:
+        materials, ids, revisions = {}, {}, {}
+        for ref in spec.certificate_refs:
+            try:
+                info = self.store.describe(ref)
+            except LbsimError as e:
+                raise LbsimError("InvalidConfig", f"unknown certificate '{ref}' ({e.message})", field=path,
+                                 hint="upload it first (lbsim cert upload-server / upload-ca) or list it under certificates") from e
+            material = self.store.material(info.id)
+            materials[ref], ids[ref], revisions[info.id] = material, info.id, material.revision
+        listener = self.registry.listeners.get(spec.port)
+        backends = []
+        for server in spec.backend_servers:
+            if server.backend not in self.addresses:
+                raise LbsimError("InvalidConfig", f"unknown backend '{server.backend}'", field=f"{path}.backend_servers")
+            host, port = self.addresses[server.backend]
+            backends.append(BackendState(server.backend, host, port, server.weight))
+        context = build_context(spec, materials, self.config.time_scale)
+        return ListenerVersion(spec, context, ids, revisions, backends, Scheduler(spec.scheduler))
+
+    def _new_listener(self, spec: ListenerSpec) -> Listener:
+        port = spec.port or free_port()
+        listener = Listener(name=spec.name, port=port, mode=f"reverse:http://{LOOPBACK}:9@{LOOPBACK}:{port}")
+        self.registry.add(listener)
+        return listener
+
+    def _adopt(self, listener: Listener, version: ListenerVersion) -> ListenerVersion:
+        """Re-home the version's backend states on the listener so health survives reconfiguration."""
+        if version.spec.port != listener.port:
+            version = replace(version, spec=replace(version.spec, port=listener.port))
+        version.backends[:] = [listener.backend_state(b.name, b.host, b.port, b.weight) for b in version.backends]
+        return version
+
+    def activation_delay(self, spec: ListenerSpec) -> float:
+        """Seed: 'one to three minutes'; uniform in 60-180 s unless the listener fixes it, scaled."""
+        base = spec.activation_delay if spec.activation_delay is not None else random.uniform(*ACTIVATION_DELAY)
+        return base * self.config.time_scale
+
+    def spec_from_api(self, data: Any, port: int | None = None) -> ListenerSpec:
+        if port is not None and isinstance(data, dict):
+            data = {**data, "port": port}
+        certs = {c.name: c.type for c in self.store.list()}
+        spec = parse_listener(data, "listener", self.config.profile, certs, set(self.addresses))
+        return spec if spec.name else replace(spec, name=f"https-{spec.port}")
+
+    async def add_listener(self, spec: ListenerSpec) -> Listener:
+        if spec.port and spec.port in self.registry.listeners:
+            raise LbsimError("ListenerExists", f"a listener already uses port {spec.port}", field="port",
+                             hint=f"PUT /v1/listeners/{spec.port} changes it")
+        version = self._build(spec)
+        listener = self._new_listener(spec)
+        version = self._adopt(listener, version)
+        listener.status = "configuring"
+        self._schedule(listener, version)
+        return listener
+
+    def reconfigure(self, listener: Listener, spec: ListenerSpec) -> Listener:
+        """Build the new version now (errors surface to the caller); it serves after the activation delay."""
+        version = self._adopt(listener, self._build(replace(spec, port=listener.port)))
+        if listener.status == "running":
+            listener.status = "configuring"  # the old version keeps serving until activation
+        self._schedule(listener, version)
+        return listener
+
+    def _schedule(self, listener: Listener, version: ListenerVersion) -> None:
+        delay = self.activation_delay(version.spec)
+        listener.pending, listener.pending_since = version, time.time()
+        listener.activates_at = time.time() + delay
+        old = self._activations.pop(listener.port, None)
+        if old:
+            old.cancel()
+        self._activations[listener.port] = asyncio.get_running_loop().create_task(self._activate(listener, delay))
+
+    async def _activate(self, listener: Listener, delay: float) -> None:
+        await asyncio.sleep(delay)
+        version, listener.pending, listener.activates_at = listener.pending, None, None
+        listener.active = version  # the old version keeps serving the connections that started on it
+        if listener.status == "configuring":
+            listener.status = "running"
+        await self._sync_servers()
+        self.health.watch(listener)
+        self._activations.pop(listener.port, None)
+
+    async def remove_listener(self, port: int) -> None:
+        listener = self.get_listener(port)
+        task = self._activations.pop(port, None)
+        if task:
+            task.cancel()
+        self.health.forget(port)
+        self.registry.remove(listener.port)
+        await self._sync_servers()
+
+    async def set_running(self, port: int, running: bool) -> Listener:
+        listener = self.get_listener(port)
+        if running and listener.active is None:
+            raise LbsimError("ListenerConfiguring", f"listener {port} is still configuring", field="port")
+        listener.status = "running" if running else "stopped"
+        await self._sync_servers()
+        return listener
+
+    def get_listener(self, port: int) -> Listener:
+        listener = self.registry.listeners.get(port)
+        if listener is None:
+            raise LbsimError("ListenerNotFound", f"no listener on port {port}", field="port",
+                             hint="GET /v1/listeners lists them")
+        return listener
+
+    async def _sync_servers(self) -> None:
+        """Make mitmproxy listen on exactly the running listeners' ports."""
+        assert self.master is not None
+        modes = [l.mode for l in self.registry.listeners.values() if l.status != "stopped" and l.active]
+        self.master.options.update(mode=modes)
+        proxyserver = self.master.addons.get("proxyserver")
+        ok = await proxyserver.servers.update([ProxyMode.parse(m) for m in modes])
+        if not ok:
+            failed = [l.port for l in self.registry.listeners.values() if l.mode in modes and not self.serving(l)]
+            raise LbsimError("ListenFailed", f"could not listen on port(s) {failed}", field="port",
+                             hint="another process holds the port; pick another or use port 0")
+
+    def serving(self, listener: Listener) -> bool:
+        if self.master is None:
+            return False
+        try:
+            instance = self.master.addons.get("proxyserver").servers[listener.mode]
+        except KeyError:
+            return False
+        return instance.is_running
+
+    def ready(self) -> bool:
+        """Every started listener serves."""
+        return all(self.serving(l) for l in self.registry.listeners.values() if l.status != "stopped" and l.active)
+
+    # ---- describing ------------------------------------------------------------------------------------
+
+    def endpoints(self) -> list[dict[str, Any]]:
+        return [l.to_dict() for l in self.registry.listeners.values()]

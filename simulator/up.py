@@ -1,0 +1,88 @@
+"""`lbsim up`: run a lab in the foreground until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+from dataclasses import replace
+
+import yaml
+
+from simulator.config import LabConfig, load_config
+from simulator.defaults import default_lab, default_lab_data
+from simulator.lab import Lab
+
+
+def resolve_lab(config_path: str | None, out_dir: Path, time_scale: float | None = None) -> tuple[LabConfig, dict[str, str]]:
+    """The lab from `-c FILE`, or the built-in default (minting its PKI under `out_dir/pki`)."""
+    if config_path:
+        config = load_config(config_path)
+        files: dict[str, str] = {}
+    else:
+        config, files = default_lab(out_dir, time_scale if time_scale is not None else 1.0)
+        (out_dir / "lab.yaml").write_text(yaml.safe_dump(default_lab_data(files, config.time_scale), sort_keys=False))
+    if time_scale is not None:
+        config = replace(config, time_scale=time_scale)
+    return config, files
+
+
+def describe(lab: Lab, files: dict[str, str]) -> str:
+    lines = [f"management API: {lab.api.url}  (GET /health, /v1/listeners, /v1/connections, /v1/traffic)"]
+    for listener in lab.registry.listeners.values():
+        spec = listener.spec
+        kind = "mutual" if spec.mutual else "one-way"
+        lines.append(f"{listener.name:18} https://127.0.0.1:{listener.port}/  {spec.profile:12} {kind:8} policy {spec.policy.name}")
+    for name, (host, port) in lab.addresses.items():
+        lines.append(f"backend {name:10} http://{host}:{port}/")
+    if files:
+        one_way = next((l for l in lab.registry.listeners.values() if not l.spec.mutual), None)
+        mutual = next((l for l in lab.registry.listeners.values() if l.spec.mutual), None)
+        lines.append("")
+        if one_way:
+            lines.append(f"one-way: curl --cacert {files['ca']} https://localhost:{one_way.port}/hello")
+        if mutual:
+            lines.append(
+                f"mutual:  curl --cacert {files['ca']} --cert {files['client-valid']} "
+                f"--key {files['client-valid-key']} https://localhost:{mutual.port}/hello"
+            )
+    lines.append(f"connection log: {lab.connection_log_path}")
+    return "\n".join(lines)
+
+
+async def serve(config: LabConfig, out_dir: Path, files: dict[str, str]) -> None:
+    lab = Lab(config, out_dir)
+    await lab.start()
+    print(describe(lab, files), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        print("stopping lab...", flush=True)
+        await lab.stop()
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING if not args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config, files = resolve_lab(args.config, out_dir, args.time_scale)
+    asyncio.run(serve(config, out_dir, files))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("up", help="run a lab (listeners, mock backends, API) in the foreground until Ctrl-C")
+    p.add_argument("-c", "--config", help="lab YAML (default: the built-in default lab)")
+    p.add_argument("--out", default="lbsim-out", help="where the lab writes its PKI, store and connection log")
+    p.add_argument("--time-scale", type=float, help="override time_scale (0.01 = vendor timers 100x faster)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_up)
