@@ -1,0 +1,543 @@
+"""Would the vendor accept this certificate? Rules per profile, as data.
+
+`check(profile, "server" | "ca", cert_pem, key_pem)` never raises for bad input: it returns every
+finding (stable code, severity, message in the vendor's own wording where known, one-line fix hint).
+The store calls the same code through `evaluate`, which also hands back the parsed objects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal, Mapping
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+
+from simulator.certs.parse import (
+    KEY_FORMATS,
+    CertMeta,
+    PemBlock,
+    cert_meta,
+    key_type_and_size,
+    load_certificate,
+    load_private_key,
+    read_field,
+    spki,
+    split_pem,
+)
+from simulator.errors import LbsimError
+
+CertType = Literal["server", "ca"]
+Severity = Literal["error", "warning"]
+CERT_TYPES = ("server", "ca")
+
+
+@dataclass(frozen=True)
+class CertProfile:
+    """What one vendor accepts. Values marked UNCONFIRMED in docs/certificates.md are best guesses."""
+
+    name: str
+    key_types: frozenset[str]  # of the server certificate
+    rsa_sizes: frozenset[int]
+    ec_curves: frozenset[str]
+    key_formats: frozenset[str]  # see parse.KEY_FORMATS
+    name_pattern: str  # full-match regex for certificate names
+    name_rule: str  # the same, in words, for the error message
+    quota: int = 100
+    id_style: Literal["aliyun", "tencent"] = "aliyun"
+    # (code, field, type) -> the vendor's own sentence, put before our specific detail; "*" matches any.
+    wording: Mapping[tuple[str, str, str], str] = field(default_factory=dict)
+    # (code, field) -> hint overriding HINTS for this profile.
+    hints: Mapping[tuple[str, str], str] = field(default_factory=dict)
+
+
+_ALIYUN_CERT = "The specified Server Certificate format is invalid"
+_ALIYUN_KEY = "The format of the private key content is invalid"
+
+# Name rules: 1-80 characters of letters, digits, Chinese characters and - / . _ * (Alibaba
+# SetServerCertificateName). Tencent's alias rule is UNCONFIRMED: the same set, plus spaces.
+_ALIYUN_NAME = r"[A-Za-z0-9\u4e00-\u9fff\-/._*]{1,80}"
+_TENCENT_NAME = r"[A-Za-z0-9\u4e00-\u9fff\-/._* ]{1,80}"
+
+PROFILES: dict[str, CertProfile] = {
+    "aliyun-slb": CertProfile(
+        name="aliyun-slb",
+        key_types=frozenset({"RSA"}),
+        rsa_sizes=frozenset({1024, 2048, 4096}),
+        ec_curves=frozenset(),
+        key_formats=frozenset({"pkcs1"}),
+        name_pattern=_ALIYUN_NAME,
+        name_rule="1-80 characters: letters, digits, Chinese characters, hyphens (-), forward slashes (/), "
+        "periods (.), underscores (_) and asterisks (*)",
+        id_style="aliyun",
+        wording={
+            ("NotPem", "cert", "server"): _ALIYUN_CERT,
+            ("MalformedCertificate", "cert", "server"): _ALIYUN_CERT,
+            ("UnexpectedPemBlock", "cert", "server"): _ALIYUN_CERT,
+            ("DhParametersNotSupported", "cert", "server"): _ALIYUN_CERT,
+            ("MissingCertificate", "cert", "*"): "No certificate chain is found in the certificate content",
+            ("NotPem", "key", "*"): _ALIYUN_KEY,
+            ("MalformedPrivateKey", "key", "*"): _ALIYUN_KEY,
+            ("UnexpectedPemBlock", "key", "*"): _ALIYUN_KEY,
+            ("DhParametersNotSupported", "key", "*"): _ALIYUN_KEY,
+            ("EncryptedPrivateKey", "key", "*"): _ALIYUN_KEY,
+            ("Pkcs8NotSupported", "key", "*"): _ALIYUN_KEY,
+            ("UnsupportedKeyFormat", "key", "*"): _ALIYUN_KEY,
+            ("MultiplePrivateKeys", "key", "*"): _ALIYUN_KEY,
+            ("KeyCertificateMismatch", "key", "*"): "The certificate and private key that you upload do not match",
+        },
+        hints={
+            ("NotPem", "key"): "convert DER: openssl rsa -inform DER -in key.der -traditional -out key.pem; "
+            "from PKCS#12: openssl pkcs12 -in cert.pfx -nocerts -nodes | openssl rsa -traditional -out key.pem",
+            ("EncryptedPrivateKey", "key"): "decrypt it first: openssl rsa -in encrypted.pem -traditional -out key.pem "
+            "(asks for the passphrase, writes PKCS#1)",
+            ("MalformedPrivateKey", "key"): "see what is wrong with: openssl rsa -in key.pem -check -noout",
+            ("UnsupportedKeyFormat", "key"): "export the key as PKCS#1 PEM (-----BEGIN RSA PRIVATE KEY-----), "
+            "e.g. openssl rsa -in key -traditional -out key.pem",
+            ("UnsupportedKeyType", "cert"): "aliyun-slb takes RSA certificates only: issue one for an RSA key "
+            "(openssl req -new -newkey rsa:2048 -nodes -keyout key.pem -out req.csr)",
+            ("UnsupportedKeySize", "cert"): "use an RSA key of 1024, 2048 or 4096 bits (2048 is the usual choice)",
+        },
+    ),
+    "tencent-clb": CertProfile(
+        name="tencent-clb",
+        key_types=frozenset({"RSA", "ECDSA"}),
+        rsa_sizes=frozenset({1024, 2048, 3072, 4096}),  # UNCONFIRMED
+        ec_curves=frozenset({"secp256r1", "secp384r1"}),  # UNCONFIRMED
+        key_formats=frozenset({"pkcs1", "sec1", "pkcs8"}),
+        name_pattern=_TENCENT_NAME,
+        name_rule="1-80 characters: letters, digits, Chinese characters, spaces, hyphens (-), forward slashes (/), "
+        "periods (.), underscores (_) and asterisks (*)",
+        id_style="tencent",
+        hints={
+            ("NotPem", "key"): "convert DER: openssl pkey -inform DER -in key.der -out key.pem; "
+            "from PKCS#12: openssl pkcs12 -in cert.pfx -nocerts -nodes -out key.pem",
+            ("EncryptedPrivateKey", "key"): "decrypt it first: openssl pkey -in encrypted.pem -out key.pem "
+            "(asks for the passphrase)",
+            ("MalformedPrivateKey", "key"): "see what is wrong with: openssl pkey -in key.pem -noout",
+            ("UnsupportedKeyFormat", "key"): "export the key as PEM (PKCS#1, SEC1 or PKCS#8), "
+            "e.g. openssl pkey -in key -out key.pem",
+            ("UnsupportedKeyType", "cert"): "tencent-clb takes RSA and ECDSA certificates: issue one for an RSA "
+            "or P-256/P-384 key",
+            ("UnsupportedKeySize", "cert"): "use an RSA key of 1024 to 4096 bits (2048 or 3072 usual) "
+            "or an ECDSA key on P-256 or P-384",
+        },
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    severity: Severity
+    hint: str | None  # default; a profile may override it per field
+
+
+# Every finding `check` can return. Codes are stable; scripts match on them.
+RULES: dict[str, Rule] = {
+    "InputTooLarge": Rule("error", "a certificate chain is a few KiB: send only the PEM blocks, the chain in the "
+                          "certificate field and the key in the key field"),
+    "NotPem": Rule("error", None),  # hint per field, see HINTS
+    "MalformedCertificate": Rule("error", "re-export the certificate from its source; "
+                                 "openssl x509 -in cert.pem -noout -text shows whether it parses"),
+    "MalformedPrivateKey": Rule("error", None),
+    "UnexpectedPemBlock": Rule("error", None),
+    "DhParametersNotSupported": Rule("error", "remove the DH PARAMETERS block: the listener's ECDHE suites "
+                                     "already give forward secrecy"),
+    "MissingCertificate": Rule("error", "paste the server certificate (-----BEGIN CERTIFICATE-----) first, "
+                               "then its intermediates"),
+    "UnexpectedPrivateKey": Rule("error", None),
+    "MissingPrivateKey": Rule("error", "a server certificate is uploaded with its private key: fill the key field"),
+    "MultiplePrivateKeys": Rule("error", "keep only the key of the server certificate: compare "
+                                "openssl x509 -noout -pubkey -in cert.pem with openssl pkey -pubout -in key.pem"),
+    "EncryptedPrivateKey": Rule("error", None),
+    "UnsupportedKeyFormat": Rule("error", None),
+    "Pkcs8NotSupported": Rule("error", "convert to PKCS#1: openssl rsa -in key.pem -traditional -out key-pkcs1.pem "
+                              "(OpenSSL 1.x: without -traditional)"),
+    "UnsupportedKeyType": Rule("error", None),
+    "UnsupportedKeySize": Rule("error", None),
+    "WeakKey": Rule("error", "re-issue the certificate for an RSA key of at least 2048 bits"),
+    "WeakSignature": Rule("error", "re-issue the certificate with a SHA-256 signature"),
+    "KeyCertificateMismatch": Rule("error", "the key must belong to the first certificate of the chain: compare "
+                                   "openssl x509 -noout -pubkey -in cert.pem with openssl pkey -pubout -in key.pem"),
+    "ChainOrder": Rule("error", "order the chain: server certificate, then each issuer in turn "
+                       "(intermediates), then optionally the root"),
+    "ChainSignature": Rule("error", "the chain holds a certificate with the issuer's name but not its key: "
+                           "download the right intermediate from your CA"),
+    "NotACertificateAuthority": Rule("error", "upload the CA's own certificate (basicConstraints CA:TRUE), "
+                                     "not a server or client certificate"),
+    "Sha1Signature": Rule("warning", "re-issue the certificate with SHA-256: clients reject SHA-1 signed chains"),
+    "IntermediateMissing": Rule("warning", "append the intermediate certificate(s) from your CA after the "
+                                "server certificate"),
+    "CertificateExpired": Rule("warning", "renew the certificate and put it in place: lbsim cert replace"),
+    "CertificateNotYetValid": Rule("warning", "check the clocks, or wait until its not_before date"),
+    "EcParametersIgnored": Rule("warning", "harmless: openssl ecparam -genkey writes it; "
+                                "openssl ec -in key.pem -out key.pem drops it"),
+}
+
+HINTS: dict[tuple[str, str], str] = {
+    ("NotPem", "cert"): "PEM is text that starts with -----BEGIN CERTIFICATE-----; convert DER with "
+    "openssl x509 -inform DER -in cert.der -out cert.pem, PKCS#12 with openssl pkcs12 -in cert.pfx -nokeys -out cert.pem",
+    ("UnexpectedPemBlock", "cert"): "the certificate field takes CERTIFICATE blocks only: server certificate first, "
+    "then intermediates",
+    ("UnexpectedPemBlock", "key"): "the key field takes exactly one private key block",
+    ("UnexpectedPrivateKey", "cert"): "move the private key into the key field",
+    ("UnexpectedPrivateKey", "key"): "a CA certificate is uploaded without a private key: remove it",
+}
+
+WEAK_SIGNATURE_HASHES = frozenset({"md5", "md4", "md2"})
+# Signature OIDs that cryptography cannot even name: md2WithRSA, md4WithRSA, md5WithRSA.
+WEAK_SIGNATURE_OIDS = frozenset({"1.2.840.113549.1.1.2", "1.2.840.113549.1.1.3", "1.2.840.113549.1.1.4"})
+MIN_RSA_BITS = 1024
+DH_LABELS = frozenset({"DH PARAMETERS", "X9.42 DH PARAMETERS"})
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One reason the vendor would reject (error) or frown at (warning) the input."""
+
+    code: str
+    severity: Severity
+    message: str
+    hint: str | None = None
+    field: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The verdict: `ok` is what the vendor would say; `info` describes the first certificate."""
+
+    profile: str
+    type: CertType
+    findings: list[Finding]
+    info: CertMeta | None = None
+    chain_length: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+    def to_dict(self) -> dict[str, Any]:
+        info = None
+        if self.info is not None:
+            info = {**self.info.to_dict(), "chain_length": self.chain_length}
+        return {"ok": self.ok, "profile": self.profile, "type": self.type,
+                "findings": [f.to_dict() for f in self.findings], "info": info}
+
+    def raise_for_errors(self) -> None:
+        """Raise the first error as `LbsimError`, every finding in ``details["findings"]``."""
+        if self.ok:
+            return
+        first = self.errors[0]
+        raise LbsimError(first.code, first.message, field=first.field, hint=first.hint,
+                         details={"findings": [f.to_dict() for f in self.findings]})
+
+
+@dataclass
+class Parsed:
+    """What the store keeps from an accepted upload (canonical PEM, parsed objects)."""
+
+    chain: list[x509.Certificate]
+    chain_pem: bytes
+    key: Any = field(default=None, repr=False)
+    key_pem: bytes | None = field(default=None, repr=False)
+
+
+def get_profile(name: str) -> CertProfile:
+    try:
+        return PROFILES[name]
+    except (KeyError, TypeError):
+        raise LbsimError("UnknownProfile", f"unknown vendor profile {name!r}", field="profile",
+                         hint="one of: " + ", ".join(PROFILES)) from None
+
+
+def check_type(kind: str) -> CertType:
+    if kind not in CERT_TYPES:
+        raise LbsimError("InvalidCertificateType", f"certificate type must be server or ca, not {kind!r}",
+                         field="type")
+    return kind  # type: ignore[return-value]
+
+
+def check_name(profile: str, name: Any) -> str:
+    """A certificate name under the vendor's rule, or `InvalidName`. Names need not be unique."""
+    rules = get_profile(profile)
+    if not isinstance(name, str) or not re.fullmatch(rules.name_pattern, name):
+        raise LbsimError("InvalidName", f"invalid certificate name {name!r}: {rules.name_rule}", field="name",
+                         hint="for example: my-site.example.com_2025")
+    return name
+
+
+def check(profile: str, type: str, cert_pem: bytes | str | None, key_pem: bytes | str | None = None,
+          strict: bool = False, now: dt.datetime | None = None) -> CheckResult:
+    """Everything the `profile` vendor would say about uploading this certificate (and key).
+
+    ``strict=True`` turns warnings (expired, intermediate missing, ...) into errors.
+    """
+    return evaluate(profile, type, cert_pem, key_pem, strict=strict, now=now)[0]
+
+
+class _Findings:
+    def __init__(self, profile: CertProfile, kind: CertType) -> None:
+        self.profile, self.kind, self.items = profile, kind, []  # type: ignore[var-annotated]
+
+    def add(self, code: str, detail: str, field: str) -> None:
+        rule = RULES[code]
+        p = self.profile
+        vendor = (p.wording.get((code, field, self.kind)) or p.wording.get((code, field, "*"))
+                  or p.wording.get((code, "*", "*")))
+        message = f"{vendor}: {detail}" if vendor else detail[:1].upper() + detail[1:]
+        hint = p.hints.get((code, field)) or HINTS.get((code, field)) or rule.hint
+        finding = Finding(code, rule.severity, message, hint, field)
+        if finding not in self.items:
+            self.items.append(finding)
+
+    def add_error(self, err: LbsimError) -> None:
+        self.add(err.code, err.message, err.field or "cert")
+
+
+def evaluate(profile: str, type: str, cert_pem: bytes | str | None, key_pem: bytes | str | None = None,
+             strict: bool = False, now: dt.datetime | None = None) -> tuple[CheckResult, Parsed | None]:
+    """`check`, plus the parsed chain and key when the input is acceptable."""
+    p, kind = get_profile(profile), check_type(type)
+    now = now or dt.datetime.now(dt.timezone.utc)
+    out = _Findings(p, kind)
+
+    cert_blocks = _blocks(cert_pem, "cert", out)
+    key_blocks: list[PemBlock] | None = []
+    if kind == "server" and key_pem is not None:
+        key_blocks = _blocks(key_pem, "key", out)
+    elif kind == "ca" and _has_content(key_pem):
+        out.add("UnexpectedPrivateKey", "a CA certificate upload carries a private key", "key")
+    certs, keys = _sort_blocks(cert_blocks, key_blocks, kind, out)
+
+    chain: list[x509.Certificate] = []
+    for index, block in enumerate(certs):
+        try:
+            chain.append(load_certificate(block, "cert", index))
+        except LbsimError as e:
+            out.add_error(e)
+    complete = bool(chain) and len(chain) == len(certs)
+
+    key = _load_key(keys, p, out) if kind == "server" else None
+    if complete:
+        metas = [cert_meta(c) for c in chain]
+        if kind == "server":
+            _server_rules(chain, metas, key, p, out)
+        else:
+            _ca_rules(metas, out)
+        _signature_rules(chain, metas, out)
+        _time_rules(metas if kind == "ca" else metas[:1], now, out)
+
+    findings = out.items
+    if strict:
+        findings = [replace(f, severity="error") for f in findings]
+    info = cert_meta(chain[0]) if chain and complete else None
+    result = CheckResult(p.name, kind, findings, info, len(chain) if complete else 0)
+    parsed = None
+    if result.ok and complete:
+        chain_pem = b"".join(b.pem() for b in certs)
+        parsed = Parsed(chain, chain_pem, key, keys[0].pem() if key is not None else None)
+    return result, parsed
+
+
+def _blocks(data: bytes | str | None, field: str, out: _Findings) -> list[PemBlock] | None:
+    """The PEM blocks of one field; None when the field is unusable (reported already)."""
+    try:
+        text = read_field(data, field)
+        if field == "key" and not text:
+            return []
+        return split_pem(text, field)
+    except LbsimError as e:
+        out.add_error(e)
+        return None
+
+
+def _has_content(data: bytes | str | None) -> bool:
+    try:
+        return bool(read_field(data, "key"))
+    except LbsimError:  # too large or not text: content all the same
+        return True
+
+
+def _sort_blocks(cert_blocks: list[PemBlock] | None, key_blocks: list[PemBlock] | None, kind: CertType,
+                 out: _Findings) -> tuple[list[PemBlock], list[PemBlock]]:
+    """Certificates from the cert field, keys from the key field; everything misplaced is a finding."""
+    certs: list[PemBlock] = []
+    keys: list[PemBlock] = []
+    for b in cert_blocks or []:
+        if b.label == "CERTIFICATE":
+            certs.append(b)
+        elif b.label in DH_LABELS:
+            out.add("DhParametersNotSupported", "the certificate content contains BEGIN DH PARAMETERS", "cert")
+        elif b.is_private_key:
+            detail = ("the certificate field contains a private key" if kind == "server"
+                      else "a CA certificate upload carries a private key")
+            out.add("UnexpectedPrivateKey", detail, "cert")
+        else:
+            out.add("UnexpectedPemBlock", f"the certificate field contains a {b.label} block", "cert")
+    for b in key_blocks or []:
+        if b.is_private_key:
+            keys.append(b)
+        elif b.label in DH_LABELS:
+            out.add("DhParametersNotSupported", "the private key content contains BEGIN DH PARAMETERS", "key")
+        elif b.label == "EC PARAMETERS":
+            out.add("EcParametersIgnored", "the EC PARAMETERS block before the key is ignored", "key")
+        else:
+            out.add("UnexpectedPemBlock", f"the private key field contains a {b.label} block", "key")
+    if cert_blocks is not None and not certs:
+        out.add("MissingCertificate", "the certificate field holds no CERTIFICATE block", "cert")
+    if kind == "ca":
+        return certs, []
+    if key_blocks is not None and not keys:
+        out.add("MissingPrivateKey", "a server certificate upload needs its private key", "key")
+    if len(keys) > 1:
+        out.add("MultiplePrivateKeys", f"the private key field holds {len(keys)} keys", "key")
+    return certs, keys
+
+
+def _load_key(keys: list[PemBlock], p: CertProfile, out: _Findings) -> Any:
+    if len(keys) != 1:
+        return None
+    block = keys[0]
+    if block.is_encrypted:
+        out.add("EncryptedPrivateKey", "the private key is encrypted with a passphrase", "key")
+        return None
+    fmt = KEY_FORMATS.get(block.label)
+    if fmt is None:
+        out.add("UnsupportedKeyFormat", f"{block.label} is not a PEM private key format the vendor reads", "key")
+        return None
+    try:
+        key = load_private_key(block, "key")
+    except LbsimError as e:
+        out.add_error(e)
+        return None
+    key_type = key_type_and_size(key)[0]
+    if fmt == "pkcs8" and fmt not in p.key_formats and key_type in p.key_types:
+        out.add("Pkcs8NotSupported", "the private key is PKCS#8 (BEGIN PRIVATE KEY); "
+                f"{p.name} reads PKCS#1 (BEGIN RSA PRIVATE KEY) only", "key")
+    return key
+
+
+def _server_rules(chain: list[x509.Certificate], metas: list[CertMeta], key: Any, p: CertProfile,
+                  out: _Findings) -> None:
+    leaf = metas[0]
+    _, _, curve = key_type_and_size(chain[0].public_key())
+    if leaf.key_type not in p.key_types:
+        out.add("UnsupportedKeyType", f"the server certificate has an {leaf.key_type} key; {p.name} accepts "
+                + " and ".join(sorted(p.key_types)) + " certificates only", "cert")
+    elif leaf.key_type == "RSA" and leaf.key_size >= MIN_RSA_BITS and leaf.key_size not in p.rsa_sizes:
+        out.add("UnsupportedKeySize", f"the server certificate has a {leaf.key_size}-bit RSA key; {p.name} "
+                "accepts " + ", ".join(str(s) for s in sorted(p.rsa_sizes)) + " bits", "cert")
+    elif leaf.key_type == "ECDSA" and curve not in p.ec_curves:
+        out.add("UnsupportedKeySize", f"the server certificate's ECDSA key is on {curve}; {p.name} accepts "
+                + ", ".join(sorted(p.ec_curves)), "cert")
+    for index, meta in enumerate(metas):
+        if meta.key_type == "RSA" and meta.key_size < MIN_RSA_BITS:
+            which = "the server certificate" if index == 0 else f"certificate {index + 1}"
+            out.add("WeakKey", f"{which} has a {meta.key_size}-bit RSA key (minimum {MIN_RSA_BITS})", "cert")
+
+    if key is not None and spki(key) != spki(chain[0].public_key()):
+        out.add("KeyCertificateMismatch", "the private key does not belong to the first certificate of the chain",
+                "key")
+
+    _chain_rules(chain, metas, out)
+    if len(chain) == 1 and not leaf.self_signed:
+        out.add("IntermediateMissing", f"intermediate certificate missing: the issuer ({leaf.issuer}) of the "
+                "server certificate is not in the chain", "cert")
+
+
+def _chain_rules(chain: list[x509.Certificate], metas: list[CertMeta], out: _Findings) -> None:
+    """Each certificate must be followed by its issuer, and the issuer's key must have signed it."""
+    for i in range(len(chain) - 1):
+        child, parent = chain[i], chain[i + 1]
+        if metas[i].fingerprint_sha256 == metas[i + 1].fingerprint_sha256:
+            out.add("ChainOrder", f"certificate {i + 2} repeats certificate {i + 1}", "cert")
+            return
+        if child.issuer != parent.subject:
+            detail = (f"certificate {i + 2} ({metas[i + 1].subject}) is not the issuer of certificate {i + 1} "
+                      f"(issued by {metas[i].issuer})")
+            if any(c.subject == child.issuer for c in chain):
+                detail += "; the chain is out of order"
+            out.add("ChainOrder", detail, "cert")
+            return
+        if not signed_by(child, parent):
+            out.add("ChainSignature", f"certificate {i + 2} ({metas[i + 1].subject}) has the issuer's name but "
+                    f"did not sign certificate {i + 1}", "cert")
+            return
+
+
+def signed_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether `issuer`'s key made `child`'s signature. Done by hand because
+    `verify_directly_issued_by` refuses MD5/SHA-1, which we want to report as such instead."""
+    try:
+        pub = issuer.public_key()
+        params = child.signature_algorithm_parameters
+        if isinstance(pub, rsa.RSAPublicKey) and isinstance(params, (padding.PKCS1v15, padding.PSS)):
+            pub.verify(child.signature, child.tbs_certificate_bytes, params, child.signature_hash_algorithm)
+        elif isinstance(pub, ec.EllipticCurvePublicKey) and isinstance(params, ec.ECDSA):
+            pub.verify(child.signature, child.tbs_certificate_bytes, params)
+        elif isinstance(pub, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+            pub.verify(child.signature, child.tbs_certificate_bytes)
+        else:
+            return False
+    except Exception:  # noqa: BLE001 - InvalidSignature, UnsupportedAlgorithm, mismatched types
+        return False
+    return True
+
+
+def _ca_rules(metas: list[CertMeta], out: _Findings) -> None:
+    for index, meta in enumerate(metas):
+        if not meta.is_ca:
+            out.add("NotACertificateAuthority", f"certificate {index + 1} ({meta.subject}) is not a CA: "
+                    "basicConstraints CA:TRUE is missing", "cert")
+        if meta.key_type == "RSA" and meta.key_size < MIN_RSA_BITS:
+            out.add("WeakKey", f"certificate {index + 1} has a {meta.key_size}-bit RSA key "
+                    f"(minimum {MIN_RSA_BITS})", "cert")
+
+
+def _signature_rules(chain: list[x509.Certificate], metas: list[CertMeta], out: _Findings) -> None:
+    for index, (cert, meta) in enumerate(zip(chain, metas)):
+        which = "the server certificate" if index == 0 else f"certificate {index + 1}"
+        if meta.signature_hash in WEAK_SIGNATURE_HASHES or cert.signature_algorithm_oid.dotted_string in \
+                WEAK_SIGNATURE_OIDS:
+            out.add("WeakSignature", f"{which} is signed with {meta.signature_hash or 'MD2/MD4/MD5'}", "cert")
+        elif meta.signature_hash == "sha1":
+            out.add("Sha1Signature", f"{which} is signed with SHA-1", "cert")
+
+
+def _time_rules(metas: list[CertMeta], now: dt.datetime, out: _Findings) -> None:
+    for meta in metas:
+        for code, detail in time_flags(meta, now):
+            out.add(code, detail, "cert")
+
+
+def time_flags(meta: CertMeta, now: dt.datetime) -> list[tuple[str, str]]:
+    """("CertificateExpired", detail) and/or ("CertificateNotYetValid", detail) for `meta` at `now`.
+    Computed at every describe: a certificate that was fine at upload expires later."""
+    flags = []
+    if meta.not_after < now:
+        flags.append(("CertificateExpired", f"the certificate {meta.subject} expired on "
+                                            f"{meta.not_after:%Y-%m-%d %H:%M:%S} UTC"))
+    if meta.not_before > now:
+        flags.append(("CertificateNotYetValid", f"the certificate {meta.subject} is not valid before "
+                                                f"{meta.not_before:%Y-%m-%d %H:%M:%S} UTC"))
+    return flags
+
+
+def finding_for(profile: str, kind: CertType, code: str, detail: str, field: str) -> Finding:
+    """A single finding worded for `profile` (the store uses it for time flags computed at describe)."""
+    out = _Findings(get_profile(profile), kind)
+    out.add(code, detail, field)
+    return out.items[0]
