@@ -6,9 +6,10 @@ runs several in a child process for benchmarks. See docs/backends.md.
 
 from simulator.backends.http1 import HttpError, Request, RequestParser
 from simulator.backends.params import FAULTS, ParamError, Plan, parse_params
+from simulator.backends.process import BackendProcess
 from simulator.backends.server import GARBAGE, PATTERN, BackendStats, MockBackend, filler
 
 __all__ = [
-    "FAULTS", "GARBAGE", "PATTERN", "BackendStats", "HttpError", "MockBackend",
+    "FAULTS", "GARBAGE", "PATTERN", "BackendProcess", "BackendStats", "HttpError", "MockBackend",
     "ParamError", "Plan", "Request", "RequestParser", "filler", "parse_params",
 ]
