@@ -1,0 +1,114 @@
+"""Lab configuration: a wrong config is refused before anything starts, naming the field and the allowed values."""
+
+from __future__ import annotations
+
+import pytest
+
+from simulator.config import load_config, parse_config
+from simulator.errors import LbsimError
+
+BASE = {
+    "certificates": [
+        {"name": "web", "type": "server", "cert": "web.pem", "key": "web.key"},
+        {"name": "clients", "type": "ca", "cert": "ca.pem"},
+    ],
+    "backends": [{"name": "b1", "port": 0}, {"name": "ext", "address": "127.0.0.1:8080"}],
+}
+
+
+def listener(**fields):
+    return {**BASE, "listeners": [{"port": 443, "server_certificate": "web", "backend_servers": ["b1"], **fields}]}
+
+
+def error_of(data) -> LbsimError:
+    with pytest.raises(LbsimError) as info:
+        parse_config(data)
+    return info.value
+
+
+def test_defaults_follow_the_vendor() -> None:
+    spec = parse_config(listener()).listeners[0]
+    assert spec.profile == "aliyun-slb" and spec.policy.name == "tls_cipher_policy_1_0"
+    assert spec.scheduler == "wrr" and spec.idle_timeout == 15 and spec.request_timeout == 60
+    assert spec.headers.x_forwarded_for and spec.headers.x_forwarded_proto and not spec.headers.slb_ip
+    assert not spec.mutual and spec.billing_model == "aliyun-slb" and spec.name == "https-443"
+
+
+def test_mutual_listener_and_tencent_optional_verification() -> None:
+    spec = parse_config(listener(profile="tencent-clb", ca_certificate="clients", ssl_verify_client="optional")).listeners[0]
+    assert spec.mutual and spec.ssl_verify_client == "optional"
+
+
+@pytest.mark.parametrize(
+    "fields, path, words",
+    [
+        ({"tls_policy": "tls_1_9"}, "listeners[0].tls_policy", "tls_cipher_policy_1_0"),
+        ({"scheduler": "random"}, "listeners[0].scheduler", "wrr, rr, wlc"),
+        ({"idle_timeout": 61}, "listeners[0].idle_timeout", "1..60"),
+        ({"request_timeout": 0}, "listeners[0].request_timeout", "1..180"),
+        ({"port": 70000}, "listeners[0].port", "0..65535"),
+        ({"profile": "aws"}, "listeners[0].profile", "aliyun-slb, tencent-clb"),
+        ({"ssl_verify_client": "optional", "ca_certificate": "clients"}, "listeners[0].ssl_verify_client", "tencent-clb"),
+        ({"ssl_verify_client": "on"}, "listeners[0].ssl_verify_client", "mutual"),
+        ({"sni": {"a.example": "web"}}, "listeners[0].sni", "SNI"),
+        ({"ca_certificate": "web"}, "listeners[0].ca_certificate", "expected a ca certificate"),
+        ({"server_certificate": "clients"}, "listeners[0].server_certificate", "expected a server certificate"),
+        ({"backend_servers": ["nope"]}, "listeners[0].backend_servers[0].backend", "b1, ext"),
+        ({"backend_servers": [{"backend": "b1", "weight": 101}]}, "listeners[0].backend_servers[0].weight", "0..100"),
+        ({"sticky_session": {"type": "server"}}, "listeners[0].sticky_session.cookie", "cookie"),
+        ({"sticky_session": {"cookie_timeout": 86401}}, "listeners[0].sticky_session.cookie_timeout", "1..86400"),
+        ({"health_check": {"interval": 51}}, "listeners[0].health_check.interval", "1..50"),
+        ({"health_check": {"healthy_threshold": 1}}, "listeners[0].health_check.healthy_threshold", "2..10"),
+        ({"health_check": {"http_code": ["http_6xx"]}}, "listeners[0].health_check.http_code", "http_2xx"),
+        ({"health_check": {"method": "post"}}, "listeners[0].health_check.method", "head, get"),
+        ({"headers": {"x_forwarded_for": False}}, "listeners[0].headers.x_forwarded_for", "always on"),
+        ({"colour": "blue"}, "listeners[0].colour", "unknown field"),
+        ({"activation_delay": -1}, "listeners[0].activation_delay", ">= 0"),
+        ({"billing_model": "azure"}, "listeners[0].billing_model", "aws-alb"),
+    ],
+)
+def test_wrong_listener_fields_name_the_path_and_the_allowed_values(fields, path, words) -> None:
+    err = error_of(listener(**fields))
+    assert err.field == path, err
+    assert words in str(err)
+
+
+@pytest.mark.parametrize(
+    "data, path",
+    [
+        ({"profile": "gcp"}, "profile"),
+        ({"time_scale": 0}, "time_scale"),
+        ({"api": {"port": -1}}, "api.port"),
+        ({"certificates": [{"name": "s", "cert": "x.pem"}]}, "certificates[0].key"),
+        ({"certificates": [{"name": "c", "type": "ca", "cert": "x.pem", "key": "k"}]}, "certificates[0].key"),
+        ({"backends": [{"name": "b", "address": "nohost"}]}, "backends[0].address"),
+        ({"backends": [{"name": "b", "port": 1}, {"name": "b", "port": 2}]}, "backends[1].name"),
+        ({**listener(), "listeners": listener()["listeners"] * 2}, "listeners[1].port"),
+        ({"listeners": {"port": 1}}, "listeners"),
+        ([1, 2], "<top>"),
+    ],
+)
+def test_wrong_top_level_fields(data, path) -> None:
+    assert error_of(data).field == path
+
+
+def test_yaml_errors_and_missing_files(tmp_path) -> None:
+    bad = tmp_path / "lab.yaml"
+    bad.write_text("listeners: [\n  - port: 443\n  bad")
+    with pytest.raises(LbsimError) as info:
+        load_config(bad)
+    assert "line" in str(info.value)
+    with pytest.raises(LbsimError) as info:
+        load_config(tmp_path / "missing.yaml")
+    assert info.value.code == "ConfigNotFound"
+
+
+def test_yaml_on_off_switches(tmp_path) -> None:
+    path = tmp_path / "lab.yaml"
+    path.write_text(
+        "certificates: [{name: web, cert: web.pem, key: web.key}]\n"
+        "backends: [{name: b1, port: 0}]\n"
+        "listeners:\n  - {port: 8443, server_certificate: web, http2: on, sticky_session: on, headers: {slb_ip: on}}\n"
+    )
+    spec = load_config(path).listeners[0]
+    assert spec.http2 and spec.sticky_session.type == "insert" and spec.headers.slb_ip

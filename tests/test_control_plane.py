@@ -1,0 +1,278 @@
+"""Balancing, health checks, sticky sessions, timeouts, activation and the management API, on a live lab."""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import socket
+import ssl
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from simulator.harness import RunningLab
+from simulator.probe import probe
+from tests.test_listener import wait_for
+
+
+def backend_of(lab: RunningLab, port: int, path: str = "/", headers: dict | None = None) -> tuple[str, dict]:
+    status, body, response_headers = lab.get(port, path, headers=headers)
+    assert status == 200, body
+    return response_headers["x-backend"], response_headers
+
+
+def create(lab: RunningLab, **fields) -> int:
+    body = {"port": 0, "server_certificate": "lab-rsa", "activation_delay": 0,
+            "backend_servers": [{"backend": "web-1"}, {"backend": "web-2"}], **fields}
+    status, listener = lab.api("POST", "/v1/listeners", body)
+    assert status == 202, listener
+    port = listener["port"]
+    wait_for(lambda: lab.api("GET", f"/v1/listeners/{port}")[1]["status"] == "running", 10)
+    return port
+
+
+@pytest.fixture
+def cleanup(lab: RunningLab):
+    ports: list[int] = []
+    yield ports
+    for port in ports:
+        lab.api("DELETE", f"/v1/listeners/{port}")
+    for name in ("web-1", "web-2"):
+        lab.api("POST", f"/v1/backends/{name}/health", {"healthy": True, "down": False})
+
+
+def test_weighted_round_robin_honours_weights(lab: RunningLab, cleanup: list[int]) -> None:
+    port = create(lab, backend_servers=[{"backend": "web-1", "weight": 75}, {"backend": "web-2", "weight": 25}],
+                  health_check={"enabled": False})
+    cleanup.append(port)
+    counts = collections.Counter(backend_of(lab, port)[0] for _ in range(200))
+    # Smooth wrr is deterministic: 3 of every 4 requests, within one request of exact.
+    assert abs(counts["web-1"] - 150) <= 1 and abs(counts["web-2"] - 50) <= 1, counts
+
+
+def test_round_robin_ignores_weights(lab: RunningLab, cleanup: list[int]) -> None:
+    port = create(lab, scheduler="rr", backend_servers=[{"backend": "web-1", "weight": 90}, {"backend": "web-2", "weight": 10}],
+                  health_check={"enabled": False})
+    cleanup.append(port)
+    counts = collections.Counter(backend_of(lab, port)[0] for _ in range(100))
+    assert counts["web-1"] == counts["web-2"] == 50, counts
+
+
+def test_weighted_least_connections_avoids_the_busy_backend(lab: RunningLab, cleanup: list[int]) -> None:
+    port = create(lab, scheduler="wlc", health_check={"enabled": False})
+    cleanup.append(port)
+    with ThreadPoolExecutor(4) as pool:
+        # Keep web-x busy with slow requests; the quick ones must all go to the other one.
+        slow = [pool.submit(backend_of, lab, port, "/slow?delay_ms=1500") for _ in range(2)]
+        time.sleep(0.5)
+        busy = {lab.lab.registry.listeners[port].backends[n].active > 0 for n in ("web-1", "web-2")}
+        assert busy == {True}  # wlc spread the two slow requests over both backends
+        for f in slow:
+            f.result()
+    quick = collections.Counter(backend_of(lab, port)[0] for _ in range(10))
+    assert sum(quick.values()) == 10
+
+
+def test_health_check_fails_over_and_recovers(lab: RunningLab, cleanup: list[int]) -> None:
+    port = create(lab, health_check={"interval": 2, "healthy_threshold": 2, "unhealthy_threshold": 2, "uri": "/health"})
+    cleanup.append(port)
+    listener = lab.lab.registry.listeners[port]
+    lab.api("POST", "/v1/backends/web-1/health", {"healthy": False})
+    wait_for(lambda: not listener.backends["web-1"].healthy, 5)
+    assert {backend_of(lab, port)[0] for _ in range(10)} == {"web-2"}
+    lab.api("POST", "/v1/backends/web-1/health", {"healthy": True})
+    wait_for(lambda: listener.backends["web-1"].healthy, 5)
+    assert {backend_of(lab, port)[0] for _ in range(10)} == {"web-1", "web-2"}
+
+
+def test_502_when_no_backend_is_healthy(lab: RunningLab, cleanup: list[int]) -> None:
+    port = create(lab, health_check={"interval": 2, "healthy_threshold": 2, "unhealthy_threshold": 2})
+    cleanup.append(port)
+    listener = lab.lab.registry.listeners[port]
+    for name in ("web-1", "web-2"):
+        lab.api("POST", f"/v1/backends/{name}/health", {"healthy": False})
+    wait_for(lambda: not any(b.healthy for b in listener.backends.values()), 5)
+    status, body, headers = lab.get(port, "/")
+    assert status == 502 and b"502 Bad Gateway" in body and headers["server"] == "Tengine"
+
+
+def test_502_when_the_backend_resets(lab: RunningLab, cleanup: list[int]) -> None:
+    port = create(lab, health_check={"enabled": False}, backend_servers=[{"backend": "web-1"}])
+    cleanup.append(port)
+    status, _, _ = lab.get(port, "/?fault=reset")
+    assert status == 502
+
+
+def test_504_when_the_backend_exceeds_request_timeout(lab: RunningLab, cleanup: list[int]) -> None:
+    port = create(lab, profile="tencent-clb", request_timeout=10, health_check={"enabled": False})  # 10 s * 0.01 = 100 ms
+    cleanup.append(port)
+    started = time.monotonic()
+    status, body, headers = lab.get(port, "/slow?delay_ms=2000")
+    assert status == 504 and headers["server"] == "stgw"
+    assert time.monotonic() - started < 1.5
+    assert lab.get(port, "/fast")[0] == 200  # the listener is fine afterwards
+
+
+def test_sticky_insert_cookie_pins_the_backend(lab: RunningLab, cleanup: list[int]) -> None:
+    port = create(lab, sticky_session={"type": "insert", "cookie_timeout": 600}, health_check={"enabled": False})
+    cleanup.append(port)
+    backend, headers = backend_of(lab, port)
+    cookie = headers["set-cookie"]
+    assert cookie.startswith("SERVERID=") and "Max-Age=600" in cookie
+    value = cookie.split(";", 1)[0]
+    assert {backend_of(lab, port, headers={"Cookie": value})[0] for _ in range(10)} == {backend}
+
+
+def test_sticky_server_mode_rewrites_the_backend_cookie(lab: RunningLab, cleanup: list[int]) -> None:
+    port = create(lab, sticky_session={"type": "server", "cookie": "JSESSIONID"}, health_check={"enabled": False})
+    cleanup.append(port)
+    status, body, headers = lab.get(port, "/login?set_cookie=JSESSIONID=abc123")
+    backend = headers["x-backend"]
+    name, _, value = headers["set-cookie"].split(";", 1)[0].partition("=")
+    assert name == "JSESSIONID" and value.endswith("!abc123") and value != "abc123"
+    for _ in range(6):
+        status, body, headers = lab.get(port, "/next", headers={"Cookie": f"JSESSIONID={value}"})
+        assert headers["x-backend"] == backend
+        received = {k.lower(): v for k, v in json.loads(body)["headers"]}
+        assert received["cookie"] == "JSESSIONID=abc123"  # the backend sees its own cookie
+
+
+def test_new_listener_is_configuring_then_running(lab: RunningLab, cleanup: list[int]) -> None:
+    status, listener = lab.api("POST", "/v1/listeners", {"port": 0, "server_certificate": "lab-rsa",
+                                                          "backend_servers": ["web-1"]})
+    assert status == 202 and listener["status"] == "configuring"
+    port = listener["port"]
+    cleanup.append(port)
+    started = time.monotonic()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()  # not listening while configuring
+    wait_for(lambda: lab.api("GET", f"/v1/listeners/{port}")[1]["status"] == "running", 5)
+    elapsed = time.monotonic() - started
+    # 60-180 s scaled by 0.01
+    assert 0.5 <= elapsed <= 1.8 + 0.5
+    assert lab.get(port, "/")[0] == 200
+
+
+def test_change_keeps_old_connections_and_new_ones_see_it_after_activation(lab: RunningLab, cleanup: list[int]) -> None:
+    port = create(lab, health_check={"enabled": False})
+    cleanup.append(port)
+    old = ssl.create_default_context(cafile=lab.ca_file).wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost")
+    status, changed = lab.api("PUT", f"/v1/listeners/{port}", {"server_certificate": "lab-rsa", "tls_policy": "tls_cipher_policy_1_2_strict_with_1_3",
+                                                               "activation_delay": 50, "backend_servers": ["web-1", "web-2"]})
+    assert status == 202 and changed["status"] == "configuring"
+    assert probe("127.0.0.1", port, version="TLSv1.3").ok is False  # old policy still serves new connections
+    wait_for(lambda: lab.api("GET", f"/v1/listeners/{port}")[1]["status"] == "running", 5)
+    assert probe("127.0.0.1", port, version="TLSv1.3").ok
+    old.sendall(b"GET /old HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert old.recv(65536).startswith(b"HTTP/1.1 200")  # never cut
+    old.close()
+
+
+def test_certificate_replaced_under_load_without_failed_handshakes(lab: RunningLab, cleanup: list[int]) -> None:
+    from simulator.certs import LabPKI
+
+    pki = LabPKI(key_type="rsa")
+    status, info = lab.api("POST", "/v1/certificates", {"type": "server", "name": "rotating",
+                                                        "cert": open(lab.files["server-rsa"]).read(),
+                                                        "key": open(lab.files["server-rsa-key"]).read()})
+    assert status == 201
+    port = create(lab, server_certificate="rotating", health_check={"enabled": False}, activation_delay=30)
+    cleanup.append(port)
+    new = pki.server("localhost")
+    trust = ssl.create_default_context(cafile=lab.ca_file)
+    trust.load_verify_locations(cadata=pki.ca_pem.decode())
+    failures, seen, stop = [], collections.Counter(), threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            try:
+                with trust.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5), server_hostname="localhost") as s:
+                    seen[s.getpeercert()["serialNumber"]] += 1
+            except Exception as e:  # noqa: BLE001 - every failure is a finding
+                failures.append(repr(e))
+
+    threads = [threading.Thread(target=client) for _ in range(20)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    status, replaced = lab.api("PUT", f"/v1/certificates/{info['id']}", {"cert": new.chain_pem.decode(), "key": new.key_pem.decode()})
+    assert status == 200 and replaced["id"] == info["id"]
+    wait_for(lambda: lab.api("GET", f"/v1/listeners/{port}")[1]["status"] == "running", 5)
+    time.sleep(0.3)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert failures == []
+    after = probe("127.0.0.1", port)
+    assert after.server_fingerprint_sha256.replace(":", "").lower() == hashlib.sha256(new.cert.public_bytes(Encoding.DER)).hexdigest()
+    assert len(seen) == 2  # both certificates were served during the run
+
+
+def test_deleting_a_certificate_in_use_is_refused_naming_listeners(lab: RunningLab) -> None:
+    status, body = lab.api("DELETE", "/v1/certificates/lab-client-ca")
+    assert status == 409
+    assert body["error"]["code"] == "CertificateInUse"
+    assert "aliyun-mutual" in body["error"]["message"] and "tencent-mutual" in body["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "method, path, body, status, code",
+    [
+        ("POST", "/v1/listeners", {"port": 0, "server_certificate": "lab-rsa", "tls_policy": "tls_1_9"}, 400, "InvalidConfig"),
+        ("POST", "/v1/listeners", {"port": 0, "server_certificate": "nope"}, 400, "InvalidConfig"),
+        ("POST", "/v1/listeners", {"port": "x", "server_certificate": "lab-rsa"}, 400, "InvalidConfig"),
+        ("POST", "/v1/listeners", {"port": 0, "server_certificate": "lab-rsa", "sni": {"a.com": "lab-rsa"}}, 400, "InvalidConfig"),
+        ("GET", "/v1/listeners/9", None, 404, "ListenerNotFound"),
+        ("GET", "/v1/listeners/abc", None, 400, "InvalidPort"),
+        ("DELETE", "/v1/traffic", None, 405, "MethodNotAllowed"),
+        ("GET", "/v1/../etc/passwd", None, 404, "NotFound"),
+        ("GET", "/v1/certificates/does-not-exist", None, 404, "CertificateNotFound"),
+        ("POST", "/v1/certificates", {"type": "server", "name": "x", "cert": "not pem", "key": "nope"}, 400, "NotPem"),
+    ],
+)
+def test_api_errors_are_json_with_codes(lab: RunningLab, method, path, body, status, code) -> None:
+    got, payload = lab.api(method, path, body)
+    assert got == status, payload
+    assert payload["error"]["code"] == code
+    assert "Traceback" not in json.dumps(payload)
+
+
+def test_api_rejects_bad_json_without_changing_state(lab: RunningLab) -> None:
+    import http.client
+
+    before = lab.api("GET", "/v1/listeners")[1]
+    conn = http.client.HTTPConnection(lab.lab.api.host, lab.lab.api.port, timeout=5)
+    conn.request("POST", "/v1/listeners", body=b"{not json", headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    assert response.status == 400 and json.loads(response.read())["error"]["code"] == "InvalidJson"
+    conn.close()
+    assert lab.api("GET", "/v1/listeners")[1] == before
+
+
+def test_api_certificates_never_return_key_material(lab: RunningLab) -> None:
+    status, body = lab.api("GET", "/v1/certificates")
+    assert status == 200 and body["certificates"]
+    text = json.dumps(body)
+    assert "PRIVATE KEY" not in text and "BEGIN CERTIFICATE" not in text
+
+
+def test_health_endpoint_and_listener_listing(lab: RunningLab) -> None:
+    status, body = lab.api("GET", "/health")
+    assert status == 200 and body["status"] == "ok"
+    listeners = {l["name"]: l for l in lab.api("GET", "/v1/listeners")[1]["listeners"]}
+    assert {"aliyun-one-way", "aliyun-mutual", "tencent-one-way", "tencent-mutual"} <= set(listeners)
+    assert listeners["aliyun-mutual"]["mutual"] is True and listeners["aliyun-one-way"]["tls_policy"] == "tls_cipher_policy_1_0"
+
+
+def test_stop_and_start_a_listener(lab: RunningLab, cleanup: list[int]) -> None:
+    port = create(lab, health_check={"enabled": False})
+    cleanup.append(port)
+    assert lab.api("POST", f"/v1/listeners/{port}/stop")[1]["status"] == "stopped"
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    assert lab.api("POST", f"/v1/listeners/{port}/start")[1]["status"] == "running"
+    assert lab.get(port, "/")[0] == 200

@@ -1,0 +1,232 @@
+"""The HTTPS listener data plane, end to end: real handshakes through mitmproxy, real mock backends."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from simulator.harness import RunningLab
+from simulator.probe import probe
+
+
+def pem(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def fingerprint_of(path: str) -> str:
+    leaf = x509.load_pem_x509_certificates(pem(path))[0]
+    return hashlib.sha256(leaf.public_bytes(Encoding.DER)).hexdigest()
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def last_record(lab: RunningLab, listener: str, client_port: int) -> dict:
+    """The connection-log record of one client connection (it is written when the connection closes)."""
+    def find():
+        for record in reversed(lab.connections(listener)):
+            if record["client"].endswith(f":{client_port}"):
+                return record
+        return None
+
+    return wait_for(find, 5)
+
+
+def test_one_way_forwards_plain_http_with_vendor_headers(lab: RunningLab) -> None:
+    status, body, headers = lab.get("aliyun-one-way", "/hello?x=1", headers={"X-Forwarded-For": "203.0.113.7"})
+    assert status == 200
+    echo = json.loads(body)
+    received = {k.lower(): v for k, v in echo["headers"]}
+    assert echo["path"] == "/hello" and echo["http_version"] == "HTTP/1.1"  # backends get plain HTTP/1.1
+    assert received["x-forwarded-for"] == "203.0.113.7, 127.0.0.1"  # appended, not replaced
+    assert received["x-forwarded-proto"] == "https"
+    assert received["slb-ip"] == "127.0.0.1"
+    assert received["slb-id"] == "lb-lbsim"
+    assert headers["x-backend"] in ("web-1", "web-2")
+
+
+def test_client_cannot_forge_listener_headers(lab: RunningLab) -> None:
+    _, body, _ = lab.get("aliyun-one-way", "/", headers={"SLB-ID": "forged", "X-Forwarded-Proto": "http"})
+    received = {k.lower(): v for k, v in json.loads(body)["headers"]}
+    assert received["slb-id"] == "lb-lbsim"
+    assert received["x-forwarded-proto"] == "https"
+
+
+def test_plain_http_to_https_port_gets_nginx_400(lab: RunningLab) -> None:
+    with socket.create_connection(("127.0.0.1", lab.port("aliyun-one-way")), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = s.recv(4096)
+    assert data.startswith(b"HTTP/1.1 400")
+    assert b"plain HTTP request was sent to HTTPS port" in data
+
+
+@pytest.mark.parametrize("sni", [None, "localhost", "ecdsa.lbsim.test", "unknown.example"])
+def test_aliyun_ignores_sni_one_certificate(lab: RunningLab, sni: str | None) -> None:
+    result = probe("127.0.0.1", lab.port("aliyun-one-way"), sni=sni)
+    assert result.ok, result.error
+    assert result.server_fingerprint_sha256.replace(":", "").lower() == fingerprint_of(lab.files["server-rsa"])
+
+
+@pytest.mark.parametrize(
+    "sni, expected",
+    [("ecdsa.lbsim.test", "server-ecdsa"), ("localhost", "server-rsa"), (None, "server-rsa"), ("other.example", "server-rsa")],
+)
+def test_tencent_serves_per_domain_certificates(lab: RunningLab, sni: str | None, expected: str) -> None:
+    result = probe("127.0.0.1", lab.port("tencent-one-way"), sni=sni)
+    assert result.ok, result.error
+    assert result.server_fingerprint_sha256.replace(":", "").lower() == fingerprint_of(lab.files[expected])
+
+
+MUTUAL_MATRIX = [
+    # listener, client certificate, handshake succeeds, tls_verify_status
+    ("aliyun-mutual", None, False, "Failed:NoClientCertificate"),
+    ("aliyun-mutual", "valid", True, "Success"),
+    ("aliyun-mutual", "untrusted", False, "Failed:ClientCertUntrusted"),
+    ("aliyun-mutual", "expired", False, "Failed:ClientCertExpired"),
+    ("aliyun-mutual", "not_yet_valid", False, "Failed:ClientCertNotYetValid"),
+    ("tencent-mutual", None, True, "Success"),  # ssl_verify_client: optional admits no certificate
+    ("tencent-mutual", "valid", True, "Success"),
+    ("tencent-mutual", "untrusted", False, "Failed:ClientCertUntrusted"),
+    ("tencent-mutual", "expired", False, "Failed:ClientCertExpired"),
+    ("tencent-mutual", "not_yet_valid", False, "Failed:ClientCertNotYetValid"),
+]
+
+
+@pytest.mark.parametrize("listener, client, succeeds, status", MUTUAL_MATRIX)
+@pytest.mark.parametrize("version", ["TLSv1.2", "TLSv1.3"])
+def test_mutual_matrix(lab: RunningLab, listener: str, client: str | None, succeeds: bool, status: str, version: str) -> None:
+    kwargs = {}
+    if client:
+        kwargs = {"client_cert_pem": pem(lab.files[f"client-{client}"]), "client_key_pem": pem(lab.files[f"client-{client}-key"])}
+    result = probe("127.0.0.1", lab.port(listener), version=version, http_request=b"GET /mtls HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", **kwargs)
+    # TLS 1.3 clients finish their side before the server checks their certificate: the refusal arrives
+    # as an alert in place of the response, so "succeeds" means an HTTP response came back.
+    got_response = bool(result.http_response and result.http_response.startswith(b"HTTP/1.1 200"))
+    assert got_response == succeeds, result.to_dict()
+    record = last_record(lab, listener, result.local_port)
+    assert record["tls_verify_status"] == status
+    if client == "valid":
+        echo = json.loads(result.http_response.split(b"\r\n\r\n", 1)[1])
+        received = {k.lower(): v for k, v in echo["headers"]}
+        assert "lbsim-client-valid" in received["x-forwarded-clientcert-subjectdn"]
+        assert received["x-forwarded-clientcert-clientverify"] == "SUCCESS"
+        assert record["client_cert_subject"] and record["client_cert_serial"]
+
+
+def test_session_resumes_within_ticket_lifetime_and_not_after(lab: RunningLab) -> None:
+    port = lab.port("aliyun-one-way")
+    lifetime = 300 * lab.config.time_scale  # the seed's 300 s, scaled
+    first = probe("127.0.0.1", port, version="TLSv1.2")
+    assert first.ok and not first.resumed
+    again = probe("127.0.0.1", port, version="TLSv1.2", session=first.session)
+    assert again.ok and again.resumed
+    time.sleep(lifetime + 1.5)
+    late = probe("127.0.0.1", port, version="TLSv1.2", session=first.session)
+    assert late.ok and not late.resumed
+    assert last_record(lab, "aliyun-one-way", again.local_port)["resumed"] is True
+    assert last_record(lab, "aliyun-one-way", late.local_port)["resumed"] is False
+
+
+def test_http2_via_alpn_with_curl(lab: RunningLab) -> None:
+    out = subprocess.run(
+        ["curl", "-sS", "--http2", "--cacert", lab.ca_file, "-o", "/dev/null", "-w", "%{http_version}",
+         f"https://localhost:{lab.port('tencent-one-way')}/h2"],
+        capture_output=True, text=True, timeout=20,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "2"
+    out = subprocess.run(
+        ["curl", "-sS", "--http2", "--cacert", lab.ca_file, "-o", "/dev/null", "-w", "%{http_version}",
+         f"https://localhost:{lab.port('aliyun-one-way')}/h1"],
+        capture_output=True, text=True, timeout=20,
+    )
+    assert out.stdout == "1.1"  # http2 off on this listener: ALPN falls back
+
+
+def test_curl_mutual_command_from_readme_works(lab: RunningLab) -> None:
+    out = subprocess.run(
+        ["curl", "-sS", "--cacert", lab.ca_file, "--cert", lab.files["client-valid"], "--key", lab.files["client-valid-key"],
+         f"https://localhost:{lab.port('aliyun-mutual')}/hello"],
+        capture_output=True, text=True, timeout=20,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["path"] == "/hello"
+
+
+def test_connection_log_record_fields(lab: RunningLab) -> None:
+    result = probe("127.0.0.1", lab.port("aliyun-one-way"), version="TLSv1.2", sni="lbsim.test",
+                   http_request=b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    record = last_record(lab, "aliyun-one-way", result.local_port)
+    assert record["listener_port"] == lab.port("aliyun-one-way")
+    assert record["profile"] == "aliyun-slb"
+    assert record["sni"] == "lbsim.test"
+    assert record["tls_protocol"] == "TLSv1.2" and record["tls_cipher"] == result.cipher
+    assert 0 < record["tls_handshake_latency"] < 5
+    assert record["requests"] == 1 and record["tls_verify_status"] == "Success"
+    assert record["traffic"]["lb_to_client"]["wire"] == result.bytes_received
+
+
+def test_protocol_and_cipher_failures_are_named(lab: RunningLab) -> None:
+    # tls_cipher_policy_1_0 (aliyun default) stops at TLS 1.2.
+    result = probe("127.0.0.1", lab.port("aliyun-one-way"), version="TLSv1.3")
+    assert not result.ok
+    assert last_record(lab, "aliyun-one-way", result.local_port)["tls_verify_status"] == "Failed:ProtocolVersion"
+    result = probe("127.0.0.1", lab.port("aliyun-one-way"), version="TLSv1.2", ciphers="ECDHE-ECDSA-AES128-GCM-SHA256")
+    assert not result.ok
+    assert last_record(lab, "aliyun-one-way", result.local_port)["tls_verify_status"] == "Failed:NoSharedCipher"
+
+
+def test_bad_clients_do_not_hurt_good_ones(lab: RunningLab) -> None:
+    port = lab.port("aliyun-one-way")
+    bad = []
+    garbage = socket.create_connection(("127.0.0.1", port))
+    garbage.sendall(b"\x16\x03\x01\x00\x05hello-garbage" * 10)
+    bad.append(garbage)
+    half = socket.create_connection(("127.0.0.1", port))
+    half.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # a ClientHello that never finishes
+    bad.append(half)
+    stalled = ssl.create_default_context(cafile=lab.ca_file).wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost")
+    stalled.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # slowloris: headers never end
+    bad.append(stalled)
+    reset = ssl.create_default_context(cafile=lab.ca_file).wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost")
+    reset.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\npartial")
+    reset.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    reset.close()  # RST mid-request
+    for _ in range(20):
+        status, _, _ = lab.get("aliyun-one-way", "/still-fine")
+        assert status == 200
+    for s in bad:
+        s.close()
+
+
+def test_idle_connections_are_closed_after_idle_timeout(lab: RunningLab) -> None:
+    spec = lab.listener("aliyun-one-way").active.spec
+    idle = spec.idle_timeout * lab.config.time_scale  # 15 s scaled
+    s = ssl.create_default_context(cafile=lab.ca_file).wrap_socket(
+        socket.create_connection(("127.0.0.1", lab.port("aliyun-one-way"))), server_hostname="localhost")
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert s.recv(65536).startswith(b"HTTP/1.1 200")
+    started = time.monotonic()
+    s.settimeout(idle + 5)
+    assert s.recv(65536) == b""  # closed by the listener
+    elapsed = time.monotonic() - started
+    assert idle * 0.8 <= elapsed <= idle + 2
+    record = last_record(lab, "aliyun-one-way", s.getsockname()[1])
+    assert record["closed_by"] == "idle_timeout"
+    s.close()
