@@ -1,0 +1,370 @@
+"""The listener's server `SSL.Context`: one per listener configuration, built once, shared by every connection.
+
+Building a context per connection would kill resumption (the ticket keys and the session cache live in the
+context) and cost CPU; pyOpenSSL also refuses changes to a context once a connection used it. So
+everything here happens at build time, and the callbacks only record what happened on the connection:
+
+- ``conn.lbsim_verify_error``: ``(errno, depth, reason)`` of the first client certificate check that failed
+  (mitmproxy later reports only a generic message);
+- ``conn.lbsim_alert_sent``: ``(level, code, description)`` of the last alert this side sent;
+- ``conn.lbsim_sni_domain``: the per-domain certificate chosen by SNI, if any.
+
+:func:`tls_verify_status` turns those, and the handshake error, into the connection log's
+``tls_verify_status``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from OpenSSL import SSL, crypto
+
+from simulator.errors import LbsimError
+from simulator.policies.resolve import Policy
+from simulator.policies.suites import NO_VERSION_OPTIONS, OPENSSL_VERSION_CONSTANTS, VERSIONS
+
+VerifyClient = Literal["off", "on", "optional"]
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+# TLS alert descriptions (RFC 8446 section 6 and predecessors) by code, as OpenSSL words them.
+ALERTS: dict[int, str] = {
+    0: "close notify",
+    10: "unexpected message",
+    20: "bad record mac",
+    22: "record overflow",
+    40: "handshake failure",
+    42: "bad certificate",
+    43: "unsupported certificate",
+    44: "certificate revoked",
+    45: "certificate expired",
+    46: "certificate unknown",
+    47: "illegal parameter",
+    48: "unknown ca",
+    49: "access denied",
+    50: "decode error",
+    51: "decrypt error",
+    70: "protocol version",
+    71: "insufficient security",
+    80: "internal error",
+    86: "inappropriate fallback",
+    90: "user canceled",
+    100: "no renegotiation",
+    109: "missing extension",
+    110: "unsupported extension",
+    112: "unrecognized name",
+    116: "certificate required",
+    120: "no application protocol",
+}
+
+_SSL_CB_ALERT = 0x4000
+_SSL_CB_WRITE = 0x08
+
+# X.509 verify errors (X509_V_ERR_*) with a status of their own; any other failure is "untrusted".
+_VERIFY_STATUS: dict[int, str] = {
+    9: "Failed:ClientCertNotYetValid",
+    10: "Failed:ClientCertExpired",
+    22: "Failed:ClientCertMaxChainDepthExceeded",
+    23: "Failed:ClientCertRevoked",
+    26: "Failed:ClientCertPurposeInvalid",
+}
+
+# OpenSSL reason strings (and mitmproxy's rewordings of them) -> status; first match wins.
+_REASON_STATUS: tuple[tuple[str, str], ...] = (
+    ("peer did not return a certificate", "Failed:NoClientCertificate"),
+    ("no shared cipher", "Failed:NoSharedCipher"),
+    ("no ciphers available", "Failed:NoSharedCipher"),
+    ("unsupported protocol", "Failed:ProtocolVersion"),
+    ("wrong version number", "Failed:ProtocolVersion"),
+    ("version too low", "Failed:ProtocolVersion"),
+    ("no protocols available", "Failed:ProtocolVersion"),
+    ("alert protocol version", "Failed:ProtocolVersion"),
+    ("cannot agree on a tls version", "Failed:ProtocolVersion"),
+    ("inappropriate fallback", "Failed:InappropriateFallback"),
+    ("no suitable key share", "Failed:NoSharedGroup"),
+    ("no shared groups", "Failed:NoSharedGroup"),
+    ("no suitable signature algorithm", "Failed:NoSharedSignatureAlgorithm"),
+    ("certificate verify failed", "Failed:ClientCertUntrusted"),
+    ("alert unknown ca", "Failed:ServerCertRejected"),
+    ("alert bad certificate", "Failed:ServerCertRejected"),
+    ("alert certificate unknown", "Failed:ServerCertRejected"),
+    ("does not trust the proxy", "Failed:ServerCertRejected"),
+    ("http request", "Failed:NotTLS"),
+    ("https proxy request", "Failed:NotTLS"),
+    ("cannot parse clienthello", "Failed:NotTLS"),
+    ("does not speak tls", "Failed:NotTLS"),
+    ("no application protocol", "Failed:NoApplicationProtocol"),
+    ("unexpected eof", "Failed:ConnectionClosed"),
+    ("connection closed", "Failed:ConnectionClosed"),
+    ("disconnected during the handshake", "Failed:ConnectionClosed"),
+    ("connection reset", "Failed:ConnectionClosed"),
+)
+
+# Alerts this side sent -> status, when no error text says more.
+_ALERT_STATUS: dict[int, str] = {
+    70: "Failed:ProtocolVersion",
+    116: "Failed:NoClientCertificate",
+    45: "Failed:ClientCertExpired",
+    48: "Failed:ClientCertUntrusted",
+    42: "Failed:ClientCertUntrusted",
+    86: "Failed:InappropriateFallback",
+}
+
+
+def key_type_of(key: Any) -> str:
+    """``"RSA"`` or ``"ECDSA"`` for a private key, public key or certificate."""
+    if isinstance(key, x509.Certificate):
+        key = key.public_key()
+    if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
+        return "RSA"
+    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)):
+        return "ECDSA"
+    raise TypeError(f"unsupported key type {type(key).__name__}")
+
+
+def verify_reason(errno: int) -> str:
+    """OpenSSL's text for an X509_V_ERR_* code ("certificate has expired", ...)."""
+    try:
+        return SSL._ffi.string(SSL._lib.X509_verify_cert_error_string(errno)).decode()  # type: ignore[attr-defined]
+    except Exception:  # a binding without it: the code still says what happened
+        return f"X509 verify error {errno}"
+
+
+def session_reused(conn: SSL.Connection) -> bool:
+    """Whether the handshake on `conn` resumed a session (ticket, session ID or TLS 1.3 PSK).
+
+    pyOpenSSL has no method for it; mitmproxy reaches into the binding the same way.
+    """
+    return bool(SSL._lib.SSL_session_reused(conn._ssl))  # type: ignore[attr-defined]
+
+
+def _record_verify(conn: SSL.Connection, cert: Any, errno: int, depth: int, ok: int) -> bool:
+    # Keep the first failure: later calls for the same chain only repeat it at other depths.
+    if not ok and getattr(conn, "lbsim_verify_error", None) is None:
+        conn.lbsim_verify_error = (errno, depth, verify_reason(errno))  # type: ignore[attr-defined]
+    return bool(ok)
+
+
+def _record_alert(conn: SSL.Connection, where: int, ret: int) -> None:
+    if where & _SSL_CB_ALERT and where & _SSL_CB_WRITE:
+        level, code = (ret >> 8) & 0xFF, ret & 0xFF
+        conn.lbsim_alert_sent = (level, code, ALERTS.get(code, f"alert {code}"))  # type: ignore[attr-defined]
+
+
+def _alpn_selector(alpn: tuple[bytes, ...]):
+    def select(conn: SSL.Connection, offered: list[bytes]) -> bytes:
+        # Server order: h2 first when the listener enables HTTP/2. No overlap: carry on without ALPN
+        # (HTTP/1.1), as lenient listeners do, rather than failing the handshake.
+        for proto in alpn:
+            if proto in offered:
+                return proto
+        return SSL.NO_OVERLAPPING_PROTOCOLS  # type: ignore[return-value]
+
+    return select
+
+
+def match_sni(name: str | None, domains: Mapping[str, Any]) -> str | None:
+    """The configured domain serving `name`: an exact match, else a one-label wildcard ``*.example.com``."""
+    if not name:
+        return None
+    name = name.lower().rstrip(".")
+    table = {d.lower().rstrip("."): d for d in domains}
+    if name in table:
+        return table[name]
+    head, _, parent = name.partition(".")
+    if head and parent and f"*.{parent}" in table:
+        return table[f"*.{parent}"]
+    return None
+
+
+def _sni_switcher(sni: Mapping[str, SSL.Context]):
+    def on_servername(conn: SSL.Connection) -> None:
+        raw = conn.get_servername()
+        try:
+            name = raw.decode("idna") if raw else None
+        except UnicodeError:
+            name = None
+        domain = match_sni(name, sni)
+        if domain is not None:
+            conn.set_context(sni[domain])
+            conn.lbsim_sni_domain = domain  # type: ignore[attr-defined]
+
+    return on_servername
+
+
+def build_server_context(
+    policy: Policy,
+    chain: Sequence[x509.Certificate],
+    key: PrivateKey,
+    *,
+    client_ca: Sequence[x509.Certificate] | None = None,
+    verify_client: VerifyClient = "off",
+    session_timeout: int = 300,
+    session_id_context: bytes = b"lbsim",
+    alpn: tuple[bytes, ...] = (b"http/1.1",),
+    sni: Mapping[str, SSL.Context | tuple[Sequence[x509.Certificate], PrivateKey]] | None = None,
+    ignore_sni: bool = False,
+) -> SSL.Context:
+    """A ready server context for one listener configuration.
+
+    `chain` is the server certificate then its intermediates (and optionally the root), `key` its private
+    key. The context negotiates exactly `policy` (versions, TLS <= 1.2 suites, TLS 1.3 suites) with server
+    preference, ECDHE for forward secrecy and never DH parameters. Sessions (cache and tickets) live
+    `session_timeout` seconds, at least one.
+
+    `verify_client` ``"on"`` requires a client certificate chaining to `client_ca`; ``"optional"`` admits
+    clients without one but still refuses a bad one. `alpn` lists the protocols in server preference
+    order (``(b"h2", b"http/1.1")`` for an HTTP/2 listener).
+
+    `sni` maps domains (exact or ``*.example.com``) to per-domain contexts, or to ``(chain, key)`` pairs
+    built here with the same settings; other names, or none, get this context's certificate. Per-domain
+    contexts must share the verify, ALPN and session settings: OpenSSL keeps the first context's session
+    cache and ticket keys but takes the CA store and ALPN callback from the switched one.
+    `ignore_sni` serves this certificate whatever the client asks (aliyun-slb).
+    """
+    if not chain:
+        raise LbsimError("missing_certificate", "a server certificate chain is required", field="server_certificate")
+    if verify_client not in ("off", "on", "optional"):
+        raise LbsimError(
+            "invalid_value",
+            f"unknown ssl_verify_client {verify_client!r}; expected on or optional",
+            field="ssl_verify_client",
+        )
+    if verify_client != "off" and not client_ca:
+        raise LbsimError(
+            "missing_ca_certificate",
+            "a mutual listener needs a CA certificate to verify clients against",
+            field="ca_certificate",
+        )
+
+    ctx = SSL.Context(SSL.TLS_METHOD)
+    versions = [v for v in VERSIONS if v in policy.versions]
+    if not policy.tls13_ciphersuites and "TLSv1.3" in versions:
+        versions.remove("TLSv1.3")  # nothing to negotiate it with: refuse it cleanly instead
+    if not versions:
+        raise LbsimError("invalid_policy", f"policy {policy.name!r} allows no TLS version", field="tls_policy")
+    ctx.set_min_proto_version(OPENSSL_VERSION_CONSTANTS[versions[0]])
+    ctx.set_max_proto_version(OPENSSL_VERSION_CONSTANTS[versions[-1]])
+    gaps = 0
+    for v in VERSIONS[VERSIONS.index(versions[0]) : VERSIONS.index(versions[-1]) + 1]:
+        if v not in versions:
+            gaps |= NO_VERSION_OPTIONS[v]
+    ctx.set_options(
+        gaps
+        | SSL.OP_CIPHER_SERVER_PREFERENCE
+        | SSL.OP_NO_COMPRESSION
+        | SSL.OP_NO_RENEGOTIATION  # vendors refuse client-initiated renegotiation
+    )
+    # The cipher string also carries @SECLEVEL=0, which TLS 1.0/1.1, SHA-1 and CCM_8 need under OpenSSL 3.
+    ctx.set_cipher_list(policy.openssl_cipher_list().encode())
+    ctx.set_tls13_ciphersuites(":".join(policy.tls13_ciphersuites).encode())
+    # No load_tmp_dh, ever: DHE suites listed by a policy stay unusable (dh_auto is off by default).
+
+    ctx.use_certificate(chain[0])
+    for extra in chain[1:]:
+        ctx.add_extra_chain_cert(extra)
+    ctx.use_privatekey(key)
+    try:
+        ctx.check_privatekey()
+    except SSL.Error:
+        raise LbsimError(
+            "key_mismatch",
+            "The certificate and private key that you upload do not match",
+            field="server_certificate",
+        ) from None
+
+    ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
+    ctx.set_timeout(max(1, int(session_timeout)))  # the session and ticket lifetime (and ticket hint)
+    ctx.set_session_id(session_id_context)  # without it, resumption fails once VERIFY_PEER is on
+
+    if verify_client != "off":
+        store = ctx.get_cert_store()
+        assert store is not None
+        # Trust what was uploaded as the CA even when it is an intermediate, as the vendors do.
+        store.set_flags(crypto.X509StoreFlags.PARTIAL_CHAIN)
+        for ca in client_ca or ():
+            store.add_cert(crypto.X509.from_cryptography(ca))
+            ctx.add_client_ca(ca)
+        mode = SSL.VERIFY_PEER
+        if verify_client == "on":
+            mode |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
+        ctx.set_verify(mode, _record_verify)
+    ctx.set_info_callback(_record_alert)
+
+    if alpn:
+        ctx.set_alpn_select_callback(_alpn_selector(tuple(alpn)))
+
+    if sni and not ignore_sni:
+        domains: dict[str, SSL.Context] = {}
+        for domain, target in sni.items():
+            if isinstance(target, SSL.Context):
+                domains[domain] = target
+            else:
+                d_chain, d_key = target
+                domains[domain] = build_server_context(
+                    policy,
+                    d_chain,
+                    d_key,
+                    client_ca=client_ca,
+                    verify_client=verify_client,
+                    session_timeout=session_timeout,
+                    session_id_context=session_id_context,
+                    alpn=alpn,
+                )
+        ctx.set_tlsext_servername_callback(_sni_switcher(domains))
+    return ctx
+
+
+def _reasons(exc: BaseException | str | None) -> str:
+    if exc is None:
+        return ""
+    if isinstance(exc, str):
+        return exc.lower()
+    parts: list[str] = []
+    if isinstance(exc, SSL.Error) and exc.args and isinstance(exc.args[0], list):
+        parts += [str(e[-1]) for e in exc.args[0] if isinstance(e, tuple) and e]
+    parts.append(str(exc))
+    return " | ".join(parts).lower()
+
+
+def tls_verify_status(conn: SSL.Connection | None, exc: BaseException | str | None) -> str:
+    """The connection log's ``tls_verify_status`` for a finished handshake.
+
+    ``"Success"``, or ``"Failed:"`` + the real reason: NoClientCertificate, ClientCertUntrusted,
+    ClientCertExpired, ClientCertNotYetValid, ProtocolVersion, NoSharedCipher, ... `exc` is the handshake
+    exception or mitmproxy's error text (None if there was none); the connection's recorded verify error
+    and sent alert fill in what the text does not say, so ``tls_verify_status(conn, None)`` works in a
+    ``tls_failed_client`` hook too.
+    """
+    verify = getattr(conn, "lbsim_verify_error", None) if conn is not None else None
+    alert = getattr(conn, "lbsim_alert_sent", None) if conn is not None else None
+    fatal_alert = alert if alert and alert[0] == 2 else None
+    if exc is None and verify is None and fatal_alert is None:
+        return "Success"
+    if verify is not None:
+        return _VERIFY_STATUS.get(verify[0], "Failed:ClientCertUntrusted")
+    text = _reasons(exc)
+    for needle, status in _REASON_STATUS:
+        if needle in text:
+            return status
+    if isinstance(exc, TimeoutError) or "timed out" in text or "timeout" in text:
+        return "Failed:Timeout"
+    if isinstance(exc, (ConnectionError, SSL.ZeroReturnError)) or (
+        isinstance(exc, SSL.SysCallError) and exc.args and exc.args[0] in (-1, 104, 32)
+    ):
+        return "Failed:ConnectionClosed"
+    if fatal_alert is not None and fatal_alert[1] in _ALERT_STATUS:
+        return _ALERT_STATUS[fatal_alert[1]]
+    return "Failed:HandshakeError"
+
+
+_ALERT_RE = re.compile(r"(?:sslv3|tlsv1|tlsv13|ssl/tls) alert (.+)")
+
+
+def alert_from_error(exc: BaseException | str | None) -> str | None:
+    """The alert description an OpenSSL error reports receiving (``"handshake failure"``), or None."""
+    m = _ALERT_RE.search(_reasons(exc))
+    return m.group(1).split(" | ")[0].strip() if m else None
