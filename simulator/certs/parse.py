@@ -151,7 +151,7 @@ def split_pem(data: bytes, field: str) -> list[PemBlock]:
     Text between blocks is ignored, as OpenSSL does (``Bag Attributes`` from ``openssl pkcs12``).
     A block that is not closed, closed with another label, nested, or not valid base64 is `NotPem`.
     """
-    kind = None if b"-----BEGIN " in data else sniff(data)
+    kind = None if b"-----BEGIN " in data or b"-----END " in data else sniff(data)
     if kind is not None:
         raise LbsimError("NotPem", NOT_PEM_DETAIL[kind], field=field, details={"looks_like": kind})
     text = data.decode("latin-1")  # PEM is ASCII; stray bytes outside blocks must not crash us

@@ -449,10 +449,15 @@ def _server_rules(chain: list[x509.Certificate], metas: list[CertMeta], key: Any
             out.add("WeakKey", f"{which} has a {meta.key_size}-bit RSA key (minimum {MIN_RSA_BITS})", "cert")
 
     if key is not None and spki(key) != spki(chain[0].public_key()):
-        out.add("KeyCertificateMismatch", "the private key does not belong to the first certificate of the chain",
-                "key")
-
-    _chain_rules(chain, metas, out)
+        owner = next((i for i, c in enumerate(chain) if spki(c.public_key()) == spki(key)), None)
+        if owner is not None:  # the right certificate, in the wrong place
+            out.add("ChainOrder", f"the private key belongs to certificate {owner + 1}: the server certificate "
+                    "must come first", "cert")
+        else:
+            out.add("KeyCertificateMismatch", "the private key does not belong to the first certificate of the "
+                    "chain", "key")
+    if not any(f.code == "ChainOrder" for f in out.items):
+        _chain_rules(chain, metas, out)
     if len(chain) == 1 and not leaf.self_signed:
         out.add("IntermediateMissing", f"intermediate certificate missing: the issuer ({leaf.issuer}) of the "
                 "server certificate is not in the chain", "cert")
@@ -483,7 +488,8 @@ def signed_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
     `verify_directly_issued_by` refuses MD5/SHA-1, which we want to report as such instead."""
     try:
         pub = issuer.public_key()
-        params = child.signature_algorithm_parameters
+        # cryptography gives no parameters for md5WithRSAEncryption: that is PKCS#1 v1.5 too.
+        params = child.signature_algorithm_parameters or padding.PKCS1v15()
         if isinstance(pub, rsa.RSAPublicKey) and isinstance(params, (padding.PKCS1v15, padding.PSS)):
             pub.verify(child.signature, child.tbs_certificate_bytes, params, child.signature_hash_algorithm)
         elif isinstance(pub, ec.EllipticCurvePublicKey) and isinstance(params, ec.ECDSA):
