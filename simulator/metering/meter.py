@@ -1,0 +1,436 @@
+"""Exact per-connection TLS traffic metering for a memory-BIO `SSL.Connection` (mitmproxy's mode).
+
+How bytes are counted and classified:
+
+* `wire` is counted where the bytes cross the connection: `bio_write` (client -> LB) and `bio_read`
+  (LB -> client). Those are the TCP payload bytes, exactly.
+* Classification uses OpenSSL's own knowledge of every record. A message callback
+  (`SSL_CTX_set_msg_callback`) reports each record header read or written (type, length) and, for
+  encrypted TLS 1.3 records, the inner content type after decryption / before encryption. So a
+  TLS 1.3 KeyUpdate, NewSessionTicket or alert is never mistaken for application data, and nothing is
+  inferred from lengths or from cipher formulas.
+* Phase: a record read or written before `do_handshake` succeeds is `handshake` (including TLS 1.3's
+  encrypted handshake messages, a failed handshake's alerts and a mutual handshake's client
+  Certificate/CertificateVerify). After it: change_cipher_spec/handshake records (NewSessionTicket,
+  KeyUpdate, renegotiation) are `handshake`; alerts are `closure`; application-data records split into
+  `payload` and `record_overhead`.
+* `payload` is plaintext: client -> LB, what `recv` returned plus what OpenSSL holds decrypted but not
+  yet returned (`pending()`); LB -> client, what `SSL_write` accepted. `record_overhead` is the rest of
+  those application-data records (header, explicit nonce, tag, MAC, padding, TLS 1.3 inner type).
+* Outbound records are produced synchronously inside an operation (`do_handshake`, `recv`, `send`, ...)
+  and queued per operation; `bio_read` drains the queue in order, so categories count bytes actually
+  handed out for sending. A failed handshake's alert is held back (mitmproxy never sends it) until the
+  caller reports it sent with `ConnectionMeter.sent_alert`.
+* Bytes OpenSSL never reads (after a close_notify or a fatal error, or a record cut off by the
+  disconnect) count as `handshake` before the handshake completed and as `closure` after it.
+
+`wire == handshake + record_overhead + payload + closure` holds per direction by construction, at any
+time; the tests check it against a client's raw socket counts.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from OpenSSL import SSL
+from OpenSSL._util import ffi as _ffi
+from OpenSSL._util import lib as _lib
+
+CATEGORIES = ("handshake", "record_overhead", "payload", "closure")
+DIRECTIONS = ("client_to_lb", "lb_to_client")
+
+# Record-level classes (indices into 3-vectors); byte categories are 4-vectors in CATEGORIES order.
+_HS, _APP, _CLO = 0, 1, 2
+_RT_HEADER = 256            # SSL3_RT_HEADER: the callback gets the 5 header bytes of each record
+_RT_INNER_CONTENT_TYPE = 257  # SSL3_RT_INNER_CONTENT_TYPE: TLS 1.3 inner type, 1 byte
+_APPLICATION_DATA, _ALERT, _HANDSHAKE, _CCS = 23, 21, 22, 20
+_MAX_WRITE = 2**31 - 1      # SSL_write takes an int
+_WANT = (SSL.WantReadError, SSL.WantWriteError, SSL.WantX509LookupError)
+
+
+def _post_handshake_class(content_type: int) -> int:
+    """Class of a record after the handshake, from its (inner) content type."""
+    if content_type == _APPLICATION_DATA:
+        return _APP
+    if content_type in (_HANDSHAKE, _CCS):
+        return _HS
+    return _CLO  # alerts, and anything OpenSSL rejects (the connection then ends)
+
+
+class ConnectionMeter:
+    """Live byte counters of one client connection; `to_dict()` is the connection-log `traffic` record."""
+
+    __slots__ = (
+        "requests", "handshake_complete", "resumed", "tls_version", "cipher", "handshake_error",
+        "started_at", "finished_at",
+        # client -> LB
+        "in_wire", "in_done", "in_end", "in_cur_start", "in_cur_size", "in_cur_cls", "in_cur_ok",
+        "in_plain", "in_buffered", "in_records", "in_app_records",
+        # LB -> client
+        "out_wire", "out_sent", "out_queue", "out_acc", "out_plain_acc", "out_last_size", "out_last_cls",
+        "out_held", "out_unannounced", "out_records", "out_app_records",
+    )
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.handshake_complete = False
+        self.resumed: bool | None = None
+        self.tls_version: str | None = None
+        self.cipher: str | None = None
+        self.handshake_error: str | None = None
+        self.started_at = time.time()
+        self.finished_at: float | None = None
+        self.in_wire = 0
+        self.in_done = [0, 0, 0]      # bytes of records OpenSSL has moved past, per class
+        self.in_end = 0               # stream offset where the last announced record ends
+        self.in_cur_start = 0         # the last announced record (it may still be incomplete)
+        self.in_cur_size = 0
+        self.in_cur_cls = -1          # -1: none yet
+        self.in_cur_ok = False        # it decrypted (inner type seen) or yielded plaintext
+        self.in_plain = 0             # plaintext returned by recv
+        self.in_buffered = 0          # plaintext decrypted, not yet returned (SSL_pending)
+        self.in_records = 0
+        self.in_app_records = 0
+        self.out_wire = 0
+        self.out_sent = [0, 0, 0, 0]  # drained bytes per category
+        self.out_queue: deque[list[int]] = deque()  # per operation: [hs, overhead, payload, closure]
+        self.out_acc = [0, 0, 0]      # records written by the running operation, per class
+        self.out_plain_acc = 0
+        self.out_last_size = 0
+        self.out_last_cls = -1
+        self.out_held: deque[list[int]] = deque()   # drained into pending_alert, not sent yet
+        self.out_unannounced = 0      # drained bytes no record accounted for (should stay 0)
+        self.out_records = 0
+        self.out_app_records = 0
+
+    # --- record events (from the OpenSSL message callback) ------------------------------------
+
+    def _record_in(self, content_type: int, length: int) -> None:
+        if self.in_cur_cls >= 0:  # OpenSSL reads the next header only after the previous record
+            self.in_done[self.in_cur_cls] += self.in_cur_size
+        size = length + 5
+        self.in_cur_start, self.in_cur_size = self.in_end, size
+        self.in_end += size
+        cls = _post_handshake_class(content_type) if self.handshake_complete else _HS
+        self.in_cur_cls, self.in_cur_ok = cls, False
+        self.in_records += 1
+        self.in_app_records += cls == _APP
+
+    def _inner_in(self, inner_type: int) -> None:
+        self.in_cur_ok = True
+        if self.in_cur_cls == _APP and inner_type != _APPLICATION_DATA:
+            self.in_cur_cls = _post_handshake_class(inner_type)
+            self.in_app_records -= 1
+
+    def _record_out(self, content_type: int, length: int) -> None:
+        size = length + 5
+        cls = _post_handshake_class(content_type) if self.handshake_complete else _HS
+        self.out_acc[cls] += size
+        self.out_last_size, self.out_last_cls = size, cls
+        self.out_records += 1
+        self.out_app_records += cls == _APP
+
+    def _inner_out(self, inner_type: int) -> None:
+        if self.out_last_cls == _APP and inner_type != _APPLICATION_DATA:
+            cls = _post_handshake_class(inner_type)
+            self.out_acc[_APP] -= self.out_last_size
+            self.out_acc[cls] += self.out_last_size
+            self.out_last_cls = cls
+            self.out_app_records -= 1
+
+    # --- operation boundaries (from MeteredConnection) ----------------------------------------
+
+    def _flush_out(self) -> None:
+        """Queue what the last operation wrote, split by category, for `bio_read` to drain."""
+        hs, app, clo = self.out_acc
+        plain = self.out_plain_acc
+        if hs or app or clo or plain:
+            # Plaintext SSL_write accepted is in the application-data records it just wrote.
+            self.out_queue.append([hs, app - plain, plain, clo])
+            self.out_acc = [0, 0, 0]
+            self.out_plain_acc = 0
+            self.out_last_cls = -1
+
+    @staticmethod
+    def _take(queue: deque[list[int]], n: int) -> tuple[list[int], int]:
+        """Pop `n` bytes off the front of a queue of category vectors; return them and any shortfall."""
+        got = [0, 0, 0, 0]
+        while n and queue:
+            entry = queue[0]
+            for i in range(4):
+                step = min(entry[i], n)
+                if step:
+                    entry[i] -= step
+                    got[i] += step
+                    n -= step
+            if not any(entry):
+                queue.popleft()
+        return got, n
+
+    def _drained(self, n: int) -> None:
+        """`n` bytes left the connection for the client."""
+        self.out_wire += n
+        self._add_out(*self._take(self.out_queue, n))
+
+    def _add_out(self, got: list[int], unannounced: int) -> None:
+        for i in range(4):
+            self.out_sent[i] += got[i]
+        if unannounced:  # never seen in tests; counted by phase so the invariant still holds
+            self.out_unannounced += unannounced
+            self.out_sent[3 if self.handshake_complete else 0] += unannounced
+
+    def _hold(self, n: int) -> None:
+        """`n` queued bytes were drained into `pending_alert` instead of being sent."""
+        got, short = self._take(self.out_queue, n)
+        got[0] += short
+        self.out_held.append(got)
+
+    def _complete(self, conn: SSL.Connection) -> None:
+        self.handshake_complete = True
+        self.resumed = bool(_lib.SSL_session_reused(conn._ssl))  # type: ignore[attr-defined]
+        self.tls_version = conn.get_protocol_version_name()
+        self.cipher = conn.get_cipher_name()
+
+    # --- public API ---------------------------------------------------------------------------
+
+    def sent_alert(self, nbytes: int) -> None:
+        """Report that `nbytes` of `MeteredConnection.pending_alert` were written to the client socket.
+
+        Until then they are not counted: mitmproxy drops them when a handshake fails.
+        """
+        got, short = self._take(self.out_held, nbytes)
+        self.out_wire += nbytes
+        self._add_out(got, short)
+
+    def finish(self) -> None:
+        """Close the books: the client is gone. Idempotent; later I/O (if any) is still counted."""
+        if self.finished_at is None:
+            self.finished_at = time.time()
+
+    @property
+    def finished(self) -> bool:
+        return self.finished_at is not None
+
+    def inbound(self) -> dict[str, int]:
+        """Client -> LB counters."""
+        cls = list(self.in_done)
+        if self.in_cur_cls >= 0:
+            avail = max(0, min(self.in_cur_size, self.in_wire - self.in_cur_start))
+            cur = self.in_cur_cls
+            if cur == _APP and not self.in_cur_ok and (avail < self.in_cur_size) and self.finished:
+                cur = _CLO  # an application-data record cut off by the disconnect was never delivered
+            cls[cur] += avail
+        tail = self.in_wire - self.in_end  # bytes OpenSSL has not read a header of
+        if tail > 0:
+            cls[_CLO if self.handshake_complete else _HS] += tail
+        payload = self.in_plain + self.in_buffered
+        return {"wire": self.in_wire, "handshake": cls[_HS], "record_overhead": cls[_APP] - payload,
+                "payload": payload, "closure": cls[_CLO]}
+
+    def outbound(self) -> dict[str, int]:
+        """LB -> client counters (bytes handed out by `bio_read`, or reported by `sent_alert`)."""
+        hs, ovh, pay, clo = self.out_sent
+        return {"wire": self.out_wire, "handshake": hs, "record_overhead": ovh, "payload": pay,
+                "closure": clo}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The connection's `traffic` record (see docs/metering.md for every field)."""
+        unsent = sum(sum(e) for e in self.out_held) + sum(sum(e) for e in self.out_queue) + sum(self.out_acc)
+        return {
+            "client_to_lb": self.inbound(),
+            "lb_to_client": self.outbound(),
+            "handshake_complete": self.handshake_complete,
+            "resumed": self.resumed,
+            "tls_version": self.tls_version,
+            "cipher": self.cipher,
+            "requests": self.requests,
+            "records": {"client_to_lb": {"total": self.in_records, "application_data": self.in_app_records},
+                        "lb_to_client": {"total": self.out_records, "application_data": self.out_app_records}},
+            "unsent_bytes": unsent,
+            "handshake_error": self.handshake_error,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+
+
+# --- the OpenSSL message callback ---------------------------------------------------------------
+
+def _callback_error(exc_type: Any, exc: Any, tb: Any) -> None:
+    """Never let a metering bug raise into OpenSSL's state machine; the tests catch such bugs."""
+
+
+@_ffi.callback("void(int, int, int, const void *, size_t, SSL *, void *)", onerror=_callback_error)
+def _on_message(write_p: int, version: int, content_type: int, buf: Any, length: int, ssl: Any,
+                arg: Any) -> None:
+    if content_type != _RT_HEADER and content_type != _RT_INNER_CONTENT_TYPE:
+        return  # handshake-message and alert bodies: the record events already cover them
+    conn = SSL.Connection._reverse_mapping.get(ssl)
+    meter = getattr(conn, "meter", None)
+    if meter is None:
+        return
+    p = _ffi.cast("const unsigned char *", buf)
+    if content_type == _RT_HEADER:
+        if length == 5:
+            (meter._record_out if write_p else meter._record_in)(p[0], p[3] << 8 | p[4])
+    elif length == 1:
+        (meter._inner_out if write_p else meter._inner_in)(p[0])
+
+
+_INSTALL = threading.Lock()
+
+
+class MeteredConnection(SSL.Connection):
+    """A memory-BIO `SSL.Connection` that meters its traffic in `self.meter` (a `ConnectionMeter`).
+
+    Drop-in for mitmproxy's `tls_start_client`: the caller still calls `set_accept_state()` and
+    `set_app_data()`. Only memory-BIO connections are supported (that is how mitmproxy uses them).
+    The context must not carry a message callback of its own (pyOpenSSL exposes none).
+    """
+
+    meter: ConnectionMeter
+    pending_alert: bytes
+
+    def __init__(self, context: SSL.Context, socket: socket.socket | None = None) -> None:
+        if socket is not None:
+            raise TypeError("MeteredConnection meters memory-BIO connections only (socket must be None)")
+        self.meter = ConnectionMeter()
+        self.pending_alert = b""
+        # SSL_new copies the context's message callback into the new SSL: set it for this SSL only,
+        # so plain connections made from the same (shared, per-listener) context stay untouched.
+        with _INSTALL:
+            _lib.SSL_CTX_set_msg_callback(context._context, _on_message)
+            try:
+                super().__init__(context, None)
+            finally:
+                _lib.SSL_CTX_set_msg_callback(context._context, _ffi.NULL)
+
+    # wire bytes ---------------------------------------------------------------------------------
+
+    def bio_write(self, buf: Any) -> int:
+        n = super().bio_write(buf)
+        self.meter.in_wire += n
+        return n
+
+    def bio_read(self, bufsiz: int) -> bytes:
+        meter = self.meter
+        meter._flush_out()  # no-op unless records were written outside a metered operation
+        data = super().bio_read(bufsiz)
+        meter._drained(len(data))
+        return data
+
+    # operations that make OpenSSL read or write records --------------------------------------------
+
+    def do_handshake(self) -> None:
+        meter = self.meter
+        try:
+            super().do_handshake()
+        except _WANT:
+            meter._flush_out()
+            raise
+        except SSL.Error as e:
+            meter._flush_out()
+            meter.handshake_error = meter.handshake_error or repr(e)
+            self._hold_unsent()
+            raise
+        meter._flush_out()
+        if not meter.handshake_complete:
+            meter._complete(self)
+
+    def _hold_unsent(self) -> None:
+        """Move what OpenSSL queued for the client (its alert) into `pending_alert`, uncounted."""
+        chunks = [self.pending_alert]
+        while True:
+            try:
+                chunk = SSL.Connection.bio_read(self, 65535)
+            except SSL.WantReadError:
+                break
+            self.meter._hold(len(chunk))
+            chunks.append(chunk)
+        self.pending_alert = b"".join(chunks)
+
+    def recv(self, bufsiz: int, flags: int | None = None) -> bytes:
+        meter = self.meter
+        try:
+            data = super().recv(bufsiz, flags)
+        except _WANT + (SSL.ZeroReturnError,):
+            meter.in_buffered = 0
+            raise
+        except SSL.Error:
+            meter.in_buffered = 0
+            self._in_failed()
+            raise
+        finally:
+            meter._flush_out()
+        self._in_delivered(data, bufsiz, flags)
+        return data
+
+    read = recv
+
+    def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int | None = None) -> int:
+        meter = self.meter
+        try:
+            n = super().recv_into(buffer, nbytes, flags)
+        except _WANT + (SSL.ZeroReturnError,):
+            meter.in_buffered = 0
+            raise
+        except SSL.Error:
+            meter.in_buffered = 0
+            self._in_failed()
+            raise
+        finally:
+            meter._flush_out()
+        limit = len(buffer) if nbytes is None else min(nbytes, len(buffer))
+        self._in_delivered(memoryview(buffer)[:n], limit, flags)
+        return n
+
+    def _in_delivered(self, data: Any, bufsiz: int, flags: int | None) -> None:
+        meter = self.meter
+        meter.in_cur_ok = True
+        if flags is not None and flags & socket.MSG_PEEK:
+            meter.in_buffered = self.pending()
+            return
+        meter.in_plain += len(data)
+        # A short read emptied the record; only a full buffer can leave decrypted bytes behind.
+        meter.in_buffered = self.pending() if len(data) >= bufsiz else 0
+
+    def _in_failed(self) -> None:
+        """recv failed: an application-data record that yielded nothing (bad MAC...) ended the connection."""
+        meter = self.meter
+        if meter.handshake_complete and meter.in_cur_cls == _APP and not meter.in_cur_ok:
+            meter.in_cur_cls = _CLO
+            meter.in_app_records -= 1
+
+    def send(self, buf: Any, flags: int = 0) -> int:
+        meter = self.meter
+        n = 0
+        try:
+            n = super().send(buf, flags)
+        finally:
+            meter.out_plain_acc += n
+            meter._flush_out()
+        return n
+
+    write = send
+
+    def sendall(self, buf: Any, flags: int = 0) -> int:
+        view = memoryview(buf)
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
+        total, size = 0, len(view)
+        try:
+            while total < size:
+                total += SSL.Connection.send(self, view[total:total + _MAX_WRITE])
+        finally:
+            self.meter.out_plain_acc += total
+            self.meter._flush_out()
+        return total
+
+    def shutdown(self) -> bool:
+        try:
+            return super().shutdown()
+        finally:
+            self.meter._flush_out()
