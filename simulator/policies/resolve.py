@@ -211,7 +211,7 @@ def resolve_policy(profile: str, spec: str | Mapping[str, Any] | Policy | None, 
         if name in p.policies:
             return POLICIES[name]
         owner = POLICIES[name].profile if name in POLICIES else None
-        where = f" (a {owner} policy)" if owner else ""
+        where = f" for {p.name} (it is defined for {owner})" if owner else ""
         raise _err("unknown_policy", f"unknown policy {spec!r}{where}; expected one of {_expected(p)}", field)
     if isinstance(spec, Mapping):
         return _custom(p, spec, field)
@@ -237,6 +237,8 @@ def _versions(p: ProfileTLS, raw: Any, field: str) -> tuple[str, ...]:
             raise _err("invalid_policy", f"a custom {p.name} policy needs versions ({', '.join(VERSIONS)})", field)
         return p.custom_default_versions
     items = _split(raw, field, "versions")
+    if len(items) > p.max_custom_versions:
+        raise _err("policy_limit", f"at most {p.max_custom_versions} TLS versions in a {p.name} custom policy, got {len(items)}", field)
     if not items:
         raise _err("invalid_policy", f"at least one TLS version is needed; expected some of {', '.join(VERSIONS)}", field)
     out: list[str] = []
@@ -251,8 +253,6 @@ def _versions(p: ProfileTLS, raw: Any, field: str) -> tuple[str, ...]:
         if v in out:
             raise _err("invalid_policy", f"TLS version {item!r} is listed twice", f"{field}[{i}]")
         out.append(v)
-    if len(out) > p.max_custom_versions:
-        raise _err("policy_limit", f"at most {p.max_custom_versions} TLS versions in a {p.name} custom policy", field)
     return tuple(v for v in VERSIONS if v in out)  # oldest first, like the vendor tables
 
 
@@ -327,7 +327,14 @@ def _custom(p: ProfileTLS, spec: Mapping[str, Any], field: str) -> Policy:
         cipher_string = raw_ciphers
         tls12 = list(_cipher_string(p, raw_ciphers, cipher_field))
     else:
-        for i, name_ in enumerate(_split(raw_ciphers, cipher_field, "ciphers")):
+        items = _split(raw_ciphers, cipher_field, "ciphers")
+        if p.max_custom_suites is not None and len(items) > p.max_custom_suites:
+            raise _err(
+                "policy_limit",
+                f"at most {p.max_custom_suites} cipher suites in a {p.name} custom policy, got {len(items)}",
+                cipher_field,
+            )
+        for i, name_ in enumerate(items):
             _check_suite(p, name_, f"{cipher_field}[{i}]")
             bucket = tls13 if name_.startswith("TLS_") else tls12
             if name_ in bucket:
@@ -354,8 +361,9 @@ def _custom(p: ProfileTLS, spec: Mapping[str, Any], field: str) -> Policy:
     if total == 0:
         raise _err("invalid_policy", "a custom policy needs at least one cipher suite", cipher_field)
 
-    # The vendor rule: every suite must be usable by one of the listed versions ...
-    for suite in (*tls12, *tls13):
+    # The vendor rule: every listed suite must be usable by one of the listed versions ... (an OpenSSL
+    # string is a filter, not a list: whatever it expands to that the versions cannot use is inert)
+    for suite in (*(() if cipher_string is not None else tls12), *tls13):
         need = suite_info(suite).versions
         if not set(need) & set(versions):
             raise _err(

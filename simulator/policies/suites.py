@@ -135,9 +135,12 @@ class SuiteInfo:
 
 def _versions_for(name: str) -> tuple[str, ...]:
     # AEAD suites and the SHA-256/384 HMAC suites are TLS 1.2 only; OpenSSL's PSK CBC/NULL SHA-256/384
-    # suites (RFC 5487) are the exception and work from TLS 1.0.
+    # suites (RFC 5487) are the exception and work from TLS 1.0. (test_policies checks this against
+    # OpenSSL's own tables and real handshakes.)
     if name.startswith("TLS_"):
         return ("TLSv1.3",)
+    if name.startswith("IDEA-"):
+        return ("TLSv1", "TLSv1.1")  # RFC 5246 dropped IDEA from TLS 1.2; OpenSSL caps it at TLS 1.1
     if _TLS12_ONLY.search(name) or (name.endswith(("SHA256", "SHA384")) and "PSK" not in name):
         return ("TLSv1.2",)
     return ("TLSv1", "TLSv1.1", "TLSv1.2")
