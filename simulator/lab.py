@@ -107,9 +107,7 @@ class Lab:
         # Build every version before anything listens: a bad certificate fails the lab, not one handshake.
         versions = [self._build(spec, f"listeners[{i}]") for i, spec in enumerate(self.config.listeners)]
 
-        opts = options.Options(
-            mode=[], listen_host=LOOPBACK, connection_strategy="lazy", server=True
-        )
+        opts = options.Options()
         self.master = Master(opts, with_termlog=False)
         ours_first = TlsTermination(self.registry, metering=self.config.metering)
         self.master.addons.add(
@@ -121,6 +119,9 @@ class Lab:
             IdleTimeouts(self.registry, self.config.time_scale),
             ConnectionLog(self.registry, self.connection_log_path, self.ledger),
         )
+        # Addons declare their options in `load`, so these exist only now. Lazy: never connect upstream
+        # before the client's handshake (we forward requests ourselves anyway).
+        opts.update(listen_host=LOOPBACK, connection_strategy="lazy", server=True)
         self._master_task = asyncio.get_running_loop().create_task(self.master.run())
         await self.master.running()
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 MAX_HEADER_BYTES = 64 * 1024
 NO_BODY_STATUSES = {204, 304}
+SAFE_METHODS = {b"GET", b"HEAD", b"OPTIONS"}
 
 
 class UpstreamError(Exception):
@@ -54,14 +55,16 @@ class UpstreamPool:
     ) -> UpstreamResponse:
         """Send one request; raises UpstreamError (-> 502) or asyncio.TimeoutError (-> 504)."""
         async with asyncio.timeout(timeout):
-            # A pooled connection may have been closed by the backend since: retry once on a fresh one.
-            for attempt in range(2):
+            # A pooled connection may have been closed by the backend since: retry once on a fresh one,
+            # for methods that are safe to send twice (RFC 9110 §9.2.1) only.
+            retries = 2 if method in SAFE_METHODS else 1
+            for attempt in range(retries):
                 conn, reused = await self._acquire()
                 try:
                     response, keep = await self._exchange(conn, method, target, headers, body)
                 except (ConnectionError, asyncio.IncompleteReadError, UpstreamError) as e:
                     conn.close()
-                    if reused and attempt == 0 and not isinstance(e, UpstreamError):
+                    if reused and attempt + 1 < retries and not isinstance(e, UpstreamError):
                         continue
                     raise e if isinstance(e, UpstreamError) else UpstreamError(str(e) or type(e).__name__) from e
                 except BaseException:
