@@ -1,0 +1,164 @@
+"""`lbsim cert ...` through `simulator.cli.main`, and once through the installed `lbsim` script."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from simulator.cli import main
+
+
+@pytest.fixture(scope="module")
+def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("pki")
+    assert main(["cert", "mint", "--out", str(out), "--server", "localhost,127.0.0.1", "--intermediate",
+                 "--clients", "valid,expired,not_yet_valid,other_ca"]) == 0
+    ecc = out / "ecc"
+    assert main(["cert", "mint", "--out", str(ecc), "--key-type", "ecdsa", "--json"]) == 0
+    return out
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("LBSIM_KEK", "00" * 32)
+    return tmp_path / "home"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
+    code, out, _ = run(capsys, *argv, "--json")
+    return code, json.loads(out)
+
+
+def _keys(pki_dir: Path) -> list[str]:
+    lines = []
+    for path in pki_dir.rglob("*.key.pem"):
+        lines += [line for line in path.read_text().splitlines() if len(line) >= 40]
+    return lines
+
+
+def test_check_accepts_and_rejects_with_exit_codes(pki_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    chain, key = str(pki_dir / "server-localhost.chain.pem"), str(pki_dir / "server-localhost.key.pem")
+    for profile in ("aliyun-slb", "tencent-clb"):
+        code, out, _ = run(capsys, "cert", "check", "--profile", profile, "--cert", chain, "--key", key)
+        assert code == 0 and f"{profile} would accept" in out
+    # wrong key and missing intermediate: one line per finding, then the verdict
+    code, out, _ = run(capsys, "cert", "check", "--cert", str(pki_dir / "server-localhost.cert.pem"),
+                       "--key", str(pki_dir / "client-valid.key.pem"))
+    lines = out.splitlines()
+    assert code == 1 and len(lines) == 3
+    assert lines[0].startswith("error: KeyCertificateMismatch: key: The certificate and private key that you "
+                               "upload do not match") and "(hint: " in lines[0]
+    assert lines[1].startswith("warning: IntermediateMissing: cert: ")
+    assert lines[2] == "aliyun-slb would reject this server certificate: 1 error(s), 1 warning(s)"
+    # ECDSA: tencent yes, aliyun no
+    ecc = ["--cert", str(pki_dir / "ecc" / "server-localhost.chain.pem"),
+           "--key", str(pki_dir / "ecc" / "server-localhost.key.pem")]
+    assert run(capsys, "cert", "check", "--profile", "tencent-clb", *ecc)[0] == 0
+    assert run(capsys, "cert", "check", "--profile", "aliyun-slb", *ecc)[0] == 1
+
+
+def test_check_json_strict_and_ca(pki_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, data = run_json(capsys, "cert", "check", "--cert", str(pki_dir / "server-localhost.cert.pem"),
+                          "--key", str(pki_dir / "server-localhost.key.pem"))
+    assert code == 0 and data["ok"] is True
+    assert [f["code"] for f in data["findings"]] == ["IntermediateMissing"]
+    assert data["info"]["sans"] == ["localhost", "127.0.0.1"] and data["info"]["chain_length"] == 1
+    code, data = run_json(capsys, "cert", "check", "--strict", "--cert", str(pki_dir / "server-localhost.cert.pem"),
+                          "--key", str(pki_dir / "server-localhost.key.pem"))
+    assert code == 1 and data["findings"][0]["severity"] == "error"
+    assert run(capsys, "cert", "check", "--type", "ca", "--cert", str(pki_dir / "ca.pem"))[0] == 0
+    code, out, _ = run(capsys, "cert", "check", "--type", "ca", "--cert", str(pki_dir / "client-valid.cert.pem"))
+    assert code == 1 and "NotACertificateAuthority" in out
+
+
+def test_check_reads_stdin_and_reports_unreadable_files(pki_dir: Path, capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO((pki_dir / "ca.pem").read_bytes())))
+    assert run(capsys, "cert", "check", "--type", "ca", "--cert", "-")[0] == 0
+    code, out, err = run(capsys, "cert", "check", "--cert", str(pki_dir / "nope.pem"))
+    assert code == 1 and "FileNotReadable" in err
+    code, data = run_json(capsys, "cert", "check", "--cert", str(pki_dir / "nope.pem"))
+    assert code == 1 and data["error"]["code"] == "FileNotReadable"
+
+
+def test_store_commands(pki_dir: Path, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    h = ["--home", str(home)]
+    chain, key = str(pki_dir / "server-localhost.chain.pem"), str(pki_dir / "server-localhost.key.pem")
+    code, server = run_json(capsys, "cert", "upload-server", *h, "--name", "site", "--cert", chain, "--key", key)
+    assert code == 0 and server["chain_length"] == 3 and server["type"] == "server"
+    code, ca = run_json(capsys, "cert", "upload-ca", *h, "--name", "clients", "--cert", str(pki_dir / "ca.pem"),
+                        "--profile", "tencent-clb")
+    assert code == 0 and ca["profile"] == "tencent-clb"
+
+    code, listed = run_json(capsys, "cert", "list", *h)
+    assert [c["id"] for c in listed] == [server["id"], ca["id"]]
+    code, out, _ = run(capsys, "cert", "list", *h, "--type", "ca")
+    assert code == 0 and out.splitlines()[0].split()[:3] == ["ID", "NAME", "TYPE"] and ca["id"] in out
+    assert server["id"] not in out
+
+    code, out, _ = run(capsys, "cert", "describe", *h, "site")
+    assert code == 0 and f"fingerprint         {server['fingerprint']}" in out
+
+    code, renamed = run_json(capsys, "cert", "rename", *h, server["id"], "site-2")
+    assert renamed["name"] == "site-2"
+    code, replaced = run_json(capsys, "cert", "replace", *h, "site-2", "--cert", chain)  # keeps the key
+    assert code == 0 and (replaced["id"], replaced["revision"]) == (server["id"], 2)
+
+    code, deleted = run_json(capsys, "cert", "delete", *h, "clients")
+    assert code == 0 and deleted == {"deleted": ca["id"]}
+    code, data = run_json(capsys, "cert", "describe", *h, "clients")
+    assert code == 1 and data["error"]["code"] == "CertificateNotFound"
+
+    # everything printed so far: no key material
+    outputs = json.dumps([server, ca, listed, renamed, replaced]) + out
+    assert "PRIVATE KEY" not in outputs and not [k for k in _keys(pki_dir) if k in outputs]
+
+
+def test_rejected_upload_prints_every_finding(pki_dir: Path, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "cert", "upload-server", "--home", str(home), "--name", "bad",
+                         "--cert", str(pki_dir / "server-localhost.cert.pem"),
+                         "--key", str(pki_dir / "client-valid.key.pem"), "--strict")
+    assert code == 1 and out == ""
+    assert "KeyCertificateMismatch" in err and "IntermediateMissing" in err
+    code, data = run_json(capsys, "cert", "upload-server", "--home", str(home), "--name", "bad name",
+                          "--cert", str(pki_dir / "server-localhost.chain.pem"),
+                          "--key", str(pki_dir / "server-localhost.key.pem"))
+    assert code == 1 and data["error"]["code"] == "InvalidName"
+    code, data = run_json(capsys, "cert", "upload-server", "--home", str(home), "--name", "ecc",
+                          "--cert", str(pki_dir / "ecc" / "server-localhost.chain.pem"),
+                          "--key", str(pki_dir / "ecc" / "server-localhost.key.pem"))
+    assert code == 1 and data["error"]["code"] == "UnsupportedKeyType"
+    assert [f["code"] for f in data["error"]["details"]["findings"]] == ["UnsupportedKeyType"]
+
+
+def test_mint_rejects_unknown_client_states(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, data = run_json(capsys, "cert", "mint", "--out", str(tmp_path), "--clients", "valid,revoked")
+    assert code == 1 and data["error"]["code"] == "InvalidClientState"
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_installed_lbsim_script(pki_dir: Path) -> None:
+    lbsim = Path(sys.executable).parent / "lbsim"
+    ok = subprocess.run([str(lbsim), "cert", "check", "--profile", "aliyun-slb",
+                         "--cert", str(pki_dir / "server-localhost.chain.pem"),
+                         "--key", str(pki_dir / "server-localhost.key.pem")], capture_output=True, text=True,
+                        timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert "aliyun-slb would accept this server certificate" in ok.stdout
+    bad = subprocess.run([str(lbsim), "cert", "check", "--cert", str(pki_dir / "ca.pem"),
+                          "--key", str(pki_dir / "server-localhost.key.pem"), "--json"], capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 1 and not json.loads(bad.stdout)["ok"]
