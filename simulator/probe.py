@@ -110,6 +110,7 @@ class _Wire:
         self.sent = 0
         self.received = 0
         self.eof = False
+        self.send_error: OSError | None = None
 
     def flush(self) -> None:
         while True:
@@ -121,8 +122,13 @@ class _Wire:
                 return
             if self.sock is None:
                 return  # nothing connected yet: the bytes stay with the probe
-            self.sock.sendall(data)
-            self.sent += len(data)
+            if self.send_error is not None:
+                continue  # the peer is gone; what it sent before (an alert) may still be readable
+            try:
+                self.sock.sendall(data)
+                self.sent += len(data)
+            except (BrokenPipeError, ConnectionResetError) as e:
+                self.send_error = e
 
     def fill(self, deadline: float | None = None) -> bool:
         """Read once from the socket into the TLS engine; False at EOF."""
@@ -192,7 +198,9 @@ def _client_context(
         ctx.set_tls13_ciphersuites(tls13_ciphersuites.encode())
     if not tickets:
         ctx.set_options(SSL.OP_NO_TICKET)
-    ctx.set_session_cache_mode(SSL.SESS_CACHE_CLIENT)
+    # No client-side session cache: freeing the context would flush it and mark our sessions
+    # not resumable; the caller keeps `result.session` instead.
+    ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
 
     if cafile or ca_pem:
 
@@ -339,6 +347,8 @@ def probe(
             result.http_response = _read_http(wire, conn, deadline)
         # Close cleanly and drain: TLS 1.3 tickets and a late rejection (certificate required) arrive now.
         _close(wire, conn, min(deadline, time.monotonic() + min(timeout, 1.0)))
+        if wire.send_error is not None:
+            raise wire.send_error
         result.ok = True
     except _ProbeFailed as e:
         result.error = str(e)

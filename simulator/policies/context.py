@@ -266,8 +266,8 @@ def build_server_context(
     ctx.use_certificate(chain[0])
     for extra in chain[1:]:
         ctx.add_extra_chain_cert(extra)
-    ctx.use_privatekey(key)
     try:
+        ctx.use_privatekey(key)
         ctx.check_privatekey()
     except SSL.Error:
         raise LbsimError(

@@ -108,6 +108,20 @@ class TLSTestServer:
         except Exception:
             pass
         finally:
+            self._linger_close(sock)
+
+    @staticmethod
+    def _linger_close(sock: socket.socket) -> None:
+        # Like nginx's lingering close: closing with unread client bytes (a TLS 1.3 client's request
+        # after a rejected certificate) would send a reset that destroys our alert in flight.
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(0.5)
+            while sock.recv(65536):
+                pass
+        except OSError:
+            pass
+        finally:
             sock.close()
 
     @staticmethod
