@@ -44,9 +44,11 @@ class _Listener:
 
 
 def _interval(record: Mapping[str, Any], traffic: Mapping[str, Any]) -> tuple[float, float]:
-    end = traffic.get("finished_at") or record.get("time") or time.time()
-    start = traffic.get("started_at") or end
-    return float(start), float(max(end, start))
+    end = next((v for v in (traffic.get("finished_at"), record.get("time")) if v is not None), None)
+    end = time.time() if end is None else float(end)
+    start = traffic.get("started_at")
+    start = end if start is None else float(start)
+    return start, max(end, start)
 
 
 class TrafficLedger:
