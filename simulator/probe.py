@@ -13,6 +13,7 @@ suite offered over TLS 1.0) fails before any connection is made.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import socket
 import time
@@ -214,25 +215,32 @@ def _client_context(
         if ca_pem:
             store = ctx.get_cert_store()
             assert store is not None
-            pem = ca_pem.encode() if isinstance(ca_pem, str) else ca_pem
-            for cert in x509.load_pem_x509_certificates(pem):
+            for cert in x509.load_pem_x509_certificates(_bytes(ca_pem)):
                 store.add_cert(crypto.X509.from_cryptography(cert))
         ctx.set_verify(SSL.VERIFY_PEER, record)
     else:
         ctx.set_verify(SSL.VERIFY_NONE)
 
     if client_cert_pem:
-        pem = client_cert_pem.encode() if isinstance(client_cert_pem, str) else client_cert_pem
-        certs = x509.load_pem_x509_certificates(pem)
+        certs, key = _credentials(_bytes(client_cert_pem), _bytes(client_key_pem or client_cert_pem))
         ctx.use_certificate(certs[0])
         for extra in certs[1:]:
             ctx.add_extra_chain_cert(extra)
-        key_pem = client_key_pem or client_cert_pem
-        key_bytes = key_pem.encode() if isinstance(key_pem, str) else key_pem
-        ctx.use_privatekey(serialization.load_pem_private_key(key_bytes, None))  # type: ignore[arg-type]
+        ctx.use_privatekey(key)  # type: ignore[arg-type]
     if alpn:
         ctx.set_alpn_protos([p.encode() if isinstance(p, str) else p for p in alpn])
     return ctx
+
+
+def _bytes(pem: bytes | str) -> bytes:
+    return pem.encode() if isinstance(pem, str) else pem
+
+
+@functools.lru_cache(maxsize=32)
+def _credentials(cert_pem: bytes, key_pem: bytes) -> tuple[list[x509.Certificate], Any]:
+    # Parsed once: loading an RSA key (with cryptography's consistency checks) costs ~50 ms, more than a
+    # handshake, and an enumeration presents the same certificate hundreds of times.
+    return x509.load_pem_x509_certificates(cert_pem), serialization.load_pem_private_key(key_pem, None)
 
 
 def _read_http(wire: _Wire, conn: SSL.Connection, deadline: float, limit: int = 64 * 1024 * 1024) -> bytes:
