@@ -60,6 +60,7 @@ class ProbeResult:
     bytes_received: int = 0
     handshake_ms: float | None = None
     http_response: bytes | None = field(default=None, repr=False)
+    local_port: int | None = None  # our side of the TCP connection, to find it in the listener's log
 
     @property
     def server_subject(self) -> str | None:
@@ -93,6 +94,7 @@ class ProbeResult:
             "bytes_sent": self.bytes_sent,
             "bytes_received": self.bytes_received,
             "handshake_ms": self.handshake_ms,
+            "local_port": self.local_port,
             "http_response_bytes": None if self.http_response is None else len(self.http_response),
         }
 
@@ -334,6 +336,7 @@ def probe(
         except OSError as e:
             raise _ProbeFailed(f"connect: {e.strerror or e}") from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        result.local_port = sock.getsockname()[1]
         wire.sock = sock
         wire.flush()
         wire.run(conn.do_handshake)

@@ -198,6 +198,7 @@ def test_to_dict_is_json(server: TLSTestServer) -> None:
     again = json.loads(json.dumps(d))
     assert again["ok"] and again["http_response_bytes"] > 0 and again["server_chain"]
     assert set(again) >= {"version", "cipher", "alpn", "resumed", "error", "alert", "verify_error", "bytes_sent", "bytes_received"}
+    assert again["local_port"] and again["local_port"] != server.port
     assert ProbeResult().to_dict()["ok"] is False
 
 
