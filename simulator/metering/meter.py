@@ -48,17 +48,16 @@ _HS, _APP, _CLO = 0, 1, 2
 _RT_HEADER = 256            # SSL3_RT_HEADER: the callback gets the 5 header bytes of each record
 _RT_INNER_CONTENT_TYPE = 257  # SSL3_RT_INNER_CONTENT_TYPE: TLS 1.3 inner type, 1 byte
 _APPLICATION_DATA, _ALERT, _HANDSHAKE, _CCS = 23, 21, 22, 20
-_MAX_WRITE = 2**31 - 1      # SSL_write takes an int
 _WANT = (SSL.WantReadError, SSL.WantWriteError, SSL.WantX509LookupError)
 
 
+# Class of a record after the handshake, from its (inner) content type; anything else (alerts, and
+# types OpenSSL rejects, which then end the connection) is closure.
+_POST_HANDSHAKE_CLASS = {_APPLICATION_DATA: _APP, _HANDSHAKE: _HS, _CCS: _HS}
+
+
 def _post_handshake_class(content_type: int) -> int:
-    """Class of a record after the handshake, from its (inner) content type."""
-    if content_type == _APPLICATION_DATA:
-        return _APP
-    if content_type in (_HANDSHAKE, _CCS):
-        return _HS
-    return _CLO  # alerts, and anything OpenSSL rejects (the connection then ends)
+    return _POST_HANDSHAKE_CLASS.get(content_type, _CLO)
 
 
 class ConnectionMeter:
@@ -71,7 +70,7 @@ class ConnectionMeter:
         "in_wire", "in_done", "in_end", "in_cur_start", "in_cur_size", "in_cur_cls", "in_cur_ok",
         "in_plain", "in_buffered", "in_records", "in_app_records",
         # LB -> client
-        "out_wire", "out_sent", "out_queue", "out_acc", "out_plain_acc", "out_last_size", "out_last_cls",
+        "out_wire", "out_sent", "out_queue", "out_acc", "out_plain_acc", "out_dirty", "out_last_size", "out_last_cls",
         "out_held", "out_unannounced", "out_records", "out_app_records",
     )
 
@@ -97,9 +96,10 @@ class ConnectionMeter:
         self.in_app_records = 0
         self.out_wire = 0
         self.out_sent = [0, 0, 0, 0]  # drained bytes per category
-        self.out_queue: deque[list[int]] = deque()  # per operation: [hs, overhead, payload, closure]
+        self.out_queue: deque[list[int]] = deque()  # per operation: [hs, overhead, payload, closure, total]
         self.out_acc = [0, 0, 0]      # records written by the running operation, per class
         self.out_plain_acc = 0
+        self.out_dirty = False        # out_acc/out_plain_acc hold something to queue
         self.out_last_size = 0
         self.out_last_cls = -1
         self.out_held: deque[list[int]] = deque()   # drained into pending_alert, not sent yet
@@ -128,8 +128,9 @@ class ConnectionMeter:
 
     def _record_out(self, content_type: int, length: int) -> None:
         size = length + 5
-        cls = _post_handshake_class(content_type) if self.handshake_complete else _HS
+        cls = _POST_HANDSHAKE_CLASS.get(content_type, _CLO) if self.handshake_complete else _HS
         self.out_acc[cls] += size
+        self.out_dirty = True
         self.out_last_size, self.out_last_cls = size, cls
         self.out_records += 1
         self.out_app_records += cls == _APP
@@ -146,14 +147,16 @@ class ConnectionMeter:
 
     def _flush_out(self) -> None:
         """Queue what the last operation wrote, split by category, for `bio_read` to drain."""
+        if not self.out_dirty:
+            return
         hs, app, clo = self.out_acc
         plain = self.out_plain_acc
-        if hs or app or clo or plain:
-            # Plaintext SSL_write accepted is in the application-data records it just wrote.
-            self.out_queue.append([hs, app - plain, plain, clo])
-            self.out_acc = [0, 0, 0]
-            self.out_plain_acc = 0
-            self.out_last_cls = -1
+        # Plaintext SSL_write accepted is in the application-data records it just wrote.
+        self.out_queue.append([hs, app - plain, plain, clo, hs + app + clo])
+        self.out_acc = [0, 0, 0]
+        self.out_plain_acc = 0
+        self.out_last_cls = -1
+        self.out_dirty = False
 
     @staticmethod
     def _take(queue: deque[list[int]], n: int) -> tuple[list[int], int]:
@@ -165,16 +168,26 @@ class ConnectionMeter:
                 step = min(entry[i], n)
                 if step:
                     entry[i] -= step
+                    entry[4] -= step
                     got[i] += step
                     n -= step
-            if not any(entry):
+            if not entry[4]:
                 queue.popleft()
         return got, n
 
     def _drained(self, n: int) -> None:
         """`n` bytes left the connection for the client."""
         self.out_wire += n
-        self._add_out(*self._take(self.out_queue, n))
+        queue = self.out_queue
+        if queue and queue[0][4] == n:  # the usual case: one operation's output, drained whole
+            e = queue.popleft()
+            sent = self.out_sent
+            sent[0] += e[0]
+            sent[1] += e[1]
+            sent[2] += e[2]
+            sent[3] += e[3]
+            return
+        self._add_out(*self._take(queue, n))
 
     def _add_out(self, got: list[int], unannounced: int) -> None:
         for i in range(4):
@@ -187,7 +200,7 @@ class ConnectionMeter:
         """`n` queued bytes were drained into `pending_alert` instead of being sent."""
         got, short = self._take(self.out_queue, n)
         got[0] += short
-        self.out_held.append(got)
+        self.out_held.append([*got, n])
 
     def _complete(self, conn: SSL.Connection) -> None:
         self.handshake_complete = True
@@ -239,7 +252,7 @@ class ConnectionMeter:
 
     def to_dict(self) -> dict[str, Any]:
         """The connection's `traffic` record (see docs/metering.md for every field)."""
-        unsent = sum(sum(e) for e in self.out_held) + sum(sum(e) for e in self.out_queue) + sum(self.out_acc)
+        unsent = sum(e[4] for e in self.out_held) + sum(e[4] for e in self.out_queue) + sum(self.out_acc)
         return {
             "client_to_lb": self.inbound(),
             "lb_to_client": self.outbound(),
@@ -266,21 +279,30 @@ def _callback_error(exc_type: Any, exc: Any, tb: Any) -> None:
 @_ffi.callback("void(int, int, int, const void *, size_t, SSL *, void *)", onerror=_callback_error)
 def _on_message(write_p: int, version: int, content_type: int, buf: Any, length: int, ssl: Any,
                 arg: Any) -> None:
-    if content_type != _RT_HEADER and content_type != _RT_INNER_CONTENT_TYPE:
-        return  # handshake-message and alert bodies: the record events already cover them
-    conn = SSL.Connection._reverse_mapping.get(ssl)
-    meter = getattr(conn, "meter", None)
-    if meter is None:
-        return
-    p = _ffi.cast("const unsigned char *", buf)
+    # `arg` is a handle to the connection's meter (NULL for anything else). Handshake-message and
+    # alert bodies are ignored: the record events cover them.
     if content_type == _RT_HEADER:
-        if length == 5:
-            (meter._record_out if write_p else meter._record_in)(p[0], p[3] << 8 | p[4])
-    elif length == 1:
-        (meter._inner_out if write_p else meter._inner_in)(p[0])
+        if arg and length == 5:
+            p = _ffi.cast("const unsigned char *", buf)
+            meter = _ffi.from_handle(arg)
+            if write_p:
+                meter._record_out(p[0], p[3] << 8 | p[4])
+            else:
+                meter._record_in(p[0], p[3] << 8 | p[4])
+    elif content_type == _RT_INNER_CONTENT_TYPE and arg and length == 1:
+        inner = _ffi.cast("const unsigned char *", buf)[0]
+        if inner != _APPLICATION_DATA:  # the usual case needs no change
+            meter = _ffi.from_handle(arg)
+            if write_p:
+                meter._inner_out(inner)
+            else:
+                meter._inner_in(inner)
+        elif not write_p:
+            _ffi.from_handle(arg).in_cur_ok = True
 
 
 _INSTALL = threading.Lock()
+_RECV_DONE = _WANT + (SSL.ZeroReturnError,)
 
 
 class MeteredConnection(SSL.Connection):
@@ -299,14 +321,20 @@ class MeteredConnection(SSL.Connection):
             raise TypeError("MeteredConnection meters memory-BIO connections only (socket must be None)")
         self.meter = ConnectionMeter()
         self.pending_alert = b""
-        # SSL_new copies the context's message callback into the new SSL: set it for this SSL only,
-        # so plain connections made from the same (shared, per-listener) context stay untouched.
+        # The SSL object keeps a raw pointer to this handle: it must live as long as the connection.
+        self._meter_handle = _ffi.new_handle(self.meter)
+        # SSL_new copies the context's message callback and its argument into the new SSL: set them
+        # for this SSL only, so plain connections made from the same (shared, per-listener) context
+        # stay untouched.
+        ctx = context._context
         with _INSTALL:
-            _lib.SSL_CTX_set_msg_callback(context._context, _on_message)
+            _lib.SSL_CTX_set_msg_callback(ctx, _on_message)
+            _lib.SSL_CTX_set_msg_callback_arg(ctx, self._meter_handle)
             try:
                 super().__init__(context, None)
             finally:
-                _lib.SSL_CTX_set_msg_callback(context._context, _ffi.NULL)
+                _lib.SSL_CTX_set_msg_callback(ctx, _ffi.NULL)
+                _lib.SSL_CTX_set_msg_callback_arg(ctx, _ffi.NULL)
 
     # wire bytes ---------------------------------------------------------------------------------
 
@@ -317,7 +345,8 @@ class MeteredConnection(SSL.Connection):
 
     def bio_read(self, bufsiz: int) -> bytes:
         meter = self.meter
-        meter._flush_out()  # no-op unless records were written outside a metered operation
+        if meter.out_dirty:
+            meter._flush_out()  # records written outside a metered operation (none known)
         data = super().bio_read(bufsiz)
         meter._drained(len(data))
         return data
@@ -356,14 +385,17 @@ class MeteredConnection(SSL.Connection):
         meter = self.meter
         try:
             data = super().recv(bufsiz, flags)
-        except _WANT + (SSL.ZeroReturnError,):
+        except _RECV_DONE:
             meter.in_buffered = 0
+            if meter.out_dirty:
+                meter._flush_out()
             raise
         except SSL.Error:
             meter.in_buffered = 0
             self._in_failed()
+            meter._flush_out()
             raise
-        finally:
+        if meter.out_dirty:  # e.g. a TLS 1.2 renegotiation answered inside SSL_read
             meter._flush_out()
         self._in_delivered(data, bufsiz, flags)
         return data
@@ -374,15 +406,16 @@ class MeteredConnection(SSL.Connection):
         meter = self.meter
         try:
             n = super().recv_into(buffer, nbytes, flags)
-        except _WANT + (SSL.ZeroReturnError,):
+        except _RECV_DONE:
             meter.in_buffered = 0
+            meter._flush_out()
             raise
         except SSL.Error:
             meter.in_buffered = 0
             self._in_failed()
-            raise
-        finally:
             meter._flush_out()
+            raise
+        meter._flush_out()
         limit = len(buffer) if nbytes is None else min(nbytes, len(buffer))
         self._in_delivered(memoryview(buffer)[:n], limit, flags)
         return n
@@ -404,30 +437,34 @@ class MeteredConnection(SSL.Connection):
             meter.in_cur_cls = _CLO
             meter.in_app_records -= 1
 
+    # With a memory BIO, SSL_write never waits for the transport: it encrypts all of `buf` or fails
+    # before accepting any of it, so the plaintext is what the call returns (0 when it raises).
+
     def send(self, buf: Any, flags: int = 0) -> int:
-        meter = self.meter
         n = 0
         try:
             n = super().send(buf, flags)
+            return n
         finally:
-            meter.out_plain_acc += n
+            meter = self.meter
+            if n:
+                meter.out_plain_acc += n
+                meter.out_dirty = True
             meter._flush_out()
-        return n
 
     write = send
 
     def sendall(self, buf: Any, flags: int = 0) -> int:
-        view = memoryview(buf)
-        if view.format != "B" or view.ndim != 1:
-            view = view.cast("B")
-        total, size = 0, len(view)
+        n = 0
         try:
-            while total < size:
-                total += SSL.Connection.send(self, view[total:total + _MAX_WRITE])
+            n = super().sendall(buf, flags)
+            return n
         finally:
-            self.meter.out_plain_acc += total
-            self.meter._flush_out()
-        return total
+            meter = self.meter
+            if n:
+                meter.out_plain_acc += n
+                meter.out_dirty = True
+            meter._flush_out()
 
     def shutdown(self) -> bool:
         try:

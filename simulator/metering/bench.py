@@ -1,0 +1,186 @@
+"""What metering costs the TLS work of one connection: metered vs plain `SSL.Connection`, in one run.
+
+    python -m simulator.metering.bench [--connections 200] [--requests 2000] [--version TLSv1.3]
+
+Client and server run in memory; only the server side (what the listener does: construct, bio_write,
+do_handshake, recv, sendall, bio_read, and for metered connections finish + to_dict) is timed.
+Blocks of metered and plain work alternate so both see the same machine state; medians are compared.
+This isolates the meter's own cost; the listener-level benchmark (mitmproxy on/off, issue 4 "Cost")
+divides the same absolute cost by the listener's much larger per-connection and per-request cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from OpenSSL import SSL
+
+from simulator.metering.meter import MeteredConnection
+
+# Reference listener costs on the 2-core lab machine (design notes): bare mitmdump reverse proxy.
+MITMDUMP_NEW_CONN_PER_S = 132
+MITMDUMP_KEEPALIVE_REQ_PER_S = 509
+
+_REQUEST = b"GET / HTTP/1.1\r\nHost: lb.test\r\n\r\n"
+_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+def _contexts(version: str) -> tuple[SSL.Context, SSL.Context]:
+    import trustme  # a dev dependency: the benchmark makes its own lab PKI
+
+    d = Path(tempfile.mkdtemp(prefix="lbsim-bench-"))
+    root = trustme.CA(key_type=trustme.KeyType.RSA)
+    leaf = root.create_child_ca(key_type=trustme.KeyType.RSA).issue_cert("lb.test", key_type=trustme.KeyType.RSA)
+    leaf.private_key_and_cert_chain_pem.write_to_path(str(d / "s.pem"))
+    root.cert_pem.write_to_path(str(d / "ca.pem"))
+    v = {"TLSv1.2": SSL.TLS1_2_VERSION, "TLSv1.3": SSL.TLS1_3_VERSION}[version]
+    server = SSL.Context(SSL.TLS_METHOD)
+    server.use_certificate_chain_file(str(d / "s.pem"))
+    server.use_privatekey_file(str(d / "s.pem"))
+    server.set_session_id(b"bench")
+    client = SSL.Context(SSL.TLS_METHOD)
+    client.set_min_proto_version(v)
+    client.set_max_proto_version(v)
+    client.load_verify_locations(str(d / "ca.pem"))
+    return server, client
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def run(self, fn: Any, *a: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return fn(*a)
+        finally:
+            self.t += time.perf_counter() - t0
+
+
+def _drain(src: SSL.Connection, timer: _Timer | None) -> bytes:
+    out = bytearray()
+    while True:
+        try:
+            out += timer.run(src.bio_read, 65535) if timer else src.bio_read(65535)
+        except SSL.WantReadError:
+            return bytes(out)
+
+
+def _server_recv(s: SSL.Connection, timer: _Timer) -> bytes:
+    out = bytearray()
+    while True:
+        try:
+            out += timer.run(s.recv, 65535)
+        except (SSL.WantReadError, SSL.ZeroReturnError):
+            return bytes(out)
+
+
+def _connect(sctx: SSL.Context, cctx: SSL.Context, metered: bool, timer: _Timer) -> tuple[SSL.Connection, SSL.Connection]:
+    s = timer.run(MeteredConnection if metered else SSL.Connection, sctx)
+    timer.run(s.set_accept_state)
+    c = SSL.Connection(cctx)
+    c.set_connect_state()
+    done = False
+    while not done:
+        try:
+            c.do_handshake()
+        except SSL.WantReadError:
+            pass
+        data = _drain(c, None)
+        if data:
+            timer.run(s.bio_write, data)
+        try:
+            timer.run(s.do_handshake)
+            done = True
+        except SSL.WantReadError:
+            pass
+        data = _drain(s, timer)
+        if data:
+            c.bio_write(data)
+    c.do_handshake()
+    _exchange(s, c, timer)
+    return s, c
+
+
+def _exchange(s: SSL.Connection, c: SSL.Connection, timer: _Timer) -> None:
+    c.sendall(_REQUEST)
+    timer.run(s.bio_write, _drain(c, None))
+    assert _server_recv(s, timer)
+    _drain(s, timer)
+    timer.run(s.sendall, _RESPONSE)
+    data = _drain(s, timer)
+    c.bio_write(data)
+    while True:
+        try:
+            c.recv(65535)
+        except SSL.WantReadError:
+            break
+
+
+def new_connections(sctx: SSL.Context, cctx: SSL.Context, metered: bool, n: int) -> float:
+    """Server-side seconds per connection: handshake, one request, the client's close_notify."""
+    timer = _Timer()
+    for _ in range(n):
+        s, c = _connect(sctx, cctx, metered, timer)
+        c.shutdown()
+        timer.run(s.bio_write, _drain(c, None))
+        _server_recv(s, timer)
+        if metered:
+            timer.run(s.meter.finish)
+            timer.run(s.meter.to_dict)
+    return timer.t / n
+
+
+def keep_alive(sctx: SSL.Context, cctx: SSL.Context, metered: bool, n: int) -> float:
+    """Server-side seconds per request on one connection."""
+    setup = _Timer()
+    s, c = _connect(sctx, cctx, metered, setup)
+    timer = _Timer()
+    for _ in range(n):
+        _exchange(s, c, timer)
+    return timer.t / n
+
+
+def run(connections: int = 200, requests: int = 2000, version: str = "TLSv1.3", blocks: int = 5) -> dict[str, Any]:
+    sctx, cctx = _contexts(version)
+    res: dict[str, dict[bool, list[float]]] = {"new_connection": {True: [], False: []},
+                                               "keep_alive_request": {True: [], False: []}}
+    for _ in range(blocks):
+        for metered in (False, True):
+            res["new_connection"][metered].append(new_connections(sctx, cctx, metered, max(1, connections // blocks)))
+            res["keep_alive_request"][metered].append(keep_alive(sctx, cctx, metered, max(1, requests // blocks)))
+    listener_cost = {"new_connection": 1 / MITMDUMP_NEW_CONN_PER_S,
+                     "keep_alive_request": 1 / MITMDUMP_KEEPALIVE_REQ_PER_S}
+    out: dict[str, Any] = {"version": version}
+    for k, v in res.items():
+        plain, metered = statistics.median(v[False]), statistics.median(v[True])
+        added = metered - plain
+        out[k] = {"plain_us": round(plain * 1e6, 1), "metered_us": round(metered * 1e6, 1),
+                  "added_us": round(added * 1e6, 1), "tls_ratio": round(metered / plain, 3),
+                  "share_of_mitmdump_cost_pct": round(100 * added / listener_cost[k], 2)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--connections", type=int, default=200)
+    p.add_argument("--requests", type=int, default=2000)
+    p.add_argument("--version", choices=["TLSv1.2", "TLSv1.3"], default="TLSv1.3")
+    a = p.parse_args(argv)
+    r = run(a.connections, a.requests, a.version)
+    print(f"{r['version']}: server-side TLS work, metered vs plain (medians of alternating blocks)")
+    for k in ("new_connection", "keep_alive_request"):
+        x = r[k]
+        print(f"  {k:20s} plain {x['plain_us']:8.1f} us  metered {x['metered_us']:8.1f} us  "
+              f"added {x['added_us']:6.1f} us  ratio {x['tls_ratio']:.3f}  "
+              f"= {x['share_of_mitmdump_cost_pct']:.2f}% of a mitmdump {k.replace('_', ' ')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
