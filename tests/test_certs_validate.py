@@ -461,3 +461,31 @@ def test_now_can_be_given() -> None:
     chain = cert_pem(server(), intermediate()[0])
     later = NOW + dt.timedelta(days=400)
     only(check("aliyun-slb", "server", chain, good_key(), now=later), "CertificateExpired", "warning")
+
+
+# --- the catalogue itself -------------------------------------------------------------------------
+
+FIELDS = {
+    "InputTooLarge": "cert key", "NotPem": "cert key", "MalformedCertificate": "cert", "MalformedPrivateKey": "key",
+    "UnexpectedPemBlock": "cert key", "DhParametersNotSupported": "cert key", "MissingCertificate": "cert",
+    "UnexpectedPrivateKey": "cert key", "MissingPrivateKey": "key", "MultiplePrivateKeys": "key",
+    "EncryptedPrivateKey": "key", "UnsupportedKeyFormat": "key", "Pkcs8NotSupported": "key",
+    "UnsupportedKeyType": "cert", "UnsupportedKeySize": "cert", "WeakKey": "cert", "WeakSignature": "cert",
+    "KeyCertificateMismatch": "key", "ChainOrder": "cert", "ChainSignature": "cert",
+    "NotACertificateAuthority": "cert", "Sha1Signature": "cert", "IntermediateMissing": "cert",
+    "CertificateExpired": "cert", "CertificateNotYetValid": "cert", "EcParametersIgnored": "key",
+}
+
+
+def test_every_rule_has_a_hint_and_is_documented(profile: str) -> None:
+    from pathlib import Path
+
+    from simulator.certs.validate import RULES, finding_for
+
+    assert set(FIELDS) == set(RULES)
+    for code, fields in FIELDS.items():
+        for field in fields.split():
+            finding = finding_for(profile, "server", code, "detail", field)
+            assert finding.hint and finding.severity == RULES[code].severity, (code, field)
+    docs = (Path(__file__).parent.parent / "docs" / "certificates.md").read_text()
+    assert [code for code in RULES if f"`{code}`" not in docs] == []
