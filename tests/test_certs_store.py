@@ -104,6 +104,13 @@ def test_upload_ca_list_and_describe(store: CertificateStore) -> None:
     raises("NotACertificateAuthority", store.upload_ca, "bad", issued().cert_pem)
 
 
+def test_list_is_in_upload_order_whatever_the_ids(store: CertificateStore) -> None:
+    ids = [store.upload_ca(f"ca{i}", pki().ca_pem, profile="tencent-clb").id for i in range(6)]  # random ids
+    store.delete(ids.pop(2))
+    ids.append(store.upload_ca("late", pki().ca_pem, profile="tencent-clb").id)
+    assert [i.id for i in store.list()] == ids
+
+
 def test_names_follow_the_vendor_rule_and_need_not_be_unique(store: CertificateStore) -> None:
     a, b = upload(store, "same"), upload(store, "same")
     assert a.id != b.id

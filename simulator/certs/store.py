@@ -39,7 +39,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from simulator.certs.parse import CertMeta, cert_meta, iso
 from simulator.certs.validate import (
-    CERT_TYPES,
     CertType,
     Finding,
     Parsed,
@@ -154,14 +153,14 @@ class CertificateStore:
         return self._add("ca", name, cert_pem, None, profile, strict)
 
     def list(self, type: str | None = None) -> list[CertInfo]:
-        """Every certificate (or those of `type`), oldest first."""
+        """Every certificate (or those of `type`), in upload order."""
         if type is not None:
             check_type(type)
         with self._locked(exclusive=False):
             records = self._records()
         now = _now()
-        infos = [_info(r, now) for r in records.values() if type is None or r["type"] == type]
-        return sorted(infos, key=lambda i: (i.created, i.id))
+        ordered = sorted(records.values(), key=lambda r: r["seq"])
+        return [_info(r, now) for r in ordered if type is None or r["type"] == type]
 
     def describe(self, ref: str) -> CertInfo:
         """One certificate by id, or by name when exactly one certificate has that name."""
@@ -239,8 +238,7 @@ class CertificateStore:
 
     def _add(self, kind: CertType, name: str, cert_pem: bytes | str, key_pem: bytes | str | None, profile: str,
              strict: bool) -> CertInfo:
-        get_profile(profile)
-        check_name(profile, name)
+        check_name(profile, name)  # UnknownProfile first, then InvalidName
         result, parsed = evaluate(profile, kind, cert_pem, key_pem, strict=strict)
         result.raise_for_errors()
         assert parsed is not None
@@ -253,8 +251,10 @@ class CertificateStore:
                                  f"{self.quota}", hint=f"delete unused certificates, or raise {ENV_QUOTA}",
                                  details={"quota": self.quota})
             now = iso(_now())
-            record: dict[str, Any] = {"format": RECORD_FORMAT, "id": self._new_id(profile, records), "name": name,
-                                      "type": kind, "profile": profile, "revision": 1, "created": now, "updated": now}
+            seq = max((r["seq"] for r in records.values()), default=0) + 1  # upload order, for list()
+            record: dict[str, Any] = {"format": RECORD_FORMAT, "id": self._new_id(profile, records), "seq": seq,
+                                      "name": name, "type": kind, "profile": profile, "revision": 1, "created": now,
+                                      "updated": now}
             self._write_content(record, parsed, result.findings)
             self._commit(record, records)
         log.info("uploaded %s certificate %s (%r)", kind, record["id"], name)
@@ -312,7 +312,7 @@ class CertificateStore:
                 continue
             try:
                 record = json.loads(path.read_bytes())
-                if record.get("format") != RECORD_FORMAT or record["id"] != path.stem:
+                if record.get("format") != RECORD_FORMAT or record["id"] != path.stem or "seq" not in record:
                     raise ValueError("unexpected format or id")
             except (OSError, ValueError, KeyError, TypeError) as e:
                 raise LbsimError("StoreCorrupt", f"cannot read {path}: {e}", hint="restore it from a backup or "
@@ -520,4 +520,4 @@ def _kek_file(path: Path) -> bytes:
     return parse_kek(path.read_text())
 
 
-__all__ = ["CERT_TYPES", "CertInfo", "CertificateStore", "Material", "default_home", "parse_kek"]
+__all__ = ["CertInfo", "CertificateStore", "Material", "default_home", "parse_kek"]

@@ -289,8 +289,12 @@ def check(profile: str, type: str, cert_pem: bytes | str | None, key_pem: bytes 
 
 
 class _Findings:
+    """Collects findings, worded for one profile and certificate type; drops exact duplicates."""
+
     def __init__(self, profile: CertProfile, kind: CertType) -> None:
-        self.profile, self.kind, self.items = profile, kind, []  # type: ignore[var-annotated]
+        self.profile = profile
+        self.kind = kind
+        self.items: list[Finding] = []
 
     def add(self, code: str, detail: str, field: str) -> None:
         rule = RULES[code]
