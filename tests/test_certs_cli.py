@@ -94,6 +94,14 @@ def test_check_reads_stdin_and_reports_unreadable_files(pki_dir: Path, capsys: p
     assert code == 1 and data["error"]["code"] == "FileNotReadable"
 
 
+def test_check_an_oversized_file_without_reading_it_all(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    big = tmp_path / "big.pem"
+    big.write_bytes(b"-" * (10 * 1024 * 1024))
+    code, data = run_json(capsys, "cert", "check", "--cert", str(big), "--key", str(big))
+    assert code == 1 and [(f["code"], f["field"]) for f in data["findings"]] == [("InputTooLarge", "cert"),
+                                                                                ("InputTooLarge", "key")]
+
+
 def test_store_commands(pki_dir: Path, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     h = ["--home", str(home)]
     chain, key = str(pki_dir / "server-localhost.chain.pem"), str(pki_dir / "server-localhost.key.pem")

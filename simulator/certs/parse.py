@@ -114,7 +114,7 @@ def read_field(data: bytes | str | None, field: str) -> bytes:
 def _too_large(field: str, size: int) -> LbsimError:
     return LbsimError(
         "InputTooLarge",
-        f"{field} is {size} bytes; the limit is {MAX_FIELD_BYTES} bytes per field",
+        f"the {field} field is larger than 64 KiB (the limit is {MAX_FIELD_BYTES} bytes per field)",
         field=field,
         details={"size": size, "limit": MAX_FIELD_BYTES},
     )
