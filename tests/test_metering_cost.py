@@ -12,7 +12,7 @@ from simulator.metering import bench
 
 def test_metering_adds_little_to_tls_work() -> None:
     for version in ("TLSv1.2", "TLSv1.3"):
-        r = bench.run(connections=60, requests=600, version=version, blocks=3)
+        r = bench.run(connections=60, requests=600, version=version)
         print(version, r)
         assert r["new_connection"]["share_of_mitmdump_cost_pct"] < 5
         assert r["keep_alive_request"]["share_of_mitmdump_cost_pct"] < 5

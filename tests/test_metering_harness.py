@@ -12,6 +12,7 @@ Other metering tests import from here (pytest puts tests/ on sys.path).
 
 from __future__ import annotations
 
+import simulator  # noqa: F401  first: it pins OpenSSL's key exchange groups before OpenSSL loads
 import functools
 import queue
 import socket

@@ -10,14 +10,16 @@ Each test serves real connections with `LoopbackServer` (mitmproxy's TLSLayer ca
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
 from OpenSSL import SSL
 from test_metering_harness import (
     CountingClient,
@@ -202,14 +204,6 @@ def test_http2_sized_frames_are_just_bytes() -> None:
         assert t[d]["record_overhead"] == 22 * t["records"][d]["application_data"]
 
 
-def _client_for_p256(**kw: object) -> SSL.Context:
-    """A client offering classic ECDHE only (P-256), as §4 was measured; OpenSSL 3.5's default TLS 1.3
-    key share is the hybrid X25519MLKEM768 (about 1.2 KB more each way)."""
-    ctx = client_context(**kw)  # type: ignore[arg-type]
-    ctx.set_tmp_ecdh(ec.SECP256R1())
-    return ctx
-
-
 def _one(srv: LoopbackServer, ctx: SSL.Context, session: object = None) -> tuple[CountingClient, dict]:
     c = CountingClient(srv.address, ctx, session=session)
     c.handshake()
@@ -235,13 +229,13 @@ def test_resumed_and_mutual_handshakes_and_vendor_sizes() -> None:
         assert res12["resumed"] is True and full12["resumed"] is False
         assert res12["lb_to_client"]["handshake"] == c2.hs_received
 
-        tls13 = _client_for_p256(versions=("TLSv1.3", "TLSv1.3"))
+        tls13 = client_context(versions=("TLSv1.3", "TLSv1.3"))  # X25519: lbsim pins classic groups
         c, full13 = _one(srv, tls13)
         assert tls13_ticket_bytes(c, full13["lb_to_client"]["handshake"]) > 0
         _, res13 = _one(srv, tls13, session=c.session())
         assert res13["resumed"] is True
 
-        _, mutual13 = _one(mtls, _client_for_p256(versions=("TLSv1.3", "TLSv1.3"), cert=True))
+        _, mutual13 = _one(mtls, client_context(versions=("TLSv1.3", "TLSv1.3"), cert=True))
         _, mutual12 = _one(mtls, client_context(versions=("TLSv1.2", "TLSv1.2"), cert=True))
 
     hs = {k: (v["client_to_lb"]["handshake"], v["lb_to_client"]["handshake"]) for k, v in
@@ -256,12 +250,30 @@ def test_resumed_and_mutual_handshakes_and_vendor_sizes() -> None:
     assert hs["res12"][1] < hs["full12"][1] / 10 and hs["res13"][1] < hs["full13"][1] / 3
 
 
-def test_hybrid_post_quantum_key_share_costs_about_1_2_kb_each_way() -> None:
+_HYBRID_PROBE = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from test_metering_harness import LoopbackServer, client_context, server_context
+from test_metering_wire import _one
+with LoopbackServer(server_context()) as srv:
+    _, t = _one(srv, client_context(versions=("TLSv1.3", "TLSv1.3")))
+print(json.dumps([t["client_to_lb"]["handshake"], t["lb_to_client"]["handshake"]]))
+"""
+
+
+def test_hybrid_post_quantum_key_share_costs_about_1_1_kb_each_way(tmp_path: Path) -> None:
+    """Without lbsim's group pinning, OpenSSL 3.5 (inside cryptography) negotiates X25519MLKEM768 for
+    TLS 1.3: measured in a child process with OpenSSL's own defaults, against the pinned X25519 here."""
     with LoopbackServer(server_context()) as srv:
-        _, classic = _one(srv, _client_for_p256(versions=("TLSv1.3", "TLSv1.3")))
-        _, hybrid = _one(srv, client_context(versions=("TLSv1.3", "TLSv1.3")))
-    for d in ("client_to_lb", "lb_to_client"):
-        extra = hybrid[d]["handshake"] - classic[d]["handshake"]
+        _, pinned = _one(srv, client_context(versions=("TLSv1.3", "TLSv1.3")))
+    (tmp_path / "empty.cnf").write_text("")
+    env = {**os.environ, "OPENSSL_CONF": str(tmp_path / "empty.cnf")}
+    out = subprocess.run([sys.executable, "-c", _HYBRID_PROBE, str(Path(__file__).parent)], env=env,
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    hybrid = json.loads(out.splitlines()[-1])
+    for i, d in enumerate(("client_to_lb", "lb_to_client")):
+        extra = hybrid[i] - pinned[d]["handshake"]
+        print(d, "pinned", pinned[d]["handshake"], "hybrid", hybrid[i])
         assert 1000 < extra < 1300, (d, extra)  # ML-KEM-768: 1184 B public key / 1088 B ciphertext
 
 

@@ -4,7 +4,8 @@
 
 Client and server run in memory; only the server side (what the listener does: construct, bio_write,
 do_handshake, recv, sendall, bio_read, and for metered connections finish + to_dict) is timed.
-Blocks of metered and plain work alternate so both see the same machine state; medians are compared.
+Metered and plain connections (and requests) alternate one by one, so noise from other work on the
+machine hits both; medians are compared.
 This isolates the meter's own cost; the listener-level benchmark (mitmproxy on/off, issue 4 "Cost")
 divides the same absolute cost by the listener's much larger per-connection and per-request cost.
 """
@@ -122,42 +123,38 @@ def _exchange(s: SSL.Connection, c: SSL.Connection, timer: _Timer) -> None:
             break
 
 
-def new_connections(sctx: SSL.Context, cctx: SSL.Context, metered: bool, n: int) -> float:
-    """Server-side seconds per connection: handshake, one request, the client's close_notify."""
+def new_connection(sctx: SSL.Context, cctx: SSL.Context, metered: bool) -> float:
+    """Server-side seconds of one connection: handshake, one request, the client's close_notify."""
     timer = _Timer()
-    for _ in range(n):
-        s, c = _connect(sctx, cctx, metered, timer)
-        c.shutdown()
-        timer.run(s.bio_write, _drain(c, None))
-        _server_recv(s, timer)
-        if metered:
-            timer.run(s.meter.finish)
-            timer.run(s.meter.to_dict)
-    return timer.t / n
+    s, c = _connect(sctx, cctx, metered, timer)
+    c.shutdown()
+    timer.run(s.bio_write, _drain(c, None))
+    _server_recv(s, timer)
+    if metered:
+        timer.run(s.meter.finish)
+        timer.run(s.meter.to_dict)
+    return timer.t
 
 
-def keep_alive(sctx: SSL.Context, cctx: SSL.Context, metered: bool, n: int) -> float:
-    """Server-side seconds per request on one connection."""
-    setup = _Timer()
-    s, c = _connect(sctx, cctx, metered, setup)
-    timer = _Timer()
-    for _ in range(n):
-        _exchange(s, c, timer)
-    return timer.t / n
-
-
-def run(connections: int = 200, requests: int = 2000, version: str = "TLSv1.3", blocks: int = 5) -> dict[str, Any]:
+def run(connections: int = 200, requests: int = 2000, version: str = "TLSv1.3") -> dict[str, Any]:
+    """Medians of per-connection and per-request server-side times, metered and plain interleaved one
+    by one (alternating which goes first), so that noise from other work on the machine hits both."""
     sctx, cctx = _contexts(version)
-    res: dict[str, dict[bool, list[float]]] = {"new_connection": {True: [], False: []},
-                                               "keep_alive_request": {True: [], False: []}}
-    for _ in range(blocks):
-        for metered in (False, True):
-            res["new_connection"][metered].append(new_connections(sctx, cctx, metered, max(1, connections // blocks)))
-            res["keep_alive_request"][metered].append(keep_alive(sctx, cctx, metered, max(1, requests // blocks)))
+    samples: dict[str, dict[bool, list[float]]] = {"new_connection": {True: [], False: []},
+                                                   "keep_alive_request": {True: [], False: []}}
+    for i in range(connections):
+        for metered in ((False, True) if i % 2 else (True, False)):
+            samples["new_connection"][metered].append(new_connection(sctx, cctx, metered))
+    pairs = {m: _connect(sctx, cctx, m, _Timer()) for m in (False, True)}
+    for i in range(requests):
+        for metered in ((False, True) if i % 2 else (True, False)):
+            timer = _Timer()
+            _exchange(*pairs[metered], timer)
+            samples["keep_alive_request"][metered].append(timer.t)
     listener_cost = {"new_connection": 1 / MITMDUMP_NEW_CONN_PER_S,
                      "keep_alive_request": 1 / MITMDUMP_KEEPALIVE_REQ_PER_S}
     out: dict[str, Any] = {"version": version}
-    for k, v in res.items():
+    for k, v in samples.items():
         plain, metered = statistics.median(v[False]), statistics.median(v[True])
         added = metered - plain
         out[k] = {"plain_us": round(plain * 1e6, 1), "metered_us": round(metered * 1e6, 1),
@@ -173,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--version", choices=["TLSv1.2", "TLSv1.3"], default="TLSv1.3")
     a = p.parse_args(argv)
     r = run(a.connections, a.requests, a.version)
-    print(f"{r['version']}: server-side TLS work, metered vs plain (medians of alternating blocks)")
+    print(f"{r['version']}: server-side TLS work, metered vs plain (medians, interleaved)")
     for k in ("new_connection", "keep_alive_request"):
         x = r[k]
         print(f"  {k:20s} plain {x['plain_us']:8.1f} us  metered {x['metered_us']:8.1f} us  "
