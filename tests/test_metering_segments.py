@@ -36,6 +36,7 @@ class Lab:
         self.client.set_connect_state()
         self.chunks, self.reads, self.recv_sizes = (itertools.cycle(x) for x in (chunks, reads, recv_sizes))
         self.to_lb = bytearray()
+        self.from_lb = bytearray()   # every byte the LB handed out, for independent splitting
         self.sent = self.received = 0
         self.client_hs_sent: int | None = None
         self.plain_to_lb = bytearray()
@@ -63,6 +64,7 @@ class Lab:
                 return
             self.check()
             self.received += len(data)
+            self.from_lb += data
             self.client.bio_write(data)
 
     def deliver(self) -> None:
@@ -249,3 +251,30 @@ def test_record_stream_splits_any_chunking(case: tuple[bytes, list[tuple[int, in
     assert rs.complete and rs.total == len(data)
     assert sum(r.size for r in rs.records) == len(data)
     assert all(r.offset + HEADER_LEN + r.length <= len(data) for r in rs.records)
+
+
+def test_tls12_renegotiation_attempt_is_handshake_and_its_answer_classified_by_type() -> None:
+    """A client renegotiates after the handshake: its (encrypted) ClientHello is handshake. The LB answers
+    inside recv(): OpenSSL 3.5 refuses with a no_renegotiation alert (closure); an LB that accepted would
+    send handshake records. Expected categories come from the record types of the LB's raw bytes."""
+    lab = Lab("TLSv1.2", [65535], [65535], [65535])
+    lab.handshake()
+    lab.client_send(b"a" * 10)
+    before = lab.lb.meter.to_dict()
+    sent0, received0 = lab.sent, lab.received
+    lab.client.renegotiate()
+    try:
+        lab.client.do_handshake()
+    except SSL.WantReadError:
+        pass
+    lab.client_out()
+    lab.deliver()
+    t = lab.lb.meter.to_dict()
+    assert_invariant(t)
+    assert t["client_to_lb"]["handshake"] - before["client_to_lb"]["handshake"] == lab.sent - sent0 > 0
+    expected = {"handshake": 0, "closure": 0}
+    for r in RecordStream().feed(bytes(lab.from_lb[received0:])):
+        expected["closure" if r.content_type == 21 else "handshake"] += r.size
+    grew = {c: t["lb_to_client"][c] - before["lb_to_client"][c] for c in expected}
+    assert grew == expected and sum(expected.values()) == lab.received - received0 > 0
+    assert t["lb_to_client"]["payload"] == before["lb_to_client"]["payload"]
