@@ -158,7 +158,9 @@ class LoopbackServer:
     """Accepts connections on 127.0.0.1; each one is served in its own thread."""
 
     def __init__(self, ctx: SSL.Context, *, app: Callable[[], Any] = HttpApp, metered: bool = True,
-                 send_alert: bool = True) -> None:
+                 send_alert: str | None = "pending") -> None:
+        """`send_alert`: how a failed handshake's alert reaches the client ("pending": write
+        `pending_alert` and call `sent_alert`; "bio_read": drain it; None: drop it, as mitmproxy does)."""
         self.ctx, self.app, self.metered, self.send_alert = ctx, app, metered, send_alert
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.address = self.sock.getsockname()
@@ -220,9 +222,11 @@ class LoopbackServer:
                     except SSL.Error as e:
                         served.error = repr(e)
                         alert = getattr(conn, "pending_alert", b"")
-                        if self.send_alert and alert:  # what the lead's addon is asked to do
+                        if self.send_alert == "pending" and alert:  # write it, then report it
                             sock.sendall(alert)
                             conn.meter.sent_alert(len(alert))
+                        elif self.send_alert == "bio_read":  # drain it like tls_interact would
+                            self._interact(conn, sock)
                         break
                     done = True
                     if self._receive(conn, sock, app, b""):

@@ -213,10 +213,11 @@ def test_sent_alert_beyond_what_was_held_is_flagged() -> None:
     m._record_out(21, 2)
     m._flush_out()
     m._hold(7)
+    m.out_held_bytes = b"\x15\x03\x03\x00\x02\x02\x46"  # what MeteredConnection._hold_unsent keeps
     assert m.to_dict()["unsent_bytes"] == 7
     m.sent_alert(9)
     assert m.outbound() == {"wire": 9, "handshake": 9, "record_overhead": 0, "payload": 0, "closure": 0}
-    assert m.out_unannounced == 2 and m.to_dict()["unsent_bytes"] == 0
+    assert m.out_unannounced == 2 and m.to_dict()["unsent_bytes"] == 0 and m.out_held_bytes == b""
 
 
 def test_truncated_application_record_becomes_closure_at_finish() -> None:

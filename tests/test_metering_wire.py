@@ -346,10 +346,11 @@ def test_partial_client_hello_never_reaches_tls() -> None:
     assert served.traffic is None and served.raw_before_tls == 100
 
 
-@pytest.mark.parametrize("send_alert", [True, False])
-def test_failed_handshake_alert_is_counted_only_when_sent(send_alert: bool) -> None:
+@pytest.mark.parametrize("send_alert", ["pending", "bio_read", None])
+def test_failed_handshake_alert_is_counted_only_when_sent(send_alert: str | None) -> None:
     """The client offers only TLS 1.0; the listener requires 1.2: OpenSSL queues a protocol_version
-    alert that mitmproxy would drop. `pending_alert` holds it; `sent_alert` counts it."""
+    alert that mitmproxy would drop. `pending_alert` holds it; it is counted once handed out, whether
+    written and reported with `sent_alert` or drained with `bio_read` (the listener addon's way)."""
     with LoopbackServer(server_context(versions=("TLSv1.2", "TLSv1.3")), send_alert=send_alert) as srv:
         c = CountingClient(srv.address, client_context(versions=("TLSv1", "TLSv1")))
         with pytest.raises((SSL.Error, ConnectionError)):
@@ -360,12 +361,15 @@ def test_failed_handshake_alert_is_counted_only_when_sent(send_alert: bool) -> N
     assert_wire_matches(c, served)
     assert t["handshake_complete"] is False and "unsupported protocol" in t["handshake_error"]
     assert t["client_to_lb"]["handshake"] == c.sent
-    alert = served.conn.pending_alert
-    assert len(alert) == 7 and alert[0] == 21  # a plaintext alert record: 5 + 2 bytes
     if send_alert:
+        assert c.in_records.records[0].content_type == 21 and c.received == 7  # a plaintext alert: 5 + 2
         assert t["lb_to_client"] == {"wire": 7, "handshake": 7, "record_overhead": 0, "payload": 0, "closure": 0}
-        assert t["unsent_bytes"] == 0
+        assert t["unsent_bytes"] == 0 and served.conn.pending_alert == b""
+        with pytest.raises(SSL.WantReadError):
+            served.conn.bio_read(65535)  # handed out once only
     else:
+        alert = served.conn.pending_alert
+        assert len(alert) == 7 and alert[0] == 21
         assert t["lb_to_client"]["wire"] == 0 and t["unsent_bytes"] == 7
 
 

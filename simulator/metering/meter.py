@@ -19,8 +19,9 @@ How bytes are counted and classified:
   those application-data records (header, explicit nonce, tag, MAC, padding, TLS 1.3 inner type).
 * Outbound records are produced synchronously inside an operation (`do_handshake`, `recv`, `send`, ...)
   and queued per operation; `bio_read` drains the queue in order, so categories count bytes actually
-  handed out for sending. A failed handshake's alert is held back (mitmproxy never sends it) until the
-  caller reports it sent with `ConnectionMeter.sent_alert`.
+  handed out for sending. A failed handshake's alert is held back in `pending_alert` (mitmproxy never
+  sends it) and counted once it is handed out: by `bio_read`, or by `ConnectionMeter.sent_alert` after
+  the caller wrote it itself.
 * Bytes OpenSSL never reads (after a close_notify or a fatal error, or a record cut off by the
   disconnect) count as `handshake` before the handshake completed and as `closure` after it.
 
@@ -71,7 +72,7 @@ class ConnectionMeter:
         "in_plain", "in_buffered", "in_records", "in_app_records",
         # LB -> client
         "out_wire", "out_sent", "out_queue", "out_acc", "out_plain_acc", "out_dirty", "out_last_size", "out_last_cls",
-        "out_held", "out_unannounced", "out_records", "out_app_records",
+        "out_held", "out_held_bytes", "out_unannounced", "out_records", "out_app_records",
     )
 
     def __init__(self) -> None:
@@ -102,7 +103,8 @@ class ConnectionMeter:
         self.out_dirty = False        # out_acc/out_plain_acc hold something to queue
         self.out_last_size = 0
         self.out_last_cls = -1
-        self.out_held: deque[list[int]] = deque()   # drained into pending_alert, not sent yet
+        self.out_held: deque[list[int]] = deque()   # categories of out_held_bytes
+        self.out_held_bytes = b""     # a failed handshake's alert: taken from OpenSSL, not handed out yet
         self.out_unannounced = 0      # drained bytes no record accounted for (should stay 0)
         self.out_records = 0
         self.out_app_records = 0
@@ -211,11 +213,13 @@ class ConnectionMeter:
     # --- public API ---------------------------------------------------------------------------
 
     def sent_alert(self, nbytes: int) -> None:
-        """Report that `nbytes` of `MeteredConnection.pending_alert` were written to the client socket.
+        """Report that the first `nbytes` of `MeteredConnection.pending_alert` were written to the client.
 
-        Until then they are not counted: mitmproxy drops them when a handshake fails.
+        Until then they are not counted: mitmproxy drops them when a handshake fails. (Draining them with
+        `bio_read` instead counts them the same way, once.)
         """
         got, short = self._take(self.out_held, nbytes)
+        self.out_held_bytes = self.out_held_bytes[nbytes:]
         self.out_wire += nbytes
         self._add_out(got, short)
 
@@ -252,7 +256,7 @@ class ConnectionMeter:
 
     def to_dict(self) -> dict[str, Any]:
         """The connection's `traffic` record (see docs/metering.md for every field)."""
-        unsent = sum(e[4] for e in self.out_held) + sum(e[4] for e in self.out_queue) + sum(self.out_acc)
+        unsent = len(self.out_held_bytes) + sum(e[4] for e in self.out_queue) + sum(self.out_acc)
         return {
             "client_to_lb": self.inbound(),
             "lb_to_client": self.outbound(),
@@ -314,13 +318,11 @@ class MeteredConnection(SSL.Connection):
     """
 
     meter: ConnectionMeter
-    pending_alert: bytes
 
     def __init__(self, context: SSL.Context, socket: socket.socket | None = None) -> None:
         if socket is not None:
             raise TypeError("MeteredConnection meters memory-BIO connections only (socket must be None)")
         self.meter = ConnectionMeter()
-        self.pending_alert = b""
         # The SSL object keeps a raw pointer to this handle: it must live as long as the connection.
         self._meter_handle = _ffi.new_handle(self.meter)
         # SSL_new copies the context's message callback and its argument into the new SSL: set them
@@ -336,6 +338,15 @@ class MeteredConnection(SSL.Connection):
                 _lib.SSL_CTX_set_msg_callback(ctx, _ffi.NULL)
                 _lib.SSL_CTX_set_msg_callback_arg(ctx, _ffi.NULL)
 
+    @property
+    def pending_alert(self) -> bytes:
+        """What OpenSSL queued for the client when the handshake failed (its alert), not handed out yet.
+
+        mitmproxy never sends it. Send it either by writing these bytes and calling
+        `meter.sent_alert(len(...))`, or by draining them with `bio_read` (counted as handed out).
+        """
+        return self.meter.out_held_bytes
+
     # wire bytes ---------------------------------------------------------------------------------
 
     def bio_write(self, buf: Any) -> int:
@@ -345,6 +356,10 @@ class MeteredConnection(SSL.Connection):
 
     def bio_read(self, bufsiz: int) -> bytes:
         meter = self.meter
+        if meter.out_held_bytes:  # a failed handshake's alert comes first (nothing is written after it)
+            chunk = meter.out_held_bytes[:bufsiz]
+            meter.sent_alert(len(chunk))
+            return chunk
         if meter.out_dirty:
             meter._flush_out()  # records written outside a metered operation (none known)
         data = super().bio_read(bufsiz)
@@ -371,15 +386,14 @@ class MeteredConnection(SSL.Connection):
 
     def _hold_unsent(self) -> None:
         """Move what OpenSSL queued for the client (its alert) into `pending_alert`, uncounted."""
-        chunks = [self.pending_alert]
+        meter = self.meter
         while True:
             try:
                 chunk = SSL.Connection.bio_read(self, 65535)
             except SSL.WantReadError:
                 break
-            self.meter._hold(len(chunk))
-            chunks.append(chunk)
-        self.pending_alert = b"".join(chunks)
+            meter._hold(len(chunk))
+            meter.out_held_bytes += chunk
 
     def recv(self, bufsiz: int, flags: int | None = None) -> bytes:
         meter = self.meter
