@@ -137,10 +137,25 @@ def test_csv_and_jsonl_exports_round_trip(tmp_path: Path) -> None:
     assert len(rows) == 7 and rows[0]["lb_to_client_wire"] == "7944" and rows[0]["billed_bytes"] == "5000"
     assert {"client_to_lb_handshake", "lb_to_client_record_overhead", "overhead_pct", "cipher"} <= set(rows[0])
     assert ledger.write_jsonl(tmp_path / "t.jsonl") == 7
-    with open(tmp_path / "t.jsonl", "a") as f:  # a connection log also holds other events
+    with open(tmp_path / "t.jsonl", "a") as f:  # a connection log may also hold other events
         f.write('{"event": "listener_started", "port": 443}\n\n')
     again = TrafficLedger.from_jsonl(tmp_path / "t.jsonl")
     assert again.summary() == ledger.summary()
+
+
+def test_records_in_the_listener_log_shape() -> None:
+    """The connection log's own fields: ISO `time` + `duration`, top-level `requests`; records without
+    `traffic` (metering off, or a client gone before its ClientHello was whole) count as unmetered."""
+    ledger = TrafficLedger()
+    metered = record(requests=0)
+    metered["requests"] = 4  # the listener's count wins over the meter's
+    ledger.add(metered)
+    ledger.add({"time": "2026-01-01T00:00:10.000Z", "duration": 2.5, "listener_port": 443,
+                "profile": "aliyun-slb", "billing_model": "aliyun-slb", "requests": 0})
+    s = ledger.summary()[0]
+    assert (s["connections"], s["unmetered"], s["handshakes_full"], s["requests"]) == (2, 1, 1, 4)
+    assert s["wire_out"] == 7944 and s["concurrent_peak"] == 1
+    assert len(ledger.rows()) == 1
 
 
 def test_bad_logs_are_reported(tmp_path: Path) -> None:

@@ -108,6 +108,9 @@ def print_table(summaries: list[dict[str, Any]], out: TextIO | None = None) -> N
         print("(no connections)", file=out)
     for s in summaries:
         print(f"\n:{s['listener_port']} ({s['billing_model']})", file=out)
+        if s.get("unmetered"):
+            print(f"  {s['unmetered']} connection(s) without byte counts (metering off, or gone before the "
+                  "ClientHello was whole)", file=out)
         for d in DIRECTIONS:
             b = s["bytes"][d]
             parts = ", ".join(f"{c} {b[c]:,} ({100 * b[c] / b['wire']:.1f}%)" if b["wire"] else f"{c} 0"

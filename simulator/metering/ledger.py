@@ -1,7 +1,9 @@
 """Per-listener aggregation of connection-log traffic records, and CSV/JSONL export for notebooks.
 
 A record is one connection-log line: {"time", "listener_port", "profile", "billing_model",
-"traffic": ConnectionMeter.to_dict(), ...}. Rates (new connections/s, requests/s, GB/h) are taken over
+"traffic": ConnectionMeter.to_dict(), ...}. A connection record without `traffic` (metering off, or a
+client gone before its ClientHello was whole) counts as an unmetered connection: no bytes, no
+handshake. Rates (new connections/s, requests/s, GB/h) are taken over
 the observed window, from the first connection's start to the last one's end (at least 1 s), or over a
 window the caller gives; LCU estimates read them as if sustained for the hour.
 """
@@ -9,6 +11,7 @@ window the caller gives; LCU estimates read them as if sustained for the hour.
 from __future__ import annotations
 
 import csv
+import datetime
 import json
 import time
 from collections.abc import Iterable, Mapping
@@ -31,6 +34,7 @@ class _Listener:
     profile: str | None
     model: str
     connections: int = 0
+    unmetered: int = 0
     full: int = 0
     resumed: int = 0
     failed: int = 0
@@ -43,12 +47,34 @@ class _Listener:
     intervals: list[tuple[float, float]] = field(default_factory=list)
 
 
+def _epoch(value: Any) -> float | None:
+    """Seconds since the epoch from a number or an ISO 8601 string (the connection log's `time`)."""
+    if value is None or isinstance(value, (int, float)):
+        return value
+    try:
+        return datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 def _interval(record: Mapping[str, Any], traffic: Mapping[str, Any]) -> tuple[float, float]:
-    end = next((v for v in (traffic.get("finished_at"), record.get("time")) if v is not None), None)
-    end = time.time() if end is None else float(end)
-    start = traffic.get("started_at")
-    start = end if start is None else float(start)
-    return start, max(end, start)
+    """When the connection was open: the meter's times, else the log's `time` (+ `duration`)."""
+    start = _epoch(traffic.get("started_at"))
+    end = _epoch(traffic.get("finished_at"))
+    logged = _epoch(record.get("time"))
+    if start is None:
+        start = logged if logged is not None else end
+    if end is None:
+        duration = record.get("duration")
+        end = start + float(duration) if start is not None and duration is not None else start
+    if start is None or end is None:
+        start = end = time.time()
+    return float(start), float(max(end, start))
+
+
+def is_connection_record(record: Any) -> bool:
+    """A connection-log record (metered or not), as opposed to other events in the same log."""
+    return isinstance(record, Mapping) and (isinstance(record.get("traffic"), Mapping) or "listener_port" in record)
 
 
 class TrafficLedger:
@@ -68,13 +94,21 @@ class TrafficLedger:
 
     def add(self, record: Mapping[str, Any]) -> None:
         """Account one connection record (it is kept as given, for `write_jsonl`)."""
-        t = record["traffic"]
         model = self.model_of(record)
         key = (record.get("listener_port"), record.get("profile"), model)
         lst = self._listeners.get(key)
         if lst is None:
             lst = self._listeners[key] = _Listener(key[0], key[1], model)
         lst.connections += 1
+        self.records.append(dict(record))
+        t = record.get("traffic")
+        reqs = int(record.get("requests") or (t or {}).get("requests") or 0)  # the log's count, else the meter's
+        lst.requests += reqs
+        lst.rule_evaluations += reqs * float(record.get("rules", 1))
+        if not isinstance(t, Mapping):
+            lst.unmetered += 1
+            lst.intervals.append(_interval(record, {}))
+            return
         if not t.get("handshake_complete"):
             lst.failed += 1
         else:
@@ -82,9 +116,6 @@ class TrafficLedger:
             setattr(lst, kind, getattr(lst, kind) + 1)
             lst.handshake_by_kind[kind][0] += t["client_to_lb"]["handshake"]
             lst.handshake_by_kind[kind][1] += t["lb_to_client"]["handshake"]
-        reqs = int(t.get("requests") or 0)
-        lst.requests += reqs
-        lst.rule_evaluations += reqs * float(record.get("rules", 1))
         for d in DIRECTIONS:
             for f in _FIELDS:
                 lst.bytes[d][f] += int(t[d][f])
@@ -92,7 +123,6 @@ class TrafficLedger:
         lst.billed_in += b["billed_client_to_lb"]
         lst.billed_out += b["billed_lb_to_client"]
         lst.intervals.append(_interval(record, t))
-        self.records.append(dict(record))
 
     def extend(self, records: Iterable[Mapping[str, Any]]) -> None:
         for r in records:
@@ -125,6 +155,7 @@ class TrafficLedger:
             "profile": lst.profile,
             "billing_model": lst.model,
             "connections": lst.connections,
+            "unmetered": lst.unmetered,
             "handshakes_full": lst.full,
             "handshakes_resumed": lst.resumed,
             "handshakes_failed": lst.failed,
@@ -155,14 +186,17 @@ class TrafficLedger:
         """One flat row per connection (the CSV columns)."""
         out = []
         for r in self.records:
-            t = r["traffic"]
+            t = r.get("traffic")
+            if not isinstance(t, Mapping):
+                continue
             model = self.model_of(r)
             b = billing.billed(model, t)
             row: dict[str, Any] = {
                 "time": r.get("time"), "listener_port": r.get("listener_port"), "profile": r.get("profile"),
                 "billing_model": model, "client": r.get("client"),
                 "tls_version": t.get("tls_version"), "cipher": t.get("cipher"), "resumed": t.get("resumed"),
-                "handshake_complete": t.get("handshake_complete"), "requests": t.get("requests"),
+                "handshake_complete": t.get("handshake_complete"),
+                "requests": r.get("requests") if r.get("requests") is not None else t.get("requests"),
                 "started_at": t.get("started_at"), "finished_at": t.get("finished_at"),
             }
             for d in DIRECTIONS:
@@ -192,7 +226,7 @@ class TrafficLedger:
 
     @classmethod
     def from_jsonl(cls, path: str | Path) -> TrafficLedger:
-        """Load a connection log; lines without a `traffic` record (other events) are skipped."""
+        """Load a connection log; lines that are not connection records (other events) are skipped."""
         ledger = cls()
         try:
             f = open(path)
@@ -207,7 +241,7 @@ class TrafficLedger:
                     rec = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise LbsimError("metering.log_invalid", f"{path}:{n}: not JSON ({e.msg})", field="log") from None
-                if isinstance(rec, dict) and isinstance(rec.get("traffic"), dict):
+                if is_connection_record(rec):
                     ledger.add(rec)
         return ledger
 
