@@ -238,8 +238,13 @@ def test_report_traffic_from_the_api(tmp_path: Path, capsys: pytest.CaptureFixtu
     ledger = make_ledger()
 
     class Api(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # the contract: GET /v1/traffic[?connections=1]
+        def do_GET(self) -> None:  # the contract: GET /v1/traffic[?connections=1], bearer token
             assert self.path.startswith("/v1/traffic")
+            if self.headers.get("Authorization") != "Bearer s3cret":
+                self.send_response(401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             body: dict[str, Any] = {"listeners": ledger.summary()}
             if "connections=1" in self.path:
                 body["connections"] = ledger.records
@@ -256,9 +261,14 @@ def test_report_traffic_from_the_api(tmp_path: Path, capsys: pytest.CaptureFixtu
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
         url = "http://%s:%d" % srv.server_address
-        out = run_cli(["report", "traffic", "--api", url], capsys)
+        out = run_cli(["report", "traffic", "--api", url, "--token", "s3cret"], capsys)
         assert out.splitlines()[1].split()[:4] == ["443", "aliyun-slb", "aliyun-slb", "5"]
-        run_cli(["report", "traffic", "--api", url + "/", "--csv", str(tmp_path / "a.csv")], capsys)
+        run_cli(["report", "traffic", "--api", url + "/", "--token", "s3cret", "--csv", str(tmp_path / "a.csv")],
+                capsys)
+        args = parser().parse_args(["report", "traffic", "--api", url, "--token", "wrong"])
+        with pytest.raises(LbsimError) as e:
+            args.func(args)
+        assert e.value.code == "metering.api_error" and "401" in e.value.message
         assert len(list(csv.DictReader(open(tmp_path / "a.csv")))) == 7
     finally:
         srv.shutdown()

@@ -279,3 +279,13 @@ def test_tls12_renegotiation_attempt_is_handshake_and_its_answer_classified_by_t
     grew = {c: t["lb_to_client"][c] - before["lb_to_client"][c] for c in expected}
     assert grew == expected and sum(expected.values()) == lab.received - received0 > 0
     assert t["lb_to_client"]["payload"] == before["lb_to_client"]["payload"]
+
+
+def test_received_unread_bytes_follow_the_phase() -> None:
+    before = ConnectionMeter()
+    before.received_unread(50)  # a client's bytes after its handshake failed, discarded by mitmproxy
+    assert before.inbound() == {"wire": 50, "handshake": 50, "record_overhead": 0, "payload": 0, "closure": 0}
+    after = ConnectionMeter()
+    after.handshake_complete = True
+    after.received_unread(10)  # after completion: closure (nothing will ever decrypt them)
+    assert after.inbound() == {"wire": 10, "handshake": 0, "record_overhead": 0, "payload": 0, "closure": 10}

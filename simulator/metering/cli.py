@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -35,6 +36,8 @@ def register(subparsers: Any) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--log", metavar="FILE.jsonl", help="connection log (one JSON record a line)")
     src.add_argument("--api", metavar="URL", help="a running lab's API base URL (GET URL/v1/traffic)")
+    p.add_argument("--token", default=os.environ.get("LBSIM_API_TOKEN"),
+                   help="the API's bearer token (api.token; default: $LBSIM_API_TOKEN)")
     p.add_argument("--csv", metavar="FILE", help="write one row per connection")
     p.add_argument("--jsonl", metavar="FILE", help="write the connection records, one JSON object a line")
     p.add_argument("--window", type=float, metavar="SECONDS",
@@ -43,11 +46,15 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def fetch(api: str, connections: bool) -> dict[str, Any]:
+def fetch(api: str, connections: bool, token: str | None = None) -> dict[str, Any]:
     url = api.rstrip("/") + "/v1/traffic" + ("?connections=1" if connections else "")
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(url, timeout=10) as r:
+        with urllib.request.urlopen(request, timeout=10) as r:
             return json.load(r)
+    except urllib.error.HTTPError as e:
+        raise LbsimError("metering.api_error", f"{url}: HTTP {e.code} {e.reason}", field="api",
+                         hint="pass --token (or set LBSIM_API_TOKEN)" if e.code == 401 else None) from None
     except (urllib.error.URLError, OSError, ValueError) as e:
         raise LbsimError("metering.api_unreachable", f"cannot read {url}: {e}", field="api",
                          hint="is the lab running (lbsim up)?") from None
@@ -59,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         ledger = TrafficLedger.from_jsonl(args.log)
         summaries = ledger.summary(args.window)
     elif args.api:
-        body = fetch(args.api, connections=exports)
+        body = fetch(args.api, connections=exports, token=args.token)
         ledger = TrafficLedger()
         ledger.extend(body.get("connections") or [])
         summaries = ledger.summary(args.window) if ledger.records else body.get("listeners", [])

@@ -223,6 +223,14 @@ class ConnectionMeter:
         self.out_wire += nbytes
         self._add_out(got, short)
 
+    def received_unread(self, nbytes: int) -> None:
+        """Count bytes that reached the listener but were never given to `bio_write`.
+
+        mitmproxy discards what a client sends after its handshake failed or after the connection closed.
+        Like other bytes OpenSSL never read, they are handshake before completion and closure after it.
+        """
+        self.in_wire += nbytes
+
     def finish(self) -> None:
         """Close the books: the client is gone. Idempotent; later I/O (if any) is still counted."""
         if self.finished_at is None:
