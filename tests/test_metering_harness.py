@@ -18,7 +18,7 @@ import queue
 import socket
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,7 +27,7 @@ import trustme
 from mitmproxy.proxy.layers.tls import parse_client_hello
 from OpenSSL import SSL
 
-from simulator.metering import MeteredConnection, tcpinfo
+from simulator.metering import MeteredConnection, meter, tcpinfo
 from simulator.metering.records import RecordStream
 
 VERSIONS = {"TLSv1": SSL.TLS1_VERSION, "TLSv1.1": SSL.TLS1_1_VERSION, "TLSv1.2": SSL.TLS1_2_VERSION,
@@ -412,6 +412,7 @@ class CountingClient:
 
 
 def assert_invariant(traffic: dict[str, Any]) -> None:
+    assert meter.callback_errors() == 0
     for d in ("client_to_lb", "lb_to_client"):
         v = traffic[d]
         assert v["wire"] == v["handshake"] + v["record_overhead"] + v["payload"] + v["closure"], (d, v)
@@ -470,20 +471,3 @@ def test_plain_connection_from_same_context_is_not_metered() -> None:
 def test_metered_connection_rejects_socket_mode() -> None:
     with pytest.raises(TypeError):
         MeteredConnection(server_context(), socket.socket())
-
-
-@dataclass
-class Pair:
-    """A metered server and a plain client joined in memory (no socket), for segmentation tests."""
-
-    server: MeteredConnection
-    client: SSL.Connection
-    to_server: list[bytes] = field(default_factory=list)
-
-    @classmethod
-    def new(cls, sctx: SSL.Context, cctx: SSL.Context) -> Pair:
-        s = MeteredConnection(sctx)
-        s.set_accept_state()
-        c = SSL.Connection(cctx)
-        c.set_connect_state()
-        return cls(s, c)

@@ -81,7 +81,8 @@ def _server_recv(s: SSL.Connection, timer: _Timer) -> bytes:
             return bytes(out)
 
 
-def _connect(sctx: SSL.Context, cctx: SSL.Context, metered: bool, timer: _Timer) -> tuple[SSL.Connection, SSL.Connection]:
+def _connect(sctx: SSL.Context, cctx: SSL.Context, metered: bool,
+             timer: _Timer) -> tuple[SSL.Connection, SSL.Connection]:
     s = timer.run(MeteredConnection if metered else SSL.Connection, sctx)
     timer.run(s.set_accept_state)
     c = SSL.Connection(cctx)
