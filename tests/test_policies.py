@@ -143,27 +143,27 @@ def test_policy_to_dict_is_json() -> None:
 
 
 def test_unknown_policy_names_the_field_and_the_choices() -> None:
-    err = raises("unknown_policy", "tls_1_9", field="listeners[1].tls_policy")
+    err = raises("UnknownPolicy", "tls_1_9", field="listeners[1].tls_policy")
     assert err.field == "listeners[1].tls_policy"
     assert err.message.startswith(
         "unknown policy 'tls_1_9'; expected one of tls_cipher_policy_1_0, tls_cipher_policy_1_1, tls_cipher_policy_1_2, "
         "tls_cipher_policy_1_2_strict, tls_cipher_policy_1_2_strict_with_1_3, or a custom policy"
     )
-    assert str(err).startswith("listeners[1].tls_policy: unknown_policy: unknown policy 'tls_1_9'")
+    assert str(err).startswith("listeners[1].tls_policy: UnknownPolicy: unknown policy 'tls_1_9'")
 
 
 def test_a_policy_of_the_other_vendor_is_refused() -> None:
-    err = raises("unknown_policy", "tls_cipher_policy_1_2", profile="tencent-clb")
+    err = raises("UnknownPolicy", "tls_cipher_policy_1_2", profile="tencent-clb")
     assert "defined for aliyun-slb" in err.message and "tencent_default" in err.message
-    raises("unknown_policy", "tencent_default", profile="aliyun-slb")
+    raises("UnknownPolicy", "tencent_default", profile="aliyun-slb")
 
 
 def test_unknown_profile_and_bad_types() -> None:
     with pytest.raises(LbsimError) as info:
         resolve_policy("aws-alb", None)
-    assert info.value.code == "unknown_profile" and "aliyun-slb, tencent-clb" in info.value.message
-    raises("invalid_policy", 12)
-    raises("invalid_policy", ["tls_cipher_policy_1_0"])
+    assert info.value.code == "UnknownProfile" and "aliyun-slb, tencent-clb" in info.value.message
+    raises("InvalidPolicy", 12)
+    raises("InvalidPolicy", ["tls_cipher_policy_1_0"])
 
 
 def test_a_resolved_policy_passes_through() -> None:
@@ -190,9 +190,9 @@ def test_aliyun_custom_policy() -> None:
 
 
 def test_aliyun_custom_limits() -> None:
-    err = raises("policy_limit", {"versions": ["TLSv1.2"], "ciphers": ["AES128-SHA"] * 33})
+    err = raises("PolicyLimit", {"versions": ["TLSv1.2"], "ciphers": ["AES128-SHA"] * 33})
     assert "at most 32 cipher suites" in err.message and err.field == "tls_policy.ciphers"
-    err = raises("policy_limit", {"versions": ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3", "TLSv1.2"], "ciphers": ["AES128-SHA"]})
+    err = raises("PolicyLimit", {"versions": ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3", "TLSv1.2"], "ciphers": ["AES128-SHA"]})
     assert "at most 4 TLS versions" in err.message
     # every one of the 24 allowed suites at once is fine (within 32)
     p = resolve_policy("aliyun-slb", {"versions": list(VERSIONS), "ciphers": list(tables.ALIYUN_CUSTOM_SUITES)})
@@ -200,33 +200,33 @@ def test_aliyun_custom_limits() -> None:
 
 
 def test_aliyun_custom_only_the_vendors_suites() -> None:
-    err = raises("unsupported_cipher", {"versions": ["TLSv1.2"], "ciphers": ["ECDHE-RSA-CHACHA20-POLY1305"]}, field="listeners[0].tls_policy")
+    err = raises("UnsupportedCipher", {"versions": ["TLSv1.2"], "ciphers": ["ECDHE-RSA-CHACHA20-POLY1305"]}, field="listeners[0].tls_policy")
     assert err.field == "listeners[0].tls_policy.ciphers[0]" and "not available in aliyun-slb custom policies" in err.message
-    raises("unsupported_cipher", {"versions": ["TLSv1.2"], "ciphers": "HIGH"})  # names, not OpenSSL strings
+    raises("UnsupportedCipher", {"versions": ["TLSv1.2"], "ciphers": "HIGH"})  # names, not OpenSSL strings
 
 
 def test_aliyun_custom_version_rules() -> None:
     # the vendor's rule: each suite must be supported by one of the listed versions
-    err = raises("invalid_policy", {"versions": ["TLSv1"], "ciphers": ["AES128-SHA", "AES128-GCM-SHA256"]})
+    err = raises("InvalidPolicy", {"versions": ["TLSv1"], "ciphers": ["AES128-SHA", "AES128-GCM-SHA256"]})
     assert "'AES128-GCM-SHA256' needs TLSv1.2" in err.message and err.hint
-    raises("invalid_policy", {"versions": ["TLSv1.2"], "ciphers": ["AES128-SHA", "TLS_AES_128_GCM_SHA256"]})
+    raises("InvalidPolicy", {"versions": ["TLSv1.2"], "ciphers": ["AES128-SHA", "TLS_AES_128_GCM_SHA256"]})
     # ours: each listed version must have a suite
-    err = raises("invalid_policy", {"versions": ["TLSv1", "TLSv1.2"], "ciphers": ["AES128-GCM-SHA256"]})
+    err = raises("InvalidPolicy", {"versions": ["TLSv1", "TLSv1.2"], "ciphers": ["AES128-GCM-SHA256"]})
     assert err.message.startswith("TLSv1 is listed but no cipher suite")
-    raises("invalid_policy", {"versions": ["TLSv1.2", "TLSv1.3"], "ciphers": ["AES128-GCM-SHA256"]})
+    raises("InvalidPolicy", {"versions": ["TLSv1.2", "TLSv1.3"], "ciphers": ["AES128-GCM-SHA256"]})
     err = raises("unsupported_version", {"versions": ["TLSv1.2", "SSLv3"], "ciphers": ["AES128-SHA"]})
     assert err.field == "tls_policy.versions[1]"
-    raises("invalid_policy", {"versions": ["TLSv1.2", "tlsv1.2"], "ciphers": ["AES128-SHA"]})
-    raises("invalid_policy", {"ciphers": ["AES128-SHA"]})  # aliyun: versions are required
-    raises("invalid_policy", {"versions": ["TLSv1.2"]})  # and ciphers
-    raises("invalid_policy", {"versions": [], "ciphers": ["AES128-SHA"]})
+    raises("InvalidPolicy", {"versions": ["TLSv1.2", "tlsv1.2"], "ciphers": ["AES128-SHA"]})
+    raises("InvalidPolicy", {"ciphers": ["AES128-SHA"]})  # aliyun: versions are required
+    raises("InvalidPolicy", {"versions": ["TLSv1.2"]})  # and ciphers
+    raises("InvalidPolicy", {"versions": [], "ciphers": ["AES128-SHA"]})
 
 
 def test_custom_policy_field_errors() -> None:
-    err = raises("invalid_policy", {"versions": ["TLSv1.2"], "ciphers": ["AES128-SHA"], "cipher": "x"})
+    err = raises("InvalidPolicy", {"versions": ["TLSv1.2"], "ciphers": ["AES128-SHA"], "cipher": "x"})
     assert err.field == "tls_policy.cipher"
-    raises("invalid_policy", {"versions": ["TLSv1.2"], "ciphers": ["AES128-SHA"], "Ciphers": ["AES256-SHA"]})
-    err = raises("unsupported_cipher", {"versions": ["TLSv1.3"], "ciphers": [], "tls13_ciphersuites": ["TLS_AES_512"]})
+    raises("InvalidPolicy", {"versions": ["TLSv1.2"], "ciphers": ["AES128-SHA"], "Ciphers": ["AES256-SHA"]})
+    err = raises("UnsupportedCipher", {"versions": ["TLSv1.3"], "ciphers": [], "tls13_ciphersuites": ["TLS_AES_512"]})
     assert err.field == "tls_policy.tls13_ciphersuites[0]"
 
 
@@ -280,12 +280,12 @@ def test_tencent_cipher_strings_are_expanded_without_anonymous_or_null_suites() 
 
 
 def test_tencent_cipher_string_typos_are_refused() -> None:
-    err = raises("unsupported_cipher", {"ssl_ciphers": "ECDHE-RSA-AES128-GCM-SHA257:AES128-SHA"}, profile="tencent-clb")
+    err = raises("UnsupportedCipher", {"ssl_ciphers": "ECDHE-RSA-AES128-GCM-SHA257:AES128-SHA"}, profile="tencent-clb")
     assert "'ECDHE-RSA-AES128-GCM-SHA257' matches no cipher suite" in err.message and err.field == "tls_policy.ssl_ciphers"
-    raises("unsupported_cipher", {"ssl_ciphers": ["ADH-AES128-SHA"]}, profile="tencent-clb")
-    raises("unsupported_cipher", {"ssl_ciphers": ["NULL-SHA"]}, profile="tencent-clb")
-    raises("unsupported_cipher", {"ssl_ciphers": ["NOT-A-SUITE"]}, profile="tencent-clb")
-    raises("invalid_policy", {"ssl_ciphers": "!aNULL"}, profile="tencent-clb")  # matches nothing
+    raises("UnsupportedCipher", {"ssl_ciphers": ["ADH-AES128-SHA"]}, profile="tencent-clb")
+    raises("UnsupportedCipher", {"ssl_ciphers": ["NULL-SHA"]}, profile="tencent-clb")
+    raises("UnsupportedCipher", {"ssl_ciphers": ["NOT-A-SUITE"]}, profile="tencent-clb")
+    raises("InvalidPolicy", {"ssl_ciphers": "!aNULL"}, profile="tencent-clb")  # matches nothing
 
 
 def test_tencent_legacy_suites_are_kept_but_unavailable() -> None:
@@ -400,11 +400,12 @@ def test_groups_are_pinned_only_through_openssl_conf() -> None:
         """
     )
     env = {k: v for k, v in os.environ.items() if k != "OPENSSL_CONF"}
-    run = lambda arg: subprocess.run(  # noqa: E731
-        [sys.executable, "-c", script, arg], env=env, capture_output=True, text=True, timeout=60, check=True
+    run = lambda arg, **extra: subprocess.run(  # noqa: E731
+        [sys.executable, "-c", script, arg], env={**env, **extra}, capture_output=True, text=True, timeout=60, check=True
     ).stdout.strip()
-    assert run("pin") == "x25519"
-    assert run("default") == "X25519MLKEM768"  # OpenSSL 3.5's own preference
+    assert run("pin") == "x25519"  # importing simulator pins the groups
+    # A configuration of the user's own wins (pin_groups only sets a default): here an empty one.
+    assert run("default", OPENSSL_CONF=os.devnull) == "X25519MLKEM768"  # OpenSSL 3.5's own preference
 
 
 # --- tls_verify_status from texts alone (no connection) ----------------------------------------------

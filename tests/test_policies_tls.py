@@ -263,7 +263,7 @@ def test_mutual_requires_a_ca_and_a_known_mode(pki: PKI) -> None:
     policy = POLICIES["tls_cipher_policy_1_2"]
     with pytest.raises(LbsimError) as info:
         build_server_context(policy, pki.rsa.chain, pki.rsa.key, verify_client="on")
-    assert info.value.code == "missing_ca_certificate" and info.value.field == "ca_certificate"
+    assert info.value.code == "MissingCaCertificate" and info.value.field == "ca_certificate"
     with pytest.raises(LbsimError) as info:
         build_server_context(policy, pki.rsa.chain, pki.rsa.key, client_ca=[pki.client_ca_cert], verify_client="required")
     assert info.value.field == "ssl_verify_client"
@@ -272,7 +272,7 @@ def test_mutual_requires_a_ca_and_a_known_mode(pki: PKI) -> None:
 def test_a_key_that_does_not_match_is_refused(pki: PKI) -> None:
     with pytest.raises(LbsimError) as info:
         build_server_context(POLICIES["tls_cipher_policy_1_2"], pki.rsa.chain, pki.domain_a.key)
-    assert info.value.code == "key_mismatch"
+    assert info.value.code == "KeyCertificateMismatch"
 
 
 # --- sessions ----------------------------------------------------------------------------------------

@@ -226,7 +226,7 @@ def build_server_context(
     `ignore_sni` serves this certificate whatever the client asks (aliyun-slb).
     """
     if not chain:
-        raise LbsimError("missing_certificate", "a server certificate chain is required", field="server_certificate")
+        raise LbsimError("MissingCertificate", "a server certificate chain is required", field="server_certificate")
     if verify_client not in ("off", "on", "optional"):
         raise LbsimError(
             "invalid_value",
@@ -235,7 +235,7 @@ def build_server_context(
         )
     if verify_client != "off" and not client_ca:
         raise LbsimError(
-            "missing_ca_certificate",
+            "MissingCaCertificate",
             "a mutual listener needs a CA certificate to verify clients against",
             field="ca_certificate",
         )
@@ -245,7 +245,7 @@ def build_server_context(
     if not policy.tls13_ciphersuites and "TLSv1.3" in versions:
         versions.remove("TLSv1.3")  # nothing to negotiate it with: refuse it cleanly instead
     if not versions:
-        raise LbsimError("invalid_policy", f"policy {policy.name!r} allows no TLS version", field="tls_policy")
+        raise LbsimError("InvalidPolicy", f"policy {policy.name!r} allows no TLS version", field="tls_policy")
     ctx.set_min_proto_version(OPENSSL_VERSION_CONSTANTS[versions[0]])
     ctx.set_max_proto_version(OPENSSL_VERSION_CONSTANTS[versions[-1]])
     gaps = 0
@@ -271,7 +271,7 @@ def build_server_context(
         ctx.check_privatekey()
     except SSL.Error:
         raise LbsimError(
-            "key_mismatch",
+            "KeyCertificateMismatch",
             "The certificate and private key that you upload do not match",
             field="server_certificate",
         ) from None

@@ -183,7 +183,7 @@ def _profile(profile: str) -> ProfileTLS:
         return PROFILES[profile]
     except (KeyError, TypeError):
         raise _err(
-            "unknown_profile",
+            "UnknownProfile",
             f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}",
             "profile",
         ) from None
@@ -212,11 +212,11 @@ def resolve_policy(profile: str, spec: str | Mapping[str, Any] | Policy | None, 
             return POLICIES[name]
         owner = POLICIES[name].profile if name in POLICIES else None
         where = f" for {p.name} (it is defined for {owner})" if owner else ""
-        raise _err("unknown_policy", f"unknown policy {spec!r}{where}; expected one of {_expected(p)}", field)
+        raise _err("UnknownPolicy", f"unknown policy {spec!r}{where}; expected one of {_expected(p)}", field)
     if isinstance(spec, Mapping):
         return _custom(p, spec, field)
     raise _err(
-        "invalid_policy",
+        "InvalidPolicy",
         f"a TLS policy is a name or a mapping, not {type(spec).__name__}; expected one of {_expected(p)}",
         field,
     )
@@ -228,19 +228,19 @@ def _split(value: Any, field: str, what: str) -> list[str]:
         return [v for v in re.split(r"[\s,:]+", value) if v]
     if isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
         return list(value)
-    raise _err("invalid_policy", f"{what} must be a list of names or a string", field)
+    raise _err("InvalidPolicy", f"{what} must be a list of names or a string", field)
 
 
 def _versions(p: ProfileTLS, raw: Any, field: str) -> tuple[str, ...]:
     if raw is None:
         if p.custom_default_versions is None:
-            raise _err("invalid_policy", f"a custom {p.name} policy needs versions ({', '.join(VERSIONS)})", field)
+            raise _err("InvalidPolicy", f"a custom {p.name} policy needs versions ({', '.join(VERSIONS)})", field)
         return p.custom_default_versions
     items = _split(raw, field, "versions")
     if len(items) > p.max_custom_versions:
-        raise _err("policy_limit", f"at most {p.max_custom_versions} TLS versions in a {p.name} custom policy, got {len(items)}", field)
+        raise _err("PolicyLimit", f"at most {p.max_custom_versions} TLS versions in a {p.name} custom policy, got {len(items)}", field)
     if not items:
-        raise _err("invalid_policy", f"at least one TLS version is needed; expected some of {', '.join(VERSIONS)}", field)
+        raise _err("InvalidPolicy", f"at least one TLS version is needed; expected some of {', '.join(VERSIONS)}", field)
     out: list[str] = []
     for i, item in enumerate(items):
         v = canonical_version(item)
@@ -251,7 +251,7 @@ def _versions(p: ProfileTLS, raw: Any, field: str) -> tuple[str, ...]:
                 f"{field}[{i}]",
             )
         if v in out:
-            raise _err("invalid_policy", f"TLS version {item!r} is listed twice", f"{field}[{i}]")
+            raise _err("InvalidPolicy", f"TLS version {item!r} is listed twice", f"{field}[{i}]")
         out.append(v)
     return tuple(v for v in VERSIONS if v in out)  # oldest first, like the vendor tables
 
@@ -259,16 +259,16 @@ def _versions(p: ProfileTLS, raw: Any, field: str) -> tuple[str, ...]:
 def _check_suite(p: ProfileTLS, name: str, field: str) -> None:
     if p.custom_suites is not None and name not in p.custom_suites:
         raise _err(
-            "unsupported_cipher",
+            "UnsupportedCipher",
             f"cipher suite {name!r} is not available in {p.name} custom policies; expected one of "
             f"{', '.join(p.custom_suites)}",
             field,
         )
     if not known(name):
-        raise _err("unsupported_cipher", f"unknown cipher suite {name!r} (OpenSSL names, e.g. ECDHE-RSA-AES128-GCM-SHA256)", field)
+        raise _err("UnsupportedCipher", f"unknown cipher suite {name!r} (OpenSSL names, e.g. ECDHE-RSA-AES128-GCM-SHA256)", field)
     info = suite_info(name)
     if info.anonymous or info.null_encryption:
-        raise _err("unsupported_cipher", f"cipher suite {name!r} is anonymous or unencrypted; listeners never offer it", field)
+        raise _err("UnsupportedCipher", f"cipher suite {name!r} is anonymous or unencrypted; listeners never offer it", field)
 
 
 def _cipher_string(p: ProfileTLS, text: str, field: str) -> tuple[str, ...]:
@@ -283,7 +283,7 @@ def _cipher_string(p: ProfileTLS, text: str, field: str) -> tuple[str, ...]:
         try:
             expand(token)
         except ValueError:
-            raise _err("unsupported_cipher", f"{token!r} matches no cipher suite in {text!r}", field) from None
+            raise _err("UnsupportedCipher", f"{token!r} matches no cipher suite in {text!r}", field) from None
     try:
         names = expand(text)
     except ValueError:
@@ -299,12 +299,12 @@ def _custom(p: ProfileTLS, spec: Mapping[str, Any], field: str) -> Policy:
         canon = _CUSTOM_KEYS.get(key)
         if canon is None:
             raise _err(
-                "invalid_policy",
+                "InvalidPolicy",
                 f"unknown custom policy field {key!r}; expected versions, ciphers, tls13_ciphersuites, name",
                 f"{field}.{key}",
             )
         if canon in fields:
-            raise _err("invalid_policy", f"{key!r} repeats {fields[canon][0]!r}", f"{field}.{key}")
+            raise _err("InvalidPolicy", f"{key!r} repeats {fields[canon][0]!r}", f"{field}.{key}")
         fields[canon] = (key, value)
 
     def where(canon: str, default: str) -> str:
@@ -312,14 +312,14 @@ def _custom(p: ProfileTLS, spec: Mapping[str, Any], field: str) -> Policy:
 
     name = fields.get("name", ("name", "custom"))[1]
     if not isinstance(name, str) or not name.strip():
-        raise _err("invalid_policy", "a custom policy name must be a non-empty string", where("name", "name"))
+        raise _err("InvalidPolicy", "a custom policy name must be a non-empty string", where("name", "name"))
 
     versions = _versions(p, fields.get("versions", (None, None))[1], where("versions", "versions"))
 
     cipher_field = where("ciphers", "ciphers")
     raw_ciphers = fields["ciphers"][1] if "ciphers" in fields else p.custom_default_ciphers
     if raw_ciphers is None:
-        raise _err("invalid_policy", f"a custom {p.name} policy needs ciphers", cipher_field)
+        raise _err("InvalidPolicy", f"a custom {p.name} policy needs ciphers", cipher_field)
     cipher_string: str | None = None
     tls12: list[str] = []
     tls13: list[str] = []
@@ -330,7 +330,7 @@ def _custom(p: ProfileTLS, spec: Mapping[str, Any], field: str) -> Policy:
         items = _split(raw_ciphers, cipher_field, "ciphers")
         if p.max_custom_suites is not None and len(items) > p.max_custom_suites:
             raise _err(
-                "policy_limit",
+                "PolicyLimit",
                 f"at most {p.max_custom_suites} cipher suites in a {p.name} custom policy, got {len(items)}",
                 cipher_field,
             )
@@ -338,7 +338,7 @@ def _custom(p: ProfileTLS, spec: Mapping[str, Any], field: str) -> Policy:
             _check_suite(p, name_, f"{cipher_field}[{i}]")
             bucket = tls13 if name_.startswith("TLS_") else tls12
             if name_ in bucket:
-                raise _err("invalid_policy", f"cipher suite {name_!r} is listed twice", f"{cipher_field}[{i}]")
+                raise _err("InvalidPolicy", f"cipher suite {name_!r} is listed twice", f"{cipher_field}[{i}]")
             bucket.append(name_)
 
     tls13_field = where("tls13", "tls13_ciphersuites")
@@ -346,7 +346,7 @@ def _custom(p: ProfileTLS, spec: Mapping[str, Any], field: str) -> Policy:
         for i, name_ in enumerate(_split(fields["tls13"][1], tls13_field, "tls13_ciphersuites")):
             if name_ not in TLS13_SUITES:
                 raise _err(
-                    "unsupported_cipher",
+                    "UnsupportedCipher",
                     f"unknown TLS 1.3 suite {name_!r}; expected one of {', '.join(TLS13_SUITES)}",
                     f"{tls13_field}[{i}]",
                 )
@@ -357,9 +357,9 @@ def _custom(p: ProfileTLS, spec: Mapping[str, Any], field: str) -> Policy:
 
     total = len(tls12) + len(tls13)
     if p.max_custom_suites is not None and total > p.max_custom_suites:
-        raise _err("policy_limit", f"at most {p.max_custom_suites} cipher suites in a {p.name} custom policy, got {total}", cipher_field)
+        raise _err("PolicyLimit", f"at most {p.max_custom_suites} cipher suites in a {p.name} custom policy, got {total}", cipher_field)
     if total == 0:
-        raise _err("invalid_policy", "a custom policy needs at least one cipher suite", cipher_field)
+        raise _err("InvalidPolicy", "a custom policy needs at least one cipher suite", cipher_field)
 
     # The vendor rule: every listed suite must be usable by one of the listed versions ... (an OpenSSL
     # string is a filter, not a list: whatever it expands to that the versions cannot use is inert)
@@ -367,7 +367,7 @@ def _custom(p: ProfileTLS, spec: Mapping[str, Any], field: str) -> Policy:
         need = suite_info(suite).versions
         if not set(need) & set(versions):
             raise _err(
-                "invalid_policy",
+                "InvalidPolicy",
                 f"cipher suite {suite!r} needs {' or '.join(need)}, which the policy does not list",
                 tls13_field if suite in tls13 and "tls13" in fields else cipher_field,
                 hint=f"add {need[-1]} to versions or remove the suite",
@@ -385,7 +385,7 @@ def _custom(p: ProfileTLS, spec: Mapping[str, Any], field: str) -> Policy:
     for v in versions:
         if not policy.suites_for(v):
             raise _err(
-                "invalid_policy",
+                "InvalidPolicy",
                 f"{v} is listed but no cipher suite of the policy works with it",
                 where("versions", "versions"),
                 hint="TLS 1.0/1.1 need a CBC-SHA suite (e.g. ECDHE-RSA-AES128-SHA); TLSv1.3 a TLS_ suite",
