@@ -14,6 +14,7 @@ from simulator.errors import LbsimError
 COMMAND_MODULES = [
     "simulator.certs.cli",
     "simulator.up",
+    "simulator.metering.cli",
 ]
 
 
