@@ -15,6 +15,10 @@ COMMAND_MODULES = [
     "simulator.certs.cli",
     "simulator.up",
     "simulator.metering.cli",
+    "simulator.run",
+    "simulator.scenarios_cli",
+    "simulator.load",
+    "simulator.bench",
 ]
 
 
