@@ -29,6 +29,7 @@ class ClientState:
     in_flight: int = 0
     requests: int = 0
     closed_by: str | None = None  # "idle_timeout" when the listener closed it
+    kernel_received: int = 0  # TCP_INFO bytes received, read after a failed handshake's linger
 
 
 class Registry:

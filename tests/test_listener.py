@@ -139,6 +139,17 @@ def test_mutual_matrix(lab: RunningLab, listener: str, client: str | None, succe
     assert got_response == succeeds, result.to_dict()
     record = last_record(lab, listener, result.local_port)
     assert record["tls_verify_status"] == status
+    if not succeeds:
+        assert result.alert, result.to_dict()  # the listener's alert reached the client (not a bare reset)
+    # Metering stays exact on refused handshakes too, counting what the client sent after the refusal.
+    assert record["traffic"]["lb_to_client"]["wire"] == result.bytes_received
+    if succeeds:
+        # The listener closes after "Connection: close" (mitmproxy sends no close_notify of its own); the
+        # client's close_notify then meets a closed socket and never reaches the listener.
+        close_notify = {"TLSv1.2": 31, "TLSv1.3": 24}[version]  # one encrypted alert record
+        assert result.bytes_sent - record["traffic"]["client_to_lb"]["wire"] in (0, close_notify)
+    else:
+        assert record["traffic"]["client_to_lb"]["wire"] == result.bytes_sent
     if client == "valid":
         echo = json.loads(result.http_response.split(b"\r\n\r\n", 1)[1])
         received = {k.lower(): v for k, v in echo["headers"]}

@@ -60,6 +60,9 @@ def connection_record(state: ClientState, client: connection.Client, time_scale:
         }
     meter = getattr(conn, "meter", None)
     if meter is not None:
+        # Bytes the kernel received that mitmproxy discarded after a failed handshake (see TlsTermination).
+        if state.kernel_received > meter.in_wire:
+            meter.received_unread(state.kernel_received - meter.in_wire)
         meter.finish()
         record["traffic"] = meter.to_dict()
         record["billed"] = billing.billed(spec.billing_model, record)

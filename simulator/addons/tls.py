@@ -6,6 +6,8 @@ Runs before mitmproxy's TlsConfig: we hand mitmproxy a ready `SSL.Connection` bu
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
 from mitmproxy import connection, ctx
@@ -13,14 +15,16 @@ from mitmproxy.addons.tlsconfig import AppData
 from mitmproxy.net.tls import starts_like_tls_record
 from mitmproxy.proxy import commands, events, layer, layers, tunnel
 from mitmproxy.proxy.layers.http import HTTPMode
+from mitmproxy.proxy.server import ConnectionIO
 from mitmproxy.tls import ClientHelloData, TlsData
 from OpenSSL import SSL
 
-from simulator.metering import MeteredConnection
+from simulator.metering import MeteredConnection, tcpinfo
 from simulator.policies.context import tls_verify_status
 from simulator.registry import ClientState, Registry
 
 logger = logging.getLogger(__name__)
+LINGER = 0.1  # seconds a failed handshake's connection stays open after its alert
 
 # What nginx (and so the vendors' layer-7 listeners) answers plain HTTP sent to an HTTPS port.
 PLAIN_HTTP_400 = (
@@ -118,21 +122,31 @@ class TlsTermination:
             state.handshake_done = data.conn.timestamp_tls_setup
             state.verify_status = tls_verify_status(data.ssl_conn, None)
 
-    def tls_failed_client(self, data: TlsData) -> None:
+    async def tls_failed_client(self, data: TlsData) -> None:
         state = self.registry.clients.get(data.context.client.id)
         if state is None:
             return
         state.error = data.conn.error
         state.verify_status = tls_verify_status(data.ssl_conn, getattr(data.ssl_conn, "handshake_error", None))
+        io = self._client_io(data)
+        if io is None or io.writer is None or io.writer.is_closing():
+            return  # nothing can be sent: leave the alert unsent (and uncounted)
         # OpenSSL queued an alert that mitmproxy never sends; a real listener does, and clients report it.
-        self._send_pending(data)
-
-    def _send_pending(self, data: TlsData) -> None:
         try:
-            alert = data.ssl_conn.bio_read(65535)
+            io.writer.write(data.ssl_conn.bio_read(65535))
         except SSL.Error:
-            return
+            pass
+        # Linger before mitmproxy closes: a TLS 1.3 client has already sent its Finished (and maybe a request);
+        # closing on unread bytes makes the kernel send a reset that destroys the alert in the client's buffer.
+        # Meanwhile mitmproxy's reader drains what the client sends; it may or may not hand those bytes to
+        # OpenSSL, so the kernel's count is kept as a floor that the connection log settles at disconnect.
+        await asyncio.sleep(LINGER)
+        sock = io.writer.get_extra_info("socket")
+        if sock is not None and tcpinfo.supported():
+            with contextlib.suppress(OSError):
+                state.kernel_received = tcpinfo.read(sock).payload_received
+
+    @staticmethod
+    def _client_io(data: TlsData) -> ConnectionIO | None:
         handler = ctx.master.addons.get("proxyserver").connections.get(data.context.client.id)
-        io = handler.transports.get(data.context.client) if handler else None
-        if io and io.writer and not io.writer.is_closing():
-            io.writer.write(alert)
+        return handler.transports.get(data.context.client) if handler else None

@@ -140,7 +140,10 @@ class ApiServer(JsonServer):
         return 200, {"connections": records[-int(limit):] if int(limit) else [], "active": len(self.lab.registry.clients)}
 
     async def traffic(self, request: Request) -> tuple[int, Any]:
-        return 200, {"listeners": self.lab.ledger.summary()}
+        out: dict[str, Any] = {"listeners": self.lab.ledger.summary()}
+        if request.query.get("connections") in ("1", "true"):
+            out["connections"] = self.lab.ledger.records
+        return 200, out
 
     async def list_backends(self, request: Request) -> tuple[int, Any]:
         out = []
