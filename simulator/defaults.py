@@ -15,7 +15,7 @@ CLIENT_STATES = ("valid", "expired", "not_yet_valid")
 def write(path: Path, data: bytes) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
-    return str(path)
+    return str(path.resolve())  # absolute: valid from lab.yaml in another folder and from any cwd
 
 
 def mint_default_pki(pki_dir: Path) -> dict[str, str]:

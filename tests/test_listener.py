@@ -76,6 +76,7 @@ def test_one_way_forwards_plain_http_with_vendor_headers(lab: RunningLab) -> Non
     assert received["x-forwarded-proto"] == "https"
     assert received["slb-ip"] == "127.0.0.1"
     assert received["slb-id"] == "lb-lbsim"
+    assert received["host"] == f"localhost:{lab.port('aliyun-one-way')}"  # the client's Host, untouched
     assert headers["x-backend"] in ("web-1", "web-2")
 
 
