@@ -14,9 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from helpers import read_response, wait_for
+
 from simulator.harness import RunningLab
 from simulator.probe import probe
-from tests.test_listener import read_response, wait_for
 
 
 def backend_of(lab: RunningLab, port: int, path: str = "/", headers: dict | None = None) -> tuple[str, dict]:

@@ -13,6 +13,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from helpers import read_response, wait_for
+
 from simulator.harness import RunningLab
 from simulator.probe import probe
 
@@ -25,34 +27,6 @@ def pem(path: str) -> bytes:
 def fingerprint_of(path: str) -> str:
     leaf = x509.load_pem_x509_certificates(pem(path))[0]
     return hashlib.sha256(leaf.public_bytes(Encoding.DER)).hexdigest()
-
-
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
-
-
-def read_response(s: socket.socket) -> bytes:
-    """One whole HTTP/1.1 response with a Content-Length body."""
-    data = b""
-    def more() -> bytes:
-        chunk = s.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"connection closed after {len(data)} bytes of the response")
-        return chunk
-
-    while b"\r\n\r\n" not in data:
-        data += more()
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = int(next(l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")))
-    while len(body) < length:
-        body += more()
-    return head + b"\r\n\r\n" + body
 
 
 def last_record(lab: RunningLab, listener: str, client_port: int) -> dict:

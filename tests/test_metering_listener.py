@@ -5,11 +5,15 @@ log's `traffic` equals what a counting client put on and took off the wire, and 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import socket
+import ssl
 import time
 from typing import Any
 
 import pytest
 from OpenSSL import SSL
+from helpers import read_response
 from test_metering_harness import CountingClient, assert_invariant
 
 from simulator.metering import billing
@@ -94,3 +98,39 @@ def test_traffic_api_and_report(lab: Any, capsys: pytest.CaptureFixture[str]) ->
     args = p.parse_args(["report", "traffic", "--api", lab.api_url, "--token", lab.config.api.token or ""])
     assert args.func(args) == 0
     assert any(line.split()[:1] == [str(port)] for line in capsys.readouterr().out.splitlines())
+
+
+def _lb_side(lab: Any, client_port: int) -> tuple[Any, Any]:
+    """The live listener-side socket and meter of the client connection from `client_port`."""
+
+    async def find() -> tuple[Any, Any]:
+        connections = lab.lab.master.addons.get("proxyserver").connections
+        for client_id, state in lab.lab.registry.clients.items():
+            if state.peer[1] == client_port and client_id in connections:
+                handler = connections[client_id]
+                io = handler.transports[handler.client]
+                return io.writer.get_extra_info("socket"), state.ssl_conn.meter
+        raise LookupError(client_port)
+
+    return lab.call(find())
+
+
+@pytest.mark.parametrize("version", ["TLSv1.2", "TLSv1.3"])
+def test_listener_wire_equals_the_kernels_count_of_its_own_socket(lab: Any, version: str) -> None:
+    """TCP_INFO bytes_received / bytes_acked of the LB's socket equal the meter's wire counts, exactly."""
+    from simulator.metering import tcpinfo
+
+    client = ssl.create_default_context(cafile=lab.ca_file)
+    client.load_cert_chain(lab.files["client-valid"], lab.files["client-valid-key"])
+    client.minimum_version = client.maximum_version = getattr(ssl.TLSVersion, version.replace(".", "_"))
+    with client.wrap_socket(socket.create_connection(("127.0.0.1", lab.port("aliyun-mutual"))), server_hostname="localhost") as s:
+        for i in range(5):
+            s.sendall(f"GET /k{i}?size={1000 * i} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            read_response(s)
+        time.sleep(0.1)  # let the last ACKs land
+        sock, meter = _lb_side(lab, s.getsockname()[1])
+        kernel = lab.call(asyncio.to_thread(tcpinfo.read_settled, sock))
+        counted = meter.to_dict()
+        assert kernel.payload_received == counted["client_to_lb"]["wire"]
+        assert kernel.payload_acked == counted["lb_to_client"]["wire"]
+        assert counted["requests"] == 5

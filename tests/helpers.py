@@ -1,0 +1,34 @@
+"""Small helpers shared by the integration tests."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def read_response(s: socket.socket) -> bytes:
+    """One whole HTTP/1.1 response with a Content-Length body."""
+    data = b""
+    def more() -> bytes:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"connection closed after {len(data)} bytes of the response")
+        return chunk
+
+    while b"\r\n\r\n" not in data:
+        data += more()
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")))
+    while len(body) < length:
+        body += more()
+    return head + b"\r\n\r\n" + body
