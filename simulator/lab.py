@@ -240,19 +240,27 @@ class Lab:
         spec = parse_listener(data, "listener", self.config.profile, certs, set(self.addresses))
         return spec if spec.name else replace(spec, name=f"https-{spec.port}")
 
-    async def add_listener(self, spec: ListenerSpec) -> Listener:
+    async def add_listener(self, spec: ListenerSpec, start: bool | None = None) -> Listener:
+        """Create a listener. aliyun-slb creates it `stopped` until started (vendor API); tencent-clb starts it."""
         if spec.port and spec.port in self.registry.listeners:
             raise LbsimError("ListenerExists", f"a listener already uses port {spec.port}", field="port",
                              hint=f"PUT /v1/listeners/{spec.port} changes it")
         version = self._build(spec)
         listener = self._new_listener(spec)
         version = self._adopt(listener, version)
-        listener.status = "configuring"
-        self._schedule(listener, version)
+        if start if start is not None else spec.profile != "aliyun-slb":
+            listener.status = "configuring"
+            self._schedule(listener, version)
+        else:
+            listener.active = version  # configured, not serving: `start` activates it
         return listener
 
     def reconfigure(self, listener: Listener, spec: ListenerSpec) -> Listener:
         """Build the new version now (errors surface to the caller); it serves after the activation delay."""
+        current = listener.spec
+        if current is not None and current.sni and not spec.sni:
+            raise LbsimError("SniCannotBeTurnedOff", "once SNI is on for a tencent-clb listener it cannot be turned off "
+                             "(SniSwitch)", field="sni", hint="keep the sni domains, or create a new listener")
         version = self._adopt(listener, self._build(replace(spec, port=listener.port)))
         if listener.status == "running":
             listener.status = "configuring"  # the old version keeps serving until activation
@@ -272,7 +280,7 @@ class Lab:
         await asyncio.sleep(delay)
         version, listener.pending, listener.activates_at = listener.pending, None, None
         listener.active = version  # the old version keeps serving the connections that started on it
-        if listener.status == "configuring":
+        if listener.status == "configuring":  # a stopped listener takes the change but stays stopped
             listener.status = "running"
         await self._sync_servers()
         self.health.watch(listener)
@@ -288,11 +296,21 @@ class Lab:
         await self._sync_servers()
 
     async def set_running(self, port: int, running: bool) -> Listener:
+        """Stop closes the port at once; start activates after the activation delay, like a change."""
         listener = self.get_listener(port)
-        if running and listener.active is None:
-            raise LbsimError("ListenerConfiguring", f"listener {port} is still configuring", field="port")
-        listener.status = "running" if running else "stopped"
-        await self._sync_servers()
+        if not running:
+            task = self._activations.pop(port, None)
+            if task:
+                task.cancel()
+            listener.status, listener.activates_at = "stopped", None
+            if listener.pending:
+                listener.active, listener.pending = listener.pending, None
+            await self._sync_servers()
+        elif listener.status == "stopped":
+            listener.status = "configuring"
+            version = listener.pending or listener.active
+            assert version is not None
+            self._schedule(listener, version)
         return listener
 
     def get_listener(self, port: int) -> Listener:

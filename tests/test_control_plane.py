@@ -27,8 +27,9 @@ def backend_of(lab: RunningLab, port: int, path: str = "/", headers: dict | None
 
 
 def create(lab: RunningLab, **fields) -> int:
-    body = {"port": 0, "server_certificate": "lab-rsa", "activation_delay": 0,
+    body = {"port": 0, "server_certificate": "lab-rsa", "activation_delay": 0, "start": True,
             "backend_servers": [{"backend": "web-1"}, {"backend": "web-2"}], **fields}
+    body = {k: v for k, v in body.items() if v is not None}
     status, listener = lab.api("POST", "/v1/listeners", body)
     assert status == 202, listener
     port = listener["port"]
@@ -140,12 +141,15 @@ def test_sticky_server_mode_rewrites_the_backend_cookie(lab: RunningLab, cleanup
         assert received["cookie"] == "JSESSIONID=abc123"  # the backend sees its own cookie
 
 
-def test_new_listener_is_configuring_then_running(lab: RunningLab, cleanup: list[int]) -> None:
+def test_new_aliyun_listener_is_stopped_until_started_then_configuring_then_running(lab: RunningLab, cleanup: list[int]) -> None:
     status, listener = lab.api("POST", "/v1/listeners", {"port": 0, "server_certificate": "lab-rsa",
                                                           "backend_servers": ["web-1"]})
-    assert status == 202 and listener["status"] == "configuring"
+    assert status == 202 and listener["status"] == "stopped"  # CreateLoadBalancerHTTPSListener: stopped
     port = listener["port"]
     cleanup.append(port)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    assert lab.api("POST", f"/v1/listeners/{port}/start")[1]["status"] == "configuring"
     started = time.monotonic()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()  # not listening while configuring
@@ -278,5 +282,15 @@ def test_stop_and_start_a_listener(lab: RunningLab, cleanup: list[int]) -> None:
     assert lab.api("POST", f"/v1/listeners/{port}/stop")[1]["status"] == "stopped"
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    assert lab.api("POST", f"/v1/listeners/{port}/start")[1]["status"] == "running"
+    lab.api("POST", f"/v1/listeners/{port}/start")
+    wait_for(lambda: lab.api("GET", f"/v1/listeners/{port}")[1]["status"] == "running", 5)
     assert lab.get(port, "/")[0] == 200
+
+
+def test_tencent_listener_starts_at_once_and_sni_cannot_be_turned_off(lab: RunningLab, cleanup: list[int]) -> None:
+    port = create(lab, profile="tencent-clb", sni={"ecdsa.lbsim.test": "lab-ecdsa"}, start=None)
+    cleanup.append(port)
+    status, body = lab.api("PUT", f"/v1/listeners/{port}", {"profile": "tencent-clb", "server_certificate": "lab-rsa",
+                                                            "backend_servers": ["web-1"]})
+    assert status == 400 and body["error"]["code"] == "SniCannotBeTurnedOff"
+    assert lab.api("GET", f"/v1/listeners/{port}")[1]["sni"] == {"ecdsa.lbsim.test": "lab-ecdsa"}  # unchanged

@@ -108,7 +108,11 @@ class ApiServer(JsonServer):
         return 200, {"listeners": self.lab.endpoints()}
 
     async def create_listener(self, request: Request) -> tuple[int, Any]:
-        listener = await self.lab.add_listener(self.lab.spec_from_api(request.json()))
+        data = request.json()
+        start = data.pop("start", None)
+        if start is not None and not isinstance(start, bool):
+            raise LbsimError("InvalidField", f"expected true or false, got {start!r}", field="start")
+        listener = await self.lab.add_listener(self.lab.spec_from_api(data), start=start)
         return 202, listener.to_dict()
 
     async def describe_listener(self, request: Request) -> tuple[int, Any]:
