@@ -1,0 +1,69 @@
+"""Lab wiring beyond the default lab: external backends, inline PEM, a reused store, refusal before start."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from simulator.backends import BackendProcess
+from simulator.certs import LabPKI
+from simulator.errors import LbsimError
+from simulator.harness import start_lab
+
+
+@pytest.fixture(scope="module")
+def pki() -> LabPKI:
+    return LabPKI(key_type="rsa")
+
+
+def lab_config(pki: LabPKI, backends: list[dict], home: Path, cert_pem: bytes | None = None) -> dict:
+    issued = pki.server("localhost")
+    return {
+        "time_scale": 0.01,
+        "home": str(home),
+        "certificates": [{"name": "web", "type": "server", "cert": (cert_pem or issued.chain_pem).decode(),
+                          "key": issued.key_pem.decode()}],
+        "backends": backends,
+        "listeners": [{"name": "l", "port": 0, "server_certificate": "web", "backend_servers": ["app"],
+                       "health_check": {"enabled": False}}],
+    }
+
+
+def test_an_external_backend_by_address_and_inline_pem(tmp_path: Path, pki: LabPKI) -> None:
+    with BackendProcess(["outside"]) as process:
+        config = lab_config(pki, [{"name": "app", "address": process.addresses["outside"]}], tmp_path / "store")
+        with start_lab(config, out_dir=tmp_path) as lab:
+            ca = tmp_path / "ca.pem"
+            ca.write_bytes(pki.ca_pem)
+            lab.files["ca"] = str(ca)
+            status, body, headers = lab.get("l", "/from-lab")
+            assert status == 200 and headers["x-backend"] == "outside"
+            assert json.loads(body)["path"] == "/from-lab"
+
+
+def test_a_store_reused_by_a_second_lab_keeps_ids_and_replaces_by_name(tmp_path: Path, pki: LabPKI) -> None:
+    home = tmp_path / "store"
+    backends = [{"name": "app", "port": 0}]
+    with start_lab(lab_config(pki, backends, home), out_dir=tmp_path / "one") as lab:
+        first = lab.lab.store.describe("web")
+    with start_lab(lab_config(pki, backends, home), out_dir=tmp_path / "two") as lab:
+        second = lab.lab.store.describe("web")
+        assert [c.name for c in lab.lab.store.list()] == ["web"]  # not uploaded twice
+    assert second.id == first.id and second.revision == first.revision + 1
+    assert second.fingerprint != first.fingerprint
+
+
+def test_a_bad_certificate_refuses_the_lab_before_anything_listens(tmp_path: Path, pki: LabPKI) -> None:
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        port = probe_socket.getsockname()[1]
+    config = lab_config(pki, [{"name": "app", "port": 0}], tmp_path / "store", cert_pem=b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    config["listeners"][0]["port"] = port
+    with pytest.raises(LbsimError) as info:
+        start_lab(config, out_dir=tmp_path)
+    assert info.value.code in ("MalformedCertificate", "NotPem")
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
