@@ -1,0 +1,257 @@
+"""Load profiles (scenarios/load/) through `lbsim load`: real Locust subprocesses against a real lab process.
+
+Each profile runs for 2-3 s against one shared lab (`lbsim up` in a child process, as `lbsim load --api`
+uses it); one run lets `lbsim load` start and stop its own lab, one runs Locust distributed. Every run
+must have no unexpected failure, and Locust's own CSV, the clients' per-connection records and the
+listener's connection log must agree on handshakes, wire bytes and billed bytes.
+The lean client is also tested on its own (in-process, against the session lab): it verifies the
+listener's certificate and hostname, and its byte counts equal the listener's meter.
+
+Wall time about 45-55 s on 2 shared cores.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from simulator import load
+from simulator.loadclient import ConnectionFailed, Target, TlsConnection, TlsOptions, client_context
+
+REPO = Path(__file__).resolve().parent.parent
+_lab_dir = Path("lbsim-out")
+
+
+@pytest.fixture(scope="module")
+def lab_process(tmp_path_factory: pytest.TempPathFactory) -> load.LabProcess:
+    """The default lab in its own process, as `lbsim up` runs it (timers at vendor speed)."""
+    global _lab_dir
+    _lab_dir = tmp_path_factory.mktemp("load-lab")
+    lab = load.LabProcess(_lab_dir)
+    yield lab
+    lab.stop()
+
+
+def run(out: Path, profile: str, *extra: str, users: int = 3, duration: str = "2s") -> tuple[int, dict[str, Any], str]:
+    """`lbsim load` as a user runs it; (exit code, load.json, printed summary)."""
+    cmd = [sys.executable, "-m", "simulator.cli", "load", profile, "-u", str(users), "-r", str(users),
+           "-t", duration, "--stop-timeout", "5", "-o", str(out), *extra]
+    if "--api" in extra:  # a running lab: its PKI is wherever it was started
+        cmd += ["--pki", str(_lab_dir / "pki")]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    report_path = out / "load.json"
+    assert report_path.exists(), done.stdout + done.stderr + _tail(out / "locust" / "locust.log")
+    return done.returncode, json.loads(report_path.read_text()), done.stdout + done.stderr
+
+
+def _tail(path: Path) -> str:
+    return path.read_text()[-3000:] if path.exists() else ""
+
+
+def csv_rows(out: Path) -> dict[tuple[str, str], dict[str, str]]:
+    with (out / "locust" / "locust_stats.csv").open() as f:
+        return {(r["Type"], r["Name"]): r for r in csv.DictReader(f)}
+
+
+def lb_log(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (out / "connections.jsonl").read_text().splitlines() if line]
+
+
+def assert_agrees(code: int, report: dict[str, Any], out: Path, printed: str) -> list[dict[str, Any]]:
+    """No unexpected failure; Locust's CSV, the clients and the listener agree; returns the log."""
+    assert report["locust"]["failures"] == 0, printed + _tail(out / "locust" / "locust.log")
+    checks = report["checks"]
+    assert checks["ok"], json.dumps(checks, indent=1)
+    assert code == 0, printed
+    records = lb_log(out)
+    assert records, "the listener logged nothing"
+    # Locust's own CSV (not our summary of it): handshake rows against the listener's log
+    rows = csv_rows(out)
+    count = lambda name: int(rows.get(("TLS", name), {}).get("Request Count", 0))  # noqa: E731
+    assert count("handshake full") == sum(1 for r in records if r["tls_verify_status"] == "Success" and not r["resumed"])
+    assert count("handshake resumed") == sum(1 for r in records if r["tls_verify_status"] == "Success" and r["resumed"])
+    assert count("handshake rejected") == sum(1 for r in records if r["tls_verify_status"] != "Success")
+    assert int(rows[("", "Aggregated")]["Failure Count"]) == 0
+    # client-side wire bytes == the listener's per-connection wire counts (the check's own evidence)
+    assert checks["connections"]["matched"] == len(records)
+    assert checks["connections"]["mismatches"] == 0
+    b = checks["bytes"]
+    assert b["locust_wire_in"] == b["listener_wire_out"] == sum(r["traffic"]["lb_to_client"]["wire"] for r in records)
+    assert b["listener_billed"] == b["billed_from_client_http_bytes"] == sum(r["billed"]["billed_bytes"] for r in records)
+    return records
+
+
+# ---- one profile each, against the shared lab -------------------------------------------------------------------
+
+
+def test_keepalive_reuses_one_connection_per_user_with_custom_tls_arguments(lab_process: load.LabProcess, tmp_path: Path) -> None:
+    # SNI picks the listener's ECDSA certificate, so the pinned suite must be an ECDSA one.
+    code, report, printed = run(tmp_path, "keepalive", "--api", lab_process.api, "--listener", "tencent-one-way",
+                                "-a", "sni=ecdsa.lbsim.test", "-a", "tls-version=TLSv1.2",
+                                "-a", "ciphers=ECDHE-ECDSA-AES256-GCM-SHA384", "-a", "response-size=2048")
+    records = assert_agrees(code, report, tmp_path, printed)
+    assert len(records) == 3  # one connection per user
+    assert {(r["sni"], r["tls_protocol"], r["tls_cipher"]) for r in records} == {
+        ("ecdsa.lbsim.test", "TLSv1.2", "ECDHE-ECDSA-AES256-GCM-SHA384")}
+    assert sum(r["requests"] for r in records) == report["locust"]["requests"] > 30
+    # wire > HTTP bytes, but keep-alive amortises the handshake: a few percent of overhead
+    rows = report["locust"]["rows"]
+    assert 1.0 < rows["WIRE-IN /load"]["bytes"] / rows["GET /load"]["bytes"] < 1.15
+
+
+def test_new_connections_pay_a_full_handshake_per_request(lab_process: load.LabProcess, tmp_path: Path) -> None:
+    code, report, printed = run(tmp_path, "new_connections", "--api", lab_process.api)
+    records = assert_agrees(code, report, tmp_path, printed)
+    assert len(records) == report["locust"]["requests"] == report["locust"]["handshakes"] > 10
+    assert all(r["requests"] == 1 and not r["resumed"] for r in records)
+    # the seed's point: with a new connection per small request the LB sends several times the billed bytes
+    assert report["traffic"][0]["overhead_pct"] > 100
+    assert_checks_can_fail(tmp_path, report["lab"]["port"], records)
+
+
+def assert_checks_can_fail(out: Path, port: int, records: list[dict[str, Any]]) -> None:
+    """The checks could fail: one byte off in one client record, or one missing log record, is caught."""
+    rows = load.locust_rows(out / "locust" / "locust_stats.csv")
+    clients = load.read_jsonl(sorted((out / "client").glob("client-*.jsonl")))
+    assert load.agreement(rows, clients, records, port)["ok"]
+    off_by_one = copy.deepcopy(clients)
+    off_by_one[0]["received"] += 1
+    result = load.agreement(rows, off_by_one, records, port)
+    assert not result["ok"] and result["connections"]["mismatches"] == 1
+    assert "LB->client wire" in result["connections"]["examples"][0]["problem"]
+    missing = load.agreement(rows, clients, records[1:], port)
+    assert not missing["handshakes"]["ok"] and not missing["connections"]["ok"]
+
+
+@pytest.mark.parametrize("version", ["TLSv1.3", "TLSv1.2"])
+def test_mutual_invalid_certificates_fail_in_the_handshake_as_expected(
+        lab_process: load.LabProcess, tmp_path: Path, version: str) -> None:
+    code, report, printed = run(tmp_path, "mutual", "--api", lab_process.api, "-a", f"tls-version={version}",
+                                "-a", "invalid-share=0.5", "-a", "invalid-kinds=untrusted,expired,not_yet_valid,none",
+                                users=4)
+    records = assert_agrees(code, report, tmp_path, printed)
+    refused = [r for r in records if r["tls_verify_status"] != "Success"]
+    served = [r for r in records if r["tls_verify_status"] == "Success"]
+    assert len(refused) >= 8 and abs(len(refused) - len(served)) <= 4  # half of each user's connections
+    assert {r["tls_verify_status"] for r in refused} == {
+        "Failed:ClientCertUntrusted", "Failed:ClientCertExpired", "Failed:ClientCertNotYetValid", "Failed:NoClientCertificate"}
+    assert all(r["requests"] == 0 for r in refused)
+    assert {r["client_cert_subject"].split(",")[0] for r in served} == {"CN=lbsim-client-valid"}
+    assert {r["tls_protocol"] for r in served} == {version}
+    rows = csv_rows(tmp_path)
+    assert int(rows[("TLS", "handshake rejected")]["Request Count"]) == len(refused)
+    assert int(rows[("TLS", "handshake rejected")]["Failure Count"]) == 0  # expected, not errors
+
+
+def test_resumption_mixes_full_and_resumed_handshakes(lab_process: load.LabProcess, tmp_path: Path) -> None:
+    code, report, printed = run(tmp_path, "resumption", "--api", lab_process.api, "-a", "full-every=3")
+    records = assert_agrees(code, report, tmp_path, printed)
+    full = [r for r in records if not r["resumed"]]
+    resumed = [r for r in records if r["resumed"]]
+    assert len(full) >= 3 and len(resumed) >= 2 * len(full) - 3  # 1 fresh session in 3, per user
+    summary = report["traffic"][0]["handshake_bytes_mean"]
+    assert summary["resumed"]["lb_to_client"] < summary["full"]["lb_to_client"] / 5  # no certificate sent
+
+
+def test_mixed_sizes_and_uploads(lab_process: load.LabProcess, tmp_path: Path) -> None:
+    code, report, printed = run(tmp_path, "mixed", "--api", lab_process.api,
+                                "-a", "response-sizes=100:1,5000:1,70000:1", "-a", "request-sizes=0:1,3000:1",
+                                "-a", "requests-per-connection=2-4")
+    records = assert_agrees(code, report, tmp_path, printed)
+    rows = report["locust"]["rows"]
+    assert {k.split(" ", 1)[0] for k in rows} >= {"GET", "POST", "TLS", "WIRE-IN", "WIRE-OUT", "HTTP-OUT"}
+    assert {"GET /load (70000 B)", "POST /load (5000 B)"} <= set(rows)
+    assert all(2 <= r["requests"] <= 4 for r in records)
+    assert any(r["resumed"] for r in records)
+    assert sum(r["traffic"]["client_to_lb"]["payload"] for r in records) > 3000  # the uploads arrived
+
+
+# ---- the wrapper's own lab, distributed Locust ----------------------------------------------------------------------
+
+
+def test_load_starts_its_own_lab_and_writes_the_results_directory(tmp_path: Path) -> None:
+    code, report, printed = run(tmp_path, "new_connections", users=2)
+    assert_agrees(code, report, tmp_path, printed)
+    for name in ("connections.jsonl", "traffic.csv", "load.json", "locust/locust_stats.csv",
+                 "locust/locust_stats_history.csv", "locust/locust_failures.csv",
+                 "locust/report.html", "lab/pki/ca.pem", "lab/up.log"):
+        assert (tmp_path / name).exists(), name
+    assert list((tmp_path / "client").glob("client-*.jsonl"))
+    with (tmp_path / "traffic.csv").open() as f:
+        assert len(list(csv.DictReader(f))) == len(lb_log(tmp_path))
+    assert report["lab"]["started_by_load"] and report["cpu"]["lab_pct"] is not None
+    assert "handshakes  full" in printed and "OK" in printed
+    assert "stopping lab" in (tmp_path / "lab" / "up.log").read_text()  # stopped cleanly, not killed
+
+
+def test_distributed_locust_with_two_worker_processes(lab_process: load.LabProcess, tmp_path: Path) -> None:
+    code, report, printed = run(tmp_path, "resumption", "--api", lab_process.api, "--processes", "2", users=4)
+    assert_agrees(code, report, tmp_path, printed)
+    roles = sorted(p["role"] for p in report["cpu"]["locust_processes"])
+    assert roles == ["MasterRunner", "WorkerRunner", "WorkerRunner"]
+    pids = {p.name for p in (tmp_path / "client").glob("client-*.jsonl")}
+    assert len(pids) == 2  # each worker wrote its own client records
+
+
+# ---- the lean client on its own ---------------------------------------------------------------------------------------
+
+
+def test_client_counts_equal_the_listeners_meter(lab: Any) -> None:
+    target = Target.parse(f"https://localhost:{lab.port('aliyun-one-way')}")
+    conn = TlsConnection(target, client_context(TlsOptions(cafile=lab.ca_file)))
+    conn.connect()
+    first = conn.request("GET", "/hello?size=3000")
+    second = conn.request("POST", "/hello?size=10", body=b"y" * 5000)
+    rest = conn.close()
+    assert first.status == second.status == 200 and first.body_length == 3000
+    rec = conn.record
+    assert first.wire_sent + second.wire_sent + rest[0] == rec.sent
+    assert first.wire_received + second.wire_received + rest[1] == rec.received
+    record = _lab_record(lab, "aliyun-one-way", rec.local_port)
+    t = record["traffic"]
+    assert (t["client_to_lb"]["wire"], t["lb_to_client"]["wire"]) == (rec.sent, rec.received)
+    assert (t["client_to_lb"]["payload"], t["lb_to_client"]["payload"]) == (rec.http_sent, rec.http_received)
+    assert t["client_to_lb"]["handshake"] == rec.handshake_sent and record["requests"] == 2
+    # resumption with the session the connection left behind
+    again = TlsConnection(target, client_context(TlsOptions(cafile=lab.ca_file)), session=conn.session)
+    again.connect()
+    again.close()
+    assert again.record.resumed and _lab_record(lab, "aliyun-one-way", again.record.local_port)["resumed"]
+
+
+def test_client_verifies_the_listener_certificate_and_name(lab: Any, tmp_path: Path) -> None:
+    port = lab.port("aliyun-one-way")
+    stranger = tmp_path / "other-ca.pem"
+    stranger.write_bytes(Path(lab.files["client-ca"]).read_bytes())  # a real CA, just not the listener's
+    conn = TlsConnection(Target.parse(f"https://localhost:{port}"), client_context(TlsOptions(cafile=str(stranger))))
+    with pytest.raises(ConnectionFailed):  # our failure, not the listener refusing us
+        conn.connect()
+    assert "certificate verify failed" in conn.record.error and conn.record.outcome == "failed"
+    wrong_name = TlsConnection(Target.parse(f"https://localhost:{port}"), client_context(TlsOptions(cafile=lab.ca_file)),
+                               sni="elsewhere.example")
+    with pytest.raises(ConnectionFailed):
+        wrong_name.connect()
+    assert "certificate verify failed" in wrong_name.record.error
+    right_name = TlsConnection(Target.parse(f"https://127.0.0.1:{port}"), client_context(TlsOptions(cafile=lab.ca_file)),
+                               sni="lbsim.test")
+    right_name.connect()  # the certificate names lbsim.test; no exception
+    right_name.close()
+
+
+def _lab_record(lab: Any, listener: str, client_port: int) -> dict[str, Any]:
+    import time
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        for r in reversed(lab.connections(listener)):
+            if r["client"].endswith(f":{client_port}"):
+                return r
+        time.sleep(0.02)
+    raise AssertionError(f"no connection record for client port {client_port}")
