@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ssl
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -73,15 +74,16 @@ class _Client(asyncio.Protocol):
 
 
 async def measure(host: str, port: int, connections: int = 20, duration: float = 5.0, target: str = "/",
-                  warmup: float = 0.5) -> BenchResult:
-    """Run `connections` keep-alive clients against host:port for `duration` seconds."""
+                  warmup: float = 0.5, ssl_context: ssl.SSLContext | None = None) -> BenchResult:
+    """Run `connections` keep-alive clients against host:port for `duration` seconds (over TLS with `ssl_context`)."""
     loop = asyncio.get_running_loop()
     request = f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: lbsim-bench\r\n\r\n".encode()
     stop = asyncio.Event()
     clients: list[_Client] = []
     for _ in range(connections):
         done: asyncio.Future[None] = loop.create_future()
-        _, proto = await loop.create_connection(lambda d=done: _Client(request, stop, d), host, port)
+        tls = {"ssl": ssl_context, "server_hostname": "localhost"} if ssl_context else {}
+        _, proto = await loop.create_connection(lambda d=done: _Client(request, stop, d), host, port, **tls)
         clients.append(proto)
     await asyncio.sleep(warmup)
     start_count, t0 = sum(c.count for c in clients), time.perf_counter()
