@@ -989,12 +989,14 @@ def build_report(lab: RunningLab | None = None, listeners: Sequence[str] | None 
                  out_dir: str | Path | None = None) -> dict[str, Any]:
     """A report.json-shaped dict measured on a lab (the default lab, started and stopped here, if None):
     `listeners` with TLS and mutual matrices and compliance, `traffic` from the probes' connections.
-    The fallback for the policy notebook when no `lbsim run` report is given; no scenarios are run."""
+    The fallback for the policy notebook when no `lbsim run` report is given; no scenarios are run.
+    The lab started here keeps the vendors' timers (time_scale 1): scaled down, a 15 s idle timeout
+    becomes short enough to cut a probe on a busy machine, and the matrix would miss suites."""
     from simulator.harness import start_lab
 
     started = time.time()
     own = lab is None
-    running = lab if lab is not None else start_lab(out_dir=out_dir, time_scale=0.01)
+    running = lab if lab is not None else start_lab(out_dir=out_dir, time_scale=1.0)
     try:
         names = list(listeners) if listeners else [l.name for l in running.lab.registry.listeners.values()]
         entries = [listener_report(running, n) for n in names]

@@ -7,12 +7,14 @@ import json
 import math
 import shutil
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
 import pytest
 
 from simulator import analysis
+from simulator.harness import RunningLab, start_lab
 from simulator.metering import billing
 
 REQUESTS = (1, 3)
@@ -260,10 +262,18 @@ def test_policy_matrix_cells() -> None:
 
 # ---- report.json from a live listener -------------------------------------------------------------------
 
-def test_listener_report_on_the_default_lab(lab: Any) -> None:
-    """The session lab's aliyun mutual listener: the observed matrix equals its policy's, every
+@pytest.fixture(scope="module")
+def vendor_timed_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
+    """The default lab with the vendors' own timers: at the session lab's 0.01 the idle timeout is 0.15 s,
+    which can cut an enumeration probe short on a busy machine."""
+    with start_lab(out_dir=tmp_path_factory.mktemp("lab1x"), time_scale=1.0) as running:
+        yield running
+
+
+def test_listener_report_on_the_default_lab(vendor_timed_lab: RunningLab) -> None:
+    """The default lab's aliyun mutual listener: the observed matrix equals its policy's, every
     client certificate case as expected, and the verdicts follow the observed suites."""
-    entry = analysis.listener_report(lab, "aliyun-mutual")
+    entry = analysis.listener_report(vendor_timed_lab, "aliyun-mutual")
     assert entry["key_type"] == "RSA" and entry["mutual"] and entry["policy"] == "tls_cipher_policy_1_2_strict_with_1_3"
     m = entry["tls_matrix"]
     assert m["match"] is True and set(m["observed"]) == {"TLSv1.2", "TLSv1.3"}
