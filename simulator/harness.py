@@ -58,8 +58,20 @@ class RunningLab:
             self._shutdown_loop()
 
     def _shutdown_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        async def cancel_leftovers() -> None:
+            # mitmproxy and our sweepers leave tasks behind; cancel and await them so none is destroyed pending.
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        try:
+            self.call(cancel_leftovers(), timeout=10)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            if not self._thread.is_alive():
+                self._loop.close()
 
     def __enter__(self) -> RunningLab:
         return self
