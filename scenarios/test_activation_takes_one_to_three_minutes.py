@@ -1,0 +1,57 @@
+"""Aliyun: "It usually takes one to three minutes to activate the HTTPS listener because the uploading,
+loading, and validation of certificates take some time. Normally it takes effect in one minute but no longer
+exceeds three minutes."
+
+A listener being activated reads `configuring` and does not accept connections until its activation delay
+(uniform in 60-180 s, x time_scale) has passed: an aliyun listener from `start` (the API creates it stopped),
+a tencent listener from creation. A change to a running listener keeps the old configuration serving new
+connections until the new one activates. The three run side by side so that the scenario waits once.
+"""
+
+import time
+
+import pytest
+
+STATEMENT = "Activating an HTTPS listener takes one to three minutes (aliyun notes)"
+LOW, HIGH = 60, 180
+SLACK = 0.75  # seconds of scheduling noise allowed on a loaded machine (activation is never early)
+
+
+@pytest.mark.seed(STATEMENT)
+def test_activation_takes_one_to_three_minutes(lab, pki):
+    ca = pki()
+    for profile in ("aliyun-slb", "tencent-clb"):
+        lab.upload_server_certificate(f"activation-{profile}", ca.server("localhost"), profile=profile)
+    changing = lab.add_listener({"server_certificate": "activation-aliyun-slb", "tls_policy": "tls_cipher_policy_1_0"})
+    assert lab.probe(changing, version="TLSv1").ok
+
+    started, listeners = {}, {}
+    for profile in ("aliyun-slb", "tencent-clb"):
+        spec = {"profile": profile, "server_certificate": f"activation-{profile}", "activation_delay": None}
+        started[profile] = time.monotonic()  # before the call: the delay can only look longer, never shorter
+        listeners[profile] = listener = lab.add_listener(spec, start=None, wait=False)  # the vendor's own default
+        if profile == "aliyun-slb":  # the API creates aliyun listeners stopped: nothing until `start`
+            assert lab.listener(listener.port)["status"] == "stopped"
+            assert not lab.probe(listener, timeout=1).ok
+            started[profile] = time.monotonic()
+            lab.start_listener(listener, wait=False)
+    started["change"] = time.monotonic()
+    lab.change_listener(changing, wait=False, tls_policy="tls_cipher_policy_1_2", activation_delay=None)
+    listeners["change"] = changing
+
+    for key, listener in listeners.items():
+        described = lab.listener(listener.port)
+        assert described["status"] == "configuring", key
+        assert lab.scaled(LOW) - SLACK <= described["activates_in"] <= lab.scaled(HIGH), key
+    for profile in ("aliyun-slb", "tencent-clb"):
+        assert not lab.probe(listeners[profile], timeout=1).ok, profile  # nothing listens yet
+    assert lab.probe(changing, version="TLSv1").ok  # the old policy still serves new connections
+
+    for key, listener in listeners.items():
+        lab.wait_running(listener, timeout=lab.scaled(HIGH) + 5)
+        took = time.monotonic() - started[key]
+        assert lab.scaled(LOW) <= took <= lab.scaled(HIGH) + SLACK, (key, took)
+    for profile in ("aliyun-slb", "tencent-clb"):
+        assert lab.probe(listeners[profile]).ok
+    old = lab.probe(changing, version="TLSv1")  # the new policy (TLS 1.2 only) now refuses TLS 1.0
+    assert not old.ok and lab.connection_for(old)["tls_verify_status"] == "Failed:ProtocolVersion"
