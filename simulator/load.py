@@ -219,7 +219,7 @@ def wait_logged(api: str, token: str | None = None, timeout: float = 15) -> None
 def api_connections(api: str, port: int, since: float, token: str | None = None) -> list[dict[str, Any]]:
     """This run's records of one listener from `GET /v1/connections` (the lab keeps the last 10,000)."""
     records = api_get(api, f"/v1/connections?listener={port}&limit=10000", token, timeout=30)["connections"]
-    return [r for r in records if epoch(r.get("time")) >= since - 1]
+    return [r for r in records if epoch(r.get("time")) >= since]  # connections started during this run
 
 
 def epoch(value: Any) -> float:
@@ -253,6 +253,14 @@ def _client_kind(c: Mapping[str, Any]) -> str:
     return "handshake resumed" if c.get("resumed") else "handshake full"
 
 
+def strays(lb: list[dict[str, Any]], clients: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Log records of connections that sent no ClientHello and belong to no client of this run: a port
+    probe from some other process (a busy machine has them). Our clients send their ClientHello at once."""
+    ours = {c.get("local_port") for c in clients}
+    return [r for r in lb if "traffic" not in r and r.get("tls_verify_status") == "Failed:HandshakeIncomplete"
+            and int(str(r["client"]).rsplit(":", 1)[1]) not in ours]
+
+
 def agreement(locust_rows: list[dict[str, Any]], clients: list[dict[str, Any]], lb: list[dict[str, Any]],
               target_port: int) -> dict[str, Any]:
     """Compare Locust's statistics and the clients' records with the listener's connection log.
@@ -266,7 +274,11 @@ def agreement(locust_rows: list[dict[str, Any]], clients: list[dict[str, Any]], 
       everything it sent (docs/metering.md, Limitations);
     * bytes: Locust's WIRE-IN/WIRE-OUT/GET totals against the log's sums, and the log's billed bytes
       against the billing model applied to the clients' own HTTP counts.
+
+    Connections that never sent a byte and belong to no client (`strays`) are counted, not compared.
     """
+    stray = strays(lb, clients)
+    lb = [r for r in lb if not any(r is s for s in stray)]
     rows = {(r["method"], r["name"]): r for r in locust_rows}
 
     def count(name: str) -> int:
@@ -344,7 +356,7 @@ def agreement(locust_rows: list[dict[str, Any]], clients: list[dict[str, Any]], 
     ran = bool(lb or clients)  # agreeing on nothing proves nothing
     return {"ok": ran and handshakes["ok"] and connections["ok"] and bytes_["ok"] and not other_ports,
             "handshakes": handshakes, "connections": connections, "bytes": bytes_,
-            "other_listeners_in_log": other_ports}
+            "other_listeners_in_log": other_ports, "stray_connections": len(stray)}
 
 
 def connection_mismatch(c: Mapping[str, Any], r: Mapping[str, Any]) -> list[str]:
@@ -507,7 +519,8 @@ def run_load(args: argparse.Namespace) -> dict[str, Any]:
         "cpu": cpu_report(out / "client", locust_cpu, wall, sampler),
         "traffic": ledger.summary(),
     }
-    if lb or api:
+    reports_bytes = clients or any(r["method"] in ("TLS", "WIRE-IN") for r in rows)
+    if (lb or api) and reports_bytes:  # a locustfile without LbsimUser (FastHttpUser) has nothing to compare
         report["checks"] = agreement(rows, clients, lb, port)
     (out / "load.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     return report
@@ -587,7 +600,7 @@ def print_report(report: Mapping[str, Any]) -> None:
         print("  Locust reported errors; see locust/locust.log:\n    " + "\n    ".join((errors or lines)[-3:]))
     checks = report.get("checks")
     if checks is None:
-        print("  checks: skipped (no lab API: nothing to compare with)")
+        print("  checks: skipped (no lab API, or a locustfile that reports no TLS and wire rows)")
         return
     h, c, b = checks["handshakes"], checks["connections"], checks["bytes"]
     kinds = ", ".join(f"{k.split()[1]} {h['locust'][k]}/{h['listener'][k]}" for k in h["locust"])

@@ -245,9 +245,13 @@ class TlsConnection:
         if self.session is not None:
             conn.set_session(self.session)
         t0 = time.perf_counter()
+        # Not socket.create_connection: under gevent it resolves even an IP literal, in a thread pool.
+        self.sock = socket.socket(socket.AF_INET6 if ":" in self.target.ip else socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
         try:
-            self.sock = socket.create_connection((self.target.ip, self.target.port), timeout=self.timeout)
+            self.sock.connect((self.target.ip, self.target.port))
         except OSError as e:
+            self._drop()
             rec.outcome, rec.error = "failed", f"connect: {e.strerror or e}"
             raise ConnectionFailed(rec.error) from None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

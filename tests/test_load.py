@@ -12,8 +12,11 @@ Wall time about 45-55 s on 2 shared cores.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import copy
 import csv
+import io
 import json
 import subprocess
 import sys
@@ -39,16 +42,27 @@ def lab_process(tmp_path_factory: pytest.TempPathFactory) -> load.LabProcess:
     lab.stop()
 
 
-def run(out: Path, profile: str, *extra: str, users: int = 3, duration: str = "2s") -> tuple[int, dict[str, Any], str]:
-    """`lbsim load` as a user runs it; (exit code, load.json, printed summary)."""
-    cmd = [sys.executable, "-m", "simulator.cli", "load", profile, "-u", str(users), "-r", str(users),
-           "-t", duration, "--stop-timeout", "5", "-o", str(out), *extra]
+def run(out: Path, profile: str, *extra: str, users: int = 3, duration: str = "2s",
+        cli: bool = False) -> tuple[int, dict[str, Any], str]:
+    """`lbsim load` (in this process, or with `cli` as a user runs it); (exit code, load.json, summary).
+    In-process is safe: `simulator.load` runs Locust and the lab as child processes, never imports Locust."""
+    argv = ["load", profile, "-u", str(users), "-r", str(users), "-t", duration, "--stop-timeout", "5", "-o", str(out), *extra]
     if "--api" in extra:  # a running lab: its PKI is wherever it was started
-        cmd += ["--pki", str(_lab_dir / "pki")]
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+        argv += ["--pki", str(_lab_dir / "pki")]
+    if cli:
+        done = subprocess.run([sys.executable, "-m", "simulator.cli", *argv], cwd=REPO, capture_output=True, text=True, timeout=120)
+        code, printed = done.returncode, done.stdout + done.stderr
+    else:
+        parser = argparse.ArgumentParser()
+        load.register(parser.add_subparsers())
+        args = parser.parse_args(argv)
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer):
+            code = args.func(args)
+        printed = buffer.getvalue()
     report_path = out / "load.json"
-    assert report_path.exists(), done.stdout + done.stderr + _tail(out / "locust" / "locust.log")
-    return done.returncode, json.loads(report_path.read_text()), done.stdout + done.stderr
+    assert report_path.exists(), printed + _tail(out / "locust" / "locust.log")
+    return code, json.loads(report_path.read_text()), printed
 
 
 def _tail(path: Path) -> str:
@@ -70,7 +84,10 @@ def assert_agrees(code: int, report: dict[str, Any], out: Path, printed: str) ->
     checks = report["checks"]
     assert checks["ok"], json.dumps(checks, indent=1)
     assert code == 0, printed
-    records = lb_log(out)
+    clients = load.read_jsonl(sorted((out / "client").glob("client-*.jsonl")))
+    stray = load.strays(lb_log(out), clients)  # port probes by other processes on a shared machine
+    assert len(stray) == checks["stray_connections"] <= 3
+    records = [r for r in lb_log(out) if r not in stray]
     assert records, "the listener logged nothing"
     # Locust's own CSV (not our summary of it): handshake rows against the listener's log
     rows = csv_rows(out)
@@ -139,7 +156,7 @@ def test_mutual_invalid_certificates_fail_in_the_handshake_as_expected(
     records = assert_agrees(code, report, tmp_path, printed)
     refused = [r for r in records if r["tls_verify_status"] != "Success"]
     served = [r for r in records if r["tls_verify_status"] == "Success"]
-    assert len(refused) >= 8 and abs(len(refused) - len(served)) <= 4  # half of each user's connections
+    assert len(refused) >= 4 and abs(len(refused) - len(served)) <= 4  # half of each user's connections
     assert {r["tls_verify_status"] for r in refused} == {
         "Failed:ClientCertUntrusted", "Failed:ClientCertExpired", "Failed:ClientCertNotYetValid", "Failed:NoClientCertificate"}
     assert all(r["requests"] == 0 for r in refused)
@@ -155,7 +172,8 @@ def test_resumption_mixes_full_and_resumed_handshakes(lab_process: load.LabProce
     records = assert_agrees(code, report, tmp_path, printed)
     full = [r for r in records if not r["resumed"]]
     resumed = [r for r in records if r["resumed"]]
-    assert len(full) >= 3 and len(resumed) >= 2 * len(full) - 3  # 1 fresh session in 3, per user
+    # a fresh session every 3rd connection of each user: per user resumed >= 2 * full - 2
+    assert len(full) >= 3 and len(resumed) >= 2 * len(full) - 2 * 3
     summary = report["traffic"][0]["handshake_bytes_mean"]
     assert summary["resumed"]["lb_to_client"] < summary["full"]["lb_to_client"] / 5  # no certificate sent
 
@@ -177,7 +195,7 @@ def test_mixed_sizes_and_uploads(lab_process: load.LabProcess, tmp_path: Path) -
 
 
 def test_load_starts_its_own_lab_and_writes_the_results_directory(tmp_path: Path) -> None:
-    code, report, printed = run(tmp_path, "new_connections", users=2)
+    code, report, printed = run(tmp_path, "new_connections", users=2, cli=True)
     assert_agrees(code, report, tmp_path, printed)
     for name in ("connections.jsonl", "traffic.csv", "load.json", "locust/locust_stats.csv",
                  "locust/locust_stats_history.csv", "locust/locust_failures.csv",

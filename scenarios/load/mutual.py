@@ -13,8 +13,13 @@ its Finished (and its request), as an alert on the first read: still a handshake
 
 from __future__ import annotations
 
+import itertools
+
 from common import INVALID_KINDS, LbsimUser, sized
 from locust import constant, events, task
+
+
+_invalid_turn = itertools.count()
 
 
 @events.init_command_line_parser.add_listener
@@ -45,11 +50,12 @@ class MutualUser(LbsimUser):
 
     def next_client(self) -> tuple[str, bool]:
         """The certificate for the next connection, and whether it must be refused. Exactly
-        floor(n * share) of a user's first n connections are invalid, spread evenly."""
+        floor(n * share) of a user's first n connections are invalid, spread evenly; the kinds rotate
+        across all users of the process, so a short run still sees every kind."""
         self.count += 1
         if int(self.count * self.share) > self.invalid:
             self.invalid += 1
-            return self.kinds[(self.invalid - 1) % len(self.kinds)], True
+            return self.kinds[next(_invalid_turn) % len(self.kinds)], True
         return "valid", False
 
     @task
