@@ -22,3 +22,16 @@ def test_metering_cost_benchmark_runs_and_prints_same_run_ratios() -> None:
             assert r[kind]["plain_us"] > 0 and r[kind]["metered_us"] > 0
         # Sanity, not speed: the meter must not multiply the work of a full handshake.
         assert r["new_connection"]["tls_ratio"] < 3
+
+
+@pytest.mark.slow
+def test_listener_benchmark_with_metering_on_and_off_runs_in_one_run() -> None:
+    """The short form of `python -m simulator.metering.listener_bench` (figures in docs/metering.md)."""
+    from simulator.metering import listener_bench
+
+    result = listener_bench.run(rounds=1, duration=1.0, connections=8)
+    print(result)
+    for shape in ("new_connections_per_s", "keepalive_requests_per_s"):
+        row = result[shape]
+        assert row["metering_on"] > 0 and row["metering_off"] > 0
+        assert row["ratio"] == pytest.approx(row["metering_on"] / row["metering_off"], rel=0.01)
