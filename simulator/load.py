@@ -29,6 +29,7 @@ import json
 import os
 import re
 import resource
+import select
 import shutil
 import signal
 import subprocess
@@ -48,7 +49,7 @@ from simulator.metering import TrafficLedger, billing
 from simulator.policies.groups import pin_groups
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "scenarios" / "load"
-PROFILES = ("keepalive", "new_connections", "mutual", "resumption", "mixed")
+PROFILES = ("keepalive", "new_connections", "mutual", "resumption", "mixed", "keepalive_fasthttp")
 # The listener each profile targets in the default lab unless --listener says otherwise.
 DEFAULT_LISTENER = {"mutual": "aliyun-mutual"}
 LOCUST_PREFIX = "locust"  # Locust's --csv prefix inside locust/
@@ -61,7 +62,8 @@ HANDSHAKE_ROWS = ("handshake full", "handshake resumed", "handshake rejected", "
 class LabProcess:
     """`lbsim up` as a child process; its API URL is read from the first line it prints."""
 
-    def __init__(self, out_dir: Path, config: str | None = None, time_scale: float | None = None, timeout: float = 60):
+    def __init__(self, out_dir: Path, config: str | None = None, time_scale: float | None = None,
+                 token: str | None = None, timeout: float = 60):
         out_dir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "simulator.cli", "up", "--out", str(out_dir)]
         if config:
@@ -70,31 +72,35 @@ class LabProcess:
             cmd += ["--time-scale", str(time_scale)]
         self.out_dir = out_dir
         self.log_path = out_dir / "up.log"
-        log = self.log_path.open("w")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
+        self.token = token
         self.api = ""
+        self.connection_log: Path | None = None
         deadline = time.monotonic() + timeout
         lines = []
-        assert self.proc.stdout is not None
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            log.write(line)
-            if m := re.match(r"management API: (\S+)", line):
-                self.api = m.group(1)
-            if line.startswith("connection log:"):
-                break
-        log.flush()
+        with self.log_path.open("w") as log:
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+            assert self.proc.stdout is not None
+            fd, pending = self.proc.stdout.fileno(), b""
+            # `lbsim up` prints its endpoints, then "connection log: PATH", then nothing until it stops.
+            # Raw reads with a deadline: a buffered readline could hold lines select() no longer sees.
+            while self.connection_log is None and select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                *complete, pending = (pending + chunk).split(b"\n")
+                for raw in complete:
+                    line = raw.decode(errors="replace")
+                    lines.append(line)
+                    log.write(line + "\n")
+                    if m := re.match(r"management API: (\S+)", line):
+                        self.api = m.group(1)
+                    if line.startswith("connection log:"):
+                        self.connection_log = Path(line.split(":", 1)[1].strip())
         if not self.api:
             self.stop()
-            raise LbsimError("load.lab_failed", f"the lab did not start; see {self.log_path}",
-                             hint="".join(lines[-5:]) or "run `lbsim up` by hand to see why")
-        wait_healthy(self.api, deadline)
-
-    def cpu_seconds(self) -> float:
-        return process_cpu_seconds(self.proc.pid)
+            raise LbsimError("load.lab_failed", f"the lab did not start in {timeout:g} s; see {self.log_path}",
+                             hint="\n".join(lines[-5:]) or "run `lbsim up` by hand to see why")
+        wait_healthy(self.api, deadline, token)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -107,12 +113,8 @@ class LabProcess:
         if self.proc.stdout:
             rest = self.proc.stdout.read()
             with self.log_path.open("a") as log:
-                log.write(rest)
+                log.write(rest.decode(errors="replace"))
             self.proc.stdout.close()
-
-    @property
-    def connection_log(self) -> Path:
-        return self.out_dir / "connections.jsonl"
 
 
 class CpuSampler:
@@ -439,10 +441,13 @@ def run_load(args: argparse.Namespace) -> dict[str, Any]:
     elif api:
         pki = Path(args.pki or "lbsim-out/pki")
     else:
-        lab = LabProcess(out / "lab", args.config, args.time_scale)
+        lab = LabProcess(out / "lab", args.config, args.time_scale, args.token)
         api = lab.api
         pki = Path(args.pki) if args.pki else (out / "lab" / "pki" if not args.config else Path(args.config).resolve().parent / "pki")
     try:
+        if not (pki / "ca.pem").exists() and not any(a.startswith(("ca=", "--ca=")) for a in args.arg or []):
+            raise LbsimError("load.no_ca", f"{pki / 'ca.pem'}: no lab CA to verify the listener against", field="pki",
+                             hint="--pki DIR (the lab's pki/, e.g. lbsim-out/pki) or -a ca=FILE")
         if args.target:
             parts = urlsplit(args.target if "//" in args.target else f"https://{args.target}")
             port = parts.port or 443
@@ -483,15 +488,14 @@ def run_load(args: argparse.Namespace) -> dict[str, Any]:
         lb: list[dict[str, Any]] = []
         if api:
             wait_logged(api, args.token)
+            lb = api_connections(api, port, started, args.token)
         if sampler:
             sampler.stop()
         if lab:
             lab.stop()
-            lab = None
-            lb = [r for r in read_jsonl([out / "lab" / "connections.jsonl"]) if r.get("listener_port") == port] \
-                if (out / "lab" / "connections.jsonl").exists() else []
-        elif api:
-            lb = api_connections(api, port, started, args.token)
+            log_file, lab = lab.connection_log, None
+            if log_file and log_file.exists():  # complete, where the API keeps only the last 10,000
+                lb = [r for r in read_jsonl([log_file]) if r.get("listener_port") == port]
     finally:
         if lab:
             lab.stop()

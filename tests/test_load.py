@@ -191,6 +191,14 @@ def test_mixed_sizes_and_uploads(lab_process: load.LabProcess, tmp_path: Path) -
     assert sum(r["traffic"]["client_to_lb"]["payload"] for r in records) > 3000  # the uploads arrived
 
 
+def test_fasthttp_baseline_keeps_connections_alive_and_verifies_the_listener(lab_process: load.LabProcess, tmp_path: Path) -> None:
+    code, report, printed = run(tmp_path, "keepalive_fasthttp", "--api", lab_process.api, users=2)
+    assert code == 0 and report["locust"]["failures"] == 0, printed + _tail(tmp_path / "locust" / "locust.log")
+    assert "checks" not in report  # no TLS or wire rows to compare
+    records = lb_log(tmp_path)
+    assert len(records) == 2 and sum(r["requests"] for r in records) == report["locust"]["requests"] > 2
+
+
 # ---- the wrapper's own lab, distributed Locust ----------------------------------------------------------------------
 
 

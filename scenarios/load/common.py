@@ -114,7 +114,8 @@ def settings(environment: Environment, default_listener: str) -> Settings:
     if default_listener in _settings:
         return _settings[default_listener]
     o = environment.parsed_options
-    listener = o.listener or (default_listener if o.lab_api else "")
+    # --listener, else Locust's --host, else the profile's default listener of the lab at --lab-api
+    listener = o.listener or (default_listener if o.lab_api and not environment.host else "")
     if listener.isdigit():
         url = f"https://localhost:{listener}"
     elif listener:
