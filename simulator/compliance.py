@@ -400,8 +400,10 @@ class SslyzeResult:
         return cls(obs, data.get("rejected") or {}, data.get("error"), data.get("reasons") or {})
 
 
-def sslyze_observations(targets: Sequence[Target], network_timeout: int = 5) -> dict[str, SslyzeResult]:
-    """Scan every target at once with sslyze (its own nassl OpenSSL builds, legacy suites included)."""
+def sslyze_observations(targets: Sequence[Target], network_timeout: int = 5, connections: int | None = None,
+                        servers: int | None = None) -> dict[str, SslyzeResult]:
+    """Scan every target with sslyze (its own nassl OpenSSL builds, legacy suites included). `connections`
+    and `servers` cap its concurrency (default: sslyze's own, 5 connections per server, 10 servers)."""
     from sslyze import (
         ClientAuthenticationCredentials,
         ScanCommand,
@@ -424,7 +426,7 @@ def sslyze_observations(targets: Sequence[Target], network_timeout: int = 5) -> 
         requests.append(ServerScanRequest(server_location=ServerNetworkLocation(t.server_name, t.port, ip_address=t.host),
                                           network_configuration=config, scan_commands=commands))
         by_port[t.port] = t
-    scanner = Scanner()
+    scanner = Scanner(per_server_concurrent_connections_limit=connections, concurrent_server_scans_limit=servers)
     scanner.queue_scans(requests)
     out: dict[str, SslyzeResult] = {}
     for result in scanner.get_results():
@@ -458,8 +460,11 @@ class SslyzeScan:
         scan = SslyzeScan(targets).start(); ...; results = scan.results()
     """
 
-    def __init__(self, targets: Sequence[Target]):
+    def __init__(self, targets: Sequence[Target], connections: int = 1, servers: int = 4):
+        # One connection per listener at a time: sslyze's default (5) overloads a lab's single event loop, and
+        # on a loaded loop the lab's scaled health checks time out. It is also faster here (no retries).
         self.targets = list(targets)
+        self.limits = {"connections": connections, "servers": servers}
         self._proc: Any = None
 
     def start(self) -> SslyzeScan:
@@ -467,7 +472,7 @@ class SslyzeScan:
         import subprocess
         import sys
 
-        payload = json.dumps([t.__dict__ for t in self.targets])
+        payload = json.dumps({"targets": [t.__dict__ for t in self.targets], **self.limits})
         self._proc = subprocess.Popen([sys.executable, "-m", "simulator.compliance"], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert self._proc.stdin is not None
@@ -497,8 +502,10 @@ def _main() -> None:
     import json
     import sys
 
-    targets = [Target(**t) for t in json.load(sys.stdin)]
-    json.dump({name: r.to_dict() for name, r in sslyze_observations(targets).items()}, sys.stdout)
+    job = json.load(sys.stdin)
+    targets = [Target(**t) for t in job["targets"]]
+    results = sslyze_observations(targets, connections=job.get("connections"), servers=job.get("servers"))
+    json.dump({name: r.to_dict() for name, r in results.items()}, sys.stdout)
 
 
 def compare(ours: Observation, theirs: Observation) -> list[str]:

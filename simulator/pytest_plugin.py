@@ -5,7 +5,7 @@ Fixtures:
     lab            a ScenarioLab on the session's lab; what a test creates through it is removed afterwards
     lab_session    the same lab, session-scoped (its creations stay)
     lab_listener   parametrises a test over the lab's configured listeners (the value is the name)
-    sslyze_cross_check  sslyze's scan of the configured listeners vs the probe's (session, started early)
+    sslyze_cross_check  sslyze's scan of the configured listeners vs the probe's (once per session)
     lab_factory    start extra labs: lab_factory(None | "lab.yaml" | {...} | LabBuilder, time_scale=0.01)
     pki            mint a CA: pki() / pki("ecdsa") -> LabPKI
 
@@ -104,7 +104,6 @@ def lab_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     provided = config.stash.get(_PROVIDED, None)
     if provided is not None:
         config.stash[_SESSION] = provided
-        prefetch(request.session, provided)
         yield provided
         return
     out = config.getoption("--lbsim-out") or tmp_path_factory.mktemp("lbsim-lab")
@@ -112,7 +111,6 @@ def lab_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     configure_session(lab, config.getoption("--lbsim-client-cert"), config.getoption("--lbsim-client-key"),
                       config.getoption("--lbsim-require"))
     config.stash[_SESSION] = lab
-    prefetch(request.session, lab)
     try:
         yield lab
     finally:
@@ -129,15 +127,12 @@ def configure_session(lab: ScenarioLab, client_cert: str | None, client_key: str
     lab.shared.require = requirements(require)
 
 
-def prefetch(session: pytest.Session, lab: ScenarioLab) -> None:
-    """Start slow background work that selected tests will need (sslyze runs in a child process)."""
-    if any("sslyze_cross_check" in getattr(item, "fixturenames", ()) for item in session.items):
-        lab.start_sslyze()
-
-
 @pytest.fixture(scope="session")
 def sslyze_cross_check(lab_session: ScenarioLab) -> dict[str, dict[str, Any]]:
-    """sslyze's scan of every configured listener compared with the probe's (started early, in the background)."""
+    """sslyze's scan of every configured listener compared with the probe's (once per session).
+
+    Not run in the background beside other scenarios: the lab's one event loop is the bottleneck either way
+    (measured: no faster), and its load makes scaled timers (50 ms health-check timeouts) misfire."""
     return lab_session.sslyze_cross_check()
 
 

@@ -556,7 +556,7 @@ class ScenarioLab:
         started = time.perf_counter()
         try:
             proc = subprocess.run(args, input=input.encode() if isinstance(input, str) else input, capture_output=True,
-                                  timeout=timeout, env={**os.environ, **(env or {})}, cwd=cwd)
+                                  timeout=timeout, env=_child_env(env), cwd=cwd)
             out = CommandResult(args, proc.returncode, proc.stdout.decode(errors="replace"),
                                 proc.stderr.decode(errors="replace"), time.perf_counter() - started, mark)
         except subprocess.TimeoutExpired as e:
@@ -640,6 +640,15 @@ class ScenarioLab:
         backends = ", ".join(f"{b['name']} healthy={b['healthy']} active={b['active_requests']}" for b in data["backend_servers"])
         head = f"{response.status} {response.body[:200]!r}; " if response is not None else ""
         return f"{head}listener {data['name']} {data['status']}; backends: {backends}"
+
+    def wait_backends_healthy(self, timeout: float = 10) -> None:
+        """Until every backend of every listener passes its health checks again (after a deliberate overload)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = [b for l in self.running.lab.registry.listeners.values() if l.active for b in l.active.backends]
+            if all(b.healthy for b in states):
+                return
+            time.sleep(0.02)
 
     def traffic(self) -> list[dict[str, Any]]:
         """`GET /v1/traffic`: per listener, wire vs billed bytes, handshakes, LCU."""
@@ -786,7 +795,7 @@ class ScenarioLab:
         return targets
 
     def start_sslyze(self) -> None:
-        """Start the session's sslyze scan in a child process now (it runs beside the other scenarios)."""
+        """Start the session's sslyze scan in a child process now; :meth:`sslyze_cross_check` collects it."""
         from simulator import compliance
 
         with self.shared.lock:
@@ -814,7 +823,7 @@ class ScenarioLab:
                                          "rescanned": False}
                 if result and result.observation and ours.observation and compliance.compare(ours.observation, result.observation):
                     target = next(t for t in self.sslyze_targets() if t.name == name)
-                    result = compliance.sslyze_observations([target])[name]
+                    result = compliance.sslyze_observations([target], connections=1, servers=1)[name]
                     entry["rescanned"] = True
                 if result and result.observation and ours.observation:
                     theirs = result.observation
@@ -834,6 +843,7 @@ class ScenarioLab:
                     entry["agrees"] = False
                 out[name] = entry
             self.shared.sslyze = out
+            self.wait_backends_healthy()  # the scan's load can make scaled health checks time out
             return out
 
 
@@ -870,6 +880,14 @@ class KeepAlive:
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _child_env(extra: Mapping[str, str] | None) -> dict[str, str]:
+    """The environment for external clients: loopback never goes through a proxy the user may have set."""
+    env = {**os.environ, **(extra or {})}
+    for key in ("NO_PROXY", "no_proxy"):
+        env[key] = ",".join(x for x in (env.get(key), "localhost", "127.0.0.1") if x)
+    return env
 
 
 def _accepts(port: int) -> bool:

@@ -1,0 +1,188 @@
+"""`lbsim run` for real (the default lab, the whole built-in suite), a run that must fail, and
+`lbsim scenarios run` on the authoring guide's own example."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+
+from simulator.certs import LabPKI
+from simulator.compliance import BASELINES
+from simulator.lab import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+LBSIM = [sys.executable, "-m", "simulator.cli"]
+KINDS = {"none", "valid", "untrusted", "expired", "not_yet_valid"}
+
+
+def lbsim(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*LBSIM, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path, float]:
+    out = tmp_path_factory.mktemp("run") / "results"
+    started = time.monotonic()
+    proc = lbsim("run", "--out", str(out), cwd=ROOT)
+    return proc, out, time.monotonic() - started
+
+
+def test_run_passes_on_the_default_lab(default_run) -> None:
+    proc, out, took = default_run
+    print(f"lbsim run on the default lab: {took:.1f} s wall")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    # Progress while it runs, a summary at the end.
+    assert "running " in proc.stdout and re.search(r"\[\s*1/\d+\] PASS", proc.stdout)
+    assert re.search(r"\d+ passed, 0 failed(, \d+ xfailed \(known bugs\))? in [\d.]+ s", proc.stdout)
+    for name in ("report.json", "report.md", "junit.xml", "connections.jsonl", "traffic.csv", "lab.yaml"):
+        assert (out / name).is_file(), name
+
+
+def test_report_json_schema_and_contents(default_run) -> None:
+    _, out, _ = default_run
+    report = json.loads((out / "report.json").read_text())
+    assert set(report) >= {"lbsim_version", "started", "duration_s", "lab", "summary", "scenarios", "listeners", "traffic"}
+    summary = report["summary"]
+    assert summary["failed"] == 0 and summary["total"] == len(report["scenarios"]) >= 60
+    assert summary["passed"] + summary["xfailed"] == summary["total"]
+    assert report["problems"] == []
+    for scenario in report["scenarios"]:
+        assert set(scenario) == {"name", "statement", "outcome", "duration_s", "message"}
+        assert scenario["statement"], scenario["name"]
+        # Only scenarios marked as known bugs (xfail, strict) may fail, with the bug as the message.
+        assert scenario["outcome"] == "passed" or (scenario["outcome"] == "xfailed" and "bug:" in scenario["message"])
+    assert report["lab"]["source"] == "built-in default lab" and report["lab"]["time_scale"] == 0.01
+
+    listeners = {l["name"]: l for l in report["listeners"]}
+    assert set(listeners) == {"aliyun-one-way", "aliyun-mutual", "tencent-one-way", "tencent-mutual"}
+    for name, l in listeners.items():
+        assert {"name", "port", "profile", "policy", "mutual", "key_type"} <= set(l)
+        m = l["tls_matrix"]
+        assert m["match"] is True and m["expected"] == m["observed"], name
+        rows = {r["client"]: r for r in l["mutual_matrix"]}
+        assert set(rows) == KINDS and all(r["ok"] for r in rows.values()), name
+        assert {r["client"] for r in rows.values() if r["expected"] == "Success"} == (
+            {"valid"} if l["verify_client"] == "on" else {"none", "valid"} if l["verify_client"] == "optional" else KINDS)
+        assert set(l["compliance"]) == set(BASELINES)
+        for verdict in l["compliance"].values():
+            assert verdict["verdict"] in ("pass", "fail") and verdict["evidence"]
+        assert l["cross_check"]["agrees"] is True, l["cross_check"]
+    assert listeners["aliyun-one-way"]["tls_matrix"]["observed"]["TLSv1"]  # tls_cipher_policy_1_0 really allows TLS 1.0
+    assert listeners["aliyun-one-way"]["compliance"]["pci-dss-4.0"]["verdict"] == "fail"
+    assert any(e.startswith("TLSv1 accepted") for e in listeners["aliyun-one-way"]["compliance"]["pci-dss-4.0"]["evidence"])
+    assert listeners["aliyun-mutual"]["compliance"]["pci-dss-4.0"]["verdict"] == "pass"
+
+    traffic = report["traffic"]
+    assert {t["listener_port"] for t in traffic["listeners"]} >= {l["port"] for l in listeners.values()}
+    cases = {c["case"]: c for c in traffic["comparison"]}
+    assert len(cases) == 3
+    for case in cases.values():
+        assert {"case", "connections", "requests", "wire_bytes", "billed_bytes", "ratio"} <= set(case)
+        assert case["wire_bytes"] > case["billed_bytes"] > 0 and case["ratio"] > 1
+    assert cases["new connection per request"]["ratio"] > cases["keep-alive: 1 connection"]["ratio"]
+
+
+def test_results_directory_files(default_run) -> None:
+    _, out, _ = default_run
+    report = json.loads((out / "report.json").read_text())
+    suite = ET.parse(out / "junit.xml").getroot().find("testsuite")
+    assert int(suite.get("tests")) == report["summary"]["total"] and int(suite.get("failures")) == 0
+    records = [json.loads(line) for line in (out / "connections.jsonl").read_text().splitlines() if line.strip()]
+    assert len(records) > 100 and all("tls_verify_status" in r for r in records)
+    with open(out / "traffic.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and {"listener_port", "billing_model", "billed_bytes"} <= set(rows[0])
+    md = (out / "report.md").read_text()
+    for heading in ("## Scenarios", "## TLS policy matrix", "## Mutual authentication matrix", "## Compliance",
+                    "## Traffic: wire against billed"):
+        assert heading in md
+    assert "`tls_cipher_policy_1_2_strict_with_1_3`" in md and "Failed:ClientCertExpired" in md
+    lab = yaml.safe_load((out / "lab.yaml").read_text())
+    assert [l["name"] for l in lab["listeners"]] == ["aliyun-one-way", "aliyun-mutual", "tencent-one-way", "tencent-mutual"]
+
+
+def write_lab(folder: Path) -> Path:
+    """A YAML lab of the user's own: a listener on the legacy default policy, and one whose backend is down."""
+    pki = LabPKI()
+    issued = pki.server("localhost", "127.0.0.1")
+    (folder / "site.pem").write_bytes(issued.chain_pem)
+    (folder / "site.key").write_bytes(issued.key_pem)
+    lab = {
+        "profile": "aliyun-slb",
+        "certificates": [{"name": "site", "cert": "site.pem", "key": "site.key"}],
+        "backends": [{"name": "app", "port": 0}, {"name": "gone", "address": f"127.0.0.1:{free_port()}"}],
+        "listeners": [
+            {"name": "legacy", "port": 0, "server_certificate": "site", "backend_servers": ["app"]},
+            {"name": "dead-backend", "port": 0, "server_certificate": "site", "backend_servers": ["gone"],
+             "tls_policy": "tls_cipher_policy_1_2", "health_check": {"enabled": False}},
+        ],
+    }
+    path = folder / "lab.yaml"
+    path.write_text(yaml.safe_dump(lab))
+    return path
+
+
+def test_run_fails_when_a_listener_violates_an_expectation(tmp_path: Path) -> None:
+    config = write_lab(tmp_path)
+    out = tmp_path / "results"
+    proc = lbsim("run", "-c", str(config), "--out", str(out), "--format", "html", "--require", "legacy=pci-dss-4.0",
+                 "-k", "compliance_verdicts or balances", cwd=tmp_path, timeout=300)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    failed = {s["name"]: s["message"] for s in report["scenarios"] if s["outcome"] == "failed"}
+    assert set(failed) == {
+        "test_compliance_baselines.py::test_compliance_verdicts[legacy]",  # required PCI DSS, accepts TLS 1.0
+        "test_https_load_balancing.py::test_https_listener_balances_requests_over_backends[dead-backend]",  # 502
+    }, failed
+    assert "pci-dss-4.0" in failed["test_compliance_baselines.py::test_compliance_verdicts[legacy]"]
+    assert "502" in failed["test_https_load_balancing.py::test_https_listener_balances_requests_over_backends[dead-backend]"]
+    assert report["summary"]["passed"] == 2 and report["summary"]["failed"] == 2
+    assert report["lab"]["source"] == str(config)
+    # The matrices are reported even for scenarios that were not selected; the dead backend shows there too.
+    dead = next(l for l in report["listeners"] if l["name"] == "dead-backend")
+    assert dead["tls_matrix"]["match"] is True
+    assert not all(r["ok"] for r in dead["mutual_matrix"]) and any("dead-backend" in p for p in report["problems"])
+    html = (out / "report.html").read_text()
+    assert html.startswith("<!doctype html>") and "<h2>Compliance</h2>" in html
+    assert "FAILED test_compliance_baselines.py::test_compliance_verdicts[legacy]" in proc.stdout
+
+
+def extract_examples(markdown: str) -> dict[str, str]:
+    """The files the authoring guide shows, each after an `<!-- example: NAME -->` marker."""
+    return dict(re.findall(r"<!-- example: (\S+) -->\n```python\n(.*?)```", markdown, re.S))
+
+
+def test_scenarios_run_the_authoring_guide_example(tmp_path: Path) -> None:
+    files = extract_examples((ROOT / "docs" / "scenarios.md").read_text())
+    assert set(files) == {"my_client.py", "test_my_client.py"}
+    guide = tmp_path / "guide"
+    guide.mkdir()
+    for name, text in files.items():
+        (guide / name).write_text(text)
+    junit = tmp_path / "junit.xml"
+    proc = lbsim("scenarios", "run", str(guide), "--junit", str(junit), cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert {c.get("name") for c in suite.iter("testcase")} == {
+        "test_my_client_gets_through_the_mutual_listener", "test_my_client_reports_an_expired_certificate",
+        "test_my_client_survives_a_certificate_rotation", "test_an_old_tls_stack_is_refused_by_a_strict_policy"}
+    assert suite.get("failures") == "0" and suite.get("errors") == "0"
+
+
+def test_scenarios_run_exit_code_follows_failures(tmp_path: Path) -> None:
+    (tmp_path / "test_wrong.py").write_text(
+        "def test_wrong_expectation(lab):\n"
+        "    assert lab.probe('aliyun-mutual').ok  # no client certificate: the mutual listener refuses\n")
+    junit = tmp_path / "junit.xml"
+    proc = lbsim("scenarios", "run", str(tmp_path / "test_wrong.py"), "--junit", str(junit), cwd=tmp_path, timeout=300)
+    assert proc.returncode == 1, proc.stdout[-2000:]
+    assert ET.parse(junit).getroot().find("testsuite").get("failures") == "1"
