@@ -3,8 +3,9 @@ ssl_protocols supported by CLB HTTPS include TLSv1, TLSv1.1, TLSv1.2, and TLSv1.
 TLSCipherPolicy tables (vendor-facts).
 
 The family `test_tls_matrix_matches_policy` is the report's TLS policy matrix: for every configured listener,
-each version x suite its policy allows with its certificate type (expected) against what a one-suite-at-a-time
-probe really negotiates (observed), in the server's preference order.
+each version x suite its policy allows with its certificate type (expected) against what the listener really
+accepts (observed by elimination probing, `simulator.compliance.accepted_suites`), in the server's preference
+order; sslyze confirms it one suite at a time (test_compliance_baselines.py).
 """
 
 import pytest

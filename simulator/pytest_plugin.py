@@ -5,7 +5,7 @@ Fixtures:
     lab            a ScenarioLab on the session's lab; what a test creates through it is removed afterwards
     lab_session    the same lab, session-scoped (its creations stay)
     lab_listener   parametrises a test over the lab's configured listeners (the value is the name)
-    sslyze_cross_check  sslyze's scan of the configured listeners vs the probe's (once per session)
+    sslyze_cross_check  sslyze's scan of the configured listeners vs the probe's (once per session, started early)
     lab_factory    start extra labs: lab_factory(None | "lab.yaml" | {...} | LabBuilder, time_scale=0.01)
     pki            mint a CA: pki() / pki("ecdsa") -> LabPKI
 
@@ -104,6 +104,7 @@ def lab_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     provided = config.stash.get(_PROVIDED, None)
     if provided is not None:
         config.stash[_SESSION] = provided
+        _prefetch(request.session, provided)
         yield provided
         return
     out = config.getoption("--lbsim-out") or tmp_path_factory.mktemp("lbsim-lab")
@@ -111,6 +112,7 @@ def lab_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     configure_session(lab, config.getoption("--lbsim-client-cert"), config.getoption("--lbsim-client-key"),
                       config.getoption("--lbsim-require"))
     config.stash[_SESSION] = lab
+    _prefetch(request.session, lab)
     try:
         yield lab
     finally:
@@ -127,12 +129,21 @@ def configure_session(lab: ScenarioLab, client_cert: str | None, client_key: str
     lab.shared.require = requirements(require)
 
 
+def _prefetch(session: pytest.Session, lab: ScenarioLab) -> None:
+    """Start the sslyze scan as the session starts when a selected test needs it ($LBSIM_SSLYZE_EARLY=0: not).
+
+    It runs in a child process, one connection per listener at a time, beside the scenarios: the lab's event
+    loop absorbs that load while scenarios wait on scaled timers (measured: `lbsim run` 66 s -> 52 s). At
+    sslyze's default concurrency the loop lags enough for 50 ms health-check timeouts to misfire."""
+    if os.environ.get("LBSIM_SSLYZE_EARLY", "1") == "0":
+        return
+    if any("sslyze_cross_check" in getattr(item, "fixturenames", ()) for item in session.items):
+        lab.start_sslyze()
+
+
 @pytest.fixture(scope="session")
 def sslyze_cross_check(lab_session: ScenarioLab) -> dict[str, dict[str, Any]]:
-    """sslyze's scan of every configured listener compared with the probe's (once per session).
-
-    Not run in the background beside other scenarios: the lab's one event loop is the bottleneck either way
-    (measured: no faster), and its load makes scaled timers (50 ms health-check timeouts) misfire."""
+    """sslyze's scan of every configured listener compared with the probe's (once per session, started early)."""
     return lab_session.sslyze_cross_check()
 
 

@@ -166,6 +166,7 @@ def traffic_section(lab: Any) -> dict[str, Any]:
     summary = lab.running.lab.ledger.summary()
     for row in summary:
         row["listener"] = names.get(row["listener_port"], "(created by a scenario)")
+    summary.sort(key=lambda row: row["listener_port"] not in names)  # the configured listeners first
     return {"listeners": summary, "comparison": comparison}
 
 
@@ -265,9 +266,9 @@ def render(report: dict[str, Any]) -> Doc:
                 f"{sc['duration_s']:.2f}"] for sc in report["scenarios"]])
 
     doc.h(2, "TLS policy matrix")
-    doc.p("Per listener: every suite its policy allows with its certificate type (expected) against what a "
-          "one-suite-at-a-time probe negotiated (observed). ✓ both, **missing** expected but refused, "
-          "**extra** accepted beyond the policy.")
+    doc.p("Per listener: every suite its policy allows with its certificate type (expected) against what the "
+          "probe found the listener accepts (observed; docs/compliance.md), rows in the server's preference "
+          "order. ✓ both, **missing** expected but refused, **extra** accepted beyond the policy.")
     for l in report["listeners"]:
         m = l["tls_matrix"]
         doc.h(3, f"{l['name']}: {l['profile']}, `{l['policy']}`, {l['key_type']} certificate, "
@@ -375,7 +376,9 @@ def run(args: argparse.Namespace) -> int:
                        "--tb=short", "-o", "junit_family=xunit2", "-o", "junit_suite_name=lbsim-run"]
         if args.k:
             pytest_args += ["-k", args.k]
+        suite_started = time.perf_counter()
         code = pytest.main(pytest_args, plugins=[recorder])
+        print(f"suite done in {time.perf_counter() - suite_started:.1f} s", flush=True)
         if code not in (0, 1):
             problems.append(f"pytest exited {int(code)} ({getattr(code, 'name', code)})")
         problems += [f"collection error: {e}" for e in recorder.collect_errors]
