@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
-from mitmproxy import ctx
 
 from simulator.registry import Registry
 
@@ -19,6 +19,9 @@ class IdleTimeouts:
         self.registry = registry
         self.time_scale = time_scale
         self._task: asyncio.Task | None = None
+
+    def load(self, loader: Any) -> None:
+        self.master = loader.master  # not mitmproxy's ctx.master: the newest lab in the process overwrites that
 
     def running(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._sweep())
@@ -34,7 +37,7 @@ class IdleTimeouts:
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(self.sweep_interval())
-            connections = ctx.master.addons.get("proxyserver").connections
+            connections = self.master.addons.get("proxyserver").connections
             now = time.time()
             for client_id, state in list(self.registry.clients.items()):
                 handler = connections.get(client_id)

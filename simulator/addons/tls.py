@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
-from mitmproxy import connection, ctx
+from mitmproxy import connection
 from mitmproxy.addons.tlsconfig import AppData
 from mitmproxy.net.tls import starts_like_tls_record
 from mitmproxy.proxy import commands, events, layer, layers, tunnel
@@ -76,6 +77,10 @@ class TlsTermination:
     def __init__(self, registry: Registry, metering: bool = True):
         self.registry = registry
         self.metering = metering
+
+    def load(self, loader: Any) -> None:
+        # Our own lab's master: mitmproxy's `ctx.master` is a process-wide global the newest lab overwrites.
+        self.master = loader.master
 
     def client_connected(self, client: connection.Client) -> None:
         listener = self.registry.by_mode(client.proxy_mode.full_spec)
@@ -146,7 +151,6 @@ class TlsTermination:
             with contextlib.suppress(OSError):
                 state.kernel_received = tcpinfo.read(sock).payload_received
 
-    @staticmethod
-    def _client_io(data: TlsData) -> ConnectionIO | None:
-        handler = ctx.master.addons.get("proxyserver").connections.get(data.context.client.id)
+    def _client_io(self, data: TlsData) -> ConnectionIO | None:
+        handler = self.master.addons.get("proxyserver").connections.get(data.context.client.id)
         return handler.transports.get(data.context.client) if handler else None
