@@ -86,6 +86,7 @@ class ConnectionLog:
     def done(self) -> None:
         if self._file:
             self._file.close()
+            self._file = None  # connections that close during shutdown are not written (no write after close)
 
     def client_disconnected(self, client: connection.Client) -> None:
         state = self.registry.clients.pop(client.id, None)

@@ -26,12 +26,28 @@ from simulator.registry import ClientState, Registry
 
 logger = logging.getLogger(__name__)
 LINGER = 0.1  # seconds a failed handshake's connection stays open after its alert
+ERROR_SNIPPET = 32  # bytes of an unparseable ClientHello kept in the connection log's error (as hex)
 
 # What nginx (and so the vendors' layer-7 listeners) answers plain HTTP sent to an HTTPS port.
 PLAIN_HTTP_400 = (
     b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/html\r\nContent-Length: 90\r\nConnection: close\r\n\r\n"
     b"<html><body><h1>400 Bad Request</h1>The plain HTTP request was sent to HTTPS port</body></html>"
 )
+
+
+def short_error(error: str | None) -> str | None:
+    """mitmproxy puts the whole unparseable ClientHello (hex) in its error: keep a bounded prefix."""
+    head, sep, hexdata = (error or "").partition("Cannot parse ClientHello: ")
+    if not sep or len(hexdata) <= 2 * ERROR_SNIPPET:
+        return error
+    return f"{head}Cannot parse ClientHello: {hexdata[:2 * ERROR_SNIPPET]}... ({len(hexdata) // 2} bytes)"
+
+
+def shorten_client_hello_hex(record: logging.LogRecord) -> bool:
+    """mitmproxy logs a whole unparseable ClientHello as hex (up to 128 KiB a line): keep the log bounded."""
+    if isinstance(record.msg, str) and "Cannot parse ClientHello: " in record.msg:
+        record.msg = short_error(record.msg)
+    return True
 
 
 class RefusePlaintext(layer.Layer):
@@ -81,6 +97,7 @@ class TlsTermination:
     def load(self, loader: Any) -> None:
         # Our own lab's master: mitmproxy's `ctx.master` is a process-wide global the newest lab overwrites.
         self.master = loader.master
+        logging.getLogger("mitmproxy.proxy.server").addFilter(shorten_client_hello_hex)
 
     def client_connected(self, client: connection.Client) -> None:
         listener = self.registry.by_mode(client.proxy_mode.full_spec)
@@ -131,8 +148,15 @@ class TlsTermination:
         state = self.registry.clients.get(data.context.client.id)
         if state is None:
             return
-        state.error = data.conn.error
-        state.verify_status = tls_verify_status(data.ssl_conn, getattr(data.ssl_conn, "handshake_error", None))
+        state.error = short_error(data.conn.error)
+        if data.ssl_conn is None:
+            # mitmproxy's own parser refused the ClientHello: OpenSSL never saw it, there is no alert to send.
+            state.verify_status = "Failed:MalformedClientHello"
+            return
+        # Without an OpenSSL error (the client closed, or sent something that is not TLS) the failure is
+        # mitmproxy's text; either way the handshake failed, which "Success" must never say.
+        error = getattr(data.ssl_conn, "handshake_error", None) or data.conn.error or "handshake failed"
+        state.verify_status = tls_verify_status(data.ssl_conn, error)
         io = self._client_io(data)
         if io is None or io.writer is None or io.writer.is_closing():
             return  # nothing can be sent: leave the alert unsent (and uncounted)
