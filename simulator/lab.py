@@ -125,7 +125,8 @@ class Lab:
         # Addons declare their options in `load`, so these exist only now. Lazy: never connect upstream
         # before the client's handshake (we forward requests ourselves anyway).
         # keep_host_header: backends see the client's Host, as behind a vendor listener, not mitmproxy's target.
-        opts.update(listen_host=LOOPBACK, connection_strategy="lazy", server=True, keep_host_header=True)
+        # mode=[]: we listen ourselves (simulator.servers); mitmproxy's default would open a proxy on :8080.
+        opts.update(listen_host=LOOPBACK, connection_strategy="lazy", server=True, keep_host_header=True, mode=[])
         self._master_task = asyncio.get_running_loop().create_task(self.master.run())
         await self.master.running()
         self.servers = ListenerServers(self.master)
