@@ -23,6 +23,7 @@ from mitmproxy.master import Master
 from simulator.addons.balancer import Balancer
 from simulator.addons.connlog import ConnectionLog
 from simulator.addons.headers import ForwardedHeaders
+from simulator.addons.limits import RequestLimits
 from simulator.addons.sticky import StickySessions
 from simulator.addons.timeouts import IdleTimeouts
 from simulator.addons.tls import TlsTermination
@@ -116,6 +117,7 @@ class Lab:
         self.master.addons.add(
             ours_first,
             Proxyserver(),
+            RequestLimits(self.registry),
             ForwardedHeaders(self.registry),
             StickySessions(self.registry),
             Balancer(self.registry, self.config.time_scale),

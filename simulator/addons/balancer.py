@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from mitmproxy import http
 
+from simulator.addons.limits import client_gone
+from simulator.addons.pages import ERROR_SERVER, error_response  # noqa: F401 - ERROR_SERVER: re-exported
 from simulator.addons.sticky import sticky_backend
 from simulator.registry import Registry
 from simulator.upstream import UpstreamError
@@ -15,17 +18,22 @@ from simulator.upstream import UpstreamError
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "http2-settings"}
 )
-# The server name on the vendors' own error pages.
-ERROR_SERVER = {"aliyun-slb": "Tengine", "tencent-clb": "stgw"}
-REASONS = {502: "Bad Gateway", 504: "Gateway Time-out"}
 
 
-def error_response(status: int, profile: str) -> http.Response:
-    reason = REASONS[status]
-    body = f"<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n<center><h1>{status} {reason}</h1></center>\r\n</body>\r\n</html>\r\n"
-    return http.Response.make(
-        status, body, {"Server": ERROR_SERVER.get(profile, "lbsim"), "Content-Type": "text/html"}
-    )
+async def client_can_take_more(proxyserver: Any, flow: http.HTTPFlow) -> bool:
+    """Wait until the client's send buffer is below its high-water mark; False if the client is gone."""
+    handler = proxyserver.connections.get(flow.client_conn.id)
+    io = handler.transports.get(handler.client) if handler else None
+    writer = io.writer if io else None
+    if writer is None:
+        return True
+    if writer.is_closing():
+        return False
+    try:
+        await writer.drain()
+    except ConnectionError:
+        return False
+    return not writer.is_closing()
 
 
 class Balancer:
@@ -35,9 +43,18 @@ class Balancer:
         self.registry = registry
         self.time_scale = time_scale
 
+    def load(self, loader: Any) -> None:
+        self.master = loader.master  # not mitmproxy's ctx.master: the newest lab in the process overwrites that
+
     async def request(self, flow: http.HTTPFlow) -> None:
         state = self.registry.clients.get(flow.client_conn.id)
         if state is None or flow.response is not None:
+            return
+        # A client that reset the request or left gets nothing forwarded; one that does not read its answers
+        # gets no new ones: like nginx, the next pipelined request waits until the last answer is sent.
+        if client_gone(flow) or not await client_can_take_more(self.master.addons.get("proxyserver"), flow):
+            if flow.killable:
+                flow.kill()
             return
         version = state.version
         spec = version.spec

@@ -48,7 +48,7 @@ def connection_record(state: ClientState, client: connection.Client, time_scale:
         "requests": state.requests,
         "duration": round(time.time() - state.started, 6),
         "closed_by": state.closed_by,
-        "error": state.error if not established else None,
+        "error": state.error,  # a failed handshake, or the first refused request / protocol error
     }
     peer = conn.get_peer_certificate(as_cryptography=True) if conn is not None else None
     if peer is not None:

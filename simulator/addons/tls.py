@@ -20,6 +20,7 @@ from mitmproxy.proxy.server import ConnectionIO
 from mitmproxy.tls import ClientHelloData, TlsData
 from OpenSSL import SSL
 
+from simulator.addons.limits import LimitedHttpLayer, error_recorder
 from simulator.metering import MeteredConnection, tcpinfo
 from simulator.policies.context import tls_verify_status
 from simulator.registry import ClientState, Registry
@@ -118,9 +119,10 @@ class TlsTermination:
         if not starts_like_tls_record(data) or context.client.id not in self.registry.clients:
             nextlayer.layer = RefusePlaintext(context)
             return
+        state = self.registry.clients[context.client.id]
         stack = tunnel.LayerStack()
         stack /= layers.ClientTLSLayer(context)
-        stack /= layers.HttpLayer(context, HTTPMode.transparent)
+        stack /= LimitedHttpLayer(context, HTTPMode.transparent, state.version.spec.profile, error_recorder(state))
         nextlayer.layer = stack[0]
 
     def tls_clienthello(self, data: ClientHelloData) -> None:
