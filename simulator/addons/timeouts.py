@@ -1,15 +1,45 @@
-"""`idle_timeout`: the listener closes client connections that sit idle (vendor default 15 s, scaled)."""
+"""Client timeouts: `idle_timeout` (vendor default 15 s) and a client header timeout (60 s), both scaled.
+
+- Idle: a connection with no bytes in either direction for `idle_timeout` after its TLS handshake is closed
+  (`closed_by: idle_timeout`).
+- Client header: a client must deliver its TLS handshake and the complete headers of its next request within
+  `CLIENT_HEADER_TIMEOUT` (scaled, at least `MIN_CLIENT_HEADER_TIMEOUT`) of connecting or of its previous
+  answer, however slowly it dribbles them
+  (`closed_by: client_header_timeout`). That bounds slowloris clients, which the idle timeout alone does
+  not: each byte resets it. The vendors document no such value; nginx (Tengine, STGW) has
+  `client_header_timeout`, default 60 s, which also covers the handshake, so lbsim uses that (UNCONFIRMED).
+  Like nginx, the connection is closed without an answer.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import struct
+import termios
 import time
 from typing import Any
 
+from mitmproxy import connection, http
 
 from simulator.registry import Registry
 
 MIN_SWEEP = 0.05
+CLIENT_HEADER_TIMEOUT = 60  # seconds before time_scale: nginx's client_header_timeout default
+# Scaled, but never below this: a busy 2-core machine delays handshakes by tenths of a second, and a
+# header timeout in that range would cut clients that are merely waiting for the CPU.
+MIN_CLIENT_HEADER_TIMEOUT = 1.0
+
+
+def unread_bytes(writer: Any) -> int:
+    """Bytes the kernel holds for us on this connection's socket (0 if unknown)."""
+    sock = writer.get_extra_info("socket") if writer is not None else None
+    if sock is None:
+        return 0
+    try:
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+    except OSError:
+        return 0
 
 
 class IdleTimeouts:
@@ -19,6 +49,8 @@ class IdleTimeouts:
         self.registry = registry
         self.time_scale = time_scale
         self._task: asyncio.Task | None = None
+        self._waiting: dict[str, float] = {}  # client id -> since when it owes us a request's headers
+        self._open: dict[str, set[http.HTTPFlow]] = {}  # client id -> requests with headers in and no answer yet
 
     def load(self, loader: Any) -> None:
         self.master = loader.master  # not mitmproxy's ctx.master: the newest lab in the process overwrites that
@@ -30,6 +62,46 @@ class IdleTimeouts:
         if self._task:
             self._task.cancel()
 
+    # ---- what the client owes ------------------------------------------------------------------------------
+
+    def client_connected(self, client: connection.Client) -> None:
+        self._waiting[client.id] = time.time()
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        self._open.setdefault(flow.client_conn.id, set()).add(flow)
+        self._waiting.pop(flow.client_conn.id, None)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self._answered(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._answered(flow)
+
+    def _answered(self, flow: http.HTTPFlow) -> None:
+        client_id = flow.client_conn.id
+        flows = self._open.get(client_id)
+        if flows is not None:
+            flows.discard(flow)
+            if flows:
+                return
+            del self._open[client_id]
+        if client_id in self.registry.clients:
+            self._waiting[client_id] = time.time()
+
+    def client_disconnected(self, client: connection.Client) -> None:
+        self._waiting.pop(client.id, None)
+        self._open.pop(client.id, None)
+
+    def working(self, client_id: str) -> bool:
+        """The listener holds a whole request of this client (body included) that it has not answered yet."""
+        return any(f.request.timestamp_end is not None for f in self._open.get(client_id, ()))
+
+    # ---- sweeping -------------------------------------------------------------------------------------------
+
+    @property
+    def client_header_timeout(self) -> float:
+        return max(MIN_CLIENT_HEADER_TIMEOUT, CLIENT_HEADER_TIMEOUT * self.time_scale)
+
     def sweep_interval(self) -> float:
         timeouts = [s.version.spec.idle_timeout for s in self.registry.clients.values()] or [1]
         return max(MIN_SWEEP, min(timeouts) * self.time_scale / 4)
@@ -39,14 +111,31 @@ class IdleTimeouts:
             await asyncio.sleep(self.sweep_interval())
             connections = self.master.addons.get("proxyserver").connections
             now = time.time()
+            header_limit = self.client_header_timeout
             for client_id, state in list(self.registry.clients.items()):
                 handler = connections.get(client_id)
                 # A request waiting on its backend is not idle: request_timeout governs it.
                 if handler is None or state.in_flight:
                     continue
+                io = handler.transports.get(handler.client)
+                if io is None or io.handler is None:
+                    continue
+                # Nor is one the listener is still working on, unless it waits for the client to read.
+                if self.working(client_id) and not (io.writer and io.writer.transport.get_write_buffer_size()):
+                    continue
                 idle = now - handler.timeout_watchdog.last_activity
-                if idle > state.version.spec.idle_timeout * self.time_scale:
+                # Idle counts once the handshake is done (before, the header timeout governs, as in nginx);
+                # bytes waiting in the kernel mean the loop was busy, not the client idle.
+                if (state.handshake_done is not None and idle > state.version.spec.idle_timeout * self.time_scale
+                        and not unread_bytes(io.writer)):
                     state.closed_by = "idle_timeout"
-                    io = handler.transports.get(handler.client)
-                    if io and io.handler:
-                        io.handler.cancel("idle_timeout")
+                    io.handler.cancel("idle_timeout")
+                    continue
+                waiting = self._waiting.get(client_id)
+                if waiting is None or now - waiting <= header_limit:
+                    continue
+                if io.writer is not None and io.writer.transport.get_write_buffer_size():
+                    self._waiting[client_id] = now  # still sending the last answer: the clock starts after it
+                    continue
+                state.closed_by = "client_header_timeout"
+                io.handler.cancel("client_header_timeout")
