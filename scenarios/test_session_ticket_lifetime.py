@@ -52,10 +52,6 @@ def test_session_ticket_lifetime_is_300_seconds(lab, pki):
 
 
 @pytest.mark.seed(STATEMENT)
-@pytest.mark.xfail(strict=True, reason="bug: the listener never sends close_notify/SSL_shutdown (mitmproxy's TLS layer "
-                   "does not), so OpenSSL drops each session from the server cache when the connection is freed "
-                   "(ssl_clear_bad_session); session-ID resumption only works while the previous connection object "
-                   "is still alive. Reported to the lead (simulator/addons/tls.py).")
 def test_session_id_resumption_after_the_connection_closed(lab, pki):
     """A TLS 1.2 client without tickets resumes by session ID on its next connection, as with nginx's cache."""
     listeners = listeners_for(lab, pki())

@@ -31,6 +31,15 @@ HEALTH_THRESHOLD = (2, 10, 3)
 ACTIVATION_DELAY = (60.0, 180.0)  # seed: "one to three minutes"
 TICKET_LIFETIME = 300  # seed: "The session ticket of HTTPS listeners is 300 seconds."
 MAX_WEIGHT = 100
+# time_scale shrinks vendor timers, but a timeout that bounds live I/O never goes below this: on a loaded
+# machine a 50 ms health-check or 150 ms idle timeout would fail healthy backends and cut live clients.
+MIN_IO_TIMEOUT = 1.0
+MIN_HEALTH_INTERVAL = 0.1  # and health checks never poll faster than this (CPU)
+
+
+def io_timeout(seconds: float, time_scale: float) -> float:
+    """A vendor I/O timeout (idle, request, health-check) in lab seconds."""
+    return max(MIN_IO_TIMEOUT, seconds * time_scale)
 
 
 def fail(path: str, message: str, hint: str | None = None) -> LbsimError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from simulator.config import HealthCheck
+from simulator.config import MIN_HEALTH_INTERVAL, HealthCheck, io_timeout
 from simulator.listener import BackendState, Listener
 from simulator.upstream import UpstreamError, UpstreamPool
 
@@ -61,7 +61,7 @@ class HealthChecker:
                     if backend.healthy and backend.fail_streak >= check.unhealthy_threshold:
                         backend.healthy = False
                         logger.warning("listener %s: backend %s failed its health check", listener.port, backend.name)
-                await asyncio.sleep(check.interval * self.time_scale)
+                await asyncio.sleep(max(MIN_HEALTH_INTERVAL, check.interval * self.time_scale))
         finally:
             pool.close()
 
@@ -69,7 +69,7 @@ class HealthChecker:
         method = check.method.upper().encode()
         headers = [(b"Host", f"{pool.host}:{pool.port}".encode()), (b"User-Agent", b"lbsim-health-check")]
         try:
-            response = await pool.request(method, check.uri.encode(), headers, b"", check.timeout * self.time_scale)
+            response = await pool.request(method, check.uri.encode(), headers, b"", io_timeout(check.timeout, self.time_scale))
         except (UpstreamError, TimeoutError):
             return False
         return code_class(response.status) in check.http_code

@@ -11,6 +11,7 @@ from mitmproxy import http
 from simulator.addons.limits import client_gone
 from simulator.addons.pages import ERROR_SERVER, error_response  # noqa: F401 - ERROR_SERVER: re-exported
 from simulator.addons.sticky import sticky_backend
+from simulator.config import io_timeout
 from simulator.registry import Registry
 from simulator.upstream import UpstreamError
 
@@ -76,7 +77,7 @@ class Balancer:
         if not any(k.lower() == b"host" for k, _ in headers):
             headers.insert(0, (b"Host", (request.host_header or f"{request.host}:{request.port}").encode()))
         target = request.data.path if not request.is_http2 else request.path.encode()
-        timeout = spec.request_timeout * self.time_scale
+        timeout = io_timeout(spec.request_timeout, self.time_scale)
         backend.active += 1
         state.in_flight += 1
         started = time.monotonic()

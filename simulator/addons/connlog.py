@@ -93,6 +93,11 @@ class ConnectionLog:
         if state is None:
             return
         state.listener.connections -= 1
+        if state.handshake_done is not None and state.ssl_conn is not None:
+            # mitmproxy never calls SSL_shutdown; without the shutdown flags OpenSSL treats the closed
+            # connection as broken and drops its session from the cache (no session-ID resumption). nginx
+            # marks a clean close the same way.
+            state.ssl_conn.set_shutdown(SSL.SENT_SHUTDOWN | SSL.RECEIVED_SHUTDOWN)
         record = connection_record(state, client)
         self.registry.recent.append(record)
         if self.ledger is not None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from mitmproxy import connection, http
 
+from simulator.config import io_timeout
 from simulator.registry import Registry
 
 MIN_SWEEP = 0.05
@@ -104,7 +105,7 @@ class IdleTimeouts:
 
     def sweep_interval(self) -> float:
         timeouts = [s.version.spec.idle_timeout for s in self.registry.clients.values()] or [1]
-        return max(MIN_SWEEP, min(timeouts) * self.time_scale / 4)
+        return max(MIN_SWEEP, min(io_timeout(t, self.time_scale) for t in timeouts) / 4)
 
     async def _sweep(self) -> None:
         while True:
@@ -126,7 +127,7 @@ class IdleTimeouts:
                 idle = now - handler.timeout_watchdog.last_activity
                 # Idle counts once the handshake is done (before, the header timeout governs, as in nginx);
                 # bytes waiting in the kernel mean the loop was busy, not the client idle.
-                if (state.handshake_done is not None and idle > state.version.spec.idle_timeout * self.time_scale
+                if (state.handshake_done is not None and idle > io_timeout(state.version.spec.idle_timeout, self.time_scale)
                         and not unread_bytes(io.writer)):
                     state.closed_by = "idle_timeout"
                     io.handler.cancel("idle_timeout")
