@@ -36,7 +36,7 @@ import pandas as pd
 from OpenSSL import SSL
 
 from simulator.metering import CATEGORIES, DIRECTIONS, TrafficLedger, billing
-from simulator.metering.ledger import is_connection_record
+from simulator.metering.ledger import read_connection_log
 from simulator.policies.context import session_reused
 
 if TYPE_CHECKING:
@@ -120,23 +120,6 @@ class Results:
         ledger = TrafficLedger()
         ledger.extend(self.records)
         return ledger
-
-
-def read_connection_log(path: str | Path) -> list[dict[str, Any]]:
-    """The connection records of a JSON-lines log (other events and blank lines skipped)."""
-    out = []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not JSON ({e.msg})") from None
-            if is_connection_record(rec):
-                out.append(rec)
-    return out
 
 
 def load_results(path: str | Path) -> Results:

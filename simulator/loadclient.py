@@ -28,6 +28,7 @@ from OpenSSL import SSL
 
 from simulator.policies.context import alert_from_error, session_reused
 from simulator.policies.suites import OPENSSL_VERSION_CONSTANTS, canonical_version
+from simulator.probe import ssl_error_text
 
 CHUNK = 65536
 # Hostname checks as browsers do them: no partial wildcards (X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS).
@@ -281,7 +282,7 @@ class TlsConnection:
             return e  # type: ignore[return-value]
         alert = alert_from_error(e) if isinstance(e, SSL.Error) else None
         rec.alert = alert
-        rec.error = _short(e)
+        rec.error = ssl_error_text(e)
         self._drop()
         # In TLS 1.3 the client finishes its handshake before the server has checked the client's
         # certificate: a refusal arrives as an alert on the first read, before any HTTP byte.
@@ -411,13 +412,3 @@ def _verify_hostname(conn: SSL.Connection, name: str) -> None:
         raise ValueError(f"cannot check the server certificate against {name!r}")
 
 
-def _short(e: BaseException) -> str:
-    if isinstance(e, SSL.Error) and e.args and isinstance(e.args[0], list):
-        reasons = [str(x[-1]) for x in e.args[0] if isinstance(x, tuple) and x]
-        if reasons:
-            return "; ".join(reasons)
-    if isinstance(e, SSL.SysCallError) and e.args:
-        return f"connection closed ({e.args[-1]})"
-    if isinstance(e, OSError):
-        return f"socket: {e.strerror or e}"
-    return str(e) or type(e).__name__

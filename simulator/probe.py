@@ -308,7 +308,7 @@ def probe(
             version, ciphers, tls13_ciphersuites, cafile, ca_pem, client_cert_pem, client_key_pem, alpn, tickets, verify_log
         )
     except SSL.Error as e:
-        result.error = f"client setup: {_short(e)}"
+        result.error = f"client setup: {ssl_error_text(e)}"
         return result
     conn = SSL.Connection(ctx, None)
     conn.set_connect_state()
@@ -325,7 +325,7 @@ def probe(
     except SSL.WantReadError:
         pass
     except SSL.Error as e:
-        result.error = f"client: {_short(e)}"
+        result.error = f"client: {ssl_error_text(e)}"
         return result
 
     sock: socket.socket | None = None
@@ -364,7 +364,7 @@ def probe(
     except _ProbeFailed as e:
         result.error = str(e)
     except SSL.Error as e:
-        result.error = _short(e)
+        result.error = ssl_error_text(e)
         result.alert = alert_from_error(e)
     except TimeoutError:
         result.error = "timed out"
@@ -396,13 +396,16 @@ def _close(wire: _Wire, conn: SSL.Connection, deadline: float) -> None:
         # SSL.Error (an alert after our Finished) propagates: the server rejected us
 
 
-def _short(e: BaseException) -> str:
+def ssl_error_text(e: BaseException) -> str:
+    """A short reason for a TLS or socket error: OpenSSL's reason strings rather than its tuple soup."""
     if isinstance(e, SSL.Error) and e.args and isinstance(e.args[0], list):
         reasons = [str(x[-1]) for x in e.args[0] if isinstance(x, tuple) and x]
         if reasons:
             return "; ".join(reasons)
     if isinstance(e, SSL.SysCallError) and e.args:
         return f"connection closed ({e.args[-1]})"
+    if isinstance(e, OSError):
+        return f"socket: {e.strerror or e}"
     return str(e) or type(e).__name__
 
 

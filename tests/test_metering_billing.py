@@ -65,7 +65,7 @@ def test_models_are_data_with_vendor_wording() -> None:
     json.dumps(billing.MODELS["tencent-clb"].to_dict())
     with pytest.raises(LbsimError) as e:
         billing.model_for("gcp-lb")
-    assert e.value.code == "metering.unknown_billing_model"
+    assert e.value.code == "UnknownBillingModel"
 
 
 def test_lcu_bills_the_largest_dimension() -> None:
@@ -162,13 +162,13 @@ def test_bad_logs_are_reported(tmp_path: Path) -> None:
     (tmp_path / "bad.jsonl").write_text("{not json\n")
     with pytest.raises(LbsimError) as e:
         TrafficLedger.from_jsonl(tmp_path / "bad.jsonl")
-    assert e.value.code == "metering.log_invalid" and "bad.jsonl:1" in e.value.message
+    assert e.value.code == "LogInvalid" and "bad.jsonl:1" in e.value.message
     with pytest.raises(LbsimError) as e:
         TrafficLedger.from_jsonl(tmp_path / "missing.jsonl")
-    assert e.value.code == "metering.log_unreadable"
+    assert e.value.code == "LogUnreadable"
     with pytest.raises(LbsimError) as e:
         TrafficLedger().add(record(profile=None))  # type: ignore[arg-type]
-    assert e.value.code == "metering.no_billing_model"
+    assert e.value.code == "NoBillingModel"
 
 
 def test_ledger_of_real_connections() -> None:
@@ -231,7 +231,7 @@ def test_report_traffic_needs_a_source() -> None:
     args = parser().parse_args(["report", "traffic"])
     with pytest.raises(LbsimError) as e:
         args.func(args)
-    assert e.value.code == "metering.no_source"
+    assert e.value.code == "NoTrafficSource"
 
 
 def test_report_traffic_from_the_api(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -268,7 +268,7 @@ def test_report_traffic_from_the_api(tmp_path: Path, capsys: pytest.CaptureFixtu
         args = parser().parse_args(["report", "traffic", "--api", url, "--token", "wrong"])
         with pytest.raises(LbsimError) as e:
             args.func(args)
-        assert e.value.code == "metering.api_error" and "401" in e.value.message
+        assert e.value.code == "ApiError" and "401" in e.value.message
         assert len(list(csv.DictReader(open(tmp_path / "a.csv")))) == 7
     finally:
         srv.shutdown()
@@ -276,4 +276,4 @@ def test_report_traffic_from_the_api(tmp_path: Path, capsys: pytest.CaptureFixtu
     args = parser().parse_args(["report", "traffic", "--api", url])
     with pytest.raises(LbsimError) as e:
         args.func(args)
-    assert e.value.code == "metering.api_unreachable"
+    assert e.value.code == "ApiUnreachable"

@@ -91,7 +91,7 @@ def model_for(name: str) -> BillingModel:
     try:
         return MODELS[key]
     except KeyError:
-        raise LbsimError("metering.unknown_billing_model", f"unknown billing model or profile {name!r}",
+        raise LbsimError("UnknownBillingModel", f"unknown billing model or profile {name!r}",
                          field="billing_model", hint=f"one of {', '.join(sorted(MODELS))}") from None
 
 

@@ -53,10 +53,10 @@ def fetch(api: str, connections: bool, token: str | None = None) -> dict[str, An
         with urllib.request.urlopen(request, timeout=10) as r:
             return json.load(r)
     except urllib.error.HTTPError as e:
-        raise LbsimError("metering.api_error", f"{url}: HTTP {e.code} {e.reason}", field="api",
+        raise LbsimError("ApiError", f"{url}: HTTP {e.code} {e.reason}", field="api",
                          hint="pass --token (or set LBSIM_API_TOKEN)" if e.code == 401 else None) from None
     except (urllib.error.URLError, OSError, ValueError) as e:
-        raise LbsimError("metering.api_unreachable", f"cannot read {url}: {e}", field="api",
+        raise LbsimError("ApiUnreachable", f"cannot read {url}: {e}", field="api",
                          hint="is the lab running (lbsim up)?") from None
 
 
@@ -71,10 +71,10 @@ def run(args: argparse.Namespace) -> int:
         ledger.extend(body.get("connections") or [])
         summaries = ledger.summary(args.window) if ledger.records else body.get("listeners", [])
         if exports and not ledger.records:
-            raise LbsimError("metering.no_connections", "the API returned no connection records to export",
+            raise LbsimError("NoConnections", "the API returned no connection records to export",
                              field="api", hint="use --log with the lab's connection log")
     else:
-        raise LbsimError("metering.no_source", "no traffic source given", hint="--log FILE.jsonl or --api URL")
+        raise LbsimError("NoTrafficSource", "no traffic source given", hint="--log FILE.jsonl or --api URL")
     if args.csv:
         ledger.write_csv(args.csv)
     if args.jsonl:

@@ -88,7 +88,7 @@ class TrafficLedger:
         """The record's billing model: its own `billing_model`, else its profile's default."""
         name = record.get("billing_model") or record.get("profile")
         if not name:
-            raise LbsimError("metering.no_billing_model", "record names neither billing_model nor profile",
+            raise LbsimError("NoBillingModel", "record names neither billing_model nor profile",
                              field="billing_model")
         return billing.model_for(name).name
 
@@ -228,22 +228,29 @@ class TrafficLedger:
     def from_jsonl(cls, path: str | Path) -> TrafficLedger:
         """Load a connection log; lines that are not connection records (other events) are skipped."""
         ledger = cls()
-        try:
-            f = open(path)
-        except OSError as e:
-            raise LbsimError("metering.log_unreadable", f"cannot read {path}: {e.strerror}", field="log") from None
-        with f:
-            for n, line in enumerate(f, 1):
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise LbsimError("metering.log_invalid", f"{path}:{n}: not JSON ({e.msg})", field="log") from None
-                if is_connection_record(rec):
-                    ledger.add(rec)
+        ledger.extend(read_connection_log(path))
         return ledger
+
+
+def read_connection_log(path: str | Path) -> list[dict[str, Any]]:
+    """The connection records of a JSON-lines log (other events and blank lines skipped)."""
+    try:
+        f = open(path)
+    except OSError as e:
+        raise LbsimError("LogUnreadable", f"cannot read {path}: {e.strerror}", field="log") from None
+    records = []
+    with f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise LbsimError("LogInvalid", f"{path}:{n}: not JSON ({e.msg})", field="log") from None
+            if is_connection_record(rec):
+                records.append(rec)
+    return records
 
 
 def _peak(intervals: list[tuple[float, float]]) -> int:
