@@ -5,7 +5,9 @@
 Two labs run as `lbsim up` processes, identical but for `metering: on|off` (one aliyun-slb listener,
 RSA-2048, one mock backend). Rounds alternate between them (on, off, off, on, ...) so the noise of a shared
 machine hits both; the medians of new TLS connections per second (one request each) and keep-alive requests
-per second are printed with their ratio (metered / plain).
+per second are printed with their ratio (metered / plain), and so is the lab process's own CPU time per
+operation (from /proc): on a shared machine that figure is the steadier one, since other processes' load
+changes how fast the lab runs but not how much work one connection costs it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import ssl
 import statistics
@@ -23,6 +26,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -72,8 +76,14 @@ def running_lab(out: Path, files: dict[str, str], metering: bool) -> Iterator[La
             process.wait(20)
 
 
-async def new_connections(lab: Lab, connections: int, duration: float) -> float:
-    """New TLS connections per second, one request on each, `connections` clients in parallel."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def new_connections(lab: Lab, connections: int, duration: float) -> tuple[int, float]:
+    """New TLS connections (one request on each) and the seconds they took, `connections` clients in parallel."""
     done = 0
     deadline = time.perf_counter() + duration
 
@@ -88,34 +98,48 @@ async def new_connections(lab: Lab, connections: int, duration: float) -> float:
 
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(connections)))
-    return done / (time.perf_counter() - started)
+    return done, time.perf_counter() - started
 
 
-async def keep_alive(lab: Lab, connections: int, duration: float) -> float:
+async def keep_alive(lab: Lab, connections: int, duration: float) -> tuple[int, float]:
     result = await measure("127.0.0.1", lab.port, connections=connections, duration=duration, warmup=0.3,
                            target="/bench", ssl_context=lab.context)
     if result.errors:
         raise RuntimeError(f"{result.errors} errors in the keep-alive run")
-    return result.rate
+    return result.requests, result.seconds
+
+
+def timed(lab: Lab, load: Any, connections: int, duration: float) -> tuple[float, float]:
+    """(operations per second, lab CPU milliseconds per operation) of one measurement."""
+    cpu = cpu_seconds(lab.process.pid)
+    ops, seconds = asyncio.run(load(lab, connections, duration))
+    return ops / seconds, 1000 * (cpu_seconds(lab.process.pid) - cpu) / max(ops, 1)
+
+
+LOADS = {"new_connections": new_connections, "keepalive_requests": keep_alive}
 
 
 def run(rounds: int = 5, duration: float = 3.0, connections: int = 20) -> dict[str, dict[str, float]]:
-    """Medians per load shape and mode, and the metered/plain ratios."""
-    samples: dict[str, dict[bool, list[float]]] = {"new_connections_per_s": {True: [], False: []},
-                                                   "keepalive_requests_per_s": {True: [], False: []}}
+    """Medians per load shape and mode (rate, and lab CPU per operation), and the metered/plain ratios.
+
+    The keep-alive CPU figure includes the (small, shared) cost of the warm-up's handshakes."""
+    samples: dict[str, dict[bool, list[tuple[float, float]]]] = {shape: {True: [], False: []} for shape in LOADS}
     with tempfile.TemporaryDirectory(prefix="lbsim-metering-bench-") as tmp:
         files = mint_default_pki(Path(tmp) / "pki")
         with running_lab(Path(tmp) / "on", files, True) as on, running_lab(Path(tmp) / "off", files, False) as off:
             labs = {True: on, False: off}
             for i in range(rounds):
                 for metered in (True, False) if i % 2 == 0 else (False, True):
-                    lab = labs[metered]
-                    samples["new_connections_per_s"][metered].append(asyncio.run(new_connections(lab, connections, duration)))
-                    samples["keepalive_requests_per_s"][metered].append(asyncio.run(keep_alive(lab, connections, duration)))
+                    for shape, load in LOADS.items():
+                        samples[shape][metered].append(timed(labs[metered], load, connections, duration))
     out: dict[str, dict[str, float]] = {}
     for shape, by_mode in samples.items():
-        on_rate, off_rate = statistics.median(by_mode[True]), statistics.median(by_mode[False])
-        out[shape] = {"metering_on": round(on_rate, 1), "metering_off": round(off_rate, 1), "ratio": round(on_rate / off_rate, 3)}
+        rate = {m: statistics.median(s[0] for s in by_mode[m]) for m in (True, False)}
+        cpu = {m: statistics.median(s[1] for s in by_mode[m]) for m in (True, False)}
+        out[shape] = {"rate_on": round(rate[True], 1), "rate_off": round(rate[False], 1),
+                      "rate_ratio": round(rate[True] / rate[False], 3),
+                      "cpu_ms_on": round(cpu[True], 3), "cpu_ms_off": round(cpu[False], 3),
+                      "cpu_ratio": round(cpu[True] / cpu[False], 3)}
     return out
 
 
@@ -126,9 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=20, help="parallel clients")
     args = parser.parse_args(argv)
     result = run(args.rounds, args.duration, args.connections)
-    print(f"{'load':26} {'metering on':>12} {'metering off':>13} {'on/off':>7}")
-    for shape, row in result.items():
-        print(f"{shape:26} {row['metering_on']:12.1f} {row['metering_off']:13.1f} {row['ratio']:7.3f}")
+    print(f"{'load':20} {'rate on':>9} {'rate off':>9} {'on/off':>7}   {'lab CPU ms/op on':>16} {'off':>7} {'on/off':>7}")
+    for shape, r in result.items():
+        print(f"{shape:20} {r['rate_on']:9.1f} {r['rate_off']:9.1f} {r['rate_ratio']:7.3f}   "
+              f"{r['cpu_ms_on']:16.3f} {r['cpu_ms_off']:7.3f} {r['cpu_ratio']:7.3f}")
     return 0
 
 
