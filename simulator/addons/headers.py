@@ -15,6 +15,7 @@ CLIENT_CERT_HEADERS = {
 }
 # Headers a client must not be able to forge: the listener sets them itself.
 OWNED = ("x-forwarded-proto", "slb-ip", "slb-id", *(h.lower() for h in CLIENT_CERT_HEADERS.values()))
+_OWNED_BYTES = frozenset(name.encode() for name in OWNED)
 
 
 class ForwardedHeaders:
@@ -29,8 +30,9 @@ class ForwardedHeaders:
             return
         spec = state.version.spec
         headers = flow.request.headers
-        for name in OWNED:
-            headers.pop(name, None)
+        # One pass over the fields, not one lookup per owned name (each scans and lowercases all of them).
+        if any(name.lower() in _OWNED_BYTES for name, _ in headers.fields):
+            headers.fields = tuple((name, value) for name, value in headers.fields if name.lower() not in _OWNED_BYTES)
         client_ip = flow.client_conn.peername[0]
         previous = headers.get("x-forwarded-for")
         headers["X-Forwarded-For"] = f"{previous}, {client_ip}" if previous else client_ip
