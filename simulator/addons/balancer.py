@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from mitmproxy import http
+from mitmproxy.net.http.http1 import connection_close
 
 from simulator.addons.limits import client_gone
 from simulator.addons.pages import ERROR_SERVER, error_response  # noqa: F401 - ERROR_SERVER: re-exported
@@ -35,6 +36,17 @@ async def client_can_take_more(proxyserver: Any, flow: http.HTTPFlow) -> bool:
     except ConnectionError:
         return False
     return not writer.is_closing()
+
+
+def announce_close(flow: http.HTTPFlow) -> None:
+    """An HTTP/1 client that asked to close (or speaks 1.0 without keep-alive) is told so in the answer.
+
+    mitmproxy closes after the answer either way; without the header, a client expecting keep-alive finds the
+    connection gone and counts an error (wrk does, for every request): RFC 9112 §9.6, as nginx does.
+    """
+    request = flow.request
+    if flow.response is not None and not request.is_http2 and connection_close(request.http_version, request.headers):
+        flow.response.headers["Connection"] = "close"
 
 
 class Balancer:
@@ -70,6 +82,7 @@ class Balancer:
         if backend is None:
             flow.response = error_response(502, spec.profile)
             flow.metadata["lbsim.error"] = "no healthy backend"
+            announce_close(flow)
             return
 
         request = flow.request
@@ -100,5 +113,6 @@ class Balancer:
         finally:
             backend.active -= 1
             state.in_flight -= 1
+        announce_close(flow)
         flow.metadata["lbsim.backend"] = backend
         flow.metadata["lbsim.upstream_ms"] = round((time.monotonic() - started) * 1000, 3)
