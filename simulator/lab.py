@@ -123,14 +123,13 @@ class Lab:
 
         opts = options.Options()
         self.master = Master(opts, with_termlog=False)
-        ours_first = TlsTermination(self.registry, metering=self.config.metering)
         # Of mitmproxy's default addons only the proxy server: every hook is dispatched to every addon, and
         # the other 30 (playback, map local, blocklist, ...) are no part of a load balancer. Profiling
         # showed that dispatch costing more CPU than all our addons together (docs/performance.md).
         self.master.addons.add(
             Proxyserver(),  # first: our addons find it in their `load`
             AddonGroup(
-                ours_first,
+                TlsTermination(self.registry, metering=self.config.metering),
                 RequestLimits(self.registry),
                 ForwardedHeaders(self.registry),
                 StickySessions(self.registry),
@@ -150,7 +149,7 @@ class Lab:
 
         for version in versions:
             listener = self._new_listener(version.spec)
-            listener.active = version
+            listener.active = self._adopt(listener, version)  # backend health lives on the listener
             listener.status = "running"
         await self._sync_servers()
         for listener in self.registry.listeners.values():

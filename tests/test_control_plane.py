@@ -294,3 +294,10 @@ def test_tencent_listener_starts_at_once_and_sni_cannot_be_turned_off(lab: Runni
                                                             "backend_servers": ["web-1"]})
     assert status == 400 and body["error"]["code"] == "SniCannotBeTurnedOff"
     assert lab.api("GET", f"/v1/listeners/{port}")[1]["sni"] == {"ecdsa.lbsim.test": "lab-ecdsa"}  # unchanged
+
+
+def test_backend_health_survives_a_change_of_a_configured_listener(lab: RunningLab) -> None:
+    """Listeners from the lab file keep their backends' health state across a reconfiguration."""
+    listener = lab.listener("aliyun-one-way")
+    assert set(listener.backends) == {"web-1", "web-2"}
+    assert {id(b) for b in listener.active.backends} == {id(b) for b in listener.backends.values()}
