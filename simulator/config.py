@@ -239,10 +239,6 @@ class LabConfig:
     metering: bool = True
     base_dir: str = "."
 
-    def scaled(self, seconds: float) -> float:
-        """A vendor timer in lab seconds."""
-        return seconds * self.time_scale
-
 
 def load_config(path: str | Path) -> LabConfig:
     """Read and validate a lab YAML file; relative certificate paths resolve against its folder."""

@@ -292,7 +292,7 @@ class Lab:
 
     def _schedule(self, listener: Listener, version: ListenerVersion) -> None:
         delay = self.activation_delay(version.spec)
-        listener.pending, listener.pending_since = version, time.time()
+        listener.pending = version
         listener.activates_at = time.time() + delay
         old = self._activations.pop(listener.port, None)
         if old:

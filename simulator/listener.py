@@ -72,7 +72,6 @@ class Listener:
     status: str = "stopped"  # stopped | configuring | running
     active: ListenerVersion | None = None
     pending: ListenerVersion | None = None
-    pending_since: float | None = None
     activates_at: float | None = None
     mode: str = ""  # the mitmproxy mode spec serving it
     connections: int = 0
