@@ -3,7 +3,7 @@
 - Idle: a connection with no bytes in either direction for `idle_timeout` after its TLS handshake is closed
   (`closed_by: idle_timeout`).
 - Client header: a client must deliver its TLS handshake and the complete headers of its next request within
-  `CLIENT_HEADER_TIMEOUT` (scaled, at least `MIN_CLIENT_HEADER_TIMEOUT`) of connecting or of its previous
+  `CLIENT_HEADER_TIMEOUT` (scaled like every I/O timeout, at least 1 s) of connecting or of its previous
   answer, however slowly it dribbles them
   (`closed_by: client_header_timeout`). That bounds slowloris clients, which the idle timeout alone does
   not: each byte resets it. The vendors document no such value; nginx (Tengine, STGW) has
@@ -27,9 +27,6 @@ from simulator.registry import Registry
 
 MIN_SWEEP = 0.05
 CLIENT_HEADER_TIMEOUT = 60  # seconds before time_scale: nginx's client_header_timeout default
-# Scaled, but never below this: a busy 2-core machine delays handshakes by tenths of a second, and a
-# header timeout in that range would cut clients that are merely waiting for the CPU.
-MIN_CLIENT_HEADER_TIMEOUT = 1.0
 
 
 def unread_bytes(writer: Any) -> int:
@@ -101,11 +98,19 @@ class IdleTimeouts:
 
     @property
     def client_header_timeout(self) -> float:
-        return max(MIN_CLIENT_HEADER_TIMEOUT, CLIENT_HEADER_TIMEOUT * self.time_scale)
+        return io_timeout(CLIENT_HEADER_TIMEOUT, self.time_scale)
 
     def sweep_interval(self) -> float:
         timeouts = [s.version.spec.idle_timeout for s in self.registry.clients.values()] or [1]
         return max(MIN_SWEEP, min(io_timeout(t, self.time_scale) for t in timeouts) / 4)
+
+    @staticmethod
+    def _close(io: Any, reason: str) -> None:
+        # A client that does not read leaves our answer in the send buffer, and a closing asyncio transport
+        # waits for that buffer to drain, forever: abort (reset) it so the socket is really gone.
+        if io.writer is not None and io.writer.transport.get_write_buffer_size():
+            io.writer.transport.abort()
+        io.handler.cancel(reason)
 
     async def _sweep(self) -> None:
         while True:
@@ -130,7 +135,7 @@ class IdleTimeouts:
                 if (state.handshake_done is not None and idle > io_timeout(state.version.spec.idle_timeout, self.time_scale)
                         and not unread_bytes(io.writer)):
                     state.closed_by = "idle_timeout"
-                    io.handler.cancel("idle_timeout")
+                    self._close(io, "idle_timeout")
                     continue
                 waiting = self._waiting.get(client_id)
                 if waiting is None or now - waiting <= header_limit:
@@ -139,4 +144,4 @@ class IdleTimeouts:
                     self._waiting[client_id] = now  # still sending the last answer: the clock starts after it
                     continue
                 state.closed_by = "client_header_timeout"
-                io.handler.cancel("client_header_timeout")
+                self._close(io, "client_header_timeout")

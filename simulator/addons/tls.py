@@ -152,8 +152,14 @@ class TlsTermination:
             return
         state.error = short_error(data.conn.error)
         if data.ssl_conn is None:
-            # mitmproxy's own parser refused the ClientHello: OpenSSL never saw it, there is no alert to send.
-            state.verify_status = "Failed:MalformedClientHello"
+            # OpenSSL never saw a ClientHello: mitmproxy's own parser refused it, or the client left first.
+            # Either way there is no alert to send.
+            if (data.conn.error or "").startswith("Cannot parse ClientHello"):
+                state.verify_status = "Failed:MalformedClientHello"
+            elif "disconnected" in (data.conn.error or ""):
+                state.verify_status = "Failed:ConnectionClosed"
+            else:
+                state.verify_status = tls_verify_status(None, data.conn.error or "handshake failed")
             return
         # Without an OpenSSL error (the client closed, or sent something that is not TLS) the failure is
         # mitmproxy's text; either way the handshake failed, which "Success" must never say.
