@@ -16,10 +16,23 @@ from simulator.errors import LbsimError
 logger = logging.getLogger(__name__)
 MAX_BODY = 1024 * 1024
 MAX_HEAD = 16 * 1024
+READ_TIMEOUT = 30.0  # seconds a client gets to send a whole request once it started one (no slowloris)
+IDLE_TIMEOUT = 60.0  # seconds a connection may sit between requests (or before its first) before we close it
 STATUS_TEXT = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
-               404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 411: "Length Required",
+               404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict", 411: "Length Required",
                413: "Content Too Large", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
                503: "Service Unavailable"}  # fmt: skip
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # Python's json accepts NaN and Infinity; JSON does not
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text[:32]} is out of range")
+    return value
 
 
 @dataclass
@@ -35,7 +48,9 @@ class Request:
         if not self.body:
             raise LbsimError("InvalidJson", "the request body is empty; expected a JSON object", field="body")
         try:
-            data = json.loads(self.body)
+            data = json.loads(self.body, parse_constant=_no_constant, parse_float=_finite_float)
+        except RecursionError as e:  # [[[[...]]]]: nested deeper than the parser recurses
+            raise LbsimError("InvalidJson", "the request body nests too deeply", field="body") from e
         except (ValueError, UnicodeDecodeError) as e:
             raise LbsimError("InvalidJson", f"the request body is not valid JSON: {e}", field="body") from e
         if not isinstance(data, dict):
@@ -78,6 +93,8 @@ class Router:
 class JsonServer:
     def __init__(self, router: Router, host: str, port: int, token: str | None = None):
         self.router, self.host, self.port, self.token = router, host, port, token
+        self.read_timeout = READ_TIMEOUT
+        self.idle_timeout = IDLE_TIMEOUT
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -115,7 +132,20 @@ class JsonServer:
 
     async def _read(self, reader: asyncio.StreamReader) -> Request | None:
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
+            async with asyncio.timeout(self.idle_timeout):  # between requests (or before the first)
+                first = await reader.readexactly(1)
+        except (asyncio.IncompleteReadError, TimeoutError):
+            return None
+        try:
+            async with asyncio.timeout(self.read_timeout):
+                return await self._read_request(first, reader)
+        except TimeoutError as e:
+            raise LbsimError("RequestTimeout", f"the request was not complete within {self.read_timeout:g} s",
+                             details={"status": 408}) from e
+
+    async def _read_request(self, first: bytes, reader: asyncio.StreamReader) -> Request | None:
+        try:
+            head = first + await reader.readuntil(b"\r\n\r\n")
         except asyncio.IncompleteReadError:
             return None
         except asyncio.LimitOverrunError as e:
