@@ -31,6 +31,7 @@ HEALTH_THRESHOLD = (2, 10, 3)
 ACTIVATION_DELAY = (60.0, 180.0)  # seed: "one to three minutes"
 TICKET_LIFETIME = 300  # seed: "The session ticket of HTTPS listeners is 300 seconds."
 MAX_WEIGHT = 100
+MAX_WORKERS = 64  # processes sharing each listener port (SO_REUSEPORT); one per core is the useful maximum
 # time_scale shrinks vendor timers, but a timeout that bounds live I/O never goes below this: on a loaded
 # machine a 50 ms health-check or 150 ms idle timeout would fail healthy backends and cut live clients.
 MIN_IO_TIMEOUT = 1.0
@@ -237,6 +238,7 @@ class LabConfig:
     listeners: tuple[ListenerSpec, ...] = ()
     connection_log: str | None = None
     metering: bool = True
+    workers: int = 1  # processes serving every listener port (docs/performance.md, "Multi-worker mode")
     base_dir: str = "."
 
 
@@ -261,7 +263,8 @@ def parse_config(data: Any, base_dir: str = ".") -> LabConfig:
     top = Fields(
         data,
         "",
-        ("profile", "time_scale", "api", "home", "certificates", "backends", "listeners", "connection_log", "metering"),
+        ("profile", "time_scale", "api", "home", "certificates", "backends", "listeners", "connection_log", "metering",
+         "workers"),
     )
     profile = top.choice("profile", PROFILES, "aliyun-slb")
     time_scale = top.number("time_scale", 0.0001, 100.0, 1.0, float)
@@ -293,6 +296,7 @@ def parse_config(data: Any, base_dir: str = ".") -> LabConfig:
         listeners=listeners,
         connection_log=top.str("connection_log"),
         metering=top.bool("metering", True),
+        workers=top.number("workers", 1, MAX_WORKERS, 1),
         base_dir=base_dir,
     )
 

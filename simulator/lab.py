@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import socket
@@ -37,6 +38,8 @@ from simulator.metering import TrafficLedger
 from simulator.registry import Registry
 from simulator.scheduling import Scheduler
 from simulator.servers import ListenerServers
+from simulator.resumption import SharedSessionCache, derive_ticket_keys
+from simulator.workers import MirroredHealth, WorkerPool, WorkerSeat, apply_health, health_of, new_ticket_secret
 
 logger = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
@@ -76,15 +79,27 @@ class AddonGroup:
 
 
 class Lab:
-    """Runs one lab in the current asyncio loop: `await lab.start()`, `await lab.stop()`."""
+    """Runs one lab in the current asyncio loop: `await lab.start()`, `await lab.stop()`.
 
-    def __init__(self, config: LabConfig, out_dir: Path | str = "lbsim-out", store: CertificateStore | None = None):
+    With `workers: N` (N > 1) this lab is worker 0: it also starts and steers N-1 worker processes
+    (`simulator.workers`), each a `Lab` given a `seat`, which serves the listeners and nothing else.
+    """
+
+    def __init__(self, config: LabConfig, out_dir: Path | str = "lbsim-out", store: CertificateStore | None = None,
+                 seat: WorkerSeat | None = None):
         self.config = config
+        self.seat = seat
+        # Several processes serve each port: they derive the same session-ticket keys from one secret and
+        # share one session-ID cache (simulator.resumption).
+        self.ticket_secret = seat.ticket_secret if seat else (new_ticket_secret() if config.workers > 1 else None)
+        self.session_cache = SharedSessionCache(seat.session_cache) if seat is not None else None
+        self.workers: WorkerPool | None = None
         self.out_dir = Path(out_dir)
         self.store = store or CertificateStore(Path(config.home) if config.home else self.out_dir / "store")
         self.registry = Registry()
         self.ledger = TrafficLedger()
-        self.health = HealthChecker(config.time_scale)
+        # A worker process takes worker 0's health verdicts instead of checking on its own.
+        self.health = HealthChecker(config.time_scale) if seat is None else MirroredHealth()
         self.backends: dict[str, MockBackend] = {}
         self.addresses: dict[str, tuple[str, int]] = {}
         self.master: Master | None = None
@@ -106,6 +121,8 @@ class Lab:
             raise
 
     async def _start(self) -> None:
+        if self.config.workers > 1 and self.seat is None:
+            self.session_cache = SharedSessionCache.create()
         for spec in self.config.certificates:
             self._upload(spec.name, spec.type, read_pem(spec.cert, self.config.base_dir),
                          read_pem(spec.key, self.config.base_dir) if spec.key else None)
@@ -119,7 +136,9 @@ class Lab:
                 host, _, port = spec.address.rpartition(":")
                 self.addresses[spec.name] = (host, int(port))
         # Build every version before anything listens: a bad certificate fails the lab, not one handshake.
-        versions = [self._build(spec, f"listeners[{i}]") for i, spec in enumerate(self.config.listeners)]
+        # Ports first: a version's session context and ticket keys name the port it serves.
+        specs = [spec if spec.port else replace(spec, port=free_port()) for spec in self.config.listeners]
+        versions = [self._build(spec, f"listeners[{i}]") for i, spec in enumerate(specs)]
 
         opts = options.Options()
         self.master = Master(opts, with_termlog=False)
@@ -145,7 +164,7 @@ class Lab:
         opts.update(listen_host=LOOPBACK, connection_strategy="lazy", server=True, keep_host_header=True, mode=[])
         self._master_task = asyncio.get_running_loop().create_task(self.master.run())
         await self.master.running()
-        self.servers = ListenerServers(self.master)
+        self.servers = ListenerServers(self.master, reuse_port=self.config.workers > 1)
 
         for version in versions:
             listener = self._new_listener(version.spec)
@@ -154,13 +173,20 @@ class Lab:
         await self._sync_servers()
         for listener in self.registry.listeners.values():
             self.health.watch(listener)
+        if self.seat is not None:
+            return  # a worker process: worker 0 serves the API and sends the listeners
 
         from simulator.api import ApiServer  # the API depends on the lab, not the other way round
 
         self.api = ApiServer(self, self.config.api.host, self.config.api.port, token=self.config.api.token)
         await self.api.start()
+        if self.config.workers > 1:
+            self.workers = WorkerPool(self)
+            await self.workers.start()
 
     async def stop(self) -> None:
+        if self.workers is not None:
+            await self.workers.stop()
         for task in self._activations.values():
             task.cancel()
         self.health.stop()
@@ -178,6 +204,9 @@ class Lab:
                 backend.pool.close()
         for backend in self.backends.values():
             await backend.stop()
+        if self.session_cache is not None:
+            self.session_cache.close(unlink=self.seat is None)  # worker 0 made it, worker 0 removes it
+            self.session_cache = None
 
     @property
     def connection_log_path(self) -> Path:
@@ -235,7 +264,14 @@ class Lab:
                 raise LbsimError("InvalidConfig", f"unknown backend '{server.backend}'", field=f"{path}.backend_servers")
             host, port = self.addresses[server.backend]
             backends.append(BackendState(server.backend, host, port, server.weight))
-        context = build_context(spec, materials, self.config.time_scale)
+        keys = label = None
+        if self.ticket_secret is not None:
+            # One configuration, one set of keys and sessions in every worker; another configuration (or
+            # certificate revision) gets its own, as a freshly built context would.
+            label = hashlib.sha256(repr((spec, sorted(revisions.items()))).encode()).digest()
+            keys = derive_ticket_keys(self.ticket_secret, label)
+        context = build_context(spec, materials, self.config.time_scale, ticket_keys=keys,
+                                session_cache=self.session_cache, session_namespace=label or b"")
         return ListenerVersion(spec, context, ids, revisions, backends, Scheduler(spec.scheduler))
 
     def _new_listener(self, spec: ListenerSpec) -> Listener:
@@ -268,6 +304,8 @@ class Lab:
         if spec.port and spec.port in self.registry.listeners:
             raise LbsimError("ListenerExists", f"a listener already uses port {spec.port}", field="port",
                              hint=f"PUT /v1/listeners/{spec.port} changes it")
+        if not spec.port:
+            spec = replace(spec, port=free_port())  # before building: the version names its port
         version = self._build(spec)
         listener = self._new_listener(spec)
         version = self._adopt(listener, version)
@@ -276,6 +314,7 @@ class Lab:
             self._schedule(listener, version)
         else:
             listener.active = version  # configured, not serving: `start` activates it
+        await self._publish(listener.port)
         return listener
 
     def reconfigure(self, listener: Listener, spec: ListenerSpec) -> Listener:
@@ -288,6 +327,8 @@ class Lab:
         if listener.status == "running":
             listener.status = "configuring"  # the old version keeps serving until activation
         self._schedule(listener, version)
+        if self.workers is not None:  # a sync caller: the workers follow well before the activation
+            asyncio.get_running_loop().create_task(self._publish(listener.port))
         return listener
 
     def _schedule(self, listener: Listener, version: ListenerVersion) -> None:
@@ -317,6 +358,7 @@ class Lab:
         self.health.forget(port)
         self.registry.remove(listener.port)
         await self._sync_servers()
+        await self._publish(port)
 
     async def set_running(self, port: int, running: bool) -> Listener:
         """Stop closes the port at once; start activates after the activation delay, like a change."""
@@ -333,7 +375,11 @@ class Lab:
             listener.status = "configuring"
             version = listener.pending or listener.active
             assert version is not None
+            # Nothing serves until the activation, else the next `_sync_servers` (of any listener, or in any
+            # worker) would open this port early. Connections still open keep the version they started on.
+            listener.active = None
             self._schedule(listener, version)
+        await self._publish(port)
         return listener
 
     def get_listener(self, port: int) -> Listener:
@@ -358,6 +404,60 @@ class Lab:
     def ready(self) -> bool:
         """Every started listener serves."""
         return all(self.serving(l) for l in self.registry.listeners.values() if l.status != "stopped" and l.active)
+
+    # ---- workers (workers: N) -----------------------------------------------------------------------------
+
+    def listener_state(self, port: int) -> dict[str, Any]:
+        """What a worker needs to serve a listener exactly as this lab does (None versions: absent)."""
+        listener = self.registry.listeners.get(port)
+        if listener is None:
+            return {"port": port, "removed": True}
+        return {
+            "port": port, "removed": False, "name": listener.name, "status": listener.status,
+            "activates_at": listener.activates_at,
+            "active": (listener.active.spec, listener.active.revisions) if listener.active else None,
+            "pending": (listener.pending.spec, listener.pending.revisions) if listener.pending else None,
+            "health": health_of(self, port),
+        }
+
+    async def _publish(self, port: int) -> None:
+        if self.workers is not None:
+            await self.workers.publish(self.listener_state(port))
+
+    async def mirror(self, state: dict[str, Any]) -> None:
+        """A worker takes worker 0's state of one listener: same versions, status and activation moment."""
+        port = state["port"]
+        listener = self.registry.listeners.get(port)
+        task = self._activations.pop(port, None)
+        if task:
+            task.cancel()
+        if state["removed"]:
+            if listener is not None:
+                self.health.forget(port)
+                self.registry.remove(port)
+                await self._sync_servers()
+            return
+        wanted = state["active"] or state["pending"]
+        if listener is None:
+            listener = self._new_listener(replace(wanted[0], name=state["name"]))
+        listener.active = self._same_version(listener, listener.active, state["active"])
+        listener.pending = self._same_version(listener, listener.pending, state["pending"])
+        listener.status, listener.activates_at = state["status"], state["activates_at"]
+        if listener.pending is not None and listener.activates_at is not None:
+            delay = max(0.0, listener.activates_at - time.time())
+            self._activations[port] = asyncio.get_running_loop().create_task(self._activate(listener, delay))
+        apply_health(self, port, state["health"])
+        await self._sync_servers()
+        self.health.watch(listener)
+
+    def _same_version(self, listener: Listener, current: ListenerVersion | None,
+                      wanted: tuple[ListenerSpec, dict[str, int]] | None) -> ListenerVersion | None:
+        if wanted is None:
+            return None
+        spec, revisions = wanted
+        if current is not None and current.spec == spec and current.revisions == revisions:
+            return current  # unchanged: keep the context (and its session cache)
+        return self._adopt(listener, self._build(spec))
 
     # ---- describing ------------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from OpenSSL import SSL
 from simulator.config import TICKET_LIFETIME, ListenerSpec
 from simulator.policies.context import build_server_context
 from simulator.scheduling import Scheduler
+from simulator.resumption import SharedSessionCache, set_ticket_keys
 from simulator.upstream import UpstreamPool
 
 
@@ -126,8 +127,15 @@ def build_context(
     spec: ListenerSpec,
     materials: dict[str, Any],
     time_scale: float,
+    ticket_keys: bytes | None = None,
+    session_cache: SharedSessionCache | None = None,
+    session_namespace: bytes = b"",
 ) -> SSL.Context:
-    """The listener's one OpenSSL context (plus one per SNI domain), built once per version."""
+    """The listener's one OpenSSL context (plus one per SNI domain), built once per version.
+
+    `ticket_keys` (80 bytes) replace OpenSSL's random session-ticket keys, and `session_cache` backs the
+    session-ID cache: worker processes that share both resume each other's sessions (simulator.workers).
+    """
     lifetime = max(1, round(TICKET_LIFETIME * time_scale))
     alpn = (b"h2", b"http/1.1") if spec.http2 else (b"http/1.1",)
     # The session id context ties resumption to this listener's configuration: a session from another
@@ -152,4 +160,10 @@ def build_context(
 
     # tencent-clb serves per-domain certificates when SNI is configured; aliyun-slb ignores SNI (seed).
     sni = {domain: one(ref) for domain, ref in spec.sni} or None
-    return one(spec.server_certificate, sni=sni, ignore_sni=spec.profile == "aliyun-slb")
+    context = one(spec.server_certificate, sni=sni, ignore_sni=spec.profile == "aliyun-slb")
+    for ctx in (context, *(sni or {}).values()):
+        if ticket_keys is not None:
+            set_ticket_keys(ctx, ticket_keys)
+        if session_cache is not None:
+            session_cache.attach(ctx, session_namespace)
+    return context

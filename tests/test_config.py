@@ -85,11 +85,20 @@ def test_wrong_listener_fields_name_the_path_and_the_allowed_values(fields, path
         ({"backends": [{"name": "b", "port": 1}, {"name": "b", "port": 2}]}, "backends[1].name"),
         ({**listener(), "listeners": listener()["listeners"] * 2}, "listeners[1].port"),
         ({"listeners": {"port": 1}}, "listeners"),
+        ({"workers": 0}, "workers"),
+        ({"workers": 1.5}, "workers"),
+        ({"workers": 65}, "workers"),
         ([1, 2], "<top>"),
     ],
 )
 def test_wrong_top_level_fields(data, path) -> None:
     assert error_of(data).field == path
+
+
+def test_workers_default_to_one_process() -> None:
+    assert parse_config(listener()).workers == 1
+    assert parse_config({**listener(), "workers": 2}).workers == 2
+    assert "1..64" in str(error_of({"workers": 0}))
 
 
 def test_yaml_errors_and_missing_files(tmp_path) -> None:

@@ -1,0 +1,347 @@
+"""Multi-worker listeners (`workers: N`): N processes serve every listener port, so TLS uses N cores.
+
+One Python process terminates TLS on one core. With `workers: N` the lab process (worker 0, the
+supervisor) starts N-1 worker processes (`python -m simulator.workers`) and every one of them listens on
+each listener port with `SO_REUSEPORT`; the kernel spreads new connections over them.
+
+What is shared, and how:
+
+* **Certificates**: the one certificate store (a directory; its key-encryption key travels down the
+  worker's stdin, never through a file or the environment).
+* **Resumption** (`simulator.resumption`): one lab secret, from which each listener configuration
+  derives its session-ticket keys, so a ticket issued by one worker resumes on any other; and one
+  session-ID cache in shared memory (nginx's `ssl_session_cache shared:`) for clients without tickets.
+* **Configuration**: the management API runs in worker 0 only. Every listener change it makes (create,
+  change, start, stop, delete, certificate replaced) is sent to the workers as the listener's full
+  state (specs, status, activation time) and the call returns once every worker applied it; the
+  workers activate at the same moment as worker 0.
+* **Connection log**: each worker's log is a pipe to worker 0, which is the only writer of
+  `connections.jsonl` and adds the records to `GET /v1/connections` and `/v1/traffic`. Records from
+  worker k carry `"worker": k`; records without the field are worker 0's.
+* **Backends**: the mock backends run in worker 0; the workers reach them by address. Worker 0 alone
+  health-checks them and the workers take its verdicts (sent on every change), so every worker sends
+  traffic to the same backends and the backends see one lab's checks, not N.
+
+Not shared: per-listener live counters (`connections` and `active_requests` in `GET /v1/listeners`)
+are worker 0's own. A worker that dies is not restarted (its share of new connections
+goes to the others once the kernel drops its socket); the supervisor logs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import os
+import pickle
+import secrets
+import signal
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from simulator.config import BackendSpec, LabConfig
+
+if TYPE_CHECKING:
+    from simulator.lab import Lab
+
+logger = logging.getLogger(__name__)
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
+RECORD_LIMIT = 16 * 1024 * 1024  # one connection record is a few KB
+START_TIMEOUT = 60.0  # a worker imports mitmproxy and builds its contexts; slow on a busy 2-core machine
+ACK_TIMEOUT = 30.0
+HEALTH_POLL = (0.01, 1.0)  # seconds: how often worker 0 looks for health changes to send (bounds)
+
+
+@dataclass(frozen=True)
+class WorkerSeat:
+    """Who a worker is: its index (1..N-1), the lab's ticket secret and its shared session cache file."""
+
+    index: int
+    ticket_secret: bytes
+    session_cache: str
+
+
+@dataclass(frozen=True)
+class WorkerInit:
+    """Everything a worker process needs, sent pickled on its stdin."""
+
+    seat: WorkerSeat
+    config: LabConfig
+    out_dir: str
+    store_home: str
+    kek: bytes
+
+
+def new_ticket_secret() -> bytes:
+    return secrets.token_bytes(32)
+
+
+def worker_config(config: LabConfig, addresses: dict[str, tuple[str, int]], log_fd: int) -> LabConfig:
+    """A worker's lab: worker 0's backends by address, no certificates to upload (the store has them), no
+    listeners (they arrive as states), its connection log a pipe to worker 0."""
+    return replace(
+        config,
+        certificates=(),
+        backends=tuple(BackendSpec(name=name, address=f"{host}:{port}") for name, (host, port) in addresses.items()),
+        listeners=(),
+        connection_log=f"/dev/fd/{log_fd}",
+    )
+
+
+def _encode(obj: Any) -> str:
+    return base64.b64encode(pickle.dumps(obj)).decode()
+
+
+def _decode(text: str) -> Any:
+    return pickle.loads(base64.b64decode(text))
+
+
+class _Worker:
+    """Worker 0's handle on one worker process."""
+
+    def __init__(self, index: int, proc: asyncio.subprocess.Process):
+        self.index, self.proc = index, proc
+        self.acks: dict[int, asyncio.Future[str | None]] = {}
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.tasks: list[asyncio.Task] = []
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.returncode is None
+
+
+class MirroredHealth:
+    """A worker's health checker: none of its own; worker 0's verdicts arrive with the listener states."""
+
+    def watch(self, listener: Any) -> None:
+        pass
+
+    def forget(self, port: int) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+def health_of(lab: Lab, port: int) -> dict[str, bool]:
+    listener = lab.registry.listeners.get(port)
+    return {name: state.healthy for name, state in listener.backends.items()} if listener else {}
+
+
+def apply_health(lab: Lab, port: int, health: dict[str, bool]) -> None:
+    listener = lab.registry.listeners.get(port)
+    if listener is None:
+        return
+    for name, healthy in health.items():
+        if name in listener.backends:
+            listener.backends[name].healthy = healthy
+
+
+class WorkerPool:
+    """Worker 0's side: starts workers 1..N-1, keeps them in step with the lab, collects their logs."""
+
+    def __init__(self, lab: Lab):
+        self.lab = lab
+        self.count = lab.config.workers
+        self.workers: list[_Worker] = []
+        self._seq = 0
+        self._log: Any = None
+        self._health_task: asyncio.Task | None = None
+        self._health_sent: dict[int, dict[str, bool]] = {}
+
+    async def start(self) -> None:
+        assert self.lab.ticket_secret is not None
+        self._log = self.lab.connection_log_path.open("a", buffering=1)
+        await asyncio.gather(*(self._spawn(i) for i in range(1, self.count)))
+        try:
+            for worker in self.workers:
+                await asyncio.wait_for(asyncio.shield(worker.ready), START_TIMEOUT)
+            for port in list(self.lab.registry.listeners):
+                await self.publish(self.lab.listener_state(port))
+        except BaseException:
+            await self.stop()
+            raise
+        self._health_task = asyncio.get_running_loop().create_task(self._send_health())
+
+    async def _spawn(self, index: int) -> None:
+        read_fd, write_fd = os.pipe()
+        init = WorkerInit(
+            seat=WorkerSeat(index, self.lab.ticket_secret, str(self.lab.session_cache.path)),
+            config=worker_config(self.lab.config, self.lab.addresses, write_fd),
+            out_dir=str(self.lab.out_dir),
+            store_home=str(self.lab.store.home),
+            kek=self.lab.store._kek_bytes(),  # the store has no public accessor; never written anywhere
+        )
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "simulator.workers", stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, pass_fds=(write_fd,), env=env, limit=RECORD_LIMIT,
+            )
+        finally:
+            os.close(write_fd)  # the worker holds the only write end: its exit ends our reads
+        worker = _Worker(index, proc)
+        self.workers.append(worker)
+        assert proc.stdin is not None
+        proc.stdin.write(_encode(init).encode() + b"\n")
+        loop = asyncio.get_running_loop()
+        records = asyncio.StreamReader(limit=RECORD_LIMIT)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(records), os.fdopen(read_fd, "rb", 0))
+        worker.tasks = [loop.create_task(self._replies(worker)), loop.create_task(self._records(worker, records))]
+
+    async def _replies(self, worker: _Worker) -> None:
+        assert worker.proc.stdout is not None
+        async for line in worker.proc.stdout:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if "ready" in msg and not worker.ready.done():
+                worker.ready.set_result(None)
+            elif "ack" in msg:
+                future = worker.acks.pop(msg["ack"], None)
+                if future is not None and not future.done():
+                    future.set_result(msg.get("error"))
+            elif "fatal" in msg and not worker.ready.done():
+                worker.ready.set_exception(RuntimeError(f"worker {worker.index} failed to start: {msg['fatal']}"))
+        code = await worker.proc.wait()
+        error = RuntimeError(f"worker {worker.index} exited with {code}")
+        if not worker.ready.done():
+            worker.ready.set_exception(error)
+        for future in worker.acks.values():
+            if not future.done():
+                future.set_exception(error)
+        if self._log is not None:  # not stopping: a worker died
+            logger.error("lbsim worker %d (pid %d) exited with %s", worker.index, worker.proc.pid, code)
+
+    async def _records(self, worker: _Worker, reader: asyncio.StreamReader) -> None:
+        registry, ledger = self.lab.registry, self.lab.ledger
+        while line := await reader.readline():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            record["worker"] = worker.index
+            registry.recent.append(record)
+            with contextlib.suppress(Exception):  # the log must not stop over one odd record
+                ledger.add(record)
+            if self._log is not None:
+                self._log.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+    async def _send_health(self) -> None:
+        """Send worker 0's health verdicts whenever they change (the workers run no checks)."""
+        while True:
+            intervals = [l.spec.health_check.interval for l in self.lab.registry.listeners.values() if l.spec]
+            period = min(intervals or [1]) * self.lab.config.time_scale / 2
+            await asyncio.sleep(min(max(period, HEALTH_POLL[0]), HEALTH_POLL[1]))
+            for port in list(self.lab.registry.listeners):
+                health = health_of(self.lab, port)
+                if health != self._health_sent.get(port):
+                    await self.publish({"port": port, "kind": "health", "health": health})
+
+    async def publish(self, state: dict[str, Any]) -> None:
+        """Send one listener's state (or health) to every live worker; returns once all applied it."""
+        if "health" in state:
+            self._health_sent[state["port"]] = dict(state["health"])
+        self._seq += 1
+        seq, line = self._seq, json.dumps({"seq": self._seq, "state": _encode(state)}).encode() + b"\n"
+        waits = []
+        for worker in self.workers:
+            if not worker.alive or worker.proc.stdin is None:
+                continue
+            future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+            worker.acks[seq] = future
+            worker.proc.stdin.write(line)
+            waits.append((worker, future))
+        for worker, future in waits:
+            try:
+                error = await asyncio.wait_for(future, ACK_TIMEOUT)
+            except (RuntimeError, TimeoutError) as e:
+                logger.error("worker %d did not apply listener %s: %s", worker.index, state.get("port"), e)
+                continue
+            if error:
+                logger.error("worker %d could not apply listener %s: %s", worker.index, state.get("port"), error)
+
+    async def stop(self) -> None:
+        """Close the workers' stdin (they stop their lab and exit), then make sure they are gone."""
+        log, self._log = self._log, None
+        if self._health_task is not None:
+            self._health_task.cancel()
+        for worker in self.workers:
+            if worker.proc.stdin is not None and not worker.proc.stdin.is_closing():
+                worker.proc.stdin.close()
+        for worker in self.workers:
+            try:
+                await asyncio.wait_for(worker.proc.wait(), 15)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    worker.proc.kill()
+                await worker.proc.wait()
+        for worker in self.workers:
+            # The records already in the pipe are still written; then the reader sees the end.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.gather(*worker.tasks, return_exceptions=True), 5)
+        if log is not None:
+            log.close()
+
+
+# ---- the worker process ----------------------------------------------------------------------------------
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+async def _serve() -> None:
+    from simulator.certs import CertificateStore
+    from simulator.lab import Lab
+
+    loop = asyncio.get_running_loop()
+    stdin = asyncio.StreamReader(limit=RECORD_LIMIT)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin.buffer)
+    first = await stdin.readline()
+    if not first:
+        return
+    init: WorkerInit = _decode(first.decode())
+    store = CertificateStore(init.store_home, kek=init.kek)
+    lab = Lab(init.config, init.out_dir, store=store, seat=init.seat)
+    try:
+        await lab.start()
+    except Exception as e:
+        _emit({"fatal": f"{type(e).__name__}: {e}"})
+        await lab.stop()
+        return
+    _emit({"ready": os.getpid()})
+    try:
+        while line := await stdin.readline():  # the end of stdin is worker 0 stopping (or gone)
+            msg = json.loads(line)
+            try:
+                state = _decode(msg["state"])
+                if state.get("kind") == "health":
+                    apply_health(lab, state["port"], state["health"])
+                else:
+                    await lab.mirror(state)
+            except Exception as e:
+                logger.exception("applying listener state")
+                _emit({"ack": msg["seq"], "error": f"{type(e).__name__}: {e}"})
+            else:
+                _emit({"ack": msg["seq"]})
+    finally:
+        await lab.stop()
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s lbsim-worker %(name)s: %(message)s")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: worker 0 stops us
+    asyncio.run(_serve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

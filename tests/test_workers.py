@@ -1,0 +1,208 @@
+"""Multi-worker listeners (`workers: 2`): two processes share each listener port (SO_REUSEPORT), one
+certificate store and one set of session-ticket keys; worker 0 steers the other and keeps the log.
+
+Which worker served a connection is read from the connection log (records of worker k > 0 carry
+`"worker": k`), found by the probe's local port. The kernel spreads connections by a hash of the
+4-tuple, so the tests probe until both workers have served. About 15 s on 2 busy cores.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from OpenSSL import SSL
+
+from simulator.certs import LabPKI
+from simulator.harness import RunningLab, start_lab
+from simulator.policies import resolve_policy
+from simulator.policies.context import build_server_context
+from simulator.policies.testing import TLSTestServer
+from simulator.probe import ProbeResult, probe
+from simulator.resumption import derive_ticket_keys, get_ticket_keys, set_ticket_keys
+
+TIME_SCALE = 0.01  # ticket lifetime 3 s, activation 0.6-1.8 s
+REQUEST = b"GET /w HTTP/1.1\r\nHost: lbsim.test\r\nConnection: close\r\n\r\n"
+MAX_PROBES = 60  # P(one worker gets none of 60 connections) = 2 * 2**-60
+
+
+@pytest.fixture(scope="module")
+def pki() -> LabPKI:
+    return LabPKI(key_type="rsa")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory, pki: LabPKI) -> RunningLab:
+    out = tmp_path_factory.mktemp("workers")
+    server = pki.server("localhost", "127.0.0.1")
+    (out / "ca.pem").write_bytes(pki.ca_pem)
+    config = {
+        "workers": 2,
+        "time_scale": TIME_SCALE,
+        "certificates": [{"name": "site", "type": "server", "cert": server.chain_pem.decode(),
+                          "key": server.key_pem.decode()}],
+        "backends": [{"name": "web-1", "port": 0}],
+        "listeners": [{"name": "shared", "port": 0, "server_certificate": "site",
+                       "tls_policy": "tls_cipher_policy_1_2_strict_with_1_3", "backend_servers": ["web-1"],
+                       "health_check": {"interval": 2, "healthy_threshold": 2}}],
+    }
+    running = start_lab(config, out_dir=out)
+    yield running
+    running.stop()
+
+
+def ca_file(lab: RunningLab) -> str:
+    return str(lab.out_dir / "ca.pem")
+
+
+def record_of(lab: RunningLab, result: ProbeResult, timeout: float = 10) -> dict[str, Any]:
+    """The connection-log record of a probe's connection (worker 0 adds the workers' records shortly after)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for record in reversed(lab.connections()):
+            if record["client"].endswith(f":{result.local_port}"):
+                return record
+        time.sleep(0.02)
+    raise AssertionError(f"no connection-log record for local port {result.local_port}")
+
+
+def worker_of(lab: RunningLab, result: ProbeResult) -> int:
+    return record_of(lab, result).get("worker", 0)
+
+
+def probe_until(lab: RunningLab, want: Callable[[ProbeResult, int], bool], **kwargs: Any) -> tuple[ProbeResult, int]:
+    """Probe the shared listener until `want(result, worker)`; fail after MAX_PROBES connections."""
+    seen = []
+    for _ in range(MAX_PROBES):
+        result = probe("127.0.0.1", lab.port("shared"), cafile=ca_file(lab), http_request=REQUEST, **kwargs)
+        assert result.ok, result.error
+        worker = worker_of(lab, result)
+        if want(result, worker):
+            return result, worker
+        seen.append(worker)
+    raise AssertionError(f"condition not met in {MAX_PROBES} connections (workers seen: {sorted(set(seen))})")
+
+
+def test_two_processes_serve_the_port_and_worker_0_keeps_one_log(lab: RunningLab) -> None:
+    workers: set[int] = set()
+    result, _ = probe_until(lab, lambda r, w: workers.add(w) or workers == {0, 1})
+    assert result.http_response.startswith(b"HTTP/1.1 200")
+    # One file, one writer (worker 0): worker 1's records are in its log file and its API.
+    records = [json.loads(line) for line in (lab.out_dir / "connections.jsonl").read_text().splitlines()]
+    assert {r.get("worker", 0) for r in records} == {0, 1}
+    status, body = lab.api("GET", "/v1/connections?limit=10000")
+    assert status == 200 and {r.get("worker", 0) for r in body["connections"]} == {0, 1}
+    assert len(body["connections"]) == len(records)
+    status, traffic = lab.api("GET", "/v1/traffic")
+    assert traffic["listeners"][0]["connections"] == len(records)
+
+
+@pytest.mark.parametrize("version", ["TLSv1.2", "TLSv1.3"])
+def test_a_ticket_issued_by_one_worker_resumes_on_the_other(lab: RunningLab, version: str) -> None:
+    first = probe("127.0.0.1", lab.port("shared"), cafile=ca_file(lab), version=version, http_request=REQUEST)
+    assert first.ok and first.session is not None
+    issuer = worker_of(lab, first)
+    resumed, worker = probe_until(lab, lambda r, w: w != issuer, version=version, session=first.session)
+    assert resumed.resumed, f"{version}: worker {worker} did not resume worker {issuer}'s ticket"
+    record = record_of(lab, resumed)
+    assert record["resumed"] is True and record["tls_protocol"] == version
+    assert record["traffic"]["resumed"] is True
+
+
+def test_both_workers_use_the_one_store_and_follow_a_certificate_replacement(lab: RunningLab, pki: LabPKI) -> None:
+    fingerprints: dict[int, set[str]] = {0: set(), 1: set()}
+
+    def note(result: ProbeResult, worker: int) -> bool:
+        fingerprints[worker].add(result.server_fingerprint_sha256)
+        return all(fingerprints.values())
+
+    probe_until(lab, note)
+    assert fingerprints[0] == fingerprints[1] and len(fingerprints[0]) == 1
+    old = fingerprints[0].pop()
+
+    new = pki.server("localhost", "127.0.0.1")
+    status, body = lab.api("PUT", "/v1/certificates/site", {"cert": new.chain_pem.decode(), "key": new.key_pem.decode()})
+    assert status == 200, body
+    # The change activates after the (scaled) activation delay, at the same moment in both workers.
+    listener = lab.api("GET", f"/v1/listeners/{lab.port('shared')}")[1]
+    time.sleep((listener["activates_in"] or 0) + 0.3)
+    fingerprints = {0: set(), 1: set()}
+    probe_until(lab, note)
+    assert fingerprints[0] == fingerprints[1] and len(fingerprints[0]) == 1
+    assert old not in fingerprints[0]
+
+
+def test_stop_and_start_reach_every_worker(lab: RunningLab) -> None:
+    port = lab.port("shared")
+    status, _ = lab.api("POST", f"/v1/listeners/{port}/stop")
+    assert status == 200
+    # The API answers once every worker closed the port: no connection gets through, whoever it hashes to.
+    refused = [probe("127.0.0.1", port, timeout=2) for _ in range(20)]
+    assert all(not r.ok and "refused" in (r.error or "").lower() for r in refused), [r.error for r in refused]
+    status, body = lab.api("POST", f"/v1/listeners/{port}/start")
+    assert status == 200
+    time.sleep((body["activates_in"] or 0) + 0.3)
+    workers: set[int] = set()
+    probe_until(lab, lambda r, w: workers.add(w) or workers == {0, 1})
+
+
+def test_workers_take_worker_0s_health_verdicts(lab: RunningLab) -> None:
+    """Worker 0 alone checks the backends; when it takes one out, every worker answers 502, then 200 again."""
+    def statuses_until(status: bytes) -> None:
+        seen: dict[int, bytes] = {}
+
+        def note(result: ProbeResult, worker: int) -> bool:
+            seen[worker] = result.http_response[:12]
+            return seen.get(0) == seen.get(1) == status
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                probe_until(lab, note)
+                return
+            except AssertionError:
+                pass
+        raise AssertionError(f"not every worker answered {status!r}: {seen}")
+
+    assert lab.api("POST", "/v1/backends/web-1/health", {"healthy": False})[0] == 200
+    try:
+        statuses_until(b"HTTP/1.1 502")
+    finally:
+        assert lab.api("POST", "/v1/backends/web-1/health", {"healthy": True})[0] == 200
+    statuses_until(b"HTTP/1.1 200")
+
+
+def test_ticket_keys_decide_resumption(pki: LabPKI) -> None:
+    """The mechanism on its own: another context with the same keys resumes, with other keys it does not."""
+    issued = pki.server("localhost", "127.0.0.1")
+    policy = resolve_policy("aliyun-slb", "tls_cipher_policy_1_2_strict_with_1_3")
+
+    def context(keys: bytes) -> SSL.Context:
+        ctx = build_server_context(policy, [issued.cert], load_pem_private_key(issued.key_pem, None),
+                                   session_id_context=b"lbsim-test")
+        set_ticket_keys(ctx, keys)
+        assert get_ticket_keys(ctx) == keys
+        return ctx
+
+    same, other = derive_ticket_keys(b"s" * 32, b"listener"), derive_ticket_keys(b"s" * 32, b"other listener")
+    assert same != other and len(same) == 80
+    with TLSTestServer(context(same)) as a, TLSTestServer(context(same)) as b, TLSTestServer(context(other)) as c:
+        for version in ("TLSv1.2", "TLSv1.3"):
+            first = probe("127.0.0.1", a.port, version=version, http_request=REQUEST)
+            assert first.ok and first.session is not None
+            assert probe("127.0.0.1", b.port, version=version, session=first.session, http_request=REQUEST).resumed
+            assert not probe("127.0.0.1", c.port, version=version, session=first.session, http_request=REQUEST).resumed
+
+
+def test_a_session_id_cached_by_one_worker_resumes_on_the_other(lab: RunningLab) -> None:
+    """Clients without tickets resume by session ID through the shared cache (nginx's `shared:` cache)."""
+    first = probe("127.0.0.1", lab.port("shared"), cafile=ca_file(lab), version="TLSv1.2", tickets=False,
+                  http_request=REQUEST)
+    assert first.ok and not first.resumed
+    issuer = worker_of(lab, first)
+    resumed, worker = probe_until(lab, lambda r, w: w != issuer, version="TLSv1.2", tickets=False, session=first.session)
+    assert resumed.resumed, f"worker {worker} did not find worker {issuer}'s session"
+    assert record_of(lab, resumed)["resumed"] is True
