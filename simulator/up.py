@@ -13,8 +13,9 @@ from dataclasses import replace
 
 import yaml
 
-from simulator.config import LabConfig, load_config
+from simulator.config import MAX_WORKERS, LabConfig, load_config
 from simulator.defaults import default_lab, default_lab_data
+from simulator.errors import LbsimError
 from simulator.lab import Lab
 
 
@@ -33,6 +34,8 @@ def resolve_lab(config_path: str | None, out_dir: Path, time_scale: float | None
 
 def describe(lab: Lab, files: dict[str, str]) -> str:
     lines = [f"management API: {lab.api.url}  (GET /health, /v1/listeners, /v1/connections, /v1/traffic)"]
+    if lab.config.workers > 1:
+        lines.append(f"workers: {lab.config.workers} processes share every listener port (docs/performance.md)")
     for listener in lab.registry.listeners.values():
         spec = listener.spec
         kind = "mutual" if spec.mutual else "one-way"
@@ -54,10 +57,11 @@ def describe(lab: Lab, files: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-async def serve(config: LabConfig, out_dir: Path, files: dict[str, str]) -> None:
+async def serve(config: LabConfig, out_dir: Path, files: dict[str, str], profile: str | None = None) -> None:
     lab = Lab(config, out_dir)
     await lab.start()
     print(describe(lab, files), flush=True)
+    profiler = start_profiler() if profile else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -66,8 +70,35 @@ async def serve(config: LabConfig, out_dir: Path, files: dict[str, str]) -> None
     try:
         await stop.wait()
     finally:
+        if profiler is not None and profile:
+            write_profile(profiler, profile)
         print("stopping lab...", flush=True)
         await lab.stop()
+
+
+def start_profiler():
+    """Sample this process (worker 0) from now until the lab stops: start-up is left out of the profile."""
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        raise LbsimError("ProfilerMissing", "--profile needs pyinstrument", hint="pip install pyinstrument") from None
+    profiler = Profiler(async_mode="disabled")  # every task of the loop, not just the one awaiting here
+    profiler.start()
+    return profiler
+
+
+def write_profile(profiler, path: str) -> None:
+    """`.html` (pyinstrument's viewer), `.pyisession` (reload with `pyinstrument --load`), else text."""
+    session = profiler.stop()
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.suffix == ".pyisession":
+        session.save(str(target))
+    elif target.suffix == ".html":
+        target.write_text(profiler.output_html())
+    else:
+        target.write_text(profiler.output_text(unicode=True, show_all=False))
+    print(f"profile written to {target}", flush=True)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -75,7 +106,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     config, files = resolve_lab(args.config, out_dir, args.time_scale)
-    asyncio.run(serve(config, out_dir, files))
+    if args.workers is not None:
+        config = replace(config, workers=args.workers)
+    asyncio.run(serve(config, out_dir, files, args.profile))
     return 0
 
 
@@ -84,5 +117,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-c", "--config", help="lab YAML (default: the built-in default lab)")
     p.add_argument("--out", default="lbsim-out", help="where the lab writes its PKI, store and connection log")
     p.add_argument("--time-scale", type=float, help="override time_scale (0.01 = vendor timers 100x faster)")
+    p.add_argument("--workers", type=int, choices=range(1, MAX_WORKERS + 1), metavar="N",
+                   help="processes sharing every listener port (overrides the lab's `workers`)")
+    p.add_argument("--profile", metavar="FILE",
+                   help="profile worker 0 with pyinstrument until stopped (.html, .pyisession or text)")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_up)
