@@ -1,0 +1,639 @@
+"""`lbsim bench`: an lbsim listener against a bare mitmdump and nginx, in one run.
+
+Every server gets the same RSA-2048 certificate, the same TLS policy and the same mock backend (in a
+process of its own), and the same load tool (wrk, one thread) drives them on loopback. Two figures:
+
+* **new connections/s**: one request per TLS connection (`Connection: close`, a full handshake each);
+* **keep-alive requests/s**: many requests per connection.
+
+The machine is shared and noisy, so rounds interleave the servers (a, b, c, a, b, c, ...) so that noise
+hits all of them alike, and the report gives medians. Besides requests/s it records the CPU time each
+server used, so "requests per CPU-second" shows efficiency even when the cores were busy with other work.
+
+    lbsim bench                     # 5 rounds x 8 s per server and figure, 20 connections
+    lbsim bench --workers 2         # also an lbsim with `workers: 2`
+    lbsim bench --quick             # a smoke run (seconds): the harness works, figures are rough
+    lbsim bench --profile prof/     # also profile the lbsim listener under pyinstrument
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import yaml
+
+from simulator.backends import BackendProcess
+from simulator.certs import LabPKI
+from simulator.policies import resolve_policy
+
+LOOPBACK = "127.0.0.1"
+FIGURES = ("new_connections", "keepalive")
+FIGURE_TITLES = {"new_connections": "new TLS connections/s (1 request each)", "keepalive": "keep-alive requests/s"}
+PROFILE, POLICY = "aliyun-slb", "tls_cipher_policy_1_2_strict_with_1_3"
+# Debian packages of the external tools (the setup installs them; the bench may too, as root).
+APT_PACKAGES = {"wrk": "wrk", "nginx": "nginx"}
+TEMPLATE = Path(__file__).resolve().parents[1] / "benchmarks" / "nginx.conf.template"
+SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/sbin"])
+
+
+def which(tool: str) -> str | None:
+    return shutil.which(tool, path=SBIN_PATH)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+# ---- tools ----------------------------------------------------------------------------------------------
+
+
+def ensure_tools(install: bool, say: Callable[[str], None] = print) -> dict[str, str | None]:
+    """Paths of wrk and nginx; installs the missing ones with apt-get when allowed and possible."""
+    found = {tool: which(tool) for tool in APT_PACKAGES}
+    missing = [tool for tool, path in found.items() if path is None]
+    if not missing:
+        return found
+    packages = " ".join(APT_PACKAGES[t] for t in missing)
+    if not install:
+        say(f"missing {', '.join(missing)}: install with `apt-get install -y {packages}` (or drop --no-install)")
+        return found
+    if os.geteuid() != 0 or which("apt-get") is None:
+        say(f"missing {', '.join(missing)} and apt-get is not usable here (needs root and Debian/Ubuntu): "
+            f"install the packages `{packages}` yourself")
+        return found
+    say(f"installing {packages} with apt-get ...")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *packages.split()]):
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            say(f"`{' '.join(cmd)}` failed ({done.returncode}): {done.stderr.strip()[-400:]}")
+            break
+    return {tool: which(tool) for tool in APT_PACKAGES}
+
+
+def rsa_sign_rate(seconds: int = 2) -> float | None:
+    """RSA-2048 signatures per second on one core, from `openssl speed` (None if it cannot be run)."""
+    openssl = which("openssl")
+    if openssl is None:
+        return None
+    try:
+        out = subprocess.run([openssl, "speed", "-seconds", str(seconds), "rsa2048"], capture_output=True,
+                             text=True, timeout=60 + 4 * seconds).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    # "rsa 2048 bits 0.000512s 0.000015s   1953.1  66666.7"  (OpenSSL 3.0: sign, verify, sign/s, verify/s)
+    m = re.search(r"^rsa\s+2048 bits\s+\S+\s+\S+\s+([\d.]+)", out, re.M)
+    return float(m.group(1)) if m else None
+
+
+# ---- load ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class WrkResult:
+    requests_per_s: float
+    requests: int
+    errors: int
+    non_2xx: int
+    output: str = field(repr=False, default="")
+
+
+def run_wrk(wrk: str, port: int, duration: float, connections: int, new_connections: bool) -> WrkResult:
+    """One wrk run (one thread) against https://127.0.0.1:port/."""
+    cmd = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "10s"]
+    if new_connections:
+        cmd += ["-H", "Connection: close"]
+    cmd.append(f"https://{LOOPBACK}:{port}/")
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
+    out = done.stdout + done.stderr
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    if done.returncode != 0 or not rate or not total:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {out.strip()[-500:]}")
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return WrkResult(float(rate.group(1)), int(total.group(1)), errors, int(non_2xx.group(1)) if non_2xx else 0, out)
+
+
+# ---- servers ------------------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its descendants (workers, nginx workers)."""
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - psutil comes with locust
+        return 0.0
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        for proc in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                total += t.user + t.system
+    except psutil.Error:
+        pass
+    return total
+
+
+class Server:
+    """A TLS server under test, started in its own process group and stopped by its pid."""
+
+    name = ""
+    stop_signal = signal.SIGTERM
+
+    def __init__(self, workdir: Path, label: str | None = None):
+        self.workdir = workdir
+        self.label = label or self.name
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log: Any = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def start(self, ca_file: str, timeout: float = 60) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.log = (self.workdir / "server.log").open("wb")
+        self.proc = subprocess.Popen(self.command(), stdout=self.log, stderr=subprocess.STDOUT, env=self.env(),
+                                     start_new_session=True)
+        deadline = time.monotonic() + timeout
+        error = ""
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.label} exited with {self.proc.returncode}: {self.tail()}")
+            try:
+                self.handshake = https_get(self.port, ca_file)
+                return
+            except (OSError, ssl.SSLError, http.client.HTTPException, RuntimeError) as e:
+                error = str(e)
+                time.sleep(0.1)
+        raise RuntimeError(f"{self.label} did not serve within {timeout:g} s ({error}): {self.tail()}")
+
+    def tail(self) -> str:
+        path = self.workdir / "server.log"
+        return path.read_text(errors="replace")[-800:] if path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(self.stop_signal)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+        if self.log:
+            self.log.close()
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.proc.pid) if self.proc else 0.0
+
+
+class LbsimServer(Server):
+    """`lbsim up` with one HTTPS listener (metering and the connection log on, as by default)."""
+
+    name = "lbsim"
+    stop_signal = signal.SIGINT  # a clean lab shutdown
+
+    def __init__(self, workdir: Path, cert: Path, key: Path, backend: str, workers: int = 1,
+                 label: str | None = None, profile_to: Path | None = None):
+        super().__init__(workdir, label or (f"lbsim x{workers}" if workers > 1 else "lbsim"))
+        self.workers, self.profile_to = workers, profile_to
+        lab: dict[str, Any] = {
+            "profile": PROFILE,
+            "api": {"port": free_port()},
+            "home": str(workdir / "store"),
+            "connection_log": str(workdir / "connections.jsonl"),
+            "metering": True,
+            "certificates": [{"name": "bench-rsa", "type": "server", "cert": str(cert), "key": str(key)}],
+            "backends": [{"name": "bench", "address": backend}],
+            "listeners": [{"name": "bench", "port": self.port, "server_certificate": "bench-rsa",
+                           "tls_policy": POLICY, "backend_servers": ["bench"]}],
+        }
+        if workers > 1:
+            lab["workers"] = workers
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.config = workdir / "lab.yaml"
+        self.config.write_text(yaml.safe_dump(lab, sort_keys=False))
+
+    def command(self) -> list[str]:
+        up = [sys.executable, "-m", "simulator.cli", "up", "-c", str(self.config), "--out", str(self.workdir)]
+        if self.profile_to is not None:
+            up += ["--profile", str(self.profile_to)]  # written when the lab stops (SIGINT)
+        return up
+
+
+class MitmdumpServer(Server):
+    """A bare mitmdump reverse proxy: our certificate, lazy upstream connections, no addons of ours."""
+
+    name = "mitmdump"
+
+    def __init__(self, workdir: Path, combined_pem: Path, backend: str):
+        super().__init__(workdir)
+        self.combined_pem, self.backend = combined_pem, backend
+
+    def command(self) -> list[str]:
+        mitmdump = str(Path(sys.executable).with_name("mitmdump"))
+        return [mitmdump, "-q", "--mode", f"reverse:http://{self.backend}@{LOOPBACK}:{self.port}",
+                "--certs", f"*={self.combined_pem}", "--set", "connection_strategy=lazy",
+                "--set", f"confdir={self.workdir / 'confdir'}", "--set", "termlog_verbosity=error"]
+
+
+class NginxServer(Server):
+    """nginx with the same certificate and TLS policy, proxying to the same backend with keep-alive."""
+
+    name = "nginx"
+    stop_signal = signal.SIGQUIT  # graceful: finish the open connections
+
+    def __init__(self, workdir: Path, nginx: str, cert: Path, key: Path, backend: str, workers: str = "1"):
+        super().__init__(workdir, "nginx" if workers == "1" else f"nginx x{workers}")
+        policy = resolve_policy(PROFILE, POLICY)
+        values = {
+            "dir": str(workdir), "workers": workers, "port": str(self.port), "backend": backend,
+            "cert": str(cert), "key": str(key), "protocols": " ".join(policy.versions),
+            "ciphers": policy.openssl_cipher_list(), "tls13_ciphersuites": ":".join(policy.tls13_ciphersuites),
+        }
+        text = TEMPLATE.read_text()
+        for name, value in values.items():
+            text = text.replace("{" + name + "}", value)
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.conf = workdir / "nginx.conf"
+        self.conf.write_text(text)
+        self.nginx = nginx
+
+    def command(self) -> list[str]:
+        return [self.nginx, "-p", str(self.workdir), "-c", str(self.conf), "-e", str(self.workdir / "error.log")]
+
+
+def https_get(port: int, ca_file: str) -> dict[str, Any]:
+    """One request on a new connection; what was negotiated (the bench checks the servers agree)."""
+    context = ssl.create_default_context(cafile=ca_file)
+    conn = http.client.HTTPSConnection("localhost", port, context=context, timeout=5)
+    try:
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"status {response.status}")
+        sock = conn.sock
+        return {"protocol": sock.version(), "cipher": sock.cipher()[0]}  # type: ignore[union-attr]
+    finally:
+        conn.close()
+
+
+# ---- the run --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    target: str
+    figure: str
+    round: int
+    requests_per_s: float
+    requests: int
+    errors: int
+    non_2xx: int
+    cpu_s: float
+    duration_s: float
+    client_cpu_s: float = 0.0  # wrk's CPU time (it shares the cores)
+    backend_cpu_s: float = 0.0  # the mock backend's
+
+    @property
+    def per_cpu_s(self) -> float:
+        return self.requests / self.cpu_s if self.cpu_s > 0 else 0.0
+
+
+@dataclass
+class BenchReport:
+    command: str
+    rounds: int
+    duration_s: float
+    connections: int
+    started: str
+    machine: dict[str, Any]
+    targets: list[str]
+    negotiated: dict[str, dict[str, Any]]
+    samples: list[Sample] = field(default_factory=list)
+    rsa_sign_per_s: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def median(self, target: str, figure: str, key: str = "requests_per_s") -> float | None:
+        values = [getattr(s, key) for s in self.samples if s.target == target and s.figure == figure]
+        return statistics.median(values) if values else None
+
+    def ratio(self, a: str, b: str, figure: str, key: str = "requests_per_s") -> float | None:
+        x, y = self.median(a, figure, key), self.median(b, figure, key)
+        return x / y if x and y else None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["medians"] = {t: {f: {"requests_per_s": self.median(t, f), "per_cpu_s": self.median(t, f, "per_cpu_s")}
+                              for f in FIGURES} for t in self.targets}
+        out["ratios"] = self.ratios()
+        return out
+
+    def ratios(self) -> list[dict[str, Any]]:
+        pairs = []
+        base = "lbsim"
+        for other in self.targets:
+            if other != base:
+                pairs.append((base, other) if not other.startswith("lbsim") else (other, base))
+        out = []
+        for a, b in pairs:
+            for figure in FIGURES:
+                r = self.ratio(a, b, figure)
+                if r is not None:
+                    out.append({"figure": figure, "of": a, "to": b, "ratio": round(r, 3),
+                                "per_cpu_ratio": _round(self.ratio(a, b, figure, "per_cpu_s"), 3)})
+        if self.rsa_sign_per_s:
+            for target in self.targets:
+                rate = self.median(target, "new_connections")
+                if rate:
+                    out.append({"figure": "new_connections", "of": target, "to": "RSA-2048 signatures/s (1 core)",
+                                "ratio": round(rate / self.rsa_sign_per_s, 3), "per_cpu_ratio": None})
+        return out
+
+
+def _round(x: float | None, n: int) -> float | None:
+    return None if x is None else round(x, n)
+
+
+def format_report(report: BenchReport) -> str:
+    lines = [f"lbsim bench: {report.rounds} round(s) x {report.duration_s:g} s per server and figure, "
+             f"wrk -t1 -c{report.connections}, loopback, RSA-2048, {PROFILE} {POLICY}",
+             f"command: {report.command}", ""]
+    for figure in FIGURES:
+        lines += [f"{FIGURE_TITLES[figure]}:", "",
+                  "| server | negotiated | median (all rounds) | per server CPU-second | server cores | wrk cores |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for target in report.targets:
+            n = report.negotiated.get(target, {})
+            samples = [s for s in report.samples if s.target == target and s.figure == figure]
+            if not samples:
+                continue
+            rates = ", ".join(f"{s.requests_per_s:,.0f}" for s in sorted(samples, key=lambda s: s.requests_per_s))
+            cores = statistics.median(s.cpu_s / s.duration_s for s in samples)
+            client = statistics.median(s.client_cpu_s / s.duration_s for s in samples)
+            lines.append(f"| {target} | {n.get('protocol', '?')} {n.get('cipher', '?')} | "
+                         f"{report.median(target, figure):,.0f} ({rates}) | "
+                         f"{report.median(target, figure, 'per_cpu_s'):,.0f} | {cores:.2f} | {client:.2f} |")
+        lines.append("")
+    for r in report.ratios():
+        extra = f" (per CPU-second {r['per_cpu_ratio']:.2f}x)" if r.get("per_cpu_ratio") else ""
+        lines.append(f"{FIGURE_TITLES[r['figure']]}: {r['of']} / {r['to']} = {r['ratio']:.3f}x{extra}")
+    if report.rsa_sign_per_s:
+        lines.append(f"RSA-2048 signing limit (`openssl speed rsa2048`, one core): {report.rsa_sign_per_s:,.0f}/s")
+    errors = [s for s in report.samples if s.errors or s.non_2xx]
+    for s in errors:
+        lines.append(f"note: {s.target} {s.figure} round {s.round}: {s.errors} socket errors, {s.non_2xx} non-2xx")
+    lines += [f"note: {n}" for n in report.notes]
+    if report.machine.get("loadavg_start"):
+        lines.append(f"load average at start {report.machine['loadavg_start']}, at end {report.machine.get('loadavg_end')}"
+                     f" ({report.machine.get('cpus')} CPUs, shared)")
+    return "\n".join(lines)
+
+
+def machine_info() -> dict[str, Any]:
+    info: dict[str, Any] = {"cpus": os.cpu_count()}
+    with contextlib.suppress(OSError):
+        info["loadavg_start"] = os.getloadavg()
+    return info
+
+
+def mint(workdir: Path) -> dict[str, Path]:
+    """One RSA-2048 server certificate for every server under test."""
+    pki = LabPKI(key_type="rsa")
+    issued = pki.server("localhost", LOOPBACK)
+    files = {"ca": workdir / "ca.pem", "cert": workdir / "server.pem", "key": workdir / "server.key",
+             "combined": workdir / "server-combined.pem"}
+    files["ca"].write_bytes(pki.ca_pem)
+    files["cert"].write_bytes(issued.chain_pem)
+    files["key"].write_bytes(issued.key_pem)
+    files["key"].chmod(0o600)
+    files["combined"].write_bytes(issued.key_pem + issued.chain_pem)  # mitmproxy's --certs format
+    files["combined"].chmod(0o600)
+    return files
+
+
+@contextlib.contextmanager
+def running(servers: list[Server], ca_file: str) -> Iterator[list[Server]]:
+    try:
+        for server in servers:
+            server.start(ca_file)
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def run_bench(
+    rounds: int = 5,
+    duration: float = 8.0,
+    connections: int = 20,
+    workers: int = 1,
+    nginx_workers: str = "1",
+    include_nginx: bool = True,
+    install: bool = True,
+    out_dir: Path | None = None,
+    profile_dir: Path | None = None,
+    warmup: float = 1.0,
+    rsa_seconds: int = 3,
+    command: str = "lbsim bench",
+    say: Callable[[str], None] = print,
+) -> BenchReport:
+    tools = ensure_tools(install, say)
+    if tools["wrk"] is None:
+        raise RuntimeError("wrk is required: apt-get install -y wrk")
+    work = Path(tempfile.mkdtemp(prefix="lbsim-bench-")) if out_dir is None else out_dir
+    work.mkdir(parents=True, exist_ok=True)
+    files = mint(work)
+    report = BenchReport(command=command, rounds=rounds, duration_s=duration, connections=connections,
+                         started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), machine=machine_info(), targets=[],
+                         negotiated={})
+    with BackendProcess(["bench"]) as backend:
+        address = backend.addresses["bench"]
+        servers: list[Server] = [LbsimServer(work / "lbsim", files["cert"], files["key"], address)]
+        if workers > 1:
+            servers.append(LbsimServer(work / f"lbsim-x{workers}", files["cert"], files["key"], address, workers))
+        servers.append(MitmdumpServer(work / "mitmdump", files["combined"], address))
+        if include_nginx and tools["nginx"]:
+            servers.append(NginxServer(work / "nginx", tools["nginx"], files["cert"], files["key"], address, nginx_workers))
+        elif include_nginx:
+            report.notes.append("nginx not installed: no nginx figures (apt-get install -y nginx)")
+        report.targets = [s.label for s in servers]
+        with running(servers, str(files["ca"])):
+            report.negotiated = {s.label: s.handshake for s in servers}
+            say("servers: " + ", ".join(f"{s.label} :{s.port} ({s.handshake['protocol']} {s.handshake['cipher']})"
+                                        for s in servers))
+            if warmup > 0:
+                for server in servers:
+                    for figure in FIGURES:
+                        run_wrk(tools["wrk"], server.port, warmup, connections, figure == "new_connections")
+            for rnd in range(1, rounds + 1):
+                for figure in FIGURES:
+                    for server in servers:
+                        sample = measure(tools["wrk"], server, figure, rnd, duration, connections,
+                                         backend.proc.pid if backend.proc else None)
+                        report.samples.append(sample)
+                        say(f"round {rnd}/{rounds} {figure:15} {server.label:10} {sample.requests_per_s:9,.1f} req/s"
+                            f"  server {sample.cpu_s / sample.duration_s:4.2f} cores,"
+                            f" wrk {sample.client_cpu_s / sample.duration_s:4.2f}, backend"
+                            f" {sample.backend_cpu_s / sample.duration_s:4.2f}"
+                            + (f"  errors {sample.errors}" if sample.errors else ""))
+        if profile_dir is not None:
+            profile(tools["wrk"], work, files, address, profile_dir, duration, connections, say)
+    report.rsa_sign_per_s = rsa_sign_rate(rsa_seconds)
+    with contextlib.suppress(OSError):
+        report.machine["loadavg_end"] = os.getloadavg()
+    (work / "bench.json").write_text(json.dumps(report.to_dict(), indent=2))
+    (work / "bench.md").write_text(format_report(report) + "\n")
+    return report
+
+
+def measure(wrk: str, server: Server, figure: str, rnd: int, duration: float, connections: int,
+            backend_pid: int | None = None) -> Sample:
+    cpu0, backend0, client0 = server.cpu(), cpu_seconds(backend_pid) if backend_pid else 0.0, _children_cpu()
+    t0 = time.monotonic()
+    result = run_wrk(wrk, server.port, duration, connections, figure == "new_connections")
+    cpu, elapsed = server.cpu() - cpu0, time.monotonic() - t0
+    backend = cpu_seconds(backend_pid) - backend0 if backend_pid else 0.0
+    return Sample(server.label, figure, rnd, result.requests_per_s, result.requests, result.errors, result.non_2xx,
+                  round(cpu, 3), round(elapsed, 3), round(_children_cpu() - client0, 3), round(backend, 3))
+
+
+def _children_cpu() -> float:
+    """CPU time of this process's finished children (each wrk run, once waited for)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def profile(wrk: str, work: Path, files: dict[str, Path], backend: str, profile_dir: Path, duration: float,
+            connections: int, say: Callable[[str], None]) -> None:
+    """Run each figure once more against an lbsim listener under pyinstrument (`lbsim up --profile`):
+    `profile-<figure>.pyisession` (open with `pyinstrument --load FILE`) and a summary `profile-<figure>.txt`."""
+    profile_dir.mkdir(parents=True, exist_ok=True)
+    for figure in FIGURES:
+        target = profile_dir / f"profile-{figure}.pyisession"
+        server = LbsimServer(work / f"lbsim-profile-{figure}", files["cert"], files["key"], backend, profile_to=target)
+        with running([server], str(files["ca"])):
+            result = run_wrk(wrk, server.port, duration, connections, figure == "new_connections")
+        summary = f"{FIGURE_TITLES[figure]}: {result.requests} requests in {duration:g} s under the profiler\n\n"
+        summary += summarize_profile(target)
+        target.with_suffix(".txt").write_text(summary)
+        say(f"profile of {figure}: {target.with_suffix('.txt')}\n{summary}")
+
+
+# Where the time goes, by the file of the frame that spends it (built-ins count for their caller). First
+# match wins; dispatch covers mitmproxy's per-hook machinery (the loop over addons, safecall, hook args).
+PROFILE_COMPONENTS = (
+    ("TLS (OpenSSL via pyOpenSSL)", ("OpenSSL/",)),
+    ("metering", ("simulator/metering/",)),
+    ("lbsim addons", ("simulator/addons/", "simulator/registry.py", "simulator/policies/", "simulator/listener.py")),
+    ("upstream (lbsim's HTTP client)", ("simulator/upstream.py",)),
+    ("mitmproxy hook dispatch", ("mitmproxy/addonmanager.py", "mitmproxy/hooks.py", "contextlib.py",
+                                 "dataclasses.py")),
+    ("mitmproxy proxy core (layers, HTTP)", ("mitmproxy/",)),
+    ("asyncio, sockets", ("asyncio/", "selectors.py", "socket.py", "ssl.py")),
+)
+
+
+def summarize_profile(path: Path, top: int = 15) -> str:
+    """Self time by component and the functions that spend most, from a pyinstrument session."""
+    from collections import Counter
+
+    from pyinstrument.session import Session
+
+    session = Session.load(str(path))
+    root = session.root_frame()
+    if root is None:
+        return "(no samples)\n"
+    by_component: Counter[str] = Counter()
+    by_function: Counter[tuple[str, str]] = Counter()
+
+    def component(file: str) -> str:
+        for name, prefixes in PROFILE_COMPONENTS:
+            if any(p in file for p in prefixes):
+                return name
+        return "other"
+
+    def walk(frame: Any, owner: str, owner_fn: str) -> None:
+        file = frame.file_path_short or ""
+        key_file = owner if frame.is_synthetic or file.startswith("<") else file
+        function = owner_fn if frame.is_synthetic else (frame.function or "?")  # "[self]": the caller's own time
+        own = frame.time - sum(c.time for c in frame.children)
+        if own > 0:
+            by_component[component(key_file)] += own
+            by_function[(function, key_file)] += own
+        for child in frame.children:
+            walk(child, key_file, function)
+
+    walk(root, "", "?")
+    total = sum(by_component.values()) or 1.0
+    lines = [f"samples {session.sample_count}, {session.duration:.1f} s wall, {session.cpu_time:.1f} s CPU", "",
+             "| component | share of samples |", "| --- | --- |"]
+    lines += [f"| {name} | {t / total:.1%} |" for name, t in by_component.most_common()]
+    lines += ["", "| function (self time) | file | share |", "| --- | --- | --- |"]
+    lines += [f"| {fn} | {file} | {t / total:.1%} |" for (fn, file), t in by_function.most_common(top)]
+    return "\n".join(lines) + "\n"
+
+
+# ---- CLI -------------------------------------------------------------------------------------------------
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.quick:
+        rounds, duration, connections, warmup = args.rounds or 1, args.duration or 1.0, args.connections or 8, 0.0
+    else:
+        rounds, duration, connections, warmup = args.rounds or 5, args.duration or 8.0, args.connections or 20, 1.0
+    command = "lbsim bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "lbsim bench"
+    report = run_bench(rounds=rounds, duration=duration, connections=connections, workers=args.workers,
+                       nginx_workers=args.nginx_workers, include_nginx=not args.no_nginx, install=not args.no_install,
+                       out_dir=Path(args.out) if args.out else None,
+                       profile_dir=Path(args.profile) if args.profile else None, warmup=warmup,
+                       rsa_seconds=1 if args.quick else 3, command=command)
+    text = format_report(report)
+    print()
+    print(json.dumps(report.to_dict(), indent=2) if args.json else text)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmark an lbsim listener against bare mitmdump and nginx (wrk, loopback)")
+    p.add_argument("--rounds", type=int, help="interleaved rounds per server and figure (default 5; --quick 1)")
+    p.add_argument("--duration", type=float, help="seconds per measurement (default 8; --quick 1)")
+    p.add_argument("--connections", type=int, help="wrk connections (default 20; --quick 8)")
+    p.add_argument("--workers", type=int, default=1, help="also measure an lbsim with `workers: N` (N > 1)")
+    p.add_argument("--nginx-workers", default="1", help="nginx worker_processes (default 1, like one lbsim process)")
+    p.add_argument("--no-nginx", action="store_true", help="skip nginx")
+    p.add_argument("--no-install", action="store_true", help="never apt-get install missing tools")
+    p.add_argument("--quick", action="store_true", help="a smoke run of a few seconds (figures are rough)")
+    p.add_argument("--out", help="keep configs, logs, bench.json and bench.md here (default: a temp dir)")
+    p.add_argument("--profile", metavar="DIR", help="also profile the lbsim listener under pyinstrument")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_bench)
