@@ -1,7 +1,8 @@
 """`lbsim bench`: an lbsim listener against a bare mitmdump and nginx, in one run.
 
 Every server gets the same RSA-2048 certificate, the same TLS policy and the same mock backend (in a
-process of its own), and the same load tool (wrk, one thread) drives them on loopback. Two figures:
+process of its own), and the same load tool (h2load in HTTP/1.1 mode, one thread; or wrk) drives them on
+loopback. Two figures:
 
 * **new connections/s**: one request per TLS connection (`Connection: close`, a full handshake each);
 * **keep-alive requests/s**: many requests per connection.
@@ -10,10 +11,11 @@ The machine is shared and noisy, so rounds interleave the servers (a, b, c, a, b
 hits all of them alike, and the report gives medians. Besides requests/s it records the CPU time each
 server used, so "requests per CPU-second" shows efficiency even when the cores were busy with other work.
 
-    lbsim bench                     # 5 rounds x 8 s per server and figure, 20 connections
+    lbsim bench                     # 5 rounds x 8 s per server and figure, 20 connections, h2load
     lbsim bench --workers 2         # also an lbsim with `workers: 2`
     lbsim bench --quick             # a smoke run (seconds): the harness works, figures are rough
     lbsim bench --profile prof/     # also profile the lbsim listener under pyinstrument
+    lbsim bench --tool wrk          # wrk instead (see docs/performance.md: it spins during handshakes)
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ FIGURES = ("new_connections", "keepalive")
 FIGURE_TITLES = {"new_connections": "new TLS connections/s (1 request each)", "keepalive": "keep-alive requests/s"}
 PROFILE, POLICY = "aliyun-slb", "tls_cipher_policy_1_2_strict_with_1_3"
 # Debian packages of the external tools (the setup installs them; the bench may too, as root).
-APT_PACKAGES = {"wrk": "wrk", "nginx": "nginx"}
+APT_PACKAGES = {"h2load": "nghttp2-client", "wrk": "wrk", "nginx": "nginx"}
+TOOLS = ("h2load", "wrk")
 TEMPLATE = Path(__file__).resolve().parents[1] / "benchmarks" / "nginx.conf.template"
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/sbin"])
 
@@ -67,9 +70,10 @@ def free_port() -> int:
 # ---- tools ----------------------------------------------------------------------------------------------
 
 
-def ensure_tools(install: bool, say: Callable[[str], None] = print) -> dict[str, str | None]:
-    """Paths of wrk and nginx; installs the missing ones with apt-get when allowed and possible."""
-    found = {tool: which(tool) for tool in APT_PACKAGES}
+def ensure_tools(install: bool, say: Callable[[str], None] = print, need: tuple[str, ...] = tuple(APT_PACKAGES)
+                 ) -> dict[str, str | None]:
+    """Paths of the tools in `need`; installs the missing ones with apt-get when allowed and possible."""
+    found = {tool: which(tool) for tool in need}
     missing = [tool for tool, path in found.items() if path is None]
     if not missing:
         return found
@@ -88,7 +92,7 @@ def ensure_tools(install: bool, say: Callable[[str], None] = print) -> dict[str,
         if done.returncode != 0:
             say(f"`{' '.join(cmd)}` failed ({done.returncode}): {done.stderr.strip()[-400:]}")
             break
-    return {tool: which(tool) for tool in APT_PACKAGES}
+    return {tool: which(tool) for tool in need}
 
 
 def rsa_sign_rate(seconds: int = 2) -> float | None:
@@ -110,7 +114,7 @@ def rsa_sign_rate(seconds: int = 2) -> float | None:
 
 
 @dataclass
-class WrkResult:
+class LoadResult:
     requests_per_s: float
     requests: int
     errors: int
@@ -118,21 +122,50 @@ class WrkResult:
     output: str = field(repr=False, default="")
 
 
-def run_wrk(wrk: str, port: int, duration: float, connections: int, new_connections: bool) -> WrkResult:
-    """One wrk run (one thread) against https://127.0.0.1:port/."""
-    cmd = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "10s"]
-    if new_connections:
-        cmd += ["-H", "Connection: close"]
-    cmd.append(f"https://{LOOPBACK}:{port}/")
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
+def run_load(tool: str, path: str, port: int, duration: float, connections: int, new_connections: bool,
+             expected_rate: float | None = None) -> LoadResult:
+    """One run of `tool` (one thread, `connections` connections) against https://127.0.0.1:port/.
+
+    New connections send `Connection: close`, so every request gets a connection (and a full handshake) of
+    its own. h2load cannot end a timed run that reconnects, so it gets a request count instead: what the
+    server did per second before (`expected_rate`) times `duration`.
+    """
+    url = f"https://{LOOPBACK}:{port}/"
+    close = ["-H", "Connection: close"] if new_connections else []
+    if tool == "wrk":
+        cmd = [path, "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "10s", *close, url]
+    elif new_connections:
+        n = max(connections * 5, round((expected_rate or 10 * connections) * duration))
+        cmd = [path, "--h1", "-t1", f"-c{connections}", f"-n{n}", *close, url]
+    else:
+        cmd = [path, "--h1", "-t1", f"-c{connections}", f"-D{max(1, round(duration))}", url]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration * 10 + 120)
     out = done.stdout + done.stderr
+    return (_parse_wrk if tool == "wrk" else _parse_h2load)(done.returncode, out)
+
+
+def _parse_wrk(code: int, out: str) -> LoadResult:
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
     total = re.search(r"(\d+) requests in", out)
-    if done.returncode != 0 or not rate or not total:
-        raise RuntimeError(f"wrk failed ({done.returncode}): {out.strip()[-500:]}")
+    if code != 0 or not rate or not total:
+        raise RuntimeError(f"wrk failed ({code}): {out.strip()[-500:]}")
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return WrkResult(float(rate.group(1)), int(total.group(1)), errors, int(non_2xx.group(1)) if non_2xx else 0, out)
+    return LoadResult(float(rate.group(1)), int(total.group(1)), errors, int(non_2xx.group(1)) if non_2xx else 0, out)
+
+
+def _parse_h2load(code: int, out: str) -> LoadResult:
+    # "finished in 3.01s, 569.00 req/s, 306.32KB/s"
+    # "requests: 1707 total, 1727 started, 1707 done, 1707 succeeded, 0 failed, 0 errored, 0 timeout"
+    # "status codes: 1707 2xx, 0 3xx, 0 4xx, 0 5xx"
+    rate = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out)
+    requests = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                         r"(\d+) errored, (\d+) timeout", out)
+    codes = re.search(r"status codes: (\d+) 2xx", out)
+    if code != 0 or not rate or not requests or not codes:
+        raise RuntimeError(f"h2load failed ({code}): {out.strip()[-500:]}")
+    done, _succeeded, failed, errored, timeout = (int(x) for x in requests.groups())
+    return LoadResult(float(rate.group(1)), done, failed + errored + timeout, done - int(codes.group(1)), out)
 
 
 # ---- servers ------------------------------------------------------------------------------------------
@@ -321,7 +354,7 @@ class Sample:
     non_2xx: int
     cpu_s: float
     duration_s: float
-    client_cpu_s: float = 0.0  # wrk's CPU time (it shares the cores)
+    client_cpu_s: float = 0.0  # the load tool's CPU time (it shares the cores)
     backend_cpu_s: float = 0.0  # the mock backend's
 
     @property
@@ -336,6 +369,7 @@ class BenchReport:
     duration_s: float
     connections: int
     started: str
+    tool: str
     machine: dict[str, Any]
     targets: list[str]
     negotiated: dict[str, dict[str, Any]]
@@ -386,11 +420,11 @@ def _round(x: float | None, n: int) -> float | None:
 
 def format_report(report: BenchReport) -> str:
     lines = [f"lbsim bench: {report.rounds} round(s) x {report.duration_s:g} s per server and figure, "
-             f"wrk -t1 -c{report.connections}, loopback, RSA-2048, {PROFILE} {POLICY}",
+             f"{report.tool} (1 thread, {report.connections} connections), loopback, RSA-2048, {PROFILE} {POLICY}",
              f"command: {report.command}", ""]
     for figure in FIGURES:
         lines += [f"{FIGURE_TITLES[figure]}:", "",
-                  "| server | negotiated | median (all rounds) | per server CPU-second | server cores | wrk cores |",
+                  f"| server | negotiated | median (all rounds) | per server CPU-second | server cores | {report.tool} cores |",
                   "| --- | --- | --- | --- | --- | --- |"]
         for target in report.targets:
             n = report.negotiated.get(target, {})
@@ -463,18 +497,20 @@ def run_bench(
     out_dir: Path | None = None,
     profile_dir: Path | None = None,
     warmup: float = 1.0,
+    tool: str = "h2load",
     rsa_seconds: int = 3,
     command: str = "lbsim bench",
     say: Callable[[str], None] = print,
 ) -> BenchReport:
-    tools = ensure_tools(install, say)
-    if tools["wrk"] is None:
-        raise RuntimeError("wrk is required: apt-get install -y wrk")
+    tools = ensure_tools(install, say, (tool, "nginx") if include_nginx else (tool,))
+    if tools[tool] is None:
+        raise RuntimeError(f"{tool} is required: apt-get install -y {APT_PACKAGES[tool]}")
+    load = Load(tool, tools[tool], connections)
     work = Path(tempfile.mkdtemp(prefix="lbsim-bench-")) if out_dir is None else out_dir
     work.mkdir(parents=True, exist_ok=True)
     files = mint(work)
     report = BenchReport(command=command, rounds=rounds, duration_s=duration, connections=connections,
-                         started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), machine=machine_info(), targets=[],
+                         started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), tool=tool, machine=machine_info(), targets=[],
                          negotiated={})
     with BackendProcess(["bench"]) as backend:
         address = backend.addresses["bench"]
@@ -482,7 +518,7 @@ def run_bench(
         if workers > 1:
             servers.append(LbsimServer(work / f"lbsim-x{workers}", files["cert"], files["key"], address, workers))
         servers.append(MitmdumpServer(work / "mitmdump", files["combined"], address))
-        if include_nginx and tools["nginx"]:
+        if include_nginx and tools.get("nginx"):
             servers.append(NginxServer(work / "nginx", tools["nginx"], files["cert"], files["key"], address, nginx_workers))
         elif include_nginx:
             report.notes.append("nginx not installed: no nginx figures (apt-get install -y nginx)")
@@ -491,23 +527,21 @@ def run_bench(
             report.negotiated = {s.label: s.handshake for s in servers}
             say("servers: " + ", ".join(f"{s.label} :{s.port} ({s.handshake['protocol']} {s.handshake['cipher']})"
                                         for s in servers))
-            if warmup > 0:
-                for server in servers:
-                    for figure in FIGURES:
-                        run_wrk(tools["wrk"], server.port, warmup, connections, figure == "new_connections")
+            for server in servers:  # also tells h2load roughly how many requests make `duration` seconds
+                for figure in FIGURES:
+                    load.run(server, figure, max(warmup, 0.5))
             for rnd in range(1, rounds + 1):
                 for figure in FIGURES:
                     for server in servers:
-                        sample = measure(tools["wrk"], server, figure, rnd, duration, connections,
-                                         backend.proc.pid if backend.proc else None)
+                        sample = measure(load, server, figure, rnd, duration, backend.proc.pid if backend.proc else None)
                         report.samples.append(sample)
                         say(f"round {rnd}/{rounds} {figure:15} {server.label:10} {sample.requests_per_s:9,.1f} req/s"
                             f"  server {sample.cpu_s / sample.duration_s:4.2f} cores,"
-                            f" wrk {sample.client_cpu_s / sample.duration_s:4.2f}, backend"
+                            f" {tool} {sample.client_cpu_s / sample.duration_s:4.2f}, backend"
                             f" {sample.backend_cpu_s / sample.duration_s:4.2f}"
                             + (f"  errors {sample.errors}" if sample.errors else ""))
         if profile_dir is not None:
-            profile(tools["wrk"], work, files, address, profile_dir, duration, connections, say)
+            profile(load, work, files, address, profile_dir, duration, say)
     report.rsa_sign_per_s = rsa_sign_rate(rsa_seconds)
     with contextlib.suppress(OSError):
         report.machine["loadavg_end"] = os.getloadavg()
@@ -516,11 +550,25 @@ def run_bench(
     return report
 
 
-def measure(wrk: str, server: Server, figure: str, rnd: int, duration: float, connections: int,
-            backend_pid: int | None = None) -> Sample:
+class Load:
+    """The load tool, remembering each server's last rate (h2load's new-connection runs are counted)."""
+
+    def __init__(self, tool: str, path: str, connections: int):
+        self.tool, self.path, self.connections = tool, path, connections
+        self.rates: dict[tuple[str, str], float] = {}
+
+    def run(self, server: Server, figure: str, duration: float) -> LoadResult:
+        new = figure == "new_connections"
+        result = run_load(self.tool, self.path, server.port, duration, self.connections, new,
+                          self.rates.get((server.label, figure)))
+        self.rates[server.label, figure] = result.requests_per_s
+        return result
+
+
+def measure(load: Load, server: Server, figure: str, rnd: int, duration: float, backend_pid: int | None = None) -> Sample:
     cpu0, backend0, client0 = server.cpu(), cpu_seconds(backend_pid) if backend_pid else 0.0, _children_cpu()
     t0 = time.monotonic()
-    result = run_wrk(wrk, server.port, duration, connections, figure == "new_connections")
+    result = load.run(server, figure, duration)
     cpu, elapsed = server.cpu() - cpu0, time.monotonic() - t0
     backend = cpu_seconds(backend_pid) - backend0 if backend_pid else 0.0
     return Sample(server.label, figure, rnd, result.requests_per_s, result.requests, result.errors, result.non_2xx,
@@ -528,21 +576,24 @@ def measure(wrk: str, server: Server, figure: str, rnd: int, duration: float, co
 
 
 def _children_cpu() -> float:
-    """CPU time of this process's finished children (each wrk run, once waited for)."""
+    """CPU time of this process's finished children (each load run, once waited for)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
 
-def profile(wrk: str, work: Path, files: dict[str, Path], backend: str, profile_dir: Path, duration: float,
-            connections: int, say: Callable[[str], None]) -> None:
+def profile(load: Load, work: Path, files: dict[str, Path], backend: str, profile_dir: Path, duration: float,
+            say: Callable[[str], None]) -> None:
     """Run each figure once more against an lbsim listener under pyinstrument (`lbsim up --profile`):
     `profile-<figure>.pyisession` (open with `pyinstrument --load FILE`) and a summary `profile-<figure>.txt`."""
     profile_dir.mkdir(parents=True, exist_ok=True)
     for figure in FIGURES:
         target = profile_dir / f"profile-{figure}.pyisession"
-        server = LbsimServer(work / f"lbsim-profile-{figure}", files["cert"], files["key"], backend, profile_to=target)
+        server = LbsimServer(work / f"lbsim-profile-{figure}", files["cert"], files["key"], backend,
+                             label="lbsim (profiled)", profile_to=target)
         with running([server], str(files["ca"])):
-            result = run_wrk(wrk, server.port, duration, connections, figure == "new_connections")
+            if ("lbsim", figure) in load.rates:  # the profiler slows it down about twice
+                load.rates[server.label, figure] = load.rates["lbsim", figure] / 2
+            result = load.run(server, figure, duration)
         summary = f"{FIGURE_TITLES[figure]}: {result.requests} requests in {duration:g} s under the profiler\n\n"
         summary += summarize_profile(target)
         target.with_suffix(".txt").write_text(summary)
@@ -612,7 +663,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     else:
         rounds, duration, connections, warmup = args.rounds or 5, args.duration or 8.0, args.connections or 20, 1.0
     command = "lbsim bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "lbsim bench"
-    report = run_bench(rounds=rounds, duration=duration, connections=connections, workers=args.workers,
+    report = run_bench(rounds=rounds, duration=duration, connections=connections, workers=args.workers, tool=args.tool,
                        nginx_workers=args.nginx_workers, include_nginx=not args.no_nginx, install=not args.no_install,
                        out_dir=Path(args.out) if args.out else None,
                        profile_dir=Path(args.profile) if args.profile else None, warmup=warmup,
@@ -624,10 +675,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmark an lbsim listener against bare mitmdump and nginx (wrk, loopback)")
+    p = sub.add_parser("bench", help="benchmark an lbsim listener against bare mitmdump and nginx (h2load, loopback)")
     p.add_argument("--rounds", type=int, help="interleaved rounds per server and figure (default 5; --quick 1)")
     p.add_argument("--duration", type=float, help="seconds per measurement (default 8; --quick 1)")
-    p.add_argument("--connections", type=int, help="wrk connections (default 20; --quick 8)")
+    p.add_argument("--connections", type=int, help="concurrent connections of the load tool (default 20; --quick 8)")
+    p.add_argument("--tool", choices=TOOLS, default="h2load", help="load tool (default h2load; wrk spins during handshakes)")
     p.add_argument("--workers", type=int, default=1, help="also measure an lbsim with `workers: N` (N > 1)")
     p.add_argument("--nginx-workers", default="1", help="nginx worker_processes (default 1, like one lbsim process)")
     p.add_argument("--no-nginx", action="store_true", help="skip nginx")

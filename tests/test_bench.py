@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from simulator.bench import FIGURES, https_get, rsa_sign_rate
+from simulator.bench import FIGURES, _parse_h2load, _parse_wrk, https_get, rsa_sign_rate
 from simulator.cli import main
 from simulator.probe import probe
 
@@ -25,7 +25,8 @@ def test_quick_bench_measures_every_server_and_prints_ratios(tmp_path, capsys) -
     report = json.loads((tmp_path / "bench.json").read_text())
 
     targets = report["targets"]
-    assert targets == ["lbsim", "lbsim x2", "mitmdump", "nginx"], "nginx and wrk come with the setup (apt)"
+    assert targets == ["lbsim", "lbsim x2", "mitmdump", "nginx"], "nginx and h2load come with the setup (apt)"
+    assert report["tool"] == "h2load"
     # Same certificate, same policy: every server negotiated the same protocol version with wrk's OpenSSL.
     assert {n["protocol"] for n in report["negotiated"].values()} == {"TLSv1.3"}
     for target in targets:
@@ -70,3 +71,23 @@ def test_lbsim_target_negotiates_logs_and_announces_close(tmp_path) -> None:
             assert server.cpu() > 0
         records = [json.loads(line) for line in (tmp_path / "lbsim" / "connections.jsonl").read_text().splitlines()]
         assert records and all("traffic" in r for r in records)
+
+
+H2LOAD_OUTPUT = """finished in 3.12s, 192.61 req/s, 31.79KB/s
+requests: 600 total, 600 started, 598 done, 590 succeeded, 8 failed, 2 errored, 0 timeout
+status codes: 590 2xx, 0 3xx, 0 4xx, 8 5xx
+"""
+WRK_OUTPUT = """  153 requests in 2.11s, 76.29KB read
+  Socket errors: connect 0, read 153, write 0, timeout 0
+  Non-2xx or 3xx responses: 4
+Requests/sec:     72.48
+"""
+
+
+def test_load_tool_outputs_are_read_with_their_errors() -> None:
+    h2 = _parse_h2load(0, H2LOAD_OUTPUT)
+    assert (h2.requests_per_s, h2.requests, h2.errors, h2.non_2xx) == (192.61, 598, 10, 8)
+    wrk = _parse_wrk(0, WRK_OUTPUT)
+    assert (wrk.requests_per_s, wrk.requests, wrk.errors, wrk.non_2xx) == (72.48, 153, 153, 4)
+    with pytest.raises(RuntimeError):
+        _parse_h2load(1, "connect failed")
