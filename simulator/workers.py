@@ -221,6 +221,7 @@ class WorkerPool:
 
     async def _records(self, worker: _Worker, reader: asyncio.StreamReader) -> None:
         registry, ledger = self.lab.registry, self.lab.ledger
+        tag = f',"worker":{worker.index}}}\n'
         while line := await reader.readline():
             try:
                 record = json.loads(line)
@@ -230,8 +231,8 @@ class WorkerPool:
             registry.recent.append(record)
             with contextlib.suppress(Exception):  # the log must not stop over one odd record
                 ledger.add(record)
-            if self._log is not None:
-                self._log.write(json.dumps(record, separators=(",", ":")) + "\n")
+            if self._log is not None:  # the worker's own line plus its index: no second encoding
+                self._log.write(line.decode().rstrip()[:-1] + tag)
 
     async def _send_health(self) -> None:
         """Send worker 0's health verdicts whenever they change (the workers run no checks)."""
