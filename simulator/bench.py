@@ -161,11 +161,13 @@ def _parse_h2load(code: int, out: str) -> LoadResult:
     rate = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out)
     requests = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, "
                          r"(\d+) errored, (\d+) timeout", out)
-    codes = re.search(r"status codes: (\d+) 2xx", out)
+    codes = re.search(r"status codes: \d+ 2xx, \d+ 3xx, (\d+) 4xx, (\d+) 5xx", out)
     if code != 0 or not rate or not requests or not codes:
         raise RuntimeError(f"h2load failed ({code}): {out.strip()[-500:]}")
     done, _succeeded, failed, errored, timeout = (int(x) for x in requests.groups())
-    return LoadResult(float(rate.group(1)), done, failed + errored + timeout, done - int(codes.group(1)), out)
+    # Count 4xx/5xx, not done - 2xx: a timed run (-D) can count the status of a request it stops before "done".
+    non_2xx = int(codes.group(1)) + int(codes.group(2))
+    return LoadResult(float(rate.group(1)), done, failed + errored + timeout, non_2xx, out)
 
 
 # ---- servers ------------------------------------------------------------------------------------------
