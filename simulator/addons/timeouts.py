@@ -2,9 +2,9 @@
 
 - Idle: a connection with no bytes in either direction for `idle_timeout` after its TLS handshake is closed
   (`closed_by: idle_timeout`).
-- Client header: a client must deliver its TLS handshake and the complete headers of its next request within
-  `CLIENT_HEADER_TIMEOUT` (scaled like every I/O timeout, at least 1 s) of connecting or of its previous
-  answer, however slowly it dribbles them
+- Client header: a client must deliver its TLS handshake and the complete headers of its first request within
+  `CLIENT_HEADER_TIMEOUT` (scaled like every I/O timeout, at least 1 s) of connecting, and those of a later
+  request within `idle_timeout` + `CLIENT_HEADER_TIMEOUT` of the previous answer, however slowly it dribbles them
   (`closed_by: client_header_timeout`). That bounds slowloris clients, which the idle timeout alone does
   not: each byte resets it. The vendors document no such value; nginx (Tengine, STGW) has
   `client_header_timeout`, default 60 s, which also covers the handshake, so lbsim uses that (UNCONFIRMED).
@@ -47,7 +47,7 @@ class IdleTimeouts:
         self.registry = registry
         self.time_scale = time_scale
         self._task: asyncio.Task | None = None
-        self._waiting: dict[str, float] = {}  # client id -> since when it owes us a request's headers
+        self._waiting: dict[str, float] = {}  # client id -> when its header clock started (may be in the future)
         self._open: dict[str, set[http.HTTPFlow]] = {}  # client id -> requests with headers in and no answer yet
 
     def load(self, loader: Any) -> None:
@@ -83,8 +83,9 @@ class IdleTimeouts:
             if flows:
                 return
             del self._open[client_id]
-        if client_id in self.registry.clients:
-            self._waiting[client_id] = time.time()
+        state = self.registry.clients.get(client_id)
+        if state is not None:
+            self._waiting[client_id] = time.time() + self.keepalive_grace(state)
 
     def client_disconnected(self, client: connection.Client) -> None:
         self._waiting.pop(client.id, None)
@@ -99,6 +100,11 @@ class IdleTimeouts:
     @property
     def client_header_timeout(self) -> float:
         return io_timeout(CLIENT_HEADER_TIMEOUT, self.time_scale)
+
+    def keepalive_grace(self, state: Any) -> float:
+        """After an answer the client has idle_timeout to start its next request (a keep-alive connection that
+        stays silent is idle, not slow), then the header timeout to finish it."""
+        return io_timeout(state.version.spec.idle_timeout, self.time_scale)
 
     def sweep_interval(self) -> float:
         timeouts = [s.version.spec.idle_timeout for s in self.registry.clients.values()] or [1]
@@ -141,7 +147,7 @@ class IdleTimeouts:
                 if waiting is None or now - waiting <= header_limit:
                     continue
                 if io.writer is not None and io.writer.transport.get_write_buffer_size():
-                    self._waiting[client_id] = now  # still sending the last answer: the clock starts after it
+                    self._waiting[client_id] = now + self.keepalive_grace(state)  # still sending the last answer
                     continue
                 state.closed_by = "client_header_timeout"
                 self._close(io, "client_header_timeout")
