@@ -264,12 +264,18 @@ def record_of(lab: RunningLab, local_port: int, timeout: float = 5.0, since: flo
     since_iso = None if since is None else iso_time(since - 0.005)
 
     def find() -> dict[str, Any] | None:
-        for record in reversed(lab.lab.registry.recent):
+        for record in reversed(recent_records(lab)):
             if record["client"].endswith(f":{local_port}") and (since_iso is None or record["time"] >= since_iso):
                 return record
         return None
 
     return wait_for(find, timeout)
+
+
+def recent_records(lab: RunningLab, last: int = 500) -> list[dict[str, Any]]:
+    """The last connection-log records (a copy: the lab's thread appends meanwhile). Only the last few:
+    scanning all 10,000 from many client threads would starve the lab's own thread of the GIL."""
+    return list(lab.lab.registry.recent)[-last:]
 
 
 def iso_time(ts: float) -> str:
@@ -509,7 +515,7 @@ def _hold(lab: RunningLab, sock: socket.socket, local_port: int, seconds: float,
     deadline = time.monotonic() + seconds
     since_iso = iso_time(since - 0.005)
     while time.monotonic() < deadline:
-        for record in reversed(lab.lab.registry.recent):
+        for record in reversed(recent_records(lab)):
             if record["client"].endswith(f":{local_port}") and record["time"] >= since_iso:
                 return record
         if dribble is not None:
@@ -580,9 +586,16 @@ def slow_clients(lab: RunningLab, count: int = 4, listener: str = "aliyun-one-wa
         steady = SteadyClient(port, lab.ssl_context(), path="/steady-beside-slow-clients")
         steady.start()
         threads, outcomes = [], []
+
+        def attempt(kind: Callable[[], tuple[str, dict | None, float, str]]) -> None:
+            try:
+                outcomes.append(kind())
+            except Exception as e:  # noqa: BLE001 - a slow client that could not even start is a finding
+                result.fail(f"{kind.__name__}: {type(e).__name__}: {e}")
+
         for kind in kinds:
             for _ in range(count):
-                t = threading.Thread(target=lambda k=kind: outcomes.append(k()), daemon=True)
+                t = threading.Thread(target=attempt, args=(kind,), daemon=True)
                 threads.append(t)
                 t.start()
         for t in threads:
@@ -637,10 +650,11 @@ def backend_faults(lab: RunningLab, listener: str = "aliyun-one-way", rounds: in
                     result.fail(f"fault={fault}: not the vendor's error page (Server: {headers.get('server')})")
             if outage:
                 _outage(lab, port, result, workers)
-        wait_for(lambda: not lab.lab.registry.clients, 10)
-        status, body = lab.api("GET", "/v1/connections?limit=0")
-        if body["active"] != 0:
-            result.fail(f"{body['active']} client connections still open after the faults")
+        def open_here() -> int:
+            return sum(state.listener.port == port for state in list(lab.lab.registry.clients.values()))
+
+        if not wait_for(lambda: open_here() == 0, 10):
+            result.fail(f"{open_here()} client connections still open on {listener} after the faults")
         listener_alive(lab, result)
     return result
 
@@ -690,62 +704,70 @@ def _outage(lab: RunningLab, port: int, result: Result, workers: int) -> None:
 # ---- certificate rotation and reconfiguration under load -------------------------------------------------------
 
 
-def rotation(lab: RunningLab, seconds: float = 5.0, listener: str = "aliyun-one-way", workers: int = 8,
+def rotation(lab: RunningLab, seconds: float = 5.0, profile: str = "aliyun-slb", workers: int = 8,
              every: float = 0.5) -> Result:
-    """Replace the listener's certificate (a new key, the same CA) and change its configuration every
-    `every` seconds while a pool of clients makes new connections: no handshake may fail."""
+    """A listener of its own (created, then deleted) whose certificate is replaced (a new key, the same CA)
+    and whose configuration changes every `every` seconds while a pool of clients makes new connections:
+    no handshake may fail."""
     from simulator.certs import LabPKI
 
     result = Result("rotation")
-    port = lab.port(listener)
-    spec = lab.listener(listener).active.spec
     pki = LabPKI(key_type="rsa")
-    name = f"rotating-{port}"
+    name = f"rotating-{time.monotonic_ns()}"
     issued = pki.server("localhost")
     status, info = lab.api("POST", "/v1/certificates", {"type": "server", "name": name, "cert": issued.chain_pem.decode(),
                                                          "key": issued.key_pem.decode()})
     if status != 201:
         result.fail(f"upload of the rotating certificate: {status} {info}")
         return result
-    context = lab.ssl_context()
-    context.load_verify_locations(cadata=pki.ca_pem.decode())
-    base = {"name": spec.name, "profile": spec.profile, "server_certificate": name, "activation_delay": 10,
-            "backend_servers": [{"backend": b.backend, "weight": b.weight} for b in spec.backend_servers],
+    backends = [{"backend": b} for b in ("web-1", "web-2") if b in lab.lab.addresses]
+    base = {"name": name, "profile": profile, "server_certificate": name, "activation_delay": 10, "backend_servers": backends,
             "health_check": {"interval": 2, "timeout": 50, "healthy_threshold": 2, "unhealthy_threshold": 2}}
     policies = ["tls_cipher_policy_1_0", "tls_cipher_policy_1_2", "tls_cipher_policy_1_2_strict"] \
-        if spec.profile == "aliyun-slb" else [None]
-    clients = [SteadyClient(port, context, path="/steady-rotation") for _ in range(workers)]
-    with timed(result):
-        status, changed = lab.api("PUT", f"/v1/listeners/{port}", {**base, "tls_policy": policies[0]} if policies[0] else base)
-        if status != 202:
-            result.fail(f"pointing the listener at the rotating certificate: {status} {changed}")
-            return result
+        if profile == "aliyun-slb" else [None]
+    context = lab.ssl_context()
+    context.load_verify_locations(cadata=pki.ca_pem.decode())
+    status, created = lab.api("POST", "/v1/listeners", {**base, "port": 0, "start": True, "activation_delay": 0})
+    if status != 202:
+        result.fail(f"creating the rotation listener: {status} {created}")
+        return result
+    port = created["port"]
+    try:
         wait_for(lambda: lab.listener(port).status == "running", 10)
-        for c in clients:
-            c.start()
-        deadline = time.monotonic() + seconds
+        clients = [SteadyClient(port, context, path="/steady-rotation") for _ in range(workers)]
         turn = 0
-        while time.monotonic() < deadline:
-            turn += 1
-            issued = pki.server("localhost")
-            status, _ = lab.api("PUT", f"/v1/certificates/{name}", {"cert": issued.chain_pem.decode(), "key": issued.key_pem.decode()})
-            if status != 200:
-                result.fail(f"replacing the certificate: {status}")
-            policy = policies[turn % len(policies)]
-            body = {**base, "idle_timeout": 10 + turn % 5, **({"tls_policy": policy} if policy else {})}
-            status, _ = lab.api("PUT", f"/v1/listeners/{port}", body)
-            if status != 202:
-                result.fail(f"reconfiguring the listener: {status}")
-            result.faults += 2
-            time.sleep(every)
-        for c in clients:
-            c.stop()
-    failures = [f for c in clients for f in c.failures]
-    result.inputs = sum(c.ok for c in clients) + len(failures)
-    result.details["rotations"] = turn
-    for failure in failures[:20]:
-        result.fail(f"a client failed during rotation: {failure}")
-    wait_for(lambda: lab.listener(port).status == "running", 10)
+        with timed(result):
+            for c in clients:
+                c.start()
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                turn += 1
+                issued = pki.server("localhost")
+                status, _ = lab.api("PUT", f"/v1/certificates/{name}", {"cert": issued.chain_pem.decode(),
+                                                                        "key": issued.key_pem.decode()})
+                if status != 200:
+                    result.fail(f"replacing the certificate: {status}")
+                policy = policies[turn % len(policies)]
+                status, _ = lab.api("PUT", f"/v1/listeners/{port}", {**base, "idle_timeout": 10 + turn % 5,
+                                                                     **({"tls_policy": policy} if policy else {})})
+                if status != 202:
+                    result.fail(f"reconfiguring the listener: {status}")
+                result.faults += 2
+                time.sleep(every)
+            for c in clients:
+                c.stop()
+        failures = [f for c in clients for f in c.failures]
+        result.inputs = sum(c.ok for c in clients) + len(failures)
+        result.details["rotations"] = turn
+        for failure in failures[:20]:
+            result.fail(f"a client failed during rotation: {failure}")
+        handshakes = [r for r in recent_records(lab, 5000) if r["listener_port"] == port]
+        bad = [r["tls_verify_status"] for r in handshakes if r["tls_verify_status"] != "Success"]
+        if bad:
+            result.fail(f"the listener logged {len(bad)} failed handshakes: {bad[:3]}")
+    finally:
+        lab.api("DELETE", f"/v1/listeners/{port}")
+        wait_for(lambda: lab.api("DELETE", f"/v1/certificates/{name}")[0] == 204, 5)
     listener_alive(lab, result)
     return result
 
@@ -948,7 +970,16 @@ def soak(duration: float, inputs: int, out_dir: Path, seed: int = 1, inputs_per_
          only: Iterable[str] = CHECKS, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Rounds of every check until `duration` seconds and `inputs` fuzz inputs are both reached."""
     only = list(only)
-    lab = start_reliability_lab(out_dir)
+
+    def steady_listener(data: dict[str, Any]) -> None:
+        # The steady client's own listener and backend: the outage check takes web-1 down for everyone else.
+        data["backends"].append({"name": "steady-backend", "port": 0})
+        data["listeners"].append({"name": "steady", "port": 0, "profile": "aliyun-slb", "server_certificate": "lab-rsa",
+                                  "ca_certificate": "lab-client-ca", "tls_policy": "tls_cipher_policy_1_2_strict_with_1_3",
+                                  "backend_servers": [{"backend": "steady-backend"}],
+                                  "health_check": data["listeners"][0]["health_check"]})
+
+    lab = start_reliability_lab(out_dir, edit=steady_listener)
     totals: dict[str, Result] = {}
     watch = LogWatch()
     started = time.monotonic()
@@ -959,7 +990,7 @@ def soak(duration: float, inputs: int, out_dir: Path, seed: int = 1, inputs_per_
             baseline = settle(lab, Footprint.now(lab))
             forget_records(lab)
             baseline = Footprint.now(lab)
-            steady = SteadyClient(lab.port("aliyun-mutual"), lab.ssl_context("valid"), per_connection=10)
+            steady = SteadyClient(lab.port("steady"), lab.ssl_context("valid"), per_connection=10, interval=0.005)
             steady.start()
             rounds = 0
             while True:

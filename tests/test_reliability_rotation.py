@@ -105,7 +105,6 @@ def listener_body(lab: RunningLab, name: str, policy: str, turn: int) -> dict:
     return body
 
 
-@pytest.mark.xfail(strict=False, reason="failed once in a clean clone on a heavily loaded machine (handshake failures during rotation under Locust); not yet known whether load or a listener bug: see the closing note")
 def test_rotation_and_reconfiguration_under_locust_load_fail_no_handshake(lab: RunningLab, pki: LabPKI, tmp_path: Path) -> None:
     bundle = tmp_path / "ca-bundle.pem"
     bundle.write_bytes(Path(lab.files["ca"]).read_bytes() + pki.ca_pem)
@@ -122,7 +121,7 @@ def test_rotation_and_reconfiguration_under_locust_load_fail_no_handshake(lab: R
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     rotations = reconfigurations = 0
     try:
-        wait_for(lambda: any(r["listener_port"] in ports for r in lab.lab.registry.recent), 30, 0.1)  # load is on
+        wait_for(lambda: any(r["listener_port"] in ports for r in list(lab.lab.registry.recent)), 30, 0.1)  # load is on
         while proc.poll() is None and time.time() - started < LOAD_SECONDS + 30:
             issued = pki.server("localhost")
             status, _ = lab.api("PUT", "/v1/certificates/rotating", {"cert": issued.chain_pem.decode(), "key": issued.key_pem.decode()})

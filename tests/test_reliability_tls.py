@@ -63,7 +63,6 @@ def steady_clients(lab: RunningLab) -> list[SteadyClient]:
             SteadyClient(lab.port("aliyun-one-way"), lab.ssl_context(), interval=0.02, name="steady-one-way")]
 
 
-@pytest.mark.xfail(strict=False, reason="known bug: on a loaded machine the client-header timeout can close a steady keep-alive client between two requests (its clock starts at the previous answer with only the 1 s floor); fix pending, see the closing note")
 def test_10000_mutated_hellos_and_byte_streams_hurt_no_one(lab: RunningLab, quiet_handshake_warnings: None) -> None:
     # Warm up (contexts, caches, the allocator's arenas, upstream keep-alive pools), then take the baseline.
     warm = steady_clients(lab)
@@ -198,7 +197,7 @@ def test_unparseable_hellos_are_logged_briefly(lab: RunningLab, caplog: pytest.L
     with caplog.at_level(logging.WARNING):
         stats = fuzz.send_inputs("127.0.0.1", lab.port("aliyun-one-way"), [junk], concurrency=1)
     assert stats.sent == 1
-    record = wait_for(lambda: next((r for r in reversed(lab.lab.registry.recent)
+    record = wait_for(lambda: next((r for r in reversed(list(lab.lab.registry.recent))
                                     if f"({len(junk)} bytes)" in (r["error"] or "")), None))
     assert record["tls_verify_status"] == "Failed:MalformedClientHello"
     assert len(record["error"]) < 200 and f"({len(junk)} bytes)" in record["error"]
