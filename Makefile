@@ -4,9 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test clean
+.PHONY: setup tools run test clean
 
-setup: $(STAMP)
+setup: $(STAMP) tools
+
+# h2load, wrk and nginx for `lbsim bench` (Debian packages; apt-get only when one is missing and we are root).
+# Best effort: without them the bench says what to install, and nothing else needs them.
+tools: $(STAMP)
+	$(BIN)/python -c 'from simulator.bench import ensure_tools; ensure_tools(install=True)'
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
