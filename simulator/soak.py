@@ -1049,7 +1049,11 @@ def main(argv: list[str] | None = None) -> int:
     import tempfile
 
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="lbsim-soak-"))
-    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    # Errors go to stderr; warnings (thousands of failed handshakes: the point of the fuzz) only to LogWatch.
+    console = logging.StreamHandler()
+    console.setLevel(logging.ERROR)
+    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.ERROR, handlers=[console])
     figures = soak(args.duration, args.inputs, out, args.seed, args.per_round, only,
                    log=(lambda line: print(line, file=sys.stderr, flush=True)))
     if args.json:
