@@ -49,6 +49,21 @@ def test_abuse_gets_a_json_error(lab: RunningLab, name: str, data: bytes, status
     assert api_state(lab) == before
 
 
+def test_a_huge_body_gets_its_413_not_a_reset(lab: RunningLab) -> None:
+    """The API answers 413 before reading the body and then closes: it must keep reading (and discarding)
+    for a moment, or the unread bytes make the kernel reset the connection, and the client may never read
+    the answer (the soak met this as a BrokenPipeError mid-send)."""
+    data = b"POST /v1/certificates HTTP/1.1\r\nHost: x\r\nContent-Length: 8388608\r\n\r\n" + b" " * 8388608
+    for _ in range(5):
+        with socket.create_connection((lab.lab.api.host, lab.lab.api.port), timeout=10) as s:
+            s.sendall(data)  # raises BrokenPipeError / ConnectionResetError if the API reset us
+            answer = b""
+            while chunk := s.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"]["code"] == "InputTooLarge"
+
+
 def test_all_cases_change_nothing_and_log_no_error(lab: RunningLab) -> None:
     watch = LogWatch()
     with watch.watching():

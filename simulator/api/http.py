@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -17,6 +18,7 @@ logger = logging.getLogger(__name__)
 MAX_BODY = 1024 * 1024
 MAX_HEAD = 16 * 1024
 READ_TIMEOUT = 30.0  # seconds a client gets to send a whole request once it started one (no slowloris)
+LINGER_TIME = 2.0  # seconds we keep reading (and discarding) after an error answer, before closing
 IDLE_TIMEOUT = 60.0  # seconds a connection may sit between requests (or before its first) before we close it
 STATUS_TEXT = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
                404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict", 411: "Length Required",
@@ -117,6 +119,7 @@ class JsonServer:
                     request = await self._read(reader)
                 except LbsimError as e:
                     await self._send(writer, e.details.get("status", 400), {"error": e.to_dict()}, close=True)
+                    await self._linger(reader, writer)
                     return
                 if request is None:
                     return
@@ -129,6 +132,18 @@ class JsonServer:
             pass
         finally:
             writer.close()
+
+    @staticmethod
+    async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """After an error answer to a request we did not read whole (413, 431, ...): stop sending, then
+        discard what the client still sends for a moment. Closing with unread bytes would send a TCP reset,
+        and the client could lose our answer before reading it (nginx's lingering close, shorter)."""
+        with contextlib.suppress(OSError, RuntimeError):
+            writer.write_eof()
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            async with asyncio.timeout(LINGER_TIME):
+                while await reader.read(65536):
+                    pass
 
     async def _read(self, reader: asyncio.StreamReader) -> Request | None:
         try:
