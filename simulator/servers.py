@@ -73,4 +73,9 @@ class ListenerServers:
         handler.layer = layers.modes.ReverseProxy(handler.layer.context)
         proxyserver = self.master.addons.get("proxyserver")
         with proxyserver.register_connection(handler.layer.context.client.id, handler):
-            await handler.handle_client()
+            try:
+                await handler.handle_client()
+            except asyncio.CancelledError:
+                # The lab is stopping. Python 3.12.1's asyncio logs an ERROR with a stack trace for every stream
+                # callback task that ends cancelled (task.exception() raises): end quietly instead.
+                writer.close()
