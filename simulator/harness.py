@@ -20,8 +20,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Awaitable, TypeVar
 
-from simulator.config import LabConfig, load_config, parse_config
+from simulator.config import MAX_WORKERS, LabConfig, load_config, parse_config
 from simulator.defaults import default_lab
+from simulator.errors import LbsimError
 from simulator.lab import Lab
 from simulator.listener import Listener
 
@@ -145,8 +146,10 @@ def start_lab(
     config: LabConfig | dict | str | Path | None = None,
     out_dir: str | Path | None = None,
     time_scale: float | None = None,
+    workers: int | None = None,
 ) -> RunningLab:
-    """Start a lab: the built-in default (None), a YAML path, a config mapping, or a `LabConfig`."""
+    """Start a lab: the built-in default (None), a YAML path, a config mapping, or a `LabConfig`.
+    `time_scale` and `workers` override the configuration's (None keeps it)."""
     out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="lbsim-lab-"))
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, str] = {}
@@ -158,4 +161,9 @@ def start_lab(
         config = parse_config(config, base_dir=str(out))
     if time_scale is not None:
         config = replace(config, time_scale=time_scale)
+    if workers is not None:
+        if not 1 <= workers <= MAX_WORKERS:
+            raise LbsimError("InvalidParameter", f"workers must be 1..{MAX_WORKERS}, not {workers}", field="workers",
+                             hint="one process per core is the useful maximum")
+        config = replace(config, workers=workers)
     return RunningLab(config, out, files)

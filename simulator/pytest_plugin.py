@@ -11,7 +11,8 @@ Fixtures:
 
 Which lab the session uses, first match wins: one handed in by ``lbsim run`` (:func:`attach`);
 ``--lbsim-config FILE`` or ``$LBSIM_LAB_CONFIG``; else the built-in default lab. Timers run at
-``--lbsim-time-scale`` (``$LBSIM_TIME_SCALE``, default 0.01). Mark a test with ``@pytest.mark.seed("...")``
+``--lbsim-time-scale`` (``$LBSIM_TIME_SCALE``, default 0.01); ``--lbsim-workers N`` (``$LBSIM_WORKERS``) runs
+the session lab with N processes per listener port. Mark a test with ``@pytest.mark.seed("...")``
 to name the vendor statement it checks (the report shows it).
 """
 
@@ -39,6 +40,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="lab YAML the scenarios run against (default: the built-in default lab; env LBSIM_LAB_CONFIG)")
     group.addoption("--lbsim-time-scale", type=float, default=float(os.environ.get("LBSIM_TIME_SCALE", DEFAULT_TIME_SCALE)),
                     help="vendor timers x this (default 0.01: 300 s tickets last 3 s; env LBSIM_TIME_SCALE)")
+    group.addoption("--lbsim-workers", type=int, default=int(os.environ["LBSIM_WORKERS"]) if os.environ.get("LBSIM_WORKERS") else None,
+                    help="processes sharing every listener port of the session lab (default: the lab's; env LBSIM_WORKERS)")
     group.addoption("--lbsim-out", default=None, help="where the session lab writes (default: a pytest temp dir)")
     group.addoption("--lbsim-client-cert", default=None,
                     help="a client certificate trusted by your mutual listeners' CA (for YAML labs)")
@@ -108,7 +111,8 @@ def lab_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         yield provided
         return
     out = config.getoption("--lbsim-out") or tmp_path_factory.mktemp("lbsim-lab")
-    lab = start(config.getoption("--lbsim-config"), time_scale=config.getoption("--lbsim-time-scale"), out_dir=out)
+    lab = start(config.getoption("--lbsim-config"), time_scale=config.getoption("--lbsim-time-scale"), out_dir=out,
+                workers=config.getoption("--lbsim-workers"))
     configure_session(lab, config.getoption("--lbsim-client-cert"), config.getoption("--lbsim-client-key"),
                       config.getoption("--lbsim-require"))
     config.stash[_SESSION] = lab

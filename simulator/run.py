@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from simulator.config import MAX_WORKERS
 from simulator.errors import LbsimError
 
 DEFAULT_OUT = "lbsim-out/run"
@@ -140,6 +141,7 @@ def lab_summary(lab: Any, source: str) -> dict[str, Any]:
         "source": source,
         "profile": config.profile,
         "time_scale": config.time_scale,
+        "workers": config.workers,
         "api": lab.api_url,
         "certificates": [{"name": c.name, "type": c.type} for c in config.certificates],
         "backends": [b.name for b in config.backends],
@@ -254,7 +256,7 @@ def render(report: dict[str, Any]) -> Doc:
     doc.h(1, f"lbsim run: {s['passed']} passed, {s['failed']} failed"
              + (f", {s['xfailed']} expected failures (known bugs)" if s.get("xfailed") else ""))
     doc.p(f"Started {report['started']}, {report['duration_s']} s. Lab: {lab['source']} "
-          f"({len(lab['listeners'])} listeners, time_scale {lab['time_scale']}). lbsim {report['lbsim_version']}.")
+          f"({len(lab['listeners'])} listeners, time_scale {lab['time_scale']}, workers {lab.get('workers', 1)}). lbsim {report['lbsim_version']}.")
     if report.get("problems"):
         doc.p("**Problems outside the scenarios:**")
         doc.ul(report["problems"])
@@ -358,7 +360,7 @@ def run(args: argparse.Namespace) -> int:
 
     source = args.config or "built-in default lab"
     print(f"starting the lab ({source}, time_scale {args.time_scale})...", flush=True)
-    lab = start(args.config, time_scale=args.time_scale, out_dir=out)
+    lab = start(args.config, time_scale=args.time_scale, out_dir=out, workers=args.workers)
     problems: list[str] = []
     try:
         if not args.config:
@@ -448,6 +450,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-k", help="only scenarios matching this pytest -k expression (the matrices are always computed)")
     p.add_argument("--time-scale", type=float, default=DEFAULT_TIME_SCALE,
                    help=f"vendor timers x this, overriding the YAML (default {DEFAULT_TIME_SCALE})")
+    p.add_argument("--workers", type=int, choices=range(1, MAX_WORKERS + 1), metavar="N",
+                   help="processes sharing every listener port (overrides the lab's `workers`)")
     p.add_argument("--require", action="append", metavar="[LISTENER=]BASELINE",
                    help="fail unless the listener (or every listener) passes the baseline: mozilla-modern, "
                         "mozilla-intermediate, pci-dss-4.0, nist-sp-800-52r2 (repeatable)")

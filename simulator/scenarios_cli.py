@@ -14,6 +14,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from simulator.config import MAX_WORKERS
+
 
 def pytest_args(args: argparse.Namespace) -> list[str]:
     from simulator.run import suite_dir
@@ -28,6 +30,8 @@ def pytest_args(args: argparse.Namespace) -> list[str]:
         out += ["--lbsim-config", args.config]
     if args.time_scale is not None:
         out += ["--lbsim-time-scale", str(args.time_scale)]
+    if args.workers is not None:
+        out += ["--lbsim-workers", str(args.workers)]
     for requirement in args.require or []:
         out += ["--lbsim-require", requirement]
     if args.client_cert:
@@ -97,6 +101,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         c.add_argument("-k", help="pytest -k expression")
         c.add_argument("-c", "--config", help="lab YAML the scenarios run against (default: the built-in default lab)")
         c.add_argument("--time-scale", type=float, help="vendor timers x this (default 0.01)")
+        c.add_argument("--workers", type=int, choices=range(1, MAX_WORKERS + 1), metavar="N",
+                       help="processes sharing every listener port (overrides the lab's `workers`)")
         c.add_argument("--require", action="append", metavar="[LISTENER=]BASELINE", help="required compliance baseline")
         c.add_argument("--client-cert", help="a client certificate your mutual listeners' CA trusts")
         c.add_argument("--client-key", help="its private key")

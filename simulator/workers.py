@@ -39,7 +39,7 @@ import pickle
 import secrets
 import signal
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +53,7 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
 RECORD_LIMIT = 16 * 1024 * 1024  # one connection record is a few KB
 START_TIMEOUT = 60.0  # a worker imports mitmproxy and builds its contexts; slow on a busy 2-core machine
 ACK_TIMEOUT = 30.0
+LOGGERS = ("mitmproxy", "simulator")  # whose levels the workers take from worker 0
 HEALTH_POLL = (0.01, 1.0)  # seconds: how often worker 0 looks for health changes to send (bounds)
 
 
@@ -74,6 +75,7 @@ class WorkerInit:
     out_dir: str
     store_home: str
     kek: bytes
+    log_levels: dict[str, int] = field(default_factory=dict)  # worker 0's, e.g. `lbsim run` quiets mitmproxy
 
 
 def new_ticket_secret() -> bytes:
@@ -175,6 +177,7 @@ class WorkerPool:
             out_dir=str(self.lab.out_dir),
             store_home=str(self.lab.store.home),
             kek=self.lab.store._kek_bytes(),  # the store has no public accessor; never written anywhere
+            log_levels={name: logging.getLogger(name).getEffectiveLevel() for name in LOGGERS},
         )
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
@@ -310,6 +313,8 @@ async def _serve() -> None:
     if not first:
         return
     init: WorkerInit = _decode(first.decode())
+    for name, level in init.log_levels.items():
+        logging.getLogger(name).setLevel(level)
     store = CertificateStore(init.store_home, kek=init.kek)
     lab = Lab(init.config, init.out_dir, store=store, seat=init.seat)
     try:

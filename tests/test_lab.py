@@ -90,3 +90,9 @@ def test_stopping_a_lab_with_open_client_connections_logs_no_error(tmp_path: Pat
             s.close()
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [], [r.getMessage()[:200] for r in errors]
+
+
+def test_a_bad_workers_override_names_the_field(tmp_path: Path, pki: LabPKI) -> None:
+    with pytest.raises(LbsimError) as e:
+        start_lab(lab_config(pki, [{"name": "app", "port": 0}], tmp_path / "store"), out_dir=tmp_path, workers=0)
+    assert e.value.field == "workers" and "1..64" in e.value.message

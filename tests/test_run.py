@@ -186,3 +186,18 @@ def test_scenarios_run_exit_code_follows_failures(tmp_path: Path) -> None:
     proc = lbsim("scenarios", "run", str(tmp_path / "test_wrong.py"), "--junit", str(junit), cwd=tmp_path, timeout=300)
     assert proc.returncode == 1, proc.stdout[-2000:]
     assert ET.parse(junit).getroot().find("testsuite").get("failures") == "1"
+
+
+def test_the_resumption_scenarios_pass_with_two_workers(tmp_path: Path) -> None:
+    """`workers: 2`: a ticket or session issued by one process must resume on the other, so the built-in
+    resumption and traffic scenarios (which resume on purpose) pass with connections spread over both."""
+    out = tmp_path / "results"
+    proc = lbsim("run", "--workers", "2", "-k", "session_ticket or resum or traffic", "--out", str(out), "-q", cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["lab"]["workers"] == 2
+    assert report["summary"]["passed"] >= 5 and report["summary"]["failed"] == 0, report["summary"]
+    records = [json.loads(line) for line in (out / "connections.jsonl").read_text().splitlines()]
+    resumed_by = {r.get("worker", 0) for r in records if r["resumed"]}
+    assert resumed_by == {0, 1}, f"resumptions served by workers {resumed_by}: both must resume"
+    assert "lbsim-worker" not in proc.stderr  # the workers take worker 0's log levels (mitmproxy quiet)
