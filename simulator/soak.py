@@ -369,6 +369,12 @@ def exchange(port: int, context: ssl.SSLContext, data: bytes, timeout: float = 5
     raw = socket.create_connection((LOOPBACK, port), timeout=timeout)
     s = context.wrap_socket(raw, server_hostname="localhost")
     local = s.getsockname()[1]
+    out, ended = send_and_read_to_close(s, data)
+    return out, ended, local
+
+
+def send_and_read_to_close(s: ssl.SSLSocket, data: bytes) -> tuple[bytes, str]:
+    """Send `data`, read until the peer closes, close: (bytes received, how it ended)."""
     out, ended = b"", "closed"
     try:
         try:
@@ -386,7 +392,7 @@ def exchange(port: int, context: ssl.SSLContext, data: bytes, timeout: float = 5
         ended = f"reset ({type(e).__name__})"
     finally:
         s.close()
-    return out, ended, local
+    return out, ended
 
 
 def status_of(response: bytes) -> int | None:
@@ -428,23 +434,7 @@ def h2_exchange(port: int, context: ssl.SSLContext, frames: bytes, timeout: floa
     if s.selected_alpn_protocol() != "h2":
         s.close()
         raise AssertionError("the listener did not negotiate h2")
-    data, ended = b"", "closed"
-    try:
-        try:
-            s.sendall(fuzz.H2_PREFACE + fuzz.h2_frame(0x4, 0, 0, b"") + frames)
-        except OSError:
-            ended = "closed while sending"
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    except TimeoutError:
-        ended = "timeout"
-    except (ssl.SSLError, OSError) as e:
-        ended = f"reset ({type(e).__name__})"
-    finally:
-        s.close()
+    data, ended = send_and_read_to_close(s, fuzz.H2_PREFACE + fuzz.h2_frame(0x4, 0, 0, b"") + frames)
     frames_in, pos = [], 0
     while pos + 9 <= len(data):
         length, kind, stream = int.from_bytes(data[pos:pos + 3], "big"), data[pos + 3], int.from_bytes(data[pos + 5:pos + 9], "big")
