@@ -2,10 +2,24 @@
 
 Every server gets the same RSA-2048 certificate, the same TLS policy and the same mock backend (in a
 process of its own), and the same load tool (h2load in HTTP/1.1 mode, one thread; or wrk) drives them on
-loopback. Two figures:
+loopback. Three figures:
 
-* **new connections/s**: one request per TLS connection (`Connection: close`, a full handshake each);
+* **new connections/s**: one request per TLS connection (`Connection: close`), a full handshake each.
+  h2load resumes the session of a client's previous connection whenever the server issued a ticket, so
+  it runs with a small LD_PRELOAD shim (`benchmarks/full_handshakes.c`, compiled with `cc`) that stops it;
+* **resumed connections/s**: the same, as h2load does it by itself: nearly every handshake resumes;
 * **keep-alive requests/s**: many requests per connection.
+
+For lbsim the connection log tells how many handshakes of each figure resumed; the report shows it.
+
+With `--workers N` two more things tell how the workers scale on this machine, whose cores the load tool
+and the backend share:
+
+* **paced new connections**: one process and N workers under the same offered load (h2load `--rate`, half
+  of what one process reached), so their CPU per connection compares without either being starved;
+* **the scaling ceiling**: the most N workers could reach here if each cost what one saturated process
+  costs per connection and every core were busy (the load tool's and the backend's CPU per connection,
+  measured in the same round, take their share of the cores).
 
 The machine is shared and noisy, so rounds interleave the servers (a, b, c, a, b, c, ...) so that noise
 hits all of them alike, and the report gives medians. Besides requests/s it records the CPU time each
@@ -47,8 +61,15 @@ from simulator.certs import LabPKI
 from simulator.policies import resolve_policy
 
 LOOPBACK = "127.0.0.1"
-FIGURES = ("new_connections", "keepalive")
-FIGURE_TITLES = {"new_connections": "new TLS connections/s (1 request each)", "keepalive": "keep-alive requests/s"}
+FIGURES = ("new_connections", "resumed_connections", "keepalive")
+PACED = "paced_connections"  # with --workers: one process and the workers at the same offered load
+FIGURE_TITLES = {"new_connections": "new TLS connections/s, full handshakes (1 request each)",
+                 "resumed_connections": "new TLS connections/s, resumed handshakes (1 request each)",
+                 "keepalive": "keep-alive requests/s",
+                 PACED: "new TLS connections at an equal pace (half of one process's rate), full handshakes"}
+FULL_HANDSHAKES = ("new_connections", PACED)  # h2load runs these under the no-resumption shim
+SHIM = Path(__file__).resolve().parents[1] / "benchmarks" / "full_handshakes.c"
+LOG_SETTLE = 0.3  # seconds for lbsim's last connection records of a sample to reach its log
 PROFILE, POLICY = "aliyun-slb", "tls_cipher_policy_1_2_strict_with_1_3"
 # Debian packages of the external tools (the setup installs them; the bench may too, as root).
 APT_PACKAGES = {"h2load": "nghttp2-client", "wrk": "wrk", "nginx": "nginx"}
@@ -123,25 +144,58 @@ class LoadResult:
 
 
 def run_load(tool: str, path: str, port: int, duration: float, connections: int, new_connections: bool,
-             expected_rate: float | None = None) -> LoadResult:
+             expected_rate: float | None = None, pace: float | None = None,
+             preload: Path | None = None) -> LoadResult:
     """One run of `tool` (one thread, `connections` connections) against https://127.0.0.1:port/.
 
     New connections send `Connection: close`, so every request gets a connection (and a full handshake) of
     its own. h2load cannot end a timed run that reconnects, so it gets a request count instead: what the
-    server did per second before (`expected_rate`) times `duration`.
+    server did per second before (`expected_rate`) times `duration`. With `pace` (h2load only), h2load opens
+    `pace` new connections a second, one request each, whatever the server could take. `preload` is a
+    library for LD_PRELOAD (the full-handshake shim).
     """
     url = f"https://{LOOPBACK}:{port}/"
     close = ["-H", "Connection: close"] if new_connections else []
-    if tool == "wrk":
+    if pace is not None:
+        if tool != "h2load":
+            raise ValueError("a paced load needs h2load (wrk has no connection rate)")
+        batch, period_ms = pacing(pace)
+        n = max(batch, round(pace * duration))
+        cmd = [path, "--h1", "-t1", f"-c{n}", f"-n{n}", f"-r{batch}", f"--rate-period={period_ms}ms",
+               "-H", "Connection: close", url]
+    elif tool == "wrk":
         cmd = [path, "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "10s", *close, url]
     elif new_connections:
         n = max(connections * 5, round((expected_rate or 10 * connections) * duration))
         cmd = [path, "--h1", "-t1", f"-c{connections}", f"-n{n}", *close, url]
     else:
         cmd = [path, "--h1", "-t1", f"-c{connections}", f"-D{max(1, round(duration))}", url]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration * 10 + 120)
+    env = {**os.environ, "LD_PRELOAD": str(preload)} if preload else None
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration * 10 + 120, env=env)
     out = done.stdout + done.stderr
     return (_parse_wrk if tool == "wrk" else _parse_h2load)(done.returncode, out)
+
+
+def build_shim(workdir: Path, say: Callable[[str], None] = print) -> Path | None:
+    """Compile the full-handshake shim (`benchmarks/full_handshakes.c`); None when there is no C compiler."""
+    cc = which("cc") or which("gcc")
+    target = workdir / "full_handshakes.so"
+    if cc is None:
+        say("no C compiler (cc): the full-handshake figure is left out (apt-get install -y gcc)")
+        return None
+    done = subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(target), str(SHIM), "-ldl"],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        say(f"could not build {SHIM.name}: {done.stderr.strip()[-400:]}; the full-handshake figure is left out")
+        return None
+    return target
+
+
+def pacing(pace: float) -> tuple[int, int]:
+    """h2load's `--rate` and `--rate-period` (whole ms) for about `pace` connections/s: a batch every ~50 ms,
+    not `pace` connections at once each second (h2load's default period)."""
+    batch = max(1, round(pace / 20))
+    return batch, max(1, round(1000 * batch / pace))
 
 
 def _parse_wrk(code: int, out: str) -> LoadResult:
@@ -277,6 +331,21 @@ class LbsimServer(Server):
         self.config = workdir / "lab.yaml"
         self.config.write_text(yaml.safe_dump(lab, sort_keys=False))
 
+    @property
+    def connection_log(self) -> Path:
+        return self.workdir / "connections.jsonl"
+
+    def log_size(self) -> int:
+        return self.connection_log.stat().st_size if self.connection_log.exists() else 0
+
+    def handshakes_since(self, offset: int) -> tuple[int, int]:
+        """(handshakes, resumed) in the connection-log records written after byte `offset`."""
+        with self.connection_log.open("rb") as log:
+            log.seek(offset)
+            records = [json.loads(line) for line in log if line.endswith(b"\n")]
+        done = [r for r in records if r.get("tls_protocol")]
+        return len(done), sum(1 for r in done if r.get("resumed"))
+
     def command(self) -> list[str]:
         up = [sys.executable, "-m", "simulator.cli", "up", "-c", str(self.config), "--out", str(self.workdir)]
         if self.profile_to is not None:
@@ -358,6 +427,8 @@ class Sample:
     duration_s: float
     client_cpu_s: float = 0.0  # the load tool's CPU time (it shares the cores)
     backend_cpu_s: float = 0.0  # the mock backend's
+    handshakes: int | None = None  # lbsim only, from its connection log: handshakes during the sample
+    resumed: int | None = None  # ... of which resumed a session
 
     @property
     def per_cpu_s(self) -> float:
@@ -378,6 +449,12 @@ class BenchReport:
     samples: list[Sample] = field(default_factory=list)
     rsa_sign_per_s: float | None = None
     notes: list[str] = field(default_factory=list)
+    workers: int = 1
+    pace: int | None = None  # new connections/s of the paced figure (h2load's batches, per second)
+
+    @property
+    def figures(self) -> list[str]:
+        return [f for f in (*FIGURES, PACED) if any(s.figure == f for s in self.samples)]
 
     def median(self, target: str, figure: str, key: str = "requests_per_s") -> float | None:
         values = [getattr(s, key) for s in self.samples if s.target == target and s.figure == figure]
@@ -390,9 +467,26 @@ class BenchReport:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["medians"] = {t: {f: {"requests_per_s": self.median(t, f), "per_cpu_s": self.median(t, f, "per_cpu_s")}
-                              for f in FIGURES} for t in self.targets}
+                              for f in self.figures} for t in self.targets}
         out["ratios"] = self.ratios()
+        out["scaling_ceiling"] = self.scaling_ceiling()
         return out
+
+    def scaling_ceiling(self) -> float | None:
+        """The most `workers: N` could reach here against one process, on new connections (median of rounds).
+
+        Per round of one process: if each worker cost what that saturated process cost per connection, and
+        the load tool and the backend theirs, all cores busy would give cores / (sum of costs) connections/s,
+        or N / (lbsim's cost) if lbsim got fewer cores than that. Kernel time nobody is charged for is left
+        out, so the true ceiling is lower still.
+        """
+        cores = self.machine.get("cpus") or 1
+        ceilings = []
+        for s in self.samples:
+            if s.target == "lbsim" and s.figure == "new_connections" and s.requests and s.cpu_s:
+                lbsim, others = s.cpu_s / s.requests, (s.client_cpu_s + s.backend_cpu_s) / s.requests
+                ceilings.append(min(cores / (lbsim + others), self.workers / lbsim) / s.requests_per_s)
+        return round(statistics.median(ceilings), 3) if self.workers > 1 and ceilings else None
 
     def ratios(self) -> list[dict[str, Any]]:
         pairs = []
@@ -402,7 +496,7 @@ class BenchReport:
                 pairs.append((base, other) if not other.startswith("lbsim") else (other, base))
         out = []
         for a, b in pairs:
-            for figure in FIGURES:
+            for figure in self.figures:
                 r = self.ratio(a, b, figure)
                 if r is not None:
                     out.append({"figure": figure, "of": a, "to": b, "ratio": round(r, 3),
@@ -424,10 +518,11 @@ def format_report(report: BenchReport) -> str:
     lines = [f"lbsim bench: {report.rounds} round(s) x {report.duration_s:g} s per server and figure, "
              f"{report.tool} (1 thread, {report.connections} connections), loopback, RSA-2048, {PROFILE} {POLICY}",
              f"command: {report.command}", ""]
-    for figure in FIGURES:
-        lines += [f"{FIGURE_TITLES[figure]}:", "",
-                  f"| server | negotiated | median (all rounds) | per server CPU-second | server cores | {report.tool} cores |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+    for figure in report.figures:
+        lines += [f"{FIGURE_TITLES[figure]}:" + (f" {report.pace}/s" if figure == PACED else ""), "",
+                  f"| server | negotiated | median (all rounds) | per server CPU-second | server cores | {report.tool} cores "
+                  "| handshakes resumed (lbsim's log) |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
         for target in report.targets:
             n = report.negotiated.get(target, {})
             samples = [s for s in report.samples if s.target == target and s.figure == figure]
@@ -436,13 +531,21 @@ def format_report(report: BenchReport) -> str:
             rates = ", ".join(f"{s.requests_per_s:,.0f}" for s in sorted(samples, key=lambda s: s.requests_per_s))
             cores = statistics.median(s.cpu_s / s.duration_s for s in samples)
             client = statistics.median(s.client_cpu_s / s.duration_s for s in samples)
+            logged = [s for s in samples if s.handshakes is not None]
+            resumed = (f"{sum(s.resumed or 0 for s in logged):,} of {sum(s.handshakes or 0 for s in logged):,}"
+                       if logged else "-")
             lines.append(f"| {target} | {n.get('protocol', '?')} {n.get('cipher', '?')} | "
                          f"{report.median(target, figure):,.0f} ({rates}) | "
-                         f"{report.median(target, figure, 'per_cpu_s'):,.0f} | {cores:.2f} | {client:.2f} |")
+                         f"{report.median(target, figure, 'per_cpu_s'):,.0f} | {cores:.2f} | {client:.2f} | {resumed} |")
         lines.append("")
     for r in report.ratios():
         extra = f" (per CPU-second {r['per_cpu_ratio']:.2f}x)" if r.get("per_cpu_ratio") else ""
         lines.append(f"{FIGURE_TITLES[r['figure']]}: {r['of']} / {r['to']} = {r['ratio']:.3f}x{extra}")
+    ceiling = report.scaling_ceiling()
+    if ceiling:
+        lines.append(f"{FIGURE_TITLES['new_connections']}: the most lbsim x{report.workers} could reach on this machine"
+                     f" ({report.machine.get('cpus')} CPUs shared with {report.tool} and the backend, each worker at one"
+                     f" saturated process's CPU per connection) = {ceiling:.3f}x lbsim")
     if report.rsa_sign_per_s:
         lines.append(f"RSA-2048 signing limit (`openssl speed rsa2048`, one core): {report.rsa_sign_per_s:,.0f}/s")
     errors = [s for s in report.samples if s.errors or s.non_2xx]
@@ -507,13 +610,14 @@ def run_bench(
     tools = ensure_tools(install, say, (tool, "nginx") if include_nginx else (tool,))
     if tools[tool] is None:
         raise RuntimeError(f"{tool} is required: apt-get install -y {APT_PACKAGES[tool]}")
-    load = Load(tool, tools[tool], connections)
     work = Path(tempfile.mkdtemp(prefix="lbsim-bench-")) if out_dir is None else out_dir
     work.mkdir(parents=True, exist_ok=True)
+    load = Load(tool, tools[tool], connections, build_shim(work, say))
+    figures = [f for f in FIGURES if f not in FULL_HANDSHAKES or load.shim]
     files = mint(work)
     report = BenchReport(command=command, rounds=rounds, duration_s=duration, connections=connections,
                          started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), tool=tool, machine=machine_info(), targets=[],
-                         negotiated={})
+                         negotiated={}, workers=workers)
     with BackendProcess(["bench"]) as backend:
         address = backend.addresses["bench"]
         servers: list[Server] = [LbsimServer(work / "lbsim", files["cert"], files["key"], address)]
@@ -524,24 +628,38 @@ def run_bench(
             servers.append(NginxServer(work / "nginx", tools["nginx"], files["cert"], files["key"], address, nginx_workers))
         elif include_nginx:
             report.notes.append("nginx not installed: no nginx figures (apt-get install -y nginx)")
+        if load.shim is None:
+            report.notes.append("no C compiler to build the full-handshake shim: no full-handshake figure")
         report.targets = [s.label for s in servers]
         with running(servers, str(files["ca"])):
             report.negotiated = {s.label: s.handshake for s in servers}
             say("servers: " + ", ".join(f"{s.label} :{s.port} ({s.handshake['protocol']} {s.handshake['cipher']})"
                                         for s in servers))
             for server in servers:  # also tells h2load roughly how many requests make `duration` seconds
-                for figure in FIGURES:
+                for figure in figures:
                     load.run(server, figure, max(warmup, 0.5))
+            backend_pid = backend.proc.pid if backend.proc else None
+
+            def sample(server: Server, figure: str, rnd: int, pace: float | None = None) -> None:
+                s = measure(load, server, figure, rnd, duration, backend_pid, pace)
+                report.samples.append(s)
+                say(f"round {rnd}/{rounds} {figure:17} {server.label:10} {s.requests_per_s:9,.1f} req/s"
+                    f"  server {s.cpu_s / s.duration_s:4.2f} cores ({s.per_cpu_s:,.0f} per CPU-second),"
+                    f" {tool} {s.client_cpu_s / s.duration_s:4.2f}, backend {s.backend_cpu_s / s.duration_s:4.2f}"
+                    + (f", {s.resumed:,} of {s.handshakes:,} handshakes resumed" if s.handshakes is not None else "")
+                    + (f"  errors {s.errors}" if s.errors else ""))
+
             for rnd in range(1, rounds + 1):
-                for figure in FIGURES:
+                for figure in figures:
                     for server in servers:
-                        sample = measure(load, server, figure, rnd, duration, backend.proc.pid if backend.proc else None)
-                        report.samples.append(sample)
-                        say(f"round {rnd}/{rounds} {figure:15} {server.label:10} {sample.requests_per_s:9,.1f} req/s"
-                            f"  server {sample.cpu_s / sample.duration_s:4.2f} cores,"
-                            f" {tool} {sample.client_cpu_s / sample.duration_s:4.2f}, backend"
-                            f" {sample.backend_cpu_s / sample.duration_s:4.2f}"
-                            + (f"  errors {sample.errors}" if sample.errors else ""))
+                        sample(server, figure, rnd)
+            if workers > 1 and tool == "h2load" and "new_connections" in figures:
+                # Same offered load for one process and the workers: CPU per connection without starvation.
+                batch, period_ms = pacing((report.median("lbsim", "new_connections") or 2) / 2)
+                report.pace = round(1000 * batch / period_ms)
+                for rnd in range(1, rounds + 1):
+                    for server in servers[:2]:
+                        sample(server, PACED, rnd, report.pace)
         if profile_dir is not None:
             profile(load, work, files, address, profile_dir, duration, say)
     report.rsa_sign_per_s = rsa_sign_rate(rsa_seconds)
@@ -555,26 +673,33 @@ def run_bench(
 class Load:
     """The load tool, remembering each server's last rate (h2load's new-connection runs are counted)."""
 
-    def __init__(self, tool: str, path: str, connections: int):
-        self.tool, self.path, self.connections = tool, path, connections
+    def __init__(self, tool: str, path: str, connections: int, shim: Path | None = None):
+        self.tool, self.path, self.connections, self.shim = tool, path, connections, shim
         self.rates: dict[tuple[str, str], float] = {}
 
-    def run(self, server: Server, figure: str, duration: float) -> LoadResult:
-        new = figure == "new_connections"
+    def run(self, server: Server, figure: str, duration: float, pace: float | None = None) -> LoadResult:
+        new = figure != "keepalive"
         result = run_load(self.tool, self.path, server.port, duration, self.connections, new,
-                          self.rates.get((server.label, figure)))
+                          self.rates.get((server.label, figure)), pace,
+                          self.shim if figure in FULL_HANDSHAKES else None)
         self.rates[server.label, figure] = result.requests_per_s
         return result
 
 
-def measure(load: Load, server: Server, figure: str, rnd: int, duration: float, backend_pid: int | None = None) -> Sample:
+def measure(load: Load, server: Server, figure: str, rnd: int, duration: float, backend_pid: int | None = None,
+            pace: float | None = None) -> Sample:
+    logged = server.log_size() if isinstance(server, LbsimServer) else None
     cpu0, backend0, client0 = server.cpu(), cpu_seconds(backend_pid) if backend_pid else 0.0, _children_cpu()
     t0 = time.monotonic()
-    result = load.run(server, figure, duration)
+    result = load.run(server, figure, duration, pace)
     cpu, elapsed = server.cpu() - cpu0, time.monotonic() - t0
     backend = cpu_seconds(backend_pid) - backend0 if backend_pid else 0.0
-    return Sample(server.label, figure, rnd, result.requests_per_s, result.requests, result.errors, result.non_2xx,
-                  round(cpu, 3), round(elapsed, 3), round(_children_cpu() - client0, 3), round(backend, 3))
+    sample = Sample(server.label, figure, rnd, result.requests_per_s, result.requests, result.errors, result.non_2xx,
+                    round(cpu, 3), round(elapsed, 3), round(_children_cpu() - client0, 3), round(backend, 3))
+    if logged is not None and figure != "keepalive":
+        time.sleep(LOG_SETTLE)  # the last connections' records (the workers' come through a pipe)
+        sample.handshakes, sample.resumed = server.handshakes_since(logged)  # type: ignore[attr-defined]
+    return sample
 
 
 def _children_cpu() -> float:

@@ -2,7 +2,7 @@
 
 No timing thresholds here (the machine is shared; see docs/performance.md for the figures): the test checks
 that every server answered every measurement without errors, with the same protocol, and that the report
-holds medians and ratios. About 30 s (five servers start; 2 figures x 5 servers x 1 s of load).
+holds medians and ratios. About 30 s (four servers start; 3 figures x 4 servers + 2 paced x 1 s of load).
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import re
 
 import pytest
 
-from simulator.bench import FIGURES, _parse_h2load, _parse_wrk, https_get, rsa_sign_rate
+from simulator.bench import (FIGURES, PACED, BenchReport, Sample, _parse_h2load, _parse_wrk, https_get, pacing,
+                             rsa_sign_rate)
 from simulator.cli import main
 from simulator.probe import probe
 
@@ -38,15 +39,62 @@ def test_quick_bench_measures_every_server_and_prints_ratios(tmp_path, capsys) -
             assert sample["errors"] == 0 and sample["non_2xx"] == 0, sample
             assert sample["cpu_s"] > 0, f"{target}: the server's CPU time was not measured"
             assert report["medians"][target][figure]["requests_per_s"] == sample["requests_per_s"]
+            if target.startswith("lbsim") and figure != "keepalive":  # its connection log says how they shook hands
+                assert 0 < sample["handshakes"] <= sample["requests"], sample
+                if figure == "new_connections":  # the shim stops h2load's resumption: every handshake is full
+                    assert sample["resumed"] == 0, sample
+                else:  # by itself h2load resumes each client's previous session
+                    assert sample["resumed"] >= sample["handshakes"] // 2, sample
 
     ratios = {(r["of"], r["to"], r["figure"]): r["ratio"] for r in report["ratios"]}
     for figure in FIGURES:
         assert ("lbsim", "mitmdump", figure) in ratios and ("lbsim", "nginx", figure) in ratios
         assert ("lbsim x2", "lbsim", figure) in ratios
-    for line in ("lbsim / mitmdump = ", "lbsim / nginx = ", "lbsim x2 / lbsim = "):
+    for line in ("lbsim / mitmdump = ", "lbsim / nginx = ", "lbsim x2 / lbsim = ", "the most lbsim x2 could reach",
+                 "full handshakes (1 request each)", "resumed handshakes (1 request each)"):
         assert line in printed
+
+    # The paced figure: one process and the workers under the same offered load, nothing else.
+    paced = {s["target"]: s for s in report["samples"] if s["figure"] == PACED}
+    assert set(paced) == {"lbsim", "lbsim x2"} and report["pace"] > 0
+    for sample in paced.values():
+        assert sample["requests"] == max(pacing(report["pace"])[0], round(report["pace"] * report["duration_s"])), sample
+        assert sample["errors"] == 0 and sample["non_2xx"] == 0 and sample["cpu_s"] > 0, sample
+    assert ("lbsim x2", "lbsim", PACED) in ratios and f"(half of one process's rate), full handshakes: {report['pace']}/s" in printed
+    assert 0 < report["scaling_ceiling"] <= 2
     assert re.search(r"\| lbsim \| TLSv1\.3 \S+ \| [\d,]+ \(", printed), printed
     assert report["rsa_sign_per_s"] and "RSA-2048 signing limit" in printed
+
+
+def test_pacing_is_a_batch_every_50_ms_close_to_the_asked_rate() -> None:
+    assert pacing(222) == (11, 50)  # 220/s
+    assert pacing(10) == (1, 100)
+    assert pacing(3000) == (150, 50)
+    for pace in (1, 7, 33, 450, 999):
+        batch, period_ms = pacing(pace)
+        assert abs(1000 * batch / period_ms - pace) / pace < 0.12, pace
+
+
+def _one_process(rate: float, lbsim_ms: float, others_ms: float, seconds: float = 10) -> Sample:
+    n = round(rate * seconds)
+    return Sample("lbsim", "new_connections", 1, rate, n, 0, 0, cpu_s=n * lbsim_ms / 1000, duration_s=seconds,
+                  client_cpu_s=n * others_ms / 1000)
+
+
+def test_scaling_ceiling_shares_the_cores_with_the_load_tool() -> None:
+    def report(cpus: int, workers: int, *samples: Sample) -> BenchReport:
+        return BenchReport("t", 1, 10, 20, "", "h2load", {"cpus": cpus}, ["lbsim"], {}, list(samples), workers=workers)
+
+    # 400/s at 2 ms of lbsim and 0.5 ms of client per connection: two busy cores give 800/s = 2x.
+    assert report(2, 2, _one_process(400, 2.0, 0.5)).scaling_ceiling() == 2.0
+    # The client's share grows as lbsim gets cheaper: 1 ms against 0.5 ms caps two workers at 1.33x.
+    assert report(2, 2, _one_process(1000, 1.0, 0.5)).scaling_ceiling() == pytest.approx(1.333, abs=0.001)
+    # With cores to spare, the workers themselves are the limit (N / lbsim's cost).
+    assert report(8, 2, _one_process(500, 2.0, 0.5)).scaling_ceiling() == 2.0
+    # The median of the rounds; no ceiling without workers.
+    assert report(2, 2, _one_process(400, 2.0, 0.5), _one_process(1000, 1.0, 0.5),
+                  _one_process(500, 2.0, 2.0)).scaling_ceiling() == pytest.approx(1.333, abs=0.001)
+    assert report(2, 1, _one_process(400, 2.0, 0.5)).scaling_ceiling() is None
 
 
 def test_rsa_signing_limit_comes_from_openssl_speed() -> None:
