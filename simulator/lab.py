@@ -462,4 +462,12 @@ class Lab:
     # ---- describing ------------------------------------------------------------------------------------
 
     def endpoints(self) -> list[dict[str, Any]]:
-        return [l.to_dict() for l in self.registry.listeners.values()]
+        return [self.view(l) for l in self.registry.listeners.values()]
+
+    def view(self, listener: Listener) -> dict[str, Any]:
+        """A listener as the API shows it: its gauges are the whole lab's, every worker's summed."""
+        out = listener.to_dict()
+        return self.workers.add_live_counters(out) if self.workers is not None else out
+
+    def open_clients(self) -> int:
+        return len(self.registry.clients) + (self.workers.clients() if self.workers is not None else 0)

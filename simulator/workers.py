@@ -21,10 +21,15 @@ What is shared, and how:
 * **Backends**: the mock backends run in worker 0; the workers reach them by address. Worker 0 alone
   health-checks them and the workers take its verdicts (sent on every change), so every worker sends
   traffic to the same backends and the backends see one lab's checks, not N.
+* **Live counters**: each worker reports its gauges (open connections per listener, requests in flight per
+  backend, open clients) to worker 0 when they change, at most every `COUNTERS_PERIOD`; the API shows the
+  sums. Scheduling (`wlc`) still weighs each worker's own requests in flight, as nginx's workers do
+  without a shared zone.
 
-Not shared: per-listener live counters (`connections` and `active_requests` in `GET /v1/listeners`)
-are worker 0's own. A worker that dies is not restarted (its share of new connections
-goes to the others once the kernel drops its socket); the supervisor logs it.
+A worker that dies is started again in its seat, like nginx's master does, and takes every listener's
+state before it serves; a seat that dies `RESTART_LIMIT` times within `RESTART_WINDOW` seconds stays
+empty (its share of new connections goes to the others once the kernel drops its socket). Connections
+the dead worker held, or had not yet accepted, are lost.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import pickle
 import secrets
 import signal
 import sys
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +61,8 @@ START_TIMEOUT = 60.0  # a worker imports mitmproxy and builds its contexts; slow
 ACK_TIMEOUT = 30.0
 LOGGERS = ("mitmproxy", "simulator")  # whose levels the workers take from worker 0
 HEALTH_POLL = (0.01, 1.0)  # seconds: how often worker 0 looks for health changes to send (bounds)
+COUNTERS_PERIOD = 0.2  # seconds: how often a worker looks for changed gauges to report
+RESTART_LIMIT, RESTART_WINDOW = 5, 60.0  # a seat that dies this often within this many seconds stays empty
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,7 @@ class _Worker:
         self.acks: dict[int, asyncio.Future[str | None]] = {}
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.tasks: list[asyncio.Task] = []
+        self.counters: dict[str, Any] = {}  # its last live_counters() report
 
     @property
     def alive(self) -> bool:
@@ -127,6 +136,14 @@ class MirroredHealth:
 
     def stop(self) -> None:
         pass
+
+
+def live_counters(lab: Lab) -> dict[str, Any]:
+    """One process's gauges: open clients, and per listener open connections and requests per backend."""
+    return {"clients": len(lab.registry.clients),
+            "listeners": {str(port): {"connections": listener.connections,
+                                      "backends": {name: b.active for name, b in listener.backends.items()}}
+                          for port, listener in lab.registry.listeners.items()}}
 
 
 def health_of(lab: Lab, port: int) -> dict[str, bool]:
@@ -154,6 +171,8 @@ class WorkerPool:
         self._log: Any = None
         self._health_task: asyncio.Task | None = None
         self._health_sent: dict[int, dict[str, bool]] = {}
+        self._deaths: dict[int, list[float]] = {}  # seat -> when its workers died
+        self._respawns: set[asyncio.Task] = set()
 
     async def start(self) -> None:
         assert self.lab.ticket_secret is not None
@@ -169,7 +188,7 @@ class WorkerPool:
             raise
         self._health_task = asyncio.get_running_loop().create_task(self._send_health())
 
-    async def _spawn(self, index: int) -> None:
+    async def _spawn(self, index: int) -> _Worker:
         read_fd, write_fd = os.pipe()
         init = WorkerInit(
             seat=WorkerSeat(index, self.lab.ticket_secret, str(self.lab.session_cache.path)),
@@ -196,6 +215,7 @@ class WorkerPool:
         records = asyncio.StreamReader(limit=RECORD_LIMIT)
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(records), os.fdopen(read_fd, "rb", 0))
         worker.tasks = [loop.create_task(self._replies(worker)), loop.create_task(self._records(worker, records))]
+        return worker
 
     async def _replies(self, worker: _Worker) -> None:
         assert worker.proc.stdout is not None
@@ -210,17 +230,58 @@ class WorkerPool:
                 future = worker.acks.pop(msg["ack"], None)
                 if future is not None and not future.done():
                     future.set_result(msg.get("error"))
+            elif "counters" in msg:
+                worker.counters = msg["counters"]
             elif "fatal" in msg and not worker.ready.done():
                 worker.ready.set_exception(RuntimeError(f"worker {worker.index} failed to start: {msg['fatal']}"))
         code = await worker.proc.wait()
+        worker.counters = {}
         error = RuntimeError(f"worker {worker.index} exited with {code}")
         if not worker.ready.done():
             worker.ready.set_exception(error)
         for future in worker.acks.values():
             if not future.done():
                 future.set_exception(error)
-        if self._log is not None:  # not stopping: a worker died
-            logger.error("lbsim worker %d (pid %d) exited with %s", worker.index, worker.proc.pid, code)
+        if self._log is not None and worker.ready.exception() is None:  # not stopping, nor failing to start: died
+            task = asyncio.get_running_loop().create_task(self._respawn(worker, code))
+            self._respawns.add(task)
+            task.add_done_callback(self._respawns.discard)
+
+    async def _respawn(self, dead: _Worker, code: int | None) -> None:
+        """Start a worker in a dead one's seat and give it every listener before it serves."""
+        now = time.monotonic()
+        deaths = self._deaths.setdefault(dead.index, [])
+        deaths[:] = [t for t in deaths if now - t < RESTART_WINDOW] + [now]
+        if len(deaths) > RESTART_LIMIT:
+            logger.error("lbsim worker %d (pid %d) exited with %s; it died %d times within %g s: not restarted",
+                         dead.index, dead.proc.pid, code, len(deaths), RESTART_WINDOW)
+            return
+        logger.error("lbsim worker %d (pid %d) exited with %s; starting it again", dead.index, dead.proc.pid, code)
+        await asyncio.gather(*dead.tasks, return_exceptions=True)  # its last records are filed
+        self.workers.remove(dead)
+        worker = await self._spawn(dead.index)
+        try:
+            await asyncio.wait_for(asyncio.shield(worker.ready), START_TIMEOUT)
+        except (RuntimeError, TimeoutError) as e:
+            logger.error("lbsim worker %d could not be started again: %s", dead.index, e)
+            return
+        for port in list(self.lab.registry.listeners):
+            await self.publish(self.lab.listener_state(port), [worker])
+
+    def add_live_counters(self, listener: dict[str, Any]) -> dict[str, Any]:
+        """Add the workers' gauges to worker 0's view of one listener (`Listener.to_dict()`)."""
+        for worker in self.workers:
+            mine = worker.counters.get("listeners", {}).get(str(listener["port"]))
+            if not mine:
+                continue
+            listener["connections"] += mine["connections"]
+            for backend in listener.get("backend_servers", []):
+                backend["active_requests"] += mine["backends"].get(backend["name"], 0)
+        return listener
+
+    def clients(self) -> int:
+        """Open client connections of the workers (worker 0's own are in its registry)."""
+        return sum(worker.counters.get("clients", 0) for worker in self.workers)
 
     async def _records(self, worker: _Worker, reader: asyncio.StreamReader) -> None:
         registry, ledger = self.lab.registry, self.lab.ledger
@@ -248,14 +309,14 @@ class WorkerPool:
                 if health != self._health_sent.get(port):
                     await self.publish({"port": port, "kind": "health", "health": health})
 
-    async def publish(self, state: dict[str, Any]) -> None:
-        """Send one listener's state (or health) to every live worker; returns once all applied it."""
-        if "health" in state:
+    async def publish(self, state: dict[str, Any], workers: list[_Worker] | None = None) -> None:
+        """Send one listener's state (or health) to every live worker (or these); returns once all applied it."""
+        if "health" in state and workers is None:
             self._health_sent[state["port"]] = dict(state["health"])
         self._seq += 1
         seq, line = self._seq, json.dumps({"seq": self._seq, "state": _encode(state)}).encode() + b"\n"
         waits = []
-        for worker in self.workers:
+        for worker in self.workers if workers is None else workers:
             if not worker.alive or worker.proc.stdin is None:
                 continue
             future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
@@ -276,6 +337,9 @@ class WorkerPool:
         log, self._log = self._log, None
         if self._health_task is not None:
             self._health_task.cancel()
+        for task in list(self._respawns):
+            task.cancel()
+        await asyncio.gather(*self._respawns, return_exceptions=True)
         for worker in self.workers:
             if worker.proc.stdin is not None and not worker.proc.stdin.is_closing():
                 worker.proc.stdin.close()
@@ -324,6 +388,7 @@ async def _serve() -> None:
         await lab.stop()
         return
     _emit({"ready": os.getpid()})
+    reporter = loop.create_task(_report_counters(lab))
     try:
         while line := await stdin.readline():  # the end of stdin is worker 0 stopping (or gone)
             msg = json.loads(line)
@@ -339,7 +404,19 @@ async def _serve() -> None:
             else:
                 _emit({"ack": msg["seq"]})
     finally:
+        reporter.cancel()
         await lab.stop()
+
+
+async def _report_counters(lab: Lab) -> None:
+    """Tell worker 0 this worker's gauges whenever they changed (it shows the lab's sums)."""
+    sent: dict[str, Any] = {}
+    while True:
+        await asyncio.sleep(COUNTERS_PERIOD)
+        counters = live_counters(lab)
+        if counters != sent:
+            _emit({"counters": counters})
+            sent = counters
 
 
 def main() -> int:

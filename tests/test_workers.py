@@ -9,6 +9,11 @@ Which worker served a connection is read from the connection log (records of wor
 from __future__ import annotations
 
 import json
+import logging
+import os
+import signal
+import socket
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -137,6 +142,10 @@ def test_both_workers_use_the_one_store_and_follow_a_certificate_replacement(lab
 
 
 def test_stop_and_start_reach_every_worker(lab: RunningLab) -> None:
+    assert_stop_and_start_reach_every_worker(lab)
+
+
+def assert_stop_and_start_reach_every_worker(lab: RunningLab) -> None:
     port = lab.port("shared")
     status, _ = lab.api("POST", f"/v1/listeners/{port}/stop")
     assert status == 200
@@ -206,3 +215,46 @@ def test_a_session_id_cached_by_one_worker_resumes_on_the_other(lab: RunningLab)
     resumed, worker = probe_until(lab, lambda r, w: w != issuer, version="TLSv1.2", tickets=False, session=first.session)
     assert resumed.resumed, f"worker {worker} did not find worker {issuer}'s session"
     assert record_of(lab, resumed)["resumed"] is True
+
+
+def until(read: Callable[[], Any], want: Callable[[Any], bool], timeout: float = 10) -> Any:
+    """Poll `read()` until `want(value)`; fail with the last value."""
+    deadline = time.monotonic() + timeout
+    while not want(value := read()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert want(value), value
+    return value
+
+
+def test_the_api_counts_every_workers_connections_and_requests(lab: RunningLab) -> None:
+    """`connections`, `active_requests` and the open clients are the lab's, not worker 0's share."""
+    port, n = lab.port("shared"), 12
+    tls = ssl.create_default_context(cafile=ca_file(lab))
+    listener = lambda: lab.api("GET", f"/v1/listeners/{port}")[1]  # noqa: E731
+    clients = [tls.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost")
+               for _ in range(n)]
+    try:
+        until(listener, lambda l: l["connections"] == n)
+        # P(the kernel gave worker 0 all 12) = 2**-12: the sum needs worker 1's report.
+        assert lab.lab.registry.listeners[port].connections < n
+        assert lab.api("GET", "/v1/connections?limit=0")[1]["active"] >= n
+        for c in clients:  # requests that wait 3 s at the backend: all in flight at once
+            c.sendall(b"GET /?delay_ms=3000 HTTP/1.1\r\nHost: lbsim.test\r\n\r\n")
+        until(listener, lambda l: l["backend_servers"][0]["active_requests"] == n)
+    finally:
+        for c in clients:
+            c.close()
+    until(listener, lambda l: l["connections"] == 0 and l["backend_servers"][0]["active_requests"] == 0)
+
+
+def test_a_worker_that_dies_is_started_again_and_follows_the_lab(lab: RunningLab, caplog: pytest.LogCaptureFixture) -> None:
+    pool = lab.lab.workers
+    assert pool is not None
+    dead = pool.workers[0].proc.pid
+    with caplog.at_level(logging.ERROR, logger="simulator.workers"):
+        os.kill(dead, signal.SIGKILL)
+        until(lambda: [w.proc.pid for w in pool.workers if w.ready.done() and not w.ready.exception()],
+              lambda pids: len(pids) == 1 and dead not in pids, timeout=60)
+    assert any("exited with -9; starting it again" in r.getMessage() for r in caplog.records), caplog.text
+    probe_until(lab, lambda r, w: w == 1)  # the new worker 1 serves the listener it was given
+    assert_stop_and_start_reach_every_worker(lab)  # and takes the lab's later changes

@@ -113,25 +113,25 @@ class ApiServer(JsonServer):
         if start is not None and not isinstance(start, bool):
             raise LbsimError("InvalidField", f"expected true or false, got {start!r}", field="start")
         listener = await self.lab.add_listener(self.lab.spec_from_api(data), start=start)
-        return 202, listener.to_dict()
+        return 202, self.lab.view(listener)
 
     async def describe_listener(self, request: Request) -> tuple[int, Any]:
-        return 200, self.lab.get_listener(port_of(request)).to_dict()
+        return 200, self.lab.view(self.lab.get_listener(port_of(request)))
 
     async def change_listener(self, request: Request) -> tuple[int, Any]:
         listener = self.lab.get_listener(port_of(request))
         spec = self.lab.spec_from_api(request.json(), port=listener.port)
-        return 202, self.lab.reconfigure(listener, spec).to_dict()
+        return 202, self.lab.view(self.lab.reconfigure(listener, spec))
 
     async def delete_listener(self, request: Request) -> tuple[int, Any]:
         await self.lab.remove_listener(port_of(request))
         return 204, None
 
     async def start_listener(self, request: Request) -> tuple[int, Any]:
-        return 200, (await self.lab.set_running(port_of(request), True)).to_dict()
+        return 200, self.lab.view(await self.lab.set_running(port_of(request), True))
 
     async def stop_listener(self, request: Request) -> tuple[int, Any]:
-        return 200, (await self.lab.set_running(port_of(request), False)).to_dict()
+        return 200, self.lab.view(await self.lab.set_running(port_of(request), False))
 
     # observations ------------------------------------------------------------------------------------------
     async def connections(self, request: Request) -> tuple[int, Any]:
@@ -141,7 +141,7 @@ class ApiServer(JsonServer):
         limit = request.query.get("limit", "1000")
         if not limit.isdigit():
             raise LbsimError("InvalidField", f"expected a number, got {limit!r}", field="limit")
-        return 200, {"connections": records[-int(limit):] if int(limit) else [], "active": len(self.lab.registry.clients)}
+        return 200, {"connections": records[-int(limit):] if int(limit) else [], "active": self.lab.open_clients()}
 
     async def traffic(self, request: Request) -> tuple[int, Any]:
         out: dict[str, Any] = {"listeners": self.lab.ledger.summary()}
