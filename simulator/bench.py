@@ -72,7 +72,7 @@ SHIM = Path(__file__).resolve().parents[1] / "benchmarks" / "full_handshakes.c"
 LOG_SETTLE = 0.3  # seconds for lbsim's last connection records of a sample to reach its log
 PROFILE, POLICY = "aliyun-slb", "tls_cipher_policy_1_2_strict_with_1_3"
 # Debian packages of the external tools (the setup installs them; the bench may too, as root).
-APT_PACKAGES = {"h2load": "nghttp2-client", "wrk": "wrk", "nginx": "nginx"}
+APT_PACKAGES = {"h2load": "nghttp2-client", "wrk": "wrk", "nginx": "nginx", "cc": "gcc"}  # cc: the shim
 TOOLS = ("h2load", "wrk")
 TEMPLATE = Path(__file__).resolve().parents[1] / "benchmarks" / "nginx.conf.template"
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/sbin"])
@@ -607,7 +607,7 @@ def run_bench(
     command: str = "lbsim bench",
     say: Callable[[str], None] = print,
 ) -> BenchReport:
-    tools = ensure_tools(install, say, (tool, "nginx") if include_nginx else (tool,))
+    tools = ensure_tools(install, say, (tool, "cc", "nginx") if include_nginx else (tool, "cc"))
     if tools[tool] is None:
         raise RuntimeError(f"{tool} is required: apt-get install -y {APT_PACKAGES[tool]}")
     work = Path(tempfile.mkdtemp(prefix="lbsim-bench-")) if out_dir is None else out_dir
