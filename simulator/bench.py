@@ -282,6 +282,14 @@ class Server:
                 time.sleep(0.1)
         raise RuntimeError(f"{self.label} did not serve within {timeout:g} s ({error}): {self.tail()}")
 
+    def log_size(self) -> int | None:
+        """Where the server's lbsim connection log ends now; None for servers that keep none."""
+        return None
+
+    def handshakes_since(self, offset: int) -> tuple[int, int]:
+        """(handshakes, resumed) in the connection-log records written after byte `offset`."""
+        raise NotImplementedError
+
     def tail(self) -> str:
         path = self.workdir / "server.log"
         return path.read_text(errors="replace")[-800:] if path.exists() else ""
@@ -335,11 +343,10 @@ class LbsimServer(Server):
     def connection_log(self) -> Path:
         return self.workdir / "connections.jsonl"
 
-    def log_size(self) -> int:
+    def log_size(self) -> int | None:
         return self.connection_log.stat().st_size if self.connection_log.exists() else 0
 
     def handshakes_since(self, offset: int) -> tuple[int, int]:
-        """(handshakes, resumed) in the connection-log records written after byte `offset`."""
         with self.connection_log.open("rb") as log:
             log.seek(offset)
             records = [json.loads(line) for line in log if line.endswith(b"\n")]
@@ -688,7 +695,7 @@ class Load:
 
 def measure(load: Load, server: Server, figure: str, rnd: int, duration: float, backend_pid: int | None = None,
             pace: float | None = None) -> Sample:
-    logged = server.log_size() if isinstance(server, LbsimServer) else None
+    logged = server.log_size() if figure != "keepalive" else None  # lbsim's log tells how they shook hands
     cpu0, backend0, client0 = server.cpu(), cpu_seconds(backend_pid) if backend_pid else 0.0, _children_cpu()
     t0 = time.monotonic()
     result = load.run(server, figure, duration, pace)
@@ -696,9 +703,9 @@ def measure(load: Load, server: Server, figure: str, rnd: int, duration: float, 
     backend = cpu_seconds(backend_pid) - backend0 if backend_pid else 0.0
     sample = Sample(server.label, figure, rnd, result.requests_per_s, result.requests, result.errors, result.non_2xx,
                     round(cpu, 3), round(elapsed, 3), round(_children_cpu() - client0, 3), round(backend, 3))
-    if logged is not None and figure != "keepalive":
+    if logged is not None:
         time.sleep(LOG_SETTLE)  # the last connections' records (the workers' come through a pipe)
-        sample.handshakes, sample.resumed = server.handshakes_since(logged)  # type: ignore[attr-defined]
+        sample.handshakes, sample.resumed = server.handshakes_since(logged)
     return sample
 
 
