@@ -40,6 +40,11 @@ def unread_bytes(writer: Any) -> int:
         return 0
 
 
+def unsent(io: Any) -> bool:
+    """Our answer still sits in this connection's send buffer (the client is not reading it)."""
+    return io.writer is not None and io.writer.transport.get_write_buffer_size() > 0
+
+
 class IdleTimeouts:
     """One sweeper for all connections: cheaper than a timer per connection at high connection rates."""
 
@@ -114,7 +119,7 @@ class IdleTimeouts:
     def _close(io: Any, reason: str) -> None:
         # A client that does not read leaves our answer in the send buffer, and a closing asyncio transport
         # waits for that buffer to drain, forever: abort (reset) it so the socket is really gone.
-        if io.writer is not None and io.writer.transport.get_write_buffer_size():
+        if unsent(io):
             io.writer.transport.abort()
         io.handler.cancel(reason)
 
@@ -133,7 +138,7 @@ class IdleTimeouts:
                 if io is None or io.handler is None:
                     continue
                 # Nor is one the listener is still working on, unless it waits for the client to read.
-                if self.working(client_id) and not (io.writer and io.writer.transport.get_write_buffer_size()):
+                if self.working(client_id) and not unsent(io):
                     continue
                 idle = now - handler.timeout_watchdog.last_activity
                 # Idle counts once the handshake is done (before, the header timeout governs, as in nginx);
@@ -146,7 +151,7 @@ class IdleTimeouts:
                 waiting = self._waiting.get(client_id)
                 if waiting is None or now - waiting <= header_limit:
                     continue
-                if io.writer is not None and io.writer.transport.get_write_buffer_size():
+                if unsent(io):
                     self._waiting[client_id] = now + self.keepalive_grace(state)  # still sending the last answer
                     continue
                 state.closed_by = "client_header_timeout"
