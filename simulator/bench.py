@@ -480,19 +480,20 @@ class BenchReport:
         return out
 
     def scaling_ceiling(self) -> float | None:
-        """The most `workers: N` could reach here against one process, on new connections (median of rounds).
+        """The most `workers: N` could reach here against one saturated process, on new connections (median of rounds).
 
-        Per round of one process: if each worker cost what that saturated process cost per connection, and
-        the load tool and the backend theirs, all cores busy would give cores / (sum of costs) connections/s,
-        or N / (lbsim's cost) if lbsim got fewer cores than that. Kernel time nobody is charged for is left
-        out, so the true ceiling is lower still.
+        Per round of one process: if each worker cost what that process cost per connection, and the load tool
+        and the backend theirs, all cores busy would give cores / (sum of costs) connections/s, or N / (lbsim's
+        cost) if lbsim got fewer cores than that. The base is one process at a whole core (1 / its cost), not its
+        measured rate, so a round slowed by something else on the machine cannot lift the ceiling above N.
+        Kernel time nobody is charged for is left out, so the true ceiling is lower still.
         """
         cores = self.machine.get("cpus") or 1
         ceilings = []
         for s in self.samples:
             if s.target == "lbsim" and s.figure == "new_connections" and s.requests and s.cpu_s:
                 lbsim, others = s.cpu_s / s.requests, (s.client_cpu_s + s.backend_cpu_s) / s.requests
-                ceilings.append(min(cores / (lbsim + others), self.workers / lbsim) / s.requests_per_s)
+                ceilings.append(min(cores / (lbsim + others), self.workers / lbsim) * lbsim)
         return round(statistics.median(ceilings), 3) if self.workers > 1 and ceilings else None
 
     def ratios(self) -> list[dict[str, Any]]:
