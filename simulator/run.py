@@ -162,14 +162,23 @@ def listeners_section(lab: Any) -> list[dict[str, Any]]:
 
 
 def traffic_section(lab: Any) -> dict[str, Any]:
-    comparison = lab.traffic_comparison()
+    """The lab's traffic totals and the three-way comparison. A lab where no listener can carry the comparison
+    (only mutual listeners and no client certificate) still gets its report: `skipped` says why."""
+    skipped = None
+    try:
+        comparison = lab.traffic_comparison()
+    except AssertionError as e:
+        comparison, skipped = [], str(e)
     lab.wait_log_settled()
     names = {lab.port(n): n for n in lab.config_listeners()}
     summary = lab.running.lab.ledger.summary()
     for row in summary:
         row["listener"] = names.get(row["listener_port"], "(created by a scenario)")
     summary.sort(key=lambda row: row["listener_port"] not in names)  # the configured listeners first
-    return {"listeners": summary, "comparison": comparison}
+    out: dict[str, Any] = {"listeners": summary, "comparison": comparison}
+    if skipped:
+        out["skipped"] = skipped
+    return out
 
 
 def matrix_failures(listeners: list[dict[str, Any]]) -> list[str]:
@@ -321,9 +330,12 @@ def render(report: dict[str, Any]) -> Doc:
     doc.h(2, "Traffic: wire against billed")
     doc.p("The same requests sent three ways through one listener. Wire = every TLS byte both ways; billed = what "
           "the vendor's model bills (docs/metering.md).")
-    doc.table(["case", "listener", "model", "connections", "requests", "wire bytes", "billed bytes", "wire / billed"],
-              [[c["case"], c["listener"], c["billing_model"], c["connections"], c["requests"], c["wire_bytes"],
-                c["billed_bytes"], c["ratio"]] for c in report["traffic"]["comparison"]])
+    if report["traffic"].get("skipped"):
+        doc.p(f"**Comparison skipped:** {report['traffic']['skipped']}")
+    else:
+        doc.table(["case", "listener", "model", "connections", "requests", "wire bytes", "billed bytes", "wire / billed"],
+                  [[c["case"], c["listener"], c["billing_model"], c["connections"], c["requests"], c["wire_bytes"],
+                    c["billed_bytes"], c["ratio"]] for c in report["traffic"]["comparison"]])
     doc.p("Everything the lab carried during the run, per listener (probes and scenarios included):")
     doc.table(["listener", "port", "model", "connections", "full / resumed / failed handshakes", "requests", "wire in",
                "wire out", "billed", "overhead %"],

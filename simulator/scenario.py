@@ -751,26 +751,45 @@ class ScenarioLab:
                 self.shared.traffic = self._traffic_comparison(listener, requests, size)
             return self.shared.traffic
 
+    def traffic_listener(self) -> tuple[str, Credentials | None]:
+        """The configured listener the traffic comparison uses, and the client it needs: a one-way listener
+        first, else a mutual one this session has a trusted client for (or that makes the certificate optional).
+        Raises AssertionError naming what is missing when no listener can serve the comparison."""
+        specs = self.running.config.listeners
+        for spec in specs:
+            if not spec.mutual:
+                return spec.name, None
+        for spec in specs:
+            if spec.ssl_verify_client != "on":
+                return spec.name, None
+            creds = self.trusted_client(spec.name)
+            if creds is not None:
+                return spec.name, creds
+        raise AssertionError(
+            "the traffic comparison needs a one-way listener, or a mutual listener and a client certificate from "
+            f"its CA; this lab has only mutual listeners ({', '.join(s.name for s in specs) or 'none'}) and the "
+            "session no client certificate: pass --lbsim-client-cert/--lbsim-client-key (lbsim run --client-cert/--client-key)")
+
     def _traffic_comparison(self, listener: str | None, n: int, size: int) -> list[dict[str, Any]]:
         if listener is None:
-            one_way = [l.name for l in self.running.config.listeners if not l.mutual]
-            assert one_way, "the traffic comparison needs a one-way listener"
-            listener = one_way[0]
+            listener, creds = self.traffic_listener()
+        else:
+            creds = self.client_for(listener)
         path = f"/traffic?size={size}"
         get = f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode()
         cases: dict[str, list[Any]] = {}
-        with self.connection(listener, verify=False) as conn:
+        with self.connection(listener, client=creds, verify=False) as conn:
             last = None
             for _ in range(n):
                 last = conn.request(path)
-                assert last.status == 200
+                assert last.status == 200, f"{listener}: {last.status} {last.body[:200]!r}"
         cases["keep-alive: 1 connection"] = [last]
-        fresh = [self.probe(listener, http_request=get) for _ in range(n)]
+        fresh = [self.probe(listener, client=creds, http_request=get) for _ in range(n)]
         cases["new connection per request"] = fresh
-        first = self.probe(listener, http_request=get)
+        first = self.probe(listener, client=creds, http_request=get)
         resumed = [first]
         for _ in range(n - 1):
-            resumed.append(self.probe(listener, http_request=get, session=resumed[-1].session))
+            resumed.append(self.probe(listener, client=creds, http_request=get, session=resumed[-1].session))
         cases["new connection per request, session resumed"] = resumed
         assert all(r.ok for r in fresh + resumed), [r.error for r in fresh + resumed if not r.ok]
         out = []

@@ -201,3 +201,54 @@ def test_the_resumption_scenarios_pass_with_two_workers(tmp_path: Path) -> None:
     resumed_by = {r.get("worker", 0) for r in records if r["resumed"]}
     assert resumed_by == {0, 1}, f"resumptions served by workers {resumed_by}: both must resume"
     assert "lbsim-worker" not in proc.stderr  # the workers take worker 0's log levels (mitmproxy quiet)
+
+
+def write_mutual_lab(folder: Path) -> tuple[Path, Path, Path]:
+    """A YAML lab with only a mutual listener (the seed's financial users), its own client CA, and a client
+    certificate from that CA: (lab.yaml, client.pem, client.key)."""
+    pki = LabPKI()
+    issued = pki.server("localhost", "127.0.0.1")
+    client = pki.client("finance-app")
+    files = {"site.pem": issued.chain_pem, "site.key": issued.key_pem, "client-ca.pem": pki.ca_pem,
+             "client.pem": client.chain_pem, "client.key": client.key_pem}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    lab = {
+        "profile": "aliyun-slb",
+        "certificates": [{"name": "site", "cert": "site.pem", "key": "site.key"},
+                         {"name": "clients", "type": "ca", "cert": "client-ca.pem"}],
+        "backends": [{"name": "app", "port": 0}],
+        "listeners": [{"name": "bank", "port": 0, "server_certificate": "site", "ca_certificate": "clients",
+                       "tls_policy": "tls_cipher_policy_1_2_strict", "backend_servers": ["app"]}],
+    }
+    path = folder / "lab.yaml"
+    path.write_text(yaml.safe_dump(lab))
+    return path, folder / "client.pem", folder / "client.key"
+
+
+def test_run_on_a_mutual_only_lab_writes_the_full_report(tmp_path: Path) -> None:
+    """No one-way listener: with the lab's client certificate the traffic comparison goes through the mutual
+    listener; without one the report is still written and says why the comparison was skipped."""
+    config, cert, key = write_mutual_lab(tmp_path)
+    out = tmp_path / "with-client"
+    proc = lbsim("run", "-c", str(config), "--out", str(out), "--client-cert", str(cert), "--client-key", str(key),
+                 "-k", "traffic", "-q", cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["summary"]["passed"] == 2 and report["summary"]["failed"] == 0, report["scenarios"]
+    cases = {c["case"]: c for c in report["traffic"]["comparison"]}
+    assert len(cases) == 3 and {c["listener"] for c in cases.values()} == {"bank"}
+    assert cases["new connection per request"]["ratio"] > cases["keep-alive: 1 connection"]["ratio"]
+    assert "skipped" not in report["traffic"]
+    assert report["listeners"][0]["tls_matrix"]["match"] is True
+
+    out = tmp_path / "without-client"
+    proc = lbsim("run", "-c", str(config), "--out", str(out), "-k", "new_connections", "-q", cwd=tmp_path, timeout=300)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for name in ("report.json", "report.md", "junit.xml", "connections.jsonl", "traffic.csv"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "report.json").read_text())
+    assert report["traffic"]["comparison"] == [] and "--client-cert" in report["traffic"]["skipped"]
+    assert [s["outcome"] for s in report["scenarios"]] == ["failed"]
+    assert "needs a one-way listener, or a mutual listener" in report["scenarios"][0]["message"]
+    assert "**Comparison skipped:**" in (out / "report.md").read_text()
