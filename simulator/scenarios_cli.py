@@ -20,7 +20,7 @@ from simulator.config import MAX_WORKERS
 def pytest_args(args: argparse.Namespace) -> list[str]:
     from simulator.run import suite_dir
 
-    paths, extra = split_paths(args.paths)
+    paths, extra = list(args.paths), list(getattr(args, "pytest_options", []))
     out = [str(Path(p)) for p in paths] or [str(suite_dir())]
     if args.junit:
         out.append(f"--junitxml={args.junit}")
@@ -39,18 +39,27 @@ def pytest_args(args: argparse.Namespace) -> list[str]:
     return out + extra
 
 
-def split_paths(values: list[str]) -> tuple[list[str], list[str]]:
-    """argparse puts what follows `--` among the paths: the first option-like item starts pytest's own."""
-    for i, value in enumerate(values):
-        if value.startswith("-"):
-            return values[:i], values[i:]
-    return list(values), []
+class _PytestPassthroughParser(argparse.ArgumentParser):
+    """Everything after the first `--` goes to pytest untouched, wherever the paths and our options stand.
+
+    (Plain argparse consumes the `nargs="*"` paths at their first run, so `PATH --junit F -- -x` would leave
+    `-x` unrecognised.)"""
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        args = list(args) if args is not None else []
+        extra: list[str] = []
+        if "--" in args:
+            cut = args.index("--")
+            args, extra = args[:cut], args[cut + 1:]
+        namespace, rest = super().parse_known_args(args, namespace)
+        namespace.pytest_options = extra
+        return namespace, rest
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     import pytest
 
-    return int(pytest.main(pytest_args(args), plugins=_plugin_for(split_paths(args.paths)[0])))
+    return int(pytest.main(pytest_args(args), plugins=_plugin_for(args.paths)))
 
 
 def _plugin_for(paths: list[str]) -> list[Any]:
@@ -81,7 +90,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     import pytest
 
     lister = _Lister()
-    code = pytest.main([*pytest_args(args), "--collect-only"], plugins=[lister, *_plugin_for(split_paths(args.paths)[0])])
+    code = pytest.main([*pytest_args(args), "--collect-only"], plugins=[lister, *_plugin_for(args.paths)])
     width = max((len(name) for name, _ in lister.rows), default=0)
     for name, statement in lister.rows:
         print(f"{name:<{width}}  {statement}")
@@ -91,12 +100,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("scenarios", help="run scenario scripts (pytest) against a lab",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = p.add_subparsers(dest="scenarios_command", metavar="SUBCOMMAND", required=True)
+    commands = p.add_subparsers(dest="scenarios_command", metavar="SUBCOMMAND", required=True,
+                                parser_class=_PytestPassthroughParser)
     for name, func, help_text in (("run", cmd_run, "run scenario files (default: the built-in suite)"),
                                   ("list", cmd_list, "list scenarios and the seed statement each checks")):
         c = commands.add_parser(name, help=help_text)
         c.add_argument("paths", nargs="*", metavar="PATH",
-                       help="scenario files or folders (default: the built-in suite); after --, pytest options")
+                       help="scenario files or folders (default: the built-in suite); after --: pytest options")
         c.add_argument("--junit", help="write JUnit XML here")
         c.add_argument("-k", help="pytest -k expression")
         c.add_argument("-c", "--config", help="lab YAML the scenarios run against (default: the built-in default lab)")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import json
 import re
 import subprocess
@@ -252,3 +253,46 @@ def test_run_on_a_mutual_only_lab_writes_the_full_report(tmp_path: Path) -> None
     assert [s["outcome"] for s in report["scenarios"]] == ["failed"]
     assert "needs a one-way listener, or a mutual listener" in report["scenarios"][0]["message"]
     assert "**Comparison skipped:**" in (out / "report.md").read_text()
+
+
+def test_scenarios_run_the_documented_order_on_a_yaml_mutual_lab(tmp_path: Path) -> None:
+    """`lbsim scenarios run PATH -c LAB --client-cert C --client-key K --junit FILE -- PYTEST-OPTIONS`: the
+    usage order the README documents. The mutual matrix needs the session's client certificate (without it,
+    the `valid` row cannot be probed and the scenario fails), and `-k` after `--` reaches pytest."""
+    config, cert, key = write_mutual_lab(tmp_path)
+    junit = tmp_path / "junit.xml"
+    proc = lbsim("scenarios", "run", str(ROOT / "scenarios"), "-c", str(config), "--client-cert", str(cert),
+                 "--client-key", str(key), "--junit", str(junit), "--", "-k", "mutual_matrix or balances", "-p",
+                 "no:cacheprovider", cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert {c.get("name") for c in suite.iter("testcase")} == {
+        "test_mutual_matrix[bank]", "test_https_listener_balances_requests_over_backends[bank]"}
+    assert suite.get("failures") == "0" and suite.get("errors") == "0"
+
+    # The same without the client certificate: the matrix cannot show the trusted client getting in.
+    proc = lbsim("scenarios", "run", str(ROOT / "scenarios"), "-c", str(config), "--", "-k", "mutual_matrix",
+                 cwd=tmp_path, timeout=300)
+    assert proc.returncode == 1 and "bank: no client certificate from its CA" in proc.stdout, proc.stdout[-3000:]
+
+
+def test_scenarios_list_names_each_scenario_and_its_statement(tmp_path: Path) -> None:
+    config, _, _ = write_mutual_lab(tmp_path)
+    # Documented order, options after the path, pytest's own after `--`; the lab from $LBSIM_LAB_CONFIG.
+    proc = subprocess.run([*LBSIM, "scenarios", "list", str(ROOT / "scenarios"), "--junit", str(tmp_path / "j.xml"),
+                           "--", "-k", "mutual_matrix or new_connections"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "LBSIM_LAB_CONFIG": str(config)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = dict(line.split(None, 1) for line in proc.stdout.strip().splitlines())
+    matrix = "test_mutual_refuses_clients_without_valid_certificate.py::test_mutual_matrix[bank]"  # the YAML's listener
+    traffic = "test_actual_traffic_exceeds_billed.py::test_new_connections_consume_more_traffic"
+    assert set(rows) == {matrix, traffic}, rows
+    assert rows[traffic] == "Many new connections consume more traffic (aliyun notes)"
+    assert "client" in rows[matrix]
+    # The whole built-in suite on the default lab: every scenario with its seed statement.
+    proc = lbsim("scenarios", "list", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) >= 60 and all(len(line.split(None, 1)) == 2 for line in lines), lines
+    assert any(line.startswith("test_mutual_refuses_clients_without_valid_certificate.py::test_mutual_matrix[aliyun-mutual] ")
+               for line in lines)
