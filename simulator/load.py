@@ -23,6 +23,7 @@ Results directory (`--out`):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime
 import json
@@ -32,6 +33,7 @@ import resource
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -53,6 +55,7 @@ PROFILES = ("keepalive", "new_connections", "mutual", "resumption", "mixed", "ke
 # The listener each profile targets in the default lab unless --listener says otherwise.
 DEFAULT_LISTENER = {"mutual": "aliyun-mutual"}
 LOCUST_PREFIX = "locust"  # Locust's --csv prefix inside locust/
+MASTER_BIND_ATTEMPTS = 3  # --processes: fresh master ports to try if one is taken before Locust binds it
 HANDSHAKE_ROWS = ("handshake full", "handshake resumed", "handshake rejected", "handshake failed")
 
 
@@ -402,6 +405,39 @@ def locustfile_for(profile: str) -> Path:
     return candidate
 
 
+def free_loopback_port() -> int:
+    """A port free on 127.0.0.1 now, for this run's Locust master."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def master_args(port: int) -> list[str]:
+    """The Locust master on loopback and a port of this run's own. Locust's default is *:5557 on every
+    interface: two runs at once would collide, or one run's forked workers would join the other's master."""
+    return ["--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+            "--master-host", "127.0.0.1", "--master-port", str(port)]
+
+
+def master_bind_failed(log: Path) -> bool:
+    return log.exists() and "Socket bind failure" in log.read_text(errors="replace")
+
+
+def run_locust(cmd: list[str], log_path: Path, env: dict[str, str], timeout: float) -> int:
+    """Locust in a session of its own; afterwards nothing of it is left (a master that failed leaves its
+    forked workers waiting for it)."""
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            exit_code = proc.wait(timeout)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            os.killpg(proc.pid, signal.SIGTERM)
+            exit_code = proc.wait(30)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    return exit_code
+
+
 def parse_duration(text: str) -> float:
     """'30', '30s', '2m', '1h30m' -> seconds (Locust's --run-time syntax)."""
     if re.fullmatch(r"\d+(\.\d+)?", text):
@@ -464,23 +500,25 @@ def run_load(args: argparse.Namespace) -> dict[str, Any]:
                "--only-summary", "--pki", str(pki), "--client-log", str(out / "client"), *target_args]
         if api:
             cmd += ["--lab-api", api]
-        if args.processes and args.processes > 1:
+        distributed = bool(args.processes and args.processes > 1)
+        if distributed:
             cmd += ["--processes", str(args.processes)]
         cmd += locust_args(args.arg or [])
         env = dict(os.environ)
         pin_groups(env)
         env.setdefault("PYTHONUNBUFFERED", "1")
 
-        started = time.time()
         sampler = CpuSampler(lab.proc.pid) if lab else None
-        usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        with (out / "locust" / "locust.log").open("w") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-            try:
-                exit_code = proc.wait(duration + args.stop_timeout + 120)
-            except (subprocess.TimeoutExpired, KeyboardInterrupt):
-                os.killpg(proc.pid, signal.SIGTERM)
-                exit_code = proc.wait(30)
+        for attempt in range(MASTER_BIND_ATTEMPTS if distributed else 1):
+            if attempt:  # another process took the master port between our probe and Locust's bind
+                shutil.rmtree(out / "client", ignore_errors=True)
+            run_cmd = cmd + master_args(free_loopback_port()) if distributed else cmd
+            started = time.time()
+            usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            exit_code = run_locust(run_cmd, out / "locust" / "locust.log", env, duration + args.stop_timeout + 120)
+            if not (distributed and exit_code != 0 and master_bind_failed(out / "locust" / "locust.log")):
+                break
+        cmd = run_cmd
         wall = time.time() - started
         usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         locust_cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)

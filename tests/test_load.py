@@ -13,13 +13,16 @@ Wall time about 45-55 s on 2 shared cores.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import copy
 import csv
 import io
 import json
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -217,13 +220,87 @@ def test_load_starts_its_own_lab_and_writes_the_results_directory(tmp_path: Path
     assert "stopping lab" in (tmp_path / "lab" / "up.log").read_text()  # stopped cleanly, not killed
 
 
-def test_distributed_locust_with_two_worker_processes(lab_process: load.LabProcess, tmp_path: Path) -> None:
-    code, report, printed = run(tmp_path, "resumption", "--api", lab_process.api, "--processes", "2", users=4)
+def test_two_distributed_runs_at_once_each_get_their_own_loopback_master(lab_process: load.LabProcess, tmp_path: Path) -> None:
+    """Two `--processes 2` runs side by side, with Locust's default master port 5557 taken meanwhile:
+    each master binds 127.0.0.1 on a port of its own, and each run's workers join their own master."""
+    blocker = socket.socket()
+    with contextlib.suppress(OSError):  # taken already (by another suite) proves the same
+        blocker.bind(("0.0.0.0", 5557))
+        blocker.listen()
+    outs = {name: tmp_path / name for name in ("aliyun-one-way", "tencent-one-way")}  # one listener each: no shared log
+    with blocker, concurrent.futures.ThreadPoolExecutor(2) as pool:
+        runs = {name: pool.submit(run, out, "resumption", "--api", lab_process.api, "--listener", name,
+                                  "--processes", "2", users=4, cli=True) for name, out in outs.items()}
+        results = {name: future.result() for name, future in runs.items()}
+    masters = set()
+    for name, (code, report, printed) in results.items():
+        assert_agrees(code, report, outs[name], printed)
+        roles = sorted(p["role"] for p in report["cpu"]["locust_processes"])
+        assert roles == ["MasterRunner", "WorkerRunner", "WorkerRunner"]
+        assert len(list((outs[name] / "client").glob("client-*.jsonl"))) == 2  # each worker wrote its own records
+        command = report["command"]
+        option = lambda flag: command[command.index(flag) + 1]  # noqa: E731
+        assert option("--master-bind-host") == option("--master-host") == "127.0.0.1"
+        assert option("--master-bind-port") == option("--master-port") != "5557"
+        masters.add(option("--master-port"))
+    assert len(masters) == 2
+
+
+def test_a_master_port_taken_before_locust_binds_it_is_replaced(
+        lab_process: load.LabProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The free port is probed before Locust binds it; if another process takes it meanwhile, the master
+    fails to bind and the run is retried on a fresh port instead of failing."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        blocked = taken.getsockname()[1]
+        ports = iter([blocked])
+        real = load.free_loopback_port
+        monkeypatch.setattr(load, "free_loopback_port", lambda: next(ports, None) or real())
+        code, report, printed = run(tmp_path, "keepalive", "--api", lab_process.api, "--processes", "2", users=2)
     assert_agrees(code, report, tmp_path, printed)
-    roles = sorted(p["role"] for p in report["cpu"]["locust_processes"])
-    assert roles == ["MasterRunner", "WorkerRunner", "WorkerRunner"]
-    pids = {p.name for p in (tmp_path / "client").glob("client-*.jsonl")}
-    assert len(pids) == 2  # each worker wrote its own client records
+    command = report["command"]
+    assert command[command.index("--master-port") + 1] != str(blocked)  # the second port probed
+
+
+def test_manual_master_and_workers_with_a_shipped_profile(lab_process: load.LabProcess, tmp_path: Path) -> None:
+    """docs/load.md's master + workers by hand: plain `locust -f` with a shipped profile, the listener by
+    name through --lab-api, every lbsim argument given to the master only. The workers run from a
+    directory without lbsim-out/pki, so they can only verify the listener with the master's --pki."""
+    port = load.free_loopback_port()
+    profile = str(REPO / "scenarios" / "load" / "new_connections.py")
+    locust = [sys.executable, "-m", "locust", "-f", profile]
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    started = time.time()
+    master = subprocess.Popen(
+        [*locust, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+         "--headless", "-u", "4", "-r", "4", "-t", "2s", "--expect-workers", "2", "--stop-timeout", "5",
+         "--csv", str(tmp_path / "locust" / "locust"), "--lab-api", lab_process.api, "--listener", "aliyun-one-way",
+         "--pki", str(_lab_dir / "pki"), "--client-log", str(tmp_path / "client")],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    workers = [subprocess.Popen([*locust, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
+                                cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for _ in range(2)]
+    try:
+        output = master.communicate(timeout=90)[0]
+        worker_output = [w.communicate(timeout=30)[0] for w in workers]
+    finally:
+        for proc in (master, *workers):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert master.returncode == 0, output[-3000:]
+    assert all(w.returncode == 0 for w in workers), worker_output
+    assert len(list((tmp_path / "client").glob("client-*.jsonl"))) == 2  # the master's --client-log reached both
+    listener = load.listener_port(lab_process.api, "aliyun-one-way")
+    load.wait_logged(lab_process.api)
+    lb = load.api_connections(lab_process.api, listener, started)
+    rows = load.locust_rows(tmp_path / "locust" / "locust_stats.csv")
+    clients = load.read_jsonl(sorted((tmp_path / "client").glob("client-*.jsonl")))
+    checks = load.agreement(rows, clients, lb, listener)
+    assert checks["ok"], json.dumps(checks, indent=1)
+    assert checks["handshakes"]["locust"]["handshake full"] == len(clients) > 4
 
 
 # ---- the lean client on its own ---------------------------------------------------------------------------------------
