@@ -202,6 +202,59 @@ def test_fasthttp_baseline_keeps_connections_alive_and_verifies_the_listener(lab
     assert len(records) == 2 and sum(r["requests"] for r in records) == report["locust"]["requests"] > 2
 
 
+# ---- custom TLS arguments ---------------------------------------------------------------------------------------------
+
+
+def test_client_cert_and_key_arguments_present_that_certificate(lab_process: load.LabProcess, tmp_path: Path) -> None:
+    """--client-cert/--client-key replace the PKI's valid client: given the expired one (copied under
+    other names, so neither the PKI default nor a key beside the certificate could stand in), every
+    handshake is refused by the listener, each counted as a failure, and the run fails."""
+    pki = _lab_dir / "pki"
+    cert, key = tmp_path / "mine" / "expired-cert.pem", tmp_path / "mine" / "expired-key.pem"
+    cert.parent.mkdir()
+    cert.write_bytes((pki / "client-expired.pem").read_bytes())
+    key.write_bytes((pki / "client-expired.key").read_bytes())
+    out = tmp_path / "out"
+    code, report, printed = run(out, "mutual", "--api", lab_process.api, "-a", f"client-cert={cert}",
+                                "-a", f"client-key={key}", "-a", "invalid-share=0", "-a", "tls-version=TLSv1.2", users=2)
+    assert code == 1 and not report["checks"]["ok"], printed
+    records = lb_log(out)
+    assert len(records) >= 4 and {r["tls_verify_status"] for r in records} == {"Failed:ClientCertExpired"}
+    assert all(r["requests"] == 0 for r in records)
+    rows = csv_rows(out)
+    failed = rows[("TLS", "handshake failed")]
+    assert int(failed["Request Count"]) == int(failed["Failure Count"]) == len(records)  # every one counted
+    assert ("TLS", "handshake full") not in rows and ("GET", "/load") not in rows
+    assert report["checks"]["handshakes"]["locust_handshake_failures"] == len(records)
+    assert "DIFFER" in printed
+
+
+def test_tls13_ciphersuites_argument_pins_the_suite(lab_process: load.LabProcess, tmp_path: Path) -> None:
+    suite = "TLS_CHACHA20_POLY1305_SHA256"  # not the suite OpenSSL prefers (AES-256-GCM), so only the argument gives it
+    code, report, printed = run(tmp_path, "keepalive", "--api", lab_process.api, "--listener", "tencent-one-way",
+                                "-a", "tls-version=TLSv1.3",
+                                "-a", f"tls13-ciphersuites={suite}", users=2)
+    records = assert_agrees(code, report, tmp_path, printed)
+    assert {(r["tls_protocol"], r["tls_cipher"]) for r in records} == {("TLSv1.3", suite)}
+
+
+def test_no_tickets_resumes_tls12_by_session_id(lab_process: load.LabProcess, tmp_path: Path) -> None:
+    code, report, printed = run(tmp_path, "resumption", "--api", lab_process.api, "-a", "tls-version=TLSv1.2",
+                                "-a", "no-tickets", "-a", "full-every=3", users=2)
+    records = assert_agrees(code, report, tmp_path, printed)
+    assert sum(r["resumed"] for r in records) >= 2  # resumed all the same: by session ID
+    # No ticket was issued: a full handshake with tickets receives a NewSessionTicket message more.
+    clients = load.read_jsonl(sorted((tmp_path / "client").glob("client-*.jsonl")))
+    without = {c["handshake_received"] for c in clients if c["outcome"] == "ok" and not c["resumed"]}
+    port = report["lab"]["port"]
+    with_tickets = TlsConnection(Target.parse(f"https://localhost:{port}"),
+                                 client_context(TlsOptions(cafile=str(_lab_dir / "pki" / "ca.pem"), version="TLSv1.2")))
+    with_tickets.connect()
+    with_tickets.close()
+    assert not with_tickets.record.resumed and len(without) == 1
+    assert with_tickets.record.handshake_received - without.pop() > 100
+
+
 # ---- the wrapper's own lab, distributed Locust ----------------------------------------------------------------------
 
 

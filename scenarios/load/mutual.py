@@ -1,7 +1,7 @@
 """Mutual TLS: clients present certificates to a mutual listener, a share of them invalid on purpose.
 
     locust -f scenarios/load/mutual.py --lab-api http://127.0.0.1:PORT --listener aliyun-mutual --invalid-share 0.25
-    lbsim load mutual --users 10 --duration 30s -- --invalid-share 0.25
+    lbsim load mutual --users 10 --duration 30s -a invalid-share=0.25
 
 Each task is one new connection and one request. A deterministic `--invalid-share` of connections
 presents an invalid certificate (cycling through `--invalid-kinds`: untrusted, expired, not_yet_valid,
