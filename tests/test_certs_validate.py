@@ -134,9 +134,6 @@ def _der() -> bytes:
 
 
 @pytest.mark.parametrize("content, looks_like", [
-    (b"", "empty"),
-    (b"  \n\t\n", "empty"),
-    (None, "empty"),
     ("der", "der"),
     ("base64", "base64"),
     (b"hello, this is not a certificate", "garbage"),
@@ -362,8 +359,8 @@ def test_leaf_must_come_first(profile: str) -> None:
 
 
 def test_unrelated_certificate_in_chain(profile: str) -> None:
-    stranger = make_cert("stranger ca", rsa_key(2048, 2), ca=True)
-    only(check(profile, "server", cert_pem(server(), stranger), good_key()), "ChainOrder")
+    stranger = make_cert("stranger.example", rsa_key(2048, 2))  # not a CA: it cannot be an ancestor
+    assert "unrelated" in only(check(profile, "server", cert_pem(server(), stranger), good_key()), "ChainOrder").message
 
 
 def test_repeated_certificate_in_chain(profile: str) -> None:
@@ -386,6 +383,17 @@ def test_missing_intermediate_is_a_warning(profile: str) -> None:
     assert not strict.ok and strict.errors[0].code == "IntermediateMissing"
 
 
+def test_missing_intermediate_between_leaf_and_root(profile: str) -> None:
+    """Leaf + root without the intermediate: a gap, the same warning as a lone leaf (not a ChainOrder
+    error whose "reorder the chain" hint cannot fix it)."""
+    result = check(profile, "server", cert_pem(server(), root()[0]), good_key())
+    finding = only(result, "IntermediateMissing", "warning")
+    assert finding.message.lower().startswith("intermediate certificate missing")
+    assert "CN=lab intermediate" in finding.message and "intermediate" in finding.hint
+    assert result.ok
+    assert not check(profile, "server", cert_pem(server(), root()[0]), good_key(), strict=True).ok
+
+
 def test_self_signed_leaf_needs_no_intermediate(profile: str) -> None:
     leaf = make_cert("self", rsa_key())
     assert check(profile, "server", cert_pem(leaf), good_key()).findings == []
@@ -403,6 +411,15 @@ def test_key_without_a_certificate(profile: str) -> None:
     assert codes(result) == ["UnexpectedPrivateKey", "MissingCertificate"]
     if profile == "aliyun-slb":
         assert result.findings[1].message.startswith("No certificate chain is found in the certificate content")
+
+
+@pytest.mark.parametrize("empty", [b"", b"  \n\t\n", "", None])
+def test_key_with_an_empty_certificate_field(profile: str, empty: Any) -> None:
+    finding = only(check(profile, "server", empty, good_key()), "MissingCertificate")
+    assert finding.field == "cert" and "empty" in finding.message
+    assert "DER" not in finding.hint and "BEGIN CERTIFICATE" in finding.hint
+    if profile == "aliyun-slb":
+        assert finding.message.startswith("No certificate chain is found in the certificate content")
 
 
 def test_key_pasted_into_the_certificate_field(profile: str) -> None:

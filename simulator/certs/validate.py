@@ -362,6 +362,9 @@ def _blocks(data: bytes | str | None, field: str, out: _Findings) -> list[PemBlo
         text = read_field(data, field)
         if field == "key" and not text:
             return []
+        if not text:  # the vendor's "no certificate chain", not a format problem a DER conversion would fix
+            out.add("MissingCertificate", "the certificate field is empty", "cert")
+            return None
         return split_pem(text, field)
     except LbsimError as e:
         out.add_error(e)
@@ -468,17 +471,24 @@ def _server_rules(chain: list[x509.Certificate], metas: list[CertMeta], key: Any
 
 
 def _chain_rules(chain: list[x509.Certificate], metas: list[CertMeta], out: _Findings) -> None:
-    """Each certificate must be followed by its issuer, and the issuer's key must have signed it."""
+    """Each certificate must be followed by its issuer, and the issuer's key must have signed it.
+    An issuer absent from the chain, followed by a CA (leaf + root), is a gap: intermediate missing."""
     for i in range(len(chain) - 1):
         child, parent = chain[i], chain[i + 1]
         if metas[i].fingerprint_sha256 == metas[i + 1].fingerprint_sha256:
             out.add("ChainOrder", f"certificate {i + 2} repeats certificate {i + 1}", "cert")
             return
         if child.issuer != parent.subject:
+            present = any(c.subject == child.issuer for c in chain)
+            if not present and metas[i + 1].is_ca:
+                which = "the server certificate" if i == 0 else f"certificate {i + 1}"
+                out.add("IntermediateMissing", f"intermediate certificate missing: the issuer ({metas[i].issuer}) "
+                        f"of {which} is not in the chain; certificate {i + 2} ({metas[i + 1].subject}) comes "
+                        "after the gap", "cert")
+                continue
             detail = (f"certificate {i + 2} ({metas[i + 1].subject}) is not the issuer of certificate {i + 1} "
                       f"(issued by {metas[i].issuer})")
-            if any(c.subject == child.issuer for c in chain):
-                detail += "; the chain is out of order"
+            detail += "; the chain is out of order" if present else "; it is unrelated: remove it"
             out.add("ChainOrder", detail, "cert")
             return
         if not signed_by(child, parent):
