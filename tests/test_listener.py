@@ -126,12 +126,40 @@ def test_mutual_matrix(lab: RunningLab, listener: str, client: str | None, succe
         assert result.bytes_sent - record["traffic"]["client_to_lb"]["wire"] in (0, close_notify)
     else:
         assert record["traffic"]["client_to_lb"]["wire"] == result.bytes_sent
+    if client:
+        # Refused certificates are identified too (OpenSSL keeps none: the verify callback's copy is logged).
+        leaf = x509.load_pem_x509_certificates(pem(lab.files[f"client-{client}"]))[0]
+        assert record["client_cert_subject"] == leaf.subject.rfc4514_string()
+        assert record["client_cert_serial"] == format(leaf.serial_number, "X")
+        assert record["client_cert_validity"] == {"not_before": leaf.not_valid_before_utc.isoformat(),
+                                                  "not_after": leaf.not_valid_after_utc.isoformat()}
+        # A certificate is checked after ServerHello: the version is settled, and so is the cipher, though
+        # OpenSSL names a TLS 1.2 cipher only after the client's ChangeCipherSpec (neither side knows it here).
+        assert record["tls_protocol"] == version
+        assert record["tls_cipher"] == result.cipher and (result.cipher is not None or version == "TLSv1.2")
+    else:
+        assert record["client_cert_subject"] is record["client_cert_serial"] is record["client_cert_validity"] is None
+    if not succeeds:
+        # The real reason, in OpenSSL's words, not mitmproxy's advice about its own certificate.
+        assert "proxy" not in record["error"] and "127.0.0.1:9" not in record["error"]
+        reason = {None: "peer did not return a certificate", "untrusted": "unable to get local issuer certificate",
+                  "expired": "certificate has expired", "not_yet_valid": "certificate is not yet valid"}[client]
+        assert reason in record["error"], record["error"]
     if client == "valid":
         echo = json.loads(result.http_response.split(b"\r\n\r\n", 1)[1])
         received = {k.lower(): v for k, v in echo["headers"]}
-        assert "lbsim-client-valid" in received["x-forwarded-clientcert-subjectdn"]
+        leaf = x509.load_pem_x509_certificates(pem(lab.files["client-valid"]))[0]
+        issuer_ca = x509.load_pem_x509_certificates(pem(lab.files["client-ca"]))[0]
+        assert received["x-forwarded-clientcert-subjectdn"] == leaf.subject.rfc4514_string()
+        assert received["x-forwarded-clientcert-issuerdn"] == leaf.issuer.rfc4514_string() == issuer_ca.subject.rfc4514_string()
+        assert received["x-forwarded-clientcert-fingerprint"] == hashlib.sha1(leaf.public_bytes(Encoding.DER)).hexdigest()
         assert received["x-forwarded-clientcert-clientverify"] == "SUCCESS"
-        assert record["client_cert_subject"] and record["client_cert_serial"]
+    elif client is None and succeeds:  # optional mutual, no certificate: forwarded, marked unverified
+        echo = json.loads(result.http_response.split(b"\r\n\r\n", 1)[1])
+        received = {k.lower(): v for k, v in echo["headers"]}
+        assert received["x-forwarded-clientcert-clientverify"] == "NONE"
+        assert not {"x-forwarded-clientcert-subjectdn", "x-forwarded-clientcert-issuerdn",
+                    "x-forwarded-clientcert-fingerprint"} & received.keys()
 
 
 def test_session_resumes_within_ticket_lifetime_and_not_after(lab: RunningLab) -> None:

@@ -11,7 +11,7 @@ from typing import IO, Any
 from mitmproxy import connection
 from OpenSSL import SSL
 
-from simulator.metering import billing
+from simulator.metering import ConnectionMeter, billing
 from simulator.registry import ClientState, Registry
 
 
@@ -28,6 +28,17 @@ def connection_record(state: ClientState, client: connection.Client, time_scale:
     spec = state.version.spec
     conn = state.ssl_conn
     established = state.handshake_done is not None
+    # The client's leaf as the verify callback saw it: OpenSSL keeps no peer certificate when it refuses one.
+    peer = conn.get_peer_certificate(as_cryptography=True) if conn is not None else None
+    refused = getattr(conn, "lbsim_peer_cert", None) if conn is not None and peer is None else None
+    if refused is not None:
+        peer = refused.to_cryptography()
+    # A refused client certificate comes after ServerHello: version and cipher are settled by then.
+    negotiated = established or refused is not None
+    if not established:
+        status = state.verify_status or ("Failed:Timeout" if state.closed_by else "Failed:HandshakeIncomplete")
+    else:
+        status = state.verify_status or "Success"
     record: dict[str, Any] = {
         "time": iso(state.started),
         "client": f"{state.peer[0]}:{state.peer[1]}",
@@ -36,12 +47,12 @@ def connection_record(state: ClientState, client: connection.Client, time_scale:
         "profile": spec.profile,
         "billing_model": spec.billing_model,
         "sni": state.sni,
-        "tls_protocol": client.tls_version if established else None,
-        "tls_cipher": client.cipher if established else None,
+        "tls_protocol": client.tls_version if established else conn.get_protocol_version_name() if negotiated else None,
+        "tls_cipher": client.cipher if established else conn.get_cipher_name() if negotiated else None,
         "alpn": client.alpn.decode() if established and client.alpn else None,
         "tls_handshake_latency": round(state.handshake_done - state.started, 6) if established else None,
         "resumed": session_reused(conn) if established and conn is not None else None,
-        "tls_verify_status": state.verify_status or ("Failed:HandshakeIncomplete" if not established else "Success"),
+        "tls_verify_status": status,
         "client_cert_subject": None,
         "client_cert_serial": None,
         "client_cert_validity": None,
@@ -50,7 +61,6 @@ def connection_record(state: ClientState, client: connection.Client, time_scale:
         "closed_by": state.closed_by,
         "error": state.error,  # a failed handshake, or the first refused request / protocol error
     }
-    peer = conn.get_peer_certificate(as_cryptography=True) if conn is not None else None
     if peer is not None:
         record["client_cert_subject"] = peer.subject.rfc4514_string()
         record["client_cert_serial"] = format(peer.serial_number, "X")
@@ -59,6 +69,12 @@ def connection_record(state: ClientState, client: connection.Client, time_scale:
             "not_after": peer.not_valid_after_utc.isoformat(),
         }
     meter = getattr(conn, "meter", None)
+    if meter is None and conn is None and state.kernel_received:
+        # The client left before its ClientHello was whole (or sent one mitmproxy cannot parse): no TLS
+        # connection, so no meter; TlsTermination took the kernel's count of what it sent.
+        meter = ConnectionMeter()
+        meter.started_at = state.started
+        meter.handshake_error = state.error
     if meter is not None:
         # Bytes the kernel received that mitmproxy discarded after a failed handshake (see TlsTermination).
         if state.kernel_received > meter.in_wire:
@@ -77,6 +93,16 @@ class ConnectionLog:
         self.path = path
         self.ledger = ledger
         self._file: IO[str] | None = None
+        self._readers: dict[str, Any] = {}  # client id -> its asyncio reader, which keeps a reset's error
+
+    def load(self, loader: Any) -> None:
+        self.master = loader.master  # our lab's, not mitmproxy's process-wide ctx.master
+
+    def client_connected(self, client: connection.Client) -> None:
+        handler = self.master.addons.get("proxyserver").connections.get(client.id)
+        io = handler.transports.get(client) if handler else None
+        if io is not None and io.reader is not None:
+            self._readers[client.id] = io.reader
 
     def running(self) -> None:
         if self.path:
@@ -89,9 +115,13 @@ class ConnectionLog:
             self._file = None  # connections that close during shutdown are not written (no write after close)
 
     def client_disconnected(self, client: connection.Client) -> None:
+        reader = self._readers.pop(client.id, None)
         state = self.registry.clients.pop(client.id, None)
         if state is None:
             return
+        # mitmproxy treats a reset like a clean close; the reader still holds the ConnectionResetError.
+        if state.closed_by is None and reader is not None and isinstance(reader.exception(), ConnectionResetError):
+            state.closed_by = "client_reset"
         state.listener.connections -= 1
         if state.handshake_done is not None and state.ssl_conn is not None:
             # mitmproxy never calls SSL_shutdown; without the shutdown flags OpenSSL treats the closed

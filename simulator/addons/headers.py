@@ -48,11 +48,14 @@ class ForwardedHeaders:
 
 
 def client_certificate_fields(state: ClientState) -> dict[str, str]:
-    """Subject, issuer, SHA-1 fingerprint and verify result of the client's leaf certificate."""
-    fields = {"verify": "SUCCESS" if state.verify_status == "Success" else "NONE"}
+    """Subject, issuer, SHA-1 fingerprint and verify result of the client's leaf certificate.
+
+    The verify result reads like nginx's `$ssl_client_verify`: ``SUCCESS``, or ``NONE`` when an optional-mutual
+    client sent no certificate (a refused one never gets this far)."""
     cert = state.ssl_conn.get_peer_certificate() if state.ssl_conn else None
     if cert is None:
-        return fields
+        return {"verify": "NONE"}
+    fields = {"verify": "SUCCESS" if state.verify_status == "Success" else "NONE"}
     x509 = cert.to_cryptography()
     fields["subject"] = x509.subject.rfc4514_string()
     fields["issuer"] = x509.issuer.rfc4514_string()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from typing import Any
 
 from mitmproxy import connection
@@ -22,12 +23,15 @@ from OpenSSL import SSL
 
 from simulator.addons.limits import LimitedHttpLayer, error_recorder
 from simulator.metering import MeteredConnection, tcpinfo
-from simulator.policies.context import tls_verify_status
+from simulator.policies.context import handshake_failure_reason, tls_verify_status
 from simulator.registry import ClientState, Registry
 
 logger = logging.getLogger(__name__)
 LINGER = 0.1  # seconds a failed handshake's connection stays open after its alert
 ERROR_SNIPPET = 32  # bytes of an unparseable ClientHello kept in the connection log's error (as hex)
+TCP_CLOSE = 7  # Linux TCP state: before we close, only a reset from the client puts the socket there
+# mitmproxy wraps handshake errors in advice about its own certificate, naming lbsim's dummy upstream.
+_MITM_ADVICE = re.compile(r"The client (?:may not|does not) trust the proxy's certificate for .*? \((.*)\)$", re.S)
 
 # What nginx (and so the vendors' layer-7 listeners) answers plain HTTP sent to an HTTPS port.
 PLAIN_HTTP_400 = (
@@ -42,6 +46,22 @@ def short_error(error: str | None) -> str | None:
     if not sep or len(hexdata) <= 2 * ERROR_SNIPPET:
         return error
     return f"{head}Cannot parse ClientHello: {hexdata[:2 * ERROR_SNIPPET]}... ({len(hexdata) // 2} bytes)"
+
+
+def mitmproxy_reason(error: str | None) -> str | None:
+    """mitmproxy's handshake error text without its advice about the proxy's certificate."""
+    text = error or ""
+    if text in ("connection closed", "connection closed early") or text.startswith("The client disconnected"):
+        return "the client closed the connection during the handshake"
+    if m := _MITM_ADVICE.match(text):
+        return m.group(1)
+    return short_error(text) or None
+
+
+def drop_handshake_advice(record: logging.LogRecord) -> bool:
+    """mitmproxy logs every refused client as a WARNING blaming its own certificate and naming lbsim's dummy
+    upstream: drop it. TlsTermination logs one accurate line instead, and the connection log has the record."""
+    return not (isinstance(record.msg, str) and record.msg.startswith("Client TLS handshake failed."))
 
 
 def shorten_client_hello_hex(record: logging.LogRecord) -> bool:
@@ -98,7 +118,9 @@ class TlsTermination:
     def load(self, loader: Any) -> None:
         # Our own lab's master: mitmproxy's `ctx.master` is a process-wide global the newest lab overwrites.
         self.master = loader.master
-        logging.getLogger("mitmproxy.proxy.server").addFilter(shorten_client_hello_hex)
+        server_log = logging.getLogger("mitmproxy.proxy.server")
+        server_log.addFilter(drop_handshake_advice)
+        server_log.addFilter(shorten_client_hello_hex)
 
     def client_connected(self, client: connection.Client) -> None:
         listener = self.registry.by_mode(client.proxy_mode.full_spec)
@@ -150,21 +172,42 @@ class TlsTermination:
         state = self.registry.clients.get(data.context.client.id)
         if state is None:
             return
-        state.error = short_error(data.conn.error)
-        if data.ssl_conn is None:
-            # OpenSSL never saw a ClientHello: mitmproxy's own parser refused it, or the client left first.
-            # Either way there is no alert to send.
-            if (data.conn.error or "").startswith("Cannot parse ClientHello"):
-                state.verify_status = "Failed:MalformedClientHello"
-            elif "disconnected" in (data.conn.error or ""):
-                state.verify_status = "Failed:ConnectionClosed"
+        try:
+            if data.ssl_conn is None:
+                self._failed_before_openssl(state, data)
             else:
-                state.verify_status = tls_verify_status(None, data.conn.error or "handshake failed")
-            return
+                await self._failed_in_openssl(state, data)
+        finally:
+            if state.closed_by:  # the listener cut the handshake (client header timeout), not the client
+                state.verify_status = "Failed:Timeout"
+                state.error = f"handshake not complete within the listener's {state.closed_by}"
+            logger.info("%s: client %s:%s refused: %s (%s)", state.listener.name, *state.peer[:2],
+                        state.verify_status, state.error)
+
+    def _failed_before_openssl(self, state: ClientState, data: TlsData) -> None:
+        # OpenSSL never saw a ClientHello: mitmproxy's own parser refused it, or the client left first.
+        # Either way there is no alert to send.
+        error = data.conn.error or ""
+        state.error = mitmproxy_reason(error)
+        if error.startswith("Cannot parse ClientHello"):
+            state.verify_status = "Failed:MalformedClientHello"
+        elif "disconnected" in error or error.startswith("connection closed"):
+            state.verify_status = "Failed:ConnectionClosed"
+        else:
+            state.verify_status = tls_verify_status(None, error or "handshake failed")
+        if self.metering:
+            # No meter exists before the ClientHello is whole: the kernel counted what the client sent (the
+            # listener's header timeout closes the socket first: then what mitmproxy had buffered).
+            received = self._kernel_received(self._client_io(data))
+            state.kernel_received = received if received is not None else sum(
+                len(layer.recv_buffer) for layer in data.context.layers if isinstance(layer, layers.ClientTLSLayer))
+
+    async def _failed_in_openssl(self, state: ClientState, data: TlsData) -> None:
         # Without an OpenSSL error (the client closed, or sent something that is not TLS) the failure is
         # mitmproxy's text; either way the handshake failed, which "Success" must never say.
-        error = getattr(data.ssl_conn, "handshake_error", None) or data.conn.error or "handshake failed"
-        state.verify_status = tls_verify_status(data.ssl_conn, error)
+        handshake_error = getattr(data.ssl_conn, "handshake_error", None)
+        state.error = handshake_failure_reason(data.ssl_conn, handshake_error) or mitmproxy_reason(data.conn.error)
+        state.verify_status = tls_verify_status(data.ssl_conn, handshake_error or data.conn.error or "handshake failed")
         io = self._client_io(data)
         if io is None or io.writer is None or io.writer.is_closing():
             return  # nothing can be sent: leave the alert unsent (and uncounted)
@@ -178,10 +221,22 @@ class TlsTermination:
         # Meanwhile mitmproxy's reader drains what the client sends; it may or may not hand those bytes to
         # OpenSSL, so the kernel's count is kept as a floor that the connection log settles at disconnect.
         await asyncio.sleep(LINGER)
-        sock = io.writer.get_extra_info("socket")
-        if sock is not None and tcpinfo.supported():
-            with contextlib.suppress(OSError):
-                state.kernel_received = tcpinfo.read(sock).payload_received
+        received = self._kernel_received(io)
+        if received is not None:
+            state.kernel_received = received
+
+    @staticmethod
+    def _kernel_received(io: ConnectionIO | None) -> int | None:
+        """The client's data bytes the kernel received on this connection, or None once the socket is gone."""
+        sock = io.writer.get_extra_info("socket") if io is not None and io.writer is not None else None
+        if sock is None or not tcpinfo.supported():
+            return None
+        try:
+            counters = tcpinfo.read(sock)
+        except OSError:
+            return None
+        # A reset takes no sequence space; a FIN (CLOSE_WAIT) does, and payload_received takes it out.
+        return counters.bytes_received if counters.state == TCP_CLOSE else counters.payload_received
 
     def _client_io(self, data: TlsData) -> ConnectionIO | None:
         handler = self.master.addons.get("proxyserver").connections.get(data.context.client.id)

@@ -6,6 +6,8 @@ everything here happens at build time, and the callbacks only record what happen
 
 - ``conn.lbsim_verify_error``: ``(errno, depth, reason)`` of the first client certificate check that failed
   (mitmproxy later reports only a generic message);
+- ``conn.lbsim_peer_cert``: the client's leaf (depth-0) certificate as the verify callback saw it, so a
+  refused certificate can still be logged (OpenSSL keeps no peer certificate when verification fails);
 - ``conn.lbsim_alert_sent``: ``(level, code, description)`` of the last alert this side sent;
 - ``conn.lbsim_sni_domain``: the per-domain certificate chosen by SNI, if any.
 
@@ -142,6 +144,8 @@ def session_reused(conn: SSL.Connection) -> bool:
 
 
 def _record_verify(conn: SSL.Connection, cert: Any, errno: int, depth: int, ok: int) -> bool:
+    if depth == 0:
+        conn.lbsim_peer_cert = cert  # type: ignore[attr-defined]
     # Keep the first failure: later calls for the same chain only repeat it at other depths.
     if not ok and getattr(conn, "lbsim_verify_error", None) is None:
         conn.lbsim_verify_error = (errno, depth, verify_reason(errno))  # type: ignore[attr-defined]
@@ -359,6 +363,30 @@ def tls_verify_status(conn: SSL.Connection | None, exc: BaseException | str | No
     if fatal_alert is not None and fatal_alert[1] in _ALERT_STATUS:
         return _ALERT_STATUS[fatal_alert[1]]
     return "Failed:HandshakeError"
+
+
+def handshake_failure_reason(conn: SSL.Connection | None, exc: BaseException | str | None) -> str | None:
+    """Why a handshake failed, in OpenSSL's words (the connection log's ``error``).
+
+    The recorded verify error comes first ("certificate verify failed: certificate has expired"), then
+    OpenSSL's reason strings from `exc` ("peer did not return a certificate"), then `exc` as text; the alert
+    this side sent is appended when there was one.
+    """
+    verify = getattr(conn, "lbsim_verify_error", None) if conn is not None else None
+    alert = getattr(conn, "lbsim_alert_sent", None) if conn is not None else None
+    if verify is not None:
+        reason = f"certificate verify failed: {verify[2]} (depth {verify[1]})"
+    elif isinstance(exc, SSL.Error) and exc.args and isinstance(exc.args[0], list) and exc.args[0]:
+        reason = "; ".join(str(e[-1]) for e in exc.args[0] if isinstance(e, tuple) and e)
+    elif isinstance(exc, SSL.SysCallError):
+        reason = "the client closed the connection during the handshake"
+    elif exc is not None and str(exc):
+        reason = str(exc)
+    else:
+        return None
+    if alert is not None and alert[0] == 2:
+        reason += f"; sent alert {alert[2]}"
+    return reason
 
 
 _ALERT_RE = re.compile(r"(?:sslv3|tlsv1|tlsv13|ssl/tls) alert (.+)")
