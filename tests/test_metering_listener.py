@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 from OpenSSL import SSL
 from helpers import read_response
-from test_metering_harness import CountingClient, assert_invariant
+from test_metering_harness import VERSIONS, CountingClient, assert_invariant
+from test_metering_wire import tls13_ticket_bytes
 
 from simulator.metering import billing
 from simulator.metering import cli as mcli
 
 
-def record_of(lab: Any, listener: str, client: CountingClient, timeout: float = 5.0) -> dict[str, Any]:
+def record_of(lab: Any, listener: str | int, client: CountingClient, timeout: float = 5.0) -> dict[str, Any]:
     """The connection-log record of this client's connection (matched by its local port)."""
     port = client.local_port
     deadline = time.monotonic() + timeout
@@ -32,42 +33,157 @@ def record_of(lab: Any, listener: str, client: CountingClient, timeout: float = 
     raise AssertionError(f"no connection record for client port {port}")
 
 
-def connect(lab: Any, listener: str, cert: bool = False) -> CountingClient:
+# The issue's proof of exactness, through the real listener: (listener, version, client certificate,
+# resume, requests, body bytes each way). Every case is one connection, counted byte by byte by the client.
+EXACT = {
+    "tls1.0": ("aliyun-one-way", "TLSv1", False, False, 3, 0),
+    "tls1.1": ("aliyun-one-way", "TLSv1.1", False, False, 3, 0),
+    "tls1.2": ("aliyun-one-way", "TLSv1.2", False, False, 3, 0),
+    "tls1.3": ("tencent-one-way", "TLSv1.3", False, False, 3, 0),
+    "resumed-tls1.2": ("aliyun-one-way", "TLSv1.2", False, True, 1, 0),
+    "resumed-tls1.3": ("tencent-one-way", "TLSv1.3", False, True, 1, 0),
+    "mutual-tls1.2": ("aliyun-mutual", "TLSv1.2", True, False, 1, 0),
+    "mutual-tls1.3": ("aliyun-mutual", "TLSv1.3", True, False, 1, 0),
+    "keep-alive-100": ("aliyun-one-way", "TLSv1.2", False, False, 100, 0),
+    "1MiB-both-ways": ("tencent-one-way", "TLSv1.3", False, False, 1, 1 << 20),
+}
+
+
+def client_context(lab: Any, version: str | None = None, cert: bool = False,
+                   alpn: list[bytes] | None = None) -> SSL.Context:
     ctx = SSL.Context(SSL.TLS_METHOD)
     ctx.load_verify_locations(lab.ca_file)
+    if version:
+        ctx.set_min_proto_version(VERSIONS[version])
+        ctx.set_max_proto_version(VERSIONS[version])
+        if version in ("TLSv1", "TLSv1.1"):  # OpenSSL 3 needs security level 0 for SHA-1 signatures
+            ctx.set_cipher_list(b"DEFAULT:@SECLEVEL=0")
     if cert:
         ctx.use_certificate_chain_file(lab.files["client-valid"])
         ctx.use_privatekey_file(lab.files["client-valid-key"])
-    c = CountingClient(("127.0.0.1", lab.port(listener)), ctx, sni=b"localhost")
+    if alpn:
+        ctx.set_alpn_protos(alpn)
+    return ctx
+
+
+def connect(lab: Any, listener: str | int, cert: bool = False, ctx: SSL.Context | None = None,
+            session: Any = None) -> CountingClient:
+    c = CountingClient(("127.0.0.1", lab.port(listener)), ctx or client_context(lab, cert=cert), sni=b"localhost",
+                       session=session)
     c.local_port = c.sock.getsockname()[1]  # type: ignore[attr-defined]
     return c
 
 
-@pytest.mark.parametrize("listener", ["aliyun-one-way", "tencent-one-way", "aliyun-mutual"])
-def test_listener_traffic_equals_the_clients_bytes(lab: Any, listener: str) -> None:
-    c = connect(lab, listener, cert="mutual" in listener)
-    c.handshake()
-    for _ in range(3):
-        c.send(b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        assert c.read_response().startswith(b"HTTP/1.1 200")
-    c.close()
-    rec = record_of(lab, listener, c)
+def assert_exact(rec: dict[str, Any], c: CountingClient) -> dict[str, Any]:
+    """The LB's record against the client's own counts: wire exactly, and every category it can know."""
     t = rec["traffic"]
     assert_invariant(t)
-    assert (t["client_to_lb"]["wire"], t["lb_to_client"]["wire"]) == (c.sent, c.received)
-    assert (t["client_to_lb"]["payload"], t["lb_to_client"]["payload"]) == (c.plain_sent, c.plain_received)
-    assert t["client_to_lb"]["handshake"] == c.hs_sent
-    if t["tls_version"] != "TLSv1.3":
-        assert t["lb_to_client"]["handshake"] == c.hs_received
-    assert t["requests"] == 3 and t["unsent_bytes"] == 0
+    i, o = t["client_to_lb"], t["lb_to_client"]
+    assert (i["wire"], o["wire"]) == (c.sent, c.received)
+    assert (i["payload"], o["payload"]) == (c.plain_sent, c.plain_received)
+    assert i["handshake"] == c.hs_sent
+    tickets = tls13_ticket_bytes(c, o["handshake"]) if t["tls_version"] == "TLSv1.3" else 0
+    assert o["handshake"] == c.hs_received + tickets
+    assert i["closure"] == c.out_records.records[-1].size and o["closure"] == 0  # the client's close_notify
+    assert t["unsent_bytes"] == 0 and t["handshake_complete"] is True
     assert rec["billed"] == billing.billed(rec["billing_model"], rec)
+    return t
+
+
+def read_some(c: CountingClient) -> bytes:
+    """Whatever plaintext the next record(s) carry, counted as received."""
+    while True:
+        try:
+            data = c.conn.recv(65535)
+        except SSL.WantReadError:
+            c._flush()
+            if not c._pull():
+                raise ConnectionError("the LB closed") from None
+            continue
+        c.plain_received += len(data)
+        return data
+
+
+@pytest.mark.parametrize("case", EXACT)
+def test_listener_wire_equals_the_clients_raw_socket_counts(lab: Any, case: str) -> None:
+    listener, version, cert, resume, requests, body = EXACT[case]
+    ctx = client_context(lab, version, cert)
+    session = None
+    if resume:  # a full handshake first, for its session (TLS 1.3: the ticket comes with the response)
+        first = connect(lab, listener, ctx=ctx)
+        first.handshake()
+        first.send(b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        first.read_response()
+        session = first.session()
+        first.close()
+    c = connect(lab, listener, ctx=ctx, session=session)
+    c.handshake()
+    for n in range(requests):
+        head = f"POST /k{n}?size={body} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {body}\r\n\r\n"
+        c.send(head.encode() + b"x" * body)
+        assert c.read_response().startswith(b"HTTP/1.1 200")
+    c.close()
+    t = assert_exact(record_of(lab, listener, c), c)
+    assert (t["tls_version"], t["resumed"], t["requests"]) == (version, resume, requests)
+    if body:  # a body spans many records (16 KiB plaintext at most each): all of them were counted
+        records = t["records"]
+        assert min(records["client_to_lb"]["application_data"], records["lb_to_client"]["application_data"]) >= 64
+
+
+def test_http2_streams_through_mitmproxy_are_exact_and_counted_as_requests(lab: Any) -> None:
+    """ALPN h2: mitmproxy's HTTP/2 layer serves 3 concurrent streams on one connection."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    c = connect(lab, "tencent-one-way", ctx=client_context(lab, "TLSv1.3", alpn=[b"h2"]))
+    c.handshake()
+    assert c.conn.get_alpn_proto_negotiated() == b"h2"
+    h = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    h.initiate_connection()
+    for stream in (1, 3, 5):
+        h.send_headers(stream, [(":method", "GET"), (":path", f"/h2?size={20000 + stream}"), (":scheme", "https"),
+                                (":authority", "localhost")], end_stream=True)
+    c.send(h.data_to_send())
+    ended: set[int] = set()
+    while len(ended) < 3:
+        for event in h.receive_data(read_some(c)):
+            if isinstance(event, h2.events.DataReceived):
+                h.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, h2.events.StreamEnded):
+                ended.add(event.stream_id)
+        if h.data_to_send():
+            c.send(h.data_to_send())
+    c.close()  # close_notify without a GOAWAY: mitmproxy would close first, and the close_notify hit a reset
+    rec = record_of(lab, "tencent-one-way", c)
+    t = assert_exact(rec, c)
+    assert rec["alpn"] == "h2" and t["requests"] == rec["requests"] == 3
+
+
+@pytest.mark.parametrize("listener, version", [("aliyun-one-way", "TLSv1.2"), ("tencent-one-way", "TLSv1.3")])
+def test_client_gone_mid_handshake_is_exact(lab: Any, listener: str, version: str) -> None:
+    """The client sends its ClientHello, takes the LB's flight and leaves without a word."""
+    c = connect(lab, listener, ctx=client_context(lab, version))
+    with pytest.raises(SSL.WantReadError):
+        c.conn.do_handshake()
+    c._flush()  # the ClientHello goes out
+    first = c.sock.recv(1)  # the LB's flight has started: wait for it, then leave
+    c.received += len(first)
+    c.in_records.feed(first)
+    time.sleep(0.05)
+    c.abort()
+    t = record_of(lab, listener, c)["traffic"]
+    assert_invariant(t)
+    assert t["handshake_complete"] is False and t["unsent_bytes"] == 0
+    assert t["client_to_lb"]["wire"] == t["client_to_lb"]["handshake"] == c.sent
+    assert t["lb_to_client"]["wire"] == t["lb_to_client"]["handshake"] == c.received > 1000  # with the certificate
 
 
 def test_rejected_client_gets_the_counted_alert(lab: Any) -> None:
     """No client certificate on a mutual listener: the LB's alert is counted and reaches the client.
     The client's request, sent after its side of the TLS 1.3 handshake completed, arrives after the LB
     failed it: mitmproxy discards it without bio_write, so the meter sees it only if the listener
-    reports it (`meter.received_unread`)."""
+    reports it (`meter.received_unread`, from the kernel's count of the socket), and then exactly."""
     c = connect(lab, "aliyun-mutual")
     c.handshake()
     c.send(b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n")
@@ -78,7 +194,8 @@ def test_rejected_client_gets_the_counted_alert(lab: Any) -> None:
     assert_invariant(t)
     assert t["handshake_complete"] is False and t["unsent_bytes"] == 0
     assert t["lb_to_client"]["wire"] == t["lb_to_client"]["handshake"] == c.received
-    assert c.hs_sent <= t["client_to_lb"]["wire"] <= c.sent
+    assert c.sent > c.hs_sent  # the request did go out after the client's handshake
+    assert t["client_to_lb"]["wire"] == c.sent
 
 
 def test_traffic_api_and_report(lab: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -134,3 +251,40 @@ def test_listener_wire_equals_the_kernels_count_of_its_own_socket(lab: Any, vers
         assert kernel.payload_received == counted["client_to_lb"]["wire"]
         assert kernel.payload_acked == counted["lb_to_client"]["wire"]
         assert counted["requests"] == 5
+
+
+def test_a_listeners_billing_model_overrides_its_profile(lab: Any) -> None:
+    """`billing_model: aws-alb` on an aliyun-slb listener (created through the API, parsed like a config
+    file's): its records are billed both ways with LCUs, where aliyun-slb bills outbound payload only."""
+    status, view = lab.api("POST", "/v1/listeners", {
+        "port": 0, "profile": "aliyun-slb", "billing_model": "aws-alb", "server_certificate": "lab-rsa",
+        "backend_servers": ["web-1"], "health_check": {"enabled": False}, "activation_delay": 0, "start": True})
+    assert status == 202, view
+    port = view["port"]
+    try:
+        deadline = time.monotonic() + 10
+        while lab.api("GET", f"/v1/listeners/{port}")[1]["status"] != "running":
+            assert time.monotonic() < deadline, "the new listener never ran"
+            time.sleep(0.05)
+        c = connect(lab, port)
+        c.handshake()
+        c.send(b"POST /bill?size=3000 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2000\r\n\r\n" + b"x" * 2000)
+        assert c.read_response().startswith(b"HTTP/1.1 200")
+        c.close()
+        rec = record_of(lab, port, c)
+        t = assert_exact(rec, c)
+        assert (rec["profile"], rec["billing_model"], rec["billed"]["model"]) == ("aliyun-slb", "aws-alb", "aws-alb")
+        payload = (t["client_to_lb"]["payload"], t["lb_to_client"]["payload"])
+        assert (rec["billed"]["billed_client_to_lb"], rec["billed"]["billed_lb_to_client"]) == payload
+        assert rec["billed"] != billing.billed("aliyun-slb", rec)  # the profile's model would bill less
+        status, body = lab.api("GET", "/v1/traffic?connections=1")
+        assert status == 200
+        logged = [r for r in body["connections"] if r["client"] == rec["client"] and r["listener_port"] == port]
+        assert [r["billed"] for r in logged] == [rec["billed"]]
+        s = next(s for s in body["listeners"] if s["listener_port"] == port)
+        assert (s["profile"], s["billing_model"]) == ("aliyun-slb", "aws-alb")
+        assert s["billed_in"] >= payload[0] > 0  # inbound is billed: aliyun-slb's model would show 0
+        lcu = s["lcu"]
+        assert lcu is not None and lcu["lcu"] == lcu["dimensions"][lcu["billed_dimension"]]["lcu"] > 0
+    finally:
+        lab.api("DELETE", f"/v1/listeners/{port}")
