@@ -135,6 +135,25 @@ def test_store_commands(pki_dir: Path, home: Path, capsys: pytest.CaptureFixture
     assert "PRIVATE KEY" not in outputs and not [k for k in _keys(pki_dir) if k in outputs]
 
 
+def test_list_flags_expired_and_not_yet_valid(pki_dir: Path, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The FLAGS column, on the minted client certificates (expired, not yet valid, valid) uploaded as server
+    certificates: both time problems are warnings, so the uploads succeed and list flags them."""
+    h = ["--home", str(home)]
+    for state in ("expired", "not_yet_valid", "valid"):
+        code, _, _ = run(capsys, "cert", "upload-server", *h, "--profile", "tencent-clb", "--name", state,
+                         "--cert", str(pki_dir / f"client-{state}.cert.pem"),
+                         "--key", str(pki_dir / f"client-{state}.key.pem"))
+        assert code == 0
+    code, out, _ = run(capsys, "cert", "list", *h)
+    assert code == 0
+    header, *rows = out.splitlines()
+    assert header.split()[-1] == "FLAGS"
+    flags = {row.split()[1]: row.split()[-1] for row in rows}
+    assert flags["expired"].split(",")[0] == "expired" and "not-yet-valid" not in flags["expired"]
+    assert flags["not_yet_valid"].split(",")[0] == "not-yet-valid" and "expired" not in flags["not_yet_valid"]
+    assert "expired" not in flags["valid"] and "not-yet-valid" not in flags["valid"]
+
+
 def test_rejected_upload_prints_every_finding(pki_dir: Path, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "cert", "upload-server", "--home", str(home), "--name", "bad",
                          "--cert", str(pki_dir / "server-localhost.cert.pem"),

@@ -162,6 +162,19 @@ def test_expired_is_accepted_and_flagged_unless_strict(store: CertificateStore) 
     raises("CertificateExpired", store.upload_server, "old", chain, key, strict=True)
 
 
+def test_not_yet_valid_is_accepted_and_flagged_unless_strict(store: CertificateStore) -> None:
+    key = make_key()
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = make_cert("early.example.com", key, not_before=now + dt.timedelta(days=1), not_after=now + dt.timedelta(days=90))
+    info = store.upload_server("early", cert_pem(cert), key_pem(key))
+    assert info.not_yet_valid and not info.expired
+    assert [w.code for w in info.warnings] == ["CertificateNotYetValid"]
+    described = store.describe(info.id)
+    assert described.not_yet_valid is True and described.to_dict()["not_yet_valid"] is True
+    assert store.describe(upload(store).id).not_yet_valid is False
+    raises("CertificateNotYetValid", store.upload_server, "early", cert_pem(cert), key_pem(key), strict=True)
+
+
 def test_expiry_is_computed_at_describe_time(store: CertificateStore) -> None:
     key = make_key()
     now = dt.datetime.now(dt.timezone.utc)
