@@ -1,9 +1,17 @@
-"""Sticky sessions: `insert` (the LB's own SERVERID cookie) and `server` (rewrite of the backend's cookie)."""
+"""Sticky sessions: `insert` (the LB's own SERVERID cookie) and `server` (rewrite of the backend's cookie).
+
+The insert cookie is ``SERVERID=<backend token>|<last set>|<first set>`` (Unix seconds), refreshed on every answer,
+with ``Max-Age`` = `CookieTimeout` scaled by time_scale like every vendor timer, but never below
+`MIN_COOKIE_TIMEOUT` (Max-Age counts whole seconds, and 1 s is the vendor's own minimum). The timeout is enforced:
+a client replaying a cookie older than that (a browser would have dropped it) is balanced afresh.
+"""
 
 from __future__ import annotations
 
+import math
 import time
 from http.cookies import SimpleCookie
+from typing import Any
 
 from mitmproxy import http
 
@@ -12,6 +20,20 @@ from simulator.registry import Registry
 
 INSERT_COOKIE = "SERVERID"
 SEPARATOR = "!"  # server mode: "<backend token>!<the backend's own value>"
+MIN_COOKIE_TIMEOUT = 1  # seconds: Max-Age is whole seconds, and the vendor's CookieTimeout starts at 1
+
+
+def cookie_max_age(cookie_timeout: int, time_scale: float) -> int:
+    """The insert cookie's lifetime in lab seconds: CookieTimeout scaled, rounded up, at least 1 s."""
+    return max(MIN_COOKIE_TIMEOUT, math.ceil(cookie_timeout * time_scale))
+
+
+def insert_cookie_times(value: str) -> tuple[str, int, int] | None:
+    """``(token, last set, first set)`` of a SERVERID value, or None if it is not one the LB wrote."""
+    token, *times = value.split("|")
+    if len(times) != 2 or not all(t.isdigit() for t in times):
+        return None
+    return token, int(times[0]), int(times[1])
 
 
 def sticky_backend(flow: http.HTTPFlow, version: ListenerVersion) -> BackendState | None:
@@ -24,7 +46,7 @@ def sticky_backend(flow: http.HTTPFlow, version: ListenerVersion) -> BackendStat
     if not value:
         return None
     if sticky.type == "insert":
-        token = value.split("|", 1)[0]
+        token = value.split("|", 1)[0]  # StickySessions.request has dropped expired and foreign values
     else:
         token, sep, original = value.partition(SEPARATOR)
         if not sep:
@@ -39,8 +61,35 @@ def sticky_backend(flow: http.HTTPFlow, version: ListenerVersion) -> BackendStat
 class StickySessions:
     """Sets or rewrites the session cookie on responses of listeners with sticky sessions on."""
 
-    def __init__(self, registry: Registry):
+    def __init__(self, registry: Registry, time_scale: float | None = None):
         self.registry = registry
+        self.time_scale = time_scale
+
+    def load(self, loader: Any) -> None:
+        self.master = loader.master
+
+    def running(self) -> None:
+        if self.time_scale is None:  # the lab's, which its Balancer was given (lab.py passes only the registry)
+            self.time_scale = getattr(self.master.addons.get("balancer"), "time_scale", 1.0)
+
+    def max_age(self, cookie_timeout: int) -> int:
+        return cookie_max_age(cookie_timeout, self.time_scale or 1.0)
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        """Drop an insert cookie past its Max-Age (or not of the LB's making) before the Balancer reads it."""
+        state = self.registry.clients.get(flow.client_conn.id)
+        sticky = state.version.spec.sticky_session if state else None
+        if sticky is None or sticky.type != "insert":
+            return
+        value = flow.request.cookies.get(INSERT_COOKIE)
+        if value is None:
+            return
+        times = insert_cookie_times(value)
+        if times is None or int(time.time()) - times[1] > self.max_age(sticky.cookie_timeout):  # never early
+            flow.metadata["lbsim.sticky_expired"] = value
+            del flow.request.cookies[INSERT_COOKIE]
+            if not flow.request.cookies:
+                del flow.request.headers["cookie"]  # not an empty Cookie header
 
     def response(self, flow: http.HTTPFlow) -> None:
         state = self.registry.clients.get(flow.client_conn.id)
@@ -52,8 +101,12 @@ class StickySessions:
             return
         if sticky.type == "insert":
             now = int(time.time())
+            # The first-set time carries over while the client stays on the same backend.
+            times = insert_cookie_times(flow.request.cookies.get(INSERT_COOKIE) or "")
+            first = times[2] if times and times[0] == backend.token else now
             flow.response.headers.add(
-                "Set-Cookie", f"{INSERT_COOKIE}={backend.token}|{now}|{now}; Path=/; Max-Age={sticky.cookie_timeout}"
+                "Set-Cookie",
+                f"{INSERT_COOKIE}={backend.token}|{now}|{first}; Path=/; Max-Age={self.max_age(sticky.cookie_timeout)}",
             )
             return
         rewritten = []
