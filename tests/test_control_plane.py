@@ -122,9 +122,15 @@ def test_sticky_insert_cookie_pins_the_backend(lab: RunningLab, cleanup: list[in
     cleanup.append(port)
     backend, headers = backend_of(lab, port)
     cookie = headers["set-cookie"]
-    assert cookie.startswith("SERVERID=") and "Max-Age=600" in cookie
+    # CookieTimeout scales like every vendor timer: 600 s x time_scale (6 s at 0.01).
+    assert cookie.startswith("SERVERID=") and f"Max-Age={round(600 * lab.config.time_scale)}" in cookie
     value = cookie.split(";", 1)[0]
     assert {backend_of(lab, port, headers={"Cookie": value})[0] for _ in range(10)} == {backend}
+    # And it is enforced: the same cookie set longer ago than its Max-Age no longer pins (wrr alternates).
+    token = value.split("=", 1)[1].split("|")[0]
+    stale = int(time.time()) - round(600 * lab.config.time_scale) - 2
+    expired = f"SERVERID={token}|{stale}|{stale}"
+    assert {backend_of(lab, port, headers={"Cookie": expired})[0] for _ in range(10)} == {"web-1", "web-2"}
 
 
 def test_sticky_server_mode_rewrites_the_backend_cookie(lab: RunningLab, cleanup: list[int]) -> None:
