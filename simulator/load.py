@@ -100,9 +100,17 @@ class LabProcess:
                     if line.startswith("connection log:"):
                         self.connection_log = Path(line.split(":", 1)[1].strip())
         if not self.api:
+            try:  # its stdout closed: it is exiting
+                exited: int | None = self.proc.wait(2)
+            except subprocess.TimeoutExpired:
+                exited = None
             self.stop()
-            raise LbsimError("load.lab_failed", f"the lab did not start in {timeout:g} s; see {self.log_path}",
-                             hint="\n".join(lines[-5:]) or "run `lbsim up` by hand to see why")
+            # `lbsim up` writes its errors (a bad lab.yaml, ...) to stderr, which is the log
+            said = [l for l in self.log_path.read_text(errors="replace").splitlines() if l.strip()]
+            what = f"exited with code {exited}" if exited is not None else f"did not start in {timeout:g} s"
+            raise LbsimError("load.lab_failed", f"the lab {what}; see {self.log_path}",
+                             field="config" if config else None,
+                             hint="\n".join(said[-5:]) or "run `lbsim up` by hand to see why")
         wait_healthy(self.api, deadline, token)
 
     def stop(self) -> None:

@@ -19,6 +19,7 @@ import copy
 import csv
 import io
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -27,8 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from simulator import load
+from simulator.errors import LbsimError
 from simulator.loadclient import ConnectionFailed, Target, TlsConnection, TlsOptions, client_context
 
 REPO = Path(__file__).resolve().parent.parent
@@ -271,6 +274,54 @@ def test_load_starts_its_own_lab_and_writes_the_results_directory(tmp_path: Path
     assert report["lab"]["started_by_load"] and report["cpu"]["lab_pct"] is not None
     assert "handshakes  full" in printed and "OK" in printed
     assert "stopping lab" in (tmp_path / "lab" / "up.log").read_text()  # stopped cleanly, not killed
+
+
+def test_load_starts_the_lab_of_a_yaml_with_its_pki_beside_it(lab_process: load.LabProcess, tmp_path: Path) -> None:
+    """`-c lab.yaml`: that lab is started (its one listener exists nowhere else) and the PKI defaults to
+    pki/ beside the YAML, where the CA and the client certificates of the mutual profile come from."""
+    data = yaml.safe_load((_lab_dir / "lab.yaml").read_text())
+    mutual = next(l for l in data["listeners"] if l["name"] == "aliyun-mutual")
+    data["listeners"] = [{**mutual, "name": "yaml-mutual"}]
+    data["certificates"] = [c for c in data["certificates"] if c["name"] != "lab-ecdsa"]  # Alibaba: RSA only
+    config = tmp_path / "my-lab" / "lab.yaml"
+    config.parent.mkdir()
+    config.write_text(yaml.safe_dump(data))
+    shutil.copytree(_lab_dir / "pki", config.parent / "pki")
+    out = tmp_path / "out"
+    code, report, printed = run(out, "mutual", "-c", str(config), "--listener", "yaml-mutual",
+                                "-a", "invalid-share=0.5", users=2)
+    records = assert_agrees(code, report, out, printed)
+    assert report["lab"]["listener"] == "yaml-mutual" and report["lab"]["started_by_load"]
+    assert f"--pki {config.parent / 'pki'} " in " ".join(report["command"]) + " "
+    assert {r["tls_verify_status"] for r in records} > {"Success"}  # and refusals of the invalid half
+    assert "stopping lab" in (out / "lab" / "up.log").read_text()
+
+
+def test_a_lab_yaml_that_does_not_start_is_reported_with_the_labs_own_error(lab_process: load.LabProcess, tmp_path: Path) -> None:
+    data = yaml.safe_load((_lab_dir / "lab.yaml").read_text())
+    data["listeners"] = [l for l in data["listeners"] if l["name"] == "aliyun-one-way"]  # lab-ecdsa left on an Alibaba lab
+    config = tmp_path / "lab.yaml"
+    config.write_text(yaml.safe_dump(data))
+    with pytest.raises(LbsimError) as error:
+        load.LabProcess(tmp_path / "lab", str(config))
+    assert "the lab exited with code" in error.value.message and error.value.field == "config"
+    assert "certificates[1].cert" in error.value.hint and "RSA" in error.value.hint
+
+
+def test_target_url_without_api_skips_the_checks_and_with_api_checks(lab_process: load.LabProcess, tmp_path: Path) -> None:
+    port = load.listener_port(lab_process.api, "aliyun-one-way")
+    url = f"https://localhost:{port}"
+    alone = tmp_path / "alone"
+    code, report, printed = run(alone, "new_connections", "--target", url, "--pki", str(_lab_dir / "pki"), users=2)
+    assert code == 0 and report["locust"]["failures"] == 0, printed
+    assert report["locust"]["handshakes"] == report["locust"]["requests"] > 4
+    assert "checks" not in report and "checks: skipped" in printed
+    assert report["lab"] == {"api": None, "listener": str(port), "port": port, "started_by_load": False}
+    assert not (alone / "lab").exists() and lb_log(alone) == []  # no lab started, no log to collect
+    collected = tmp_path / "collected"
+    code, report, printed = run(collected, "new_connections", "--target", url, "--api", lab_process.api, users=2)
+    records = assert_agrees(code, report, collected, printed)
+    assert {r["listener_port"] for r in records} == {port} and len(records) == report["locust"]["handshakes"]
 
 
 def test_two_distributed_runs_at_once_each_get_their_own_loopback_master(lab_process: load.LabProcess, tmp_path: Path) -> None:
