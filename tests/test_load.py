@@ -182,6 +182,15 @@ def test_resumption_mixes_full_and_resumed_handshakes(lab_process: load.LabProce
     assert len(full) >= 3 and len(resumed) >= 2 * len(full) - 2 * 3
     summary = report["traffic"][0]["handshake_bytes_mean"]
     assert summary["resumed"]["lb_to_client"] < summary["full"]["lb_to_client"] / 5  # no certificate sent
+    # the handshake time: Locust's TLS rows are the handshakes the clients timed, plausible in size
+    rows = csv_rows(tmp_path)
+    clients = load.read_jsonl(sorted((tmp_path / "client").glob("client-*.jsonl")))
+    for name, resumed in (("handshake full", False), ("handshake resumed", True)):
+        row = rows[("TLS", name)]
+        timed = [c["handshake_ms"] for c in clients if c["outcome"] == "ok" and c["resumed"] == resumed]
+        assert int(row["Request Count"]) == len(timed)
+        assert 0 < float(row["Min Response Time"]) <= float(row["Max Response Time"]) < 5000  # loopback, a busy machine
+        assert float(row["Average Response Time"]) == pytest.approx(sum(timed) / len(timed), rel=0.01)
 
 
 def test_mixed_sizes_and_uploads(lab_process: load.LabProcess, tmp_path: Path) -> None:
@@ -198,11 +207,22 @@ def test_mixed_sizes_and_uploads(lab_process: load.LabProcess, tmp_path: Path) -
 
 
 def test_fasthttp_baseline_keeps_connections_alive_and_verifies_the_listener(lab_process: load.LabProcess, tmp_path: Path) -> None:
-    code, report, printed = run(tmp_path, "keepalive_fasthttp", "--api", lab_process.api, users=2)
-    assert code == 0 and report["locust"]["failures"] == 0, printed + _tail(tmp_path / "locust" / "locust.log")
+    good = tmp_path / "good"
+    code, report, printed = run(good, "keepalive_fasthttp", "--api", lab_process.api, users=2)
+    assert code == 0 and report["locust"]["failures"] == 0, printed + _tail(good / "locust" / "locust.log")
     assert "checks" not in report  # no TLS or wire rows to compare
-    records = lb_log(tmp_path)
+    records = lb_log(good)
     assert len(records) == 2 and sum(r["requests"] for r in records) == report["locust"]["requests"] > 2
+    # verified, not insecure: against a CA that did not issue the listener's certificate every request fails
+    wrong = tmp_path / "wrong-ca"
+    code, report, printed = run(wrong, "keepalive_fasthttp", "--api", lab_process.api,
+                                "-a", f"ca={_lab_dir / 'pki' / 'client-ca.pem'}", users=2)
+    assert code == 1 and report["locust"]["requests"] == report["locust"]["failures"] > 2, printed
+    with (wrong / "locust" / "locust_failures.csv").open() as f:
+        errors = list(csv.DictReader(f))
+    assert errors and all("CERTIFICATE_VERIFY_FAILED" in e["Error"] for e in errors)
+    assert sum(int(e["Occurrences"]) for e in errors) == report["locust"]["failures"]
+    assert not any(r["tls_verify_status"] == "Success" for r in lb_log(wrong))  # no handshake completed
 
 
 # ---- custom TLS arguments ---------------------------------------------------------------------------------------------
