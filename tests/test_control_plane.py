@@ -10,6 +10,7 @@ import ssl
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -307,3 +308,196 @@ def test_backend_health_survives_a_change_of_a_configured_listener(lab: RunningL
     listener = lab.listener("aliyun-one-way")
     assert set(listener.backends) == {"web-1", "web-2"}
     assert {id(b) for b in listener.active.backends} == {id(b) for b in listener.backends.values()}
+
+
+# ---- health-check settings, each shown to change what the checker decides --------------------------------------
+
+def backend_health(lab: RunningLab, port: int) -> dict[str, bool]:
+    return {b["name"]: b["healthy"] for b in lab.api("GET", f"/v1/listeners/{port}")[1]["backend_servers"]}
+
+
+def test_health_check_http_code_decides_what_counts_as_healthy(lab: RunningLab, cleanup: list[int]) -> None:
+    """`http_code: [http_5xx]` marks a backend answering 200 down, and one answering 503 up."""
+    check = {"interval": 1, "healthy_threshold": 2, "unhealthy_threshold": 2, "http_code": ["http_5xx"]}
+    port = create(lab, health_check=check, backend_servers=[{"backend": "web-1"}])
+    cleanup.append(port)
+    wait_for(lambda: backend_health(lab, port) == {"web-1": False}, 5)  # /health answers 200: not a 5xx
+    assert lab.get(port, "/")[0] == 502
+    lab.api("POST", "/v1/backends/web-1/health", {"healthy": False})  # /health now answers 503
+    wait_for(lambda: backend_health(lab, port) == {"web-1": True}, 5)
+    assert lab.get(port, "/")[0] == 200
+
+
+def test_health_check_timeout_fails_a_slow_backend(lab: RunningLab, cleanup: list[int]) -> None:
+    """The same slow /health (1.5 s) passes a 300 s check timeout (3 s scaled) and fails a 2 s one (1 s floor)."""
+    slow = {"uri": "/health?delay_ms=1500", "interval": 1, "healthy_threshold": 2, "unhealthy_threshold": 2}
+    patient = create(lab, health_check={**slow, "timeout": 300}, backend_servers=[{"backend": "web-1"}])
+    cleanup.append(patient)
+    hasty = create(lab, health_check={**slow, "timeout": 2}, backend_servers=[{"backend": "web-1"}])
+    cleanup.append(hasty)
+    wait_for(lambda: backend_health(lab, hasty) == {"web-1": False}, 8)
+    time.sleep(2)  # a full slow check has completed on the patient listener meanwhile
+    assert backend_health(lab, patient) == {"web-1": True}
+    assert lab.get(patient, "/")[0] == 200 and lab.get(hasty, "/")[0] == 502
+
+
+class Recorder(ThreadingHTTPServer):
+    """A plain HTTP backend on loopback that records each request's method and path and answers `status`."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+        self.status = 200
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def answer(self, body: bool) -> None:
+                server.seen.append((self.command, self.path))
+                payload = b"recorded\n"
+                self.send_response(server.status)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if body:
+                    self.wfile.write(payload)
+
+            def do_GET(self) -> None:
+                self.answer(True)
+
+            def do_HEAD(self) -> None:
+                self.answer(False)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.server_address[1]}"
+
+    def checks(self) -> list[tuple[str, str]]:
+        return [s for s in list(self.seen) if s[1].startswith("/check")]
+
+
+@pytest.fixture
+def recorders(tmp_path):
+    """A lab whose two backends are recording servers: `app` (the listener's) and `side` (another port)."""
+    from simulator.certs import LabPKI
+    from simulator.harness import start_lab
+    from simulator.scenario import LabBuilder
+
+    app, side, pki = Recorder(), Recorder(), LabPKI()
+    builder = (LabBuilder(time_scale=0.01).server_certificate("web", pki.server("localhost"))
+               .backend("app", app.address).backend("side", side.address))
+    running = start_lab(builder.to_dict(), out_dir=tmp_path / "lab")
+    (tmp_path / "ca.pem").write_bytes(pki.ca_pem)
+    running.files["ca"] = str(tmp_path / "ca.pem")  # what `lab.get` trusts
+    yield running, app, side
+    running.stop()
+    app.shutdown()
+    side.shutdown()
+
+
+def test_health_check_method_and_connect_port(recorders) -> None:
+    lab, app, side = recorders
+
+    def listener(**check) -> int:
+        check = {"interval": 1, "healthy_threshold": 2, "unhealthy_threshold": 2, **check}
+        status, created = lab.api("POST", "/v1/listeners", {"port": 0, "start": True, "activation_delay": 0,
+                                                             "server_certificate": "web", "backend_servers": ["app"],
+                                                             "health_check": check})
+        assert status == 202, created
+        return created["port"]
+
+    head = listener(uri="/check-head")  # method defaults to head
+    get = listener(uri="/check-get", method="get")
+    wait_for(lambda: {"/check-head", "/check-get"} <= {p for _, p in app.checks()}, 5)
+    assert {m for m, p in app.checks() if p == "/check-head"} == {"HEAD"}
+    assert {m for m, p in app.checks() if p == "/check-get"} == {"GET"}
+    for port in (head, get):
+        lab.api("DELETE", f"/v1/listeners/{port}")
+
+    # connect_port: the checks go to the other port; its answer alone decides the backend's health.
+    side_port = int(side.address.rsplit(":", 1)[1])
+    side.status = 503
+    port = listener(uri="/check-side", connect_port=side_port)
+    wait_for(lambda: any(p == "/check-side" for _, p in side.checks()), 5)
+    wait_for(lambda: backend_health(lab, port) == {"app": False}, 5)
+    assert not any(p == "/check-side" for _, p in app.checks())
+    side.status = 200
+    wait_for(lambda: backend_health(lab, port) == {"app": True}, 5)
+    status, body, _ = lab.get(port, "/served")
+    assert status == 200 and ("GET", "/served") in app.seen and ("GET", "/served") not in side.seen
+
+
+def test_weighted_least_connections_with_unequal_weights(lab: RunningLab, cleanup: list[int]) -> None:
+    """wlc: fewest requests in flight per unit of weight, ties to the heavier server. With weights 3:1 and
+    eight requests held open one after another, the picks are exactly those the rule gives."""
+    port = create(lab, scheduler="wlc", request_timeout=180, health_check={"enabled": False},
+                  backend_servers=[{"backend": "web-1", "weight": 3}, {"backend": "web-2", "weight": 1}])
+    cleanup.append(port)
+    states = lab.lab.registry.listeners[port].backends
+    expected, active = [], {"web-1": 0, "web-2": 0}
+    for _ in range(8):
+        pick = min(active, key=lambda n: (active[n] / {"web-1": 3, "web-2": 1}[n], -{"web-1": 3, "web-2": 1}[n]))
+        active[pick] += 1
+        expected.append(pick)
+    with ThreadPoolExecutor(8) as pool:
+        held = []
+        for i in range(8):
+            held.append(pool.submit(backend_of, lab, port, f"/held-{i}?delay_ms=1500"))
+            wait_for(lambda: sum(b.active for b in states.values()) == i + 1, 2, 0.005)  # in flight before the next
+        got = [f.result()[0] for f in held]
+    assert got == expected == ["web-1", "web-2", "web-1", "web-1", "web-1", "web-2", "web-1", "web-1"], got
+
+
+# ---- management API paths ---------------------------------------------------------------------------------------
+
+def test_health_endpoint_answers_503_while_a_started_listener_cannot_serve(lab: RunningLab) -> None:
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    port = squatter.getsockname()[1]
+    try:
+        status, created = lab.api("POST", "/v1/listeners", {"port": port, "server_certificate": "lab-rsa", "start": True,
+                                                            "activation_delay": 0, "backend_servers": ["web-1"]})
+        assert status == 202, created
+        wait_for(lambda: lab.api("GET", f"/v1/listeners/{port}")[1]["status"] == "running", 5)
+        status, body = lab.api("GET", "/health")
+        assert status == 503 and body["status"] == "starting" and body["listeners"][str(port)] == "running", body
+    finally:
+        lab.api("DELETE", f"/v1/listeners/{port}")
+        squatter.close()
+    status, body = lab.api("GET", "/health")
+    assert status == 200 and body["status"] == "ok" and str(port) not in body["listeners"]
+
+
+def test_connections_filtered_by_listener(lab: RunningLab, cleanup: list[int]) -> None:
+    port = create(lab, health_check={"enabled": False})
+    cleanup.append(port)
+    for i in range(3):
+        assert lab.get(port, f"/mine-{i}")[0] == 200
+    assert lab.get("aliyun-one-way", "/other")[0] == 200
+    wait_for(lambda: len(lab.api("GET", f"/v1/connections?listener={port}")[1]["connections"]) == 3, 5)
+    status, body = lab.api("GET", f"/v1/connections?listener={port}")
+    assert status == 200 and {r["listener_port"] for r in body["connections"]} == {port}
+    everything = lab.api("GET", "/v1/connections")[1]["connections"]
+    assert {r["listener_port"] for r in everything} > {port}  # the filter really removed the others
+    assert lab.api("GET", f"/v1/connections?listener={port}&limit=1")[1]["connections"] == body["connections"][-1:]
+
+
+def test_deleting_a_listener_closes_its_port(lab: RunningLab) -> None:
+    port = create(lab, health_check={"enabled": False})
+    assert lab.get(port, "/")[0] == 200
+    status, body = lab.api("DELETE", f"/v1/listeners/{port}")
+    assert status == 204 and body is None
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    assert port not in {l["port"] for l in lab.api("GET", "/v1/listeners")[1]["listeners"]}
+    for method in ("GET", "DELETE"):
+        status, body = lab.api(method, f"/v1/listeners/{port}")
+        assert status == 404 and body["error"]["code"] == "ListenerNotFound"
