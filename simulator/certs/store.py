@@ -10,6 +10,10 @@ the certificate id as associated data). Every file is written to a temporary nam
 and the directory fsynced; content files go first and the JSON last, so a crash leaves either the old
 record or the new one, plus orphans that the next write sweeps. Writers hold an exclusive `flock`,
 readers a shared one.
+
+A running lab also keeps ``.usage-<owner>.json`` there: which of its listeners use which certificate, with
+its pid, so that `delete` from another process (the CLI) refuses a certificate in use. A record whose
+process is gone is ignored and swept.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ DEFAULT_QUOTA = 100
 RECORD_FORMAT = 1
 TIME_CODES = frozenset({"CertificateExpired", "CertificateNotYetValid"})
 _CONTENT_FILE = re.compile(r"^(?P<id>[^.]+)\.r(?P<rev>\d+)\.(chain\.pem|key\.enc)$")
+USAGE_PREFIX = ".usage-"
 
 
 def default_home() -> Path:
@@ -121,8 +126,10 @@ class Material:
 class CertificateStore:
     """Certificates shared by every listener of the lab (vendors make them global, not regional).
 
-    `usage` is set by the lab: certificate id -> names of the listeners using it; delete refuses
-    while it returns any. `subscribe` callbacks hear about replace and delete in this process.
+    `usage` is set by the lab: certificate id -> names of the listeners using it in this process. Labs in
+    other processes publish theirs (`publish_usage`); delete refuses while either names a listener.
+    `subscribe` callbacks hear about replace and delete in this process; a lab notices those made by
+    other processes by watching `revisions()`.
     """
 
     def __init__(self, home: str | os.PathLike[str] | None = None, kek: bytes | None = None,
@@ -179,8 +186,14 @@ class CertificateStore:
 
     def replace(self, ref: str, cert_pem: bytes | str, key_pem: bytes | str | None = None,
                 strict: bool = False) -> CertInfo:
-        """New content under the same id (revision + 1); listeners pick it up on their next handshake.
-        Without `key_pem`, a server certificate keeps its current key (a renewal of the same key)."""
+        """New content under the same id (revision + 1). Without `key_pem`, a server certificate keeps its
+        current key (a renewal of the same key).
+
+        Listeners using it do not switch on their next handshake: a running lab reconfigures each of them,
+        and they serve the new content after the vendor's activation delay (1-3 min, times time_scale), as
+        any listener change does; until then the old revision keeps serving. A lab in this process hears
+        of it at once (`subscribe`); one in another process within about a second (it polls `revisions`).
+        """
         with self._locked(exclusive=True):
             records = self._records()
             record = _resolve(records, ref)
@@ -198,16 +211,16 @@ class CertificateStore:
         return _info(record, _now())
 
     def delete(self, ref: str) -> None:
-        """Delete a certificate; refused with `CertificateInUse` while listeners reference it."""
-        cert_id = self.describe(ref).id
-        users = sorted(self.usage(cert_id) or [])
-        if users:
-            raise LbsimError("CertificateInUse", f"certificate {cert_id} is used by listener(s): {', '.join(users)}",
-                             field="ref", hint="point those listeners at another certificate first",
-                             details={"listeners": users})
-        with self._locked(exclusive=True):
+        """Delete a certificate; refused with `CertificateInUse` while listeners of any running lab use it."""
+        with self._locked(exclusive=True):  # labs publish usage under this lock: no listener slips in between
             records = self._records()
-            record = _resolve(records, cert_id)
+            cert_id = _resolve(records, ref)["id"]
+            users = self.users(cert_id)
+            if users:
+                raise LbsimError("CertificateInUse", f"certificate {cert_id} is used by listener(s): "
+                                 f"{', '.join(users)}", field="ref",
+                                 hint="point those listeners at another certificate (or remove them) first",
+                                 details={"listeners": users})
             (self.dir / f"{cert_id}.json").unlink()
             _fsync_dir(self.dir)
             del records[cert_id]
@@ -228,6 +241,32 @@ class CertificateStore:
         chain = x509.load_pem_x509_certificates(chain_pem)
         key = serialization.load_pem_private_key(key_pem, password=None) if key_pem else None
         return Material(chain, key, chain_pem, key_pem, record["revision"], record["id"])
+
+    def users(self, cert_id: str) -> list[str]:
+        """Names of the listeners using `cert_id`: this process's (`usage`) and those of running labs."""
+        names = set(self.usage(cert_id) or [])
+        with self._locked(exclusive=False):
+            for record in self._usage_records():
+                names.update(record["usage"].get(cert_id, []))
+        return sorted(names)
+
+    def publish_usage(self, owner: str, usage: dict[str, set[str] | list[str]]) -> None:
+        """Tell other processes which listeners of lab `owner` (unique per lab) use which certificate ids."""
+        record = {"format": RECORD_FORMAT, "pid": os.getpid(), "started": _process_started(os.getpid()),
+                  "usage": {cert_id: sorted(names) for cert_id, names in usage.items() if names}}
+        with self._locked(exclusive=True):
+            # Not fsynced: after a crash the record names a dead process and is ignored anyway.
+            _atomic_write(self.dir / f"{USAGE_PREFIX}{owner}.json", json.dumps(record).encode(), durable=False)
+
+    def withdraw_usage(self, owner: str) -> None:
+        """A stopped lab's listeners use nothing."""
+        with self._locked(exclusive=True):
+            (self.dir / f"{USAGE_PREFIX}{owner}.json").unlink(missing_ok=True)
+
+    def revisions(self) -> dict[str, int]:
+        """Certificate id -> current revision: what a lab compares with the revisions its listeners serve."""
+        with self._locked(exclusive=False):
+            return {cert_id: record["revision"] for cert_id, record in self._records().items()}
 
     def subscribe(self, callback: Callable[[str], None]) -> Callable[[], None]:
         """Call `callback(cert_id)` after each replace or delete in this process; returns an unsubscribe."""
@@ -286,6 +325,9 @@ class CertificateStore:
             if path.name.startswith(".") and path.name.endswith(".tmp"):
                 path.unlink(missing_ok=True)
                 continue
+            if path.name.startswith(USAGE_PREFIX) and _usage_record(path) is None:
+                path.unlink(missing_ok=True)  # its lab is gone
+                continue
             m = _CONTENT_FILE.match(path.name)
             if m:
                 files = records.get(m["id"], {}).get("files", {})
@@ -319,6 +361,11 @@ class CertificateStore:
                                  "remove it (the certificate is then lost)") from None
             records[record["id"]] = record
         return records
+
+    def _usage_records(self) -> list[dict[str, Any]]:
+        """The usage records of labs still running."""
+        records = (_usage_record(p) for p in self.dir.glob(f"{USAGE_PREFIX}*.json"))
+        return [r for r in records if r is not None]
 
     # --- encryption --------------------------------------------------------------------------
 
@@ -447,19 +494,50 @@ def _parse_time(text: str) -> dt.datetime:
     return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
     """Temporary file in the same directory, fsync, rename over `path`, fsync the directory."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:  # mkstemp creates it 0600
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
+
+
+def _process_started(pid: int) -> str | None:
+    """The process's start time in clock ticks (Linux), so a reused pid is not taken for a live lab."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _usage_record(path: Path) -> dict[str, Any] | None:
+    """A lab's usage record, or None when it is unreadable or its process is gone."""
+    try:
+        record = json.loads(path.read_bytes())
+        pid, usage = int(record["pid"]), record["usage"]
+        if not isinstance(usage, dict):
+            return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, another user's
+    started = record.get("started")
+    if started is not None and _process_started(pid) not in (None, started):
+        return None
+    return record
 
 
 def _fsync_dir(path: Path) -> None:
