@@ -175,6 +175,41 @@ class HealthCheck:
     connect_port: int | None = None
 
 
+# Client-certificate headers of mutual listeners, by what they carry: Alibaba ALB's names. CLB's are UNCONFIRMED
+# (vendor-facts §1), so a listener can rename them: headers.client_cert_names.
+CLIENT_CERT_HEADERS: tuple[tuple[str, str], ...] = (
+    ("subject", "X-Forwarded-Clientcert-subjectdn"),
+    ("issuer", "X-Forwarded-Clientcert-issuerdn"),
+    ("fingerprint", "X-Forwarded-Clientcert-fingerprint"),
+    ("verify", "X-Forwarded-Clientcert-clientverify"),
+)
+# Headers the listener sets or HTTP framing needs: a client-certificate header must not take their names.
+_NOT_CLIENT_CERT_NAMES = frozenset(("host", "x-forwarded-for", "x-forwarded-proto", "slb-ip", "slb-id", "cookie",
+                                    "content-length", "transfer-encoding", "connection", "upgrade", "te"))
+_HEADER_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+
+
+def parse_client_cert_names(raw: Any, path: str) -> tuple[tuple[str, str], ...]:
+    """`headers.client_cert_names`: {subject|issuer|fingerprint|verify: Header-Name}; unnamed ones keep ALB's."""
+    names = dict(CLIENT_CERT_HEADERS)
+    nf = Fields(raw, path, tuple(names))
+    for key, default in CLIENT_CERT_HEADERS:
+        value = nf.str(key)
+        if value is None:
+            continue
+        if not value or not set(value) <= _HEADER_NAME_CHARS:
+            raise fail(nf.where(key), f"expected an HTTP header name (letters, digits, '-', '_'), got {value!r}", f"{key}: {default}")
+        if value.lower() in _NOT_CLIENT_CERT_NAMES:
+            raise fail(nf.where(key), f"'{value}' is a header the listener or HTTP itself uses", f"{key}: {default}")
+        names[key] = value
+    seen: dict[str, str] = {}
+    for key, value in names.items():
+        if value.lower() in seen:
+            raise fail(nf.where(key), f"'{value}' already names the {seen[value.lower()]} header; each needs its own name")
+        seen[value.lower()] = key
+    return tuple(names.items())
+
+
 @dataclass(frozen=True)
 class Headers:
     """Vendor header switches (aliyun names; `XForwardedFor` is always on for layer 7)."""
@@ -184,6 +219,7 @@ class Headers:
     slb_ip: bool = False
     slb_id: bool = False
     client_cert: bool = True  # mutual listeners: subject, issuer, fingerprint and verify result
+    client_cert_names: tuple[tuple[str, str], ...] = CLIENT_CERT_HEADERS  # (what, header name)
 
 
 @dataclass(frozen=True)
@@ -408,7 +444,7 @@ def parse_listener(data: Any, path: str, default_profile: str, cert_types: dict[
         connect_port=hf.number("connect_port", 1, 65535, None),
     )
 
-    xf = Fields(f.raw("headers"), f.where("headers"), ("x_forwarded_for", "x_forwarded_proto", "slb_ip", "slb_id", "client_cert"))
+    xf = Fields(f.raw("headers"), f.where("headers"), ("x_forwarded_for", "x_forwarded_proto", "slb_ip", "slb_id", "client_cert", "client_cert_names"))
     if xf.has("x_forwarded_for") and not xf.bool("x_forwarded_for", True):
         raise fail(xf.where("x_forwarded_for"), "X-Forwarded-For is always on for layer-7 listeners")
     headers = Headers(
@@ -416,6 +452,7 @@ def parse_listener(data: Any, path: str, default_profile: str, cert_types: dict[
         slb_ip=xf.bool("slb_ip", False),
         slb_id=xf.bool("slb_id", False),
         client_cert=xf.bool("client_cert", True),
+        client_cert_names=parse_client_cert_names(xf.raw("client_cert_names"), xf.where("client_cert_names")),
     )
 
     sni: list[tuple[str, str]] = []
@@ -430,6 +467,9 @@ def parse_listener(data: Any, path: str, default_profile: str, cert_types: dict[
                 raise fail(f"{f.where('sni')}.{domain}", "expected a server certificate name")
             if cert_types and ref in cert_types and cert_types[ref] != "server":
                 raise fail(f"{f.where('sni')}.{domain}", f"'{ref}' is a {cert_types[ref]} certificate; expected a server certificate")
+            if cert_types and ref not in cert_types:
+                raise fail(f"{f.where('sni')}.{domain}", f"unknown certificate '{ref}'; expected one of {', '.join(sorted(cert_types))}",
+                           "list it under certificates")
             sni.append((str(domain).lower(), ref))
 
     delay = f.raw("activation_delay")

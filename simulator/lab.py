@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import random
+import secrets
 import socket
 import time
 from dataclasses import replace
@@ -29,7 +31,8 @@ from simulator.addons.sticky import StickySessions
 from simulator.addons.timeouts import IdleTimeouts
 from simulator.addons.tls import TlsTermination
 from simulator.backends import MockBackend
-from simulator.certs import CertificateStore
+from simulator.certs import CertificateStore, check
+from simulator.certs.validate import evaluate
 from simulator.config import ACTIVATION_DELAY, LabConfig, ListenerSpec, parse_listener
 from simulator.errors import LbsimError
 from simulator.health import HealthChecker
@@ -43,6 +46,10 @@ from simulator.workers import MirroredHealth, WorkerPool, WorkerSeat, apply_heal
 
 logger = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
+# How often a lab looks for certificate revisions written by other processes (`lbsim cert replace`): a
+# stat of the store directory, and the records only when it changed (or every STORE_FULL_READ polls).
+STORE_POLL_INTERVAL = 0.5
+STORE_FULL_READ = 10
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -107,25 +114,33 @@ class Lab:
         self.api: Any = None
         self._master_task: asyncio.Task | None = None
         self._activations: dict[int, asyncio.Task] = {}
+        self._store_watch: asyncio.Task | None = None
+        self._uploaded: list[str] = []  # ids this start uploaded new, deleted again if the start fails
+        self._owner = f"{os.getpid()}-{secrets.token_hex(4)}"  # names this lab's usage record in the store
+        self._refused_revisions: set[tuple[int, tuple[tuple[str, int], ...]]] = set()
         self.store.usage = self.listeners_using
         self.store.subscribe(self._certificate_changed)
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Upload certificates, start backends, listeners and the API; returns when all of them serve."""
+        """Upload certificates, start backends, listeners and the API; returns when all of them serve.
+        A lab refused at start leaves nothing running and the store as it found it (see `_preflight`)."""
         try:
             await self._start()
         except BaseException:
             await self.stop()
+            for port in list(self.registry.listeners):  # they never served: they use nothing
+                self.registry.remove(port)
+            for cert_id in reversed(self._uploaded):  # a late failure (a port in use): undo our new uploads
+                with contextlib.suppress(LbsimError, OSError):
+                    self.store.delete(cert_id)
             raise
 
     async def _start(self) -> None:
+        pems = self._preflight()
         if self.config.workers > 1 and self.seat is None:
             self.session_cache = SharedSessionCache.create()
-        for spec in self.config.certificates:
-            self._upload(spec.name, spec.type, read_pem(spec.cert, self.config.base_dir),
-                         read_pem(spec.key, self.config.base_dir) if spec.key else None)
         for spec in self.config.backends:
             if spec.managed:
                 backend = MockBackend(name=spec.name, host=LOOPBACK, port=spec.port or 0)
@@ -135,6 +150,8 @@ class Lab:
             else:
                 host, _, port = spec.address.rpartition(":")
                 self.addresses[spec.name] = (host, int(port))
+        for name, (kind, cert, key, _) in pems.items():
+            self._upload(name, kind, cert, key)
         # Build every version before anything listens: a bad certificate fails the lab, not one handshake.
         # Ports first: a version's session context and ticket keys name the port it serves.
         specs = [spec if spec.port else replace(spec, port=free_port()) for spec in self.config.listeners]
@@ -175,6 +192,8 @@ class Lab:
             self.health.watch(listener)
         if self.seat is not None:
             return  # a worker process: worker 0 serves the API and sends the listeners
+        self._publish_usage()
+        self._store_watch = asyncio.get_running_loop().create_task(self._watch_store())
 
         from simulator.api import ApiServer  # the API depends on the lab, not the other way round
 
@@ -189,6 +208,11 @@ class Lab:
             await self.workers.stop()
         for task in self._activations.values():
             task.cancel()
+        if self._store_watch is not None:
+            self._store_watch.cancel()
+        if self.seat is None:
+            with contextlib.suppress(OSError, LbsimError):
+                self.store.withdraw_usage(self._owner)
         self.health.stop()
         if self.api is not None:
             await self.api.stop()
@@ -214,29 +238,124 @@ class Lab:
 
     # ---- certificates ----------------------------------------------------------------------------------
 
+    def _preflight(self) -> dict[str, tuple[str, bytes, bytes | None, str]]:
+        """Check every config certificate, and every certificate each listener names, before anything
+        changes: a refused lab leaves the store as it was and starts no backend.
+        Returns name -> (type, cert PEM, key PEM, profile it is validated under) of the config certificates."""
+        stored = {}
+        for info in self.store.list():
+            stored.setdefault(info.name, info)
+        pems: dict[str, tuple[str, bytes, bytes | None, str]] = {}
+        for i, spec in enumerate(self.config.certificates):
+            path = f"certificates[{i}]"
+            cert = read_pem(spec.cert, self.config.base_dir)
+            key = read_pem(spec.key, self.config.base_dir) if spec.key else None
+            old = stored.get(spec.name)
+            if old is not None and old.type != spec.type:
+                raise LbsimError("InvalidConfig", f"the store already holds a {old.type} certificate named "
+                                 f"'{spec.name}' ({old.id})", field=f"{path}.type",
+                                 hint="use another name, or lbsim cert rename/delete the stored one")
+            profile = old.profile if old is not None else self._cert_profile(spec.name)  # what _upload uses
+            errors = check(profile, spec.type, cert, key).errors
+            if errors:
+                first = errors[0]
+                raise LbsimError(first.code, first.message, field=f"{path}.{first.field}", hint=first.hint,
+                                 details={"findings": [f.to_dict() for f in errors]})
+            pems[spec.name] = (spec.type, cert, key, profile)
+        for i, listener in enumerate(self.config.listeners):
+            for field, ref, kind in certificate_fields(listener):
+                where = f"listeners[{i}].{field}"
+                if ref in pems:
+                    _, cert, key, profile = pems[ref]
+                else:
+                    try:
+                        info = self.store.describe(ref)
+                    except LbsimError as e:
+                        raise LbsimError("InvalidConfig", f"unknown certificate '{ref}' ({e.message})", field=where,
+                                         hint="list it under certificates, or upload it to the store first") from e
+                    if info.type != kind:
+                        raise LbsimError("InvalidConfig", f"'{ref}' is a {info.type} certificate; expected a {kind} "
+                                         "certificate", field=where)
+                    if info.profile == listener.profile:
+                        continue
+                    material = self.store.material(info.id)
+                    cert, key, profile = material.chain_pem, material.key_pem, info.profile
+                if profile != listener.profile:
+                    accepted(listener.profile, kind, ref, profile, cert, key, where)
+        return pems
+
     def _upload(self, name: str, kind: str, cert: bytes, key: bytes | None) -> None:
-        """Config certificates are uploaded by name; an existing one of that name is replaced in place."""
+        """Config certificates are uploaded by name; an existing one of that name is replaced in place,
+        unless it already holds this content (a restarted lab does not bump revisions)."""
         existing = [c for c in self.store.list() if c.name == name]
         if existing:
-            self.store.replace(existing[0].id, cert, key)
+            current = self.store.material(existing[0].id)
+            _, parsed = evaluate(existing[0].profile, kind, cert, key)
+            if parsed is None or (parsed.chain_pem, parsed.key_pem) != (current.chain_pem, current.key_pem):
+                self.store.replace(existing[0].id, cert, key)
         elif kind == "server":
-            self.store.upload_server(name, cert, key, profile=self._cert_profile(name))
+            self._uploaded.append(self.store.upload_server(name, cert, key, profile=self._cert_profile(name)).id)
         else:
-            self.store.upload_ca(name, cert, profile=self._cert_profile(name))
+            self._uploaded.append(self.store.upload_ca(name, cert, profile=self._cert_profile(name)).id)
 
     def _cert_profile(self, name: str) -> str:
         """Validate a certificate under the profile of the listeners that use it (aliyun is the stricter)."""
         profiles = {l.profile for l in self.config.listeners if name in l.certificate_refs}
         return "aliyun-slb" if "aliyun-slb" in profiles or not profiles else "tencent-clb"
 
-    def listeners_using(self, cert_id: str) -> list[str]:
-        names = []
+    def usage(self) -> dict[str, set[str]]:
+        """Certificate id -> names of the listeners whose serving or pending version uses it."""
+        out: dict[str, set[str]] = {}
         for listener in self.registry.listeners.values():
             for version in (listener.active, listener.pending):
-                if version and cert_id in version.certificate_ids.values():
-                    names.append(listener.name)
-                    break
-        return names
+                for cert_id in version.certificate_ids.values() if version else ():
+                    out.setdefault(cert_id, set()).add(listener.name)
+        return out
+
+    def listeners_using(self, cert_id: str) -> list[str]:
+        return sorted(self.usage().get(cert_id, ()))
+
+    def _publish_usage(self) -> None:
+        """Let `lbsim cert delete` in another process see what this lab's listeners use (worker 0 only)."""
+        if self.seat is not None:
+            return
+        try:
+            self.store.publish_usage(self._owner, self.usage())
+        except (OSError, LbsimError) as e:  # the data plane goes on; only the cross-process check suffers
+            logger.warning("cannot publish certificate usage to the store: %s", e)
+
+    async def _watch_store(self) -> None:
+        """`lbsim cert replace` run by another process reaches the listeners as an API replace does."""
+        seen, polls = None, 0
+        while True:
+            await asyncio.sleep(STORE_POLL_INTERVAL)
+            polls += 1
+            try:
+                stamp = self.store.dir.stat().st_mtime_ns  # a rename into the directory changes it
+                if stamp == seen and polls % STORE_FULL_READ:
+                    continue
+                seen = stamp  # before reading: a write during the read changes it again
+                revisions = await asyncio.to_thread(self.store.revisions)
+            except (OSError, LbsimError) as e:
+                logger.warning("cannot read the certificate store: %s", e)
+                continue
+            self._catch_up(revisions)
+
+    def _catch_up(self, revisions: dict[str, int]) -> None:
+        """Reconfigure every listener whose newest version serves an older revision than the store holds."""
+        for listener in list(self.registry.listeners.values()):
+            version = listener.pending or listener.active
+            if version is None:
+                continue
+            stale = tuple(sorted((cert_id, revisions[cert_id]) for cert_id, rev in version.revisions.items()
+                                 if revisions.get(cert_id, rev) != rev))
+            if not stale or (listener.port, stale) in self._refused_revisions:
+                continue
+            try:
+                self.reconfigure(listener, version.spec)
+            except LbsimError as e:  # say it once per revision, keep serving the old one
+                self._refused_revisions.add((listener.port, stale))
+                logger.warning("listener %s keeps its certificates: the new revision is refused: %s", listener.name, e)
 
     def _certificate_changed(self, cert_id: str) -> None:
         """A replaced certificate reaches every listener using it, through the usual activation."""
@@ -249,13 +368,18 @@ class Lab:
 
     def _build(self, spec: ListenerSpec, path: str = "listener") -> ListenerVersion:
         materials, ids, revisions = {}, {}, {}
-        for ref in spec.certificate_refs:
+        for field, ref, kind in certificate_fields(spec):
             try:
                 info = self.store.describe(ref)
             except LbsimError as e:
-                raise LbsimError("InvalidConfig", f"unknown certificate '{ref}' ({e.message})", field=path,
+                raise LbsimError("InvalidConfig", f"unknown certificate '{ref}' ({e.message})", field=f"{path}.{field}",
                                  hint="upload it first (lbsim cert upload-server / upload-ca) or list it under certificates") from e
+            if info.type != kind:
+                raise LbsimError("InvalidConfig", f"'{ref}' is a {info.type} certificate; expected a {kind} certificate",
+                                 field=f"{path}.{field}")
             material = self.store.material(info.id)
+            if info.profile != spec.profile:  # validated under another vendor's rules at upload: check ours
+                accepted(spec.profile, kind, ref, info.profile, material.chain_pem, material.key_pem, f"{path}.{field}")
             materials[ref], ids[ref], revisions[info.id] = material, info.id, material.revision
         listener = self.registry.listeners.get(spec.port)
         backends = []
@@ -314,6 +438,7 @@ class Lab:
             self._schedule(listener, version)
         else:
             listener.active = version  # configured, not serving: `start` activates it
+            self._publish_usage()
         await self._publish(listener.port)
         return listener
 
@@ -339,11 +464,13 @@ class Lab:
         if old:
             old.cancel()
         self._activations[listener.port] = asyncio.get_running_loop().create_task(self._activate(listener, delay))
+        self._publish_usage()
 
     async def _activate(self, listener: Listener, delay: float) -> None:
         await asyncio.sleep(delay)
         version, listener.pending, listener.activates_at = listener.pending, None, None
         listener.active = version  # the old version keeps serving the connections that started on it
+        self._publish_usage()  # the old version's certificates may be free now
         if listener.status == "configuring":  # a stopped listener takes the change but stays stopped
             listener.status = "running"
         await self._sync_servers()
@@ -357,6 +484,7 @@ class Lab:
             task.cancel()
         self.health.forget(port)
         self.registry.remove(listener.port)
+        self._publish_usage()
         await self._sync_servers()
         await self._publish(port)
 
@@ -471,3 +599,24 @@ class Lab:
 
     def open_clients(self) -> int:
         return len(self.registry.clients) + (self.workers.clients() if self.workers is not None else 0)
+
+
+def certificate_fields(spec: ListenerSpec) -> list[tuple[str, str, str]]:
+    """(field, certificate ref, wanted type) of every certificate a listener uses."""
+    fields = [("server_certificate", spec.server_certificate, "server")]
+    fields += [(f"sni.{domain}", ref, "server") for domain, ref in spec.sni]
+    if spec.ca_certificate:
+        fields.append(("ca_certificate", spec.ca_certificate, "ca"))
+    return fields
+
+
+def accepted(profile: str, kind: str, ref: str, stored_under: str, cert: bytes, key: bytes | None, field: str) -> None:
+    """Refuse a certificate the listener's vendor would not have taken (e.g. ECDSA on aliyun-slb)."""
+    errors = check(profile, kind, cert, key).errors
+    if errors:
+        first = errors[0]
+        raise LbsimError("CertificateNotAccepted", f"certificate '{ref}' (validated under {stored_under}) is not "
+                         f"accepted by {profile} listeners: {first.code}: {first.message}", field=field,
+                         hint=f"use a certificate that passes lbsim cert check --profile {profile}, uploaded with "
+                         f"--profile {profile} ({first.hint})",
+                         details={"findings": [f.to_dict() for f in errors]})
