@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+
 from mitmproxy import http
 
+from simulator.config import CLIENT_CERT_HEADERS
 from simulator.registry import ClientState, Registry
 
-# Names for the client-certificate headers of mutual listeners: Alibaba ALB's (CLB's are UNCONFIRMED).
-CLIENT_CERT_HEADERS = {
-    "subject": "X-Forwarded-Clientcert-subjectdn",
-    "issuer": "X-Forwarded-Clientcert-issuerdn",
-    "fingerprint": "X-Forwarded-Clientcert-fingerprint",
-    "verify": "X-Forwarded-Clientcert-clientverify",
-}
-# Headers a client must not be able to forge: the listener sets them itself.
-OWNED = ("x-forwarded-proto", "slb-ip", "slb-id", *(h.lower() for h in CLIENT_CERT_HEADERS.values()))
-_OWNED_BYTES = frozenset(name.encode() for name in OWNED)
+# Headers a client must not be able to forge: the listener sets them itself (whether or not switched on).
+OWNED = ("x-forwarded-proto", "slb-ip", "slb-id")
+
+
+@functools.lru_cache(maxsize=256)
+def owned_headers(client_cert_names: tuple[tuple[str, str], ...] = CLIENT_CERT_HEADERS) -> frozenset[bytes]:
+    """The lowercase names a listener strips from clients: OWNED and its client-certificate header names."""
+    return frozenset(name.encode() for name in OWNED) | frozenset(n.lower().encode() for _, n in client_cert_names)
 
 
 class ForwardedHeaders:
@@ -30,9 +31,10 @@ class ForwardedHeaders:
             return
         spec = state.version.spec
         headers = flow.request.headers
+        owned = owned_headers(spec.headers.client_cert_names)
         # One pass over the fields, not one lookup per owned name (each scans and lowercases all of them).
-        if any(name.lower() in _OWNED_BYTES for name, _ in headers.fields):
-            headers.fields = tuple((name, value) for name, value in headers.fields if name.lower() not in _OWNED_BYTES)
+        if any(name.lower() in owned for name, _ in headers.fields):
+            headers.fields = tuple((name, value) for name, value in headers.fields if name.lower() not in owned)
         client_ip = flow.client_conn.peername[0]
         previous = headers.get("x-forwarded-for")
         headers["X-Forwarded-For"] = f"{previous}, {client_ip}" if previous else client_ip
@@ -43,8 +45,9 @@ class ForwardedHeaders:
         if spec.headers.slb_id:
             headers["SLB-ID"] = spec.lb_id
         if spec.mutual and spec.headers.client_cert:
+            names = dict(spec.headers.client_cert_names)
             for key, value in client_certificate_fields(state).items():
-                headers[CLIENT_CERT_HEADERS[key]] = value
+                headers[names[key]] = value
 
 
 def client_certificate_fields(state: ClientState) -> dict[str, str]:
