@@ -67,12 +67,11 @@ def test_split_pem_rejects_broken_framing(text: bytes, detail: str) -> None:
 
 # --- property tests -------------------------------------------------------------------------------
 
-_STORE_DIR = tempfile.mkdtemp(prefix="lbsim-prop-")
-
-
-@lru_cache(maxsize=None)
-def store() -> CertificateStore:
-    return CertificateStore(Path(_STORE_DIR), kek=b"k" * 32, quota=100_000)
+@pytest.fixture(scope="module")
+def prop_store() -> CertificateStore:
+    """One store for every example (module scope: hypothesis refuses per-test fixtures), removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="lbsim-prop-") as home:
+        yield CertificateStore(Path(home), kek=b"k" * 32, quota=100_000)
 
 
 @st.composite
@@ -124,21 +123,21 @@ def test_check_never_raises_on_mutated_pem(cert: bytes | str | None, key: bytes 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cert=inputs, key=inputs, profile=st.sampled_from(["aliyun-slb", "tencent-clb"]))
-def test_store_upload_raises_only_lbsim_error(cert: bytes | str | None, key: bytes | str | None,
-                                               profile: str) -> None:
+def test_store_upload_raises_only_lbsim_error(prop_store: CertificateStore, cert: bytes | str | None,
+                                               key: bytes | str | None, profile: str) -> None:
     try:
-        info = store().upload_server("prop", cert, key, profile=profile)  # type: ignore[arg-type]
+        info = prop_store.upload_server("prop", cert, key, profile=profile)  # type: ignore[arg-type]
     except LbsimError:
         return
-    assert store().material(info.id).key is not None  # whatever was accepted also loads back
-    store().delete(info.id)
+    assert prop_store.material(info.id).key is not None  # whatever was accepted also loads back
+    prop_store.delete(info.id)
 
 
 @settings(max_examples=100, deadline=None)
 @given(cert=inputs)
-def test_store_ca_upload_raises_only_lbsim_error(cert: bytes | str | None) -> None:
+def test_store_ca_upload_raises_only_lbsim_error(prop_store: CertificateStore, cert: bytes | str | None) -> None:
     try:
-        info = store().upload_ca("prop", cert)  # type: ignore[arg-type]
+        info = prop_store.upload_ca("prop", cert)  # type: ignore[arg-type]
     except LbsimError:
         return
-    store().delete(info.id)
+    prop_store.delete(info.id)
