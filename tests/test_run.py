@@ -296,3 +296,50 @@ def test_scenarios_list_names_each_scenario_and_its_statement(tmp_path: Path) ->
     assert len(lines) >= 60 and all(len(line.split(None, 1)) == 2 for line in lines), lines
     assert any(line.startswith("test_mutual_refuses_clients_without_valid_certificate.py::test_mutual_matrix[aliyun-mutual] ")
                for line in lines)
+
+
+LAB_FACTORY_SCENARIO = '''
+import socket
+import time
+
+from simulator.scenario import LabBuilder
+
+PORTS = []
+
+
+def test_an_own_lab_from_the_factory(lab_factory, pki):
+    ca = pki()
+    own = lab_factory(LabBuilder().server_certificate("web", ca.server("localhost")).backend("app")
+                      .listener("shop", server_certificate="web", tls_policy="tls_cipher_policy_1_2"))
+    PORTS.append(own.port("shop"))
+    assert own.time_scale == 0.01 and own.ca_file is None
+    response = own.request("shop", "/hello", verify=False)
+    assert response.status == 200 and response.echo["path"] == "/hello"
+    assert own.probe("shop", version="TLSv1.1").ok is False  # the builder's policy, not the default lab's
+    first = own.probe("shop", version="TLSv1.2")
+    started = time.monotonic()
+    own.fast_forward(150)  # half the 300 s ticket lifetime: 1.5 s here
+    assert 1.5 <= time.monotonic() - started < 2.5
+    assert own.probe("shop", version="TLSv1.2", session=first.session).resumed
+    own.fast_forward(200)  # 350 s after the ticket was issued: expired
+    assert not own.probe("shop", version="TLSv1.2", session=first.session).resumed
+
+
+def test_the_factory_stopped_its_lab():
+    assert PORTS
+    try:
+        socket.create_connection(("127.0.0.1", PORTS[0]), timeout=1).close()
+    except OSError:
+        return
+    raise AssertionError(f"port {PORTS[0]} still accepts connections after the test")
+'''
+
+
+def test_lab_factory_fixture_and_fast_forward(tmp_path: Path) -> None:
+    (tmp_path / "test_factory.py").write_text(LAB_FACTORY_SCENARIO)
+    junit = tmp_path / "junit.xml"
+    proc = lbsim("scenarios", "run", str(tmp_path / "test_factory.py"), "--junit", str(junit), "--", "-q",
+                 cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite.get("tests") == "2" and suite.get("failures") == "0" and suite.get("errors") == "0"
