@@ -498,6 +498,7 @@ class Lab:
             listener.status, listener.activates_at = "stopped", None
             if listener.pending:
                 listener.active, listener.pending = listener.pending, None
+                self._publish_usage()
             await self._sync_servers()
         elif listener.status == "stopped":
             listener.status = "configuring"

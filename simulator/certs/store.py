@@ -192,7 +192,7 @@ class CertificateStore:
         Listeners using it do not switch on their next handshake: a running lab reconfigures each of them,
         and they serve the new content after the vendor's activation delay (1-3 min, times time_scale), as
         any listener change does; until then the old revision keeps serving. A lab in this process hears
-        of it at once (`subscribe`); one in another process within about a second (it polls `revisions`).
+        of it at once (`subscribe`); one in another process within about half a second (it polls `revisions`).
         """
         with self._locked(exclusive=True):
             records = self._records()
