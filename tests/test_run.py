@@ -343,3 +343,20 @@ def test_lab_factory_fixture_and_fast_forward(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite.get("tests") == "2" and suite.get("failures") == "0" and suite.get("errors") == "0"
+
+
+def test_scenarios_run_the_readme_example(tmp_path: Path) -> None:
+    """The README's scenario-authoring example, client included, runs as it stands."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Scenario authoring", 1)[1].split("\n## ", 1)[0]
+    files = extract_examples(section)
+    assert set(files) == {"my_client.py", "test_my_client.py"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    junit = tmp_path / "junit.xml"
+    proc = lbsim("scenarios", "run", str(tmp_path), "--junit", str(junit), cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert {c.get("name") for c in suite.iter("testcase")} == {
+        "test_my_client_presents_its_certificate", "test_my_client_is_refused_without_a_certificate"}
+    assert suite.get("failures") == "0" and suite.get("errors") == "0"
