@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import socket
 import ssl
 import subprocess
@@ -225,7 +226,7 @@ def test_protocol_and_cipher_failures_are_named(lab: RunningLab) -> None:
     assert last_record(lab, "aliyun-one-way", result.local_port)["tls_verify_status"] == "Failed:NoSharedCipher"
 
 
-def test_bad_clients_do_not_hurt_good_ones(lab: RunningLab) -> None:
+def test_bad_clients_do_not_hurt_good_ones_and_each_is_closed_and_logged(lab: RunningLab) -> None:
     port = lab.port("aliyun-one-way")
     bad = []
     garbage = socket.create_connection(("127.0.0.1", port))
@@ -238,14 +239,33 @@ def test_bad_clients_do_not_hurt_good_ones(lab: RunningLab) -> None:
     stalled.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # slowloris: headers never end
     bad.append(stalled)
     reset = ssl.create_default_context(cafile=lab.ca_file).wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost")
+    reset_port = reset.getsockname()[1]
     reset.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\npartial")
+    time.sleep(0.2)  # the listener has the headers: the reset comes mid-body
     reset.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     reset.close()  # RST mid-request
     for _ in range(20):
         status, _, _ = lab.get("aliyun-one-way", "/still-fine")
         assert status == 200
+    records = {name: last_record(lab, "aliyun-one-way", s.getsockname()[1]) for name, s in
+               (("garbage", garbage), ("half", half), ("stalled", stalled))}
+    records["reset"] = last_record(lab, "aliyun-one-way", reset_port)
     for s in bad:
         s.close()
+
+    r = records["garbage"]
+    assert r["tls_verify_status"] == "Failed:MalformedClientHello" and r["error"].startswith("Cannot parse ClientHello")
+    assert r["traffic"]["client_to_lb"]["wire"] == 180  # metered though no TLS connection ever existed
+    # The listener's client header timeout (60 s scaled, at least 1 s) cuts the half handshake and the slowloris.
+    r = records["half"]
+    assert (r["tls_verify_status"], r["closed_by"]) == ("Failed:Timeout", "client_header_timeout"), r
+    assert r["error"] == "handshake not complete within the listener's client_header_timeout"
+    assert r["traffic"]["client_to_lb"]["wire"] == 11
+    r = records["stalled"]  # silent after its partial headers: idle too (15 s scaled, also 1 s); either closes it
+    assert (r["tls_verify_status"], r["requests"]) == ("Success", 0) and r["closed_by"] in ("idle_timeout", "client_header_timeout"), r
+    r = records["reset"]
+    assert (r["tls_verify_status"], r["closed_by"], r["requests"]) == ("Success", "client_reset", 0), r
+    assert "without sending complete message body" in r["error"]
 
 
 def test_idle_connections_are_closed_after_idle_timeout(lab: RunningLab) -> None:
@@ -328,3 +348,17 @@ def test_bad_client_cert_header_names_are_refused_naming_the_field(lab: RunningL
     assert status == 400, body
     assert body["error"]["field"] == f"listener.headers.client_cert_names.{field}", body
     assert message in body["error"]["message"], body
+
+
+def test_refused_clients_get_one_accurate_log_line_not_mitmproxys_warning(lab: RunningLab, caplog: pytest.LogCaptureFixture) -> None:
+    # mitmproxy warns "The client may not trust the proxy's certificate for 127.0.0.1:9" for every refused
+    # client (lbsim's dummy upstream; `lbsim up` prints WARNINGs): dropped for one INFO line with the real reason.
+    caplog.set_level(logging.INFO)
+    result = probe("127.0.0.1", lab.port("aliyun-mutual"), version="TLSv1.2",
+                   client_cert_pem=pem(lab.files["client-expired"]), client_key_pem=pem(lab.files["client-expired-key"]))
+    assert not result.ok
+    last_record(lab, "aliyun-mutual", result.local_port)
+    lines = [r.getMessage() for r in caplog.records if f":{result.local_port}" in r.getMessage()]
+    assert lines == [f"aliyun-mutual: client 127.0.0.1:{result.local_port} refused: Failed:ClientCertExpired "
+                     "(certificate verify failed: certificate has expired (depth 0); sent alert certificate expired)"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "proxy's certificate" in r.getMessage()]
