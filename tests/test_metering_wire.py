@@ -10,10 +10,13 @@ Each test serves real connections with `LoopbackServer` (mitmproxy's TLSLayer ca
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
 import shutil
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -32,6 +35,9 @@ from test_metering_harness import (
     server_context,
 )
 
+from helpers import wait_for
+
+from simulator.metering import billing
 from simulator.metering.records import APPLICATION_DATA, close_notify_size, expected_overhead
 
 CBC = ("-SHA", "-SHA256", "-SHA384")
@@ -329,21 +335,39 @@ def test_client_disconnects_mid_record() -> None:
                                  "closure": 0}
 
 
-def test_partial_client_hello_never_reaches_tls() -> None:
-    """Like mitmproxy, the harness creates the SSL.Connection only once the ClientHello is whole: bytes
-    of a client that leaves earlier must be counted by the listener (no meter exists yet)."""
-    with LoopbackServer(server_context()) as srv:
-        c = CountingClient(srv.address, client_context())
-        try:
-            c.conn.do_handshake()
-        except SSL.WantReadError:
-            pass
-        hello = c.conn.bio_read(65535)
-        c.send_raw(hello[:100])
-        time.sleep(0.05)
-        c.abort()
-        served = srv.result()
-    assert served.traffic is None and served.raw_before_tls == 100
+@pytest.mark.parametrize("how", ["close", "reset", "malformed"])
+def test_client_gone_before_its_client_hello_is_whole_is_metered(lab, tmp_path: Path, how: str) -> None:
+    """Through the real listener: mitmproxy creates the SSL.Connection (and so the meter) only once the
+    ClientHello is whole, or never when it cannot parse it. The listener counts such a client from the
+    kernel's TCP_INFO (after a reset, which closes the socket, from what mitmproxy buffered): its record
+    has `traffic` and `billed`, and the ledger and its CSV count it."""
+    conn = SSL.Connection(client_context(), None)
+    conn.set_connect_state()
+    with pytest.raises(SSL.WantReadError):
+        conn.do_handshake()
+    hello = conn.bio_read(65535)
+    sent = hello[:100] if how != "malformed" else b"\x16\x03\x01\x00\x05hello-garbage" * 7  # 126 bytes
+    s = socket.create_connection(("127.0.0.1", lab.port("aliyun-one-way")))
+    client_port = s.getsockname()[1]
+    s.sendall(sent)
+    time.sleep(0.1)
+    if how == "reset":
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
+    record = wait_for(lambda: next((r for r in lab.connections("aliyun-one-way") if r["client"].endswith(f":{client_port}")), None), 5)
+    t = record["traffic"]
+    assert t["client_to_lb"] == {"wire": len(sent), "handshake": len(sent), "record_overhead": 0, "payload": 0, "closure": 0}
+    assert t["lb_to_client"]["wire"] == 0 and t["handshake_complete"] is False
+    assert record["tls_verify_status"] == ("Failed:MalformedClientHello" if how == "malformed" else "Failed:ConnectionClosed")
+    assert record["billed"] == billing.billed(record["billing_model"], record)
+    assert record["billed"]["wire_bytes"] == 0  # aliyun-slb bills outbound payload only; the row shows the wire
+    ledger = lab.lab.ledger
+    rows = [r for r in ledger.rows() if r["client"].endswith(f":{client_port}")]
+    assert len(rows) == 1 and rows[0]["client_to_lb_wire"] == len(sent)
+    ledger.write_csv(tmp_path / "traffic.csv")
+    with open(tmp_path / "traffic.csv") as f:
+        assert [int(r["client_to_lb_wire"]) for r in csv.DictReader(f) if r["client"].endswith(f":{client_port}")] == [len(sent)]
 
 
 @pytest.mark.parametrize("send_alert", ["pending", "bio_read", None])
