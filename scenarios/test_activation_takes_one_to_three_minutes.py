@@ -3,9 +3,10 @@ loading, and validation of certificates take some time. Normally it takes effect
 exceeds three minutes."
 
 A listener being activated reads `configuring` and does not accept connections until its activation delay
-(uniform in 60-180 s, x time_scale) has passed: an aliyun listener from `start` (the API creates it stopped),
-a tencent listener from creation. A change to a running listener keeps the old configuration serving new
-connections until the new one activates. The three run side by side so that the scenario waits once.
+has passed: an aliyun listener from `start` (the API creates it stopped), a tencent listener from creation.
+The lab draws the delay as "normally about one minute" (85%: 45-75 s) with a slow tail up to three minutes
+(75-180 s), x time_scale (docs/scenarios.md). A change to a running listener keeps the old configuration
+serving new connections until the new one activates. The three run side by side so that the scenario waits once.
 """
 
 import time
@@ -13,8 +14,11 @@ import time
 import pytest
 
 STATEMENT = "Activating an HTTPS listener takes one to three minutes (aliyun notes)"
-LOW, HIGH = 60, 180
+STATEMENT_NORMALLY = "Normally it takes effect in one minute but no longer exceeds three minutes (aliyun notes)"
+LOW, ABOUT_A_MINUTE, HIGH = 45, 75, 180
 SLACK = 0.75  # seconds of scheduling noise allowed on a loaded machine (activation is never early)
+SAMPLES = 16  # "normally": at least MOST of them within about a minute (the lab's share is 85%: 13.6 expected;
+MOST = 9      # fewer than 9 of 16 happens with probability ~5e-4)
 
 
 @pytest.mark.seed(STATEMENT)
@@ -55,3 +59,27 @@ def test_activation_takes_one_to_three_minutes(lab, pki):
         assert lab.probe(listeners[profile]).ok
     old = lab.probe(changing, version="TLSv1")  # the new policy (TLS 1.2 only) now refuses TLS 1.0
     assert not old.ok and lab.connection_for(old)["tls_verify_status"] == "Failed:ProtocolVersion"
+
+
+@pytest.mark.seed(STATEMENT_NORMALLY)
+def test_activation_normally_takes_about_one_minute(lab, pki):
+    """Many activations at once: every one within three minutes, most within about one (scaled)."""
+    ca = pki()
+    lab.upload_server_certificate("activation-sample", ca.server("localhost"), profile="tencent-clb")
+    spec = {"profile": "tencent-clb", "server_certificate": "activation-sample", "activation_delay": None}
+    drawn, started = {}, {}
+    for _ in range(SAMPLES):
+        before = time.monotonic()
+        listener = lab.add_listener(spec, start=None, wait=False)  # tencent: activates from creation
+        described = lab.listener(listener.port)
+        assert described["status"] == "configuring"
+        started[listener.port] = before
+        drawn[listener.port] = described["activates_in"] + (time.monotonic() - before)  # the delay as drawn, at most
+    vendor_seconds = sorted(round(d / lab.time_scale) for d in drawn.values())
+    assert all(lab.scaled(LOW) - SLACK <= d <= lab.scaled(HIGH) + SLACK for d in drawn.values()), vendor_seconds
+    normally = sum(1 for d in drawn.values() if d <= lab.scaled(ABOUT_A_MINUTE) + 0.05)
+    assert normally >= MOST, f"only {normally} of {SAMPLES} activations within about a minute (vendor s: {vendor_seconds})"
+    for port in drawn:  # and the listeners really serve no later than three (scaled) minutes
+        lab.wait_running(port, timeout=lab.scaled(HIGH) + 5)
+        took = time.monotonic() - started[port]
+        assert took <= lab.scaled(HIGH) + SLACK * 2, (port, took)

@@ -12,7 +12,7 @@ A scenario is a pytest test. The `lab` fixture (from `simulator.pytest_plugin`) 
 Everything runs for real on loopback: handshakes with the listener's certificate and policy, mock backends,
 the management API. Listeners and certificates a scenario creates through this handle are removed when the
 test ends, so one lab serves a whole session. Vendor timers run `time_scale` times real time (0.01 in the
-built-in suite: the 300 s ticket lifetime is 3 s, activation takes 0.6-1.8 s).
+built-in suite: the 300 s ticket lifetime is 3 s, activation normally about 0.6 s and never over 1.8 s).
 
 Building blocks, usable without pytest: :func:`start` (a lab from YAML, a dict, a :class:`LabBuilder` or
 nothing = the default lab), :func:`mint_pki`, :func:`self_signed_certificate`, :func:`dh_parameters_pem`.

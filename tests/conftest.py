@@ -6,7 +6,7 @@ import pytest
 
 from simulator.harness import RunningLab, start_lab
 
-TIME_SCALE = 0.01  # vendor timers 100x faster: ticket lifetime 3 s, activation 0.6-1.8 s, health interval 20 ms
+TIME_SCALE = 0.01  # vendor timers 100x faster: ticket lifetime 3 s, activation 0.45-1.8 s, health interval 20 ms
 
 
 @pytest.fixture(scope="session")
