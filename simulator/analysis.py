@@ -110,6 +110,7 @@ class Results:
     report: dict[str, Any] | None = None
     locust: dict[str, pd.DataFrame] = field(default_factory=dict)
     steps: pd.DataFrame | None = None  # collect_overhead's connection-rate steps (LCU), if any
+    load: dict[str, Any] | None = None  # `lbsim load`'s load.json: the run, Locust's totals, the checks
 
     @property
     def generated(self) -> bool:
@@ -125,7 +126,8 @@ class Results:
 def load_results(path: str | Path) -> Results:
     """Load a results directory of `lbsim run`, `lbsim load` or `collect_overhead`.
 
-    Needs `connections.jsonl`; reads `report.json`, `cases.csv`, `steps.csv` and `locust/*.csv` when there.
+    Needs `connections.jsonl`; reads `report.json` (lbsim run), `load.json` and `locust/*.csv` (lbsim load),
+    `cases.csv` and `steps.csv` (collect_overhead) when there.
     Key types the log does not carry are taken from the report's listeners.
     """
     root = Path(path)
@@ -139,7 +141,8 @@ def load_results(path: str | Path) -> Results:
     frame = connections_frame(records, cases=cases, key_types=key_types)
     locust = {p.stem: pd.read_csv(p) for p in sorted((root / "locust").glob("*.csv"))} if (root / "locust").is_dir() else {}
     steps = pd.read_csv(root / "steps.csv") if (root / "steps.csv").is_file() else None
-    return Results(root, records, frame, report, locust, steps)
+    load = json.loads((root / "load.json").read_text()) if (root / "load.json").is_file() else None
+    return Results(root, records, frame, report, locust, steps, load)
 
 
 def _key_type_from_cipher(cipher: Any) -> str | None:
@@ -215,9 +218,11 @@ def connections_frame(records: Iterable[Mapping[str, Any]], cases: pd.DataFrame 
 
 
 def variant_label(version: Any, key_type: Any, resumed: Any, mutual: Any) -> str:
-    """'TLS 1.3 RSA full one-way' and the like."""
+    """'TLS 1.3 RSA full one-way' and the like. A TLS 1.3 suite does not name the certificate type, so a
+    listener the report does not describe (one a scenario created) has none: 'TLS 1.3 full mutual'."""
     v = str(version or "?").replace("TLSv", "TLS ")
-    return f"{v} {key_type} {'resumed' if resumed else 'full'} {'mutual' if mutual else 'one-way'}"
+    key = f" {key_type}" if key_type and key_type != "?" else ""
+    return f"{v}{key} {'resumed' if resumed else 'full'} {'mutual' if mutual else 'one-way'}"
 
 
 # ---- measuring a small results directory ---------------------------------------------------------------
@@ -843,9 +848,6 @@ def conclusions_markdown(results: Results) -> str:
 
 # ---- the TLS policy matrix and compliance (report.json) -------------------------------------------------
 
-CLIENTS = ("none", "valid", "untrusted", "expired", "not_yet_valid")
-
-
 def _mozilla_profiles() -> dict[str, dict[str, Any]]:
     """Mozilla Server Side TLS 5.7, as bundled with sslyze (sslyze/mozilla_tls_profile/5.7.json)."""
     import sslyze.mozilla_tls_profile as mtp
@@ -920,52 +922,15 @@ def fallback_compliance(matrix: Mapping[str, Sequence[str]]) -> dict[str, dict[s
     return out
 
 
-def _expected_client(mutual: bool, verify: str | None, client: str) -> str:
-    if not mutual:
-        return "accept"
-    if client == "valid" or (client == "none" and verify == "optional"):
-        return "accept"
-    return "reject"
-
-
-def _pem(path: str) -> bytes:
-    return Path(path).read_bytes()
-
-
 def listener_report(lab: RunningLab, name: str) -> dict[str, Any]:
-    """One listener's entry of the report.json schema, measured: the expected matrix from its policy
-    (`Policy.negotiable` for its certificate's key type), the observed one from `enumerate_tls`, the
-    mutual matrix from one probe per client certificate, and `compliance` of the observed matrix."""
-    from simulator.probe import enumerate_tls, probe
+    """One listener's entry of report.json, measured by the code `lbsim run` uses (`ScenarioLab.observe`),
+    so both producers give one shape: `tls_matrix` (expected from `Policy.negotiable`, observed by probing
+    each suite, match, differences, note), `mutual_matrix` (the listener's own `tls_verify_status` for
+    each client certificate against what its `ssl_verify_client` implies, with the alert and whether it
+    served a 200) and `compliance` of the observed matrix."""
+    from simulator.scenario import ScenarioLab
 
-    listener = lab.listener(name)
-    spec = listener.spec
-    assert spec is not None
-    key_type = lab.lab.store.describe(spec.server_certificate).key_type
-    host, port = "127.0.0.1", listener.port
-    creds: dict[str, Any] = {}
-    if spec.mutual and spec.ssl_verify_client != "optional":
-        creds = {"client_cert_pem": _pem(lab.files["client-valid"]), "client_key_pem": _pem(lab.files["client-valid-key"])}
-    expected = spec.policy.negotiable(key_type)
-    observed = enumerate_tls(host, port, sni="localhost", **creds)
-    match = {v: set(s) for v, s in expected.items()} == {v: set(s) for v, s in observed.items()}
-    mutual_matrix = []
-    leaf = None
-    for client in CLIENTS if spec.mutual else ("none",):
-        kw: dict[str, Any] = {}
-        if client != "none":
-            kw = {"client_cert_pem": _pem(lab.files[f"client-{client}"]), "client_key_pem": _pem(lab.files[f"client-{client}-key"])}
-        r = probe(host, port, sni="localhost", http_request=b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", **kw)
-        observed_client = "accept" if r.ok else "reject"
-        if r.ok and r.server_chain and leaf is None:
-            leaf = r.server_chain[0]
-        exp = _expected_client(spec.mutual, spec.ssl_verify_client, client)
-        mutual_matrix.append({"client": client, "expected": exp, "observed": observed_client, "ok": exp == observed_client,
-                              "detail": r.alert or r.error or r.version})
-    return {"name": listener.name, "port": port, "profile": spec.profile, "policy": spec.policy.name,
-            "mutual": spec.mutual, "key_type": key_type,
-            "tls_matrix": {"expected": expected, "observed": observed, "match": match},
-            "mutual_matrix": mutual_matrix, "compliance": compliance(observed, leaf)}
+    return ScenarioLab(lab).observe(name).to_dict()
 
 
 def build_report(lab: RunningLab | None = None, listeners: Sequence[str] | None = None,

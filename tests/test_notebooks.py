@@ -4,9 +4,11 @@ no outputs, so nothing stale can contradict a fresh run."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
-import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -85,26 +87,61 @@ def test_traffic_vs_billed_measures_its_own_data(tmp_path: Path, monkeypatch: py
     assert "against §4's 278 / 2,459 B" in text
 
 
-def test_traffic_vs_billed_reads_a_results_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     tmp_path_factory: pytest.TempPathFactory) -> None:
-    """A directory as `lbsim run`/`lbsim load` leave it: a connection log, a report, Locust CSVs."""
-    measured = analysis.collect_overhead(tmp_path_factory.mktemp("m"), requests=(1, 4), rates=(), rate_seconds=0.5,
-                                         variants=[v for v in analysis.VARIANTS if v.key_type == "RSA" and not v.mutual])
-    results = tmp_path / "run"
-    results.mkdir()
-    shutil.copy(measured.path / "connections.jsonl", results)
-    comparison = [{"case": "1 request", "connections": 1, "requests": 1, "wire_bytes": 5000, "billed_bytes": 1700, "ratio": 2.94}]
-    (results / "report.json").write_text(json.dumps({"listeners": [], "traffic": {"listeners": [], "comparison": comparison}}))
-    (results / "locust").mkdir()
-    (results / "locust" / "lbsim_stats.csv").write_text("Type,Name,Request Count,Failure Count\nGET,/hello,40,0\n")
+def test_the_default_sweep_spans_1_to_100_requests_per_connection() -> None:
+    """CI runs the FAST sweep (1, 5, 25); the notebook's default, which made the committed figures, is 1..100."""
+    default = inspect.signature(analysis.collect_overhead).parameters["requests"].default
+    assert min(default) == 1 and max(default) == 100 and len(default) >= 5
+    nb = nbformat.read(NOTEBOOKS / "traffic_vs_billed.ipynb", as_version=4)
+    assert "else {}" in "".join(c.source for c in nb.cells)  # not FAST: collect_overhead's own defaults
+    committed = (NOTEBOOKS / "figures" / "traffic_vs_billed_conclusions.md").read_text()
+    assert re.search(r"; at 100 it is \d+\.\d%", committed), committed  # the committed figures come from 1..100
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real `lbsim run` results directory (two scenarios; the matrices and traffic comparison always run)."""
+    out = tmp_path_factory.mktemp("lbsim-run")
+    done = subprocess.run([sys.executable, "-m", "simulator.cli", "run", "-q", "--out", str(out),
+                           "-k", "actual_traffic_exceeds or mutual_refuses"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def load_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real `lbsim load` results directory: a short new_connections run against its own lab."""
+    out = tmp_path_factory.mktemp("lbsim-load")
+    done = subprocess.run([sys.executable, "-m", "simulator.cli", "load", "new_connections", "-u", "2", "-r", "2",
+                           "-t", "2s", "--stop-timeout", "5", "-o", str(out), "--force"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out
+
+
+def test_traffic_vs_billed_reads_an_lbsim_run_directory(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     figures = tmp_path / "figures"
-    nb = execute("traffic_vs_billed.ipynb", {"LBSIM_RESULTS": str(results), "LBSIM_FIGURES": str(figures)}, monkeypatch)
+    nb = execute("traffic_vs_billed.ipynb", {"LBSIM_RESULTS": str(run_dir), "LBSIM_FIGURES": str(figures)}, monkeypatch)
     assert_pngs(figures, TRAFFIC_FIGURES)
     (text,) = outputs(nb, "text/markdown")
-    assert text == analysis.conclusions_markdown(analysis.load_results(results))
-    assert "aliyun-slb (LB->client billed), TLS 1.2 RSA one-way: one request per connection: actual is" in text
+    assert text == analysis.conclusions_markdown(analysis.load_results(run_dir))
+    assert re.search(r"one request per connection: actual is \d+\.\d\dx billed", text), text
+    assert " ? " not in text  # listeners scenarios created are not in the report: no key type, no '?'
     html = "\n".join(outputs(nb, "text/html"))
-    assert "lbsim_stats" in streams(nb) and "/hello" in html and "2.94" in html  # Locust table and report comparison shown
+    report = json.loads((run_dir / "report.json").read_text())
+    assert {"keep-alive: 1 connection", "new connection per request"} <= {c["case"] for c in report["traffic"]["comparison"]}
+    assert "keep-alive: 1 connection" in html  # report.json's comparison shown
+
+
+def test_traffic_vs_billed_reads_an_lbsim_load_directory(load_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    figures = tmp_path / "figures"
+    nb = execute("traffic_vs_billed.ipynb", {"LBSIM_RESULTS": str(load_dir), "LBSIM_FIGURES": str(figures)}, monkeypatch)
+    assert_pngs(figures, TRAFFIC_FIGURES)
+    (text,) = outputs(nb, "text/markdown")
+    assert text == analysis.conclusions_markdown(analysis.load_results(load_dir))
+    assert "aliyun-slb (LB->client billed), TLS 1.2 RSA one-way: one request per connection: actual is" in text
+    printed = streams(nb)
+    assert "lbsim load new_connections: 2 users" in printed and "checks against the listener's log: OK" in printed
+    assert "locust_stats\n" in printed and "handshake full" in "\n".join(outputs(nb, "text/html"))  # Locust's own CSV
 
 
 def test_policy_matrix_measures_a_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,15 +153,21 @@ def test_policy_matrix_measures_a_lab(tmp_path: Path, monkeypatch: pytest.Monkey
     assert text == (figures / "policy_matrix_conclusions.md").read_text().rstrip("\n")
 
 
-def test_policy_matrix_reads_a_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    report = analysis.build_report(listeners=["aliyun-mutual"], out_dir=tmp_path / "lab")
-    assert report["listeners"][0]["tls_matrix"]["match"] is True
-    path = tmp_path / "report.json"
-    path.write_text(json.dumps(report))
+def test_policy_matrix_reads_an_lbsim_run_report(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The notebook on `lbsim run`'s report.json; and build_report, its fallback, gives that very shape."""
+    report = json.loads((run_dir / "report.json").read_text())
     figures = tmp_path / "figures"
-    nb = execute("policy_matrix.ipynb", {"LBSIM_REPORT": str(path), "LBSIM_FIGURES": str(figures)}, monkeypatch)
-    assert_pngs(figures, ["policy_matrix_aliyun-mutual", "compliance"])
+    nb = execute("policy_matrix.ipynb", {"LBSIM_REPORT": str(run_dir), "LBSIM_FIGURES": str(figures)}, monkeypatch)
+    names = [l["name"] for l in report["listeners"]]
+    assert names == ["aliyun-one-way", "aliyun-mutual", "tencent-one-way", "tencent-mutual"]
+    assert_pngs(figures, [f"policy_matrix_{n}" for n in names] + ["compliance"])
     (text,) = outputs(nb, "text/markdown")
-    passed = [p for p, v in report["listeners"][0]["compliance"].items() if v["verdict"] == "pass"]
-    assert text == (f"- **aliyun-mutual** (tls_cipher_policy_1_2_strict_with_1_3, RSA): 11 observed version/suite pairs, "
-                    f"11 expected, they match; passes {', '.join(passed) if passed else 'no profile'}.")
+    mutual = next(l for l in report["listeners"] if l["name"] == "aliyun-mutual")
+    passed = [p for p, v in mutual["compliance"].items() if v["verdict"] == "pass"]
+    assert (f"- **aliyun-mutual** (tls_cipher_policy_1_2_strict_with_1_3, RSA): 11 observed version/suite pairs, "
+            f"11 expected, they match; passes {', '.join(passed) if passed else 'no profile'}.") in text.splitlines()
+    assert "not as expected" not in text
+    html = "\n".join(outputs(nb, "text/html"))
+    assert "Failed:ClientCertExpired" in html  # the mutual matrix: the listener's own verify status per client
+    built = analysis.build_report(listeners=["aliyun-mutual"], out_dir=tmp_path / "lab")["listeners"][0]
+    assert {**built, "port": None} == {**mutual, "port": None}  # one shape, and the same measurements
