@@ -1,5 +1,5 @@
 """Compliance verdicts per configured listener, from what the probes observed (never from configuration):
-Mozilla's modern and intermediate profiles (guidelines 5.7), PCI DSS 4.0, NIST SP 800-52 Rev. 2
+Mozilla's modern and intermediate profiles (guidelines 6.0), PCI DSS 4.0, NIST SP 800-52 Rev. 2
 (docs/compliance.md). sslyze scans every listener once as an independent cross-check: it must see the same
 versions and suites, and its observations must give the same verdicts.
 

@@ -46,17 +46,37 @@ def ecdsa_cert() -> x509.Certificate:
 
 # --- the tables ----------------------------------------------------------------------------------------------
 
-def test_mozilla_table_is_the_published_5_7_profile() -> None:
-    """Our transcription equals the guidelines file sslyze bundles (the same URL, version 5.7)."""
+# What 6.0 (https://ssl-config.mozilla.org/guidelines/6.0.json) changed, in the fields we judge, against the 5.7
+# file sslyze bundles: intermediate's TLS 1.2 ciphers lost the DHE suites (5.8 dropped kDHE).
+DROPPED_SINCE_5_7 = {"intermediate": {"DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305"}}
+
+
+def test_mozilla_table_is_the_published_6_0_profile() -> None:
+    """Our transcription equals sslyze's bundled 5.7 guidelines plus exactly the published 6.0 changes."""
     published = json.loads(MOZILLA_JSON.read_text())
-    assert published["version"] == 5.7 and published["href"] in compliance.MOZILLA_SOURCE
+    assert published["version"] == 5.7
+    assert compliance.MOZILLA_VERSION == "6.0" and "guidelines/6.0.json" in compliance.MOZILLA_SOURCE
     for profile, ours in MOZILLA.items():
         theirs = published["configurations"][profile]
-        assert set(ours["ciphers"]) == set(theirs["ciphers"]["openssl"]), profile
+        dropped = DROPPED_SINCE_5_7.get(profile, set())
+        assert dropped <= set(theirs["ciphers"]["openssl"]), profile
+        assert set(ours["ciphers"]) == set(theirs["ciphers"]["openssl"]) - dropped, profile
+        assert not any(s.startswith("DHE-") for s in ours["ciphers"]), profile
         for key in ("tls_versions", "ciphersuites", "certificate_types", "certificate_curves", "certificate_signatures"):
             assert set(ours[key]) == set(theirs[key]), (profile, key)
         for key in ("rsa_key_size", "maximum_certificate_lifespan"):
             assert ours[key] == theirs[key], (profile, key)
+
+
+def test_a_dhe_suite_fails_the_current_intermediate_profile(rsa_cert: x509.Certificate) -> None:
+    """Under 5.7 this server passed intermediate; under 6.0 its DHE suite is named as the reason it fails."""
+    obs = Observation("dhe", {"TLSv1.2": ["ECDHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES128-GCM-SHA256"],
+                              "TLSv1.3": ["TLS_AES_128_GCM_SHA256"]}, rsa_cert)
+    verdict = compliance.evaluate(obs, ["mozilla-intermediate"])["mozilla-intermediate"]
+    assert not verdict.passed
+    assert verdict.evidence == ["TLSv1.2 suite DHE-RSA-AES128-GCM-SHA256 accepted: not in mozilla-intermediate's ciphers"]
+    without = Observation("ecdhe", {"TLSv1.2": ["ECDHE-RSA-AES128-GCM-SHA256"], "TLSv1.3": ["TLS_AES_128_GCM_SHA256"]}, rsa_cert)
+    assert compliance.evaluate(without, ["mozilla-intermediate"])["mozilla-intermediate"].passed
 
 
 def test_every_suite_in_the_tables_is_a_real_suite() -> None:
