@@ -296,6 +296,26 @@ def test_scenarios_list_names_each_scenario_and_its_statement(tmp_path: Path) ->
     assert len(lines) >= 60 and all(len(line.split(None, 1)) == 2 for line in lines), lines
     assert any(line.startswith("test_mutual_refuses_clients_without_valid_certificate.py::test_mutual_matrix[aliyun-mutual] ")
                for line in lines)
+    check_seed_coverage(dict(line.split(None, 1) for line in lines))
+
+
+def check_seed_coverage(collected: dict[str, str]) -> None:
+    """scenarios/seed_coverage.yaml against what the suite collects: every scenario the table lists exists,
+    and every collected scenario carries the seed marker of the table entry that lists it."""
+    table = yaml.safe_load((ROOT / "scenarios" / "seed_coverage.yaml").read_text())
+    statement_of = {}
+    for entry in table:
+        assert entry["statement"] and entry["scenarios"], entry
+        for scenario in entry["scenarios"]:
+            assert scenario not in statement_of, f"{scenario} listed twice"
+            statement_of[scenario] = entry["statement"]
+    by_function: dict[str, set[str]] = {}
+    for node, statement in collected.items():
+        by_function.setdefault(re.sub(r"\[.*\]$", "", node), set()).add(statement)
+    assert set(statement_of) - set(by_function) == set(), "listed in seed_coverage.yaml but not collected"
+    assert set(by_function) - set(statement_of) == set(), "collected but missing from seed_coverage.yaml"
+    for function, statements in by_function.items():
+        assert statements == {statement_of[function]}, (function, statements)
 
 
 LAB_FACTORY_SCENARIO = '''
