@@ -9,7 +9,9 @@ Wall time: about 20 s (12 s of load, Locust's start-up).
 from __future__ import annotations
 
 import csv
+import datetime
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -94,6 +96,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory, pki: LabPKI) -> RunningLab:
     running.stop()
 
 
+def iso_seconds(stamp: str) -> float:
+    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
 def listener_body(lab: RunningLab, name: str, policy: str, turn: int) -> dict:
     spec = lab.listener(name).active.spec
     body = {"name": name, "profile": spec.profile, "server_certificate": "rotating", "tls_policy": policy,
@@ -114,7 +120,8 @@ def test_rotation_and_reconfiguration_under_locust_load_fail_no_handshake(lab: R
     pin_groups(env)
     cmd = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "-u", str(USERS), "-r", str(USERS),
            "-t", f"{LOAD_SECONDS}s", "--stop-timeout", "5", "--csv", str(tmp_path / "locust"), "--only-summary",
-           "--lab-api", lab.api_url, "--pki", str(Path(lab.files["ca"]).parent), "--ca", str(bundle)]
+           "--lab-api", lab.api_url, "--pki", str(Path(lab.files["ca"]).parent), "--ca", str(bundle),
+           "--client-log", str(tmp_path / "clients")]
     ports = [lab.port("rotation-one-way"), lab.port("rotation-mutual")]
     started = time.time()
     log = (tmp_path / "locust.log").open("w")
@@ -133,7 +140,12 @@ def test_rotation_and_reconfiguration_under_locust_load_fail_no_handshake(lab: R
                 assert status == 202, answer
                 reconfigurations += 1
             time.sleep(0.5)
-        assert proc.wait(60) == 0, (tmp_path / "locust.log").read_text()[-3000:]
+        rc = proc.wait(60)
+        time.sleep(0.5)
+        cut = [(r["listener"], r["tls_verify_status"], r["closed_by"], r["requests"]) for r in list(lab.lab.registry.recent)
+               if r["listener_port"] in ports and r.get("closed_by") not in (None, "client")]
+        assert rc == 0, ((tmp_path / "locust.log").read_text()[-1500:], "closed by the listener:", cut[:10])
+        ended = time.time()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -147,16 +159,23 @@ def test_rotation_and_reconfiguration_under_locust_load_fail_no_handshake(lab: R
         by_name.get(("TLS", "handshake resumed"), {"Request Count": 0})["Request Count"])
     assert int(total["Failure Count"]) == 0, (tmp_path / "locust_failures.csv").read_text()
     assert ("TLS", "handshake failed") not in by_name
-    assert handshakes >= USERS * RATE * LOAD_SECONDS * 0.5, rows  # the load really was steady
-    assert rotations >= 10 and reconfigurations >= 20
+    steady = handshakes >= USERS * RATE * LOAD_SECONDS * 0.5  # the load really was steady (checked last, for diagnosis)
     # The listener's own log agrees: every connection on the rotating listeners completed its handshake.
     wait_for(lambda: not lab.lab.registry.clients, 10)
     records = [r for r in lab.lab.ledger.records if r["listener_port"] in ports]
     assert len(records) >= handshakes
     assert all(sum(r["listener_port"] == p for r in records) >= handshakes / 3 for p in ports)  # both listeners
-    failed = [r for r in records if r["tls_verify_status"] != "Success"]
-    assert failed == [], failed[:3]
+    # Locust stops its users when the run ends, even mid-handshake; each client logs that connection as
+    # aborted, by its local port. Those, and only those, may end unfinished in the listener's log.
+    clients = [json.loads(line) for f in (tmp_path / "clients").glob("client-*.jsonl") for line in f.read_text().splitlines()]
+    aborted = {c["local_port"] for c in clients if c["outcome"] in ("aborted", "open") and c.get("local_port")}
+    assert len(aborted) <= USERS
+    failed = [r for r in records if r["tls_verify_status"] != "Success" and int(r["client"].rsplit(":", 1)[1]) not in aborted]
+    assert failed == [], "; ".join(f"{r['listener']} {r['tls_verify_status']} ({r['error']}, closed by {r['closed_by']}, "
+                                   f"{r['tls_protocol']}) {ended - iso_seconds(r['time']):.2f} s before the end"
+                                   for r in failed[:8])
     # And the last certificate is the one served now.
     wait_for(lambda: all(lab.listener(p).status == "running" for p in ports), 10)
     served = probe("127.0.0.1", ports[0]).server_fingerprint_sha256.replace(":", "").lower()
     assert served == hashlib.sha256(issued.cert.public_bytes(Encoding.DER)).hexdigest()
+    assert steady and rotations >= 10 and reconfigurations >= 20, (rotations, reconfigurations, rows)
