@@ -1,13 +1,15 @@
 """Load profiles (scenarios/load/) through `lbsim load`: real Locust subprocesses against a real lab process.
 
 Each profile runs for 2-3 s against one shared lab (`lbsim up` in a child process, as `lbsim load --api`
-uses it); one run lets `lbsim load` start and stop its own lab, one runs Locust distributed. Every run
-must have no unexpected failure, and Locust's own CSV, the clients' per-connection records and the
-listener's connection log must agree on handshakes, wire bytes and billed bytes.
+uses it). Every run must have no unexpected failure, and Locust's own CSV, the clients' per-connection
+records and the listener's connection log must agree on handshakes, wire bytes and billed bytes.
+Also through the wrapper: its own lab, `-c lab.yaml`, `--target` with and without `--api`, the custom TLS
+arguments (client certificate, TLS 1.3 suites, no tickets), two distributed runs at once, and the
+documented master + workers started by hand with plain `locust -f`.
 The lean client is also tested on its own (in-process, against the session lab): it verifies the
 listener's certificate and hostname, and its byte counts equal the listener's meter.
 
-Wall time about 45-55 s on 2 shared cores.
+Wall time about 110 s on 2 shared cores (load average 6-8).
 """
 
 from __future__ import annotations
