@@ -186,7 +186,7 @@ def test_frame_flattens_traffic_and_bills_every_model() -> None:
     assert row["client_to_lb_wire"] == 446 and row["lb_to_client_wire"] == 3944
     assert row["billed_aliyun-slb"] == 1000 and row["wire_aliyun-slb"] == 3944
     assert row["billed_tencent-clb"] == row["billed_aws-alb"] == 1100 and row["wire_tencent-clb"] == 4390
-    assert row["variant"] == "TLS 1.3 ? full one-way"  # TLS 1.3 suites do not name the certificate type
+    assert row["key_type"] == "?" and row["variant"] == "TLS 1.3 full one-way"  # TLS 1.3 suites do not name the certificate type
     curve = analysis.overhead_curve(df, "aliyun-slb")
     assert curve["overhead_pct"].iloc[0] == pytest.approx(294.4)
     b = analysis.wire_breakdown(df).iloc[0]
