@@ -79,7 +79,14 @@ def test_activation_normally_takes_about_one_minute(lab, pki):
     assert all(lab.scaled(LOW) - SLACK <= d <= lab.scaled(HIGH) + SLACK for d in drawn.values()), vendor_seconds
     normally = sum(1 for d in drawn.values() if d <= lab.scaled(ABOUT_A_MINUTE) + 0.05)
     assert normally >= MOST, f"only {normally} of {SAMPLES} activations within about a minute (vendor s: {vendor_seconds})"
-    for port in drawn:  # and the listeners really serve no later than three (scaled) minutes
-        lab.wait_running(port, timeout=lab.scaled(HIGH) + 5)
-        took = time.monotonic() - started[port]
-        assert took <= lab.scaled(HIGH) + SLACK * 2, (port, took)
+    # And they really serve no later than three (scaled) minutes: poll them all at once, so that waiting for
+    # one does not count against another.
+    took, deadline = {}, time.monotonic() + lab.scaled(HIGH) + 10
+    while len(took) < len(drawn) and time.monotonic() < deadline:
+        for port in set(drawn) - set(took):
+            if lab.listener(port)["status"] == "running" and lab.probe(port, timeout=1).ok:
+                took[port] = time.monotonic() - started[port]
+        time.sleep(0.02)
+    assert set(took) == set(drawn), f"not serving: {sorted(set(drawn) - set(took))}"
+    late = {port: round(t, 2) for port, t in took.items() if t > lab.scaled(HIGH) + SLACK * 2}
+    assert not late, f"serving only after (s): {late}"
