@@ -277,3 +277,20 @@ def test_report_traffic_from_the_api(tmp_path: Path, capsys: pytest.CaptureFixtu
     with pytest.raises(LbsimError) as e:
         args.func(args)
     assert e.value.code == "ApiUnreachable"
+
+
+@pytest.mark.slow
+def test_the_docs_example_report_runs_through_real_listeners(capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m simulator.metering.example` (docs/metering.md's example table), shortened: 3 requests each."""
+    from simulator.metering import example
+
+    assert example.main(["--connections", "3", "--size", "100"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:5]}
+    # PORT PROFILE MODEL CONNS NEW/S FULL RESUMED FAILED REQS ...: 3 full, 1 full + 2 resumed, 1 keep-alive
+    assert sorted((r[1], r[3], r[5], r[6], r[8]) for r in rows.values()) == [
+        ("aliyun-slb", "1", "1", "0", "3"), ("aliyun-slb", "3", "1", "2", "3"), ("aliyun-slb", "3", "3", "0", "3"),
+        ("tencent-clb", "3", "3", "0", "3")]
+    shapes = {line.split()[0]: line for line in out.splitlines()
+              if line.split()[:1] and line.split()[0] in example.SHAPES}
+    assert "TLSv1.3" in shapes["tencent-full"] and "TLSv1.2, the LB sends" in shapes["full"]

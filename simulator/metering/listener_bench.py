@@ -1,13 +1,22 @@
 """What metering costs a real listener: the same load with metering on and off, interleaved in one run.
 
-    python -m simulator.metering.listener_bench [--rounds 5] [--duration 3] [--connections 20]
+    python -m simulator.metering.listener_bench [--rounds 20] [--connections 200] [--requests 1000] [--clients 8]
 
 Two labs run as `lbsim up` processes, identical but for `metering: on|off` (one aliyun-slb listener,
-RSA-2048, one mock backend). Rounds alternate between them (on, off, off, on, ...) so the noise of a shared
-machine hits both; the medians of new TLS connections per second (one request each) and keep-alive requests
-per second are printed with their ratio (metered / plain), and so is the lab process's own CPU time per
-operation (from /proc): on a shared machine that figure is the steadier one, since other processes' load
-changes how fast the lab runs but not how much work one connection costs it.
+RSA-2048, full handshakes). Their one backend runs in a third process, so a lab's CPU time is the
+listener's own work (mitmproxy and lbsim's addons), not the mock backend's.
+
+The figure is the lab process's CPU time per operation, read from its POSIX CPU clock (all threads, ns):
+on a shared machine it is far steadier than a rate, since other processes' load changes how fast the lab
+runs more than how much work one connection costs it. Each round gives both labs the same batch of work
+at the same time (one client per lab, in this process), so whatever else the machine does hits both:
+* `new_connections`: `--connections` TLS connections with one request each (`--clients` in parallel);
+* `keepalive_requests`: `--requests` requests over `--clients` connections opened (and warmed with one
+  request each) before the clock starts.
+The first round is a warm-up and is dropped. Each later round gives one on/off ratio; the median ratio and
+its distribution-free 95% confidence interval are printed (the interval's ends are order statistics of the
+ratios, from the binomial distribution: no normality assumed). `--control` runs both labs with metering
+off: its ratio should be 1, and its interval shows what the method can resolve on this machine.
 """
 
 from __future__ import annotations
@@ -15,7 +24,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
+import ctypes
+import ctypes.util
+import math
 import signal
 import ssl
 import statistics
@@ -23,17 +34,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from simulator.backends.bench import measure
+from simulator.backends.process import BackendProcess
 from simulator.defaults import mint_default_pki
 
-REQUEST = b"GET /bench HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+REQUEST = b"GET /bench HTTP/1.1\r\nHost: localhost\r\n\r\n"
+CLOSE = b"GET /bench HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+SETTLE_S = 0.05  # the lab finishes the last connection's teardown (log record) after the client saw EOF
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 
 @dataclass
@@ -41,23 +55,33 @@ class Lab:
     port: int
     context: ssl.SSLContext
     process: subprocess.Popen[str]
+    clock: int  # the process's CPU-time clock id
 
 
-def lab_config(files: dict[str, str], metering: bool) -> dict:
+def cpu_clock(pid: int) -> int:
+    """The POSIX CPU-time clock of another process: every thread's time, including exited ones."""
+    clock = ctypes.c_int()
+    err = _libc.clock_getcpuclockid(pid, ctypes.byref(clock))
+    if err:
+        raise OSError(err, f"clock_getcpuclockid({pid})")
+    return clock.value
+
+
+def lab_config(files: dict[str, str], metering: bool, backend: str) -> dict:
     return {
         "metering": metering,
         "certificates": [{"name": "rsa", "type": "server", "cert": files["server-rsa"], "key": files["server-rsa-key"]}],
-        "backends": [{"name": "app", "port": 0}],
+        "backends": [{"name": "app", "address": backend}],
         "listeners": [{"name": "bench", "port": 0, "server_certificate": "rsa", "backend_servers": ["app"],
                        "health_check": {"enabled": False}, "idle_timeout": 60}],
     }
 
 
 @contextlib.contextmanager
-def running_lab(out: Path, files: dict[str, str], metering: bool) -> Iterator[Lab]:
+def running_lab(out: Path, files: dict[str, str], metering: bool, backend: str) -> Iterator[Lab]:
     out.mkdir(parents=True, exist_ok=True)
     config = out / "lab.yaml"
-    config.write_text(yaml.safe_dump(lab_config(files, metering)))
+    config.write_text(yaml.safe_dump(lab_config(files, metering, backend)))
     lbsim = str(Path(sys.executable).with_name("lbsim"))
     process = subprocess.Popen([lbsim, "up", "-c", str(config), "--out", str(out)], stdout=subprocess.PIPE, text=True)
     try:
@@ -69,91 +93,161 @@ def running_lab(out: Path, files: dict[str, str], metering: bool) -> Iterator[La
                 break
         if port is None:
             raise RuntimeError(f"lbsim up did not start (exit {process.poll()})")
-        yield Lab(port, ssl.create_default_context(cafile=files["ca"]), process)
+        yield Lab(port, ssl.create_default_context(cafile=files["ca"]), process, cpu_clock(process.pid))
     finally:
         process.send_signal(signal.SIGINT)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(20)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+async def _response(reader: asyncio.StreamReader) -> None:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(int(h.split(b":")[1]) for h in head.split(b"\r\n") if h.lower().startswith(b"content-length:"))
+    await reader.readexactly(length)
 
 
-async def new_connections(lab: Lab, connections: int, duration: float) -> tuple[int, float]:
-    """New TLS connections (one request on each) and the seconds they took, `connections` clients in parallel."""
-    done = 0
-    deadline = time.perf_counter() + duration
+async def _open(lab: Lab) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", lab.port, ssl=lab.context, server_hostname="localhost")
+
+
+async def new_connections(lab: Lab, work: int, clients: int, measured: Callable[[], Awaitable[None]]) -> int:
+    """`work` TLS connections, one request each, `clients` at a time; returns the operations measured."""
+    left = work
 
     async def client() -> None:
-        nonlocal done
-        while time.perf_counter() < deadline:
-            reader, writer = await asyncio.open_connection("127.0.0.1", lab.port, ssl=lab.context, server_hostname="localhost")
-            writer.write(REQUEST)
+        nonlocal left
+        while left > 0:
+            left -= 1
+            reader, writer = await _open(lab)
+            writer.write(CLOSE)
             await reader.read()  # until the listener closes after the response
             writer.close()
-            done += 1
 
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(connections)))
-    return done, time.perf_counter() - started
-
-
-async def keep_alive(lab: Lab, connections: int, duration: float) -> tuple[int, float]:
-    result = await measure("127.0.0.1", lab.port, connections=connections, duration=duration, warmup=0.3,
-                           target="/bench", ssl_context=lab.context)
-    if result.errors:
-        raise RuntimeError(f"{result.errors} errors in the keep-alive run")
-    return result.requests, result.seconds
+    async with measured_span(measured):
+        await asyncio.gather(*(client() for _ in range(clients)))
+    return work
 
 
-def timed(lab: Lab, load: Any, connections: int, duration: float) -> tuple[float, float]:
-    """(operations per second, lab CPU milliseconds per operation) of one measurement."""
-    cpu = cpu_seconds(lab.process.pid)
-    ops, seconds = asyncio.run(load(lab, connections, duration))
-    return ops / seconds, 1000 * (cpu_seconds(lab.process.pid) - cpu) / max(ops, 1)
+async def keep_alive(lab: Lab, work: int, clients: int, measured: Callable[[], Awaitable[None]]) -> int:
+    """`work` requests over `clients` keep-alive connections opened and warmed before the clock starts."""
+    streams = [await _open(lab) for _ in range(clients)]
+    for reader, writer in streams:
+        writer.write(REQUEST)
+        await _response(reader)
+    per_client = work // clients
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(per_client):
+            writer.write(REQUEST)
+            await _response(reader)
+
+    async with measured_span(measured):
+        await asyncio.gather(*(client(r, w) for r, w in streams))
+    for _, writer in streams:
+        writer.close()
+    return per_client * clients
+
+
+@contextlib.asynccontextmanager
+async def measured_span(mark: Callable[[], Awaitable[None]]):  # type: ignore[no-untyped-def]
+    await mark()
+    yield
+    await mark()
 
 
 LOADS = {"new_connections": new_connections, "keepalive_requests": keep_alive}
 
 
-def run(rounds: int = 5, duration: float = 3.0, connections: int = 20) -> dict[str, dict[str, float]]:
-    """Medians per load shape and mode (rate, and lab CPU per operation), and the metered/plain ratios.
+async def sample(lab: Lab, load: Callable[..., Awaitable[int]], work: int, clients: int) -> tuple[float, float]:
+    """(lab CPU microseconds per operation, operations per second) of one batch."""
+    marks: list[tuple[int, float]] = []
 
-    The keep-alive CPU figure includes the (small, shared) cost of the warm-up's handshakes."""
-    samples: dict[str, dict[bool, list[tuple[float, float]]]] = {shape: {True: [], False: []} for shape in LOADS}
-    with tempfile.TemporaryDirectory(prefix="lbsim-metering-bench-") as tmp:
+    async def mark() -> None:
+        if marks:
+            await asyncio.sleep(SETTLE_S)
+        marks.append((time.clock_gettime_ns(lab.clock), time.perf_counter()))
+
+    ops = await load(lab, work, clients, mark)
+    (cpu0, t0), (cpu1, t1) = marks
+    return (cpu1 - cpu0) / 1000 / ops, ops / (t1 - t0 - SETTLE_S)
+
+
+async def sample_both(labs: dict[bool, Lab], load: Callable[..., Awaitable[int]], work: int,
+                      clients: int) -> dict[bool, tuple[float, float]]:
+    """The same batch on both labs at the same time: whatever else the machine does hits both alike."""
+    on, off = await asyncio.gather(sample(labs[True], load, work, clients), sample(labs[False], load, work, clients))
+    return {True: on, False: off}
+
+
+def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Distribution-free confidence interval of the median: order statistics k and n+1-k, where k is the
+    largest rank with P(Binomial(n, 1/2) < k) <= (1 - confidence) / 2."""
+    xs = sorted(values)
+    n = len(xs)
+    tail, k, cdf = (1 - confidence) / 2, 0, 0.0
+    while k < n and cdf + math.comb(n, k) / 2**n <= tail:
+        cdf += math.comb(n, k) / 2**n
+        k += 1
+    if k == 0:
+        return xs[0], xs[-1]  # too few rounds for this confidence: the whole range
+    return xs[k - 1], xs[n - k]
+
+
+def run(rounds: int = 20, connections: int = 200, requests: int = 1000, clients: int = 8,
+        control: bool = False) -> dict[str, dict[str, float]]:
+    """Per load shape: medians of CPU per operation and rate in each mode, and the paired on/off CPU ratio
+    with its 95% confidence interval (rounds after the first). `control`: both labs run with metering
+    off (an A/A run), which shows the method's own bias and spread."""
+    work = {"new_connections": connections, "keepalive_requests": requests}
+    samples: dict[str, dict[bool, list[tuple[float, float]]]] = {s: {True: [], False: []} for s in LOADS}
+    with tempfile.TemporaryDirectory(prefix="lbsim-metering-bench-") as tmp, BackendProcess(["app"]) as backend:
         files = mint_default_pki(Path(tmp) / "pki")
-        with running_lab(Path(tmp) / "on", files, True) as on, running_lab(Path(tmp) / "off", files, False) as off:
+        address = backend.addresses["app"]
+        with running_lab(Path(tmp) / "on", files, not control, address) as on, \
+                running_lab(Path(tmp) / "off", files, False, address) as off:
             labs = {True: on, False: off}
-            for i in range(rounds):
-                for metered in (True, False) if i % 2 == 0 else (False, True):
-                    for shape, load in LOADS.items():
-                        samples[shape][metered].append(timed(labs[metered], load, connections, duration))
+            for i in range(rounds + 1):
+                for shape, load in LOADS.items():
+                    both = asyncio.run(sample_both(labs, load, work[shape], clients))
+                    if i:  # round 0 warms both labs up
+                        for metered, s in both.items():
+                            samples[shape][metered].append(s)
     out: dict[str, dict[str, float]] = {}
     for shape, by_mode in samples.items():
-        rate = {m: statistics.median(s[0] for s in by_mode[m]) for m in (True, False)}
-        cpu = {m: statistics.median(s[1] for s in by_mode[m]) for m in (True, False)}
-        out[shape] = {"rate_on": round(rate[True], 1), "rate_off": round(rate[False], 1),
-                      "rate_ratio": round(rate[True] / rate[False], 3),
-                      "cpu_ms_on": round(cpu[True], 3), "cpu_ms_off": round(cpu[False], 3),
-                      "cpu_ratio": round(cpu[True] / cpu[False], 3)}
+        ratios = [a[0] / b[0] for a, b in zip(by_mode[True], by_mode[False])]
+        low, high = median_interval(ratios)
+        cpu = {m: statistics.median(s[0] for s in by_mode[m]) for m in (True, False)}
+        rate = {m: statistics.median(s[1] for s in by_mode[m]) for m in (True, False)}
+        out[shape] = {"cpu_us_on": round(cpu[True], 1), "cpu_us_off": round(cpu[False], 1),
+                      "cpu_ratio": round(statistics.median(ratios), 4),
+                      "cpu_ratio_low": round(low, 4), "cpu_ratio_high": round(high, 4),
+                      "rate_on": round(rate[True], 1), "rate_off": round(rate[False], 1), "rounds": len(ratios)}
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m simulator.metering.listener_bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--duration", type=float, default=3.0, help="seconds per measurement")
-    parser.add_argument("--connections", type=int, default=20, help="parallel clients")
+    parser.add_argument("--rounds", type=int, default=20, help="measured rounds (after one warm-up round)")
+    parser.add_argument("--connections", type=int, default=200, help="new connections per round and mode")
+    parser.add_argument("--requests", type=int, default=1000, help="keep-alive requests per round and mode")
+    parser.add_argument("--clients", type=int, default=8, help="parallel clients per lab")
+    parser.add_argument("--control", action="store_true",
+                        help="A/A run: metering off in both labs, to see the method's own bias and spread")
     args = parser.parse_args(argv)
-    result = run(args.rounds, args.duration, args.connections)
-    print(f"{'load':20} {'rate on':>9} {'rate off':>9} {'on/off':>7}   {'lab CPU ms/op on':>16} {'off':>7} {'on/off':>7}")
+    for name in ("rounds", "connections", "requests", "clients"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    if args.requests < args.clients:
+        parser.error("--requests must be at least --clients (each keep-alive client makes requests/clients)")
+    result = run(args.rounds, args.connections, args.requests, args.clients, args.control)
+    if args.control:
+        print("control run: metering is off in both labs ('on' is the first lab)")
+    print(f"{'load':20} {'lab CPU µs/op on':>16} {'off':>7} {'on/off (median)':>15} {'95% CI':>16}"
+          f"   {'rate on':>8} {'off':>8}")
     for shape, r in result.items():
-        print(f"{shape:20} {r['rate_on']:9.1f} {r['rate_off']:9.1f} {r['rate_ratio']:7.3f}   "
-              f"{r['cpu_ms_on']:16.3f} {r['cpu_ms_off']:7.3f} {r['cpu_ratio']:7.3f}")
+        print(f"{shape:20} {r['cpu_us_on']:16.1f} {r['cpu_us_off']:7.1f} {r['cpu_ratio']:15.3f} "
+              f"{r['cpu_ratio_low']:7.3f}–{r['cpu_ratio_high']:.3f}   {r['rate_on']:7.1f}/s {r['rate_off']:7.1f}/s")
+    print(f"{result['new_connections']['rounds']} paired rounds; on/off > 1 means metering costs CPU")
     return 0
 
 
