@@ -33,7 +33,7 @@ from simulator.addons.tls import TlsTermination
 from simulator.backends import MockBackend
 from simulator.certs import CertificateStore, check
 from simulator.certs.validate import evaluate
-from simulator.config import ACTIVATION_DELAY, LabConfig, ListenerSpec, parse_listener
+from simulator.config import ACTIVATION_MAX, ACTIVATION_NORMAL, ACTIVATION_NORMAL_SHARE, LabConfig, ListenerSpec, parse_listener
 from simulator.errors import LbsimError
 from simulator.health import HealthChecker
 from simulator.listener import BackendState, Listener, ListenerVersion, build_context
@@ -419,8 +419,8 @@ class Lab:
         listener's own `activation_delay` fixes it. Scaled by time_scale."""
         if spec.activation_delay is not None:
             return spec.activation_delay * self.config.time_scale
-        normal, normal_share = (45.0, 75.0), 0.85
-        low, high = normal if random.random() < normal_share else (normal[1], ACTIVATION_DELAY[1])
+        normal = random.random() < ACTIVATION_NORMAL_SHARE
+        low, high = ACTIVATION_NORMAL if normal else (ACTIVATION_NORMAL[1], ACTIVATION_MAX)
         return random.uniform(low, high) * self.config.time_scale
 
     def spec_from_api(self, data: Any, port: int | None = None) -> ListenerSpec:
