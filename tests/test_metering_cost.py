@@ -19,7 +19,7 @@ def test_metering_cost_benchmark_runs_and_prints_same_run_ratios() -> None:
     for version in ("TLSv1.2", "TLSv1.3"):
         r = bench.run(connections=30, requests=300, version=version)
         print(version, r)
-        for kind in ("new_connection", "keep_alive_request"):
+        for kind in ("new_connection", "keep_alive_request", "connection_record"):
             assert r[kind]["plain_us"] > 0 and r[kind]["metered_us"] > 0
         # Sanity, not speed: the meter must not multiply the work of a full handshake.
         assert r["new_connection"]["tls_ratio"] < 3

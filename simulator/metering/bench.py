@@ -6,13 +6,17 @@ Client and server run in memory; only the server side (what the listener does: c
 do_handshake, recv, sendall, bio_read, and for metered connections finish + to_dict) is timed.
 Metered and plain connections (and requests) alternate one by one, so noise from other work on the
 machine hits both; medians are compared.
-This isolates the meter's own cost; the listener-level benchmark (mitmproxy on/off, issue 4 "Cost")
-divides the same absolute cost by the listener's much larger per-connection and per-request cost.
+A third row times what the listener does with a connection's record at close when metering is on
+(`to_dict`, `billing.billed`, the ledger, the longer JSON line of the connection log) against the same
+record without `traffic` and `billed`.
+This isolates the meter's own cost; `python -m simulator.metering.listener_bench` measures the whole
+listener's CPU with metering on and off.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -21,6 +25,8 @@ from typing import Any
 
 from OpenSSL import SSL
 
+from simulator.metering import billing
+from simulator.metering.ledger import TrafficLedger
 from simulator.metering.meter import MeteredConnection
 
 # Reference listener costs on the 2-core lab machine (design notes): bare mitmdump reverse proxy.
@@ -137,6 +143,30 @@ def new_connection(sctx: SSL.Context, cctx: SSL.Context, metered: bool) -> float
     return timer.t
 
 
+# The fields `addons/connlog.py` logs for every connection, metered or not.
+_BASE_RECORD = {
+    "time": "2026-01-01T00:00:00.000Z", "client": "127.0.0.1:50000", "listener": "bench", "listener_port": 443,
+    "profile": "aliyun-slb", "billing_model": "aliyun-slb", "sni": "lb.test", "tls_protocol": "TLSv1.3",
+    "tls_cipher": "TLS_AES_256_GCM_SHA384", "alpn": "http/1.1", "tls_handshake_latency": 0.004, "resumed": False,
+    "tls_verify_status": "Success", "client_cert_subject": None, "client_cert_serial": None,
+    "client_cert_validity": None, "requests": 1, "duration": 0.02, "closed_by": None, "error": None,
+}
+
+
+def record_work(meter: Any, ledger: TrafficLedger) -> float:
+    """Seconds to close the books of one connection as the connection log does, with `meter` (metering on)
+    or without (None): the record, the ledger, the JSON line."""
+    t0 = time.perf_counter()
+    record = dict(_BASE_RECORD)
+    if meter is not None:
+        meter.finish()
+        record["traffic"] = meter.to_dict()
+        record["billed"] = billing.billed(record["billing_model"], record)
+    ledger.add(record)
+    json.dumps(record, separators=(",", ":"))
+    return time.perf_counter() - t0
+
+
 def run(connections: int = 200, requests: int = 2000, version: str = "TLSv1.3") -> dict[str, Any]:
     """Medians of per-connection and per-request server-side times, metered and plain interleaved one
     by one (alternating which goes first), so that noise from other work on the machine hits both."""
@@ -147,13 +177,20 @@ def run(connections: int = 200, requests: int = 2000, version: str = "TLSv1.3") 
         for metered in ((False, True) if i % 2 else (True, False)):
             samples["new_connection"][metered].append(new_connection(sctx, cctx, metered))
     pairs = {m: _connect(sctx, cctx, m, _Timer()) for m in (False, True)}
+    samples["connection_record"] = {True: [], False: []}
+    ledgers = {True: TrafficLedger(), False: TrafficLedger()}  # they grow as the listener's does
+    for i in range(connections):
+        for metered in ((False, True) if i % 2 else (True, False)):
+            meter = pairs[True][0].meter if metered else None
+            samples["connection_record"][metered].append(record_work(meter, ledgers[metered]))
     for i in range(requests):
         for metered in ((False, True) if i % 2 else (True, False)):
             timer = _Timer()
             _exchange(*pairs[metered], timer)
             samples["keep_alive_request"][metered].append(timer.t)
     listener_cost = {"new_connection": 1 / MITMDUMP_NEW_CONN_PER_S,
-                     "keep_alive_request": 1 / MITMDUMP_KEEPALIVE_REQ_PER_S}
+                     "keep_alive_request": 1 / MITMDUMP_KEEPALIVE_REQ_PER_S,
+                     "connection_record": 1 / MITMDUMP_NEW_CONN_PER_S}
     out: dict[str, Any] = {"version": version}
     for k, v in samples.items():
         plain, metered = statistics.median(v[False]), statistics.median(v[True])
@@ -164,6 +201,10 @@ def run(connections: int = 200, requests: int = 2000, version: str = "TLSv1.3") 
     return out
 
 
+_PER = {"new_connection": "new connection", "keep_alive_request": "keep-alive request",
+        "connection_record": "new connection"}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--connections", type=int, default=200)
@@ -171,12 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--version", choices=["TLSv1.2", "TLSv1.3"], default="TLSv1.3")
     a = p.parse_args(argv)
     r = run(a.connections, a.requests, a.version)
-    print(f"{r['version']}: server-side TLS work, metered vs plain (medians, interleaved)")
-    for k in ("new_connection", "keep_alive_request"):
+    print(f"{r['version']}: the listener's server-side work, metered vs plain (medians, interleaved)")
+    for k in ("new_connection", "keep_alive_request", "connection_record"):
         x = r[k]
         print(f"  {k:20s} plain {x['plain_us']:8.1f} us  metered {x['metered_us']:8.1f} us  "
               f"added {x['added_us']:6.1f} us  ratio {x['tls_ratio']:.3f}  "
-              f"= {x['share_of_mitmdump_cost_pct']:.2f}% of a mitmdump {k.replace('_', ' ')}")
+              f"= {x['share_of_mitmdump_cost_pct']:.2f}% of a mitmdump {_PER[k]}")
     return 0
 
 
