@@ -168,7 +168,7 @@ class Lab:
                 TlsTermination(self.registry, metering=self.config.metering),
                 RequestLimits(self.registry),
                 ForwardedHeaders(self.registry),
-                StickySessions(self.registry),
+                StickySessions(self.registry, self.config.time_scale),
                 Balancer(self.registry, self.config.time_scale),
                 IdleTimeouts(self.registry, self.config.time_scale),
                 ConnectionLog(self.registry, self.connection_log_path, self.ledger),

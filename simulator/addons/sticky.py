@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import time
 from http.cookies import SimpleCookie
-from typing import Any
 
 from mitmproxy import http
 
@@ -61,19 +60,12 @@ def sticky_backend(flow: http.HTTPFlow, version: ListenerVersion) -> BackendStat
 class StickySessions:
     """Sets or rewrites the session cookie on responses of listeners with sticky sessions on."""
 
-    def __init__(self, registry: Registry, time_scale: float | None = None):
+    def __init__(self, registry: Registry, time_scale: float = 1.0):
         self.registry = registry
         self.time_scale = time_scale
 
-    def load(self, loader: Any) -> None:
-        self.master = loader.master
-
-    def running(self) -> None:
-        if self.time_scale is None:  # the lab's, which its Balancer was given (lab.py passes only the registry)
-            self.time_scale = getattr(self.master.addons.get("balancer"), "time_scale", 1.0)
-
     def max_age(self, cookie_timeout: int) -> int:
-        return cookie_max_age(cookie_timeout, self.time_scale or 1.0)
+        return cookie_max_age(cookie_timeout, self.time_scale)
 
     def request(self, flow: http.HTTPFlow) -> None:
         """Drop an insert cookie past its Max-Age (or not of the LB's making) before the Balancer reads it."""
