@@ -10,7 +10,8 @@
 and ECDSA certificates, one-way and mutual), drives real keep-alive TLS clients through it and joins each
 client's intent (version, resumption, requests) to the connection log's metered bytes. Every number the
 notebooks show comes from those metered bytes (`simulator.metering`); the only constants here are the
-vendor-facts §4 reference figures, kept as a data table to compare against, and the compliance rules.
+vendor-facts §4 reference figures, kept as a data table to compare against. Compliance verdicts are
+`simulator.compliance`'s, the ones `lbsim run` reports.
 
 pandas is imported here (a `dev`/notebook dependency); matplotlib only inside the `plot_*` functions.
 """
@@ -847,80 +848,6 @@ def conclusions_markdown(results: Results) -> str:
 
 
 # ---- the TLS policy matrix and compliance (report.json) -------------------------------------------------
-
-def _mozilla_profiles() -> dict[str, dict[str, Any]]:
-    """Mozilla Server Side TLS 5.7, as bundled with sslyze (sslyze/mozilla_tls_profile/5.7.json)."""
-    import sslyze.mozilla_tls_profile as mtp
-
-    data = json.loads((Path(mtp.__file__).parent / "5.7.json").read_text())
-    out = {}
-    for level in ("modern", "intermediate"):
-        c = data["configurations"][level]
-        out[f"mozilla-{level}"] = {"versions": set(c["tls_versions"]), "tls13": set(c["ciphersuites"]),
-                                   "tls12": set(c["ciphers"]["openssl"])}
-    return out
-
-
-# What `fallback_compliance` checks for the two regulatory profiles (a short reading, not legal advice).
-WEAK_MARKERS = ("NULL", "EXP", "RC4", "DES", "MD5", "ADH", "AECDH", "PSK", "SRP")
-COMPLIANCE_RULES: dict[str, dict[str, Any]] = {
-    "pci-dss-4.0": {
-        "source": "PCI DSS v4.0 req. 4.2.1 (strong cryptography); PCI SSC: SSL and early TLS (TLS 1.0) are not strong",
-        "forbidden_versions": {"SSLv3", "TLSv1"},
-        "note_versions": {"TLSv1.1": "TLS 1.1 only if configured securely (PCI SSC guidance)"},
-        "forbidden_markers": WEAK_MARKERS,
-    },
-    "nist-sp-800-52r2": {
-        "source": "NIST SP 800-52 Rev. 2 §3.1 (servers: TLS 1.2 required, TLS 1.0/1.1 not for government-only "
-                  "use), §3.3.1 (NIST-approved algorithms; ephemeral key exchange)",
-        "forbidden_versions": {"SSLv3", "TLSv1", "TLSv1.1"},
-        "required_versions": {"TLSv1.2"},
-        "forbidden_markers": WEAK_MARKERS + ("CHACHA20", "CAMELLIA", "ARIA", "SEED", "IDEA"),
-        "tls12_ephemeral_only": True,
-        "tls13_allowed": {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_AES_128_CCM_SHA256",
-                          "TLS_AES_128_CCM_8_SHA256"},
-    },
-}
-
-
-def compliance(matrix: Mapping[str, Sequence[str]], certificate: Any = None) -> dict[str, dict[str, Any]]:
-    """Verdicts ({"verdict", "evidence"} per baseline) for an observed {version: [suites]} matrix and the
-    served leaf certificate: the project's `simulator.compliance.evaluate` (the verdicts `lbsim run`
-    reports), or, where that module is absent, `fallback_compliance`."""
-    try:
-        from simulator import compliance as project
-    except ImportError:
-        return fallback_compliance(matrix)
-    obs = project.Observation("", {v: list(s) for v, s in matrix.items()}, certificate)
-    return {name: verdict.to_dict() for name, verdict in project.evaluate(obs).items()}
-
-
-def fallback_compliance(matrix: Mapping[str, Sequence[str]]) -> dict[str, dict[str, Any]]:
-    """Suites and versions only: mozilla-modern/-intermediate (5.7, from sslyze's copy) and a short reading
-    of pci-dss-4.0 and nist-sp-800-52r2 (`COMPLIANCE_RULES`); no certificate checks."""
-    out: dict[str, dict[str, Any]] = {}
-    versions = set(matrix)
-    for name, p in _mozilla_profiles().items():
-        ev = [f"offers {v} (allowed: {', '.join(sorted(p['versions']))})" for v in sorted(versions - p["versions"])]
-        ev += [f"{v}: {s} is not in the profile" for v, suites in matrix.items() if v in p["versions"]
-               for s in suites if s not in (p["tls13"] if v == "TLSv1.3" else p["tls12"])]
-        out[name] = {"verdict": "fail" if ev else "pass", "evidence": ev or [f"versions {', '.join(sorted(versions))}, all suites in the profile"]}
-    for name, r in COMPLIANCE_RULES.items():
-        ev = [f"offers {v}" for v in sorted(versions & r["forbidden_versions"])]
-        ev += [f"does not offer {v}" for v in sorted(r.get("required_versions", set()) - versions)]
-        for v, suites in matrix.items():
-            for s in suites:
-                bad = [m for m in r["forbidden_markers"] if m in s.upper()]
-                if bad:
-                    ev.append(f"{v}: {s} ({', '.join(bad)})")
-                elif v == "TLSv1.3" and "tls13_allowed" in r and s not in r["tls13_allowed"]:
-                    ev.append(f"{v}: {s} is not NIST-approved")
-                elif v != "TLSv1.3" and r.get("tls12_ephemeral_only") and not s.startswith(("ECDHE-", "DHE-")):
-                    ev.append(f"{v}: {s} (no forward secrecy: static RSA key exchange)")
-        notes = [f"{v}: {why}" for v, why in r.get("note_versions", {}).items() if v in versions]
-        out[name] = {"verdict": "fail" if ev else "pass", "evidence": (ev or ["no forbidden version or suite offered"]) + notes}
-    return out
-
 
 def listener_report(lab: RunningLab, name: str) -> dict[str, Any]:
     """One listener's entry of report.json, measured by the code `lbsim run` uses (`ScenarioLab.observe`),

@@ -218,39 +218,6 @@ def test_break_even_and_reference_tables() -> None:
     assert analysis.REFERENCE_RECORD_OVERHEAD["TLS 1.3 AEAD"] == 22
 
 
-def test_fallback_compliance_rules() -> None:
-    modern = {"TLSv1.3": ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384"]}
-    v = analysis.fallback_compliance(modern)
-    assert {k: x["verdict"] for k, x in v.items()} == {"mozilla-modern": "pass", "mozilla-intermediate": "pass",
-                                                        "pci-dss-4.0": "pass", "nist-sp-800-52r2": "fail"}
-    assert v["nist-sp-800-52r2"]["evidence"] == ["does not offer TLSv1.2"]
-    good = {"TLSv1.2": ["ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384"], **modern}
-    v = analysis.fallback_compliance(good)
-    assert [v[k]["verdict"] for k in ("mozilla-modern", "mozilla-intermediate", "pci-dss-4.0", "nist-sp-800-52r2")] == \
-        ["fail", "pass", "pass", "pass"]
-    assert v["pci-dss-4.0"]["verdict"] == "pass" and "pci-dss-4.0" in analysis.COMPLIANCE_RULES
-    legacy = {"TLSv1": ["ECDHE-RSA-AES128-SHA"], "TLSv1.2": ["AES128-SHA", "DES-CBC3-SHA", "ECDHE-RSA-CHACHA20-POLY1305"]}
-    v = analysis.fallback_compliance(legacy)
-    assert all(x["verdict"] == "fail" for x in v.values())
-    assert "offers TLSv1" in v["pci-dss-4.0"]["evidence"] and "TLSv1.2: DES-CBC3-SHA (DES)" in v["pci-dss-4.0"]["evidence"]
-    nist = v["nist-sp-800-52r2"]["evidence"]
-    assert "TLSv1.2: ECDHE-RSA-CHACHA20-POLY1305 (CHACHA20)" in nist
-    assert "TLSv1.2: AES128-SHA (no forward secrecy: static RSA key exchange)" in nist
-    tls11 = analysis.fallback_compliance({"TLSv1.1": ["ECDHE-RSA-AES128-SHA"], "TLSv1.2": ["ECDHE-RSA-AES128-GCM-SHA256"]})
-    assert tls11["pci-dss-4.0"]["verdict"] == "pass" and any("TLS 1.1" in e for e in tls11["pci-dss-4.0"]["evidence"])
-
-
-def test_compliance_uses_the_projects_verdicts_when_there() -> None:
-    matrix = {"TLSv1.2": ["ECDHE-RSA-AES128-GCM-SHA256"], "TLSv1.3": ["TLS_AES_128_GCM_SHA256"]}
-    try:
-        from simulator import compliance as project
-    except ImportError:
-        assert analysis.compliance(matrix) == analysis.fallback_compliance(matrix)
-    else:
-        expected = project.evaluate(project.Observation("", matrix, None))
-        assert analysis.compliance(matrix) == {k: v.to_dict() for k, v in expected.items()}
-
-
 def test_policy_matrix_cells() -> None:
     listener = {"name": "l", "tls_matrix": {"expected": {"TLSv1.2": ["A", "B"], "TLSv1.3": ["T"]},
                                             "observed": {"TLSv1.2": ["A", "C"], "TLSv1.3": ["T"]}, "match": False}}

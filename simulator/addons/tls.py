@@ -7,7 +7,6 @@ Runs before mitmproxy's TlsConfig: we hand mitmproxy a ready `SSL.Connection` bu
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from typing import Any
@@ -60,15 +59,9 @@ def mitmproxy_reason(error: str | None) -> str | None:
 
 def drop_handshake_advice(record: logging.LogRecord) -> bool:
     """mitmproxy logs every refused client as a WARNING blaming its own certificate and naming lbsim's dummy
-    upstream: drop it. TlsTermination logs one accurate line instead, and the connection log has the record."""
+    upstream (or, for an unparseable ClientHello, the whole of it in hex, up to 128 KiB a line): drop it.
+    TlsTermination logs one accurate line instead, and the connection log has the record."""
     return not (isinstance(record.msg, str) and record.msg.startswith("Client TLS handshake failed."))
-
-
-def shorten_client_hello_hex(record: logging.LogRecord) -> bool:
-    """mitmproxy logs a whole unparseable ClientHello as hex (up to 128 KiB a line): keep the log bounded."""
-    if isinstance(record.msg, str) and "Cannot parse ClientHello: " in record.msg:
-        record.msg = short_error(record.msg)
-    return True
 
 
 class RefusePlaintext(layer.Layer):
@@ -120,7 +113,6 @@ class TlsTermination:
         self.master = loader.master
         server_log = logging.getLogger("mitmproxy.proxy.server")
         server_log.addFilter(drop_handshake_advice)
-        server_log.addFilter(shorten_client_hello_hex)
 
     def client_connected(self, client: connection.Client) -> None:
         listener = self.registry.by_mode(client.proxy_mode.full_spec)
