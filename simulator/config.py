@@ -245,7 +245,7 @@ class ListenerSpec:
     headers: Headers = Headers()
     sni: tuple[tuple[str, str], ...] = ()  # (domain, certificate) pairs, tencent only
     billing_model: str = ""
-    activation_delay: float | None = None  # seconds before time_scale; None = uniform 60-180
+    activation_delay: float | None = None  # seconds before time_scale; None = drawn by Lab.activation_delay
     lb_id: str = "lb-lbsim"
 
     @property

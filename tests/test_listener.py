@@ -324,7 +324,7 @@ def test_client_cert_header_names_are_configurable(lab: RunningLab) -> None:
     # CLB's names are UNCONFIRMED (vendor-facts): a listener can rename each header; unnamed ones keep ALB's.
     port = mutual_listener(lab, {"client_cert_names": {"subject": "X-Client-DN", "verify": "X-Client-Verify"}})
     try:
-        received = backend_headers(lab, port, b"X-Client-DN: CN=forged\r\n")
+        received = backend_headers(lab, port, b"X-Client-DN: CN=forged\r\nX-Forwarded-Clientcert-subjectdn: CN=forged\r\n")
         leaf = x509.load_pem_x509_certificates(pem(lab.files["client-valid"]))[0]
         assert received["x-client-dn"] == leaf.subject.rfc4514_string()  # the forged value was dropped
         assert received["x-client-verify"] == "SUCCESS"

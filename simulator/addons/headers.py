@@ -15,8 +15,10 @@ OWNED = ("x-forwarded-proto", "slb-ip", "slb-id")
 
 @functools.lru_cache(maxsize=256)
 def owned_headers(client_cert_names: tuple[tuple[str, str], ...] = CLIENT_CERT_HEADERS) -> frozenset[bytes]:
-    """The lowercase names a listener strips from clients: OWNED and its client-certificate header names."""
-    return frozenset(name.encode() for name in OWNED) | frozenset(n.lower().encode() for _, n in client_cert_names)
+    """The lowercase names a listener strips from clients: OWNED, its client-certificate header names, and the
+    default ones too (a backend written for those must not be fooled when a listener renames them)."""
+    names = (*OWNED, *(n for _, n in CLIENT_CERT_HEADERS), *(n for _, n in client_cert_names))
+    return frozenset(n.lower().encode() for n in names)
 
 
 class ForwardedHeaders:
