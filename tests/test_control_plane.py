@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
+import re
 import socket
 import ssl
 import threading
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from helpers import read_response, wait_for
 
+from simulator.addons import sticky
 from simulator.harness import RunningLab
 from simulator.probe import probe
 
@@ -123,13 +125,17 @@ def test_sticky_insert_cookie_pins_the_backend(lab: RunningLab, cleanup: list[in
     cleanup.append(port)
     backend, headers = backend_of(lab, port)
     cookie = headers["set-cookie"]
-    # CookieTimeout scales like every vendor timer: 600 s x time_scale (6 s at 0.01).
-    assert cookie.startswith("SERVERID=") and f"Max-Age={round(600 * lab.config.time_scale)}" in cookie
+    # CookieTimeout scales like every vendor timer: 600 s x time_scale (6 s at 0.01). Compare the whole
+    # number: a substring test would also pass for an unscaled Max-Age=600 or for 60.
+    max_age = sticky.cookie_max_age(600, lab.config.time_scale)
+    assert max_age != 600
+    found = re.search(r"(?:^|;)\s*Max-Age=(\d+)\s*(?:;|$)", cookie)
+    assert cookie.startswith("SERVERID=") and found and int(found[1]) == max_age, cookie
     value = cookie.split(";", 1)[0]
     assert {backend_of(lab, port, headers={"Cookie": value})[0] for _ in range(10)} == {backend}
     # And it is enforced: the same cookie set longer ago than its Max-Age no longer pins (wrr alternates).
     token = value.split("=", 1)[1].split("|")[0]
-    stale = int(time.time()) - round(600 * lab.config.time_scale) - 2
+    stale = int(time.time()) - max_age - 2
     expired = f"SERVERID={token}|{stale}|{stale}"
     assert {backend_of(lab, port, headers={"Cookie": expired})[0] for _ in range(10)} == {"web-1", "web-2"}
 
