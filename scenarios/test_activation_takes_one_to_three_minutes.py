@@ -66,27 +66,38 @@ def test_activation_normally_takes_about_one_minute(lab, pki):
     """Many activations at once: every one within three minutes, most within about one (scaled)."""
     ca = pki()
     lab.upload_server_certificate("activation-sample", ca.server("localhost"), profile="tencent-clb")
-    spec = {"profile": "tencent-clb", "server_certificate": "activation-sample", "activation_delay": None}
+    # Created through the API directly: the 202 answer's `activates_in` is read on the server right after the
+    # draw, so it is the drawn delay (never more), free of this client's round trips, which on a loaded
+    # machine are as long as the difference between a normal and a slow draw.
+    body = {"profile": "tencent-clb", "server_certificate": "activation-sample", "port": 0,
+            "backend_servers": [{"backend": lab.backend_name()}]}  # no activation_delay: the vendor's own
     drawn, started = {}, {}
-    for _ in range(SAMPLES):
-        before = time.monotonic()
-        listener = lab.add_listener(spec, start=None, wait=False)  # tencent: activates from creation
-        described = lab.listener(listener.port)
-        assert described["status"] == "configuring"
-        started[listener.port] = before
-        drawn[listener.port] = described["activates_in"] + (time.monotonic() - before)  # the delay as drawn, at most
-    vendor_seconds = sorted(round(d / lab.time_scale) for d in drawn.values())
-    assert all(lab.scaled(LOW) - SLACK <= d <= lab.scaled(HIGH) + SLACK for d in drawn.values()), vendor_seconds
-    normally = sum(1 for d in drawn.values() if d <= lab.scaled(ABOUT_A_MINUTE) + 0.05)
-    assert normally >= MOST, f"only {normally} of {SAMPLES} activations within about a minute (vendor s: {vendor_seconds})"
-    # And they really serve no later than three (scaled) minutes: poll them all at once, so that waiting for
-    # one does not count against another.
+    try:
+        for _ in range(SAMPLES):
+            before = time.monotonic()
+            created = lab.api_ok("POST", "/v1/listeners", body)  # tencent: activates from creation
+            started[created["port"]] = before
+            assert created["status"] == "configuring", created
+            drawn[created["port"]] = created["activates_in"]
+        vendor_seconds = sorted(round(d / lab.time_scale) for d in drawn.values())
+        assert all(lab.scaled(LOW) - SLACK <= d <= lab.scaled(HIGH) for d in drawn.values()), vendor_seconds
+        normally = sum(1 for d in drawn.values() if d <= lab.scaled(ABOUT_A_MINUTE))
+        assert normally >= MOST, f"only {normally} of {SAMPLES} activations within about a minute (vendor s: {vendor_seconds})"
+        assert_served_in_time(lab, started)
+    finally:
+        for port in started:
+            lab.remove_listener(port)
+
+
+def assert_served_in_time(lab, started: dict[int, float]) -> None:
+    """They really serve no later than three (scaled) minutes. Polled all at once, so that waiting for one
+    does not count against another; measured from before each creation, so the time can only look longer."""
     took, deadline = {}, time.monotonic() + lab.scaled(HIGH) + 10
-    while len(took) < len(drawn) and time.monotonic() < deadline:
-        for port in set(drawn) - set(took):
+    while len(took) < len(started) and time.monotonic() < deadline:
+        for port in set(started) - set(took):
             if lab.listener(port)["status"] == "running" and lab.probe(port, timeout=1).ok:
                 took[port] = time.monotonic() - started[port]
         time.sleep(0.02)
-    assert set(took) == set(drawn), f"not serving: {sorted(set(drawn) - set(took))}"
+    assert set(took) == set(started), f"not serving: {sorted(set(started) - set(took))}"
     late = {port: round(t, 2) for port, t in took.items() if t > lab.scaled(HIGH) + SLACK * 2}
     assert not late, f"serving only after (s): {late}"
