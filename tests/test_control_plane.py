@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import json
 import re
@@ -342,19 +343,24 @@ def test_health_check_timeout_fails_a_slow_backend(lab: RunningLab, cleanup: lis
     hasty = create(lab, health_check={**slow, "timeout": 2}, backend_servers=[{"backend": "web-1"}])
     cleanup.append(hasty)
     wait_for(lambda: backend_health(lab, hasty) == {"web-1": False}, 8)
-    time.sleep(2)  # a full slow check has completed on the patient listener meanwhile
+    # Backends start healthy, so `healthy` alone would hold before any check ends: wait until the patient
+    # listener has passed as many slow checks in a row as would have taken the backend out had they failed.
+    checked = lab.lab.registry.listeners[patient].backends["web-1"]
+    wait_for(lambda: checked.ok_streak >= slow["unhealthy_threshold"], 10)
     assert backend_health(lab, patient) == {"web-1": True}
     assert lab.get(patient, "/")[0] == 200 and lab.get(hasty, "/")[0] == 502
 
 
 class Recorder(ThreadingHTTPServer):
-    """A plain HTTP backend on loopback that records each request's method and path and answers `status`."""
+    """A plain HTTP backend on loopback that records each request's method and path and answers `status`.
+    Requests for /held... wait for `gate` to open: held for exactly as long as a test needs."""
 
     daemon_threads = True
 
-    def __init__(self) -> None:
+    def __init__(self, gate: threading.Event | None = None) -> None:
         self.seen: list[tuple[str, str]] = []
         self.status = 200
+        self.gate = gate or threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -362,6 +368,8 @@ class Recorder(ThreadingHTTPServer):
 
             def answer(self, body: bool) -> None:
                 server.seen.append((self.command, self.path))
+                if self.path.startswith("/held"):
+                    server.gate.wait(60)
                 payload = b"recorded\n"
                 self.send_response(server.status)
                 self.send_header("Content-Length", str(len(payload)))
@@ -388,24 +396,44 @@ class Recorder(ThreadingHTTPServer):
     def checks(self) -> list[tuple[str, str]]:
         return [s for s in list(self.seen) if s[1].startswith("/check")]
 
+    def close(self) -> None:
+        self.gate.set()  # no handler left waiting
+        self.shutdown()
+        self.server_close()
 
-@pytest.fixture
-def recorders(tmp_path):
-    """A lab whose two backends are recording servers: `app` (the listener's) and `side` (another port)."""
+
+@contextlib.contextmanager
+def recording_lab(tmp_path, time_scale: float = 0.01, gate: threading.Event | None = None):
+    """A lab whose two backends are recording servers: `app` and `side` (another port). The servers are
+    closed afterwards, also when the lab fails to start."""
     from simulator.certs import LabPKI
     from simulator.harness import start_lab
     from simulator.scenario import LabBuilder
 
-    app, side, pki = Recorder(), Recorder(), LabPKI()
-    builder = (LabBuilder(time_scale=0.01).server_certificate("web", pki.server("localhost"))
-               .backend("app", app.address).backend("side", side.address))
-    running = start_lab(builder.to_dict(), out_dir=tmp_path / "lab")
-    (tmp_path / "ca.pem").write_bytes(pki.ca_pem)
-    running.files["ca"] = str(tmp_path / "ca.pem")  # what `lab.get` trusts
-    yield running, app, side
-    running.stop()
-    app.shutdown()
-    side.shutdown()
+    recorders: list[Recorder] = []
+    try:
+        for _ in range(2):
+            recorders.append(Recorder(gate))
+        app, side = recorders
+        pki = LabPKI()
+        builder = (LabBuilder(time_scale=time_scale).server_certificate("web", pki.server("localhost"))
+                   .backend("app", app.address).backend("side", side.address))
+        running = start_lab(builder.to_dict(), out_dir=tmp_path / "lab")
+        try:
+            (tmp_path / "ca.pem").write_bytes(pki.ca_pem)
+            running.files["ca"] = str(tmp_path / "ca.pem")  # what `lab.get` trusts
+            yield running, app, side
+        finally:
+            running.stop()
+    finally:
+        for recorder in recorders:
+            recorder.close()
+
+
+@pytest.fixture
+def recorders(tmp_path):
+    with recording_lab(tmp_path) as lab_and_backends:
+        yield lab_and_backends
 
 
 def test_health_check_method_and_connect_port(recorders) -> None:
@@ -440,25 +468,38 @@ def test_health_check_method_and_connect_port(recorders) -> None:
     assert status == 200 and ("GET", "/served") in app.seen and ("GET", "/served") not in side.seen
 
 
-def test_weighted_least_connections_with_unequal_weights(lab: RunningLab, cleanup: list[int]) -> None:
+def test_weighted_least_connections_with_unequal_weights(tmp_path) -> None:
     """wlc: fewest requests in flight per unit of weight, ties to the heavier server. With weights 3:1 and
     eight requests held open one after another, the picks are exactly those the rule gives."""
-    port = create(lab, scheduler="wlc", request_timeout=180, health_check={"enabled": False},
-                  backend_servers=[{"backend": "web-1", "weight": 3}, {"backend": "web-2", "weight": 1}])
-    cleanup.append(port)
-    states = lab.lab.registry.listeners[port].backends
-    expected, active = [], {"web-1": 0, "web-2": 0}
-    for _ in range(8):
-        pick = min(active, key=lambda n: (active[n] / {"web-1": 3, "web-2": 1}[n], -{"web-1": 3, "web-2": 1}[n]))
-        active[pick] += 1
-        expected.append(pick)
-    with ThreadPoolExecutor(8) as pool:
-        held = []
-        for i in range(8):
-            held.append(pool.submit(backend_of, lab, port, f"/held-{i}?delay_ms=1500"))
-            wait_for(lambda: sum(b.active for b in states.values()) == i + 1, 2, 0.005)  # in flight before the next
-        got = [f.result()[0] for f in held]
-    assert got == expected == ["web-1", "web-2", "web-1", "web-1", "web-1", "web-2", "web-1", "web-1"], got
+    weights = {"app": 3, "side": 1}
+    gate = threading.Event()  # the backends hold every request until all eight are in flight
+    # time_scale 0.1: the 180 s request timeout is 18 s, far more than eight handshakes take on a loaded machine.
+    with recording_lab(tmp_path, time_scale=0.1, gate=gate) as (lab, app, side):
+        status, created = lab.api("POST", "/v1/listeners", {
+            "port": 0, "start": True, "activation_delay": 0, "server_certificate": "web", "scheduler": "wlc",
+            "request_timeout": 180, "health_check": {"enabled": False},
+            "backend_servers": [{"backend": name, "weight": weight} for name, weight in weights.items()]})
+        assert status == 202, created
+        port = created["port"]
+        wait_for(lambda: lab.api("GET", f"/v1/listeners/{port}")[1]["status"] == "running", 10)
+        states = lab.lab.registry.listeners[port].backends
+        expected, active = [], {"app": 0, "side": 0}
+        for _ in range(8):
+            pick = min(active, key=lambda n: (active[n] / weights[n], -weights[n]))
+            active[pick] += 1
+            expected.append(pick)
+        with ThreadPoolExecutor(8) as pool:
+            held = []
+            try:
+                for i in range(8):
+                    held.append(pool.submit(lab.get, port, f"/held-{i}"))
+                    wait_for(lambda: sum(b.active for b in states.values()) == i + 1, 10, 0.005)  # before the next
+            finally:
+                gate.set()
+            assert [f.result()[0] for f in held] == [200] * 8
+        got = [next(name for name, r in (("app", app), ("side", side)) if ("GET", f"/held-{i}") in r.seen)
+               for i in range(8)]
+    assert got == expected == ["app", "side", "app", "app", "app", "side", "app", "app"], got
 
 
 # ---- management API paths ---------------------------------------------------------------------------------------
