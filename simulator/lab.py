@@ -31,7 +31,7 @@ from simulator.addons.sticky import StickySessions
 from simulator.addons.timeouts import IdleTimeouts
 from simulator.addons.tls import TlsTermination
 from simulator.backends import MockBackend
-from simulator.certs import CertificateStore, check
+from simulator.certs import CertificateStore, CertInfo, Material, check
 from simulator.certs.validate import evaluate
 from simulator.config import ACTIVATION_MAX, ACTIVATION_NORMAL, ACTIVATION_NORMAL_SHARE, LabConfig, ListenerSpec, parse_listener
 from simulator.errors import LbsimError
@@ -125,7 +125,9 @@ class Lab:
 
     async def start(self) -> None:
         """Upload certificates, start backends, listeners and the API; returns when all of them serve.
-        A lab refused at start leaves nothing running and the store as it found it (see `_preflight`)."""
+        A lab refused at start leaves nothing running. Refused by `_preflight` (a certificate, a reference),
+        it has not touched the store; refused later (a port in use), it deletes the certificates it uploaded
+        new, but one it replaced in place (a config certificate of a stored name) stays replaced."""
         try:
             await self._start()
         except BaseException:
@@ -265,24 +267,30 @@ class Lab:
         for i, listener in enumerate(self.config.listeners):
             for field, ref, kind in certificate_fields(listener):
                 where = f"listeners[{i}].{field}"
-                if ref in pems:
-                    _, cert, key, profile = pems[ref]
-                else:
-                    try:
-                        info = self.store.describe(ref)
-                    except LbsimError as e:
-                        raise LbsimError("InvalidConfig", f"unknown certificate '{ref}' ({e.message})", field=where,
-                                         hint="list it under certificates, or upload it to the store first") from e
-                    if info.type != kind:
-                        raise LbsimError("InvalidConfig", f"'{ref}' is a {info.type} certificate; expected a {kind} "
-                                         "certificate", field=where)
-                    if info.profile == listener.profile:
-                        continue
-                    material = self.store.material(info.id)
-                    cert, key, profile = material.chain_pem, material.key_pem, info.profile
+                if ref not in pems:  # the config's own certificates are not in the store yet
+                    self._stored_certificate(ref, kind, listener.profile, where)
+                    continue
+                _, cert, key, profile = pems[ref]
                 if profile != listener.profile:
                     accepted(listener.profile, kind, ref, profile, cert, key, where)
         return pems
+
+    def _stored_certificate(self, ref: str, kind: str, profile: str, where: str) -> tuple[CertInfo, Material]:
+        """A stored certificate a listener names, refused unless it exists, is of the kind the field wants and
+        passes the listener's vendor (it may have been validated under the other vendor's rules at upload)."""
+        try:
+            info = self.store.describe(ref)
+        except LbsimError as e:
+            raise LbsimError("InvalidConfig", f"unknown certificate '{ref}' ({e.message})", field=where,
+                             hint="list it under certificates, or upload it first (lbsim cert upload-server / "
+                             "upload-ca)") from e
+        if info.type != kind:
+            raise LbsimError("InvalidConfig", f"'{ref}' is a {info.type} certificate; expected a {kind} certificate",
+                             field=where)
+        material = self.store.material(info.id)
+        if info.profile != profile:
+            accepted(profile, kind, ref, info.profile, material.chain_pem, material.key_pem, where)
+        return info, material
 
     def _upload(self, name: str, kind: str, cert: bytes, key: bytes | None) -> None:
         """Config certificates are uploaded by name; an existing one of that name is replaced in place,
@@ -325,8 +333,10 @@ class Lab:
             logger.warning("cannot publish certificate usage to the store: %s", e)
 
     async def _watch_store(self) -> None:
-        """`lbsim cert replace` run by another process reaches the listeners as an API replace does."""
-        seen, polls = None, 0
+        """`lbsim cert replace` run by another process reaches the listeners as an API replace does.
+        Nothing ends the watching but `stop`: a failed round is logged (once while it keeps failing alike)
+        and the next round tries again."""
+        seen, polls, failing = None, 0, None
         while True:
             await asyncio.sleep(STORE_POLL_INTERVAL)
             polls += 1
@@ -335,51 +345,53 @@ class Lab:
                 if stamp == seen and polls % STORE_FULL_READ:
                     continue
                 seen = stamp  # before reading: a write during the read changes it again
-                revisions = await asyncio.to_thread(self.store.revisions)
-            except (OSError, LbsimError) as e:
-                logger.warning("cannot read the certificate store: %s", e)
-                continue
-            self._catch_up(revisions)
+                self._catch_up(await asyncio.to_thread(self.store.revisions))
+                failing = None
+            except Exception as e:
+                reason = f"{type(e).__name__}: {e}"
+                if reason != failing and isinstance(e, (OSError, LbsimError)):
+                    logger.warning("cannot read the certificate store (trying again): %s", reason)
+                elif reason != failing:  # a bug: with its traceback
+                    logger.exception("the certificate store watcher failed a round (trying again): %s", reason)
+                failing = reason
 
-    def _catch_up(self, revisions: dict[str, int]) -> None:
-        """Reconfigure every listener whose newest version serves an older revision than the store holds."""
+    def _catch_up(self, revisions: dict[str, int], cert_id: str | None = None) -> None:
+        """Reconfigure every listener (or every one using `cert_id`) whose newest version serves an older
+        revision than the store holds."""
         for listener in list(self.registry.listeners.values()):
             version = listener.pending or listener.active
-            if version is None:
+            if version is None or (cert_id is not None and cert_id not in version.revisions):
                 continue
-            stale = tuple(sorted((cert_id, revisions[cert_id]) for cert_id, rev in version.revisions.items()
-                                 if revisions.get(cert_id, rev) != rev))
+            stale = tuple(sorted((cid, revisions[cid]) for cid, rev in version.revisions.items()
+                                 if revisions.get(cid, rev) != rev))
             if not stale or (listener.port, stale) in self._refused_revisions:
                 continue
             try:
                 self.reconfigure(listener, version.spec)
-            except LbsimError as e:  # say it once per revision, keep serving the old one
+            except Exception as e:  # one listener refusing must not keep the others on the old revision
+                # Said once per revision: the store watcher sees the same revisions again on its next rounds.
                 self._refused_revisions.add((listener.port, stale))
-                logger.warning("listener %s keeps its certificates: the new revision is refused: %s", listener.name, e)
+                if isinstance(e, LbsimError):
+                    logger.warning("listener %s keeps its certificates: the new revision is refused: %s: %s",
+                                   listener.name, e.code, e.message)
+                else:
+                    logger.exception("listener %s keeps its certificates: reconfiguring it failed", listener.name)
 
     def _certificate_changed(self, cert_id: str) -> None:
-        """A replaced certificate reaches every listener using it, through the usual activation."""
-        for listener in list(self.registry.listeners.values()):
-            version = listener.pending or listener.active
-            if version and cert_id in version.certificate_ids.values():
-                self.reconfigure(listener, version.spec)
+        """A replaced certificate (in this process) reaches every listener using it, through the usual activation."""
+        try:
+            revisions = self.store.revisions()
+        except (OSError, LbsimError) as e:  # the store watcher catches up once the store reads again
+            logger.warning("cannot read the certificate store after a change of %s: %s", cert_id, e)
+            return
+        self._catch_up(revisions, cert_id)
 
     # ---- listeners -------------------------------------------------------------------------------------
 
     def _build(self, spec: ListenerSpec, path: str = "listener") -> ListenerVersion:
         materials, ids, revisions = {}, {}, {}
         for field, ref, kind in certificate_fields(spec):
-            try:
-                info = self.store.describe(ref)
-            except LbsimError as e:
-                raise LbsimError("InvalidConfig", f"unknown certificate '{ref}' ({e.message})", field=f"{path}.{field}",
-                                 hint="upload it first (lbsim cert upload-server / upload-ca) or list it under certificates") from e
-            if info.type != kind:
-                raise LbsimError("InvalidConfig", f"'{ref}' is a {info.type} certificate; expected a {kind} certificate",
-                                 field=f"{path}.{field}")
-            material = self.store.material(info.id)
-            if info.profile != spec.profile:  # validated under another vendor's rules at upload: check ours
-                accepted(spec.profile, kind, ref, info.profile, material.chain_pem, material.key_pem, f"{path}.{field}")
+            info, material = self._stored_certificate(ref, kind, spec.profile, f"{path}.{field}")
             materials[ref], ids[ref], revisions[info.id] = material, info.id, material.revision
         listener = self.registry.listeners.get(spec.port)
         backends = []
