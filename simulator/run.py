@@ -5,7 +5,8 @@
 
 The suite runs in this process (pytest, with the lab handed to the scenario fixtures). Results:
 report.json (schema in docs/run.md), junit.xml, report.md or report.html, connections.jsonl, traffic.csv.
-The exit code is 0 only if every scenario passed and every matrix matched.
+The exit code is 0 only if every scenario passed, every matrix matched and report.json's `problems` is empty
+(a failed traffic comparison, a pytest usage error).
 """
 
 from __future__ import annotations
@@ -161,14 +162,20 @@ def listeners_section(lab: Any) -> list[dict[str, Any]]:
     return out
 
 
-def traffic_section(lab: Any) -> dict[str, Any]:
+def traffic_section(lab: Any, problems: list[str]) -> dict[str, Any]:
     """The lab's traffic totals and the three-way comparison. A lab where no listener can carry the comparison
-    (only mutual listeners and no client certificate) still gets its report: `skipped` says why."""
-    skipped = None
+    (only mutual listeners and no client certificate) still gets its report: `skipped` says why. A comparison
+    that failed (a 502, a refused handshake) is no skip: `error` says why, and so does `problems`."""
+    from simulator.scenario import NoTrafficListener
+
+    skipped = error = None
     try:
         comparison = lab.traffic_comparison()
-    except AssertionError as e:
+    except NoTrafficListener as e:
         comparison, skipped = [], str(e)
+    except Exception as e:  # the report is still written; the run fails
+        comparison, error = [], f"{type(e).__name__}: {e}"
+        problems.append(f"traffic comparison failed: {error}")
     lab.wait_log_settled()
     names = {lab.port(n): n for n in lab.config_listeners()}
     summary = lab.running.lab.ledger.summary()
@@ -178,6 +185,8 @@ def traffic_section(lab: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"listeners": summary, "comparison": comparison}
     if skipped:
         out["skipped"] = skipped
+    if error:
+        out["error"] = error
     return out
 
 
@@ -332,6 +341,8 @@ def render(report: dict[str, Any]) -> Doc:
           "the vendor's model bills (docs/metering.md).")
     if report["traffic"].get("skipped"):
         doc.p(f"**Comparison skipped:** {report['traffic']['skipped']}")
+    elif report["traffic"].get("error"):
+        doc.p(f"**Comparison failed:** {report['traffic']['error']}")
     else:
         doc.table(["case", "listener", "model", "connections", "requests", "wire bytes", "billed bytes", "wire / billed"],
                   [[c["case"], c["listener"], c["billing_model"], c["connections"], c["requests"], c["wire_bytes"],
@@ -400,7 +411,7 @@ def run(args: argparse.Namespace) -> int:
         print("writing the report (matrices, traffic)...", flush=True)
         listeners = listeners_section(lab)
         problems += matrix_failures(listeners)
-        traffic = traffic_section(lab)
+        traffic = traffic_section(lab, problems)
         scenarios = [{"name": o.name, "statement": o.statement, "outcome": o.outcome, "duration_s": round(o.duration_s, 3),
                       "message": o.message} for o in recorder.outcomes.values()]
         failed = sum(1 for s in scenarios if s["outcome"] == "failed")

@@ -56,6 +56,12 @@ EXPECTED_VERIFY = {
 }  # fmt: skip
 
 
+class NoTrafficListener(AssertionError):
+    """No configured listener can carry the traffic comparison (only mutual listeners, and no client
+    certificate for them). An AssertionError, so a scenario needing the comparison fails with this reason;
+    `lbsim run` reports the comparison as skipped for it, and as failed for any other error."""
+
+
 class ApiError(Exception):
     """A management API call answered with an error: `status`, `code`, `message`, `field`, `hint`."""
 
@@ -754,7 +760,7 @@ class ScenarioLab:
     def traffic_listener(self) -> tuple[str, Credentials | None]:
         """The configured listener the traffic comparison uses, and the client it needs: a one-way listener
         first, else a mutual one this session has a trusted client for (or that makes the certificate optional).
-        Raises AssertionError naming what is missing when no listener can serve the comparison."""
+        Raises NoTrafficListener naming what is missing when no listener can serve the comparison."""
         specs = self.running.config.listeners
         for spec in specs:
             if not spec.mutual:
@@ -765,7 +771,7 @@ class ScenarioLab:
             creds = self.trusted_client(spec.name)
             if creds is not None:
                 return spec.name, creds
-        raise AssertionError(
+        raise NoTrafficListener(
             "the traffic comparison needs a one-way listener, or a mutual listener and a client certificate from "
             f"its CA; this lab has only mutual listeners ({', '.join(s.name for s in specs) or 'none'}) and the "
             "session no client certificate: pass --lbsim-client-cert/--lbsim-client-key (lbsim run --client-cert/--client-key)")

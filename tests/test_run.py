@@ -19,6 +19,8 @@ import yaml
 from simulator.certs import LabPKI
 from simulator.compliance import BASELINES
 from simulator.lab import free_port
+from simulator.run import traffic_section
+from simulator.scenario import LabBuilder, start
 
 ROOT = Path(__file__).resolve().parent.parent
 LBSIM = [sys.executable, "-m", "simulator.cli"]
@@ -253,6 +255,30 @@ def test_run_on_a_mutual_only_lab_writes_the_full_report(tmp_path: Path) -> None
     assert [s["outcome"] for s in report["scenarios"]] == ["failed"]
     assert "needs a one-way listener, or a mutual listener" in report["scenarios"][0]["message"]
     assert "**Comparison skipped:**" in (out / "report.md").read_text()
+
+
+def test_the_report_skips_the_traffic_comparison_only_without_a_listener_for_it(tmp_path: Path) -> None:
+    """`traffic_section` calls the comparison skipped only when no listener can carry it (mutual listeners
+    and no client certificate). A listener that cannot serve it (here its one backend is down: 502) is a
+    failure: `error` in the section and a line in `problems`, which makes `lbsim run` exit 1."""
+    pki = LabPKI(key_type="rsa")
+    down = free_port()  # nothing listens there
+    broken = (LabBuilder().server_certificate("web", pki.server("localhost")).backend("app", f"127.0.0.1:{down}")
+              .listener("shop", server_certificate="web", health_check={"enabled": False}))
+    with start(broken, out_dir=tmp_path / "broken") as lab:
+        problems: list[str] = []
+        traffic = traffic_section(lab, problems)
+    assert "skipped" not in traffic and traffic["comparison"] == []
+    assert traffic["error"].startswith("AssertionError: shop: 502"), traffic["error"]
+    assert problems == [f"traffic comparison failed: {traffic['error']}"]
+
+    mutual = (LabBuilder().server_certificate("web", pki.server("localhost")).ca_certificate("clients", pki.ca_pem)
+              .backend("app").listener("bank", server_certificate="web", ca_certificate="clients"))
+    with start(mutual, out_dir=tmp_path / "mutual") as lab:
+        problems = []
+        traffic = traffic_section(lab, problems)
+    assert "error" not in traffic and traffic["comparison"] == [] and problems == []
+    assert "needs a one-way listener" in traffic["skipped"] and "bank" in traffic["skipped"]
 
 
 def test_scenarios_run_the_documented_order_on_a_yaml_mutual_lab(tmp_path: Path) -> None:
