@@ -43,7 +43,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import ssl
 import statistics
 import subprocess
@@ -58,9 +57,9 @@ import yaml
 
 from simulator.backends import BackendProcess
 from simulator.certs import LabPKI
+from simulator.net import LOOPBACK, free_port
 from simulator.policies import resolve_policy
 
-LOOPBACK = "127.0.0.1"
 FIGURES = ("new_connections", "resumed_connections", "keepalive")
 PACED = "paced_connections"  # with --workers: one process and the workers at the same offered load
 FIGURE_TITLES = {"new_connections": "new TLS connections/s, full handshakes (1 request each)",
@@ -80,12 +79,6 @@ SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/loca
 
 def which(tool: str) -> str | None:
     return shutil.which(tool, path=SBIN_PATH)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
 
 
 # ---- tools ----------------------------------------------------------------------------------------------

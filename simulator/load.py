@@ -33,7 +33,6 @@ import resource
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -48,6 +47,7 @@ from urllib.parse import urlsplit
 
 from simulator.errors import LbsimError
 from simulator.metering import TrafficLedger, billing
+from simulator.net import free_port
 from simulator.policies.groups import pin_groups
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "scenarios" / "load"
@@ -413,13 +413,6 @@ def locustfile_for(profile: str) -> Path:
     return candidate
 
 
-def free_loopback_port() -> int:
-    """A port free on 127.0.0.1 now, for this run's Locust master."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def master_args(port: int) -> list[str]:
     """The Locust master on loopback and a port of this run's own. Locust's default is *:5557 on every
     interface: two runs at once would collide, or one run's forked workers would join the other's master."""
@@ -520,7 +513,7 @@ def run_load(args: argparse.Namespace) -> dict[str, Any]:
         for attempt in range(MASTER_BIND_ATTEMPTS if distributed else 1):
             if attempt:  # another process took the master port between our probe and Locust's bind
                 shutil.rmtree(out / "client", ignore_errors=True)
-            run_cmd = cmd + master_args(free_loopback_port()) if distributed else cmd
+            run_cmd = cmd + master_args(free_port()) if distributed else cmd
             started = time.time()
             usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             exit_code = run_locust(run_cmd, out / "locust" / "locust.log", env, duration + args.stop_timeout + 120)

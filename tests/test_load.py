@@ -34,6 +34,7 @@ import yaml
 
 from simulator import load
 from simulator.errors import LbsimError
+from simulator.net import free_port
 from simulator.loadclient import ConnectionFailed, Target, TlsConnection, TlsOptions, client_context
 
 REPO = Path(__file__).resolve().parent.parent
@@ -347,14 +348,11 @@ def test_target_url_without_api_skips_the_checks_and_with_api_checks(lab_process
 
 
 def test_two_distributed_runs_at_once_each_get_their_own_loopback_master(lab_process: load.LabProcess, tmp_path: Path) -> None:
-    """Two `--processes 2` runs side by side, with Locust's default master port 5557 taken meanwhile:
-    each master binds 127.0.0.1 on a port of its own, and each run's workers join their own master."""
-    blocker = socket.socket()
-    with contextlib.suppress(OSError):  # taken already (by another suite) proves the same
-        blocker.bind(("0.0.0.0", 5557))
-        blocker.listen()
+    """Two `--processes 2` runs side by side: each master binds 127.0.0.1 on a port of its own (not Locust's
+    default *:5557, which the two would share), and each run's workers join their own master. The test takes
+    no port itself (5557 may be another job's on a shared machine); the next test takes the probed one."""
     outs = {name: tmp_path / name for name in ("aliyun-one-way", "tencent-one-way")}  # one listener each: no shared log
-    with blocker, concurrent.futures.ThreadPoolExecutor(2) as pool:
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
         runs = {name: pool.submit(run, out, "resumption", "--api", lab_process.api, "--listener", name,
                                   "--processes", "2", users=4, cli=True) for name, out in outs.items()}
         results = {name: future.result() for name, future in runs.items()}
@@ -381,8 +379,8 @@ def test_a_master_port_taken_before_locust_binds_it_is_replaced(
         taken.listen()
         blocked = taken.getsockname()[1]
         ports = iter([blocked])
-        real = load.free_loopback_port
-        monkeypatch.setattr(load, "free_loopback_port", lambda: next(ports, None) or real())
+        real = load.free_port
+        monkeypatch.setattr(load, "free_port", lambda: next(ports, None) or real())
         code, report, printed = run(tmp_path, "keepalive", "--api", lab_process.api, "--processes", "2", users=2)
     assert_agrees(code, report, tmp_path, printed)
     command = report["command"]
@@ -393,31 +391,40 @@ def test_manual_master_and_workers_with_a_shipped_profile(lab_process: load.LabP
     """docs/load.md's master + workers by hand: plain `locust -f` with a shipped profile, the listener by
     name through --lab-api, every lbsim argument given to the master only. The workers run from a
     directory without lbsim-out/pki, so they can only verify the listener with the master's --pki."""
-    port = load.free_loopback_port()
     profile = str(REPO / "scenarios" / "load" / "new_connections.py")
     locust = [sys.executable, "-m", "locust", "-f", profile]
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
+    worker_logs = [tmp_path / f"worker-{i}.log" for i in range(2)]  # files, not pipes nobody reads meanwhile
     started = time.time()
-    master = subprocess.Popen(
-        [*locust, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
-         "--headless", "-u", "4", "-r", "4", "-t", "2s", "--expect-workers", "2", "--stop-timeout", "5",
-         "--csv", str(tmp_path / "locust" / "locust"), "--lab-api", lab_process.api, "--listener", "aliyun-one-way",
-         "--pki", str(_lab_dir / "pki"), "--client-log", str(tmp_path / "client")],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    workers = [subprocess.Popen([*locust, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
-                                cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-               for _ in range(2)]
-    try:
-        output = master.communicate(timeout=90)[0]
-        worker_output = [w.communicate(timeout=30)[0] for w in workers]
-    finally:
-        for proc in (master, *workers):
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    for _ in range(load.MASTER_BIND_ATTEMPTS):  # as `lbsim load` does: the probed port may be taken before the bind
+        port = free_port()
+        master = subprocess.Popen(
+            [*locust, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+             "--headless", "-u", "4", "-r", "4", "-t", "2s", "--expect-workers", "2", "--stop-timeout", "5",
+             "--csv", str(tmp_path / "locust" / "locust"), "--lab-api", lab_process.api, "--listener", "aliyun-one-way",
+             "--pki", str(_lab_dir / "pki"), "--client-log", str(tmp_path / "client")],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        workers: list[subprocess.Popen] = []
+        try:
+            for log in worker_logs:
+                with log.open("w") as out:
+                    workers.append(subprocess.Popen(
+                        [*locust, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
+                        cwd=workdir, stdout=out, stderr=subprocess.STDOUT))
+            output = master.communicate(timeout=90)[0]
+            if master.returncode != 0 and "Socket bind failure" in output:
+                continue  # the workers, waiting for a master that never came, are killed below
+            for worker in workers:
+                worker.wait(30)
+        finally:
+            for proc in (master, *workers):
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        break
     assert master.returncode == 0, output[-3000:]
-    assert all(w.returncode == 0 for w in workers), worker_output
+    assert all(w.returncode == 0 for w in workers), [log.read_text()[-2000:] for log in worker_logs]
     assert len(list((tmp_path / "client").glob("client-*.jsonl"))) == 2  # the master's --client-log reached both
     listener = load.listener_port(lab_process.api, "aliyun-one-way")
     load.wait_logged(lab_process.api)
