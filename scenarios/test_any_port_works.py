@@ -9,7 +9,7 @@ import pytest
 
 from simulator.config import parse_config
 from simulator.errors import LbsimError
-from simulator.lab import free_port
+from simulator.net import free_port
 
 STATEMENT = "Any port works for HTTPS listening; 443 is recommended, not mandatory (tencent FAQ 3)"
 

@@ -13,6 +13,7 @@ from simulator.backends import BackendProcess
 from simulator.certs import LabPKI
 from simulator.errors import LbsimError
 from simulator.harness import start_lab
+from simulator.net import free_port
 from simulator.soak import wait_for
 
 
@@ -59,9 +60,7 @@ def test_a_store_reused_by_a_second_lab_keeps_ids_and_replaces_by_name(tmp_path:
 
 
 def test_a_bad_certificate_refuses_the_lab_before_anything_listens(tmp_path: Path, pki: LabPKI) -> None:
-    with socket.socket() as probe_socket:
-        probe_socket.bind(("127.0.0.1", 0))
-        port = probe_socket.getsockname()[1]
+    port = free_port()
     config = lab_config(pki, [{"name": "app", "port": 0}], tmp_path / "store", cert_pem=b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
     config["listeners"][0]["port"] = port
     with pytest.raises(LbsimError) as info:
