@@ -13,7 +13,6 @@ import logging
 import os
 import random
 import secrets
-import socket
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -41,22 +40,15 @@ from simulator.metering import TrafficLedger
 from simulator.registry import Registry
 from simulator.scheduling import Scheduler
 from simulator.servers import ListenerServers
+from simulator.net import LOOPBACK, free_port  # mitmproxy refuses two modes on port 0: we pick ports
 from simulator.resumption import SharedSessionCache, derive_ticket_keys
 from simulator.workers import MirroredHealth, WorkerPool, WorkerSeat, apply_health, health_of, new_ticket_secret
 
 logger = logging.getLogger(__name__)
-LOOPBACK = "127.0.0.1"
 # How often a lab looks for certificate revisions written by other processes (`lbsim cert replace`): a
 # stat of the store directory, and the records only when it changed (or every STORE_FULL_READ polls).
 STORE_POLL_INTERVAL = 0.5
 STORE_FULL_READ = 10
-
-
-def free_port(host: str = LOOPBACK) -> int:
-    """A port the kernel says is free now. mitmproxy refuses two modes on port 0, so we pick ports ourselves."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def read_pem(value: str, base_dir: str) -> bytes:

@@ -18,7 +18,7 @@ import yaml
 
 from simulator.certs import LabPKI
 from simulator.compliance import BASELINES
-from simulator.lab import free_port
+from simulator.net import free_port
 from simulator.run import traffic_section
 from simulator.scenario import LabBuilder, start
 
