@@ -37,10 +37,10 @@ from simulator.errors import LbsimError
 from simulator.health import HealthChecker
 from simulator.listener import BackendState, Listener, ListenerVersion, build_context
 from simulator.metering import TrafficLedger
+from simulator.net import LOOPBACK, free_port  # mitmproxy refuses two modes on port 0: we pick ports
 from simulator.registry import Registry
 from simulator.scheduling import Scheduler
 from simulator.servers import ListenerServers
-from simulator.net import LOOPBACK, free_port  # mitmproxy refuses two modes on port 0: we pick ports
 from simulator.resumption import SharedSessionCache, derive_ticket_keys
 from simulator.workers import MirroredHealth, WorkerPool, WorkerSeat, apply_health, health_of, new_ticket_secret
 
