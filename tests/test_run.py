@@ -164,21 +164,26 @@ def extract_examples(markdown: str) -> dict[str, str]:
     return dict(re.findall(r"<!-- example: (\S+) -->\n```python\n(.*?)```", markdown, re.S))
 
 
-def test_scenarios_run_the_authoring_guide_example(tmp_path: Path) -> None:
-    files = extract_examples((ROOT / "docs" / "scenarios.md").read_text())
+def run_example(markdown: str, where: Path) -> ET.Element:
+    """Write the example files of `markdown` to `where`, run them with `lbsim scenarios run`: the JUnit suite."""
+    files = extract_examples(markdown)
     assert set(files) == {"my_client.py", "test_my_client.py"}
-    guide = tmp_path / "guide"
-    guide.mkdir()
+    where.mkdir(exist_ok=True)
     for name, text in files.items():
-        (guide / name).write_text(text)
-    junit = tmp_path / "junit.xml"
-    proc = lbsim("scenarios", "run", str(guide), "--junit", str(junit), cwd=tmp_path, timeout=300)
+        (where / name).write_text(text)
+    junit = where.parent / f"{where.name}-junit.xml"
+    proc = lbsim("scenarios", "run", str(where), "--junit", str(junit), cwd=where.parent, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite.get("failures") == "0" and suite.get("errors") == "0"
+    return suite
+
+
+def test_scenarios_run_the_authoring_guide_example(tmp_path: Path) -> None:
+    suite = run_example((ROOT / "docs" / "scenarios.md").read_text(), tmp_path / "guide")
     assert {c.get("name") for c in suite.iter("testcase")} == {
         "test_my_client_gets_through_the_mutual_listener", "test_my_client_reports_an_expired_certificate",
         "test_my_client_survives_a_certificate_rotation", "test_an_old_tls_stack_is_refused_by_a_strict_policy"}
-    assert suite.get("failures") == "0" and suite.get("errors") == "0"
 
 
 def test_scenarios_run_exit_code_follows_failures(tmp_path: Path) -> None:
@@ -393,16 +398,7 @@ def test_lab_factory_fixture_and_fast_forward(tmp_path: Path) -> None:
 
 def test_scenarios_run_the_readme_example(tmp_path: Path) -> None:
     """The README's scenario-authoring example, client included, runs as it stands."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Scenario authoring", 1)[1].split("\n## ", 1)[0]
-    files = extract_examples(section)
-    assert set(files) == {"my_client.py", "test_my_client.py"}
-    for name, text in files.items():
-        (tmp_path / name).write_text(text)
-    junit = tmp_path / "junit.xml"
-    proc = lbsim("scenarios", "run", str(tmp_path), "--junit", str(junit), cwd=tmp_path, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    suite = ET.parse(junit).getroot().find("testsuite")
+    section = (ROOT / "README.md").read_text().split("## Scenario authoring", 1)[1].split("\n## ", 1)[0]
+    suite = run_example(section, tmp_path / "readme")
     assert {c.get("name") for c in suite.iter("testcase")} == {
         "test_my_client_presents_its_certificate", "test_my_client_is_refused_without_a_certificate"}
-    assert suite.get("failures") == "0" and suite.get("errors") == "0"
