@@ -162,6 +162,29 @@ def listeners_section(lab: Any) -> list[dict[str, Any]]:
     return out
 
 
+def policies_section(lab: Any) -> list[dict[str, Any]]:
+    """The named policies of the lab's profiles that no configured listener uses, each measured like a listener
+    on a temporary one-way listener (a configured one-way listener's certificate): the report's policy matrix
+    then covers the vendor's whole table, not only what the lab configures. A profile without a one-way
+    listener in the lab is left out (its certificate type would be a guess)."""
+    from simulator.policies.resolve import PROFILES
+
+    specs = [lab.running.listener(name).active.spec for name in lab.config_listeners()]
+    used = {spec.policy.name for spec in specs}
+    out = []
+    for profile in sorted({spec.profile for spec in specs}):
+        template = next((spec for spec in specs if spec.profile == profile and not spec.mutual), None)
+        for policy in (p for p in PROFILES[profile].policies if p not in used and template):
+            handle = lab.add_listener({"name": f"policy-{policy}", "profile": profile, "tls_policy": policy,
+                                       "server_certificate": template.server_certificate})
+            try:
+                entry = lab.observe(handle.name).to_dict()
+            finally:
+                lab.remove_listener(handle)
+            out.append({**entry, "temporary": True})
+    return out
+
+
 def traffic_section(lab: Any, problems: list[str]) -> dict[str, Any]:
     """The lab's traffic totals and the three-way comparison. A lab where no listener can carry the comparison
     (only mutual listeners and no client certificate) still gets its report: `skipped` says why. A comparison
@@ -288,11 +311,12 @@ def render(report: dict[str, Any]) -> Doc:
     doc.h(2, "TLS policy matrix")
     doc.p("Per listener: every suite its policy allows with its certificate type (expected) against what the "
           "probe found the listener accepts (observed; docs/compliance.md), rows in the server's preference "
-          "order. ✓ both, **missing** expected but refused, **extra** accepted beyond the policy.")
-    for l in report["listeners"]:
+          "order. ✓ both, **missing** expected but refused, **extra** accepted beyond the policy. The vendor's "
+          "other named policies follow, each on a temporary one-way listener.")
+    for l in report["listeners"] + report.get("policies", []):
         m = l["tls_matrix"]
-        doc.h(3, f"{l['name']}: {l['profile']}, `{l['policy']}`, {l['key_type']} certificate, "
-                 f"{'match ✓' if m['match'] else 'MISMATCH ✗'}")
+        doc.h(3, f"{l['name']}{' (temporary)' if l.get('temporary') else ''}: {l['profile']}, `{l['policy']}`, "
+                 f"{l['key_type']} certificate, {'match ✓' if m['match'] else 'MISMATCH ✗'}")
         if m["observed"] is None:
             doc.p(m.get("note") or "not observed")
             continue
@@ -412,6 +436,8 @@ def run(args: argparse.Namespace) -> int:
         listeners = listeners_section(lab)
         problems += matrix_failures(listeners)
         traffic = traffic_section(lab, problems)
+        policies = policies_section(lab)  # after the traffic totals: its probes are no part of them
+        problems += matrix_failures(policies)
         scenarios = [{"name": o.name, "statement": o.statement, "outcome": o.outcome, "duration_s": round(o.duration_s, 3),
                       "message": o.message} for o in recorder.outcomes.values()]
         failed = sum(1 for s in scenarios if s["outcome"] == "failed")
@@ -425,6 +451,7 @@ def run(args: argparse.Namespace) -> int:
                         "xfailed": sum(1 for s in scenarios if s["outcome"] == "xfailed"), "total": len(scenarios)},
             "scenarios": scenarios,
             "listeners": listeners,
+            "policies": policies,
             "traffic": traffic,
             "problems": problems,
             "outputs": {},

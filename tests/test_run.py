@@ -80,6 +80,14 @@ def test_report_json_schema_and_contents(default_run) -> None:
             assert verdict["verdict"] in ("pass", "fail") and verdict["evidence"]
         assert l["cross_check"]["agrees"] is True, l["cross_check"]
     assert listeners["aliyun-one-way"]["tls_matrix"]["observed"]["TLSv1"]  # tls_cipher_policy_1_0 really allows TLS 1.0
+    # The vendor's other named policies, each measured on a temporary listener: the matrix covers the whole table.
+    policies = {p["policy"]: p for p in report["policies"]}
+    assert set(policies) == {"tls_cipher_policy_1_1", "tls_cipher_policy_1_2", "tls_cipher_policy_1_2_strict"}
+    for name, p in policies.items():
+        assert p["temporary"] and p["profile"] == "aliyun-slb" and not p["mutual"], name
+        assert p["tls_matrix"]["match"] is True and p["tls_matrix"]["expected"] == p["tls_matrix"]["observed"], name
+    assert "TLSv1" not in policies["tls_cipher_policy_1_1"]["tls_matrix"]["observed"]
+    assert set(policies["tls_cipher_policy_1_2_strict"]["tls_matrix"]["observed"]) == {"TLSv1.2"}
     assert listeners["aliyun-one-way"]["compliance"]["pci-dss-4.0"]["verdict"] == "fail"
     assert any(e.startswith("TLSv1 accepted") for e in listeners["aliyun-one-way"]["compliance"]["pci-dss-4.0"]["evidence"])
     assert listeners["aliyun-mutual"]["compliance"]["pci-dss-4.0"]["verdict"] == "pass"
