@@ -168,9 +168,16 @@ def test_rotation_and_reconfiguration_under_locust_load_fail_no_handshake(lab: R
     # Locust stops its users when the run ends, even mid-handshake; each client logs that connection as
     # aborted, by its local port. Those, and only those, may end unfinished in the listener's log.
     clients = [json.loads(line) for f in (tmp_path / "clients").glob("client-*.jsonl") for line in f.read_text().splitlines()]
-    aborted = {c["local_port"] for c in clients if c["outcome"] in ("aborted", "open") and c.get("local_port")}
+    # (Ports are reused over a run: a record is excused only by an aborted client on its port that started
+    # within a second of it.)
+    aborted = [c for c in clients if c["outcome"] in ("aborted", "open") and c.get("local_port")]
     assert len(aborted) <= USERS
-    failed = [r for r in records if r["tls_verify_status"] != "Success" and int(r["client"].rsplit(":", 1)[1]) not in aborted]
+
+    def abandoned(r: dict) -> bool:
+        port, at = int(r["client"].rsplit(":", 1)[1]), iso_seconds(r["time"])
+        return any(c["local_port"] == port and abs(c["started"] - at) < 1 for c in aborted)
+
+    failed = [r for r in records if r["tls_verify_status"] != "Success" and not abandoned(r)]
     assert failed == [], "; ".join(f"{r['listener']} {r['tls_verify_status']} ({r['error']}, closed by {r['closed_by']}, "
                                    f"{r['tls_protocol']}) {ended - iso_seconds(r['time']):.2f} s before the end"
                                    for r in failed[:8])

@@ -378,7 +378,7 @@ def test_an_own_lab_from_the_factory(lab_factory, pki):
     first = own.probe("shop", version="TLSv1.2")
     started = time.monotonic()
     own.fast_forward(150)  # half the 300 s ticket lifetime: 1.5 s here
-    assert 1.5 <= time.monotonic() - started < 2.5
+    assert time.monotonic() - started >= 1.5  # (no upper bound: that would test the scheduler)
     assert own.probe("shop", version="TLSv1.2", session=first.session).resumed
     own.fast_forward(200)  # 350 s after the ticket was issued: expired
     assert not own.probe("shop", version="TLSv1.2", session=first.session).resumed
