@@ -169,15 +169,19 @@ def test_rotation_and_reconfiguration_under_locust_load_fail_no_handshake(lab: R
     # aborted, by its local port. Those, and only those, may end unfinished in the listener's log.
     clients = [json.loads(line) for f in (tmp_path / "clients").glob("client-*.jsonl") for line in f.read_text().splitlines()]
     # (Ports are reused over a run: a record is excused only by an aborted client on its port that started
-    # within a second of it.)
-    aborted = [c for c in clients if c["outcome"] in ("aborted", "open") and c.get("local_port")]
-    assert len(aborted) <= USERS
+    # within a second of it.) A user stopped inside connect() never learnt its port: its connection sent no
+    # byte, and as many such byte-less records as there are port-less aborted clients are excused.
+    stopped = [c for c in clients if c["outcome"] in ("aborted", "open")]
+    aborted = [c for c in stopped if c.get("local_port")]
+    assert len(stopped) <= USERS
 
     def abandoned(r: dict) -> bool:
         port, at = int(r["client"].rsplit(":", 1)[1]), iso_seconds(r["time"])
         return any(c["local_port"] == port and abs(c["started"] - at) < 1 for c in aborted)
 
     failed = [r for r in records if r["tls_verify_status"] != "Success" and not abandoned(r)]
+    byteless = [r for r in failed if "traffic" not in r and ended - iso_seconds(r["time"]) < LOAD_SECONDS]
+    failed = [r for r in failed if not any(r is b for b in byteless[:len(stopped) - len(aborted)])]
     assert failed == [], "; ".join(f"{r['listener']} {r['tls_verify_status']} ({r['error']}, closed by {r['closed_by']}, "
                                    f"{r['tls_protocol']}) {ended - iso_seconds(r['time']):.2f} s before the end"
                                    for r in failed[:8])
