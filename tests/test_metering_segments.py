@@ -190,6 +190,36 @@ def test_send_and_write_count_plaintext() -> None:
     assert o["record_overhead"] == 4 * expected_overhead("TLSv1.2", lab.lb.get_cipher_name(), 0)
 
 
+def test_drains_settled_late_and_after_the_connection_is_gone() -> None:
+    """`bio_read` is not wrapped: drains are settled from what OpenSSL still holds, whenever the meter is read
+    (and every few operations). Settled after 50 responses, a partial drain at the end, and once more
+    after the connection was freed, the split is the same as the client's own count."""
+    import gc
+
+    lab = Lab("TLSv1.2", [65535], [65535], [65535])
+    lab.handshake()
+    lab.check()
+    lab.check = lambda: None  # type: ignore[method-assign]  # no reads of the meter from here on
+    for i in range(50):
+        lab.client_send(b"GET / HTTP/1.1\r\n\r\n")
+        lab.lb_send(b"x" * (i * 37))
+    assert len(lab.lb.meter.out_queue) <= 17  # settled every few operations, not kept per response
+    lab.lb.sendall(b"y" * 1000)
+    head = lab.lb.bio_read(600)  # 600 of the record's 1,029 bytes leave; the rest stays in OpenSSL
+    meter = lab.lb.meter
+    payload_sent = len(lab.plain_to_client)
+    del lab.lb
+    gc.collect()
+    t = meter.to_dict()
+    o = t["lb_to_client"]
+    overhead = expected_overhead("TLSv1.2", t["cipher"], 0)
+    assert o["wire"] == lab.received + len(head) and t["unsent_bytes"] == 1000 + overhead - 600
+    # Within one operation's output, a partial drain takes the record overhead first (as `_take` always did).
+    assert payload_sent == 37 * sum(range(50)) and t["records"]["lb_to_client"]["application_data"] == 50
+    assert o["record_overhead"] == 50 * overhead and o["payload"] == payload_sent + 600 - overhead
+    assert o["wire"] == o["handshake"] + o["record_overhead"] + o["payload"] + o["closure"]
+
+
 # --- the bookkeeping on its own -------------------------------------------------------------------
 
 def test_partial_drains_keep_the_invariant() -> None:

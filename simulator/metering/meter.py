@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import weakref
 import time
 from collections import deque
 from typing import Any
@@ -46,6 +47,7 @@ DIRECTIONS = ("client_to_lb", "lb_to_client")
 
 # Record-level classes (indices into 3-vectors); byte categories are 4-vectors in CATEGORIES order.
 _HS, _APP, _CLO = 0, 1, 2
+_SETTLE_QUEUE = 16  # queued operations before drains are settled (see ConnectionMeter._settle)
 _RT_HEADER = 256            # SSL3_RT_HEADER: the callback gets the 5 header bytes of each record
 _RT_INNER_CONTENT_TYPE = 257  # SSL3_RT_INNER_CONTENT_TYPE: TLS 1.3 inner type, 1 byte
 _APPLICATION_DATA, _HANDSHAKE, _CCS = 23, 22, 20
@@ -74,6 +76,7 @@ class ConnectionMeter:
         "out_wire", "out_sent", "out_queue", "out_acc", "out_plain_acc", "out_dirty", "out_last_size",
         "out_last_cls",
         "out_held", "out_held_bytes", "out_unannounced", "out_records", "out_app_records",
+        "out_produced", "out_left", "out_conn",
     )
 
     def __init__(self) -> None:
@@ -109,6 +112,12 @@ class ConnectionMeter:
         self.out_unannounced = 0      # drained bytes no record accounted for (should stay 0)
         self.out_records = 0
         self.out_app_records = 0
+        # Drains are settled lazily (see `_settle`): bytes queued so far, bytes known to have left the BIO
+        # (drained or held), and a weak reference to the MeteredConnection whose BIO is asked (None: the
+        # caller reports drains itself with `_drained`).
+        self.out_produced = 0
+        self.out_left = 0
+        self.out_conn: Any = None
 
     # --- record events (from the OpenSSL message callback) ------------------------------------
 
@@ -155,11 +164,36 @@ class ConnectionMeter:
         hs, app, clo = self.out_acc
         plain = self.out_plain_acc
         # Plaintext SSL_write accepted is in the application-data records it just wrote.
-        self.out_queue.append([hs, app - plain, plain, clo, hs + app + clo])
+        total = hs + app + clo
+        self.out_queue.append([hs, app - plain, plain, clo, total])
+        self.out_produced += total
         self.out_acc = [0, 0, 0]
         self.out_plain_acc = 0
         self.out_last_cls = -1
         self.out_dirty = False
+        if len(self.out_queue) > _SETTLE_QUEUE:  # a long keep-alive connection: keep the queue short
+            self._settle()
+
+    def _settle(self, conn: Any = None) -> None:
+        """Account what `bio_read` drained since the last call, from what OpenSSL still holds.
+
+        `bio_read` is not wrapped (mitmproxy calls it five times per request, mostly to find nothing):
+        everything OpenSSL writes is announced to the message callback and queued here, so the bytes that
+        left the BIO are the bytes queued minus those still in it (`BIO_get_mem_data`). Draining is FIFO,
+        so settling late gives the same split as settling at every drain.
+        """
+        if conn is None:
+            ref = self.out_conn
+            conn = ref() if ref is not None else None
+            if conn is None:
+                return
+        if self.out_dirty:
+            self._flush_out()
+        left = self.out_produced - _lib.BIO_get_mem_data(conn._from_ssl, _ffi.NULL)
+        if left > self.out_left:
+            n = left - self.out_left
+            self.out_left = left
+            self._drained(n)
 
     @staticmethod
     def _take(queue: deque[list[int]], n: int) -> tuple[list[int], int]:
@@ -201,6 +235,7 @@ class ConnectionMeter:
 
     def _hold(self, n: int) -> None:
         """`n` queued bytes were drained into `pending_alert` instead of being sent."""
+        self.out_left += n
         got, short = self._take(self.out_queue, n)
         got[0] += short
         self.out_held.append([*got, n])
@@ -259,12 +294,14 @@ class ConnectionMeter:
 
     def outbound(self) -> dict[str, int]:
         """LB -> client counters (bytes handed out by `bio_read`, or reported by `sent_alert`)."""
+        self._settle()
         hs, ovh, pay, clo = self.out_sent
         return {"wire": self.out_wire, "handshake": hs, "record_overhead": ovh, "payload": pay,
                 "closure": clo}
 
     def to_dict(self) -> dict[str, Any]:
         """The connection's `traffic` record (see docs/metering.md for every field)."""
+        self._settle()
         unsent = len(self.out_held_bytes) + sum(e[4] for e in self.out_queue) + sum(self.out_acc)
         return {
             "client_to_lb": self.inbound(),
@@ -376,6 +413,7 @@ class MeteredConnection(SSL.Connection):
         if socket is not None:
             raise TypeError("MeteredConnection meters memory-BIO connections only (socket must be None)")
         self.meter = ConnectionMeter()
+        self.meter.out_conn = weakref.ref(self)
         # The SSL object keeps a raw pointer to this handle: it must live as long as the connection.
         self._meter_handle = _ffi.new_handle(self.meter)
         # SSL_new copies the context's message callback and its argument into the new SSL: set them
@@ -410,28 +448,21 @@ class MeteredConnection(SSL.Connection):
         self.meter.in_wire += n
         return n
 
-    def bio_read(self, bufsiz: int) -> bytes:
+    def _bio_read_held(self, bufsiz: int) -> bytes:
+        """`bio_read` while `pending_alert` holds bytes: they come first (nothing is written after them)."""
         meter = self.meter
-        if meter.out_held_bytes:  # a failed handshake's alert comes first (nothing is written after it)
+        if meter.out_held_bytes:
             chunk = meter.out_held_bytes[:bufsiz]
             meter.sent_alert(len(chunk))
             return chunk
-        if meter.out_dirty:
-            meter._flush_out()  # records written outside a metered operation (none known)
-        data = _ssl_bio_read(self, bufsiz)  # raises WantReadError when nothing is queued (the usual case)
-        n = len(data)
-        meter.out_wire += n
-        queue = meter.out_queue
-        if queue and queue[0][4] == n:  # = meter._drained(n): one operation's output, drained whole
-            e = queue.popleft()
-            sent = meter.out_sent
-            sent[0] += e[0]
-            sent[1] += e[1]
-            sent[2] += e[2]
-            sent[3] += e[3]
-        else:
-            meter._add_out(*meter._take(queue, n))
-        return data
+        del self.bio_read  # back to pyOpenSSL's, unwrapped
+        return _ssl_bio_read(self, bufsiz)
+
+    def __del__(self) -> None:
+        # The last drains are settled while the BIO still exists (the meter may outlive the connection).
+        meter = self.__dict__.get("meter")
+        if meter is not None and "_from_ssl" in self.__dict__:
+            meter._settle(self)
 
     # operations that make OpenSSL read or write records --------------------------------------------
 
@@ -454,13 +485,16 @@ class MeteredConnection(SSL.Connection):
     def _hold_unsent(self) -> None:
         """Move what OpenSSL queued for the client (its alert) into `pending_alert`, uncounted."""
         meter = self.meter
+        meter._settle(self)  # what was drained before is sent, not held
         while True:
             try:
-                chunk = SSL.Connection.bio_read(self, 65535)
+                chunk = _ssl_bio_read(self, 65535)
             except SSL.WantReadError:
                 break
             meter._hold(len(chunk))
             meter.out_held_bytes += chunk
+        if meter.out_held_bytes:
+            self.bio_read = self._bio_read_held  # type: ignore[method-assign]
 
     def recv(self, bufsiz: int, flags: int | None = None) -> bytes:
         meter = self.meter
