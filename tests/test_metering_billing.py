@@ -125,6 +125,17 @@ def test_summary_per_listener() -> None:
     assert w["lcu"]["dimensions"]["rule_evaluations_per_s"]["value"] == 20
 
 
+def test_ledger_takes_the_callers_billing_only_for_the_records_model() -> None:
+    """The connection log hands the ledger the `billed` it computed (billing once per connection); one of
+    another model is not trusted, the ledger bills the record itself."""
+    rec = record(model="tencent-clb")
+    theirs, mismatched, own = TrafficLedger(), TrafficLedger(), TrafficLedger()
+    theirs.add(rec, billing.billed("tencent-clb", rec))
+    mismatched.add(rec, billing.billed("aliyun-slb", rec))  # outbound payload only: 5000, not 5100
+    own.add(rec)
+    assert [x.summary()[0]["billed_bytes"] for x in (theirs, mismatched, own)] == [5100, 5100, 5100]
+
+
 def test_summary_with_an_explicit_window() -> None:
     a = make_ledger().summary(window_s=3600)[0]
     assert a["window_s"] == 3600 and a["new_connections_per_s"] == pytest.approx(5 / 3600, abs=1e-6)

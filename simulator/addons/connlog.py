@@ -131,6 +131,6 @@ class ConnectionLog:
         record = connection_record(state, client)
         self.registry.recent.append(record)
         if self.ledger is not None:
-            self.ledger.add(record)
+            self.ledger.add(record, record.get("billed"))  # billed once per connection, not twice
         if self._file:
             self._file.write(json.dumps(record, separators=(",", ":")) + "\n")

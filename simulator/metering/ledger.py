@@ -92,8 +92,11 @@ class TrafficLedger:
                              field="billing_model")
         return billing.model_for(name).name
 
-    def add(self, record: Mapping[str, Any]) -> None:
-        """Account one connection record (it is kept as given, for `write_jsonl`)."""
+    def add(self, record: Mapping[str, Any], billed: Mapping[str, Any] | None = None) -> None:
+        """Account one connection record (it is kept as given, for `write_jsonl`).
+
+        `billed`: what `billing.billed` gave for this record's traffic, if the caller has it already (the
+        connection log does); used only if it names the record's model, else billing is computed here."""
         model = self.model_of(record)
         key = (record.get("listener_port"), record.get("profile"), model)
         lst = self._listeners.get(key)
@@ -119,7 +122,7 @@ class TrafficLedger:
         for d in DIRECTIONS:
             for f in _FIELDS:
                 lst.bytes[d][f] += int(t[d][f])
-        b = billing.billed(model, t)
+        b = billed if billed is not None and billed.get("model") == model else billing.billed(model, t)
         lst.billed_in += b["billed_client_to_lb"]
         lst.billed_out += b["billed_lb_to_client"]
         lst.intervals.append(_interval(record, t))

@@ -3,7 +3,9 @@
 How bytes are counted and classified:
 
 * `wire` is counted where the bytes cross the connection: `bio_write` (client -> LB) and `bio_read`
-  (LB -> client). Those are the TCP payload bytes, exactly.
+  (LB -> client). Those are the TCP payload bytes, exactly. `bio_read` is not wrapped (it is the
+  listener's most frequent call, mostly finding nothing): the bytes it handed out are the bytes queued
+  (below) minus those still in the memory BIO, settled whenever the meter is read (see `_settle`).
 * Classification uses OpenSSL's own knowledge of every record. A message callback
   (`SSL_CTX_set_msg_callback`) reports each record header read or written (type, length) and, for
   encrypted TLS 1.3 records, the inner content type after decryption / before encryption. So a
@@ -18,8 +20,8 @@ How bytes are counted and classified:
   yet returned (`pending()`); LB -> client, what `SSL_write` accepted. `record_overhead` is the rest of
   those application-data records (header, explicit nonce, tag, MAC, padding, TLS 1.3 inner type).
 * Outbound records are produced synchronously inside an operation (`do_handshake`, `recv`, `send`, ...)
-  and queued per operation; `bio_read` drains the queue in order, so categories count bytes actually
-  handed out for sending. A failed handshake's alert is held back in `pending_alert` (mitmproxy never
+  and queued per operation; `bio_read` drains the queue in order (FIFO, so settling late gives the
+  same split), so categories count bytes actually handed out for sending. A failed handshake's alert is held back in `pending_alert` (mitmproxy never
   sends it) and counted once it is handed out: by `bio_read`, or by `ConnectionMeter.sent_alert` after
   the caller wrote it itself.
 * Bytes OpenSSL never reads (after a close_notify or a fatal error, or a record cut off by the
@@ -167,7 +169,8 @@ class ConnectionMeter:
         total = hs + app + clo
         self.out_queue.append([hs, app - plain, plain, clo, total])
         self.out_produced += total
-        self.out_acc = [0, 0, 0]
+        acc = self.out_acc
+        acc[0] = acc[1] = acc[2] = 0  # in place: one list less per operation
         self.out_plain_acc = 0
         self.out_last_cls = -1
         self.out_dirty = False
@@ -575,12 +578,16 @@ class MeteredConnection(SSL.Connection):
     write = send
 
     def sendall(self, buf: Any, flags: int = 0) -> int:
+        meter = self.meter
         try:
             n = _ssl_sendall(self, buf, flags)
         except BaseException:
-            self.meter._flush_out()
+            meter._flush_out()
             raise
-        self._sent(n)
+        if n:  # = self._sent(n), inlined: mitmproxy sends each response as two calls
+            meter.out_plain_acc += n
+            meter.out_dirty = True
+        meter._flush_out()
         return n
 
     def _sent(self, n: int) -> None:
