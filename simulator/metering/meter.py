@@ -109,7 +109,7 @@ class ConnectionMeter:
         self.out_dirty = False        # out_acc/out_plain_acc hold something to queue
         self.out_last_size = 0
         self.out_last_cls = -1
-        self.out_held: deque[list[int]] = deque()   # categories of out_held_bytes
+        self.out_held: deque[list[int]] | tuple[()] = ()  # categories of out_held_bytes (a deque once used)
         self.out_held_bytes = b""     # a failed handshake's alert: taken from OpenSSL, not handed out yet
         self.out_unannounced = 0      # drained bytes no record accounted for (should stay 0)
         self.out_records = 0
@@ -219,15 +219,18 @@ class ConnectionMeter:
         """`n` bytes left the connection for the client."""
         self.out_wire += n
         queue = self.out_queue
-        if queue and queue[0][4] == n:  # the usual case: one operation's output, drained whole
+        sent = self.out_sent
+        # The usual case: whole operations' output (settled late, often several); `_take` only for a
+        # partial one, which it splits the same way.
+        while n and queue and 0 < queue[0][4] <= n:
             e = queue.popleft()
-            sent = self.out_sent
             sent[0] += e[0]
             sent[1] += e[1]
             sent[2] += e[2]
             sent[3] += e[3]
-            return
-        self._add_out(*self._take(queue, n))
+            n -= e[4]
+        if n:
+            self._add_out(*self._take(queue, n))
 
     def _add_out(self, got: list[int], unannounced: int) -> None:
         for i in range(4):
@@ -241,6 +244,8 @@ class ConnectionMeter:
         self.out_left += n
         got, short = self._take(self.out_queue, n)
         got[0] += short
+        if not isinstance(self.out_held, deque):
+            self.out_held = deque()
         self.out_held.append([*got, n])
 
     def _complete(self, conn: SSL.Connection) -> None:
