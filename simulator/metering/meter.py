@@ -466,12 +466,6 @@ class MeteredConnection(SSL.Connection):
         del self.bio_read  # back to pyOpenSSL's, unwrapped
         return _ssl_bio_read(self, bufsiz)
 
-    def __del__(self) -> None:
-        # The last drains are settled while the BIO still exists (the meter may outlive the connection).
-        meter = self.__dict__.get("meter")
-        if meter is not None and "_from_ssl" in self.__dict__:
-            meter._settle(self)
-
     # operations that make OpenSSL read or write records --------------------------------------------
 
     def do_handshake(self) -> None:
