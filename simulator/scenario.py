@@ -86,6 +86,7 @@ class Response:
     tls_version: str | None = None
     cipher: str | None = None
     mark: int | None = None  # the connection log's length when the connection opened
+    opened: float | None = None  # wall time just before it connected (no earlier connection's record is its)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -219,6 +220,11 @@ class _Shared:
     extra_clients: dict[str, Credentials] = field(default_factory=dict)
     require: list[tuple[str | None, str]] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
+
+
+def _epoch(stamp: str) -> float:
+    """A connection-log time (ISO 8601, UTC, "Z") as Unix seconds."""
+    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 class ScenarioLab:
@@ -491,9 +497,10 @@ class ScenarioLab:
             kwargs.update(client_cert_pem=creds.cert_pem, client_key_pem=creds.key_pem)
         if verify or cafile:
             kwargs["cafile"] = cafile or self.ca_file
-        mark = self.mark()
+        mark, opened = self.mark(), time.time()
         result = probe(self.host, self.port(listener), **kwargs)
         result.mark = mark  # type: ignore[attr-defined]  # for connection_for: client ports are reused
+        result.opened = opened  # type: ignore[attr-defined]
         return result
 
     def request(self, listener: str | int | ListenerHandle, path: str = "/", *, client: Any = None,
@@ -618,9 +625,12 @@ class ScenarioLab:
                        timeout: float = 5) -> dict[str, Any]:
         """The log record of the connection a probe or request (or the client port `client`) opened; waits
         for the connection to close. Ports are reused: only records after `since` (the probe's or request's
-        own mark by default) count."""
+        own mark by default) count, and of those only connections that opened after the probe or request did:
+        another client's connection on the same port may close, and be logged, after the mark."""
+        opened = None
         if isinstance(client, (ProbeResult, Response)):
             since = getattr(client, "mark", None) if since is None else since
+            opened = getattr(client, "opened", None)
             client = client.local_port
         assert client, "no local port: the client never connected"
         suffix = f":{client}"
@@ -628,8 +638,8 @@ class ScenarioLab:
         while True:
             records = self.running.lab.ledger.records
             for record in reversed(records[since or 0:]):
-                if record["client"].endswith(suffix):
-                    return record
+                if record["client"].endswith(suffix) and (opened is None or _epoch(record["time"]) >= opened - 0.001):
+                    return record  # (the log's times are truncated to the millisecond)
             if time.monotonic() > deadline:
                 raise AssertionError(f"no connection-log record for client port {client} after {timeout} s")
             time.sleep(0.01)
@@ -882,10 +892,11 @@ class KeepAlive:
         self._mark = mark
         self.local_port: int | None = None
         self.mark: int | None = None
+        self.opened: float | None = None
 
     def connect(self) -> None:
         if self._conn.sock is None:
-            self.mark = self._mark()
+            self.mark, self.opened = self._mark(), time.time()
             # http.client would send the IP as SNI and check the hostname against it: wrap ourselves.
             raw = socket.create_connection((self._conn.host, self._conn.port), self._conn.timeout)
             self.local_port = raw.getsockname()[1]
@@ -901,7 +912,7 @@ class KeepAlive:
         version = sock.version() if isinstance(sock, ssl.SSLSocket) else None
         cipher = sock.cipher()[0] if isinstance(sock, ssl.SSLSocket) and sock.cipher() else None
         return Response(response.status, {k.lower(): v for k, v in response.getheaders()}, data, self.local_port,
-                        version, cipher, self.mark)
+                        version, cipher, self.mark, self.opened)
 
     def close(self) -> None:
         self._conn.close()
