@@ -118,12 +118,19 @@ def load_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_traffic_vs_billed_reads_an_lbsim_run_directory(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def traffic_notebook_on(results: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[nbformat.NotebookNode, str]:
+    """traffic_vs_billed.ipynb run on a results directory: every figure saved, the conclusions the analysis
+    module draws from that directory. The executed notebook and its conclusions."""
     figures = tmp_path / "figures"
-    nb = execute("traffic_vs_billed.ipynb", {"LBSIM_RESULTS": str(run_dir), "LBSIM_FIGURES": str(figures)}, monkeypatch)
+    nb = execute("traffic_vs_billed.ipynb", {"LBSIM_RESULTS": str(results), "LBSIM_FIGURES": str(figures)}, monkeypatch)
     assert_pngs(figures, TRAFFIC_FIGURES)
     (text,) = outputs(nb, "text/markdown")
-    assert text == analysis.conclusions_markdown(analysis.load_results(run_dir))
+    assert text == analysis.conclusions_markdown(analysis.load_results(results))
+    return nb, text
+
+
+def test_traffic_vs_billed_reads_an_lbsim_run_directory(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nb, text = traffic_notebook_on(run_dir, tmp_path, monkeypatch)
     assert re.search(r"one request per connection: actual is \d+\.\d\dx billed", text), text
     assert " ? " not in text  # listeners scenarios created are not in the report: no key type, no '?'
     html = "\n".join(outputs(nb, "text/html"))
@@ -133,11 +140,7 @@ def test_traffic_vs_billed_reads_an_lbsim_run_directory(run_dir: Path, tmp_path:
 
 
 def test_traffic_vs_billed_reads_an_lbsim_load_directory(load_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    figures = tmp_path / "figures"
-    nb = execute("traffic_vs_billed.ipynb", {"LBSIM_RESULTS": str(load_dir), "LBSIM_FIGURES": str(figures)}, monkeypatch)
-    assert_pngs(figures, TRAFFIC_FIGURES)
-    (text,) = outputs(nb, "text/markdown")
-    assert text == analysis.conclusions_markdown(analysis.load_results(load_dir))
+    nb, text = traffic_notebook_on(load_dir, tmp_path, monkeypatch)
     assert "aliyun-slb (LB->client billed), TLS 1.2 RSA one-way: one request per connection: actual is" in text
     printed = streams(nb)
     assert "lbsim load new_connections: 2 users" in printed and "checks against the listener's log: OK" in printed
