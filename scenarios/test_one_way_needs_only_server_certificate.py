@@ -23,6 +23,14 @@ def test_one_way_needs_only_server_certificate(lab, pki, profile):
     # A client with no certificate of its own completes the handshake and is served...
     plain = lab.request(listener, "/one-way", verify=lab.write_file("one-way-ca.pem", ca.ca_pem))
     assert plain.status == 200
+    # ...having checked that the server certificate was issued by a centre it trusts (seed): a client that
+    # trusts only another CA refuses it.
+    stranger = lab.write_file("one-way-other-ca.pem", pki().ca_pem)
+    distrusted = lab.probe(listener, cafile=stranger)
+    assert not distrusted.ok and distrusted.verify_error, distrusted
+    assert any(why in distrusted.verify_error for why in ("self-signed certificate in certificate chain",
+                                                          "unable to get local issuer certificate")), distrusted
+    assert lab.probe(listener, cafile=lab.write_file("one-way-ca.pem", ca.ca_pem)).ok
     record = lab.connection_for(plain)
     assert record["tls_verify_status"] == "Success" and record["client_cert_subject"] is None
     # ...and a client that has one is never asked for it.
