@@ -3,6 +3,8 @@ deleting certificates, on the Server Load Balancer console." Deleting is refused
 certificate; replacing it in place reaches every listener using it; the no-downtime swap is upload the new
 one, point the listener at it, delete the old one."""
 
+import sys
+
 import pytest
 
 from simulator.probe import certificate_fingerprint
@@ -34,6 +36,10 @@ def test_delete_refused_while_in_use_then_swap_without_downtime(lab, pki):
         lab.delete_certificate(old["id"])
     assert in_use.value.status == 409 and in_use.value.code == "CertificateInUse"
     assert listener.name in in_use.value.message  # names the listener that holds it
+    # The console (here `lbsim cert`, another process on the same store) refuses it just the same.
+    console = lab.run([sys.executable, "-m", "simulator.cli", "cert", "delete", "--home", str(lab.store_dir), old["id"]])
+    console.assert_failed("CertificateInUse")
+    assert listener.name in console.output
 
     # Upload the new one, point the listener at it (while serving), delete the old one.
     new_cert = ca.server("localhost")
