@@ -15,6 +15,10 @@ from simulator.metering import ConnectionMeter, billing
 from simulator.registry import ClientState, Registry
 
 
+# One encoder for every line (json.dumps with separators builds a new one per call); same output.
+_encode_line = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def session_reused(conn: SSL.Connection) -> bool:
     # pyOpenSSL has no wrapper for SSL_session_reused; mitmproxy reaches into the binding the same way.
     return bool(SSL._lib.SSL_session_reused(conn._ssl))  # type: ignore[attr-defined]
@@ -133,4 +137,4 @@ class ConnectionLog:
         if self.ledger is not None:
             self.ledger.add(record, record.get("billed"))  # billed once per connection, not twice
         if self._file:
-            self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self._file.write(_encode_line(record) + "\n")

@@ -100,25 +100,43 @@ def traffic_of(record: Mapping[str, Any]) -> Mapping[str, Any]:
     return record["traffic"] if "traffic" in record else record
 
 
+# Per model name (and profile name): (model name, bills IN, bills OUT), so `billed` (once per connection, at
+# close) neither looks the model up twice nor loops over directions.
+_BILLS: dict[str, tuple[str, bool, bool]] = {
+    name: (MODELS[key].name, IN in MODELS[key].billed_directions, OUT in MODELS[key].billed_directions)
+    for name, key in [*((k, k) for k in MODELS), *PROFILE_MODELS.items()]
+}
+
+
 def billed(profile_or_model: str, record: Mapping[str, Any]) -> dict[str, Any]:
     """What the model bills for one connection, beside the wire bytes of the same directions.
 
     `record` is a connection-log record (with `traffic`) or a bare `ConnectionMeter.to_dict()`.
     `overhead_pct` = (wire - billed) / billed * 100 over the billed directions; None if nothing billed.
     """
-    m = model_for(profile_or_model)
-    t = traffic_of(record)
-    billed_by = {d: (t[d]["payload"] if d in m.billed_directions else 0) for d in (IN, OUT)}
-    total = billed_by[IN] + billed_by[OUT]
-    wire = sum(t[d]["wire"] for d in m.billed_directions)
+    bills = _BILLS.get(profile_or_model)
+    if bills is None:
+        m = model_for(profile_or_model)  # a name added since import, or UnknownBillingModel
+        bills = (m.name, IN in m.billed_directions, OUT in m.billed_directions)
+    name, bill_in, bill_out = bills
+    t = record["traffic"] if "traffic" in record else record
+    billed_in = billed_out = wire = 0
+    if bill_in:
+        d = t[IN]
+        billed_in, wire = d["payload"], d["wire"]
+    if bill_out:
+        d = t[OUT]
+        billed_out = d["payload"]
+        wire += d["wire"]
+    total = billed_in + billed_out
     return {
-        "model": m.name,
+        "model": name,
         "billed_bytes": total,
-        "billed_client_to_lb": billed_by[IN],
-        "billed_lb_to_client": billed_by[OUT],
+        "billed_client_to_lb": billed_in,
+        "billed_lb_to_client": billed_out,
         "wire_bytes": wire,  # in the billed directions
         "unbilled_bytes": wire - total,
-        "overhead_pct": overhead_pct(wire, total),
+        "overhead_pct": None if total <= 0 else round(100.0 * (wire - total) / total, 3),  # = overhead_pct()
     }
 
 

@@ -61,8 +61,8 @@ def _interval(record: Mapping[str, Any], traffic: Mapping[str, Any]) -> tuple[fl
     """When the connection was open: the meter's times, else the log's `time` (+ `duration`)."""
     start = _epoch(traffic.get("started_at"))
     end = _epoch(traffic.get("finished_at"))
-    logged = _epoch(record.get("time"))
-    if start is None:
+    if start is None:  # only then is the log's ISO `time` parsed (a metered record has the meter's times)
+        logged = _epoch(record.get("time"))
         start = logged if logged is not None else end
     if end is None:
         duration = record.get("duration")
@@ -119,9 +119,13 @@ class TrafficLedger:
             setattr(lst, kind, getattr(lst, kind) + 1)
             lst.handshake_by_kind[kind][0] += t["client_to_lb"]["handshake"]
             lst.handshake_by_kind[kind][1] += t["lb_to_client"]["handshake"]
-        for d in DIRECTIONS:
-            for f in _FIELDS:
-                lst.bytes[d][f] += int(t[d][f])
+        for d in DIRECTIONS:  # unrolled over _FIELDS: once per connection
+            got, acc = t[d], lst.bytes[d]
+            acc["wire"] += int(got["wire"])
+            acc["handshake"] += int(got["handshake"])
+            acc["record_overhead"] += int(got["record_overhead"])
+            acc["payload"] += int(got["payload"])
+            acc["closure"] += int(got["closure"])
         b = billed if billed is not None and billed.get("model") == model else billing.billed(model, t)
         lst.billed_in += b["billed_client_to_lb"]
         lst.billed_out += b["billed_lb_to_client"]

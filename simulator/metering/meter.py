@@ -286,19 +286,28 @@ class ConnectionMeter:
 
     def inbound(self) -> dict[str, int]:
         """Client -> LB counters."""
-        cls = list(self.in_done)
-        if self.in_cur_cls >= 0:
+        in_done = self.in_done
+        hs, app, clo = in_done[0], in_done[1], in_done[2]
+        cur = self.in_cur_cls
+        if cur >= 0:
             avail = max(0, min(self.in_cur_size, self.in_wire - self.in_cur_start))
-            cur = self.in_cur_cls
-            if cur == _APP and not self.in_cur_ok and (avail < self.in_cur_size) and self.finished:
+            if cur == _APP and not self.in_cur_ok and (avail < self.in_cur_size) and self.finished_at is not None:
                 cur = _CLO  # an application-data record cut off by the disconnect was never delivered
-            cls[cur] += avail
+            if cur == _HS:
+                hs += avail
+            elif cur == _APP:
+                app += avail
+            else:
+                clo += avail
         tail = self.in_wire - self.in_end  # bytes OpenSSL has not read a header of
         if tail > 0:
-            cls[_CLO if self.handshake_complete else _HS] += tail
+            if self.handshake_complete:
+                clo += tail
+            else:
+                hs += tail
         payload = self.in_plain + self.in_buffered
-        return {"wire": self.in_wire, "handshake": cls[_HS], "record_overhead": cls[_APP] - payload,
-                "payload": payload, "closure": cls[_CLO]}
+        return {"wire": self.in_wire, "handshake": hs, "record_overhead": app - payload,
+                "payload": payload, "closure": clo}
 
     def outbound(self) -> dict[str, int]:
         """LB -> client counters (bytes handed out by `bio_read`, or reported by `sent_alert`)."""
@@ -309,11 +318,18 @@ class ConnectionMeter:
 
     def to_dict(self) -> dict[str, Any]:
         """The connection's `traffic` record (see docs/metering.md for every field)."""
+        # Built once per connection at close: settle once (not again in `outbound`), literal dicts.
         self._settle()
-        unsent = len(self.out_held_bytes) + sum(e[4] for e in self.out_queue) + sum(self.out_acc)
+        queue = self.out_queue
+        acc = self.out_acc
+        unsent = len(self.out_held_bytes) + acc[0] + acc[1] + acc[2]
+        if queue:
+            unsent += sum(e[4] for e in queue)
+        hs, ovh, pay, clo = self.out_sent
         return {
             "client_to_lb": self.inbound(),
-            "lb_to_client": self.outbound(),
+            "lb_to_client": {"wire": self.out_wire, "handshake": hs, "record_overhead": ovh, "payload": pay,
+                             "closure": clo},
             "handshake_complete": self.handshake_complete,
             "resumed": self.resumed,
             "tls_version": self.tls_version,
