@@ -347,6 +347,7 @@ def test_client_gone_before_its_client_hello_is_whole_is_metered(lab, tmp_path: 
         conn.do_handshake()
     hello = conn.bio_read(65535)
     sent = hello[:100] if how != "malformed" else b"\x16\x03\x01\x00\x05hello-garbage" * 7  # 126 bytes
+    since = len(lab.lab.ledger.records)  # ports are reused: only a record logged after this connection began
     s = socket.create_connection(("127.0.0.1", lab.port("aliyun-one-way")))
     client_port = s.getsockname()[1]
     s.sendall(sent)
@@ -355,7 +356,8 @@ def test_client_gone_before_its_client_hello_is_whole_is_metered(lab, tmp_path: 
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     s.close()
 
-    record = wait_for(lambda: next((r for r in lab.connections("aliyun-one-way") if r["client"].endswith(f":{client_port}")), None), 5)
+    record = wait_for(lambda: next((r for r in lab.lab.ledger.records[since:] if r["client"].endswith(f":{client_port}")
+                                    and r["listener_port"] == lab.port("aliyun-one-way")), None), 5)
     t = record["traffic"]
     assert t["client_to_lb"] == {"wire": len(sent), "handshake": len(sent), "record_overhead": 0, "payload": 0, "closure": 0}
     assert t["lb_to_client"]["wire"] == 0 and t["handshake_complete"] is False
@@ -363,11 +365,16 @@ def test_client_gone_before_its_client_hello_is_whole_is_metered(lab, tmp_path: 
     assert record["billed"] == billing.billed(record["billing_model"], record)
     assert record["billed"]["wire_bytes"] == 0  # aliyun-slb bills outbound payload only; the row shows the wire
     ledger = lab.lab.ledger
-    rows = [r for r in ledger.rows() if r["client"].endswith(f":{client_port}")]
+    # This connection's row: the session lab's ledger holds every test's connections, and ports are reused.
+    def ours(row: dict) -> bool:
+        return row["client"] == record["client"] and row["time"] == record["time"] and \
+            int(row["listener_port"]) == record["listener_port"]
+
+    rows = [r for r in ledger.rows() if ours(r)]
     assert len(rows) == 1 and rows[0]["client_to_lb_wire"] == len(sent)
     ledger.write_csv(tmp_path / "traffic.csv")
     with open(tmp_path / "traffic.csv") as f:
-        assert [int(r["client_to_lb_wire"]) for r in csv.DictReader(f) if r["client"].endswith(f":{client_port}")] == [len(sent)]
+        assert [int(r["client_to_lb_wire"]) for r in csv.DictReader(f) if ours(r)] == [len(sent)]
 
 
 @pytest.mark.parametrize("send_alert", ["pending", "bio_read", None])
