@@ -253,11 +253,17 @@ class ListenerSpec:
         return self.ca_certificate is not None
 
     @property
-    def certificate_refs(self) -> tuple[str, ...]:
-        refs = [self.server_certificate] + [cert for _, cert in self.sni]
+    def certificate_fields(self) -> tuple[tuple[str, str, str], ...]:
+        """(field, certificate ref, wanted type) of every certificate the listener uses."""
+        fields = [("server_certificate", self.server_certificate, "server")]
+        fields += [(f"sni.{domain}", ref, "server") for domain, ref in self.sni]
         if self.ca_certificate:
-            refs.append(self.ca_certificate)
-        return tuple(refs)
+            fields.append(("ca_certificate", self.ca_certificate, "ca"))
+        return tuple(fields)
+
+    @property
+    def certificate_refs(self) -> tuple[str, ...]:
+        return tuple(ref for _, ref, _ in self.certificate_fields)
 
 
 @dataclass(frozen=True)

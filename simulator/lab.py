@@ -257,7 +257,7 @@ class Lab:
                                  details={"findings": [f.to_dict() for f in errors]})
             pems[spec.name] = (spec.type, cert, key, profile)
         for i, listener in enumerate(self.config.listeners):
-            for field, ref, kind in certificate_fields(listener):
+            for field, ref, kind in listener.certificate_fields:
                 where = f"listeners[{i}].{field}"
                 if ref not in pems:  # the config's own certificates are not in the store yet
                     self._stored_certificate(ref, kind, listener.profile, where)
@@ -382,7 +382,7 @@ class Lab:
 
     def _build(self, spec: ListenerSpec, path: str = "listener") -> ListenerVersion:
         materials, ids, revisions = {}, {}, {}
-        for field, ref, kind in certificate_fields(spec):
+        for field, ref, kind in spec.certificate_fields:
             info, material = self._stored_certificate(ref, kind, spec.profile, f"{path}.{field}")
             materials[ref], ids[ref], revisions[info.id] = material, info.id, material.revision
         listener = self.registry.listeners.get(spec.port)
@@ -611,15 +611,6 @@ class Lab:
 
     def open_clients(self) -> int:
         return len(self.registry.clients) + (self.workers.clients() if self.workers is not None else 0)
-
-
-def certificate_fields(spec: ListenerSpec) -> list[tuple[str, str, str]]:
-    """(field, certificate ref, wanted type) of every certificate a listener uses."""
-    fields = [("server_certificate", spec.server_certificate, "server")]
-    fields += [(f"sni.{domain}", ref, "server") for domain, ref in spec.sni]
-    if spec.ca_certificate:
-        fields.append(("ca_certificate", spec.ca_certificate, "ca"))
-    return fields
 
 
 def accepted(profile: str, kind: str, ref: str, stored_under: str, cert: bytes, key: bytes | None, field: str) -> None:

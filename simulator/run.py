@@ -174,7 +174,9 @@ def policies_section(lab: Any) -> list[dict[str, Any]]:
     out = []
     for profile in sorted({spec.profile for spec in specs}):
         template = next((spec for spec in specs if spec.profile == profile and not spec.mutual), None)
-        for policy in (p for p in PROFILES[profile].policies if p not in used and template):
+        if template is None:
+            continue
+        for policy in (p for p in PROFILES[profile].policies if p not in used):
             handle = lab.add_listener({"name": f"policy-{policy}", "profile": profile, "tls_policy": policy,
                                        "server_certificate": template.server_certificate})
             try:
