@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import collections
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from OpenSSL import SSL
 
+from simulator.kept_records import KeptRecords
 from simulator.listener import Listener, ListenerVersion
 
 
@@ -39,7 +39,7 @@ class Registry:
         self.listeners: dict[int, Listener] = {}
         self._by_mode: dict[str, Listener] = {}
         self.clients: dict[str, ClientState] = {}
-        self.recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=recent)
+        self.recent = KeptRecords(maxlen=recent)  # the last connection records, as JSON text
 
     def add(self, listener: Listener) -> None:
         self.listeners[listener.port] = listener

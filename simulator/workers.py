@@ -292,11 +292,12 @@ class WorkerPool:
             except ValueError:
                 continue
             record["worker"] = worker.index
-            registry.recent.append(record)
+            text = line.decode().rstrip()[:-1] + tag[:-1]  # the worker's own line plus its index: no second encoding
+            registry.recent.append(record, text)
             with contextlib.suppress(Exception):  # the log must not stop over one odd record
-                ledger.add(record)
-            if self._log is not None:  # the worker's own line plus its index: no second encoding
-                self._log.write(line.decode().rstrip()[:-1] + tag)
+                ledger.add(record, line=text)
+            if self._log is not None:
+                self._log.write(text + "\n")
 
     async def _send_health(self) -> None:
         """Send worker 0's health verdicts whenever they change (the workers run no checks)."""

@@ -258,7 +258,7 @@ def test_report_traffic_from_the_api(tmp_path: Path, capsys: pytest.CaptureFixtu
                 return
             body: dict[str, Any] = {"listeners": ledger.summary()}
             if "connections=1" in self.path:
-                body["connections"] = ledger.records
+                body["connections"] = list(ledger.records)
             data = json.dumps(body).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(data)))

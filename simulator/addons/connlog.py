@@ -133,8 +133,9 @@ class ConnectionLog:
             # marks a clean close the same way.
             state.ssl_conn.set_shutdown(SSL.SENT_SHUTDOWN | SSL.RECEIVED_SHUTDOWN)
         record = connection_record(state, client)
-        self.registry.recent.append(record)
+        line = _encode_line(record)  # encoded once: the log's line is also how the lab keeps the record
+        self.registry.recent.append(record, line)
         if self.ledger is not None:
-            self.ledger.add(record, record.get("billed"))  # billed once per connection, not twice
+            self.ledger.add(record, record.get("billed"), line)  # billed once per connection, not twice
         if self._file:
-            self._file.write(_encode_line(record) + "\n")
+            self._file.write(line + "\n")

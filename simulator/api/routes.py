@@ -146,7 +146,7 @@ class ApiServer(JsonServer):
     async def traffic(self, request: Request) -> tuple[int, Any]:
         out: dict[str, Any] = {"listeners": self.lab.ledger.summary()}
         if request.query.get("connections") in ("1", "true"):
-            out["connections"] = self.lab.ledger.records
+            out["connections"] = list(self.lab.ledger.records)
         return 200, out
 
     async def list_backends(self, request: Request) -> tuple[int, Any]:

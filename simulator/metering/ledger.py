@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.errors import LbsimError
+from simulator.kept_records import KeptRecords
 from simulator.metering import billing
 from simulator.metering.meter import CATEGORIES, DIRECTIONS
 
@@ -81,7 +82,7 @@ class TrafficLedger:
     """Connection records in, per-listener traffic summaries and exports out."""
 
     def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
+        self.records = KeptRecords()  # every record, as JSON text (see kept_records.py)
         self._listeners: dict[tuple[Any, str | None, str], _Listener] = {}
 
     def model_of(self, record: Mapping[str, Any]) -> str:
@@ -92,18 +93,19 @@ class TrafficLedger:
                              field="billing_model")
         return billing.model_for(name).name
 
-    def add(self, record: Mapping[str, Any], billed: Mapping[str, Any] | None = None) -> None:
-        """Account one connection record (it is kept as given, for `write_jsonl`).
+    def add(self, record: Mapping[str, Any], billed: Mapping[str, Any] | None = None, line: str | None = None) -> None:
+        """Account one connection record (a copy is kept, for exports and `records`).
 
         `billed`: what `billing.billed` gave for this record's traffic, if the caller has it already (the
-        connection log does); used only if it names the record's model, else billing is computed here."""
+        connection log does); used only if it names the record's model, else billing is computed here.
+        `line`: the record's JSON text, if the caller has it (the connection log does)."""
         model = self.model_of(record)
         key = (record.get("listener_port"), record.get("profile"), model)
         lst = self._listeners.get(key)
         if lst is None:
             lst = self._listeners[key] = _Listener(key[0], key[1], model)
         lst.connections += 1
-        self.records.append(dict(record))
+        self.records.append(record, line)
         t = record.get("traffic")
         reqs = int(record.get("requests") or (t or {}).get("requests") or 0)  # the log's count, else the meter's
         lst.requests += reqs

@@ -1,0 +1,53 @@
+"""The lab keeps connection records as JSON text: list-like reads, decoded copies, and no work for the GC."""
+
+from __future__ import annotations
+
+import gc
+
+from simulator.kept_records import KeptRecords
+
+
+def metered_record(i: int) -> dict:
+    direction = {"wire": i, "handshake": 1, "record_overhead": 2, "payload": 3, "closure": 4}
+    return {"client": f"127.0.0.1:{i}", "traffic": {"client_to_lb": dict(direction), "lb_to_client": dict(direction),
+                                                    "records": {"client_to_lb": {"total": 1}}}}
+
+
+def test_reads_like_a_list_and_hands_out_copies() -> None:
+    kept = KeptRecords()
+    for i in range(5):
+        kept.append(metered_record(i))
+    kept.append({"client": "x"}, line='{"client":"given"}')  # the caller's own JSON text is kept as is
+    assert len(kept) == 6 and kept
+    assert kept[0] == metered_record(0) and kept[-1] == {"client": "given"}
+    assert [r["client"] for r in kept[2:4]] == ["127.0.0.1:2", "127.0.0.1:3"]
+    assert [r["client"] for r in reversed(kept)][:2] == ["given", "127.0.0.1:4"]
+    assert len(list(kept)) == 6
+    kept[0]["traffic"]["client_to_lb"]["wire"] = 99  # a reader changing its copy changes nothing kept
+    assert kept[0]["traffic"]["client_to_lb"]["wire"] == 0
+    kept.clear()
+    assert len(kept) == 0 and list(kept) == [] and not kept
+
+
+def test_a_ring_keeps_the_last_ones() -> None:
+    kept = KeptRecords(maxlen=3)
+    for i in range(10):
+        kept.append({"i": i})
+    assert [r["i"] for r in kept] == [7, 8, 9] and kept[0] == {"i": 7} and kept[1:] == [{"i": 8}, {"i": 9}]
+
+
+def test_odd_values_are_kept_as_text() -> None:
+    kept = KeptRecords()
+    kept.append({"when": gc})  # not JSON: kept by its str(), not refused
+    assert kept[0]["when"].startswith("<module 'gc'")
+
+
+def test_kept_records_add_nothing_for_the_garbage_collector() -> None:
+    """As dicts, 2,000 metered records would be 6,000 containers for every full collection to visit."""
+    kept = KeptRecords()
+    gc.collect()
+    before = len(gc.get_objects())
+    for i in range(2000):
+        kept.append(metered_record(i))
+    gc.collect()
+    assert len(gc.get_objects()) - before < 50
