@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from simulator.harness import RunningLab, start_lab
+from simulator.metering import meter, native
 
 TIME_SCALE = 0.01  # vendor timers 100x faster: ticket lifetime 3 s, activation 0.45-1.8 s, health interval 20 ms
 
@@ -15,3 +16,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> RunningLab:
     running = start_lab(out_dir=tmp_path_factory.mktemp("lab"), time_scale=TIME_SCALE)
     yield running
     running.stop()
+
+
+@pytest.fixture(params=native.available())
+def message_callback(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Meter new connections with each message callback this machine has (C, and the Python fallback)."""
+    monkeypatch.setattr(meter, "_on_message_fp", native.ssl_callback(request.param))
+    return request.param

@@ -15,6 +15,7 @@ from __future__ import annotations
 import simulator  # noqa: F401  first: it pins OpenSSL's key exchange groups before OpenSSL loads
 import functools
 import queue
+import shutil
 import socket
 import tempfile
 import threading
@@ -471,3 +472,21 @@ def test_plain_connection_from_same_context_is_not_metered() -> None:
 def test_metered_connection_rejects_socket_mode() -> None:
     with pytest.raises(TypeError):
         MeteredConnection(server_context(), socket.socket())
+
+
+def test_the_c_message_callback_is_built_where_there_is_a_compiler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With `cc` on the PATH the meter uses the C callback (built once, cached by the source's hash); without
+    one it falls back to the Python callback, which meters the same bytes (tests run both: `message_callback`)."""
+    from simulator.metering import native
+
+    if shutil.which("cc") is None:
+        assert native.KIND == "python" and native.available() == ["python"]
+        return
+    assert native.KIND == "c" and native.available() == ["c", "python"]
+    monkeypatch.setattr(native, "_cache_dirs", lambda: [tmp_path / "cache"])
+    built = native.build()
+    assert built is not None and built.parent == tmp_path / "cache" and built.stat().st_size > 0
+    assert native.build() == built  # cached: not built again
+    assert native.build(cc=str(tmp_path / "no-such-cc")) == built  # the cache answers before any compiler
+    monkeypatch.setattr(native, "_cache_dirs", lambda: [tmp_path / "other"])
+    assert native.build(cc=str(tmp_path / "no-such-cc")) is None  # no compiler: the fallback, no exception

@@ -11,13 +11,22 @@ import functools
 import itertools
 import socket
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from OpenSSL import SSL
 from test_metering_harness import assert_invariant, client_context, server_context
 
-from simulator.metering import ConnectionMeter, MeteredConnection
+from simulator.metering import ConnectionMeter, MeteredConnection, native
 from simulator.metering.records import HEADER_LEN, RecordStream, close_notify_size, expected_overhead
+
+
+pytestmark = pytest.mark.usefixtures("message_callback")
+
+
+def record(m: ConnectionMeter, write: bool, content_type: int, length: int, kind: str) -> None:
+    """OpenSSL announces a record header to the meter's message callback."""
+    native.call(kind, int(write), 256, bytes([content_type, 3, 3, length >> 8, length & 255]), m.c)
 
 
 @functools.cache
@@ -224,12 +233,12 @@ def test_drains_settled_late_and_after_the_connection_is_gone() -> None:
 
 # --- the bookkeeping on its own -------------------------------------------------------------------
 
-def test_partial_drains_keep_the_invariant() -> None:
+def test_partial_drains_keep_the_invariant(message_callback: str) -> None:
     m = ConnectionMeter()
-    m._record_out(22, 95)       # a 100-byte handshake record
+    record(m, True, 22, 95, message_callback)  # a 100-byte handshake record
     m._flush_out()
     m.handshake_complete = True
-    m._record_out(23, 45)       # a 50-byte application record carrying 30 bytes
+    record(m, True, 23, 45, message_callback)  # a 50-byte application record carrying 30 bytes
     m.out_plain_acc = 30
     m._flush_out()
     for n in (7, 93, 1, 40, 9):
@@ -240,9 +249,9 @@ def test_partial_drains_keep_the_invariant() -> None:
     assert m.out_unannounced == 0
 
 
-def test_sent_alert_beyond_what_was_held_is_flagged() -> None:
+def test_sent_alert_beyond_what_was_held_is_flagged(message_callback: str) -> None:
     m = ConnectionMeter()
-    m._record_out(21, 2)
+    record(m, True, 21, 2, message_callback)
     m._flush_out()
     m._hold(7)
     m.out_held_bytes = b"\x15\x03\x03\x00\x02\x02\x46"  # what MeteredConnection._hold_unsent keeps
@@ -252,11 +261,11 @@ def test_sent_alert_beyond_what_was_held_is_flagged() -> None:
     assert m.out_unannounced == 2 and m.to_dict()["unsent_bytes"] == 0 and m.out_held_bytes == b""
 
 
-def test_truncated_application_record_becomes_closure_at_finish() -> None:
+def test_truncated_application_record_becomes_closure_at_finish(message_callback: str) -> None:
     m = ConnectionMeter()
     m.handshake_complete = True
     m.in_wire = 30
-    m._record_in(23, 100)       # header read, 25 of 100 body bytes arrived, then the client vanished
+    record(m, False, 23, 100, message_callback)  # header read, 25 of 100 body bytes arrived, then the client vanished
     assert m.inbound()["record_overhead"] == 30      # live: provisional
     m.finish()
     assert m.inbound() == {"wire": 30, "handshake": 0, "record_overhead": 0, "payload": 0, "closure": 30}

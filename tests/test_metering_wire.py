@@ -40,6 +40,8 @@ from helpers import wait_for
 from simulator.metering import billing
 from simulator.metering.records import APPLICATION_DATA, close_notify_size, expected_overhead
 
+pytestmark = pytest.mark.usefixtures("message_callback")  # every test with the C and the Python callback
+
 CBC = ("-SHA", "-SHA256", "-SHA384")
 
 

@@ -10,7 +10,8 @@ How bytes are counted and classified:
   (`SSL_CTX_set_msg_callback`) reports each record header read or written (type, length) and, for
   encrypted TLS 1.3 records, the inner content type after decryption / before encryption. So a
   TLS 1.3 KeyUpdate, NewSessionTicket or alert is never mistaken for application data, and nothing is
-  inferred from lengths or from cipher formulas.
+  inferred from lengths or from cipher formulas. The callback (in C when it could be built, see
+  `native.py`) keeps its counts in a C struct, `ConnectionMeter.c`.
 * Phase: a record read or written before `do_handshake` succeeds is `handshake` (including TLS 1.3's
   encrypted handshake messages, a failed handshake's alerts and a mutual handshake's client
   Certificate/CertificateVerify). After it: change_cipher_spec/handshake records (NewSessionTicket,
@@ -44,46 +45,31 @@ from OpenSSL import SSL
 from OpenSSL._util import ffi as _ffi
 from OpenSSL._util import lib as _lib
 
+from simulator.metering import native
+
 CATEGORIES = ("handshake", "record_overhead", "payload", "closure")
 DIRECTIONS = ("client_to_lb", "lb_to_client")
 
 # Record-level classes (indices into 3-vectors); byte categories are 4-vectors in CATEGORIES order.
 _HS, _APP, _CLO = 0, 1, 2
 _SETTLE_QUEUE = 16  # queued operations before drains are settled (see ConnectionMeter._settle)
-_RT_HEADER = 256            # SSL3_RT_HEADER: the callback gets the 5 header bytes of each record
-_RT_INNER_CONTENT_TYPE = 257  # SSL3_RT_INNER_CONTENT_TYPE: TLS 1.3 inner type, 1 byte
-_APPLICATION_DATA, _HANDSHAKE, _CCS = 23, 22, 20
 _WANT = (SSL.WantReadError, SSL.WantWriteError, SSL.WantX509LookupError)
-
-
-# Class of a record after the handshake, from its (inner) content type; anything else (alerts, and
-# types OpenSSL rejects, which then end the connection) is closure.
-_POST_HANDSHAKE_CLASS = {_APPLICATION_DATA: _APP, _HANDSHAKE: _HS, _CCS: _HS}
-
-
-def _post_handshake_class(content_type: int) -> int:
-    return _POST_HANDSHAKE_CLASS.get(content_type, _CLO)
 
 
 class ConnectionMeter:
     """Live byte counters of one client connection; `to_dict()` is the connection-log `traffic` record."""
 
     __slots__ = (
-        "requests", "handshake_complete", "resumed", "tls_version", "cipher", "handshake_error",
-        "started_at", "finished_at",
-        # client -> LB
-        "in_wire", "in_done", "in_end", "in_cur_start", "in_cur_size", "in_cur_cls", "in_cur_ok",
-        "in_plain", "in_buffered", "in_records", "in_app_records",
-        # LB -> client
-        "out_wire", "out_sent", "out_queue", "out_acc", "out_plain_acc", "out_dirty", "out_last_size",
-        "out_last_cls",
-        "out_held", "out_held_bytes", "out_unannounced", "out_records", "out_app_records",
-        "out_produced", "out_left", "out_conn",
+        "c", "requests", "resumed", "tls_version", "cipher", "handshake_error", "started_at", "finished_at",
+        "in_wire", "in_plain", "in_buffered",  # client -> LB
+        "out_wire", "out_sent", "out_queue", "out_plain_acc", "out_held", "out_held_bytes", "out_unannounced",
+        "out_produced", "out_left", "out_conn",  # LB -> client
     )
 
     def __init__(self) -> None:
+        # The record bookkeeping the message callback keeps (a C struct: see native.py for every field).
+        self.c = native.new_counters()
         self.requests = 0
-        self.handshake_complete = False
         self.resumed: bool | None = None
         self.tls_version: str | None = None
         self.cipher: str | None = None
@@ -91,29 +77,15 @@ class ConnectionMeter:
         self.started_at = time.time()
         self.finished_at: float | None = None
         self.in_wire = 0
-        self.in_done = [0, 0, 0]      # bytes of records OpenSSL has moved past, per class
-        self.in_end = 0               # stream offset where the last announced record ends
-        self.in_cur_start = 0         # the last announced record (it may still be incomplete)
-        self.in_cur_size = 0
-        self.in_cur_cls = -1          # -1: none yet
-        self.in_cur_ok = False        # it decrypted (inner type seen) or yielded plaintext
         self.in_plain = 0             # plaintext returned by recv
         self.in_buffered = 0          # plaintext decrypted, not yet returned (SSL_pending)
-        self.in_records = 0
-        self.in_app_records = 0
         self.out_wire = 0
         self.out_sent = [0, 0, 0, 0]  # drained bytes per category
         self.out_queue: deque[list[int]] = deque()  # per operation: [hs, overhead, payload, closure, total]
-        self.out_acc = [0, 0, 0]      # records written by the running operation, per class
-        self.out_plain_acc = 0
-        self.out_dirty = False        # out_acc/out_plain_acc hold something to queue
-        self.out_last_size = 0
-        self.out_last_cls = -1
+        self.out_plain_acc = 0        # plaintext SSL_write accepted in the running operation
         self.out_held: deque[list[int]] | tuple[()] = ()  # categories of out_held_bytes (a deque once used)
         self.out_held_bytes = b""     # a failed handshake's alert: taken from OpenSSL, not handed out yet
         self.out_unannounced = 0      # drained bytes no record accounted for (should stay 0)
-        self.out_records = 0
-        self.out_app_records = 0
         # Drains are settled lazily (see `_settle`): bytes queued so far, bytes known to have left the BIO
         # (drained or held), and a weak reference to the MeteredConnection whose BIO is asked (None: the
         # caller reports drains itself with `_drained`).
@@ -121,59 +93,32 @@ class ConnectionMeter:
         self.out_left = 0
         self.out_conn: Any = None
 
-    # --- record events (from the OpenSSL message callback) ------------------------------------
+    @property
+    def handshake_complete(self) -> bool:
+        return bool(self.c.handshake_complete)
 
-    def _record_in(self, content_type: int, length: int) -> None:
-        if self.in_cur_cls >= 0:  # OpenSSL reads the next header only after the previous record
-            self.in_done[self.in_cur_cls] += self.in_cur_size
-        size = length + 5
-        self.in_cur_start, self.in_cur_size = self.in_end, size
-        self.in_end += size
-        cls = _post_handshake_class(content_type) if self.handshake_complete else _HS
-        self.in_cur_cls, self.in_cur_ok = cls, False
-        self.in_records += 1
-        self.in_app_records += cls == _APP
-
-    def _inner_in(self, inner_type: int) -> None:
-        self.in_cur_ok = True
-        if self.in_cur_cls == _APP and inner_type != _APPLICATION_DATA:
-            self.in_cur_cls = _post_handshake_class(inner_type)
-            self.in_app_records -= 1
-
-    def _record_out(self, content_type: int, length: int) -> None:
-        size = length + 5
-        cls = _POST_HANDSHAKE_CLASS.get(content_type, _CLO) if self.handshake_complete else _HS
-        self.out_acc[cls] += size
-        self.out_dirty = True
-        self.out_last_size, self.out_last_cls = size, cls
-        self.out_records += 1
-        self.out_app_records += cls == _APP
-
-    def _inner_out(self, inner_type: int) -> None:
-        if self.out_last_cls == _APP and inner_type != _APPLICATION_DATA:
-            cls = _post_handshake_class(inner_type)
-            self.out_acc[_APP] -= self.out_last_size
-            self.out_acc[cls] += self.out_last_size
-            self.out_last_cls = cls
-            self.out_app_records -= 1
+    @handshake_complete.setter
+    def handshake_complete(self, value: bool) -> None:
+        self.c.handshake_complete = int(value)
 
     # --- operation boundaries (from MeteredConnection) ----------------------------------------
 
     def _flush_out(self) -> None:
         """Queue what the last operation wrote, split by category, for `bio_read` to drain."""
-        if not self.out_dirty:
+        c = self.c
+        if not c.out_dirty:
             return
-        hs, app, clo = self.out_acc
+        acc = c.out_acc
+        hs, app, clo = acc[0], acc[1], acc[2]
         plain = self.out_plain_acc
         # Plaintext SSL_write accepted is in the application-data records it just wrote.
         total = hs + app + clo
         self.out_queue.append([hs, app - plain, plain, clo, total])
         self.out_produced += total
-        acc = self.out_acc
-        acc[0] = acc[1] = acc[2] = 0  # in place: one list less per operation
+        acc[0] = acc[1] = acc[2] = 0
         self.out_plain_acc = 0
-        self.out_last_cls = -1
-        self.out_dirty = False
+        c.out_last_cls = -1
+        c.out_dirty = 0
         if len(self.out_queue) > _SETTLE_QUEUE:  # a long keep-alive connection: keep the queue short
             self._settle()
 
@@ -190,7 +135,7 @@ class ConnectionMeter:
             conn = ref() if ref is not None else None
             if conn is None:
                 return
-        if self.out_dirty:
+        if self.c.out_dirty:
             self._flush_out()
         left = self.out_produced - _lib.BIO_get_mem_data(conn._from_ssl, _ffi.NULL)
         if left > self.out_left:
@@ -286,12 +231,14 @@ class ConnectionMeter:
 
     def inbound(self) -> dict[str, int]:
         """Client -> LB counters."""
-        in_done = self.in_done
+        c = self.c
+        in_done = c.in_done
         hs, app, clo = in_done[0], in_done[1], in_done[2]
-        cur = self.in_cur_cls
+        cur = c.in_cur_cls
         if cur >= 0:
-            avail = max(0, min(self.in_cur_size, self.in_wire - self.in_cur_start))
-            if cur == _APP and not self.in_cur_ok and (avail < self.in_cur_size) and self.finished_at is not None:
+            size = c.in_cur_size
+            avail = max(0, min(size, self.in_wire - c.in_cur_start))
+            if cur == _APP and not c.in_cur_ok and avail < size and self.finished_at is not None:
                 cur = _CLO  # an application-data record cut off by the disconnect was never delivered
             if cur == _HS:
                 hs += avail
@@ -299,9 +246,9 @@ class ConnectionMeter:
                 app += avail
             else:
                 clo += avail
-        tail = self.in_wire - self.in_end  # bytes OpenSSL has not read a header of
+        tail = self.in_wire - c.in_end  # bytes OpenSSL has not read a header of
         if tail > 0:
-            if self.handshake_complete:
+            if c.handshake_complete:
                 clo += tail
             else:
                 hs += tail
@@ -321,7 +268,8 @@ class ConnectionMeter:
         # Built once per connection at close: settle once (not again in `outbound`), literal dicts.
         self._settle()
         queue = self.out_queue
-        acc = self.out_acc
+        c = self.c
+        acc = c.out_acc
         unsent = len(self.out_held_bytes) + acc[0] + acc[1] + acc[2]
         if queue:
             unsent += sum(e[4] for e in queue)
@@ -330,13 +278,13 @@ class ConnectionMeter:
             "client_to_lb": self.inbound(),
             "lb_to_client": {"wire": self.out_wire, "handshake": hs, "record_overhead": ovh, "payload": pay,
                              "closure": clo},
-            "handshake_complete": self.handshake_complete,
+            "handshake_complete": bool(c.handshake_complete),
             "resumed": self.resumed,
             "tls_version": self.tls_version,
             "cipher": self.cipher,
             "requests": self.requests,
-            "records": {"client_to_lb": {"total": self.in_records, "application_data": self.in_app_records},
-                        "lb_to_client": {"total": self.out_records, "application_data": self.out_app_records}},
+            "records": {"client_to_lb": {"total": c.in_records, "application_data": c.in_app_records},
+                        "lb_to_client": {"total": c.out_records, "application_data": c.out_app_records}},
             "unsent_bytes": unsent,
             "handshake_error": self.handshake_error,
             "started_at": self.started_at,
@@ -344,76 +292,15 @@ class ConnectionMeter:
         }
 
 
-# --- the OpenSSL message callback ---------------------------------------------------------------
-
-_callback_errors = 0
+# --- the OpenSSL message callback (native.py) ------------------------------------------------------
 
 
 def callback_errors() -> int:
-    """Exceptions swallowed in the message callback since start-up (tests require 0)."""
-    return _callback_errors
+    """Exceptions swallowed in the Python message callback since start-up (tests require 0)."""
+    return native.python_errors()
 
 
-def _callback_error(exc_type: Any, exc: Any, tb: Any) -> None:
-    """Never let a metering bug raise into OpenSSL's state machine; count it instead. (Wire counts stay
-    exact regardless: a missed record event only moves its bytes to the unread-bytes rule.)"""
-    global _callback_errors
-    _callback_errors += 1
-
-
-_from_handle = _ffi.from_handle
-
-
-# The callback is the meter's hot path (about 20 calls per full handshake, 3 per keep-alive request over
-# TLS 1.2), so `_record_in` / `_record_out` are inlined here, and `buf` is typed so that no cast is needed.
-@_ffi.callback("void(int, int, int, const unsigned char *, size_t, SSL *, void *)", onerror=_callback_error)
-def _on_message(write_p: int, version: int, content_type: int, p: Any, length: int, ssl: Any,
-                arg: Any) -> None:
-    # `arg` is a handle to the connection's meter (NULL for anything else). Handshake-message and
-    # alert bodies are ignored: the record events cover them.
-    if content_type == _RT_HEADER:
-        if not arg or length != 5:
-            return
-        meter = _from_handle(arg)
-        size = (p[3] << 8 | p[4]) + 5
-        if meter.handshake_complete:
-            cls = _POST_HANDSHAKE_CLASS.get(p[0], _CLO)
-        else:
-            cls = _HS
-        if write_p:  # = meter._record_out(p[0], size - 5)
-            meter.out_acc[cls] += size
-            meter.out_dirty = True
-            meter.out_last_size = size
-            meter.out_last_cls = cls
-            meter.out_records += 1
-            if cls == _APP:
-                meter.out_app_records += 1
-        else:  # = meter._record_in(p[0], size - 5)
-            if meter.in_cur_cls >= 0:  # OpenSSL reads the next header only after the previous record
-                meter.in_done[meter.in_cur_cls] += meter.in_cur_size
-            start = meter.in_end
-            meter.in_cur_start = start
-            meter.in_cur_size = size
-            meter.in_end = start + size
-            meter.in_cur_cls = cls
-            meter.in_cur_ok = False
-            meter.in_records += 1
-            if cls == _APP:
-                meter.in_app_records += 1
-    elif content_type == _RT_INNER_CONTENT_TYPE and arg and length == 1:
-        inner = p[0]
-        if inner != _APPLICATION_DATA:  # the usual case needs no change
-            meter = _from_handle(arg)
-            if write_p:
-                meter._inner_out(inner)
-            else:
-                meter._inner_in(inner)
-        elif not write_p:
-            _from_handle(arg).in_cur_ok = True
-
-
-# OpenSSL's prototype says `const void *buf`; the same pointer, typed for indexing.
-_on_message_fp = _ffi.cast("void(*)(int, int, int, const void *, size_t, SSL *, void *)", _on_message)
+_on_message_fp = native.ssl_callback()  # C when it could be built, else Python (`native.KIND`)
 _INSTALL = threading.Lock()
 _RECV_DONE = _WANT + (SSL.ZeroReturnError,)
 _ssl_bio_write = SSL.Connection.bio_write
@@ -436,17 +323,16 @@ class MeteredConnection(SSL.Connection):
     def __init__(self, context: SSL.Context, socket: socket.socket | None = None) -> None:
         if socket is not None:
             raise TypeError("MeteredConnection meters memory-BIO connections only (socket must be None)")
-        self.meter = ConnectionMeter()
-        self.meter.out_conn = weakref.ref(self)
-        # The SSL object keeps a raw pointer to this handle: it must live as long as the connection.
-        self._meter_handle = _ffi.new_handle(self.meter)
-        # SSL_new copies the context's message callback and its argument into the new SSL: set them
-        # for this SSL only, so plain connections made from the same (shared, per-listener) context
-        # stay untouched.
+        meter = self.meter = ConnectionMeter()
+        meter.out_conn = weakref.ref(self)
+        # SSL_new copies the context's message callback and its argument (the meter's counters, which
+        # the meter owns and so outlive the SSL object) into the new SSL: set them for this SSL only, so
+        # plain connections made from the same (shared, per-listener) context stay untouched.
         ctx = context._context
+        arg = native.ssl_arg(meter.c)
         with _INSTALL:
             _lib.SSL_CTX_set_msg_callback(ctx, _on_message_fp)
-            _lib.SSL_CTX_set_msg_callback_arg(ctx, self._meter_handle)
+            _lib.SSL_CTX_set_msg_callback_arg(ctx, arg)
             try:
                 super().__init__(context, None)
             finally:
@@ -520,7 +406,7 @@ class MeteredConnection(SSL.Connection):
             data = _ssl_recv(self, bufsiz, flags)
         except _RECV_DONE:
             meter.in_buffered = 0
-            if meter.out_dirty:
+            if meter.c.out_dirty:
                 meter._flush_out()
             raise
         except SSL.Error:
@@ -528,10 +414,10 @@ class MeteredConnection(SSL.Connection):
             self._in_failed()
             meter._flush_out()
             raise
-        if meter.out_dirty:  # e.g. a TLS 1.2 renegotiation answered inside SSL_read
+        if meter.c.out_dirty:  # e.g. a TLS 1.2 renegotiation answered inside SSL_read
             meter._flush_out()
         # = self._in_delivered(data, bufsiz, flags)
-        meter.in_cur_ok = True
+        meter.c.in_cur_ok = 1
         n = len(data)
         if flags is not None and flags & socket.MSG_PEEK:
             meter.in_buffered = self.pending()
@@ -563,7 +449,7 @@ class MeteredConnection(SSL.Connection):
 
     def _in_delivered(self, data: Any, bufsiz: int, flags: int | None) -> None:
         meter = self.meter
-        meter.in_cur_ok = True
+        meter.c.in_cur_ok = 1
         if flags is not None and flags & socket.MSG_PEEK:
             meter.in_buffered = self.pending()
             return
@@ -573,10 +459,10 @@ class MeteredConnection(SSL.Connection):
 
     def _in_failed(self) -> None:
         """recv failed: an application-data record that yielded nothing (bad MAC...) ended the connection."""
-        meter = self.meter
-        if meter.handshake_complete and meter.in_cur_cls == _APP and not meter.in_cur_ok:
-            meter.in_cur_cls = _CLO
-            meter.in_app_records -= 1
+        c = self.meter.c
+        if c.handshake_complete and c.in_cur_cls == _APP and not c.in_cur_ok:
+            c.in_cur_cls = _CLO
+            c.in_app_records -= 1
 
     # With a memory BIO, SSL_write never waits for the transport: it encrypts all of `buf` or fails
     # before accepting any of it, so the plaintext is what the call returns (0 when it raises).
@@ -601,7 +487,7 @@ class MeteredConnection(SSL.Connection):
             raise
         if n:  # = self._sent(n), inlined: mitmproxy sends each response as two calls
             meter.out_plain_acc += n
-            meter.out_dirty = True
+            meter.c.out_dirty = 1
         meter._flush_out()
         return n
 
@@ -610,7 +496,7 @@ class MeteredConnection(SSL.Connection):
         meter = self.meter
         if n:
             meter.out_plain_acc += n
-            meter.out_dirty = True
+            meter.c.out_dirty = 1
         meter._flush_out()
 
     def shutdown(self) -> bool:
