@@ -69,6 +69,7 @@ FIGURE_TITLES = {"new_connections": "new TLS connections/s, full handshakes (1 r
 FULL_HANDSHAKES = ("new_connections", PACED)  # h2load runs these under the no-resumption shim
 SHIM = Path(__file__).resolve().parents[1] / "benchmarks" / "full_handshakes.c"
 LOG_SETTLE = 0.3  # seconds for lbsim's last connection records of a sample to reach its log
+METERING_OFF = "lbsim metering off"  # with --metering-off: the same lbsim with `metering: off`
 PROFILE, POLICY = "aliyun-slb", "tls_cipher_policy_1_2_strict_with_1_3"
 # Debian packages of the external tools (the setup installs them; the bench may too, as root).
 APT_PACKAGES = {"h2load": "nghttp2-client", "wrk": "wrk", "nginx": "nginx", "cc": "gcc"}  # cc: the shim
@@ -306,13 +307,13 @@ class Server:
 
 
 class LbsimServer(Server):
-    """`lbsim up` with one HTTPS listener (metering and the connection log on, as by default)."""
+    """`lbsim up` with one HTTPS listener (the connection log on; metering on, as by default, unless told)."""
 
     name = "lbsim"
     stop_signal = signal.SIGINT  # a clean lab shutdown
 
     def __init__(self, workdir: Path, cert: Path, key: Path, backend: str, workers: int = 1,
-                 label: str | None = None, profile_to: Path | None = None):
+                 label: str | None = None, profile_to: Path | None = None, metering: bool = True):
         super().__init__(workdir, label or (f"lbsim x{workers}" if workers > 1 else "lbsim"))
         self.workers, self.profile_to = workers, profile_to
         lab: dict[str, Any] = {
@@ -320,7 +321,7 @@ class LbsimServer(Server):
             "api": {"port": free_port()},
             "home": str(workdir / "store"),
             "connection_log": str(workdir / "connections.jsonl"),
-            "metering": True,
+            "metering": metering,
             "certificates": [{"name": "bench-rsa", "type": "server", "cert": str(cert), "key": str(key)}],
             "backends": [{"name": "bench", "address": backend}],
             "listeners": [{"name": "bench", "port": self.port, "server_certificate": "bench-rsa",
@@ -494,7 +495,7 @@ class BenchReport:
         base = "lbsim"
         for other in self.targets:
             if other != base:
-                pairs.append((base, other) if not other.startswith("lbsim") else (other, base))
+                pairs.append((base, other) if other == METERING_OFF or not other.startswith("lbsim") else (other, base))
         out = []
         for a, b in pairs:
             for figure in self.figures:
@@ -604,6 +605,7 @@ def run_bench(
     profile_dir: Path | None = None,
     warmup: float = 1.0,
     tool: str = "h2load",
+    metering_off: bool = False,
     rsa_seconds: int = 3,
     command: str = "lbsim bench",
     say: Callable[[str], None] = print,
@@ -622,6 +624,9 @@ def run_bench(
     with BackendProcess(["bench"]) as backend:
         address = backend.addresses["bench"]
         servers: list[Server] = [LbsimServer(work / "lbsim", files["cert"], files["key"], address)]
+        if metering_off:  # next to lbsim in every round, so the same noise hits both
+            servers.append(LbsimServer(work / "lbsim-metering-off", files["cert"], files["key"], address,
+                                       label=METERING_OFF, metering=False))
         if workers > 1:
             servers.append(LbsimServer(work / f"lbsim-x{workers}", files["cert"], files["key"], address, workers))
         servers.append(MitmdumpServer(work / "mitmdump", files["combined"], address))
@@ -658,8 +663,9 @@ def run_bench(
                 # Same offered load for one process and the workers: CPU per connection without starvation.
                 batch, period_ms = pacing((report.median("lbsim", "new_connections") or 2) / 2)
                 report.pace = round(1000 * batch / period_ms)
+                paced = [s for s in servers if s.label in ("lbsim", f"lbsim x{workers}")]
                 for rnd in range(1, rounds + 1):
-                    for server in servers[:2]:
+                    for server in paced:
                         sample(server, PACED, rnd, report.pace)
         if profile_dir is not None:
             profile(load, work, files, address, profile_dir, duration, say)
@@ -793,7 +799,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     command = "lbsim bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "lbsim bench"
     report = run_bench(rounds=rounds, duration=duration, connections=connections, workers=args.workers, tool=args.tool,
                        nginx_workers=args.nginx_workers, include_nginx=not args.no_nginx, install=not args.no_install,
-                       out_dir=Path(args.out) if args.out else None,
+                       out_dir=Path(args.out) if args.out else None, metering_off=args.metering_off,
                        profile_dir=Path(args.profile) if args.profile else None, warmup=warmup,
                        rsa_seconds=1 if args.quick else 3, command=command)
     text = format_report(report)
@@ -811,6 +817,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="also measure an lbsim with `workers: N` (N > 1)")
     p.add_argument("--nginx-workers", default="1", help="nginx worker_processes (default 1, like one lbsim process)")
     p.add_argument("--no-nginx", action="store_true", help="skip nginx")
+    p.add_argument("--metering-off", action="store_true",
+                   help="also measure the same lbsim with `metering: off` (what metering costs the listener's rates)")
     p.add_argument("--no-install", action="store_true", help="never apt-get install missing tools")
     p.add_argument("--quick", action="store_true", help="a smoke run of a few seconds (figures are rough)")
     p.add_argument("--out", help="keep configs, logs, bench.json and bench.md here (default: a temp dir)")

@@ -2,7 +2,7 @@
 
 No timing thresholds here (the machine is shared; see docs/performance.md for the figures): the test checks
 that every server answered every measurement without errors, with the same protocol, and that the report
-holds medians and ratios. About 30 s (four servers start; 3 figures x 4 servers + 2 paced x 1 s of load).
+holds medians and ratios. About 35 s (five servers start; 3 figures x 5 servers + 2 paced x 1 s of load).
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ pytestmark = pytest.mark.slow
 
 
 def test_quick_bench_measures_every_server_and_prints_ratios(tmp_path, capsys) -> None:
-    assert main(["bench", "--quick", "--workers", "2", "--out", str(tmp_path)]) == 0
+    assert main(["bench", "--quick", "--workers", "2", "--metering-off", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     report = json.loads((tmp_path / "bench.json").read_text())
 
     targets = report["targets"]
-    assert targets == ["lbsim", "lbsim x2", "mitmdump", "nginx"], "nginx and h2load come with the setup (apt)"
+    assert targets == ["lbsim", "lbsim metering off", "lbsim x2", "mitmdump", "nginx"], "nginx, h2load: the setup's (apt)"
     assert report["tool"] == "h2load"
     # Same certificate, same policy: every server negotiated the same protocol version with wrk's OpenSSL.
     assert {n["protocol"] for n in report["negotiated"].values()} == {"TLSv1.3"}
@@ -50,7 +50,12 @@ def test_quick_bench_measures_every_server_and_prints_ratios(tmp_path, capsys) -
     for figure in FIGURES:
         assert ("lbsim", "mitmdump", figure) in ratios and ("lbsim", "nginx", figure) in ratios
         assert ("lbsim x2", "lbsim", figure) in ratios
-    for line in ("lbsim / mitmdump = ", "lbsim / nginx = ", "lbsim x2 / lbsim = ", "the most lbsim x2 could reach",
+        assert ("lbsim", "lbsim metering off", figure) in ratios  # what metering costs the rate
+    # The two lbsim labs differ in metering only: the one logs each connection's traffic, the other none.
+    for lab, metered in (("lbsim", True), ("lbsim-metering-off", False)):
+        records = [json.loads(line) for line in (tmp_path / lab / "connections.jsonl").read_text().splitlines()]
+        assert records and all(("traffic" in r) == metered for r in records), lab
+    for line in ("lbsim / lbsim metering off = ", "lbsim / mitmdump = ", "lbsim / nginx = ", "lbsim x2 / lbsim = ", "the most lbsim x2 could reach",
                  "full handshakes (1 request each)", "resumed handshakes (1 request each)"):
         assert line in printed
 

@@ -33,6 +33,7 @@ from simulator.metering.meter import MeteredConnection
 MITMDUMP_NEW_CONN_PER_S = 132
 MITMDUMP_KEEPALIVE_REQ_PER_S = 509
 
+_encode_line = json.JSONEncoder(separators=(",", ":")).encode
 _REQUEST = b"GET / HTTP/1.1\r\nHost: lb.test\r\n\r\n"
 _RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -162,8 +163,8 @@ def record_work(meter: Any, ledger: TrafficLedger) -> float:
         meter.finish()
         record["traffic"] = meter.to_dict()
         record["billed"] = billing.billed(record["billing_model"], record)
-    ledger.add(record)
-    json.dumps(record, separators=(",", ":"))
+    line = _encode_line(record)  # once, for the log and for the ledger, as the connection log does
+    ledger.add(record, record.get("billed"), line)
     return time.perf_counter() - t0
 
 

@@ -9,7 +9,8 @@ listener's own work (mitmproxy and lbsim's addons), not the mock backend's.
 The figure is the lab process's CPU time per operation, read from its POSIX CPU clock (all threads, ns):
 on a shared machine it is far steadier than a rate, since other processes' load changes how fast the lab
 runs more than how much work one connection costs it. Each round gives both labs the same batch of work
-at the same time (one client per lab, in this process), so whatever else the machine does hits both:
+at the same time (one client per lab, in this process; which lab's batch starts first alternates), so
+whatever else the machine does hits both:
 * `new_connections`: `--connections` TLS connections with one request each (`--clients` in parallel);
 * `keepalive_requests`: `--requests` requests over `--clients` connections opened (and warmed with one
   request each) before the clock starts.
@@ -173,10 +174,12 @@ async def sample(lab: Lab, load: Callable[..., Awaitable[int]], work: int, clien
 
 
 async def sample_both(labs: dict[bool, Lab], load: Callable[..., Awaitable[int]], work: int,
-                      clients: int) -> dict[bool, tuple[float, float]]:
-    """The same batch on both labs at the same time: whatever else the machine does hits both alike."""
-    on, off = await asyncio.gather(sample(labs[True], load, work, clients), sample(labs[False], load, work, clients))
-    return {True: on, False: off}
+                      clients: int, off_first: bool = False) -> dict[bool, tuple[float, float]]:
+    """The same batch on both labs at the same time: whatever else the machine does hits both alike.
+    `off_first`: start the metering-off lab's batch first (rounds alternate, so neither gains from going first)."""
+    order = (False, True) if off_first else (True, False)
+    done = await asyncio.gather(*(sample(labs[m], load, work, clients) for m in order))
+    return dict(zip(order, done))
 
 
 def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
@@ -208,7 +211,7 @@ def run(rounds: int = 20, connections: int = 200, requests: int = 1000, clients:
             labs = {True: on, False: off}
             for i in range(rounds + 1):
                 for shape, load in LOADS.items():
-                    both = asyncio.run(sample_both(labs, load, work[shape], clients))
+                    both = asyncio.run(sample_both(labs, load, work[shape], clients, off_first=i % 2 == 1))
                     if i:  # round 0 warms both labs up
                         for metered, s in both.items():
                             samples[shape][metered].append(s)
