@@ -83,6 +83,10 @@ def test_10000_mutated_hellos_and_byte_streams_hurt_no_one(lab: RunningLab, quie
             client.start()
         result = tls_fuzz(lab, INPUTS // 2, seed=1)
         settle(lab, baseline)
+        # Each half's records are read (decoded) before they are dropped, so that both footprints below
+        # follow the same steps: decoding thousands of records leaves the allocator's arenas fuller.
+        statuses = collections.Counter(r["tls_verify_status"] for r in lab.lab.ledger.records[logged_before:])
+        logged = len(lab.lab.ledger.records) - logged_before
         forget_records(lab)
         half = Footprint.now(lab)
         second = tls_fuzz(lab, INPUTS // 2, seed=2)
@@ -104,9 +108,10 @@ def test_10000_mutated_hellos_and_byte_streams_hurt_no_one(lab: RunningLab, quie
     # Nothing crashed or logged an error.
     assert watch.errors == []
     # Every bad connection was logged, and none is still open.
-    assert len(lab.lab.ledger.records) - logged_before >= INPUTS // 2
+    statuses += collections.Counter(r["tls_verify_status"] for r in lab.lab.ledger.records)
+    logged += len(lab.lab.ledger.records)
+    assert logged >= INPUTS
     assert lab.api("GET", "/v1/connections?limit=0")[1]["active"] == 0
-    statuses = collections.Counter(r["tls_verify_status"] for r in lab.lab.ledger.records[logged_before:])
     assert statuses["Success"] <= sum(c.ok for c in steady), statuses  # no fuzz input "succeeds"
     assert {"Failed:MalformedClientHello", "Failed:ProtocolVersion", "Failed:HandshakeError"} <= set(statuses)
     # Memory and descriptors come back: drop the records the lab keeps on purpose, then compare.
