@@ -14,7 +14,8 @@ whatever else the machine does hits both:
 * `new_connections`: `--connections` TLS connections with one request each (`--clients` in parallel);
 * `keepalive_requests`: `--requests` requests over `--clients` connections opened (and warmed with one
   request each) before the clock starts.
-The first round is a warm-up and is dropped. Each later round gives one on/off ratio; the median ratio and
+Each lab is pinned to a core of its own, and the two swap cores every round (the client
+is not pinned). The first round is a warm-up and is dropped. Each later round gives one on/off ratio; the median ratio and
 its distribution-free 95% confidence interval are printed (the interval's ends are order statistics of the
 ratios, from the binomial distribution: no normality assumed). `--control` runs both labs with metering
 off: its ratio should be 1, and its interval shows what the method can resolve on this machine.
@@ -28,6 +29,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import math
+import os
 import signal
 import ssl
 import statistics
@@ -182,6 +184,18 @@ async def sample_both(labs: dict[bool, Lab], load: Callable[..., Awaitable[int]]
     return dict(zip(order, done))
 
 
+def swap_cores(labs: dict[bool, Lab], i: int) -> None:
+    """Pin each lab to a core of its own, swapping them every round: a lab that shared the busier core
+    (the client's, another tenant's) for a whole run paid more per operation for it, a bias of a few
+    percent either way in A/A runs. No pinning on a single core."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return
+    for n, lab in enumerate((labs[True], labs[False])):
+        with contextlib.suppress(OSError):  # the lab has exited: the round will say so
+            os.sched_setaffinity(lab.process.pid, {cores[(i + n) % 2]})
+
+
 def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
     """Distribution-free confidence interval of the median: order statistics k and n+1-k, where k is the
     largest rank with P(Binomial(n, 1/2) < k) <= (1 - confidence) / 2."""
@@ -210,6 +224,7 @@ def run(rounds: int = 20, connections: int = 200, requests: int = 1000, clients:
                 running_lab(Path(tmp) / "off", files, False, address) as off:
             labs = {True: on, False: off}
             for i in range(rounds + 1):
+                swap_cores(labs, i)
                 for shape, load in LOADS.items():
                     both = asyncio.run(sample_both(labs, load, work[shape], clients, off_first=i % 2 == 1))
                     if i:  # round 0 warms both labs up
