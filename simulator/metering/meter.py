@@ -325,9 +325,10 @@ class MeteredConnection(SSL.Connection):
             raise TypeError("MeteredConnection meters memory-BIO connections only (socket must be None)")
         meter = self.meter = ConnectionMeter()
         meter.out_conn = weakref.ref(self)
-        # SSL_new copies the context's message callback and its argument (the meter's counters, which
-        # the meter owns and so outlive the SSL object) into the new SSL: set them for this SSL only, so
-        # plain connections made from the same (shared, per-listener) context stay untouched.
+        # SSL_new copies the context's message callback and its argument into the new SSL: set them for
+        # this SSL only, so plain connections made from the same (shared, per-listener) context stay
+        # untouched. The argument is the address of the meter's counters, which live as long as the meter,
+        # which this connection holds: OpenSSL calls back only during this connection's operations.
         ctx = context._context
         arg = native.ssl_arg(meter.c)
         with _INSTALL:

@@ -8,8 +8,8 @@ header or symbol (the `SSL *` is never looked at), so it is built with the machi
 below on first use, cached by the source's hash, and loaded with cffi in ABI mode (no Python headers).
 
 Both versions write the same `struct lbsim_counters`, which `ConnectionMeter` reads; `LBSIM_NATIVE=0`
-forces the Python version, and so does a machine without a compiler (metering then costs more, not less
-exactly).
+forces the Python version, and so does a machine without a compiler (the meter then counts the same bytes
+at a higher CPU cost).
 """
 
 from __future__ import annotations
@@ -207,19 +207,21 @@ def build(cc: str = "cc") -> Path | None:
     return None
 
 
-def _load() -> tuple[Any, str]:
+def _load() -> tuple[Any, Any, str]:
+    """(the loaded library or None, the callback, its kind)."""
     if os.environ.get("LBSIM_NATIVE", "1") != "0":
         path = build()
         if path is not None:
             try:
                 lib = ffi.dlopen(str(path))
-                return lib.lbsim_on_message, "c"
+                return lib, lib.lbsim_on_message, "c"
             except OSError:
                 pass
-    return _python_callback, "python"
+    return None, _python_callback, "python"
 
 
-_callback, KIND = _load()
+# The library stays referenced for the life of the process: OpenSSL holds raw pointers into it.
+_library, _callback, KIND = _load()
 
 
 def ssl_callback(kind: str | None = None) -> Any:
