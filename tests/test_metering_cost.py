@@ -27,12 +27,13 @@ def test_metering_cost_benchmark_runs_and_prints_same_run_ratios() -> None:
 
 @pytest.mark.slow
 def test_listener_benchmark_with_metering_on_and_off_runs_in_one_run() -> None:
-    """The short form of `python -m simulator.metering.listener_bench` (one warm-up and two paired rounds)."""
-    result = listener_bench.run(rounds=2, connections=10, requests=40, clients=4)
+    """The short form of `python -m simulator.metering.listener_bench`: three paired rounds over two pairs of
+    freshly started labs (2 + 1, each pair after a warm-up round)."""
+    result = listener_bench.run(rounds=3, connections=10, requests=40, clients=4, pairs=2)
     print(result)
     for shape in ("new_connections", "keepalive_requests"):
         row = result[shape]
-        assert row["rounds"] == 2
+        assert row["rounds"] == 3 and len(row["pair_ratios"]) == 2
         assert min(row["cpu_us_on"], row["cpu_us_off"], row["rate_on"], row["rate_off"]) > 0
         assert row["cpu_ratio_low"] <= row["cpu_ratio"] <= row["cpu_ratio_high"]
 

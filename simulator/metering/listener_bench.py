@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,26 +212,36 @@ def median_interval(values: list[float], confidence: float = 0.95) -> tuple[floa
 
 
 def run(rounds: int = 20, connections: int = 200, requests: int = 1000, clients: int = 8,
-        control: bool = False) -> dict[str, dict[str, float]]:
+        control: bool = False, pairs: int = 1) -> dict[str, dict[str, Any]]:
     """Per load shape: medians of CPU per operation and rate in each mode, and the paired on/off CPU ratio
-    with its 95% confidence interval (rounds after the first). `control`: both labs run with metering
-    off (an A/A run), which shows the method's own bias and spread."""
+    with its 95% confidence interval (rounds after each pair's first). `control`: both labs run with
+    metering off (an A/A run), which shows the method's own bias and spread. `pairs`: the rounds are
+    split over that many pairs of freshly started labs: two processes of the same program differ by a few
+    percent (hash seeds, memory layout), which a single pair would read as metering's cost."""
     work = {"new_connections": connections, "keepalive_requests": requests}
     samples: dict[str, dict[bool, list[tuple[float, float]]]] = {s: {True: [], False: []} for s in LOADS}
+    per_pair: dict[str, list[float]] = {s: [] for s in LOADS}
     with tempfile.TemporaryDirectory(prefix="lbsim-metering-bench-") as tmp, BackendProcess(["app"]) as backend:
         files = mint_default_pki(Path(tmp) / "pki")
         address = backend.addresses["app"]
-        with running_lab(Path(tmp) / "on", files, not control, address) as on, \
-                running_lab(Path(tmp) / "off", files, False, address) as off:
-            labs = {True: on, False: off}
-            for i in range(rounds + 1):
-                swap_cores(labs, i)
-                for shape, load in LOADS.items():
-                    both = asyncio.run(sample_both(labs, load, work[shape], clients, off_first=i % 2 == 1))
-                    if i:  # round 0 warms both labs up
-                        for metered, s in both.items():
-                            samples[shape][metered].append(s)
-    out: dict[str, dict[str, float]] = {}
+        for pair in range(pairs):
+            todo = rounds // pairs + (pair < rounds % pairs)
+            with running_lab(Path(tmp) / f"on-{pair}", files, not control, address) as on, \
+                    running_lab(Path(tmp) / f"off-{pair}", files, False, address) as off:
+                labs = {True: on, False: off}
+                mine: dict[str, list[float]] = {s: [] for s in LOADS}
+                for i in range(todo + 1):
+                    swap_cores(labs, i)
+                    for shape, load in LOADS.items():
+                        both = asyncio.run(sample_both(labs, load, work[shape], clients, off_first=i % 2 == 1))
+                        if i:  # round 0 warms both labs up
+                            for metered, s in both.items():
+                                samples[shape][metered].append(s)
+                            mine[shape].append(both[True][0] / both[False][0])
+                for shape, ratios in mine.items():
+                    if ratios:
+                        per_pair[shape].append(round(statistics.median(ratios), 4))
+    out: dict[str, dict[str, Any]] = {}
     for shape, by_mode in samples.items():
         ratios = [a[0] / b[0] for a, b in zip(by_mode[True], by_mode[False])]
         low, high = median_interval(ratios)
@@ -239,7 +250,8 @@ def run(rounds: int = 20, connections: int = 200, requests: int = 1000, clients:
         out[shape] = {"cpu_us_on": round(cpu[True], 1), "cpu_us_off": round(cpu[False], 1),
                       "cpu_ratio": round(statistics.median(ratios), 4),
                       "cpu_ratio_low": round(low, 4), "cpu_ratio_high": round(high, 4),
-                      "rate_on": round(rate[True], 1), "rate_off": round(rate[False], 1), "rounds": len(ratios)}
+                      "rate_on": round(rate[True], 1), "rate_off": round(rate[False], 1), "rounds": len(ratios),
+                      "pair_ratios": per_pair[shape]}
     return out
 
 
@@ -249,15 +261,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=200, help="new connections per round and mode")
     parser.add_argument("--requests", type=int, default=1000, help="keep-alive requests per round and mode")
     parser.add_argument("--clients", type=int, default=8, help="parallel clients per lab")
+    parser.add_argument("--pairs", type=int, default=1,
+                        help="split the rounds over this many pairs of freshly started labs (default 1)")
     parser.add_argument("--control", action="store_true",
                         help="A/A run: metering off in both labs, to see the method's own bias and spread")
     args = parser.parse_args(argv)
-    for name in ("rounds", "connections", "requests", "clients"):
+    for name in ("rounds", "connections", "requests", "clients", "pairs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
     if args.requests < args.clients:
         parser.error("--requests must be at least --clients (each keep-alive client makes requests/clients)")
-    result = run(args.rounds, args.connections, args.requests, args.clients, args.control)
+    if args.pairs > args.rounds:
+        parser.error("--pairs must be at most --rounds")
+    result = run(args.rounds, args.connections, args.requests, args.clients, args.control, args.pairs)
     if args.control:
         print("control run: metering is off in both labs ('on' is the first lab)")
     print(f"{'load':20} {'lab CPU µs/op on':>16} {'off':>7} {'on/off (median)':>15} {'95% CI':>16}"
@@ -266,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{shape:20} {r['cpu_us_on']:16.1f} {r['cpu_us_off']:7.1f} {r['cpu_ratio']:15.3f} "
               f"{r['cpu_ratio_low']:7.3f}–{r['cpu_ratio_high']:.3f}   {r['rate_on']:7.1f}/s {r['rate_off']:7.1f}/s")
     print(f"{result['new_connections']['rounds']} paired rounds; on/off > 1 means metering costs CPU")
+    if args.pairs > 1:
+        for shape, r in result.items():
+            print(f"{shape}: median on/off of each of the {args.pairs} lab pairs: "
+                  + ", ".join(f"{x:.3f}" for x in r["pair_ratios"]))
     return 0
 
 
