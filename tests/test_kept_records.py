@@ -43,11 +43,16 @@ def test_odd_values_are_kept_as_text() -> None:
 
 
 def test_kept_records_add_nothing_for_the_garbage_collector() -> None:
-    """As dicts, 2,000 metered records would be 6,000 containers for every full collection to visit."""
-    kept = KeptRecords()
-    gc.collect()
-    before = len(gc.get_objects())
-    for i in range(2000):
-        kept.append(metered_record(i))
-    gc.collect()
-    assert len(gc.get_objects()) - before < 50
+    """As dicts, 2,000 metered records are 6,000 containers for every full collection to visit; as text,
+    none. (A lab running in another thread may allocate meanwhile: hence a bound, not zero.)"""
+    def growth(keep: list | KeptRecords) -> int:
+        gc.collect()
+        before = len(gc.get_objects())
+        for i in range(2000):
+            keep.append(metered_record(i))
+        gc.collect()
+        return len(gc.get_objects()) - before
+
+    as_dicts = growth([])
+    assert as_dicts > 5000  # the record, its traffic and traffic.records: tracked (flat dicts of scalars are not)
+    assert growth(KeptRecords()) < as_dicts / 20
