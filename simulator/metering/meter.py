@@ -417,15 +417,7 @@ class MeteredConnection(SSL.Connection):
             raise
         if meter.c.out_dirty:  # e.g. a TLS 1.2 renegotiation answered inside SSL_read
             meter._flush_out()
-        # = self._in_delivered(data, bufsiz, flags)
-        meter.c.in_cur_ok = 1
-        n = len(data)
-        if flags is not None and flags & socket.MSG_PEEK:
-            meter.in_buffered = self.pending()
-            return data
-        meter.in_plain += n
-        # A short read emptied the record; only a full buffer can leave decrypted bytes behind.
-        meter.in_buffered = self.pending() if n >= bufsiz else 0
+        self._in_delivered(data, bufsiz, flags)
         return data
 
     read = recv
@@ -469,36 +461,26 @@ class MeteredConnection(SSL.Connection):
     # before accepting any of it, so the plaintext is what the call returns (0 when it raises).
 
     def send(self, buf: Any, flags: int = 0) -> int:
-        try:
-            n = _ssl_send(self, buf, flags)
-        except BaseException:
-            self.meter._flush_out()
-            raise
-        self._sent(n)
-        return n
+        return self._write(_ssl_send, buf, flags)
 
     write = send
 
     def sendall(self, buf: Any, flags: int = 0) -> int:
+        return self._write(_ssl_sendall, buf, flags)
+
+    def _write(self, ssl_write: Any, buf: Any, flags: int) -> int:
+        """Queue the records an SSL_write wrote, with the `n` plaintext bytes it accepted among them."""
         meter = self.meter
         try:
-            n = _ssl_sendall(self, buf, flags)
+            n = ssl_write(self, buf, flags)
         except BaseException:
             meter._flush_out()
             raise
-        if n:  # = self._sent(n), inlined: mitmproxy sends each response as two calls
-            meter.out_plain_acc += n
-            meter.c.out_dirty = 1
-        meter._flush_out()
-        return n
-
-    def _sent(self, n: int) -> None:
-        """SSL_write accepted `n` plaintext bytes: queue the records it wrote, that plaintext among them."""
-        meter = self.meter
         if n:
             meter.out_plain_acc += n
             meter.c.out_dirty = 1
         meter._flush_out()
+        return n
 
     def shutdown(self) -> bool:
         try:
