@@ -41,6 +41,7 @@ from typing import Any
 from simulator.certs import Issued, LabPKI
 from simulator.certs.mint import cert_pem, key_pem, make_cert, make_key
 from simulator.harness import RunningLab, start_lab
+from simulator.metering.ledger import epoch
 from simulator.probe import ProbeResult, probe
 
 HOST = "127.0.0.1"
@@ -220,11 +221,6 @@ class _Shared:
     extra_clients: dict[str, Credentials] = field(default_factory=dict)
     require: list[tuple[str | None, str]] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
-
-
-def _epoch(stamp: str) -> float:
-    """A connection-log time (ISO 8601, UTC, "Z") as Unix seconds."""
-    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 class ScenarioLab:
@@ -638,7 +634,7 @@ class ScenarioLab:
         while True:
             records = self.running.lab.ledger.records
             for record in reversed(records[since or 0:]):
-                if record["client"].endswith(suffix) and (opened is None or _epoch(record["time"]) >= opened - 0.001):
+                if record["client"].endswith(suffix) and (opened is None or epoch(record["time"]) >= opened - 0.001):
                     return record  # (the log's times are truncated to the millisecond)
             if time.monotonic() > deadline:
                 raise AssertionError(f"no connection-log record for client port {client} after {timeout} s")

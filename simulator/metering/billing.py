@@ -100,12 +100,14 @@ def traffic_of(record: Mapping[str, Any]) -> Mapping[str, Any]:
     return record["traffic"] if "traffic" in record else record
 
 
-# Per model name (and profile name): (model name, bills IN, bills OUT), so `billed` (once per connection, at
-# close) neither looks the model up twice nor loops over directions.
-_BILLS: dict[str, tuple[str, bool, bool]] = {
-    name: (MODELS[key].name, IN in MODELS[key].billed_directions, OUT in MODELS[key].billed_directions)
-    for name, key in [*((k, k) for k in MODELS), *PROFILE_MODELS.items()]
-}
+def _bills(m: BillingModel) -> tuple[str, bool, bool]:
+    """(model name, bills IN, bills OUT)."""
+    return m.name, IN in m.billed_directions, OUT in m.billed_directions
+
+
+# Per model name (and profile name), so `billed` (once per connection, at close) neither looks the model up
+# twice nor loops over directions.
+_BILLS = {name: _bills(MODELS[key]) for name, key in [*((k, k) for k in MODELS), *PROFILE_MODELS.items()]}
 
 
 def billed(profile_or_model: str, record: Mapping[str, Any]) -> dict[str, Any]:
@@ -114,12 +116,9 @@ def billed(profile_or_model: str, record: Mapping[str, Any]) -> dict[str, Any]:
     `record` is a connection-log record (with `traffic`) or a bare `ConnectionMeter.to_dict()`.
     `overhead_pct` = (wire - billed) / billed * 100 over the billed directions; None if nothing billed.
     """
-    bills = _BILLS.get(profile_or_model)
-    if bills is None:
-        m = model_for(profile_or_model)  # a name added since import, or UnknownBillingModel
-        bills = (m.name, IN in m.billed_directions, OUT in m.billed_directions)
-    name, bill_in, bill_out = bills
-    t = record["traffic"] if "traffic" in record else record
+    # Not in the table: a name added since import, or UnknownBillingModel from model_for.
+    name, bill_in, bill_out = _BILLS.get(profile_or_model) or _bills(model_for(profile_or_model))
+    t = traffic_of(record)
     billed_in = billed_out = wire = 0
     if bill_in:
         d = t[IN]
@@ -136,7 +135,7 @@ def billed(profile_or_model: str, record: Mapping[str, Any]) -> dict[str, Any]:
         "billed_lb_to_client": billed_out,
         "wire_bytes": wire,  # in the billed directions
         "unbilled_bytes": wire - total,
-        "overhead_pct": None if total <= 0 else round(100.0 * (wire - total) / total, 3),  # = overhead_pct()
+        "overhead_pct": overhead_pct(wire, total),
     }
 
 

@@ -48,7 +48,7 @@ class _Listener:
     intervals: list[tuple[float, float]] = field(default_factory=list)
 
 
-def _epoch(value: Any) -> float | None:
+def epoch(value: Any) -> float | None:
     """Seconds since the epoch from a number or an ISO 8601 string (the connection log's `time`)."""
     if value is None or isinstance(value, (int, float)):
         return value
@@ -60,10 +60,10 @@ def _epoch(value: Any) -> float | None:
 
 def _interval(record: Mapping[str, Any], traffic: Mapping[str, Any]) -> tuple[float, float]:
     """When the connection was open: the meter's times, else the log's `time` (+ `duration`)."""
-    start = _epoch(traffic.get("started_at"))
-    end = _epoch(traffic.get("finished_at"))
+    start = epoch(traffic.get("started_at"))
+    end = epoch(traffic.get("finished_at"))
     if start is None:  # only then is the log's ISO `time` parsed (a metered record has the meter's times)
-        logged = _epoch(record.get("time"))
+        logged = epoch(record.get("time"))
         start = logged if logged is not None else end
     if end is None:
         duration = record.get("duration")
@@ -121,13 +121,10 @@ class TrafficLedger:
             setattr(lst, kind, getattr(lst, kind) + 1)
             lst.handshake_by_kind[kind][0] += t["client_to_lb"]["handshake"]
             lst.handshake_by_kind[kind][1] += t["lb_to_client"]["handshake"]
-        for d in DIRECTIONS:  # unrolled over _FIELDS: once per connection
+        for d in DIRECTIONS:
             got, acc = t[d], lst.bytes[d]
-            acc["wire"] += int(got["wire"])
-            acc["handshake"] += int(got["handshake"])
-            acc["record_overhead"] += int(got["record_overhead"])
-            acc["payload"] += int(got["payload"])
-            acc["closure"] += int(got["closure"])
+            for f in _FIELDS:
+                acc[f] += int(got[f])
         b = billed if billed is not None and billed.get("model") == model else billing.billed(model, t)
         lst.billed_in += b["billed_client_to_lb"]
         lst.billed_out += b["billed_lb_to_client"]
