@@ -103,11 +103,10 @@ void lbsim_on_message(int write_p, int version, int content_type, const void *bu
 }
 """
 
-_SIGNATURE = "void(int, int, int, const void *, size_t, void *, void *)"
 _SSL_SIGNATURE = "void(*)(int, int, int, const void *, size_t, SSL *, void *)"  # pyOpenSSL's view of it
 
 ffi = cffi.FFI()
-ffi.cdef(STRUCT + f"void lbsim_on_message{_SIGNATURE[4:]};")
+ffi.cdef(STRUCT + "void lbsim_on_message(int, int, int, const void *, size_t, void *, void *);")
 
 _APP, _HANDSHAKE, _CCS = 23, 22, 20
 _python_errors = 0
@@ -224,24 +223,28 @@ def _load() -> tuple[Any, Any, str]:
 _library, _callback, KIND = _load()
 
 
+def _by_kind(kind: str | None) -> Any:
+    """The callback of `kind` ("c" or "python"; None: the one loaded, `KIND`)."""
+    if kind == "python":
+        return _python_callback
+    if kind == "c" and KIND != "c":
+        raise RuntimeError("the C callback is not built on this machine")
+    return _callback
+
+
 def ssl_callback(kind: str | None = None) -> Any:
-    """The callback as pyOpenSSL's `SSL_CTX_set_msg_callback` takes it; `kind` "c" or "python" (default:
-    the one loaded, `KIND`)."""
-    fn = _python_callback if kind == "python" else _callback
-    return _ssl_ffi.cast(_SSL_SIGNATURE, int(ffi.cast("uintptr_t", fn)))
+    """The callback as pyOpenSSL's `SSL_CTX_set_msg_callback` takes it (`kind`: see `_by_kind`)."""
+    return _ssl_ffi.cast(_SSL_SIGNATURE, int(ffi.cast("uintptr_t", _by_kind(kind))))
 
 
 def available() -> list[str]:
     """The callbacks this machine has: "python" always, "c" first when it could be built."""
-    return ["c", "python"] if _callback is not _python_callback else ["python"]
+    return ["c", "python"] if KIND == "c" else ["python"]
 
 
 def call(kind: str, write_p: int, content_type: int, data: bytes, counters: Any) -> None:
     """Call a callback as OpenSSL would (for tests of the bookkeeping on its own)."""
-    fn = _python_callback if kind == "python" else _callback
-    if kind == "c" and fn is _python_callback:
-        raise RuntimeError("the C callback is not built on this machine")
-    fn(write_p, 0x0303, content_type, ffi.from_buffer("unsigned char[]", data), len(data), ffi.NULL, counters)
+    _by_kind(kind)(write_p, 0x0303, content_type, ffi.from_buffer("unsigned char[]", data), len(data), ffi.NULL, counters)
 
 
 def new_counters() -> Any:
