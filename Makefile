@@ -12,7 +12,7 @@ setup: $(STAMP) tools
 # Best effort: without them the bench says what to install, and nothing else needs them. Then the metering's
 # C message callback is built with cc (cached; without a compiler the meter uses its Python one).
 tools: $(STAMP)
-	$(BIN)/python -c 'from simulator.bench import ensure_tools; ensure_tools(install=True)'
+	$(BIN)/python -c 'from simulator.tools.bench import ensure_tools; ensure_tools(install=True)'
 	$(BIN)/python -c 'from simulator.metering import native; print("metering message callback:", native.KIND)'
 
 $(STAMP): pyproject.toml

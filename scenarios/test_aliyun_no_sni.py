@@ -8,8 +8,8 @@ are not simulated (lbsim models HTTPS listeners only).
 
 import pytest
 
-from simulator.probe import certificate_fingerprint
-from simulator.scenario import ApiError
+from simulator.harness.probe import certificate_fingerprint
+from simulator.harness.scenario import ApiError
 
 STATEMENT = "Aliyun HTTPS listeners do not support SNI: one certificate whatever the client sends (aliyun notes)"
 NAMES = (None, "a.example.com", "b.example.com", "unknown.example.org")

@@ -7,7 +7,7 @@ The configuration takes 443 and any other port in range; live listeners on arbit
 
 import pytest
 
-from simulator.config import parse_config
+from simulator.model.config import parse_config
 from simulator.errors import LbsimError
 from simulator.net import free_port
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from simulator.scenario import ApiError, der
+from simulator.harness.scenario import ApiError, der
 
 STATEMENT = "Server certificates are uploaded with their private key, CA certificates without; PEM only (tencent FAQ 7)"
 PROFILES = ["aliyun-slb", "tencent-clb"]

@@ -8,7 +8,7 @@ versions and suites, and its observations must give the same verdicts.
 
 import pytest
 
-from simulator.compliance import BASELINES
+from simulator.harness.compliance import BASELINES
 
 STATEMENT = "Compliance verdicts from observed TLS (issue: compliance verdicts; not a seed statement)"
 

@@ -3,7 +3,7 @@ the PEM files that contain the security enhancement parameters, such as BEGIN DH
 
 import pytest
 
-from simulator.scenario import ApiError, dh_parameters_pem
+from simulator.harness.scenario import ApiError, dh_parameters_pem
 
 STATEMENT = "PEM files containing BEGIN DH PARAMETERS are refused (aliyun notes)"
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from simulator.scenario import self_signed_certificate
+from simulator.harness.scenario import self_signed_certificate
 
 STATEMENT = "An expired certificate must be updated manually (tencent FAQ 13)"
 LIFETIME = 2.0  # seconds the certificate is valid for after upload

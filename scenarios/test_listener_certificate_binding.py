@@ -4,7 +4,7 @@ certificate and one CA certificate need to be bound to a listener." """
 
 import pytest
 
-from simulator.scenario import ApiError
+from simulator.harness.scenario import ApiError
 
 STATEMENT = "One-way binds exactly one server certificate; mutual one server and one CA certificate (tencent FAQ 8)"
 

@@ -6,7 +6,7 @@ financial service providers."""
 
 import pytest
 
-from simulator.scenario import ApiError
+from simulator.harness.scenario import ApiError
 
 STATEMENT = ("Mutual authentication needs a server certificate and a CA certificate on the load balancer; clients "
              "hold certificates, which a self-signed CA may sign (aliyun certificate table, tencent FAQ 4 and 8)")

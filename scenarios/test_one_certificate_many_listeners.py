@@ -5,8 +5,8 @@ certificate.)"""
 
 import pytest
 
-from simulator.probe import certificate_fingerprint
-from simulator.scenario import ApiError
+from simulator.harness.probe import certificate_fingerprint
+from simulator.harness.scenario import ApiError
 
 STATEMENT_MANY = "One certificate can serve several load balancers and listeners (tencent FAQ 9)"
 STATEMENT_REGION = "A certificate is not region-specific (tencent FAQ 11)"

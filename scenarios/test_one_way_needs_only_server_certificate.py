@@ -3,7 +3,7 @@ no client certificate and no CA certificate are required."""
 
 import pytest
 
-from simulator.scenario import ApiError
+from simulator.harness.scenario import ApiError
 
 STATEMENT = "One-way authentication requires only a server certificate uploaded to SLB (aliyun certificate table)"
 

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from simulator.probe import certificate_fingerprint
-from simulator.scenario import ApiError
+from simulator.harness.probe import certificate_fingerprint
+from simulator.harness.scenario import ApiError
 
 STATEMENT = "Certificates can be replaced and deleted (aliyun notes); deletion is refused while in use"
 

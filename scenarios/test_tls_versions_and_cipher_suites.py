@@ -4,7 +4,7 @@ TLSCipherPolicy tables (vendor-facts).
 
 The family `test_tls_matrix_matches_policy` is the report's TLS policy matrix: for every configured listener,
 each version x suite its policy allows with its certificate type (expected) against what the listener really
-accepts (observed by elimination probing, `simulator.compliance.accepted_suites`), in the server's preference
+accepts (observed by elimination probing, `simulator.harness.compliance.accepted_suites`), in the server's preference
 order; sslyze confirms it one suite at a time (test_compliance_baselines.py).
 """
 
@@ -65,7 +65,7 @@ def test_tencent_supports_tlsv1_to_tlsv1_3(lab, tencent):
 def test_tencent_default_cipher_string(lab, tencent):
     described = lab.listener(tencent.port)
     assert described["tls_policy"] == "tencent_default" and described["tls_versions"] == list(SEED_VERSIONS)
-    from simulator.compliance import accepted_suites
+    from simulator.harness.compliance import accepted_suites
 
     observed = accepted_suites(lab.host, tencent.port, versions=("TLSv1", "TLSv1.1", "TLSv1.2"))
     allowed = set(expand(SEED_CIPHERS))

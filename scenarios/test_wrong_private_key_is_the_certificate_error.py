@@ -3,8 +3,8 @@ private key. You need to replace the certificate with a new one that meets busin
 
 import pytest
 
-from simulator.probe import certificate_fingerprint
-from simulator.scenario import ApiError
+from simulator.harness.probe import certificate_fingerprint
+from simulator.harness.scenario import ApiError
 
 STATEMENT = "A certificate error usually means a wrong private key; replace the certificate (tencent FAQ 14)"
 

@@ -13,12 +13,12 @@ from simulator.errors import LbsimError
 # Each module exposes `register(subparsers)`; its subcommands set `func(args) -> int`.
 COMMAND_MODULES = [
     "simulator.certs.cli",
-    "simulator.up",
+    "simulator.faces.up",
     "simulator.metering.cli",
-    "simulator.run",
-    "simulator.scenarios_cli",
-    "simulator.load",
-    "simulator.bench",
+    "simulator.harness.run",
+    "simulator.harness.scenarios_cli",
+    "simulator.load.command",
+    "simulator.tools.bench",
 ]
 
 

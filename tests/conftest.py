@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.harness import RunningLab, start_lab
+from simulator.harness.running import RunningLab, start_lab
 from simulator.metering import meter, native
 
 TIME_SCALE = 0.01  # vendor timers 100x faster: ticket lifetime 3 s, activation 0.45-1.8 s, health interval 20 ms

@@ -1,4 +1,4 @@
-"""simulator.analysis: the notebooks' data functions, on a real small measurement (one lab, every
+"""simulator.tools.analysis: the notebooks' data functions, on a real small measurement (one lab, every
 variant, real keep-alive clients) and on constructed records whose answers are known by hand."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from simulator import analysis
-from simulator.harness import RunningLab, start_lab
+from simulator.tools import analysis
+from simulator.harness.running import RunningLab, start_lab
 from simulator.metering import billing
 
 REQUESTS = (1, 3)

@@ -12,10 +12,10 @@ import re
 
 import pytest
 
-from simulator.bench import (FIGURES, PACED, BenchReport, Sample, _parse_h2load, _parse_wrk, https_get, pacing,
+from simulator.tools.bench import (FIGURES, PACED, BenchReport, Sample, _parse_h2load, _parse_wrk, https_get, pacing,
                              rsa_sign_rate)
 from simulator.cli import main
-from simulator.probe import probe
+from simulator.harness.probe import probe
 
 pytestmark = pytest.mark.slow
 
@@ -114,7 +114,7 @@ def test_rsa_signing_limit_comes_from_openssl_speed() -> None:
 
 def test_lbsim_target_negotiates_logs_and_announces_close(tmp_path) -> None:
     from simulator.backends import BackendProcess
-    from simulator.bench import LbsimServer, mint, running
+    from simulator.tools.bench import LbsimServer, mint, running
 
     files = mint(tmp_path)
     with BackendProcess(["b"]) as backend:

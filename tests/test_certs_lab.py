@@ -24,11 +24,11 @@ from helpers import wait_for
 
 from simulator.backends import MockBackend
 from simulator.certs import CertificateStore, Issued, LabPKI
-from simulator.config import parse_config
+from simulator.model.config import parse_config
 from simulator.errors import LbsimError
-from simulator.harness import RunningLab, start_lab
-from simulator.lab import STORE_POLL_INTERVAL
-from simulator.probe import probe
+from simulator.harness.running import RunningLab, start_lab
+from simulator.runtime.lab import STORE_POLL_INTERVAL
+from simulator.harness.probe import probe
 
 LBSIM = str(Path(sys.executable).with_name("lbsim"))
 TIME_SCALE = 0.01
@@ -261,7 +261,7 @@ def test_a_replace_one_listener_refuses_still_reaches_the_others(tmp_path: Path,
         assert served(lab, "ali") == fingerprint(old)
         time.sleep(3 * STORE_POLL_INTERVAL)  # the store watcher has read the new revision too
         assert lab.listener("ali").status == "running" and lab.listener("ali").pending is None
-    refusals = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "simulator.lab"]
+    refusals = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "simulator.runtime.lab"]
     assert len(refusals) == 1, [r.getMessage() for r in refusals]
     assert "listener ali keeps its certificates" in refusals[0].getMessage()
     assert "CertificateNotAccepted" in refusals[0].getMessage() and refusals[0].exc_info is None

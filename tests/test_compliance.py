@@ -14,13 +14,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from simulator import compliance
-from simulator.compliance import MOZILLA, NIST_TLS12_SUITES, NIST_TLS13_SUITES, Observation, evaluate, weaknesses
+from simulator.harness import compliance
+from simulator.harness.compliance import MOZILLA, NIST_TLS12_SUITES, NIST_TLS13_SUITES, Observation, evaluate, weaknesses
 from simulator.policies import POLICIES
 from simulator.policies.context import build_server_context
 from simulator.policies.suites import LEGACY_SUITES, suite_info
 from simulator.policies.testing import TLSTestServer
-from simulator.scenario import LabBuilder, mint_pki, self_signed_certificate, start
+from simulator.harness.scenario import LabBuilder, mint_pki, self_signed_certificate, start
 
 MOZILLA_JSON = Path(sslyze.__file__).parent / "mozilla_tls_profile" / "5.7.json"
 
@@ -253,7 +253,7 @@ def test_live_listener_verdicts(live) -> None:
 
 def test_accepted_suites_agrees_with_one_at_a_time_and_with_sslyze(live) -> None:
     """Elimination (our observer), one-suite-at-a-time enumeration, and sslyze in a child process agree."""
-    from simulator.probe import enumerate_tls
+    from simulator.harness.probe import enumerate_tls
 
     scan = compliance.SslyzeScan([compliance.Target(n, "127.0.0.1", live.port(n)) for n in ("strict", "modernish")]).start()
     for name in ("strict", "modernish"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.config import load_config, parse_config
+from simulator.model.config import load_config, parse_config
 from simulator.errors import LbsimError
 
 BASE = {

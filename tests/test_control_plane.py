@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from helpers import read_response, wait_for
 
-from simulator.addons import sticky
-from simulator.harness import RunningLab
-from simulator.probe import probe
+from simulator.dataplane.addons import sticky
+from simulator.harness.running import RunningLab
+from simulator.harness.probe import probe
 
 
 def backend_of(lab: RunningLab, port: int, path: str = "/", headers: dict | None = None) -> tuple[str, dict]:
@@ -407,8 +407,8 @@ def recording_lab(tmp_path, time_scale: float = 0.01, gate: threading.Event | No
     """A lab whose two backends are recording servers: `app` and `side` (another port). The servers are
     closed afterwards, also when the lab fails to start."""
     from simulator.certs import LabPKI
-    from simulator.harness import start_lab
-    from simulator.scenario import LabBuilder
+    from simulator.harness.running import start_lab
+    from simulator.harness.scenario import LabBuilder
 
     recorders: list[Recorder] = []
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from simulator.kept_records import KeptRecords
+from simulator.metering.kept_records import KeptRecords
 
 
 def metered_record(i: int) -> dict:

@@ -12,9 +12,9 @@ import pytest
 from simulator.backends import BackendProcess
 from simulator.certs import LabPKI
 from simulator.errors import LbsimError
-from simulator.harness import start_lab
+from simulator.harness.running import start_lab
 from simulator.net import free_port
-from simulator.soak import wait_for
+from simulator.tools.soak import wait_for
 
 
 @pytest.fixture(scope="module")

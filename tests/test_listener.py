@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from helpers import read_response, wait_for
 
-from simulator.config import io_timeout
-from simulator.harness import RunningLab
-from simulator.probe import probe
+from simulator.model.config import io_timeout
+from simulator.harness.running import RunningLab
+from simulator.harness.probe import probe
 
 
 def pem(path: str) -> bytes:

@@ -32,10 +32,10 @@ from typing import Any
 import pytest
 import yaml
 
-from simulator import load
+from simulator.load import command as load
 from simulator.errors import LbsimError
 from simulator.net import free_port
-from simulator.loadclient import ConnectionFailed, Target, TlsConnection, TlsOptions, client_context
+from simulator.load.client import ConnectionFailed, Target, TlsConnection, TlsOptions, client_context
 
 REPO = Path(__file__).resolve().parent.parent
 _lab_dir = Path("lbsim-out")
@@ -54,7 +54,7 @@ def lab_process(tmp_path_factory: pytest.TempPathFactory) -> load.LabProcess:
 def run(out: Path, profile: str, *extra: str, users: int = 3, duration: str = "2s",
         cli: bool = False) -> tuple[int, dict[str, Any], str]:
     """`lbsim load` (in this process, or with `cli` as a user runs it); (exit code, load.json, summary).
-    In-process is safe: `simulator.load` runs Locust and the lab as child processes, never imports Locust."""
+    In-process is safe: `simulator.load.command` runs Locust and the lab as child processes, never imports Locust."""
     argv = ["load", profile, "-u", str(users), "-r", str(users), "-t", duration, "--stop-timeout", "5", "-o", str(out), *extra]
     if "--api" in extra:  # a running lab: its PKI is wherever it was started
         argv += ["--pki", str(_lab_dir / "pki")]

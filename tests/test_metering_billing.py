@@ -292,8 +292,8 @@ def test_report_traffic_from_the_api(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 @pytest.mark.slow
 def test_the_docs_example_report_runs_through_real_listeners(capsys: pytest.CaptureFixture[str]) -> None:
-    """`python -m simulator.metering.example` (docs/metering.md's example table), shortened: 3 requests each."""
-    from simulator.metering import example
+    """`python -m simulator.tools.metering_example` (docs/metering.md's example table), shortened: 3 requests each."""
+    from simulator.tools import metering_example as example
 
     assert example.main(["--connections", "3", "--size", "100"]) == 0
     out = capsys.readouterr().out

@@ -2,8 +2,8 @@
 
 Speed is not asserted here (a shared 2-core machine makes timed unit tests flaky): the figures are
 printed, and the recorded ones are in docs/metering.md ("Cost") with the commands that produced them:
-`python -m simulator.metering.bench` (the meter's own cost in the TLS work, metered and plain connections
-interleaved) and `python -m simulator.metering.listener_bench` (the lab process's CPU per connection and
+`python -m simulator.tools.metering_bench` (the meter's own cost in the TLS work, metered and plain connections
+interleaved) and `python -m simulator.tools.listener_bench` (the lab process's CPU per connection and
 per request through real listeners, metering on and off in paired rounds, with a confidence interval).
 """
 
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.metering import bench, listener_bench
+from simulator.tools import listener_bench
+from simulator.tools import metering_bench as bench
 
 
 @pytest.mark.slow
@@ -27,7 +28,7 @@ def test_metering_cost_benchmark_runs_and_prints_same_run_ratios() -> None:
 
 @pytest.mark.slow
 def test_listener_benchmark_with_metering_on_and_off_runs_in_one_run() -> None:
-    """The short form of `python -m simulator.metering.listener_bench`: three paired rounds over two pairs of
+    """The short form of `python -m simulator.tools.listener_bench`: three paired rounds over two pairs of
     freshly started labs (2 + 1, each pair after a warm-up round)."""
     result = listener_bench.run(rounds=3, connections=10, requests=40, clients=4, pairs=2)
     print(result)

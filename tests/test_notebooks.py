@@ -15,7 +15,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from simulator import analysis
+from simulator.tools import analysis
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 PNG = b"\x89PNG\r\n\x1a\n"

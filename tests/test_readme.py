@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from simulator.config import parse_config
-from simulator.defaults import default_lab_data
+from simulator.model.config import parse_config
+from simulator.runtime.defaults import default_lab_data
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulator.config import LISTENER_FIELDS
-from simulator.harness import RunningLab
-from simulator.soak import API_CASES, LogWatch, api_raw, api_state, control_plane, start_reliability_lab
+from simulator.model.config import LISTENER_FIELDS
+from simulator.harness.running import RunningLab
+from simulator.tools.soak import API_CASES, LogWatch, api_raw, api_state, control_plane, start_reliability_lab
 
 TOKEN = "s3cret-token-for-reliability-tests"
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.config import io_timeout
-from simulator.harness import RunningLab
-from simulator.soak import FAULTS, Footprint, SteadyClient, backend_faults, settle, start_reliability_lab, wait_for
+from simulator.model.config import io_timeout
+from simulator.harness.running import RunningLab
+from simulator.tools.soak import FAULTS, Footprint, SteadyClient, backend_faults, settle, start_reliability_lab, wait_for
 
 
 @pytest.fixture(scope="module")

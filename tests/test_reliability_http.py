@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from simulator import fuzz
-from simulator.addons.limits import MAX_PIPELINED
-from simulator.harness import RunningLab
-from simulator.soak import (Result, SteadyClient, backend_traffic, check_h2_case, check_http1_case, exchange, h2_context,
+from simulator.tools import fuzz
+from simulator.dataplane.addons.limits import MAX_PIPELINED
+from simulator.harness.running import RunningLab
+from simulator.tools.soak import (Result, SteadyClient, backend_traffic, check_h2_case, check_http1_case, exchange, h2_context,
                             h2_exchange, malformed_http, record_of, start_reliability_lab, status_of)
 
 

@@ -22,10 +22,10 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from simulator.certs import LabPKI
-from simulator.harness import RunningLab
+from simulator.harness.running import RunningLab
 from simulator.policies.groups import pin_groups
-from simulator.probe import probe
-from simulator.soak import start_reliability_lab, wait_for
+from simulator.harness.probe import probe
+from simulator.tools.soak import start_reliability_lab, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 LOAD_SECONDS = 12

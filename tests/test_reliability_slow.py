@@ -16,10 +16,10 @@ import time
 
 import pytest
 
-from simulator.addons.timeouts import CLIENT_HEADER_TIMEOUT
-from simulator.config import io_timeout
-from simulator.harness import RunningLab
-from simulator.soak import Footprint, SteadyClient, backend_traffic, record_of, settle, slow_clients, start_reliability_lab
+from simulator.dataplane.addons.timeouts import CLIENT_HEADER_TIMEOUT
+from simulator.model.config import io_timeout
+from simulator.harness.running import RunningLab
+from simulator.tools.soak import Footprint, SteadyClient, backend_traffic, record_of, settle, slow_clients, start_reliability_lab
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 The listener must never crash, the steady client must see no failure, every bad connection must end and
 be logged, and the process's memory and descriptors must come back to their baseline. The long form is
-`python -m simulator.soak --only tls-fuzz --inputs 1000000`. Wall time here: about 60 s (the lab's
+`python -m simulator.tools.soak --only tls-fuzz --inputs 1000000`. Wall time here: about 60 s (the lab's
 single event loop handles some 200-350 bad connections a second on this 2-core machine). Memory is
 measured after `gc` and `malloc_trim`, with the connection records the lab keeps on purpose dropped:
 within 24 MiB of the baseline overall, and within 4 MiB from the 5,000th input to the 10,000th (a leak
@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from OpenSSL import SSL
 
-from simulator import fuzz
-from simulator.harness import RunningLab
-from simulator.probe import probe
-from simulator.soak import (Footprint, LogWatch, SteadyClient, forget_records, settle, start_reliability_lab, tls_fuzz,
+from simulator.tools import fuzz
+from simulator.harness.running import RunningLab
+from simulator.harness.probe import probe
+from simulator.tools.soak import (Footprint, LogWatch, SteadyClient, forget_records, settle, start_reliability_lab, tls_fuzz,
                             wait_for)
 
 INPUTS = 10_000

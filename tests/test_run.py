@@ -17,10 +17,10 @@ import pytest
 import yaml
 
 from simulator.certs import LabPKI
-from simulator.compliance import BASELINES
+from simulator.harness.compliance import BASELINES
 from simulator.net import free_port
-from simulator.run import traffic_section
-from simulator.scenario import LabBuilder, start
+from simulator.harness.run import traffic_section
+from simulator.harness.scenario import LabBuilder, start
 
 ROOT = Path(__file__).resolve().parent.parent
 LBSIM = [sys.executable, "-m", "simulator.cli"]
@@ -361,7 +361,7 @@ LAB_FACTORY_SCENARIO = '''
 import socket
 import time
 
-from simulator.scenario import LabBuilder
+from simulator.harness.scenario import LabBuilder
 
 PORTS = []
 

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from simulator.config import load_config
+from simulator.model.config import load_config
 
 LBSIM = str(Path(sys.executable).with_name("lbsim"))
 

@@ -23,12 +23,12 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from OpenSSL import SSL
 
 from simulator.certs import LabPKI
-from simulator.harness import RunningLab, start_lab
+from simulator.harness.running import RunningLab, start_lab
 from simulator.policies import resolve_policy
 from simulator.policies.context import build_server_context
 from simulator.policies.testing import TLSTestServer
-from simulator.probe import ProbeResult, probe
-from simulator.resumption import derive_ticket_keys, get_ticket_keys, set_ticket_keys
+from simulator.harness.probe import ProbeResult, probe
+from simulator.dataplane.resumption import derive_ticket_keys, get_ticket_keys, set_ticket_keys
 
 TIME_SCALE = 0.01  # ticket lifetime 3 s, activation 0.6-1.8 s
 REQUEST = b"GET /w HTTP/1.1\r\nHost: lbsim.test\r\nConnection: close\r\n\r\n"
@@ -251,7 +251,7 @@ def test_a_worker_that_dies_is_started_again_and_follows_the_lab(lab: RunningLab
     pool = lab.lab.workers
     assert pool is not None
     dead = pool.workers[0].proc.pid
-    with caplog.at_level(logging.ERROR, logger="simulator.workers"):
+    with caplog.at_level(logging.ERROR, logger="simulator.runtime.workers"):
         os.kill(dead, signal.SIGKILL)
         until(lambda: [w.proc.pid for w in pool.workers if w.ready.done() and not w.ready.exception()],
               lambda pids: len(pids) == 1 and dead not in pids, timeout=60)

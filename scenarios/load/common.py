@@ -1,6 +1,6 @@
 """What the Locust profiles share: lbsim's command-line arguments, the target listener, and `LbsimUser`.
 
-`LbsimUser` drives `simulator.loadclient.TlsConnection` (pyOpenSSL over a counting gevent socket) and
+`LbsimUser` drives `simulator.load.client.TlsConnection` (pyOpenSSL over a counting gevent socket) and
 reports through Locust's request event, so everything shows in Locust's statistics, CSV and web UI:
 
     type      name                 response time            size (response_length)
@@ -38,7 +38,7 @@ import simulator  # noqa: F401  (pins the key-exchange groups before OpenSSL loa
 from locust import User, events
 from locust.env import Environment
 from locust.stats import StatsCSVFileWriter
-from simulator.loadclient import (
+from simulator.load.client import (
     ConnectionFailed,
     HandshakeRejected,
     Response,

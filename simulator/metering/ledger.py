@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.errors import LbsimError
-from simulator.kept_records import KeptRecords
+from simulator.metering.kept_records import KeptRecords
 from simulator.metering import billing
 from simulator.metering.meter import CATEGORIES, DIRECTIONS
 

@@ -1,0 +1,141 @@
+"""The connection log: one JSON line per client connection, modelled on the AWS ALB connection log."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from mitmproxy import connection
+from OpenSSL import SSL
+
+from simulator.metering import ConnectionMeter, billing
+from simulator.dataplane.registry import ClientState, Registry
+
+
+# One encoder for every line (json.dumps with separators builds a new one per call); same output.
+_encode_line = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def session_reused(conn: SSL.Connection) -> bool:
+    # pyOpenSSL has no wrapper for SSL_session_reused; mitmproxy reaches into the binding the same way.
+    return bool(SSL._lib.SSL_session_reused(conn._ssl))  # type: ignore[attr-defined]
+
+
+def iso(ts: float) -> str:
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def connection_record(state: ClientState, client: connection.Client, time_scale: float = 1.0) -> dict[str, Any]:
+    spec = state.version.spec
+    conn = state.ssl_conn
+    established = state.handshake_done is not None
+    # The client's leaf as the verify callback saw it: OpenSSL keeps no peer certificate when it refuses one.
+    peer = conn.get_peer_certificate(as_cryptography=True) if conn is not None else None
+    refused = getattr(conn, "lbsim_peer_cert", None) if conn is not None and peer is None else None
+    if refused is not None:
+        peer = refused.to_cryptography()
+    # A refused client certificate comes after ServerHello: version and cipher are settled by then.
+    negotiated = established or refused is not None
+    if not established:
+        status = state.verify_status or ("Failed:Timeout" if state.closed_by else "Failed:HandshakeIncomplete")
+    else:
+        status = state.verify_status or "Success"
+    record: dict[str, Any] = {
+        "time": iso(state.started),
+        "client": f"{state.peer[0]}:{state.peer[1]}",
+        "listener": state.listener.name,
+        "listener_port": state.listener.port,
+        "profile": spec.profile,
+        "billing_model": spec.billing_model,
+        "sni": state.sni,
+        "tls_protocol": client.tls_version if established else conn.get_protocol_version_name() if negotiated else None,
+        "tls_cipher": client.cipher if established else conn.get_cipher_name() if negotiated else None,
+        "alpn": client.alpn.decode() if established and client.alpn else None,
+        "tls_handshake_latency": round(state.handshake_done - state.started, 6) if established else None,
+        "resumed": session_reused(conn) if established and conn is not None else None,
+        "tls_verify_status": status,
+        "client_cert_subject": None,
+        "client_cert_serial": None,
+        "client_cert_validity": None,
+        "requests": state.requests,
+        "duration": round(time.time() - state.started, 6),
+        "closed_by": state.closed_by,
+        "error": state.error,  # a failed handshake, or the first refused request / protocol error
+    }
+    if peer is not None:
+        record["client_cert_subject"] = peer.subject.rfc4514_string()
+        record["client_cert_serial"] = format(peer.serial_number, "X")
+        record["client_cert_validity"] = {
+            "not_before": peer.not_valid_before_utc.isoformat(),
+            "not_after": peer.not_valid_after_utc.isoformat(),
+        }
+    meter = getattr(conn, "meter", None)
+    if meter is None and conn is None and state.kernel_received:
+        # The client left before its ClientHello was whole (or sent one mitmproxy cannot parse): no TLS
+        # connection, so no meter; TlsTermination took the kernel's count of what it sent.
+        meter = ConnectionMeter()
+        meter.started_at = state.started
+        meter.handshake_error = state.error
+    if meter is not None:
+        # Bytes the kernel received that mitmproxy discarded after a failed handshake (see TlsTermination).
+        if state.kernel_received > meter.in_wire:
+            meter.received_unread(state.kernel_received - meter.in_wire)
+        meter.finish()
+        record["traffic"] = meter.to_dict()
+        record["billed"] = billing.billed(spec.billing_model, record)
+    return record
+
+
+class ConnectionLog:
+    """Writes each finished connection to the log file and keeps recent ones for `GET /v1/connections`."""
+
+    def __init__(self, registry: Registry, path: Path | None = None, ledger: Any = None):
+        self.registry = registry
+        self.path = path
+        self.ledger = ledger
+        self._file: IO[str] | None = None
+        self._readers: dict[str, Any] = {}  # client id -> its asyncio reader, which keeps a reset's error
+
+    def load(self, loader: Any) -> None:
+        self.master = loader.master  # our lab's, not mitmproxy's process-wide ctx.master
+
+    def client_connected(self, client: connection.Client) -> None:
+        handler = self.master.addons.get("proxyserver").connections.get(client.id)
+        io = handler.transports.get(client) if handler else None
+        if io is not None and io.reader is not None:
+            self._readers[client.id] = io.reader
+
+    def running(self) -> None:
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a", buffering=1)  # line-buffered: a reader sees whole records
+
+    def done(self) -> None:
+        if self._file:
+            self._file.close()
+            self._file = None  # connections that close during shutdown are not written (no write after close)
+
+    def client_disconnected(self, client: connection.Client) -> None:
+        reader = self._readers.pop(client.id, None)
+        state = self.registry.clients.pop(client.id, None)
+        if state is None:
+            return
+        # mitmproxy treats a reset like a clean close; the reader still holds the ConnectionResetError.
+        if state.closed_by is None and reader is not None and isinstance(reader.exception(), ConnectionResetError):
+            state.closed_by = "client_reset"
+        state.listener.connections -= 1
+        if state.handshake_done is not None and state.ssl_conn is not None:
+            # mitmproxy never calls SSL_shutdown; without the shutdown flags OpenSSL treats the closed
+            # connection as broken and drops its session from the cache (no session-ID resumption). nginx
+            # marks a clean close the same way.
+            state.ssl_conn.set_shutdown(SSL.SENT_SHUTDOWN | SSL.RECEIVED_SHUTDOWN)
+        record = connection_record(state, client)
+        line = _encode_line(record)  # encoded once: the log's line is also how the lab keeps the record
+        self.registry.recent.append(record, line)
+        if self.ledger is not None:
+            self.ledger.add(record, record.get("billed"), line)  # billed once per connection, not twice
+        if self._file:
+            self._file.write(line + "\n")

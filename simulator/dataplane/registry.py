@@ -1,0 +1,55 @@
+"""What the addons share: the listeners by mitmproxy mode, and one record per live client connection."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from OpenSSL import SSL
+
+from simulator.metering.kept_records import KeptRecords
+from simulator.dataplane.listener import Listener, ListenerVersion
+
+
+@dataclass
+class ClientState:
+    """One client connection: pinned to the listener version it arrived on."""
+
+    id: str
+    listener: Listener
+    version: ListenerVersion
+    peer: tuple[str, int]
+    started: float = field(default_factory=time.time)
+    ssl_conn: SSL.Connection | None = None
+    handshake_done: float | None = None
+    sni: str | None = None
+    verify_status: str | None = None
+    error: str | None = None
+    in_flight: int = 0
+    requests: int = 0
+    closed_by: str | None = None  # "idle_timeout" when the listener closed it
+    kernel_received: int = 0  # TCP_INFO bytes received, read after a failed handshake's linger
+
+
+class Registry:
+    """The addons' shared state. The lab mutates it; hooks only read listeners and their own client."""
+
+    def __init__(self, recent: int = 10_000) -> None:
+        self.listeners: dict[int, Listener] = {}
+        self._by_mode: dict[str, Listener] = {}
+        self.clients: dict[str, ClientState] = {}
+        self.recent = KeptRecords(maxlen=recent)  # the last connection records, as JSON text
+
+    def add(self, listener: Listener) -> None:
+        self.listeners[listener.port] = listener
+        self._by_mode[listener.mode] = listener
+
+    def remove(self, port: int) -> Listener | None:
+        listener = self.listeners.pop(port, None)
+        if listener:
+            self._by_mode.pop(listener.mode, None)
+        return listener
+
+    def by_mode(self, full_spec: str) -> Listener | None:
+        return self._by_mode.get(full_spec)

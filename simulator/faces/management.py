@@ -1,0 +1,172 @@
+"""The control plane's resources: health, certificates, listeners, connections, traffic, backends."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from simulator.faces.http import JsonServer, Request, Router
+from simulator.errors import LbsimError
+
+if TYPE_CHECKING:
+    from simulator.runtime.lab import Lab
+
+
+def port_of(request: Request) -> int:
+    value = request.params["port"]
+    if not value.isdigit():
+        raise LbsimError("InvalidPort", f"expected a port number, got {value!r}", field="port")
+    return int(value)
+
+
+def pem_field(data: dict[str, Any], key: str, required: bool = True) -> bytes | None:
+    value = data.get(key)
+    if value is None:
+        if required:
+            raise LbsimError("MissingField", f"'{key}' is required", field=key)
+        return None
+    if not isinstance(value, str):
+        raise LbsimError("InvalidField", f"expected PEM text, got {type(value).__name__}", field=key)
+    return value.encode()
+
+
+class ApiServer(JsonServer):
+    """`GET /health`, `/v1/certificates`, `/v1/listeners`, `/v1/connections`, `/v1/traffic`, `/v1/backends`."""
+
+    def __init__(self, lab: Lab, host: str = "127.0.0.1", port: int = 0, token: str | None = None):
+        self.lab = lab
+        router = Router()
+        for method, pattern, handler in (
+            ("GET", "/health", self.health),
+            ("GET", "/v1/certificates", self.list_certificates),
+            ("POST", "/v1/certificates", self.upload_certificate),
+            ("GET", "/v1/certificates/{ref}", self.describe_certificate),
+            ("PUT", "/v1/certificates/{ref}", self.replace_certificate),
+            ("POST", "/v1/certificates/{ref}/rename", self.rename_certificate),
+            ("DELETE", "/v1/certificates/{ref}", self.delete_certificate),
+            ("GET", "/v1/listeners", self.list_listeners),
+            ("POST", "/v1/listeners", self.create_listener),
+            ("GET", "/v1/listeners/{port}", self.describe_listener),
+            ("PUT", "/v1/listeners/{port}", self.change_listener),
+            ("DELETE", "/v1/listeners/{port}", self.delete_listener),
+            ("POST", "/v1/listeners/{port}/start", self.start_listener),
+            ("POST", "/v1/listeners/{port}/stop", self.stop_listener),
+            ("GET", "/v1/connections", self.connections),
+            ("GET", "/v1/traffic", self.traffic),
+            ("GET", "/v1/backends", self.list_backends),
+            ("POST", "/v1/backends/{name}/health", self.set_backend_health),
+        ):
+            router.add(method, pattern, handler)
+        super().__init__(router, host, port, token)
+
+    async def health(self, request: Request) -> tuple[int, Any]:
+        ready = self.lab.ready()
+        listeners = {l.port: l.status for l in self.lab.registry.listeners.values()}
+        return (200 if ready else 503), {"status": "ok" if ready else "starting", "listeners": listeners}
+
+    # certificates ------------------------------------------------------------------------------------------
+    async def list_certificates(self, request: Request) -> tuple[int, Any]:
+        kind = request.query.get("type")
+        return 200, {"certificates": [c.to_dict() for c in self.lab.store.list(kind)]}
+
+    async def upload_certificate(self, request: Request) -> tuple[int, Any]:
+        data = request.json()
+        kind = data.get("type", "server")
+        name, profile, strict = data.get("name"), data.get("profile", self.lab.config.profile), bool(data.get("strict", False))
+        if not isinstance(name, str):
+            raise LbsimError("MissingField", "'name' is required (1-80 characters)", field="name")
+        if kind == "server":
+            info = self.lab.store.upload_server(name, pem_field(data, "cert"), pem_field(data, "key"), profile=profile, strict=strict)
+        elif kind == "ca":
+            if data.get("key") is not None:
+                raise LbsimError("UnexpectedPrivateKey", "a CA certificate is uploaded without a private key", field="key")
+            info = self.lab.store.upload_ca(name, pem_field(data, "cert"), profile=profile, strict=strict)
+        else:
+            raise LbsimError("InvalidField", f"unknown type {kind!r}; expected server or ca", field="type")
+        return 201, info.to_dict()
+
+    async def describe_certificate(self, request: Request) -> tuple[int, Any]:
+        return 200, self.lab.store.describe(request.params["ref"]).to_dict()
+
+    async def replace_certificate(self, request: Request) -> tuple[int, Any]:
+        data = request.json()
+        info = self.lab.store.replace(request.params["ref"], pem_field(data, "cert"), pem_field(data, "key", False),
+                                      strict=bool(data.get("strict", False)))
+        return 200, info.to_dict()
+
+    async def rename_certificate(self, request: Request) -> tuple[int, Any]:
+        name = request.json().get("name")
+        if not isinstance(name, str):
+            raise LbsimError("MissingField", "'name' is required", field="name")
+        return 200, self.lab.store.rename(request.params["ref"], name).to_dict()
+
+    async def delete_certificate(self, request: Request) -> tuple[int, Any]:
+        self.lab.store.delete(request.params["ref"])
+        return 204, None
+
+    # listeners ---------------------------------------------------------------------------------------------
+    async def list_listeners(self, request: Request) -> tuple[int, Any]:
+        return 200, {"listeners": self.lab.endpoints()}
+
+    async def create_listener(self, request: Request) -> tuple[int, Any]:
+        data = request.json()
+        start = data.pop("start", None)
+        if start is not None and not isinstance(start, bool):
+            raise LbsimError("InvalidField", f"expected true or false, got {start!r}", field="start")
+        listener = await self.lab.add_listener(self.lab.spec_from_api(data), start=start)
+        return 202, self.lab.view(listener)
+
+    async def describe_listener(self, request: Request) -> tuple[int, Any]:
+        return 200, self.lab.view(self.lab.get_listener(port_of(request)))
+
+    async def change_listener(self, request: Request) -> tuple[int, Any]:
+        listener = self.lab.get_listener(port_of(request))
+        spec = self.lab.spec_from_api(request.json(), port=listener.port)
+        return 202, self.lab.view(self.lab.reconfigure(listener, spec))
+
+    async def delete_listener(self, request: Request) -> tuple[int, Any]:
+        await self.lab.remove_listener(port_of(request))
+        return 204, None
+
+    async def start_listener(self, request: Request) -> tuple[int, Any]:
+        return 200, self.lab.view(await self.lab.set_running(port_of(request), True))
+
+    async def stop_listener(self, request: Request) -> tuple[int, Any]:
+        return 200, self.lab.view(await self.lab.set_running(port_of(request), False))
+
+    # observations ------------------------------------------------------------------------------------------
+    async def connections(self, request: Request) -> tuple[int, Any]:
+        records = list(self.lab.registry.recent)
+        if "listener" in request.query:
+            records = [r for r in records if str(r["listener_port"]) == request.query["listener"]]
+        limit = request.query.get("limit", "1000")
+        if not limit.isdigit():
+            raise LbsimError("InvalidField", f"expected a number, got {limit!r}", field="limit")
+        return 200, {"connections": records[-int(limit):] if int(limit) else [], "active": self.lab.open_clients()}
+
+    async def traffic(self, request: Request) -> tuple[int, Any]:
+        out: dict[str, Any] = {"listeners": self.lab.ledger.summary()}
+        if request.query.get("connections") in ("1", "true"):
+            out["connections"] = list(self.lab.ledger.records)
+        return 200, out
+
+    async def list_backends(self, request: Request) -> tuple[int, Any]:
+        out = []
+        for name, (host, port) in self.lab.addresses.items():
+            mock = self.lab.backends.get(name)
+            out.append({"name": name, "address": f"{host}:{port}", "managed": mock is not None,
+                        "healthy": mock.healthy if mock else None, "down": mock.down if mock else None,
+                        "stats": mock.stats if mock else None})
+        return 200, {"backends": out}
+
+    async def set_backend_health(self, request: Request) -> tuple[int, Any]:
+        name = request.params["name"]
+        mock = self.lab.backends.get(name)
+        if mock is None:
+            raise LbsimError("BackendNotFound", f"no mock backend named {name!r}", field="name")
+        data = request.json()
+        for key in ("healthy", "down"):
+            if key in data:
+                if not isinstance(data[key], bool):
+                    raise LbsimError("InvalidField", f"expected true or false, got {data[key]!r}", field=key)
+                setattr(mock, key, data[key])
+        return 200, {"name": name, "healthy": mock.healthy, "down": mock.down}

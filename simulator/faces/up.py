@@ -1,0 +1,125 @@
+"""`lbsim up`: run a lab in the foreground until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+from dataclasses import replace
+
+import yaml
+
+from simulator.model.config import MAX_WORKERS, LabConfig, load_config
+from simulator.runtime.defaults import default_lab, default_lab_data
+from simulator.errors import LbsimError
+from simulator.runtime.lab import Lab
+
+
+def resolve_lab(config_path: str | None, out_dir: Path, time_scale: float | None = None) -> tuple[LabConfig, dict[str, str]]:
+    """The lab from `-c FILE`, or the built-in default (minting its PKI under `out_dir/pki`)."""
+    if config_path:
+        config = load_config(config_path)
+        files: dict[str, str] = {}
+    else:
+        config, files = default_lab(out_dir, time_scale if time_scale is not None else 1.0)
+        (out_dir / "lab.yaml").write_text(yaml.safe_dump(default_lab_data(files, config.time_scale), sort_keys=False))
+    if time_scale is not None:
+        config = replace(config, time_scale=time_scale)
+    return config, files
+
+
+def describe(lab: Lab, files: dict[str, str]) -> str:
+    lines = [f"management API: {lab.api.url}  (GET /health, /v1/listeners, /v1/connections, /v1/traffic)"]
+    if lab.config.workers > 1:
+        lines.append(f"workers: {lab.config.workers} processes share every listener port (docs/performance.md)")
+    for listener in lab.registry.listeners.values():
+        spec = listener.spec
+        kind = "mutual" if spec.mutual else "one-way"
+        lines.append(f"{listener.name:18} https://127.0.0.1:{listener.port}/  {spec.profile:12} {kind:8} policy {spec.policy.name}")
+    for name, (host, port) in lab.addresses.items():
+        lines.append(f"backend {name:10} http://{host}:{port}/")
+    if files:
+        one_way = next((l for l in lab.registry.listeners.values() if not l.spec.mutual), None)
+        mutual = next((l for l in lab.registry.listeners.values() if l.spec.mutual), None)
+        lines.append("")
+        if one_way:
+            lines.append(f"one-way: curl --cacert {files['ca']} https://localhost:{one_way.port}/hello")
+        if mutual:
+            lines.append(
+                f"mutual:  curl --cacert {files['ca']} --cert {files['client-valid']} "
+                f"--key {files['client-valid-key']} https://localhost:{mutual.port}/hello"
+            )
+    lines.append(f"connection log: {lab.connection_log_path}")
+    return "\n".join(lines)
+
+
+async def serve(config: LabConfig, out_dir: Path, files: dict[str, str], profile: str | None = None) -> None:
+    lab = Lab(config, out_dir)
+    await lab.start()
+    print(describe(lab, files), flush=True)
+    profiler = start_profiler() if profile else None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        if profiler is not None and profile:
+            write_profile(profiler, profile)
+        print("stopping lab...", flush=True)
+        await lab.stop()
+
+
+def start_profiler():
+    """Sample this process (worker 0) from now until the lab stops: start-up is left out of the profile."""
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        raise LbsimError("ProfilerMissing", "--profile needs pyinstrument", hint="pip install pyinstrument") from None
+    profiler = Profiler(async_mode="disabled")  # every task of the loop, not just the one awaiting here
+    profiler.start()
+    return profiler
+
+
+def write_profile(profiler, path: str) -> None:
+    """`.html` (pyinstrument's viewer), `.pyisession` (reload with `pyinstrument --load`), else text."""
+    session = profiler.stop()
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.suffix == ".pyisession":
+        session.save(str(target))
+    elif target.suffix == ".html":
+        target.write_text(profiler.output_html())
+    else:
+        target.write_text(profiler.output_text(unicode=True, show_all=False))
+    print(f"profile written to {target}", flush=True)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING if not args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config, files = resolve_lab(args.config, out_dir, args.time_scale)
+    if args.workers is not None:
+        config = replace(config, workers=args.workers)
+    asyncio.run(serve(config, out_dir, files, args.profile))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("up", help="run a lab (listeners, mock backends, API) in the foreground until Ctrl-C")
+    p.add_argument("-c", "--config", help="lab YAML (default: the built-in default lab)")
+    p.add_argument("--out", default="lbsim-out", help="where the lab writes its PKI, store and connection log")
+    p.add_argument("--time-scale", type=float, help="override time_scale (0.01 = vendor timers 100x faster)")
+    p.add_argument("--workers", type=int, choices=range(1, MAX_WORKERS + 1), metavar="N",
+                   help="processes sharing every listener port (overrides the lab's `workers`)")
+    p.add_argument("--profile", metavar="FILE",
+                   help="profile worker 0 with pyinstrument until stopped (.html, .pyisession or text)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_up)

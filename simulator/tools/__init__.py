@@ -1,0 +1,1 @@
+"""Tools beside the product: benchmarks, the reliability soak, the TLS fuzzer and the notebooks' analysis."""

@@ -1,0 +1,827 @@
+"""`lbsim bench`: an lbsim listener against a bare mitmdump and nginx, in one run.
+
+Every server gets the same RSA-2048 certificate, the same TLS policy and the same mock backend (in a
+process of its own), and the same load tool (h2load in HTTP/1.1 mode, one thread; or wrk) drives them on
+loopback. Three figures:
+
+* **new connections/s**: one request per TLS connection (`Connection: close`), a full handshake each.
+  h2load resumes the session of a client's previous connection whenever the server issued a ticket, so
+  it runs with a small LD_PRELOAD shim (`benchmarks/full_handshakes.c`, compiled with `cc`) that stops it;
+* **resumed connections/s**: the same, as h2load does it by itself: nearly every handshake resumes;
+* **keep-alive requests/s**: many requests per connection.
+
+For lbsim the connection log tells how many handshakes of each figure resumed; the report shows it.
+
+With `--workers N` two more things tell how the workers scale on this machine, whose cores the load tool
+and the backend share:
+
+* **paced new connections**: one process and N workers under the same offered load (h2load `--rate`, half
+  of what one process reached), so their CPU per connection compares without either being starved;
+* **the scaling ceiling**: the most N workers could reach here if each cost what one saturated process
+  costs per connection and every core were busy (the load tool's and the backend's CPU per connection,
+  measured in the same round, take their share of the cores).
+
+The machine is shared and noisy, so rounds interleave the servers (a, b, c, a, b, c, ...) so that noise
+hits all of them alike, and the report gives medians. Besides requests/s it records the CPU time each
+server used, so "requests per CPU-second" shows efficiency even when the cores were busy with other work.
+
+    lbsim bench                     # 5 rounds x 8 s per server and figure, 20 connections, h2load
+    lbsim bench --workers 2         # also an lbsim with `workers: 2`
+    lbsim bench --quick             # a smoke run (seconds): the harness works, figures are rough
+    lbsim bench --profile prof/     # also profile the lbsim listener under pyinstrument
+    lbsim bench --tool wrk          # wrk instead (see docs/performance.md: it spins during handshakes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import yaml
+
+from simulator.backends import BackendProcess
+from simulator.certs import LabPKI
+from simulator.net import LOOPBACK, free_port
+from simulator.policies import resolve_policy
+
+FIGURES = ("new_connections", "resumed_connections", "keepalive")
+PACED = "paced_connections"  # with --workers: one process and the workers at the same offered load
+FIGURE_TITLES = {"new_connections": "new TLS connections/s, full handshakes (1 request each)",
+                 "resumed_connections": "new TLS connections/s, resumed handshakes (1 request each)",
+                 "keepalive": "keep-alive requests/s",
+                 PACED: "new TLS connections at an equal pace (half of one process's rate), full handshakes"}
+FULL_HANDSHAKES = ("new_connections", PACED)  # h2load runs these under the no-resumption shim
+SHIM = Path(__file__).resolve().parents[2] / "benchmarks" / "full_handshakes.c"
+LOG_SETTLE = 0.3  # seconds for lbsim's last connection records of a sample to reach its log
+METERING_OFF = "lbsim metering off"  # with --metering-off: the same lbsim with `metering: off`
+PROFILE, POLICY = "aliyun-slb", "tls_cipher_policy_1_2_strict_with_1_3"
+# Debian packages of the external tools (the setup installs them; the bench may too, as root).
+APT_PACKAGES = {"h2load": "nghttp2-client", "wrk": "wrk", "nginx": "nginx", "cc": "gcc"}  # cc: the shim
+TOOLS = ("h2load", "wrk")
+TEMPLATE = Path(__file__).resolve().parents[2] / "benchmarks" / "nginx.conf.template"
+SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/sbin"])
+
+
+def which(tool: str) -> str | None:
+    return shutil.which(tool, path=SBIN_PATH)
+
+
+# ---- tools ----------------------------------------------------------------------------------------------
+
+
+def ensure_tools(install: bool, say: Callable[[str], None] = print, need: tuple[str, ...] = tuple(APT_PACKAGES)
+                 ) -> dict[str, str | None]:
+    """Paths of the tools in `need`; installs the missing ones with apt-get when allowed and possible."""
+    found = {tool: which(tool) for tool in need}
+    missing = [tool for tool, path in found.items() if path is None]
+    if not missing:
+        return found
+    packages = " ".join(APT_PACKAGES[t] for t in missing)
+    if not install:
+        say(f"missing {', '.join(missing)}: install with `apt-get install -y {packages}` (or drop --no-install)")
+        return found
+    if os.geteuid() != 0 or which("apt-get") is None:
+        say(f"missing {', '.join(missing)} and apt-get is not usable here (needs root and Debian/Ubuntu): "
+            f"install the packages `{packages}` yourself")
+        return found
+    say(f"installing {packages} with apt-get ...")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *packages.split()]):
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            say(f"`{' '.join(cmd)}` failed ({done.returncode}): {done.stderr.strip()[-400:]}")
+            break
+    return {tool: which(tool) for tool in need}
+
+
+def rsa_sign_rate(seconds: int = 2) -> float | None:
+    """RSA-2048 signatures per second on one core, from `openssl speed` (None if it cannot be run)."""
+    openssl = which("openssl")
+    if openssl is None:
+        return None
+    try:
+        out = subprocess.run([openssl, "speed", "-seconds", str(seconds), "rsa2048"], capture_output=True,
+                             text=True, timeout=60 + 4 * seconds).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    # "rsa 2048 bits 0.000512s 0.000015s   1953.1  66666.7"  (OpenSSL 3.0: sign, verify, sign/s, verify/s)
+    m = re.search(r"^rsa\s+2048 bits\s+\S+\s+\S+\s+([\d.]+)", out, re.M)
+    return float(m.group(1)) if m else None
+
+
+# ---- load ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadResult:
+    requests_per_s: float
+    requests: int
+    errors: int
+    non_2xx: int
+    output: str = field(repr=False, default="")
+
+
+def run_load(tool: str, path: str, port: int, duration: float, connections: int, new_connections: bool,
+             expected_rate: float | None = None, pace: float | None = None,
+             preload: Path | None = None) -> LoadResult:
+    """One run of `tool` (one thread, `connections` connections) against https://127.0.0.1:port/.
+
+    New connections send `Connection: close`, so every request gets a connection (and a full handshake) of
+    its own. h2load cannot end a timed run that reconnects, so it gets a request count instead: what the
+    server did per second before (`expected_rate`) times `duration`. With `pace` (h2load only), h2load opens
+    `pace` new connections a second, one request each, whatever the server could take. `preload` is a
+    library for LD_PRELOAD (the full-handshake shim).
+    """
+    url = f"https://{LOOPBACK}:{port}/"
+    close = ["-H", "Connection: close"] if new_connections else []
+    if pace is not None:
+        if tool != "h2load":
+            raise ValueError("a paced load needs h2load (wrk has no connection rate)")
+        batch, period_ms = pacing(pace)
+        n = max(batch, round(pace * duration))
+        cmd = [path, "--h1", "-t1", f"-c{n}", f"-n{n}", f"-r{batch}", f"--rate-period={period_ms}ms",
+               "-H", "Connection: close", url]
+    elif tool == "wrk":
+        cmd = [path, "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "10s", *close, url]
+    elif new_connections:
+        n = max(connections * 5, round((expected_rate or 10 * connections) * duration))
+        cmd = [path, "--h1", "-t1", f"-c{connections}", f"-n{n}", *close, url]
+    else:
+        cmd = [path, "--h1", "-t1", f"-c{connections}", f"-D{max(1, round(duration))}", url]
+    env = {**os.environ, "LD_PRELOAD": str(preload)} if preload else None
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration * 10 + 120, env=env)
+    out = done.stdout + done.stderr
+    return (_parse_wrk if tool == "wrk" else _parse_h2load)(done.returncode, out)
+
+
+def build_shim(workdir: Path, say: Callable[[str], None] = print) -> Path | None:
+    """Compile the full-handshake shim (`benchmarks/full_handshakes.c`); None when there is no C compiler."""
+    cc = which("cc") or which("gcc")
+    target = workdir / "full_handshakes.so"
+    if cc is None:
+        say("no C compiler (cc): the full-handshake figure is left out (apt-get install -y gcc)")
+        return None
+    done = subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(target), str(SHIM), "-ldl"],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        say(f"could not build {SHIM.name}: {done.stderr.strip()[-400:]}; the full-handshake figure is left out")
+        return None
+    return target
+
+
+def pacing(pace: float) -> tuple[int, int]:
+    """h2load's `--rate` and `--rate-period` (whole ms) for about `pace` connections/s: a batch every ~50 ms,
+    not `pace` connections at once each second (h2load's default period)."""
+    batch = max(1, round(pace / 20))
+    return batch, max(1, round(1000 * batch / pace))
+
+
+def _parse_wrk(code: int, out: str) -> LoadResult:
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    if code != 0 or not rate or not total:
+        raise RuntimeError(f"wrk failed ({code}): {out.strip()[-500:]}")
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return LoadResult(float(rate.group(1)), int(total.group(1)), errors, int(non_2xx.group(1)) if non_2xx else 0, out)
+
+
+def _parse_h2load(code: int, out: str) -> LoadResult:
+    # "finished in 3.01s, 569.00 req/s, 306.32KB/s"
+    # "requests: 1707 total, 1727 started, 1707 done, 1707 succeeded, 0 failed, 0 errored, 0 timeout"
+    # "status codes: 1707 2xx, 0 3xx, 0 4xx, 0 5xx"
+    rate = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out)
+    requests = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                         r"(\d+) errored, (\d+) timeout", out)
+    codes = re.search(r"status codes: \d+ 2xx, \d+ 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    if code != 0 or not rate or not requests or not codes:
+        raise RuntimeError(f"h2load failed ({code}): {out.strip()[-500:]}")
+    done, _succeeded, failed, errored, timeout = (int(x) for x in requests.groups())
+    # Count 4xx/5xx, not done - 2xx: a timed run (-D) can count the status of a request it stops before "done".
+    non_2xx = int(codes.group(1)) + int(codes.group(2))
+    return LoadResult(float(rate.group(1)), done, failed + errored + timeout, non_2xx, out)
+
+
+# ---- servers ------------------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its descendants (workers, nginx workers)."""
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - psutil comes with locust
+        return 0.0
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        for proc in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                total += t.user + t.system
+    except psutil.Error:
+        pass
+    return total
+
+
+class Server:
+    """A TLS server under test, started in its own process group and stopped by its pid."""
+
+    name = ""
+    stop_signal = signal.SIGTERM
+
+    def __init__(self, workdir: Path, label: str | None = None):
+        self.workdir = workdir
+        self.label = label or self.name
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log: Any = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def start(self, ca_file: str, timeout: float = 60) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.log = (self.workdir / "server.log").open("wb")
+        self.proc = subprocess.Popen(self.command(), stdout=self.log, stderr=subprocess.STDOUT, env=self.env(),
+                                     start_new_session=True)
+        deadline = time.monotonic() + timeout
+        error = ""
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.label} exited with {self.proc.returncode}: {self.tail()}")
+            try:
+                self.handshake = https_get(self.port, ca_file)
+                return
+            except (OSError, ssl.SSLError, http.client.HTTPException, RuntimeError) as e:
+                error = str(e)
+                time.sleep(0.1)
+        raise RuntimeError(f"{self.label} did not serve within {timeout:g} s ({error}): {self.tail()}")
+
+    def log_size(self) -> int | None:
+        """Where the server's lbsim connection log ends now; None for servers that keep none."""
+        return None
+
+    def handshakes_since(self, offset: int) -> tuple[int, int]:
+        """(handshakes, resumed) in the connection-log records written after byte `offset`."""
+        raise NotImplementedError
+
+    def tail(self) -> str:
+        path = self.workdir / "server.log"
+        return path.read_text(errors="replace")[-800:] if path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(self.stop_signal)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+        if self.log:
+            self.log.close()
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.proc.pid) if self.proc else 0.0
+
+
+class LbsimServer(Server):
+    """`lbsim up` with one HTTPS listener (the connection log on; metering on, as by default, unless told)."""
+
+    name = "lbsim"
+    stop_signal = signal.SIGINT  # a clean lab shutdown
+
+    def __init__(self, workdir: Path, cert: Path, key: Path, backend: str, workers: int = 1,
+                 label: str | None = None, profile_to: Path | None = None, metering: bool = True):
+        super().__init__(workdir, label or (f"lbsim x{workers}" if workers > 1 else "lbsim"))
+        self.workers, self.profile_to = workers, profile_to
+        lab: dict[str, Any] = {
+            "profile": PROFILE,
+            "api": {"port": free_port()},
+            "home": str(workdir / "store"),
+            "connection_log": str(workdir / "connections.jsonl"),
+            "metering": metering,
+            "certificates": [{"name": "bench-rsa", "type": "server", "cert": str(cert), "key": str(key)}],
+            "backends": [{"name": "bench", "address": backend}],
+            "listeners": [{"name": "bench", "port": self.port, "server_certificate": "bench-rsa",
+                           "tls_policy": POLICY, "backend_servers": ["bench"]}],
+        }
+        if workers > 1:
+            lab["workers"] = workers
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.config = workdir / "lab.yaml"
+        self.config.write_text(yaml.safe_dump(lab, sort_keys=False))
+
+    @property
+    def connection_log(self) -> Path:
+        return self.workdir / "connections.jsonl"
+
+    def log_size(self) -> int | None:
+        return self.connection_log.stat().st_size if self.connection_log.exists() else 0
+
+    def handshakes_since(self, offset: int) -> tuple[int, int]:
+        with self.connection_log.open("rb") as log:
+            log.seek(offset)
+            records = [json.loads(line) for line in log if line.endswith(b"\n")]
+        done = [r for r in records if r.get("tls_protocol")]
+        return len(done), sum(1 for r in done if r.get("resumed"))
+
+    def command(self) -> list[str]:
+        up = [sys.executable, "-m", "simulator.cli", "up", "-c", str(self.config), "--out", str(self.workdir)]
+        if self.profile_to is not None:
+            up += ["--profile", str(self.profile_to)]  # written when the lab stops (SIGINT)
+        return up
+
+
+class MitmdumpServer(Server):
+    """A bare mitmdump reverse proxy: our certificate, lazy upstream connections, no addons of ours."""
+
+    name = "mitmdump"
+
+    def __init__(self, workdir: Path, combined_pem: Path, backend: str):
+        super().__init__(workdir)
+        self.combined_pem, self.backend = combined_pem, backend
+
+    def command(self) -> list[str]:
+        mitmdump = str(Path(sys.executable).with_name("mitmdump"))
+        return [mitmdump, "-q", "--mode", f"reverse:http://{self.backend}@{LOOPBACK}:{self.port}",
+                "--certs", f"*={self.combined_pem}", "--set", "connection_strategy=lazy",
+                "--set", f"confdir={self.workdir / 'confdir'}", "--set", "termlog_verbosity=error"]
+
+
+class NginxServer(Server):
+    """nginx with the same certificate and TLS policy, proxying to the same backend with keep-alive."""
+
+    name = "nginx"
+    stop_signal = signal.SIGQUIT  # graceful: finish the open connections
+
+    def __init__(self, workdir: Path, nginx: str, cert: Path, key: Path, backend: str, workers: str = "1"):
+        super().__init__(workdir, "nginx" if workers == "1" else f"nginx x{workers}")
+        policy = resolve_policy(PROFILE, POLICY)
+        values = {
+            "dir": str(workdir), "workers": workers, "port": str(self.port), "backend": backend,
+            "cert": str(cert), "key": str(key), "protocols": " ".join(policy.versions),
+            "ciphers": policy.openssl_cipher_list(), "tls13_ciphersuites": ":".join(policy.tls13_ciphersuites),
+        }
+        text = TEMPLATE.read_text()
+        for name, value in values.items():
+            text = text.replace("{" + name + "}", value)
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.conf = workdir / "nginx.conf"
+        self.conf.write_text(text)
+        self.nginx = nginx
+
+    def command(self) -> list[str]:
+        return [self.nginx, "-p", str(self.workdir), "-c", str(self.conf), "-e", str(self.workdir / "error.log")]
+
+
+def https_get(port: int, ca_file: str) -> dict[str, Any]:
+    """One request on a new connection; what was negotiated (the bench checks the servers agree)."""
+    context = ssl.create_default_context(cafile=ca_file)
+    conn = http.client.HTTPSConnection("localhost", port, context=context, timeout=5)
+    try:
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"status {response.status}")
+        sock = conn.sock
+        return {"protocol": sock.version(), "cipher": sock.cipher()[0]}  # type: ignore[union-attr]
+    finally:
+        conn.close()
+
+
+# ---- the run --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    target: str
+    figure: str
+    round: int
+    requests_per_s: float
+    requests: int
+    errors: int
+    non_2xx: int
+    cpu_s: float
+    duration_s: float
+    client_cpu_s: float = 0.0  # the load tool's CPU time (it shares the cores)
+    backend_cpu_s: float = 0.0  # the mock backend's
+    handshakes: int | None = None  # lbsim only, from its connection log: handshakes during the sample
+    resumed: int | None = None  # ... of which resumed a session
+
+    @property
+    def per_cpu_s(self) -> float:
+        return self.requests / self.cpu_s if self.cpu_s > 0 else 0.0
+
+
+@dataclass
+class BenchReport:
+    command: str
+    rounds: int
+    duration_s: float
+    connections: int
+    started: str
+    tool: str
+    machine: dict[str, Any]
+    targets: list[str]
+    negotiated: dict[str, dict[str, Any]]
+    samples: list[Sample] = field(default_factory=list)
+    rsa_sign_per_s: float | None = None
+    notes: list[str] = field(default_factory=list)
+    workers: int = 1
+    pace: int | None = None  # new connections/s of the paced figure (h2load's batches, per second)
+
+    @property
+    def figures(self) -> list[str]:
+        return [f for f in (*FIGURES, PACED) if any(s.figure == f for s in self.samples)]
+
+    def median(self, target: str, figure: str, key: str = "requests_per_s") -> float | None:
+        values = [getattr(s, key) for s in self.samples if s.target == target and s.figure == figure]
+        return statistics.median(values) if values else None
+
+    def ratio(self, a: str, b: str, figure: str, key: str = "requests_per_s") -> float | None:
+        x, y = self.median(a, figure, key), self.median(b, figure, key)
+        return x / y if x and y else None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["medians"] = {t: {f: {"requests_per_s": self.median(t, f), "per_cpu_s": self.median(t, f, "per_cpu_s")}
+                              for f in self.figures} for t in self.targets}
+        out["ratios"] = self.ratios()
+        out["scaling_ceiling"] = self.scaling_ceiling()
+        return out
+
+    def scaling_ceiling(self) -> float | None:
+        """The most `workers: N` could reach here against one saturated process, on new connections (median of rounds).
+
+        Per round of one process: if each worker cost what that process cost per connection, and the load tool
+        and the backend theirs, all cores busy would give cores / (sum of costs) connections/s, or N / (lbsim's
+        cost) if lbsim got fewer cores than that. The base is one process at a whole core (1 / its cost), not its
+        measured rate, so a round slowed by something else on the machine cannot lift the ceiling above N.
+        Kernel time nobody is charged for is left out, so the true ceiling is lower still.
+        """
+        cores = self.machine.get("cpus") or 1
+        ceilings = []
+        for s in self.samples:
+            if s.target == "lbsim" and s.figure == "new_connections" and s.requests and s.cpu_s:
+                lbsim, others = s.cpu_s / s.requests, (s.client_cpu_s + s.backend_cpu_s) / s.requests
+                ceilings.append(min(cores / (lbsim + others), self.workers / lbsim) * lbsim)
+        return round(statistics.median(ceilings), 3) if self.workers > 1 and ceilings else None
+
+    def ratios(self) -> list[dict[str, Any]]:
+        pairs = []
+        base = "lbsim"
+        for other in self.targets:
+            if other != base:
+                pairs.append((base, other) if other == METERING_OFF or not other.startswith("lbsim") else (other, base))
+        out = []
+        for a, b in pairs:
+            for figure in self.figures:
+                r = self.ratio(a, b, figure)
+                if r is not None:
+                    out.append({"figure": figure, "of": a, "to": b, "ratio": round(r, 3),
+                                "per_cpu_ratio": _round(self.ratio(a, b, figure, "per_cpu_s"), 3)})
+        if self.rsa_sign_per_s:
+            for target in self.targets:
+                rate = self.median(target, "new_connections")
+                if rate:
+                    out.append({"figure": "new_connections", "of": target, "to": "RSA-2048 signatures/s (1 core)",
+                                "ratio": round(rate / self.rsa_sign_per_s, 3), "per_cpu_ratio": None})
+        return out
+
+
+def _round(x: float | None, n: int) -> float | None:
+    return None if x is None else round(x, n)
+
+
+def format_report(report: BenchReport) -> str:
+    lines = [f"lbsim bench: {report.rounds} round(s) x {report.duration_s:g} s per server and figure, "
+             f"{report.tool} (1 thread, {report.connections} connections), loopback, RSA-2048, {PROFILE} {POLICY}",
+             f"command: {report.command}", ""]
+    for figure in report.figures:
+        lines += [f"{FIGURE_TITLES[figure]}:" + (f" {report.pace}/s" if figure == PACED else ""), "",
+                  f"| server | negotiated | median (all rounds) | per server CPU-second | server cores | {report.tool} cores "
+                  "| handshakes resumed (lbsim's log) |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for target in report.targets:
+            n = report.negotiated.get(target, {})
+            samples = [s for s in report.samples if s.target == target and s.figure == figure]
+            if not samples:
+                continue
+            rates = ", ".join(f"{s.requests_per_s:,.0f}" for s in sorted(samples, key=lambda s: s.requests_per_s))
+            cores = statistics.median(s.cpu_s / s.duration_s for s in samples)
+            client = statistics.median(s.client_cpu_s / s.duration_s for s in samples)
+            logged = [s for s in samples if s.handshakes is not None]
+            resumed = (f"{sum(s.resumed or 0 for s in logged):,} of {sum(s.handshakes or 0 for s in logged):,}"
+                       if logged else "-")
+            lines.append(f"| {target} | {n.get('protocol', '?')} {n.get('cipher', '?')} | "
+                         f"{report.median(target, figure):,.0f} ({rates}) | "
+                         f"{report.median(target, figure, 'per_cpu_s'):,.0f} | {cores:.2f} | {client:.2f} | {resumed} |")
+        lines.append("")
+    for r in report.ratios():
+        extra = f" (per CPU-second {r['per_cpu_ratio']:.2f}x)" if r.get("per_cpu_ratio") else ""
+        lines.append(f"{FIGURE_TITLES[r['figure']]}: {r['of']} / {r['to']} = {r['ratio']:.3f}x{extra}")
+    ceiling = report.scaling_ceiling()
+    if ceiling:
+        lines.append(f"{FIGURE_TITLES['new_connections']}: the most lbsim x{report.workers} could reach on this machine"
+                     f" ({report.machine.get('cpus')} CPUs shared with {report.tool} and the backend, each worker at one"
+                     f" saturated process's CPU per connection) = {ceiling:.3f}x lbsim")
+    if report.rsa_sign_per_s:
+        lines.append(f"RSA-2048 signing limit (`openssl speed rsa2048`, one core): {report.rsa_sign_per_s:,.0f}/s")
+    errors = [s for s in report.samples if s.errors or s.non_2xx]
+    for s in errors:
+        lines.append(f"note: {s.target} {s.figure} round {s.round}: {s.errors} socket errors, {s.non_2xx} non-2xx")
+    lines += [f"note: {n}" for n in report.notes]
+    if report.machine.get("loadavg_start"):
+        lines.append(f"load average at start {report.machine['loadavg_start']}, at end {report.machine.get('loadavg_end')}"
+                     f" ({report.machine.get('cpus')} CPUs, shared)")
+    return "\n".join(lines)
+
+
+def machine_info() -> dict[str, Any]:
+    info: dict[str, Any] = {"cpus": os.cpu_count()}
+    with contextlib.suppress(OSError):
+        info["loadavg_start"] = os.getloadavg()
+    return info
+
+
+def mint(workdir: Path) -> dict[str, Path]:
+    """One RSA-2048 server certificate for every server under test."""
+    pki = LabPKI(key_type="rsa")
+    issued = pki.server("localhost", LOOPBACK)
+    files = {"ca": workdir / "ca.pem", "cert": workdir / "server.pem", "key": workdir / "server.key",
+             "combined": workdir / "server-combined.pem"}
+    files["ca"].write_bytes(pki.ca_pem)
+    files["cert"].write_bytes(issued.chain_pem)
+    files["key"].write_bytes(issued.key_pem)
+    files["key"].chmod(0o600)
+    files["combined"].write_bytes(issued.key_pem + issued.chain_pem)  # mitmproxy's --certs format
+    files["combined"].chmod(0o600)
+    return files
+
+
+@contextlib.contextmanager
+def running(servers: list[Server], ca_file: str) -> Iterator[list[Server]]:
+    try:
+        for server in servers:
+            server.start(ca_file)
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def run_bench(
+    rounds: int = 5,
+    duration: float = 8.0,
+    connections: int = 20,
+    workers: int = 1,
+    nginx_workers: str = "1",
+    include_nginx: bool = True,
+    install: bool = True,
+    out_dir: Path | None = None,
+    profile_dir: Path | None = None,
+    warmup: float = 1.0,
+    tool: str = "h2load",
+    metering_off: bool = False,
+    rsa_seconds: int = 3,
+    command: str = "lbsim bench",
+    say: Callable[[str], None] = print,
+) -> BenchReport:
+    tools = ensure_tools(install, say, (tool, "cc", "nginx") if include_nginx else (tool, "cc"))
+    if tools[tool] is None:
+        raise RuntimeError(f"{tool} is required: apt-get install -y {APT_PACKAGES[tool]}")
+    work = Path(tempfile.mkdtemp(prefix="lbsim-bench-")) if out_dir is None else out_dir
+    work.mkdir(parents=True, exist_ok=True)
+    load = Load(tool, tools[tool], connections, build_shim(work, say))
+    figures = [f for f in FIGURES if f not in FULL_HANDSHAKES or load.shim]
+    files = mint(work)
+    report = BenchReport(command=command, rounds=rounds, duration_s=duration, connections=connections,
+                         started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), tool=tool, machine=machine_info(), targets=[],
+                         negotiated={}, workers=workers)
+    with BackendProcess(["bench"]) as backend:
+        address = backend.addresses["bench"]
+        servers: list[Server] = [LbsimServer(work / "lbsim", files["cert"], files["key"], address)]
+        if metering_off:  # next to lbsim in every round, so the same noise hits both
+            servers.append(LbsimServer(work / "lbsim-metering-off", files["cert"], files["key"], address,
+                                       label=METERING_OFF, metering=False))
+        if workers > 1:
+            servers.append(LbsimServer(work / f"lbsim-x{workers}", files["cert"], files["key"], address, workers))
+        servers.append(MitmdumpServer(work / "mitmdump", files["combined"], address))
+        if include_nginx and tools.get("nginx"):
+            servers.append(NginxServer(work / "nginx", tools["nginx"], files["cert"], files["key"], address, nginx_workers))
+        elif include_nginx:
+            report.notes.append("nginx not installed: no nginx figures (apt-get install -y nginx)")
+        if load.shim is None:
+            report.notes.append("no C compiler to build the full-handshake shim: no full-handshake figure")
+        report.targets = [s.label for s in servers]
+        with running(servers, str(files["ca"])):
+            report.negotiated = {s.label: s.handshake for s in servers}
+            say("servers: " + ", ".join(f"{s.label} :{s.port} ({s.handshake['protocol']} {s.handshake['cipher']})"
+                                        for s in servers))
+            for server in servers:  # also tells h2load roughly how many requests make `duration` seconds
+                for figure in figures:
+                    load.run(server, figure, max(warmup, 0.5))
+            backend_pid = backend.proc.pid if backend.proc else None
+
+            def sample(server: Server, figure: str, rnd: int, pace: float | None = None) -> None:
+                s = measure(load, server, figure, rnd, duration, backend_pid, pace)
+                report.samples.append(s)
+                say(f"round {rnd}/{rounds} {figure:17} {server.label:10} {s.requests_per_s:9,.1f} req/s"
+                    f"  server {s.cpu_s / s.duration_s:4.2f} cores ({s.per_cpu_s:,.0f} per CPU-second),"
+                    f" {tool} {s.client_cpu_s / s.duration_s:4.2f}, backend {s.backend_cpu_s / s.duration_s:4.2f}"
+                    + (f", {s.resumed:,} of {s.handshakes:,} handshakes resumed" if s.handshakes is not None else "")
+                    + (f"  errors {s.errors}" if s.errors else ""))
+
+            for rnd in range(1, rounds + 1):
+                for figure in figures:
+                    for server in servers:
+                        sample(server, figure, rnd)
+            if workers > 1 and tool == "h2load" and "new_connections" in figures:
+                # Same offered load for one process and the workers: CPU per connection without starvation.
+                batch, period_ms = pacing((report.median("lbsim", "new_connections") or 2) / 2)
+                report.pace = round(1000 * batch / period_ms)
+                paced = [s for s in servers if s.label in ("lbsim", f"lbsim x{workers}")]
+                for rnd in range(1, rounds + 1):
+                    for server in paced:
+                        sample(server, PACED, rnd, report.pace)
+        if profile_dir is not None:
+            profile(load, work, files, address, profile_dir, duration, say)
+    report.rsa_sign_per_s = rsa_sign_rate(rsa_seconds)
+    with contextlib.suppress(OSError):
+        report.machine["loadavg_end"] = os.getloadavg()
+    (work / "bench.json").write_text(json.dumps(report.to_dict(), indent=2))
+    (work / "bench.md").write_text(format_report(report) + "\n")
+    return report
+
+
+class Load:
+    """The load tool, remembering each server's last rate (h2load's new-connection runs are counted)."""
+
+    def __init__(self, tool: str, path: str, connections: int, shim: Path | None = None):
+        self.tool, self.path, self.connections, self.shim = tool, path, connections, shim
+        self.rates: dict[tuple[str, str], float] = {}
+
+    def run(self, server: Server, figure: str, duration: float, pace: float | None = None) -> LoadResult:
+        new = figure != "keepalive"
+        result = run_load(self.tool, self.path, server.port, duration, self.connections, new,
+                          self.rates.get((server.label, figure)), pace,
+                          self.shim if figure in FULL_HANDSHAKES else None)
+        self.rates[server.label, figure] = result.requests_per_s
+        return result
+
+
+def measure(load: Load, server: Server, figure: str, rnd: int, duration: float, backend_pid: int | None = None,
+            pace: float | None = None) -> Sample:
+    logged = server.log_size() if figure != "keepalive" else None  # lbsim's log tells how they shook hands
+    cpu0, backend0, client0 = server.cpu(), cpu_seconds(backend_pid) if backend_pid else 0.0, _children_cpu()
+    t0 = time.monotonic()
+    result = load.run(server, figure, duration, pace)
+    cpu, elapsed = server.cpu() - cpu0, time.monotonic() - t0
+    backend = cpu_seconds(backend_pid) - backend0 if backend_pid else 0.0
+    sample = Sample(server.label, figure, rnd, result.requests_per_s, result.requests, result.errors, result.non_2xx,
+                    round(cpu, 3), round(elapsed, 3), round(_children_cpu() - client0, 3), round(backend, 3))
+    if logged is not None:
+        time.sleep(LOG_SETTLE)  # the last connections' records (the workers' come through a pipe)
+        sample.handshakes, sample.resumed = server.handshakes_since(logged)
+    return sample
+
+
+def _children_cpu() -> float:
+    """CPU time of this process's finished children (each load run, once waited for)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def profile(load: Load, work: Path, files: dict[str, Path], backend: str, profile_dir: Path, duration: float,
+            say: Callable[[str], None]) -> None:
+    """Run each figure once more against an lbsim listener under pyinstrument (`lbsim up --profile`):
+    `profile-<figure>.pyisession` (open with `pyinstrument --load FILE`) and a summary `profile-<figure>.txt`."""
+    profile_dir.mkdir(parents=True, exist_ok=True)
+    for figure in FIGURES:
+        target = profile_dir / f"profile-{figure}.pyisession"
+        server = LbsimServer(work / f"lbsim-profile-{figure}", files["cert"], files["key"], backend,
+                             label="lbsim (profiled)", profile_to=target)
+        with running([server], str(files["ca"])):
+            if ("lbsim", figure) in load.rates:  # the profiler slows it down about twice
+                load.rates[server.label, figure] = load.rates["lbsim", figure] / 2
+            result = load.run(server, figure, duration)
+        summary = f"{FIGURE_TITLES[figure]}: {result.requests} requests in {duration:g} s under the profiler\n\n"
+        summary += summarize_profile(target)
+        target.with_suffix(".txt").write_text(summary)
+        say(f"profile of {figure}: {target.with_suffix('.txt')}\n{summary}")
+
+
+# Where the time goes, by the file of the frame that spends it (built-ins count for their caller). First
+# match wins; dispatch covers mitmproxy's per-hook machinery (the loop over addons, safecall, hook args).
+PROFILE_COMPONENTS = (
+    ("TLS (OpenSSL via pyOpenSSL)", ("OpenSSL/",)),
+    ("metering", ("simulator/metering/",)),
+    ("lbsim addons", ("simulator/dataplane/addons/", "simulator/dataplane/registry.py", "simulator/policies/", "simulator/dataplane/listener.py")),
+    ("upstream (lbsim's HTTP client)", ("simulator/dataplane/upstream.py",)),
+    ("mitmproxy hook dispatch", ("mitmproxy/addonmanager.py", "mitmproxy/hooks.py", "contextlib.py",
+                                 "dataclasses.py")),
+    ("mitmproxy proxy core (layers, HTTP)", ("mitmproxy/",)),
+    ("asyncio, sockets", ("asyncio/", "selectors.py", "socket.py", "ssl.py")),
+)
+
+
+def summarize_profile(path: Path, top: int = 15) -> str:
+    """Self time by component and the functions that spend most, from a pyinstrument session."""
+    from collections import Counter
+
+    from pyinstrument.session import Session
+
+    session = Session.load(str(path))
+    root = session.root_frame()
+    if root is None:
+        return "(no samples)\n"
+    by_component: Counter[str] = Counter()
+    by_function: Counter[tuple[str, str]] = Counter()
+
+    def component(file: str) -> str:
+        for name, prefixes in PROFILE_COMPONENTS:
+            if any(p in file for p in prefixes):
+                return name
+        return "other"
+
+    def walk(frame: Any, owner: str, owner_fn: str) -> None:
+        file = frame.file_path_short or ""
+        key_file = owner if frame.is_synthetic or file.startswith("<") else file
+        function = owner_fn if frame.is_synthetic else (frame.function or "?")  # "[self]": the caller's own time
+        own = frame.time - sum(c.time for c in frame.children)
+        if own > 0:
+            by_component[component(key_file)] += own
+            by_function[(function, key_file)] += own
+        for child in frame.children:
+            walk(child, key_file, function)
+
+    walk(root, "", "?")
+    total = sum(by_component.values()) or 1.0
+    lines = [f"samples {session.sample_count}, {session.duration:.1f} s wall, {session.cpu_time:.1f} s CPU", "",
+             "| component | share of samples |", "| --- | --- |"]
+    lines += [f"| {name} | {t / total:.1%} |" for name, t in by_component.most_common()]
+    lines += ["", "| function (self time) | file | share |", "| --- | --- | --- |"]
+    lines += [f"| {fn} | {file} | {t / total:.1%} |" for (fn, file), t in by_function.most_common(top)]
+    return "\n".join(lines) + "\n"
+
+
+# ---- CLI -------------------------------------------------------------------------------------------------
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.quick:
+        rounds, duration, connections, warmup = args.rounds or 1, args.duration or 1.0, args.connections or 8, 0.0
+    else:
+        rounds, duration, connections, warmup = args.rounds or 5, args.duration or 8.0, args.connections or 20, 1.0
+    command = "lbsim bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "lbsim bench"
+    report = run_bench(rounds=rounds, duration=duration, connections=connections, workers=args.workers, tool=args.tool,
+                       nginx_workers=args.nginx_workers, include_nginx=not args.no_nginx, install=not args.no_install,
+                       out_dir=Path(args.out) if args.out else None, metering_off=args.metering_off,
+                       profile_dir=Path(args.profile) if args.profile else None, warmup=warmup,
+                       rsa_seconds=1 if args.quick else 3, command=command)
+    text = format_report(report)
+    print()
+    print(json.dumps(report.to_dict(), indent=2) if args.json else text)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmark an lbsim listener against bare mitmdump and nginx (h2load, loopback)")
+    p.add_argument("--rounds", type=int, help="interleaved rounds per server and figure (default 5; --quick 1)")
+    p.add_argument("--duration", type=float, help="seconds per measurement (default 8; --quick 1)")
+    p.add_argument("--connections", type=int, help="concurrent connections of the load tool (default 20; --quick 8)")
+    p.add_argument("--tool", choices=TOOLS, default="h2load", help="load tool (default h2load; wrk spins during handshakes)")
+    p.add_argument("--workers", type=int, default=1, help="also measure an lbsim with `workers: N` (N > 1)")
+    p.add_argument("--nginx-workers", default="1", help="nginx worker_processes (default 1, like one lbsim process)")
+    p.add_argument("--no-nginx", action="store_true", help="skip nginx")
+    p.add_argument("--metering-off", action="store_true",
+                   help="also measure the same lbsim with `metering: off` (what metering costs the listener's rates)")
+    p.add_argument("--no-install", action="store_true", help="never apt-get install missing tools")
+    p.add_argument("--quick", action="store_true", help="a smoke run of a few seconds (figures are rough)")
+    p.add_argument("--out", help="keep configs, logs, bench.json and bench.md here (default: a temp dir)")
+    p.add_argument("--profile", metavar="DIR", help="also profile the lbsim listener under pyinstrument")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_bench)
