@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from simulator import vendors
 from simulator.certs.mint import CLIENT_STATES, DEFAULT_SERVER_NAMES, LabPKI
 from simulator.certs.parse import MAX_FIELD_BYTES
 from simulator.certs.store import CertificateStore, CertInfo
@@ -28,8 +29,8 @@ def register(subparsers: Any) -> None:
     store = argparse.ArgumentParser(add_help=False, parents=[common])
     store.add_argument("--home", type=Path, help="store directory (default: $LBSIM_HOME or ~/.local/share/lbsim)")
     vendor = argparse.ArgumentParser(add_help=False)
-    vendor.add_argument("--profile", choices=sorted(PROFILES), default="aliyun-slb",
-                        help="vendor profile (default: aliyun-slb)")
+    vendor.add_argument("--profile", choices=sorted(PROFILES), default=vendors.DEFAULT,
+                        help=f"vendor profile (default: {vendors.DEFAULT})")
     vendor.add_argument("--strict", action="store_true", help="treat warnings (expired, missing intermediate) "
                         "as rejections")
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simulator import vendors
 from simulator.certs import Issued, LabPKI
 from simulator.certs.mint import cert_pem, key_pem, make_cert, make_key
 from simulator.harness.running import RunningLab, start_lab
@@ -343,8 +344,8 @@ class ScenarioLab:
 
         Defaults: port 0 (a free port), the lab's first mock backend, and ``activation_delay: 0`` so that
         the scenario does not wait one to three (scaled) minutes; pass ``activation_delay=None`` explicitly
-        for the vendor's delay. ``start=None`` keeps the vendor's default (aliyun-slb creates listeners
-        stopped, tencent-clb starts them). Removed when the test ends.
+        for the vendor's delay. ``start=None`` keeps the vendor's default (`capabilities.create_started`:
+        aliyun-slb creates listeners stopped, tencent-clb starts them). Removed when the test ends.
         """
         body = {"port": 0, **spec}
         body.setdefault("backend_servers", [{"backend": self.backend_name()}])
@@ -949,7 +950,7 @@ class LabBuilder:
                     .backend("app").listener("shop", server_certificate="web", tls_policy="tls_cipher_policy_1_2"))
     """
 
-    def __init__(self, profile: str = "aliyun-slb", time_scale: float | None = None):
+    def __init__(self, profile: str = vendors.DEFAULT, time_scale: float | None = None):
         self.data: dict[str, Any] = {"profile": profile, "certificates": [], "backends": [], "listeners": []}
         if time_scale is not None:
             self.data["time_scale"] = time_scale
