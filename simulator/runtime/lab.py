@@ -104,7 +104,8 @@ class Lab:
         self.addresses: dict[str, tuple[str, int]] = {}
         self.master: Master | None = None
         self.servers: ListenerServers | None = None
-        self.api: Any = None
+        self.api: Any = None  # the management API, once the starter attached it (simulator.faces)
+        self.faces: list[Any] = []  # control faces attached by whoever started the lab; stopped with it
         self._master_task: asyncio.Task | None = None
         self._activations: dict[int, asyncio.Task] = {}
         self._store_watch: asyncio.Task | None = None
@@ -189,14 +190,14 @@ class Lab:
             return  # a worker process: worker 0 serves the API and sends the listeners
         self._publish_usage()
         self._store_watch = asyncio.get_running_loop().create_task(self._watch_store())
-
-        from simulator.faces.management import ApiServer  # the API depends on the lab, not the other way round
-
-        self.api = ApiServer(self, self.config.api.host, self.config.api.port, token=self.config.api.token)
-        await self.api.start()
         if self.config.workers > 1:
             self.workers = WorkerPool(self)
             await self.workers.start()
+
+    def attach(self, face: Any) -> None:
+        """Keep a started control face (it has ``async stop()``) to stop before the listeners. The lab knows no
+        face: whoever starts it attaches them (`simulator.faces.start_with_faces`)."""
+        self.faces.append(face)
 
     async def stop(self) -> None:
         if self.workers is not None:
@@ -209,8 +210,9 @@ class Lab:
             with contextlib.suppress(OSError, LbsimError):
                 self.store.withdraw_usage(self._owner)
         self.health.stop()
-        if self.api is not None:
-            await self.api.stop()
+        for face in reversed(self.faces):
+            await face.stop()
+        self.faces.clear()
         if self.servers is not None:
             self.servers.close()
         if self.master is not None:
