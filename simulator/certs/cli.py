@@ -17,6 +17,7 @@ from simulator.certs.parse import MAX_FIELD_BYTES
 from simulator.certs.store import CertificateStore, CertInfo
 from simulator.certs.validate import CERT_TYPES, PROFILES, CheckResult, check
 from simulator.errors import LbsimError
+from simulator.output import dump_json
 
 
 def register(subparsers: Any) -> None:
@@ -241,6 +242,4 @@ def _show(args: argparse.Namespace, info: CertInfo) -> int:
 
 
 def _dump(obj: Any) -> None:
-    from simulator.cli import dump_json  # late: simulator.cli imports this module
-
     dump_json(obj)
