@@ -32,7 +32,7 @@ EXAMPLE = VendorProfile(
     capabilities=Capabilities(create_started=True, ignore_sni=True),
     headers=HeaderDefaults(slb_ip=True),  # on unless a listener switches it off
     error_server="example-gw",
-    cert_strictness=5,
+    cert_strictness=15,  # Alibaba's RSA-only rules: stricter than Tencent's (10), ranked below Alibaba (20)
 )
 
 
@@ -122,3 +122,22 @@ def test_a_listener_of_the_new_profile_end_to_end(example_lab: tuple[ScenarioLab
     # The vendor's own error page: the backend refuses the connection.
     page = lab.request("broken", "/", verify=str(ca))
     assert page.status == 502 and page.headers["server"] == "example-gw"
+
+
+def test_the_old_names_are_views_of_the_registry(example: VendorProfile) -> None:
+    from simulator.certs import PROFILES as CERT_PROFILES
+    from simulator.dataplane.addons.pages import ERROR_SERVER
+    from simulator.metering import billing
+    from simulator.policies import POLICIES, PROFILES
+
+    assert PROFILES["example-lb"].policies == ("tencent_default",) and PROFILES["example-lb"].sni is False
+    assert POLICIES["tencent_default"].profile == "tencent-clb"  # the first profile listing a name owns it
+    assert CERT_PROFILES["example-lb"].key_types == {"RSA"} and ERROR_SERVER["example-lb"] == "example-gw"
+    assert billing.MODELS["example-lb"] is example.billing and billing.PROFILE_MODELS["example-lb"] == "example-lb"
+    assert billing.model_for("example-lb").billed_directions == (IN,)
+
+
+def test_the_strictest_profile_validates_a_shared_certificate(example: VendorProfile) -> None:
+    assert vendors.strictest({"tencent-clb", "example-lb"}) == "example-lb"
+    assert vendors.strictest({"tencent-clb", "aliyun-slb", "example-lb"}) == "aliyun-slb"
+    assert vendors.strictest() == "aliyun-slb"  # a certificate no listener uses

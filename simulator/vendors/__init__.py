@@ -11,6 +11,8 @@ profile what the vendor does and never compares a profile's name. See docs/archi
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from simulator.errors import LbsimError
 from simulator.vendors import aliyun_slb, aws_alb, tencent_clb
 from simulator.vendors.profile import (
@@ -27,8 +29,8 @@ from simulator.vendors.profile import (
 
 __all__ = [
     "BillingModel", "Capabilities", "CertProfile", "HeaderDefaults", "LcuDimensions", "ListenerLimits",
-    "PolicyRow", "TlsTable", "VendorProfile", "billing_models", "get", "names", "register", "strictest",
-    "unregister",
+    "PolicyRow", "TlsTable", "VendorProfile", "DEFAULT", "billing_models", "get", "names", "register", "strictest",
+    "unregister", "with_capability",
 ]  # fmt: skip
 
 DEFAULT = aliyun_slb.NAME  # the profile a lab file that names none gets
@@ -73,7 +75,7 @@ def with_capability(flag: str) -> tuple[str, ...]:
     return tuple(name for name, p in _PROFILES.items() if getattr(p.capabilities, flag))
 
 
-def strictest(candidates: "tuple[str, ...] | set[str] | list[str]" = ()) -> str:
+def strictest(candidates: Iterable[str] = ()) -> str:
     """The candidate profile whose certificate rules are strictest (`cert_strictness`); with no candidates,
     the strictest registered one. Ties go to the one registered first."""
     pool = [n for n in _PROFILES if n in set(candidates)] or list(_PROFILES)
