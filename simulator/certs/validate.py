@@ -1,4 +1,5 @@
-"""Would the vendor accept this certificate? Rules per profile, as data.
+"""Would the vendor accept this certificate? One engine; each vendor's rules are data (its profile's
+`CertProfile`, in `simulator/vendors/`).
 
 `check(profile, "server" | "ca", cert_pem, key_pem)` never raises for bad input: it returns every
 finding (stable code, severity, message in the vendor's own wording where known, one-line fix hint).

@@ -1,4 +1,5 @@
-"""Vendor billing models as data: which metered bytes each vendor bills, and its LCU dimensions.
+"""Billing: which metered bytes a vendor bills, and its LCU dimensions. The models are data, each vendor
+profile's `billing` (`simulator/vendors/`, aws-alb as a reference in `aws_alb.py`); this module applies them.
 
 A model names the (direction, category) byte counts it bills; all three bill decrypted HTTP bytes
 (`payload`), never the TLS handshake, record overhead or alerts. That difference is what the seeds
