@@ -11,11 +11,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from simulator import vendors
 from simulator.certs.mint import CLIENT_STATES, DEFAULT_SERVER_NAMES, LabPKI
 from simulator.certs.parse import MAX_FIELD_BYTES
 from simulator.certs.store import CertificateStore, CertInfo
 from simulator.certs.validate import CERT_TYPES, PROFILES, CheckResult, check
 from simulator.errors import LbsimError
+from simulator.output import dump_json
 
 
 def register(subparsers: Any) -> None:
@@ -28,8 +30,8 @@ def register(subparsers: Any) -> None:
     store = argparse.ArgumentParser(add_help=False, parents=[common])
     store.add_argument("--home", type=Path, help="store directory (default: $LBSIM_HOME or ~/.local/share/lbsim)")
     vendor = argparse.ArgumentParser(add_help=False)
-    vendor.add_argument("--profile", choices=sorted(PROFILES), default="aliyun-slb",
-                        help="vendor profile (default: aliyun-slb)")
+    vendor.add_argument("--profile", choices=sorted(PROFILES), default=vendors.DEFAULT,
+                        help=f"vendor profile (default: {vendors.DEFAULT})")
     vendor.add_argument("--strict", action="store_true", help="treat warnings (expired, missing intermediate) "
                         "as rejections")
 
@@ -240,6 +242,4 @@ def _show(args: argparse.Namespace, info: CertInfo) -> int:
 
 
 def _dump(obj: Any) -> None:
-    from simulator.cli import dump_json  # late: simulator.cli imports this module
-
     dump_json(obj)

@@ -1,4 +1,5 @@
-"""Would the vendor accept this certificate? Rules per profile, as data.
+"""Would the vendor accept this certificate? One engine; each vendor's rules are data (its profile's
+`CertProfile`, in `simulator/vendors/`).
 
 `check(profile, "server" | "ca", cert_pem, key_pem)` never raises for bad input: it returns every
 finding (stable code, severity, message in the vendor's own wording where known, one-line fix hint).
@@ -10,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Iterator
 from typing import Any, Literal, Mapping
 
 from cryptography import x509
@@ -27,105 +29,32 @@ from simulator.certs.parse import (
     spki,
     split_pem,
 )
+from simulator import vendors
 from simulator.errors import LbsimError
+from simulator.vendors.profile import CertProfile
 
 CertType = Literal["server", "ca"]
 Severity = Literal["error", "warning"]
 CERT_TYPES = ("server", "ca")
 
 
-@dataclass(frozen=True)
-class CertProfile:
-    """What one vendor accepts. Values marked UNCONFIRMED in docs/certificates.md are best guesses."""
+class _Profiles(Mapping[str, CertProfile]):
+    """`PROFILES`: name -> certificate rules of every registered vendor profile, read live from
+    `simulator.vendors` (the rules themselves live in the vendor modules)."""
 
-    name: str
-    key_types: frozenset[str]  # of the server certificate
-    rsa_sizes: frozenset[int]
-    ec_curves: frozenset[str]
-    key_formats: frozenset[str]  # see parse.KEY_FORMATS
-    name_pattern: str  # full-match regex for certificate names
-    name_rule: str  # the same, in words, for the error message
-    quota: int = 100
-    id_style: Literal["aliyun", "tencent"] = "aliyun"
-    # (code, field, type) -> the vendor's own sentence, put before our specific detail; "*" matches any.
-    wording: Mapping[tuple[str, str, str], str] = field(default_factory=dict)
-    # (code, field) -> hint overriding HINTS for this profile.
-    hints: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    def __getitem__(self, name: str) -> CertProfile:
+        if name not in vendors.names():
+            raise KeyError(name)
+        return vendors.get(name).certs
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(vendors.names())
+
+    def __len__(self) -> int:
+        return len(vendors.names())
 
 
-_ALIYUN_CERT = "The specified Server Certificate format is invalid"
-_ALIYUN_KEY = "The format of the private key content is invalid"
-
-# Name rules: 1-80 characters of letters, digits, Chinese characters and - / . _ * (Alibaba
-# SetServerCertificateName). Tencent's alias rule is UNCONFIRMED: the same set, plus spaces.
-_ALIYUN_NAME = r"[A-Za-z0-9\u4e00-\u9fff\-/._*]{1,80}"
-_TENCENT_NAME = r"[A-Za-z0-9\u4e00-\u9fff\-/._* ]{1,80}"
-
-PROFILES: dict[str, CertProfile] = {
-    "aliyun-slb": CertProfile(
-        name="aliyun-slb",
-        key_types=frozenset({"RSA"}),
-        rsa_sizes=frozenset({1024, 2048, 4096}),
-        ec_curves=frozenset(),
-        key_formats=frozenset({"pkcs1"}),
-        name_pattern=_ALIYUN_NAME,
-        name_rule="1-80 characters: letters, digits, Chinese characters, hyphens (-), forward slashes (/), "
-        "periods (.), underscores (_) and asterisks (*)",
-        id_style="aliyun",
-        wording={
-            ("NotPem", "cert", "server"): _ALIYUN_CERT,
-            ("MalformedCertificate", "cert", "server"): _ALIYUN_CERT,
-            ("UnexpectedPemBlock", "cert", "server"): _ALIYUN_CERT,
-            ("DhParametersNotSupported", "cert", "server"): _ALIYUN_CERT,
-            ("MissingCertificate", "cert", "*"): "No certificate chain is found in the certificate content",
-            ("NotPem", "key", "*"): _ALIYUN_KEY,
-            ("MalformedPrivateKey", "key", "*"): _ALIYUN_KEY,
-            ("UnexpectedPemBlock", "key", "*"): _ALIYUN_KEY,
-            ("DhParametersNotSupported", "key", "*"): _ALIYUN_KEY,
-            ("EncryptedPrivateKey", "key", "*"): _ALIYUN_KEY,
-            ("Pkcs8NotSupported", "key", "*"): _ALIYUN_KEY,
-            ("UnsupportedKeyFormat", "key", "*"): _ALIYUN_KEY,
-            ("MultiplePrivateKeys", "key", "*"): _ALIYUN_KEY,
-            ("KeyCertificateMismatch", "key", "*"): "The certificate and private key that you upload do not match",
-        },
-        hints={
-            ("NotPem", "key"): "convert DER: openssl rsa -inform DER -in key.der -traditional -out key.pem; "
-            "from PKCS#12: openssl pkcs12 -in cert.pfx -nocerts -nodes | openssl rsa -traditional -out key.pem",
-            ("EncryptedPrivateKey", "key"): "decrypt it first: openssl rsa -in encrypted.pem -traditional -out key.pem "
-            "(asks for the passphrase, writes PKCS#1)",
-            ("MalformedPrivateKey", "key"): "see what is wrong with: openssl rsa -in key.pem -check -noout",
-            ("UnsupportedKeyFormat", "key"): "export the key as PKCS#1 PEM (-----BEGIN RSA PRIVATE KEY-----), "
-            "e.g. openssl rsa -in key -traditional -out key.pem",
-            ("UnsupportedKeyType", "cert"): "aliyun-slb takes RSA certificates only: issue one for an RSA key "
-            "(openssl req -new -newkey rsa:2048 -nodes -keyout key.pem -out req.csr)",
-            ("UnsupportedKeySize", "cert"): "use an RSA key of 1024, 2048 or 4096 bits (2048 is the usual choice)",
-        },
-    ),
-    "tencent-clb": CertProfile(
-        name="tencent-clb",
-        key_types=frozenset({"RSA", "ECDSA"}),
-        rsa_sizes=frozenset({1024, 2048, 3072, 4096}),  # UNCONFIRMED
-        ec_curves=frozenset({"secp256r1", "secp384r1"}),  # UNCONFIRMED
-        key_formats=frozenset({"pkcs1", "sec1", "pkcs8"}),
-        name_pattern=_TENCENT_NAME,
-        name_rule="1-80 characters: letters, digits, Chinese characters, spaces, hyphens (-), forward slashes (/), "
-        "periods (.), underscores (_) and asterisks (*)",
-        id_style="tencent",
-        hints={
-            ("NotPem", "key"): "convert DER: openssl pkey -inform DER -in key.der -out key.pem; "
-            "from PKCS#12: openssl pkcs12 -in cert.pfx -nocerts -nodes -out key.pem",
-            ("EncryptedPrivateKey", "key"): "decrypt it first: openssl pkey -in encrypted.pem -out key.pem "
-            "(asks for the passphrase)",
-            ("MalformedPrivateKey", "key"): "see what is wrong with: openssl pkey -in key.pem -noout",
-            ("UnsupportedKeyFormat", "key"): "export the key as PEM (PKCS#1, SEC1 or PKCS#8), "
-            "e.g. openssl pkey -in key -out key.pem",
-            ("UnsupportedKeyType", "cert"): "tencent-clb takes RSA and ECDSA certificates: issue one for an RSA "
-            "or P-256/P-384 key",
-            ("UnsupportedKeySize", "cert"): "use an RSA key of 1024 to 4096 bits (2048 or 3072 usual) "
-            "or an ECDSA key on P-256 or P-384",
-        },
-    ),
-}
+PROFILES: Mapping[str, CertProfile] = _Profiles()
 
 
 @dataclass(frozen=True)
@@ -257,10 +186,10 @@ class Parsed:
 
 def get_profile(name: str) -> CertProfile:
     try:
-        return PROFILES[name]
-    except (KeyError, TypeError):
+        return vendors.get(name).certs
+    except LbsimError:
         raise LbsimError("UnknownProfile", f"unknown vendor profile {name!r}", field="profile",
-                         hint="one of: " + ", ".join(PROFILES)) from None
+                         hint="one of: " + ", ".join(vendors.names())) from None
 
 
 def check_type(kind: str) -> CertType:

@@ -15,6 +15,7 @@ from typing import Any
 
 from OpenSSL import SSL
 
+from simulator import vendors
 from simulator.model.config import TICKET_LIFETIME, ListenerSpec
 from simulator.policies.context import build_server_context
 from simulator.dataplane.scheduling import Scheduler
@@ -158,9 +159,10 @@ def build_context(
             **extra,
         )
 
-    # tencent-clb serves per-domain certificates when SNI is configured; aliyun-slb ignores SNI (seed).
+    # Per-domain certificates when SNI is configured; a profile that ignores SNI serves one certificate whatever
+    # the client asks (Alibaba CLB, seed).
     sni = {domain: one(ref) for domain, ref in spec.sni} or None
-    context = one(spec.server_certificate, sni=sni, ignore_sni=spec.profile == "aliyun-slb")
+    context = one(spec.server_certificate, sni=sni, ignore_sni=vendors.get(spec.profile).capabilities.ignore_sni)
     for ctx in (context, *(sni or {}).values()):
         if ticket_keys is not None:
             set_ticket_keys(ctx, ticket_keys)

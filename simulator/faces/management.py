@@ -29,6 +29,26 @@ def pem_field(data: dict[str, Any], key: str, required: bool = True) -> bytes | 
     return value.encode()
 
 
+async def attach_api(lab: Lab) -> ApiServer:
+    """Start the management API of a started lab (worker 0) as its config says; the lab stops it with itself."""
+    api = ApiServer(lab, lab.config.api.host, lab.config.api.port, token=lab.config.api.token)
+    await api.start()
+    lab.api = api
+    lab.attach(api)
+    return api
+
+
+async def start_with_faces(lab: Lab) -> Lab:
+    """Start the lab, then its control faces (the management API); stop it again if a face cannot start."""
+    await lab.start()
+    try:
+        await attach_api(lab)
+    except BaseException:
+        await lab.stop()
+        raise
+    return lab
+
+
 class ApiServer(JsonServer):
     """`GET /health`, `/v1/certificates`, `/v1/listeners`, `/v1/connections`, `/v1/traffic`, `/v1/backends`."""
 

@@ -16,6 +16,7 @@ import yaml
 from simulator.model.config import MAX_WORKERS, LabConfig, load_config
 from simulator.runtime.defaults import default_lab, default_lab_data
 from simulator.errors import LbsimError
+from simulator.faces.management import start_with_faces
 from simulator.runtime.lab import Lab
 
 
@@ -58,8 +59,7 @@ def describe(lab: Lab, files: dict[str, str]) -> str:
 
 
 async def serve(config: LabConfig, out_dir: Path, files: dict[str, str], profile: str | None = None) -> None:
-    lab = Lab(config, out_dir)
-    await lab.start()
+    lab = await start_with_faces(Lab(config, out_dir))
     print(describe(lab, files), flush=True)
     profiler = start_profiler() if profile else None
     stop = asyncio.Event()

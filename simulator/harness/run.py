@@ -514,6 +514,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    from simulator.cli import main
+    from simulator.output import run_command
 
-    sys.exit(main(["run", *sys.argv[1:]]))
+    sys.exit(run_command(register, ["run", *sys.argv[1:]]))

@@ -23,6 +23,7 @@ from typing import Any, Awaitable, TypeVar
 from simulator.model.config import MAX_WORKERS, LabConfig, load_config, parse_config
 from simulator.runtime.defaults import default_lab
 from simulator.errors import LbsimError
+from simulator.faces.management import start_with_faces
 from simulator.runtime.lab import Lab
 from simulator.dataplane.listener import Listener
 
@@ -39,7 +40,7 @@ class RunningLab:
         self._thread.start()
         self.lab: Lab = self.call(self._make())
         try:
-            self.call(self.lab.start())
+            self.call(start_with_faces(self.lab))
         except BaseException:
             self._shutdown_loop()
             raise

@@ -13,21 +13,15 @@ from typing import Any, Callable, TypeVar
 
 import yaml
 
+from simulator import vendors
 from simulator.errors import LbsimError
 from simulator.policies import Policy, resolve_policy
 
-PROFILES = ("aliyun-slb", "tencent-clb")
-BILLING_MODELS = ("aliyun-slb", "tencent-clb", "aws-alb")
 SCHEDULERS = ("wrr", "rr", "wlc")
 HTTP_CODES = ("http_2xx", "http_3xx", "http_4xx", "http_5xx")
 
-# Vendor limits (vendor-facts §1); the lab also allows port 0 = "any free port" for parallel tests.
-IDLE_TIMEOUT = (1, 60, 15)
-REQUEST_TIMEOUT = (1, 180, 60)
-COOKIE_TIMEOUT = (1, 86400, 1000)
-HEALTH_INTERVAL = (1, 50, 2)
-HEALTH_TIMEOUT = (1, 300, 5)
-HEALTH_THRESHOLD = (2, 10, 3)
+# The vendor's field ranges and defaults are its profile's `limits` (simulator.vendors); the lab also allows
+# port 0 = "any free port" for parallel tests.
 # Seed: "usually takes one to three minutes ... Normally it takes effect in one minute but no longer exceeds
 # three minutes." The shares are the lab's choice (the vendor gives none): Lab.activation_delay draws.
 ACTIVATION_NORMAL = (45.0, 75.0)  # "about one minute"
@@ -216,7 +210,8 @@ def parse_client_cert_names(raw: Any, path: str) -> tuple[tuple[str, str], ...]:
 
 @dataclass(frozen=True)
 class Headers:
-    """Vendor header switches (aliyun names; `XForwardedFor` is always on for layer 7)."""
+    """Vendor header switches (Alibaba's names; `XForwardedFor` is always on for layer 7). A listener that leaves
+    one out gets its profile's default (`VendorProfile.headers`)."""
 
     x_forwarded_for: bool = True
     x_forwarded_proto: bool = True
@@ -234,7 +229,7 @@ class ListenerSpec:
     policy: Policy
     name: str = ""
     ca_certificate: str | None = None
-    ssl_verify_client: str = "on"  # on | optional (tencent SSLVerifyClient)
+    ssl_verify_client: str = "on"  # on | optional (where the profile's capabilities.verify_optional)
     http2: bool = False
     scheduler: str = "wrr"
     backend_servers: tuple[BackendServer, ...] = ()
@@ -243,7 +238,7 @@ class ListenerSpec:
     idle_timeout: int = 15
     request_timeout: int = 60
     headers: Headers = Headers()
-    sni: tuple[tuple[str, str], ...] = ()  # (domain, certificate) pairs, tencent only
+    sni: tuple[tuple[str, str], ...] = ()  # (domain, certificate) pairs, where the profile's capabilities.sni
     billing_model: str = ""
     activation_delay: float | None = None  # seconds before time_scale; None = drawn by Lab.activation_delay
     lb_id: str = "lb-lbsim"
@@ -275,7 +270,7 @@ class ApiSpec:
 
 @dataclass(frozen=True)
 class LabConfig:
-    profile: str = "aliyun-slb"
+    profile: str = vendors.DEFAULT
     time_scale: float = 1.0
     api: ApiSpec = ApiSpec()
     home: str | None = None
@@ -312,7 +307,7 @@ def parse_config(data: Any, base_dir: str = ".") -> LabConfig:
         ("profile", "time_scale", "api", "home", "certificates", "backends", "listeners", "connection_log", "metering",
          "workers"),
     )
-    profile = top.choice("profile", PROFILES, "aliyun-slb")
+    profile = top.choice("profile", vendors.names(), vendors.DEFAULT)
     time_scale = top.number("time_scale", 0.0001, 100.0, 1.0, float)
     api = Fields(top.raw("api"), "api", ("host", "port", "token"))
     api_spec = ApiSpec(
@@ -393,7 +388,9 @@ LISTENER_FIELDS = (
 
 def parse_listener(data: Any, path: str, default_profile: str, cert_types: dict[str, str], backends: set[str]) -> ListenerSpec:
     f = Fields(data, path, LISTENER_FIELDS)
-    profile = f.choice("profile", PROFILES, default_profile)
+    profile = f.choice("profile", vendors.names(), default_profile)
+    vendor = vendors.get(profile)
+    limits, can = vendor.limits, vendor.capabilities
     port = f.number("port", 0, 65535, None)
     if port is None:
         raise fail(f.where("port"), "is required (1-65535; 443 is recommended, any port works; 0 = any free port)")
@@ -407,8 +404,9 @@ def parse_listener(data: Any, path: str, default_profile: str, cert_types: dict[
     server_certificate = certificate("server_certificate", "server", True)
     ca_certificate = certificate("ca_certificate", "ca", False)
     verify = f.choice("ssl_verify_client", ("on", "optional"), "on")
-    if verify == "optional" and profile != "tencent-clb":
-        raise fail(f.where("ssl_verify_client"), f"'optional' is a tencent-clb setting (SSLVerifyClient); {profile} verifies every client", "remove it or use profile: tencent-clb")
+    if verify == "optional" and not can.verify_optional:
+        able = " or ".join(vendors.with_capability("verify_optional"))
+        raise fail(f.where("ssl_verify_client"), f"'optional' is a {able} setting (SSLVerifyClient); {profile} verifies every client", f"remove it or use profile: {able}")
     if f.has("ssl_verify_client") and not ca_certificate:
         raise fail(f.where("ssl_verify_client"), "only applies to mutual listeners", "add ca_certificate")
     policy = resolve_policy(profile, f.raw("tls_policy"), field=f.where("tls_policy"))
@@ -427,7 +425,7 @@ def parse_listener(data: Any, path: str, default_profile: str, cert_types: dict[
         sf = Fields({} if raw is True else raw, f.where("sticky_session"), ("type", "cookie_timeout", "cookie"))
         sticky = StickySession(
             type=sf.choice("type", ("insert", "server"), "insert"),
-            cookie_timeout=sf.number("cookie_timeout", *COOKIE_TIMEOUT),
+            cookie_timeout=sf.number("cookie_timeout", *limits.cookie_timeout),
             cookie=sf.str("cookie"),
         )
         if sticky.type == "server" and not sticky.cookie:
@@ -447,28 +445,30 @@ def parse_listener(data: Any, path: str, default_profile: str, cert_types: dict[
         uri=uri,
         method=hf.choice("method", ("head", "get"), "head"),
         http_code=tuple(codes),
-        interval=hf.number("interval", *HEALTH_INTERVAL),
-        timeout=hf.number("timeout", *HEALTH_TIMEOUT),
-        healthy_threshold=hf.number("healthy_threshold", *HEALTH_THRESHOLD),
-        unhealthy_threshold=hf.number("unhealthy_threshold", *HEALTH_THRESHOLD),
+        interval=hf.number("interval", *limits.health_interval),
+        timeout=hf.number("timeout", *limits.health_timeout),
+        healthy_threshold=hf.number("healthy_threshold", *limits.health_threshold),
+        unhealthy_threshold=hf.number("unhealthy_threshold", *limits.health_threshold),
         connect_port=hf.number("connect_port", 1, 65535, None),
     )
 
     xf = Fields(f.raw("headers"), f.where("headers"), ("x_forwarded_for", "x_forwarded_proto", "slb_ip", "slb_id", "client_cert", "client_cert_names"))
     if xf.has("x_forwarded_for") and not xf.bool("x_forwarded_for", True):
         raise fail(xf.where("x_forwarded_for"), "X-Forwarded-For is always on for layer-7 listeners")
+    sends = vendor.headers
     headers = Headers(
-        x_forwarded_proto=xf.bool("x_forwarded_proto", True),
-        slb_ip=xf.bool("slb_ip", False),
-        slb_id=xf.bool("slb_id", False),
-        client_cert=xf.bool("client_cert", True),
+        x_forwarded_proto=xf.bool("x_forwarded_proto", sends.x_forwarded_proto),
+        slb_ip=xf.bool("slb_ip", sends.slb_ip),
+        slb_id=xf.bool("slb_id", sends.slb_id),
+        client_cert=xf.bool("client_cert", sends.client_cert),
         client_cert_names=parse_client_cert_names(xf.raw("client_cert_names"), xf.where("client_cert_names")),
     )
 
     sni: list[tuple[str, str]] = []
     if f.has("sni"):
-        if profile != "tencent-clb":
-            raise fail(f.where("sni"), f"{profile} HTTPS listeners do not support SNI (seed): one certificate per listener", "use profile: tencent-clb, or one listener per certificate")
+        if not can.sni:
+            able = " or ".join(vendors.with_capability("sni"))
+            raise fail(f.where("sni"), f"{profile} HTTPS listeners do not support SNI (seed): one certificate per listener", f"use profile: {able}, or one listener per certificate")
         raw = f.raw("sni")
         if not isinstance(raw, dict) or not raw:
             raise fail(f.where("sni"), "expected a mapping of domain: server_certificate")
@@ -499,16 +499,16 @@ def parse_listener(data: Any, path: str, default_profile: str, cert_types: dict[
         ca_certificate=ca_certificate,
         ssl_verify_client=verify,
         policy=policy,
-        http2=f.bool("http2", False),
+        http2=f.bool("http2", limits.http2),
         scheduler=f.choice("scheduler", SCHEDULERS, "wrr"),
         backend_servers=tuple(servers),
         sticky_session=sticky,
         health_check=health,
-        idle_timeout=f.number("idle_timeout", *IDLE_TIMEOUT),
-        request_timeout=f.number("request_timeout", *REQUEST_TIMEOUT),
+        idle_timeout=f.number("idle_timeout", *limits.idle_timeout),
+        request_timeout=f.number("request_timeout", *limits.request_timeout),
         headers=headers,
         sni=tuple(sni),
-        billing_model=f.choice("billing_model", BILLING_MODELS, profile),
+        billing_model=f.choice("billing_model", tuple(vendors.billing_models()), vendor.billing.name),
         activation_delay=None if delay is None else float(delay),
         lb_id=f.str("lb_id", "lb-lbsim"),
     )

@@ -29,6 +29,7 @@ from simulator.dataplane.addons.limits import RequestLimits
 from simulator.dataplane.addons.sticky import StickySessions
 from simulator.dataplane.addons.timeouts import IdleTimeouts
 from simulator.dataplane.addons.tls import TlsTermination
+from simulator import vendors
 from simulator.backends import MockBackend
 from simulator.certs import CertificateStore, CertInfo, Material, check
 from simulator.certs.validate import evaluate
@@ -103,7 +104,8 @@ class Lab:
         self.addresses: dict[str, tuple[str, int]] = {}
         self.master: Master | None = None
         self.servers: ListenerServers | None = None
-        self.api: Any = None
+        self.api: Any = None  # the management API, once the starter attached it (simulator.faces)
+        self.faces: list[Any] = []  # control faces attached by whoever started the lab; stopped with it
         self._master_task: asyncio.Task | None = None
         self._activations: dict[int, asyncio.Task] = {}
         self._store_watch: asyncio.Task | None = None
@@ -188,14 +190,14 @@ class Lab:
             return  # a worker process: worker 0 serves the API and sends the listeners
         self._publish_usage()
         self._store_watch = asyncio.get_running_loop().create_task(self._watch_store())
-
-        from simulator.faces.management import ApiServer  # the API depends on the lab, not the other way round
-
-        self.api = ApiServer(self, self.config.api.host, self.config.api.port, token=self.config.api.token)
-        await self.api.start()
         if self.config.workers > 1:
             self.workers = WorkerPool(self)
             await self.workers.start()
+
+    def attach(self, face: Any) -> None:
+        """Keep a started control face (it has ``async stop()``) to stop before the listeners. The lab knows no
+        face: whoever starts it attaches them (`simulator.faces.start_with_faces`)."""
+        self.faces.append(face)
 
     async def stop(self) -> None:
         if self.workers is not None:
@@ -208,8 +210,9 @@ class Lab:
             with contextlib.suppress(OSError, LbsimError):
                 self.store.withdraw_usage(self._owner)
         self.health.stop()
-        if self.api is not None:
-            await self.api.stop()
+        for face in reversed(self.faces):
+            await face.stop()
+        self.faces.clear()
         if self.servers is not None:
             self.servers.close()
         if self.master is not None:
@@ -299,9 +302,9 @@ class Lab:
             self._uploaded.append(self.store.upload_ca(name, cert, profile=self._cert_profile(name)).id)
 
     def _cert_profile(self, name: str) -> str:
-        """Validate a certificate under the profile of the listeners that use it (aliyun is the stricter)."""
-        profiles = {l.profile for l in self.config.listeners if name in l.certificate_refs}
-        return "aliyun-slb" if "aliyun-slb" in profiles or not profiles else "tencent-clb"
+        """Validate a certificate under the strictest profile (`cert_strictness`) of the listeners that use it,
+        or under the strictest registered profile if none does."""
+        return vendors.strictest({l.profile for l in self.config.listeners if name in l.certificate_refs})
 
     def usage(self) -> dict[str, set[str]]:
         """Certificate id -> names of the listeners whose serving or pending version uses it."""
@@ -435,7 +438,8 @@ class Lab:
         return spec if spec.name else replace(spec, name=f"https-{spec.port}")
 
     async def add_listener(self, spec: ListenerSpec, start: bool | None = None) -> Listener:
-        """Create a listener. aliyun-slb creates it `stopped` until started (vendor API); tencent-clb starts it."""
+        """Create a listener: started at once or `stopped` until started, as the profile's vendor API does
+        (`capabilities.create_started`); `start` overrides."""
         if spec.port and spec.port in self.registry.listeners:
             raise LbsimError("ListenerExists", f"a listener already uses port {spec.port}", field="port",
                              hint=f"PUT /v1/listeners/{spec.port} changes it")
@@ -444,7 +448,7 @@ class Lab:
         version = self._build(spec)
         listener = self._new_listener(spec)
         version = self._adopt(listener, version)
-        if start if start is not None else spec.profile != "aliyun-slb":
+        if start if start is not None else vendors.get(spec.profile).capabilities.create_started:
             listener.status = "configuring"
             self._schedule(listener, version)
         else:
@@ -456,9 +460,9 @@ class Lab:
     def reconfigure(self, listener: Listener, spec: ListenerSpec) -> Listener:
         """Build the new version now (errors surface to the caller); it serves after the activation delay."""
         current = listener.spec
-        if current is not None and current.sni and not spec.sni:
-            raise LbsimError("SniCannotBeTurnedOff", "once SNI is on for a tencent-clb listener it cannot be turned off "
-                             "(SniSwitch)", field="sni", hint="keep the sni domains, or create a new listener")
+        if current is not None and current.sni and not spec.sni and vendors.get(current.profile).capabilities.sni_locked:
+            raise LbsimError("SniCannotBeTurnedOff", f"once SNI is on for a {current.profile} listener it cannot be "
+                             "turned off (SniSwitch)", field="sni", hint="keep the sni domains, or create a new listener")
         version = self._adopt(listener, self._build(replace(spec, port=listener.port)))
         if listener.status == "running":
             listener.status = "configuring"  # the old version keeps serving until activation
@@ -614,7 +618,7 @@ class Lab:
 
 
 def accepted(profile: str, kind: str, ref: str, stored_under: str, cert: bytes, key: bytes | None, field: str) -> None:
-    """Refuse a certificate the listener's vendor would not have taken (e.g. ECDSA on aliyun-slb)."""
+    """Refuse a certificate the listener's vendor would not have taken (e.g. ECDSA where only RSA is taken)."""
     errors = check(profile, kind, cert, key).errors
     if errors:
         first = errors[0]

@@ -255,6 +255,11 @@ LCU_RATES: tuple[float, ...] = (5, 10, 20, 40)
 _VERSIONS = {"TLSv1.2": SSL.TLS1_2_VERSION, "TLSv1.3": SSL.TLS1_3_VERSION}
 
 
+# The profile the overhead lab's listeners use (it takes ECDSA certificates) and the model the summary's
+# measured LCU steps are read for: data, named once.
+OVERHEAD_PROFILE = "tencent-clb"
+
+
 def overhead_listener_name(key_type: str, mutual: bool) -> str:
     return f"{key_type.lower()}-{'mutual' if mutual else 'one-way'}"
 
@@ -266,14 +271,14 @@ def overhead_lab(files: Mapping[str, str]) -> dict[str, Any]:
     `files` are the PEM paths of :func:`simulator.runtime.defaults.mint_default_pki`."""
     policy = {"versions": "TLSv1.2 TLSv1.3"}
     listeners = [
-        {"name": overhead_listener_name(k, m), "port": 0, "profile": "tencent-clb",
+        {"name": overhead_listener_name(k, m), "port": 0, "profile": OVERHEAD_PROFILE,
          "server_certificate": f"lab-{k.lower()}", "tls_policy": policy,
          "backend_servers": [{"backend": "web-1"}], "health_check": {"enabled": False},
          **({"ca_certificate": "lab-client-ca", "ssl_verify_client": "on"} if m else {})}
         for k in ("RSA", "ECDSA") for m in (False, True)
     ]
     return {
-        "profile": "tencent-clb",
+        "profile": OVERHEAD_PROFILE,
         "time_scale": 1.0,
         "certificates": [
             {"name": "lab-rsa", "type": "server", "cert": files["server-rsa"], "key": files["server-rsa-key"]},
@@ -761,7 +766,7 @@ def conclusions(results: Results) -> list[str]:
         parts = [f"{phrases[r.case]}: actual is {_x(r.ratio)} billed" for r in rows.itertuples()]
         if parts:
             out.append(f"{' and '.join(models)} ({what} billed), {name}: " + "; ".join(parts) + ".")
-    curve = overhead_curve(df, "tencent-clb")
+    curve = overhead_curve(df, OVERHEAD_PROFILE)
     ones = curve[curve["requests"] == 1]
     if len(ones) > 1:
         worst, best = ones.loc[ones["overhead_pct"].idxmax()], ones.loc[ones["overhead_pct"].idxmin()]
@@ -837,8 +842,8 @@ def conclusions(results: Results) -> list[str]:
                        f"Processed bytes set the LCU only above {be:,.0f} billed bytes per connection.")
     meas = lcu_measured(results) if results.steps is not None and not results.steps.empty else pd.DataFrame()
     if not meas.empty:
-        t = meas[meas["model"] == "tencent-clb"]
-        out.append("Measured rate steps (tencent-clb): " + "; ".join(
+        t = meas[meas["model"] == OVERHEAD_PROFILE]
+        out.append(f"Measured rate steps ({OVERHEAD_PROFILE}): " + "; ".join(
             f"{r.new_connections_per_s:.1f} conn/s -> {r.lcu:.2f} LCU ({r.billed_dimension})" for r in t.itertuples()) + ".")
     return out
 

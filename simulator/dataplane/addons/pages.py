@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+
 from mitmproxy import http
 
-# The server name on the vendors' own error pages.
-ERROR_SERVER = {"aliyun-slb": "Tengine", "tencent-clb": "stgw"}
+from simulator import vendors
+
+
+class _ErrorServers(Mapping[str, str]):
+    """`ERROR_SERVER`: profile name -> the server name on its own error pages (`VendorProfile.error_server`)."""
+
+    def __getitem__(self, name: str) -> str:
+        if name not in vendors.names():
+            raise KeyError(name)
+        return vendors.get(name).error_server
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(vendors.names())
+
+    def __len__(self) -> int:
+        return len(vendors.names())
+
+
+ERROR_SERVER: Mapping[str, str] = _ErrorServers()
 REASONS = {
     400: "Bad Request",
     408: "Request Time-out",
