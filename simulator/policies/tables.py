@@ -1,6 +1,6 @@
 """The vendors' TLS security policies, as data.
 
-Sources: ``shared/vendor-facts.md`` (Alibaba's ``TLSCipherPolicy`` table, Tencent's seed cipher string and
+Sources: ``docs/vendor-facts.md`` (Alibaba's ``TLSCipherPolicy`` table, Tencent's seed cipher string and
 ``ssl_protocols``) and, for Alibaba custom policies, the ALB ``CreateSecurityPolicy`` parameter reference
 (``TLSVersions`` at most 4, ``Ciphers`` at most 32, from the list below). Order is server preference order.
 Versions use OpenSSL's spelling (``TLSv1`` is TLS 1.0).
