@@ -13,7 +13,7 @@ notebooks show comes from those metered bytes (`simulator.metering`); the only c
 vendor-facts §4 reference figures, kept as a data table to compare against. Compliance verdicts are
 `simulator.harness.compliance`'s, the ones `lbsim run` reports.
 
-pandas is imported here (a `dev`/notebook dependency); matplotlib only inside the `plot_*` functions.
+pandas is imported here (the `notebooks` extra); matplotlib only inside the `plot_*` functions.
 """
 
 from __future__ import annotations
@@ -34,7 +34,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+try:
+    import pandas as pd
+except ModuleNotFoundError as missing:  # an optional part of lbsim: name the extra that brings it
+    raise ModuleNotFoundError(f"simulator.tools.analysis (the notebooks) needs {missing.name}: install "
+                              f"lbsim[notebooks] (pip install 'lbsim[notebooks]')", name=missing.name) from missing
 from OpenSSL import SSL
 
 from simulator.metering import CATEGORIES, DIRECTIONS, TrafficLedger, billing
