@@ -117,7 +117,11 @@ def test_the_readme_says_what_make_setup_installs() -> None:
     makefile = (ROOT / "Makefile").read_text()
     (install,) = re.findall(r"pip install -q (-e '\.\[[^\]]+\]')", makefile)
     assert f"pip install {install}" in readme  # the same extras, word for word
-    assert "ensure_tools(install=True)" in makefile and "apt-get install -y nginx nghttp2-client wrk gcc" in readme
+    from simulator.tools.bench import APT_PACKAGES
+
+    assert "ensure_tools(install=True)" in makefile
+    packages = re.search(r"`apt-get install -y` of the missing ones among the packages `([^`]+)`", readme)
+    assert packages and sorted(packages.group(1).split()) == sorted(APT_PACKAGES.values())
     assert "native.KIND" in makefile and "C callback" in readme
     assert "only the .venv" not in readme
 
