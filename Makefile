@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup tools run test clean
+.PHONY: setup tools run test figures clean
 
 setup: $(STAMP) tools
 
@@ -18,7 +18,7 @@ tools: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,notebooks]'
+	$(BIN)/python -m pip install -q -e '.[dev,load,notebooks]'
 	touch $(STAMP)
 
 run: setup
@@ -26,6 +26,15 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The figures of README.md and docs/notebooks.md: both notebooks executed headless on fresh measurements
+# (the full sweep, a few minutes), writing their PNGs and *_conclusions.md into docs/figures/; the executed
+# copies go to lbsim-notebooks/ (git-ignored).
+figures: setup
+	LBSIM_CWD=$(CURDIR) LBSIM_NOTEBOOK_OUT=docs/figures $(BIN)/jupyter nbconvert --to notebook --execute \
+		--ExecutePreprocessor.timeout=1800 --output-dir lbsim-notebooks notebooks/traffic_vs_billed.ipynb
+	LBSIM_CWD=$(CURDIR) LBSIM_NOTEBOOK_OUT=docs/figures $(BIN)/jupyter nbconvert --to notebook --execute \
+		--ExecutePreprocessor.timeout=1800 --output-dir lbsim-notebooks notebooks/policy_matrix.ipynb
 
 clean:
 	rm -rf $(VENV)

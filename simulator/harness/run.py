@@ -30,7 +30,6 @@ from simulator.errors import LbsimError
 
 DEFAULT_OUT = "lbsim-out/run"
 DEFAULT_TIME_SCALE = 0.01
-SUITE_DIR = Path(__file__).resolve().parents[2] / "scenarios"
 BASELINE_TITLES = {
     "mozilla-modern": "Mozilla modern",
     "mozilla-intermediate": "Mozilla intermediate",
@@ -40,11 +39,22 @@ BASELINE_TITLES = {
 
 
 def suite_dir() -> Path:
-    """The built-in suite: `scenarios/` beside the package (an editable install, as `make setup` makes)."""
-    if not (SUITE_DIR / "conftest.py").is_file():
-        raise LbsimError("SuiteNotFound", f"the built-in scenario suite is not at {SUITE_DIR}",
-                         hint="run from a checkout of lbsim installed with `pip install -e .` (make setup)")
-    return SUITE_DIR
+    """The built-in suite: a checkout's `scenarios/`, else the copy the installed package carries."""
+    from simulator.resources import data_dir
+
+    suite = data_dir("scenarios")
+    if not (suite / "conftest.py").is_file():
+        raise LbsimError("SuiteNotFound", f"the built-in scenario suite is not at {suite}",
+                         hint="reinstall lbsim (pip install lbsim, or make setup in a checkout)")
+    return suite
+
+
+def suite_pytest_args(suite: Path) -> list[str]:
+    """pytest's configuration for the built-in suite, the same from a checkout and from a wheel: our own
+    ini file (not whatever pytest.ini or pyproject.toml sits above site-packages), the suite's parent as
+    rootdir (node ids read `scenarios/test_...` either way), no conftest.py from above the suite."""
+    return ["-c", str(Path(__file__).with_name("suite.ini")), "--rootdir", str(suite.parent),
+            "--confcutdir", str(suite)]
 
 
 def lbsim_version() -> str:
@@ -393,7 +403,7 @@ def _cross_check_cell(check: dict[str, Any] | None) -> str:
 # ---- the command ------------------------------------------------------------------------------------------------------
 
 def run(args: argparse.Namespace) -> int:
-    import pytest
+    import pytest  # a core dependency: the main job needs nothing optional
 
     from simulator.harness.plugin import configure_session
     from simulator.harness.scenario import start
@@ -423,7 +433,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"lab up in {time.perf_counter() - t0:.1f} s; {len(lab.config_listeners())} listeners", flush=True)
 
         recorder = Recorder(lab, quiet=args.quiet)
-        pytest_args = [str(suite_dir()), "-p", "no:cacheprovider", f"--junitxml={junit}",
+        suite = suite_dir()
+        pytest_args = [str(suite), *suite_pytest_args(suite), "-p", "no:cacheprovider", f"--junitxml={junit}",
                        "--tb=short", "-o", "junit_family=xunit2", "-o", "junit_suite_name=lbsim-run"]
         if args.k:
             pytest_args += ["-k", args.k]

@@ -50,7 +50,6 @@ from simulator.metering import TrafficLedger, billing
 from simulator.net import free_port
 from simulator.policies.groups import pin_groups
 
-PROFILES_DIR = Path(__file__).resolve().parents[2] / "scenarios" / "load"
 PROFILES = ("keepalive", "new_connections", "mutual", "resumption", "mixed", "keepalive_fasthttp")
 # The listener each profile targets in the default lab unless --listener says otherwise.
 DEFAULT_LISTENER = {"mutual": "aliyun-mutual"}
@@ -406,7 +405,9 @@ def locustfile_for(profile: str) -> Path:
     path = Path(profile)
     if path.suffix == ".py" and path.exists():
         return path.resolve()
-    candidate = PROFILES_DIR / f"{profile}.py"
+    from simulator.resources import data_file
+
+    candidate = data_file("scenarios", "load", f"{profile}.py")
     if not candidate.exists():
         raise LbsimError("load.unknown_profile", f"no load profile {profile!r}", field="profile",
                          hint=f"one of {', '.join(PROFILES)}, or a path to a locustfile")
@@ -461,6 +462,9 @@ def locust_args(pairs: list[str]) -> list[str]:
 
 
 def run_load(args: argparse.Namespace) -> dict[str, Any]:
+    from simulator.resources import require
+
+    require("locust", "load", "lbsim load")  # Locust runs as a subprocess: say so before anything starts
     locustfile = locustfile_for(args.profile)
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):

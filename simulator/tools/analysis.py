@@ -13,7 +13,7 @@ notebooks show comes from those metered bytes (`simulator.metering`); the only c
 vendor-facts §4 reference figures, kept as a data table to compare against. Compliance verdicts are
 `simulator.harness.compliance`'s, the ones `lbsim run` reports.
 
-pandas is imported here (a `dev`/notebook dependency); matplotlib only inside the `plot_*` functions.
+pandas is imported here (the `notebooks` extra); matplotlib only inside the `plot_*` functions.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import socket
 import struct
 import tempfile
@@ -33,7 +34,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+try:
+    import pandas as pd
+except ModuleNotFoundError as missing:  # an optional part of lbsim: name the extra that brings it
+    raise ModuleNotFoundError(f"simulator.tools.analysis (the notebooks) needs {missing.name}: install "
+                              f"lbsim[notebooks] (pip install 'lbsim[notebooks]')", name=missing.name) from missing
 from OpenSSL import SSL
 
 from simulator.metering import CATEGORIES, DIRECTIONS, TrafficLedger, billing
@@ -51,7 +56,7 @@ IN, OUT = billing.IN, billing.OUT
 
 # ---- reference figures (vendor-facts §4) ---------------------------------------------------------------
 
-REFERENCE_SOURCE = ("../shared/vendor-facts.md §4 'Measured reference figures (a 2-core lab machine, loopback, "
+REFERENCE_SOURCE = ("docs/vendor-facts.md §4 'Measured reference figures (a 2-core lab machine, loopback, "
                     "RSA-2048)', small lab chain of 2 certificates, records only")
 
 
@@ -90,6 +95,35 @@ REFERENCE_RECORD_OVERHEAD: dict[str, int | tuple[int, int]] = {
 def reference_handshakes() -> pd.DataFrame:
     """The §4 handshake sizes as a table (source in `REFERENCE_SOURCE`)."""
     return pd.DataFrame([asdict(r) for r in REFERENCE_HANDSHAKES])
+
+
+# ---- paths the user gives ---------------------------------------------------------------------------------
+
+NOTEBOOK_OUT = "lbsim-notebooks"  # where a notebook writes its figures and conclusions by default (git-ignored)
+
+
+def user_cwd() -> Path:
+    """The directory the user ran the command from. A Jupyter kernel starts in the notebook's own directory
+    (`notebooks/`) but inherits the environment of the shell that started Jupyter or nbconvert, whose `$PWD`
+    names the user's directory. `$LBSIM_CWD` overrides both (Makefile targets set it); without either, the
+    process's own working directory."""
+    for name in ("LBSIM_CWD", "PWD"):
+        value = os.environ.get(name)
+        if value and Path(value).is_absolute() and Path(value).is_dir():
+            return Path(value)
+    return Path.cwd()
+
+
+def user_path(path: str | Path) -> Path:
+    """`path` as the user meant it: absolute as given, relative from :func:`user_cwd` (not from `notebooks/`)."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else user_cwd() / p
+
+
+def notebook_out(path: str | Path | None = None) -> Path:
+    """Where a notebook writes (figures, `*_conclusions.md`): `path`, else `$LBSIM_NOTEBOOK_OUT`, else
+    `lbsim-notebooks/`, relative ones from :func:`user_cwd`. Never `notebooks/` itself, whose files are tracked."""
+    return user_path(path or os.environ.get("LBSIM_NOTEBOOK_OUT") or NOTEBOOK_OUT)
 
 
 # ---- loading a results directory -----------------------------------------------------------------------
@@ -133,6 +167,9 @@ def load_results(path: str | Path) -> Results:
     """
     root = Path(path)
     log = root / "connections.jsonl"
+    if not root.is_dir():
+        raise FileNotFoundError(f"no results directory at {root} ({root.resolve()}"
+                                f"{' is a file' if root.exists() else ' does not exist'})")
     if not log.is_file():
         raise FileNotFoundError(f"{root} has no connections.jsonl (not a results directory of lbsim run/load)")
     records = read_connection_log(log)
@@ -905,7 +942,10 @@ def _version() -> str:
 def load_report(path: str | Path) -> dict[str, Any]:
     """A report.json file, or the one in a results directory."""
     p = Path(path)
-    return json.loads((p / "report.json" if p.is_dir() else p).read_text())
+    file = p / "report.json" if p.is_dir() else p
+    if not file.is_file():
+        raise FileNotFoundError(f"no report.json at {file} ({file.resolve()} does not exist)")
+    return json.loads(file.read_text())
 
 
 def policy_matrix(listener: Mapping[str, Any]) -> pd.DataFrame:

@@ -59,6 +59,7 @@ from simulator.backends import BackendProcess
 from simulator.certs import LabPKI
 from simulator.net import LOOPBACK, free_port
 from simulator.policies import resolve_policy
+from simulator.resources import data_file
 
 FIGURES = ("new_connections", "resumed_connections", "keepalive")
 PACED = "paced_connections"  # with --workers: one process and the workers at the same offered load
@@ -67,14 +68,14 @@ FIGURE_TITLES = {"new_connections": "new TLS connections/s, full handshakes (1 r
                  "keepalive": "keep-alive requests/s",
                  PACED: "new TLS connections at an equal pace (half of one process's rate), full handshakes"}
 FULL_HANDSHAKES = ("new_connections", PACED)  # h2load runs these under the no-resumption shim
-SHIM = Path(__file__).resolve().parents[2] / "benchmarks" / "full_handshakes.c"
+SHIM = "full_handshakes.c"  # in benchmarks/ (simulator.resources: the checkout's, else the installed copy)
 LOG_SETTLE = 0.3  # seconds for lbsim's last connection records of a sample to reach its log
 METERING_OFF = "lbsim metering off"  # with --metering-off: the same lbsim with `metering: off`
 PROFILE, POLICY = "aliyun-slb", "tls_cipher_policy_1_2_strict_with_1_3"
 # Debian packages of the external tools (the setup installs them; the bench may too, as root).
 APT_PACKAGES = {"h2load": "nghttp2-client", "wrk": "wrk", "nginx": "nginx", "cc": "gcc"}  # cc: the shim
 TOOLS = ("h2load", "wrk")
-TEMPLATE = Path(__file__).resolve().parents[2] / "benchmarks" / "nginx.conf.template"
+TEMPLATE = "nginx.conf.template"  # in benchmarks/ too
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/sbin"])
 
 
@@ -177,10 +178,11 @@ def build_shim(workdir: Path, say: Callable[[str], None] = print) -> Path | None
     if cc is None:
         say("no C compiler (cc): the full-handshake figure is left out (apt-get install -y gcc)")
         return None
-    done = subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(target), str(SHIM), "-ldl"],
+    source = data_file("benchmarks", SHIM)
+    done = subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(target), str(source), "-ldl"],
                           capture_output=True, text=True)
     if done.returncode != 0:
-        say(f"could not build {SHIM.name}: {done.stderr.strip()[-400:]}; the full-handshake figure is left out")
+        say(f"could not build {SHIM}: {done.stderr.strip()[-400:]}; the full-handshake figure is left out")
         return None
     return target
 
@@ -384,7 +386,7 @@ class NginxServer(Server):
             "cert": str(cert), "key": str(key), "protocols": " ".join(policy.versions),
             "ciphers": policy.openssl_cipher_list(), "tls13_ciphersuites": ":".join(policy.tls13_ciphersuites),
         }
-        text = TEMPLATE.read_text()
+        text = data_file("benchmarks", TEMPLATE).read_text()
         for name, value in values.items():
             text = text.replace("{" + name + "}", value)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -613,7 +615,8 @@ def run_bench(
     tools = ensure_tools(install, say, (tool, "cc", "nginx") if include_nginx else (tool, "cc"))
     if tools[tool] is None:
         raise RuntimeError(f"{tool} is required: apt-get install -y {APT_PACKAGES[tool]}")
-    work = Path(tempfile.mkdtemp(prefix="lbsim-bench-")) if out_dir is None else out_dir
+    # Absolute: the lab files written below name their certificates by this path, relative to the file itself.
+    work = Path(tempfile.mkdtemp(prefix="lbsim-bench-")) if out_dir is None else Path(out_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)
     load = Load(tool, tools[tool], connections, build_shim(work, say))
     figures = [f for f in FIGURES if f not in FULL_HANDSHAKES or load.shim]
