@@ -112,6 +112,14 @@ def test_yaml_errors_and_missing_files(tmp_path) -> None:
     assert info.value.code == "ConfigNotFound"
 
 
+@pytest.mark.parametrize("profile", ["aliyun-slb", "tencent-clb"])
+def test_http2_defaults_to_the_vendors_on_and_can_be_switched_off(profile: str) -> None:
+    base = {"port": 443, "server_certificate": "web", "profile": profile}
+    assert parse_config({"listeners": [base]}).listeners[0].http2 is True  # EnableHttp2 / tencent FAQ: on
+    assert parse_config({"listeners": [{**base, "http2": "off"}]}).listeners[0].http2 is False
+    assert "listeners[0].http2" in str(error_of({"listeners": [{**base, "http2": "sometimes"}]}))
+
+
 def test_yaml_on_off_switches(tmp_path) -> None:
     path = tmp_path / "lab.yaml"
     path.write_text(

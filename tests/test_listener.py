@@ -193,6 +193,32 @@ def test_http2_via_alpn_with_curl(lab: RunningLab) -> None:
     assert out.stdout == "1.1"  # http2 off on this listener: ALPN falls back
 
 
+def started_listener(lab: RunningLab, **fields: object) -> int:
+    """A started one-way listener created through the API with `fields`; its port."""
+    body = {"port": 0, "server_certificate": "lab-rsa", "activation_delay": 0, "start": True,
+            "backend_servers": [{"backend": "web-1"}], "health_check": {"enabled": False}, **fields}
+    status, listener = lab.api("POST", "/v1/listeners", body)
+    assert status == 202, listener
+    port = listener["port"]
+    wait_for(lambda: lab.api("GET", f"/v1/listeners/{port}")[1]["status"] == "running", 10)
+    return port
+
+
+@pytest.mark.parametrize("profile", ["aliyun-slb", "tencent-clb"])
+@pytest.mark.parametrize("http2", [None, False])
+def test_http2_is_on_by_default_as_on_both_vendors(lab: RunningLab, profile: str, http2: bool | None) -> None:
+    # Alibaba's EnableHttp2 defaults to on; tencent: "The listener supports HTTP/2 on HTTPS by default".
+    port = started_listener(lab, profile=profile, **({} if http2 is None else {"http2": http2}))
+    try:
+        assert lab.api("GET", f"/v1/listeners/{port}")[1]["http2"] is (http2 is None)
+        result = probe("127.0.0.1", port, alpn=["h2", "http/1.1"])
+        assert result.ok, result.to_dict()
+        assert result.alpn == ("h2" if http2 is None else "http/1.1")
+        assert last_record(lab, port, result.local_port)["alpn"] == result.alpn
+    finally:
+        lab.api("DELETE", f"/v1/listeners/{port}")
+
+
 def test_curl_mutual_command_from_readme_works(lab: RunningLab) -> None:
     out = subprocess.run(
         ["curl", "-sS", "--cacert", lab.ca_file, "--cert", lab.files["client-valid"], "--key", lab.files["client-valid-key"],

@@ -44,4 +44,6 @@ def test_the_default_lab_the_readme_shows_is_the_one_lbsim_up_starts() -> None:
     for listener in parse_config(data).listeners:
         name, policy = listener.name, listener.policy.name
         assert re.search(rf"^{name} +https://127\.0\.0\.1:\d+/ +{listener.profile} .*policy {policy}$", quick_start, re.M), name
-        assert re.search(rf"^\| `{name}` \| {listener.profile} \|.*\| `{policy}` \|", table, re.M), name
+        row = re.search(rf"^\| `{name}` \| {listener.profile} \|.*\| `{policy}` \|(.*)$", table, re.M)
+        assert row, name
+        assert ("HTTP/2 on" if listener.http2 else "HTTP/2 off") in row.group(1), name

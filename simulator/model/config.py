@@ -34,6 +34,10 @@ ACTIVATION_NORMAL = (45.0, 75.0)  # "about one minute"
 ACTIVATION_NORMAL_SHARE = 0.85
 ACTIVATION_MAX = 180.0  # "no longer exceeds three minutes"
 TICKET_LIFETIME = 300  # seed: "The session ticket of HTTPS listeners is 300 seconds."
+# vendor data: folds into simulator/vendors at merge
+# `http2` when a listener does not say: Alibaba's CreateLoadBalancerHTTPSListener documents EnableHttp2 on|off,
+# default on; Tencent's CLB HTTP/2 FAQ: "The listener supports HTTP/2 on HTTPS by default".
+HTTP2_DEFAULT = {"aliyun-slb": True, "tencent-clb": True}
 MAX_WEIGHT = 100
 MAX_WORKERS = 64  # processes sharing each listener port (SO_REUSEPORT); one per core is the useful maximum
 # time_scale shrinks vendor timers, but a timeout that bounds live I/O never goes below this: on a loaded
@@ -235,7 +239,7 @@ class ListenerSpec:
     name: str = ""
     ca_certificate: str | None = None
     ssl_verify_client: str = "on"  # on | optional (tencent SSLVerifyClient)
-    http2: bool = False
+    http2: bool = True  # the lab file's default is per profile: HTTP2_DEFAULT
     scheduler: str = "wrr"
     backend_servers: tuple[BackendServer, ...] = ()
     sticky_session: StickySession | None = None
@@ -499,7 +503,7 @@ def parse_listener(data: Any, path: str, default_profile: str, cert_types: dict[
         ca_certificate=ca_certificate,
         ssl_verify_client=verify,
         policy=policy,
-        http2=f.bool("http2", False),
+        http2=f.bool("http2", HTTP2_DEFAULT[profile]),
         scheduler=f.choice("scheduler", SCHEDULERS, "wrr"),
         backend_servers=tuple(servers),
         sticky_session=sticky,
