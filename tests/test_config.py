@@ -39,6 +39,14 @@ def test_mutual_listener_and_tencent_optional_verification() -> None:
     assert spec.mutual and spec.ssl_verify_client == "optional"
 
 
+@pytest.mark.parametrize("profile", ["aliyun-slb", "tencent-clb"])
+def test_client_cert_refusal_defaults_per_profile_and_can_be_set(profile: str) -> None:
+    mutual = {"profile": profile, "ca_certificate": "clients"}
+    assert parse_config(listener(**mutual)).listeners[0].client_cert_refusal == "handshake"  # UNCONFIRMED default
+    spec = parse_config(listener(**mutual, client_cert_refusal="http_400")).listeners[0]
+    assert spec.client_cert_refusal == "http_400"
+
+
 @pytest.mark.parametrize(
     "fields, path, words",
     [
@@ -50,6 +58,9 @@ def test_mutual_listener_and_tencent_optional_verification() -> None:
         ({"profile": "aws"}, "listeners[0].profile", "aliyun-slb, tencent-clb"),
         ({"ssl_verify_client": "optional", "ca_certificate": "clients"}, "listeners[0].ssl_verify_client", "tencent-clb"),
         ({"ssl_verify_client": "on"}, "listeners[0].ssl_verify_client", "mutual"),
+        ({"client_cert_refusal": "http_400"}, "listeners[0].client_cert_refusal", "only applies to mutual listeners"),
+        ({"client_cert_refusal": "alert", "ca_certificate": "clients"}, "listeners[0].client_cert_refusal",
+         "handshake, http_400"),
         ({"sni": {"a.example": "web"}}, "listeners[0].sni", "SNI"),
         ({"ca_certificate": "web"}, "listeners[0].ca_certificate", "expected a ca certificate"),
         ({"server_certificate": "clients"}, "listeners[0].server_certificate", "expected a server certificate"),

@@ -163,6 +163,123 @@ def test_mutual_matrix(lab: RunningLab, listener: str, client: str | None, succe
                     "x-forwarded-clientcert-fingerprint"} & received.keys()
 
 
+# client_cert_refusal: http_400, as stock nginx/Tengine refuse: the handshake completes and every request gets
+# nginx's 400 page. (listener settings, client certificate, tls_verify_status, 400 page detail or None = 200)
+HTTP_400_MATRIX = [
+    ("aliyun-slb", "on", None, "Failed:NoClientCertificate", "No required SSL certificate was sent"),
+    ("aliyun-slb", "on", "valid", "Success", None),
+    ("aliyun-slb", "on", "untrusted", "Failed:ClientCertUntrusted", "The SSL certificate error"),
+    ("aliyun-slb", "on", "expired", "Failed:ClientCertExpired", "The SSL certificate error"),
+    ("aliyun-slb", "on", "not_yet_valid", "Failed:ClientCertNotYetValid", "The SSL certificate error"),
+    ("tencent-clb", "optional", None, "Success", None),  # optional still admits no certificate
+    ("tencent-clb", "optional", "untrusted", "Failed:ClientCertUntrusted", "The SSL certificate error"),
+    ("tencent-clb", "optional", "expired", "Failed:ClientCertExpired", "The SSL certificate error"),
+]
+
+
+@pytest.fixture(scope="module")
+def http_400_listeners(lab: RunningLab) -> dict[str, int]:
+    """One mutual listener per profile in http_400 mode (aliyun: verify on; tencent: optional), via the API."""
+    ports = {}
+    for profile, verify, policy in (("aliyun-slb", "on", "tls_cipher_policy_1_2_strict_with_1_3"),
+                                    ("tencent-clb", "optional", None)):
+        ports[profile] = started_listener(lab, profile=profile, ca_certificate="lab-client-ca", tls_policy=policy,
+                                          ssl_verify_client=verify, client_cert_refusal="http_400")
+    yield ports
+    for port in ports.values():
+        lab.api("DELETE", f"/v1/listeners/{port}")
+
+
+def client_kwargs(lab: RunningLab, client: str | None) -> dict[str, bytes]:
+    if client is None:
+        return {}
+    return {"client_cert_pem": pem(lab.files[f"client-{client}"]), "client_key_pem": pem(lab.files[f"client-{client}-key"])}
+
+
+@pytest.mark.parametrize("profile, verify, client, status, page", HTTP_400_MATRIX)
+@pytest.mark.parametrize("version", ["TLSv1.2", "TLSv1.3"])
+def test_mutual_matrix_http_400_mode(lab: RunningLab, http_400_listeners: dict[str, int], profile: str, verify: str,
+                                     client: str | None, status: str, page: str | None, version: str) -> None:
+    port = http_400_listeners[profile]
+    described = lab.api("GET", f"/v1/listeners/{port}")[1]
+    assert described["client_cert_refusal"] == "http_400" and described["ssl_verify_client"] == verify
+    result = probe("127.0.0.1", port, version=version, http_request=b"GET /mtls HTTP/1.1\r\nHost: x\r\n\r\n",
+                   **client_kwargs(lab, client))
+    assert result.ok and result.alert is None, result.to_dict()  # the handshake completes either way
+    head, _, body = (result.http_response or b"").partition(b"\r\n\r\n")
+    record = last_record(lab, port, result.local_port)
+    assert record["tls_verify_status"] == status  # the reason, as in handshake mode
+    if page is None:
+        assert head.startswith(b"HTTP/1.1 200"), result.to_dict()
+        assert json.loads(body)["path"] == "/mtls"  # the backend answered
+        assert record["error"] is None
+        return
+    assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n"), result.to_dict()
+    headers = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:])
+    server = {"aliyun-slb": b"Tengine", "tencent-clb": b"stgw"}[profile]
+    assert headers[b"Server"] == server and headers[b"Connection"] == b"close"
+    assert body == (f"<html>\r\n<head><title>400 {page}</title></head>\r\n<body>\r\n<center><h1>400 Bad Request"
+                    f"</h1></center>\r\n<center>{page}</center>\r\n</body>\r\n</html>\r\n").encode()
+    reason = {None: "peer did not return a certificate", "untrusted": "unable to get local issuer certificate",
+              "expired": "certificate has expired", "not_yet_valid": "certificate is not yet valid"}[client]
+    assert reason in record["error"], record["error"]
+    assert record["tls_protocol"] == version and record["requests"] == 0  # nothing reached a backend
+    if client is not None:
+        leaf = x509.load_pem_x509_certificates(pem(lab.files[f"client-{client}"]))[0]
+        assert record["client_cert_subject"] == leaf.subject.rfc4514_string()
+
+
+def test_http_400_mode_closes_after_the_page_and_a_resumed_session_is_refused_too(
+        lab: RunningLab, http_400_listeners: dict[str, int]) -> None:
+    port = http_400_listeners["aliyun-slb"]
+    context = lab.ssl_context("expired", server_hostname_check=False)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2  # a session-ID/ticket resumption the callback never sees
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as tls:
+        tls.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = read_response(tls)
+        assert answer.startswith(b"HTTP/1.1 400") and b"The SSL certificate error" in answer
+        assert tls.recv(4096) == b""  # closed after the first page: /b gets nothing
+        session = tls.session
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
+        assert tls.session_reused
+        tls.sendall(b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"The SSL certificate error" in read_response(tls)
+        local_port = tls.getsockname()[1]
+    record = last_record(lab, port, local_port)
+    assert record["resumed"] is True and record["tls_verify_status"] == "Failed:ClientCertExpired"
+
+
+def test_http_400_mode_over_http2_with_curl(lab: RunningLab, http_400_listeners: dict[str, int]) -> None:
+    out = subprocess.run(
+        ["curl", "-sS", "--http2", "--cacert", lab.ca_file, "-w", "\n%{http_version} %{http_code}",
+         f"https://localhost:{http_400_listeners['aliyun-slb']}/h2"],
+        capture_output=True, text=True, timeout=20,
+    )
+    assert out.returncode == 0, out.stderr  # curl sees an answer, not a TLS error
+    assert "<title>400 No required SSL certificate was sent</title>" in out.stdout
+    assert out.stdout.endswith("\n2 400")
+
+
+def test_client_cert_refusal_is_validated_naming_the_field(lab: RunningLab) -> None:
+    for body, message in (({"ca_certificate": "lab-client-ca", "client_cert_refusal": "reset"},
+                           "unknown value 'reset'; expected one of handshake, http_400"),
+                          ({"client_cert_refusal": "http_400"}, "only applies to mutual listeners")):
+        status, answer = lab.api("POST", "/v1/listeners", {"port": 0, "server_certificate": "lab-rsa", **body})
+        assert status == 400 and answer["error"]["field"] == "listener.client_cert_refusal", answer
+        assert message in answer["error"]["message"], answer
+    # A mutual listener that does not say takes its profile's default: handshake on both (UNCONFIRMED).
+    port = started_listener(lab, profile="tencent-clb", ca_certificate="lab-client-ca")
+    try:
+        assert lab.api("GET", f"/v1/listeners/{port}")[1]["client_cert_refusal"] == "handshake"
+        assert lab.api("GET", f"/v1/listeners/{lab.port('tencent-one-way')}")[1]["client_cert_refusal"] is None
+        result = probe("127.0.0.1", port, version="TLSv1.2", **client_kwargs(lab, "expired"))
+        assert not result.ok and result.alert == "certificate expired"
+    finally:
+        lab.api("DELETE", f"/v1/listeners/{port}")
+
+
 def test_session_resumes_within_ticket_lifetime_and_not_after(lab: RunningLab) -> None:
     port = lab.port("aliyun-one-way")
     lifetime = 300 * lab.config.time_scale  # the seed's 300 s, scaled

@@ -29,6 +29,7 @@ def test_the_configuration_example_is_a_valid_lab() -> None:
     config = parse_config(yaml.safe_load(block.group(1)), base_dir="/nonexistent")  # files are read at start, not here
     shop = config.listeners[0]
     assert shop.name == "shop" and shop.profile == "tencent-clb" and shop.mutual
+    assert shop.client_cert_refusal == "handshake" and shop.http2
     # Every field the example sets is taken, not defaulted: a rename in the config would break one of these.
     assert dict(shop.sni) == {"shop.example.com": "web", "*.example.org": "other"}
     assert shop.policy.custom and shop.policy.versions == ("TLSv1.2", "TLSv1.3")

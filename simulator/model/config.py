@@ -38,6 +38,13 @@ TICKET_LIFETIME = 300  # seed: "The session ticket of HTTPS listeners is 300 sec
 # `http2` when a listener does not say: Alibaba's CreateLoadBalancerHTTPSListener documents EnableHttp2 on|off,
 # default on; Tencent's CLB HTTP/2 FAQ: "The listener supports HTTP/2 on HTTPS by default".
 HTTP2_DEFAULT = {"aliyun-slb": True, "tencent-clb": True}
+# vendor data: folds into simulator/vendors at merge
+# How a mutual listener refuses a client without a valid certificate, when the listener does not say:
+# `handshake` (a TLS alert) or `http_400` (the handshake completes; every request gets nginx's 400 page).
+# Neither vendor says which (aliyun seed: "the connection will be rejected"): UNCONFIRMED, lbsim keeps the
+# handshake refusal on both. Stock nginx and Tengine with `ssl_verify_client on` answer 400 (docs/tls-policies.md).
+CLIENT_CERT_REFUSALS = ("handshake", "http_400")
+CLIENT_CERT_REFUSAL_DEFAULT = {"aliyun-slb": "handshake", "tencent-clb": "handshake"}
 MAX_WEIGHT = 100
 MAX_WORKERS = 64  # processes sharing each listener port (SO_REUSEPORT); one per core is the useful maximum
 # time_scale shrinks vendor timers, but a timeout that bounds live I/O never goes below this: on a loaded
@@ -239,6 +246,7 @@ class ListenerSpec:
     name: str = ""
     ca_certificate: str | None = None
     ssl_verify_client: str = "on"  # on | optional (tencent SSLVerifyClient)
+    client_cert_refusal: str = "handshake"  # handshake | http_400; the lab file's default: CLIENT_CERT_REFUSAL_DEFAULT
     http2: bool = True  # the lab file's default is per profile: HTTP2_DEFAULT
     scheduler: str = "wrr"
     backend_servers: tuple[BackendServer, ...] = ()
@@ -389,7 +397,8 @@ def parse_backend(data: Any, path: str) -> BackendSpec:
 
 
 LISTENER_FIELDS = (
-    "name", "port", "profile", "server_certificate", "ca_certificate", "ssl_verify_client", "tls_policy", "http2",
+    "name", "port", "profile", "server_certificate", "ca_certificate", "ssl_verify_client", "client_cert_refusal",
+    "tls_policy", "http2",
     "scheduler", "backend_servers", "sticky_session", "health_check", "idle_timeout", "request_timeout", "headers",
     "sni", "billing_model", "activation_delay", "lb_id",
 )  # fmt: skip
@@ -415,6 +424,10 @@ def parse_listener(data: Any, path: str, default_profile: str, cert_types: dict[
         raise fail(f.where("ssl_verify_client"), f"'optional' is a tencent-clb setting (SSLVerifyClient); {profile} verifies every client", "remove it or use profile: tencent-clb")
     if f.has("ssl_verify_client") and not ca_certificate:
         raise fail(f.where("ssl_verify_client"), "only applies to mutual listeners", "add ca_certificate")
+    refusal = f.choice("client_cert_refusal", CLIENT_CERT_REFUSALS, CLIENT_CERT_REFUSAL_DEFAULT[profile])
+    if f.has("client_cert_refusal") and not ca_certificate:
+        raise fail(f.where("client_cert_refusal"), "only applies to mutual listeners (how they refuse a client "
+                   "certificate)", "add ca_certificate, or remove client_cert_refusal")
     policy = resolve_policy(profile, f.raw("tls_policy"), field=f.where("tls_policy"))
 
     servers = []
@@ -502,6 +515,7 @@ def parse_listener(data: Any, path: str, default_profile: str, cert_types: dict[
         server_certificate=server_certificate,
         ca_certificate=ca_certificate,
         ssl_verify_client=verify,
+        client_cert_refusal=refusal,
         policy=policy,
         http2=f.bool("http2", HTTP2_DEFAULT[profile]),
         scheduler=f.choice("scheduler", SCHEDULERS, "wrr"),
