@@ -39,6 +39,22 @@ def test_mutual_listener_and_tencent_optional_verification() -> None:
     assert spec.mutual and spec.ssl_verify_client == "optional"
 
 
+def test_rsa_and_ecc_certificates_on_one_tencent_listener() -> None:
+    data = listener(profile="tencent-clb", server_certificates=["web", "ecc"])
+    data["certificates"] = [*data["certificates"], {"name": "ecc", "cert": "ecc.pem", "key": "ecc.key"}]
+    del data["listeners"][0]["server_certificate"]
+    spec = parse_config(data).listeners[0]
+    assert spec.server_certificates == ("web", "ecc") and spec.server_certificate == "web"
+    assert [f for f, _, _ in spec.certificate_fields] == ["server_certificates[0]", "server_certificates[1]"]
+    aliyun = {**data, "listeners": [{**data["listeners"][0], "profile": "aliyun-slb"}]}
+    error = error_of(aliyun)
+    assert error.field == "listeners[0].server_certificates" and "tencent-clb feature" in error.message
+    one = {**data, "listeners": [{**data["listeners"][0], "server_certificates": ["web"]}]}
+    assert "two different server certificate names" in error_of(one).message
+    unknown = {**data, "listeners": [{**data["listeners"][0], "server_certificates": ["web", "nope"]}]}
+    assert error_of(unknown).field == "listeners[0].server_certificates[1]"
+
+
 @pytest.mark.parametrize("profile", ["aliyun-slb", "tencent-clb"])
 def test_client_cert_refusal_defaults_per_profile_and_can_be_set(profile: str) -> None:
     mutual = {"profile": profile, "ca_certificate": "clients"}

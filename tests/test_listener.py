@@ -312,8 +312,10 @@ def test_http2_via_alpn_with_curl(lab: RunningLab) -> None:
 
 def started_listener(lab: RunningLab, **fields: object) -> int:
     """A started one-way listener created through the API with `fields`; its port."""
-    body = {"port": 0, "server_certificate": "lab-rsa", "activation_delay": 0, "start": True,
-            "backend_servers": [{"backend": "web-1"}], "health_check": {"enabled": False}, **fields}
+    body = {"port": 0, "activation_delay": 0, "start": True, "backend_servers": [{"backend": "web-1"}],
+            "health_check": {"enabled": False}, **fields}
+    if "server_certificates" not in fields:
+        body.setdefault("server_certificate", "lab-rsa")
     status, listener = lab.api("POST", "/v1/listeners", body)
     assert status == 202, listener
     port = listener["port"]
@@ -334,6 +336,82 @@ def test_http2_is_on_by_default_as_on_both_vendors(lab: RunningLab, profile: str
         assert last_record(lab, port, result.local_port)["alpn"] == result.alpn
     finally:
         lab.api("DELETE", f"/v1/listeners/{port}")
+
+
+@pytest.fixture
+def rsa_and_ecc(lab: RunningLab) -> dict[str, str]:
+    """A fresh RSA and ECDSA server certificate (each from its own CA) uploaded for tencent-clb, and a CA file."""
+    from simulator.certs import LabPKI
+
+    names, cas = {}, b""
+    for kind in ("rsa", "ecdsa"):
+        pki = LabPKI(key_type=kind, name=f"multi {kind} CA")
+        issued = pki.server("localhost", intermediate=True)
+        status, info = lab.api("POST", "/v1/certificates", {"name": f"multi-{kind}", "type": "server",
+                                                            "profile": "tencent-clb", "cert": issued.chain_pem.decode(),
+                                                            "key": issued.key_pem.decode()})
+        assert status == 201, info
+        names[kind], names[f"{kind}-fingerprint"] = info["id"], info["fingerprint_sha256"]
+        cas += pki.ca_pem
+    names["ca_file"] = str(lab.out_dir / "multi-ca.pem")
+    with open(names["ca_file"], "wb") as f:
+        f.write(cas)
+    yield names
+    for kind in ("rsa", "ecdsa"):
+        lab.api("DELETE", f"/v1/certificates/{names[kind]}")
+
+
+def sha256_of(result) -> str:
+    return result.server_fingerprint_sha256.replace(":", "").lower()
+
+
+def test_rsa_and_ecc_certificates_on_one_tencent_listener(lab: RunningLab, rsa_and_ecc: dict[str, str]) -> None:
+    port = started_listener(lab, profile="tencent-clb", server_certificates=["multi-rsa", "multi-ecdsa"])
+    try:
+        view = lab.api("GET", f"/v1/listeners/{port}")[1]
+        assert view["server_certificates"] == ["multi-rsa", "multi-ecdsa"] and view["server_certificate"] == "multi-rsa"
+        rsa, ecc = (rsa_and_ecc[f"{k}-fingerprint"].replace(":", "").lower() for k in ("rsa", "ecdsa"))
+        ca = rsa_and_ecc["ca_file"]
+        # TLS 1.2: the suites the client offers pick the certificate; each chain verifies (its own intermediate).
+        only_ecdsa = probe("127.0.0.1", port, version="TLSv1.2", ciphers="ECDHE-ECDSA-AES128-GCM-SHA256", cafile=ca)
+        only_rsa = probe("127.0.0.1", port, version="TLSv1.2", ciphers="ECDHE-RSA-AES128-GCM-SHA256", cafile=ca)
+        assert only_ecdsa.ok and only_rsa.ok, (only_ecdsa.error, only_rsa.error)
+        assert sha256_of(only_ecdsa) == ecc and sha256_of(only_rsa) == rsa
+        assert len(only_ecdsa.server_chain) == len(only_rsa.server_chain) == 3  # leaf, its intermediate, its root
+        # Offered both, the policy's order decides: the tencent default string lists ECDHE-RSA-AES128-GCM first.
+        assert sha256_of(probe("127.0.0.1", port, version="TLSv1.2", cafile=ca)) == rsa
+        # TLS 1.3: the signature algorithms decide; a client that can verify ECDSA gets the ECC certificate.
+        assert sha256_of(probe("127.0.0.1", port, version="TLSv1.3", cafile=ca)) == ecc
+        # The meter sees the smaller ECC handshake.
+        small, large = (last_record(lab, port, r.local_port)["traffic"]["lb_to_client"]["handshake"]
+                        for r in (only_ecdsa, only_rsa))
+        assert small < large - 300
+        assert large - small == only_rsa.bytes_received - only_ecdsa.bytes_received  # exact, as the client counted
+        # Both certificates are in use: neither can be deleted while the listener holds it.
+        for kind in ("rsa", "ecdsa"):
+            status, body = lab.api("DELETE", f"/v1/certificates/{rsa_and_ecc[kind]}")
+            assert status == 409 and body["error"]["code"] == "CertificateInUse", body
+    finally:
+        lab.api("DELETE", f"/v1/listeners/{port}")
+
+
+@pytest.mark.parametrize("fields, field, message", [
+    ({"profile": "aliyun-slb", "server_certificates": ["multi-rsa", "multi-ecdsa"]}, "listener.server_certificates",
+     "aliyun-slb listeners hold one server certificate"),
+    ({"profile": "tencent-clb", "server_certificates": ["multi-rsa", "multi-rsa"]}, "listener.server_certificates",
+     "two different server certificate names"),
+    ({"profile": "tencent-clb", "server_certificates": ["multi-rsa", "lab-rsa"]}, "listener.server_certificates",
+     "one RSA and one ECDSA"),
+    ({"profile": "tencent-clb", "server_certificates": ["multi-rsa", "lab-client-ca"]},
+     "listener.server_certificates[1]", "expected a server certificate"),
+    ({"profile": "tencent-clb", "server_certificate": "lab-rsa", "server_certificates": ["multi-rsa", "multi-ecdsa"]},
+     "listener.server_certificates", "not both"),
+])
+def test_rsa_and_ecc_certificates_are_validated_naming_the_field(lab: RunningLab, rsa_and_ecc: dict[str, str],
+                                                                 fields: dict, field: str, message: str) -> None:
+    status, body = lab.api("POST", "/v1/listeners", {"port": 0, **fields})
+    assert status == 400 and body["error"]["field"] == field, body
+    assert message in body["error"]["message"], body
 
 
 def test_curl_mutual_command_from_readme_works(lab: RunningLab) -> None:

@@ -131,6 +131,23 @@ def test_strict_with_1_3_and_an_ecdsa_certificate(pki: PKI) -> None:
     assert all("ECDSA" in s for s in found["TLSv1.2"]) and len(found["TLSv1.3"]) == 5
 
 
+def test_an_rsa_and_an_ecdsa_certificate_on_one_context(pki: PKI) -> None:
+    """tencent MultiCertInfo: one context, two certificates; every suite either can serve negotiates, in the
+    policy's order, and the suite picks the certificate (tests/test_listener.py verifies both chains)."""
+    policy = resolve_policy("tencent-clb", None)
+    ctx = build_server_context(policy, pki.rsa.chain, pki.rsa.key, also=[(pki.ecdsa.chain, pki.ecdsa.key)])
+    with TLSTestServer(ctx) as server:
+        found = enumerate_tls(HOST, server.port)
+        for suite, key_type in (("ECDHE-ECDSA-AES256-GCM-SHA384", "ECDSA"), ("ECDHE-RSA-AES256-GCM-SHA384", "RSA")):
+            r = probe(HOST, server.port, version="TLSv1.2", ciphers=suite)
+            assert r.ok and key_type_of(r.server_chain[0]) == key_type, (suite, r.error)
+    assert found == policy.negotiable("ECDSA+RSA")
+    assert found["TLSv1.2"][:2] == ["ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES128-GCM-SHA256"]  # the seed's order
+    with pytest.raises(LbsimError) as info:
+        build_server_context(policy, pki.rsa.chain, pki.rsa.key, also=[(pki.domain_a.chain, pki.domain_a.key)])
+    assert info.value.code == "InvalidCertificateSet" and info.value.field == "server_certificates"
+
+
 def test_classic_aliyun_policy_has_nothing_for_an_ecdsa_certificate(pki: PKI) -> None:
     with serve(POLICIES["tls_cipher_policy_1_0"], pki.ecdsa) as server:
         r = probe(HOST, server.port)

@@ -106,6 +106,7 @@ class Listener:
                 profile=spec.profile,
                 mutual=spec.mutual,
                 server_certificate=spec.server_certificate,
+                server_certificates=list(spec.server_certificates) or None,
                 ca_certificate=spec.ca_certificate,
                 ssl_verify_client=spec.ssl_verify_client if spec.mutual else None,
                 client_cert_refusal=spec.client_cert_refusal if spec.mutual else None,
@@ -162,7 +163,9 @@ def build_context(
 
     # tencent-clb serves per-domain certificates when SNI is configured; aliyun-slb ignores SNI (seed).
     sni = {domain: one(ref) for domain, ref in spec.sni} or None
-    context = one(spec.server_certificate, sni=sni, ignore_sni=spec.profile == "aliyun-slb")
+    # An RSA and an ECC certificate on one listener (tencent MultiCertInfo): one context holds both.
+    also = [(materials[ref].chain, materials[ref].key) for ref in spec.server_certificates[1:]]
+    context = one(spec.server_certificate, sni=sni, ignore_sni=spec.profile == "aliyun-slb", also=also)
     for ctx in (context, *(sni or {}).values()):
         if ticket_keys is not None:
             set_ticket_keys(ctx, ticket_keys)

@@ -717,7 +717,9 @@ class ScenarioLab:
         version = state.active
         assert version is not None, f"listener {name} is not active"
         spec = version.spec
-        key_type = self.running.lab.store.describe(version.certificate_ids[spec.server_certificate]).key_type
+        refs = spec.server_certificates or (spec.server_certificate,)  # an RSA+ECC listener: "ECDSA+RSA"
+        key_type = "+".join(sorted({self.running.lab.store.describe(version.certificate_ids[ref]).key_type
+                                    for ref in refs}))
         verify = spec.ssl_verify_client if spec.mutual else "off"
         report = ListenerReport(name=name, port=state.port, profile=spec.profile, policy=spec.policy.name,
                                 mutual=spec.mutual, verify_client=verify, key_type=key_type,

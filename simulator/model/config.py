@@ -45,6 +45,10 @@ HTTP2_DEFAULT = {"aliyun-slb": True, "tencent-clb": True}
 # handshake refusal on both. Stock nginx and Tengine with `ssl_verify_client on` answer 400 (docs/tls-policies.md).
 CLIENT_CERT_REFUSALS = ("handshake", "http_400")
 CLIENT_CERT_REFUSAL_DEFAULT = {"aliyun-slb": "handshake", "tencent-clb": "handshake"}
+# vendor data: folds into simulator/vendors at merge
+# Whether one listener may hold an RSA and an ECC server certificate (`server_certificates`): Tencent's
+# CreateListener takes both in MultiCertInfo; Alibaba's CreateLoadBalancerHTTPSListener one ServerCertificateId.
+MULTI_CERTIFICATES = {"aliyun-slb": False, "tencent-clb": True}
 MAX_WEIGHT = 100
 MAX_WORKERS = 64  # processes sharing each listener port (SO_REUSEPORT); one per core is the useful maximum
 # time_scale shrinks vendor timers, but a timeout that bounds live I/O never goes below this: on a loaded
@@ -244,6 +248,9 @@ class ListenerSpec:
     server_certificate: str
     policy: Policy
     name: str = ""
+    # An RSA and an ECC certificate on one listener (tencent MultiCertInfo): both refs, server_certificate
+    # being the first; empty for a listener with one certificate.
+    server_certificates: tuple[str, ...] = ()
     ca_certificate: str | None = None
     ssl_verify_client: str = "on"  # on | optional (tencent SSLVerifyClient)
     client_cert_refusal: str = "handshake"  # handshake | http_400; the lab file's default: CLIENT_CERT_REFUSAL_DEFAULT
@@ -268,6 +275,8 @@ class ListenerSpec:
     def certificate_fields(self) -> tuple[tuple[str, str, str], ...]:
         """(field, certificate ref, wanted type) of every certificate the listener uses."""
         fields = [("server_certificate", self.server_certificate, "server")]
+        if self.server_certificates:
+            fields = [(f"server_certificates[{i}]", ref, "server") for i, ref in enumerate(self.server_certificates)]
         fields += [(f"sni.{domain}", ref, "server") for domain, ref in self.sni]
         if self.ca_certificate:
             fields.append(("ca_certificate", self.ca_certificate, "ca"))
@@ -397,11 +406,36 @@ def parse_backend(data: Any, path: str) -> BackendSpec:
 
 
 LISTENER_FIELDS = (
-    "name", "port", "profile", "server_certificate", "ca_certificate", "ssl_verify_client", "client_cert_refusal",
+    "name", "port", "profile", "server_certificate", "server_certificates", "ca_certificate", "ssl_verify_client", "client_cert_refusal",
     "tls_policy", "http2",
     "scheduler", "backend_servers", "sticky_session", "health_check", "idle_timeout", "request_timeout", "headers",
     "sni", "billing_model", "activation_delay", "lb_id",
 )  # fmt: skip
+
+
+def multi_certificates(f: Fields, profile: str, cert_types: dict[str, str]) -> tuple[str, ...]:
+    """`server_certificates: [rsa, ecc]`: two server certificates on one listener (tencent MultiCertInfo), in
+    place of `server_certificate`. Their key types (one RSA, one ECDSA) are checked when the listener is
+    built, from the stored certificates."""
+    if not f.has("server_certificates"):
+        return ()
+    where = f.where("server_certificates")
+    if not MULTI_CERTIFICATES[profile]:
+        raise fail(where, f"{profile} listeners hold one server certificate; an RSA and an ECC certificate on one "
+                   "listener (MultiCertInfo) is a tencent-clb feature", "use server_certificate, or profile: tencent-clb")
+    if f.has("server_certificate"):
+        raise fail(where, "give server_certificate or server_certificates, not both",
+                   "server_certificates: [my-rsa-cert, my-ecc-cert]")
+    refs = f.list("server_certificates")
+    if len(refs) != 2 or not all(isinstance(r, str) and r for r in refs) or refs[0] == refs[1]:
+        raise fail(where, f"expected two different server certificate names, one RSA and one ECDSA (ECC), got {refs!r}",
+                   "server_certificates: [my-rsa-cert, my-ecc-cert]")
+    for i, ref in enumerate(refs):
+        if cert_types and ref not in cert_types:
+            raise fail(f"{where}[{i}]", f"unknown certificate '{ref}'; expected one of {', '.join(sorted(cert_types))}")
+        if cert_types and cert_types[ref] != "server":
+            raise fail(f"{where}[{i}]", f"'{ref}' is a {cert_types[ref]} certificate; expected a server certificate")
+    return tuple(refs)
 
 
 def parse_listener(data: Any, path: str, default_profile: str, cert_types: dict[str, str], backends: set[str]) -> ListenerSpec:
@@ -417,7 +451,8 @@ def parse_listener(data: Any, path: str, default_profile: str, cert_types: dict[
             raise fail(f.where(key), f"'{ref}' is a {cert_types[ref]} certificate; expected a {want} certificate")
         return ref
 
-    server_certificate = certificate("server_certificate", "server", True)
+    multi = multi_certificates(f, profile, cert_types)
+    server_certificate = multi[0] if multi else certificate("server_certificate", "server", True)
     ca_certificate = certificate("ca_certificate", "ca", False)
     verify = f.choice("ssl_verify_client", ("on", "optional"), "on")
     if verify == "optional" and profile != "tencent-clb":
@@ -513,6 +548,7 @@ def parse_listener(data: Any, path: str, default_profile: str, cert_types: dict[
         port=port,
         profile=profile,
         server_certificate=server_certificate,
+        server_certificates=multi,
         ca_certificate=ca_certificate,
         ssl_verify_client=verify,
         client_cert_refusal=refusal,

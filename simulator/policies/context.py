@@ -18,10 +18,12 @@ everything here happens at build time, and the callbacks only record what happen
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from OpenSSL import SSL, crypto
 
@@ -259,6 +261,7 @@ def build_server_context(
     alpn: tuple[bytes, ...] = (b"http/1.1",),
     sni: Mapping[str, SSL.Context | tuple[Sequence[x509.Certificate], PrivateKey]] | None = None,
     ignore_sni: bool = False,
+    also: Sequence[tuple[Sequence[x509.Certificate], PrivateKey]] = (),
 ) -> SSL.Context:
     """A ready server context for one listener configuration.
 
@@ -279,6 +282,11 @@ def build_server_context(
     contexts must share the verify, ALPN and session settings: OpenSSL keeps the first context's session
     cache and ticket keys but takes the CA store and ALPN callback from the switched one.
     `ignore_sni` serves this certificate whatever the client asks (aliyun-slb).
+
+    `also` adds certificates (chain, key) of other key types to the same context: an RSA and an ECDSA one on
+    one listener (tencent MultiCertInfo). OpenSSL keeps one certificate per key type, each with its own chain,
+    and serves the one the handshake can use: in TLS <= 1.2 the policy's first suite the client offers decides
+    (ECDHE-ECDSA needs the ECDSA one), in TLS 1.3 the signature algorithms the client offers.
     """
     if not chain:
         raise LbsimError("MissingCertificate", "a server certificate chain is required", field="server_certificate")
@@ -321,18 +329,19 @@ def build_server_context(
     ctx.set_tls13_ciphersuites(":".join(policy.tls13_ciphersuites).encode())
     # No load_tmp_dh, ever: DHE suites listed by a policy stay unusable (dh_auto is off by default).
 
-    ctx.use_certificate(chain[0])
-    for extra in chain[1:]:
-        ctx.add_extra_chain_cert(extra)
-    try:
-        ctx.use_privatekey(key)
-        ctx.check_privatekey()
-    except SSL.Error:
-        raise LbsimError(
-            "KeyCertificateMismatch",
-            "The certificate and private key that you upload do not match",
-            field="server_certificate",
-        ) from None
+    if not also:
+        ctx.use_certificate(chain[0])
+        for extra in chain[1:]:
+            ctx.add_extra_chain_cert(extra)
+        _use_key(ctx, key, "server_certificate")
+    else:
+        kinds = [key_type_of(c[0]) for c, _ in ((chain, key), *also)]
+        if len(set(kinds)) != len(kinds):
+            raise LbsimError("InvalidCertificateSet", "certificates on one listener need different key types (one RSA, "
+                             f"one ECDSA), got {' and '.join(kinds)}", field="server_certificates")
+        for i, (c, k) in enumerate(((chain, key), *also)):
+            _use_chain(ctx, c)
+            _use_key(ctx, k, f"server_certificates[{i}]")
 
     ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
     ctx.set_timeout(max(1, int(session_timeout)))  # the session and ticket lifetime (and ticket hint)
@@ -378,6 +387,29 @@ def build_server_context(
                 )
         ctx.set_tlsext_servername_callback(_sni_switcher(domains))
     return ctx
+
+
+def _use_key(ctx: SSL.Context, key: PrivateKey, field: str) -> None:
+    try:
+        ctx.use_privatekey(key)
+        ctx.check_privatekey()
+    except SSL.Error:
+        raise LbsimError(
+            "KeyCertificateMismatch",
+            "The certificate and private key that you upload do not match",
+            field=field,
+        ) from None
+
+
+def _use_chain(ctx: SSL.Context, chain: Sequence[x509.Certificate]) -> None:
+    """Put a certificate and its own chain in the slot of its key type. `add_extra_chain_cert` would give every
+    certificate one shared chain, and pyOpenSSL binds no SSL_CTX_add1_chain_cert; OpenSSL's
+    use_certificate_chain_file sets the leaf and adds the rest to that leaf's own chain. Public data only."""
+    pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
+    with tempfile.NamedTemporaryFile(prefix="lbsim-chain-", suffix=".pem") as f:
+        f.write(pem)
+        f.flush()
+        ctx.use_certificate_chain_file(f.name)
 
 
 def _reasons(exc: BaseException | str | None) -> str:
