@@ -406,8 +406,8 @@ def parse_backend(data: Any, path: str) -> BackendSpec:
 
 
 LISTENER_FIELDS = (
-    "name", "port", "profile", "server_certificate", "server_certificates", "ca_certificate", "ssl_verify_client", "client_cert_refusal",
-    "tls_policy", "http2",
+    "name", "port", "profile", "server_certificate", "server_certificates", "ca_certificate", "ssl_verify_client",
+    "client_cert_refusal", "tls_policy", "http2",
     "scheduler", "backend_servers", "sticky_session", "health_check", "idle_timeout", "request_timeout", "headers",
     "sni", "billing_model", "activation_delay", "lb_id",
 )  # fmt: skip

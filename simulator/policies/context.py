@@ -185,9 +185,10 @@ def client_cert_verdict(conn: SSL.Connection, verify_client: VerifyClient) -> tu
     """After a handshake a `client_cert_refusal="http_400"` context let through: ``(tls_verify_status, reason)``
     when the client should be refused, None when it passes.
 
-    OpenSSL's verify result is the source (not the callback's record): a resumed session carries the result
-    of the handshake that created it, and the callback does not run again. Reasons are OpenSSL's words, as
-    in a handshake refusal ("certificate verify failed: certificate has expired (depth 0)").
+    The callback's record (the first failed check) comes first, as in handshake mode; without one, OpenSSL's
+    verify result, which a resumed session carries from the handshake that created it (no callback runs on
+    resumption). Reasons are OpenSSL's words, as in a handshake refusal ("certificate verify failed:
+    certificate has expired (depth 0)").
     """
     recorded = getattr(conn, "lbsim_verify_error", None)  # the first failed check, as in handshake mode
     errno = SSL._lib.SSL_get_verify_result(conn._ssl)  # type: ignore[attr-defined]
