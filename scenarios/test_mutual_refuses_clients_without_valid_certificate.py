@@ -50,7 +50,7 @@ HTTP_400 = {
 
 @pytest.mark.seed(STATEMENT)
 @pytest.mark.parametrize("profile, verify", [("aliyun-slb", "on"), ("tencent-clb", "on"), ("tencent-clb", "optional")])
-def test_mutual_matrix_http_400_mode(lab, pki, profile, verify):
+def test_refusal_by_nginx_400_page(lab, pki, profile, verify):
     servers, clients = pki(), pki(name="http_400 client CA")
     name = f"http400-{profile}-{verify}"
     lab.upload_server_certificate(name, servers.server("localhost"), profile=profile)
