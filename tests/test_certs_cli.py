@@ -82,6 +82,29 @@ def test_check_json_strict_and_ca(pki_dir: Path, capsys: pytest.CaptureFixture[s
     assert code == 1 and "NotACertificateAuthority" in out
 
 
+def test_a_1024_bit_rsa_key_is_a_warning_and_strict_refuses_it(tmp_path: Path, home: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from simulator.certs.mint import cert_pem, key_pem, make_cert, make_key
+
+    ca_key, key = make_key("rsa", 2048), make_key("rsa", 1024)
+    ca = make_cert("lab root", ca_key, ca=True)
+    (tmp_path / "chain.pem").write_bytes(cert_pem(make_cert("localhost", key, issuer=(ca, ca_key),
+                                                            sans=["localhost"]), ca))
+    (tmp_path / "key.pem").write_bytes(key_pem(key))
+    files = ["--cert", str(tmp_path / "chain.pem"), "--key", str(tmp_path / "key.pem")]
+    for profile in ("aliyun-slb", "tencent-clb"):
+        code, out, _ = run(capsys, "cert", "check", "--profile", profile, *files)
+        assert code == 0 and out.splitlines()[0].startswith("warning: WeakKeyAccepted: cert: ")
+        code, out, _ = run(capsys, "cert", "check", "--profile", profile, "--strict", *files)
+        assert code == 1 and out.splitlines()[0].startswith("error: WeakKeyAccepted: cert: ")
+        code, data = run_json(capsys, "cert", "upload-server", "--home", str(home), "--profile", profile,
+                              "--strict", "--name", "weak", *files)
+        assert code == 1 and data["error"]["code"] == "WeakKeyAccepted"
+    assert run_json(capsys, "cert", "list", "--home", str(home))[1] == []  # refused: nothing stored
+    code, data = run_json(capsys, "cert", "upload-server", "--home", str(home), "--name", "weak", *files)
+    assert code == 0 and [w["code"] for w in data["warnings"]] == ["WeakKeyAccepted"]
+
+
 def test_check_reads_stdin_and_reports_unreadable_files(pki_dir: Path, capsys: pytest.CaptureFixture[str],
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     import io

@@ -59,6 +59,31 @@ def test_a_store_reused_by_a_second_lab_keeps_ids_and_replaces_by_name(tmp_path:
     assert second.fingerprint != first.fingerprint
 
 
+def test_a_lab_file_with_an_rsa_and_an_ecc_certificate_on_one_tencent_listener(tmp_path: Path, pki: LabPKI) -> None:
+    from simulator.harness.probe import probe
+
+    ecc = LabPKI(key_type="ecdsa").server("localhost")
+    config = lab_config(pki, [{"name": "app", "port": 0}], tmp_path / "store")
+    config["certificates"].append({"name": "web-ecc", "cert": ecc.chain_pem.decode(), "key": ecc.key_pem.decode()})
+    listener = config["listeners"][0]
+    del listener["server_certificate"]
+    listener.update(profile="tencent-clb", server_certificates=["web", "web-ecc"])
+    with start_lab(config, out_dir=tmp_path / "ok") as lab:
+        port = lab.port("l")
+        got = {kind: probe("127.0.0.1", port, version="TLSv1.2", ciphers=f"ECDHE-{kind}-AES128-GCM-SHA256")
+               for kind in ("ECDSA", "RSA")}
+        for kind, name in (("ECDSA", "web-ecc"), ("RSA", "web")):
+            want = lab.lab.store.describe(name).fingerprint_sha256.replace(":", "").lower()
+            assert got[kind].ok and got[kind].server_fingerprint_sha256.replace(":", "").lower() == want, kind
+        assert sorted(lab.lab.usage()) == sorted(c.id for c in lab.lab.store.list())  # both in use
+    # Two RSA certificates: the lab is refused at start, naming the field.
+    issued = pki.server("localhost")
+    config["certificates"][1].update(cert=issued.chain_pem.decode(), key=issued.key_pem.decode())
+    with pytest.raises(LbsimError) as info:
+        start_lab({**config, "home": str(tmp_path / "store2")}, out_dir=tmp_path / "refused")
+    assert info.value.field == "listeners[0].server_certificates" and "one RSA and one ECDSA" in info.value.message
+
+
 def test_a_bad_certificate_refuses_the_lab_before_anything_listens(tmp_path: Path, pki: LabPKI) -> None:
     port = free_port()
     config = lab_config(pki, [{"name": "app", "port": 0}], tmp_path / "store", cert_pem=b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")

@@ -29,6 +29,7 @@ def test_the_configuration_example_is_a_valid_lab() -> None:
     config = parse_config(yaml.safe_load(block.group(1)), base_dir="/nonexistent")  # files are read at start, not here
     shop = config.listeners[0]
     assert shop.name == "shop" and shop.profile == "tencent-clb" and shop.mutual
+    assert shop.client_cert_refusal == "handshake" and shop.http2
     # Every field the example sets is taken, not defaulted: a rename in the config would break one of these.
     assert dict(shop.sni) == {"shop.example.com": "web", "*.example.org": "other"}
     assert shop.policy.custom and shop.policy.versions == ("TLSv1.2", "TLSv1.3")
@@ -44,4 +45,6 @@ def test_the_default_lab_the_readme_shows_is_the_one_lbsim_up_starts() -> None:
     for listener in parse_config(data).listeners:
         name, policy = listener.name, listener.policy.name
         assert re.search(rf"^{name} +https://127\.0\.0\.1:\d+/ +{listener.profile} .*policy {policy}$", quick_start, re.M), name
-        assert re.search(rf"^\| `{name}` \| {listener.profile} \|.*\| `{policy}` \|", table, re.M), name
+        row = re.search(rf"^\| `{name}` \| {listener.profile} \|.*\| `{policy}` \|(.*)$", table, re.M)
+        assert row, name
+        assert ("HTTP/2 on" if listener.http2 else "HTTP/2 off") in row.group(1), name

@@ -32,8 +32,8 @@ def register(subparsers: Any) -> None:
     vendor = argparse.ArgumentParser(add_help=False)
     vendor.add_argument("--profile", choices=sorted(PROFILES), default=vendors.DEFAULT,
                         help=f"vendor profile (default: {vendors.DEFAULT})")
-    vendor.add_argument("--strict", action="store_true", help="treat warnings (expired, missing intermediate) "
-                        "as rejections")
+    vendor.add_argument("--strict", action="store_true", help="treat warnings (expired, missing intermediate, "
+                        "RSA under 2048 bits) as rejections")
 
     p = sub.add_parser("check", parents=[common, vendor], help="would the vendor accept this certificate?",
                        description="Exit 0 if the vendor would accept the upload, 1 if it would not.")

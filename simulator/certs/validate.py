@@ -87,6 +87,8 @@ RULES: dict[str, Rule] = {
     "UnsupportedKeyType": Rule("error", None),
     "UnsupportedKeySize": Rule("error", None),
     "WeakKey": Rule("error", "re-issue the certificate for an RSA key of at least 2048 bits"),
+    "WeakKeyAccepted": Rule("warning", "re-issue the certificate for an RSA key of 2048 bits or more: the vendor "
+                            "takes this size, but it is below every current baseline (NIST, PCI DSS, Mozilla)"),
     "WeakSignature": Rule("error", "re-issue the certificate with a SHA-256 signature"),
     "KeyCertificateMismatch": Rule("error", "the key must belong to the first certificate of the chain: compare "
                                    "openssl x509 -noout -pubkey -in cert.pem with openssl pkey -pubout -in key.pem"),
@@ -119,6 +121,9 @@ WEAK_SIGNATURE_HASHES = frozenset({"md5", "md4", "md2"})
 # Signature OIDs that cryptography cannot even name: md2WithRSA, md4WithRSA, md5WithRSA.
 WEAK_SIGNATURE_OIDS = frozenset({"1.2.840.113549.1.1.2", "1.2.840.113549.1.1.3", "1.2.840.113549.1.1.4"})
 MIN_RSA_BITS = 1024
+# Sizes from MIN_RSA_BITS up to this one are accepted where a profile lists them, with a `WeakKeyAccepted` warning
+# (an error under strict=True): NIST SP 800-131A disallows RSA under 2048 bits for signatures since 2014.
+STRONG_RSA_BITS = 2048
 DH_LABELS = frozenset({"DH PARAMETERS", "X9.42 DH PARAMETERS"})
 
 
@@ -212,7 +217,7 @@ def check(profile: str, type: str, cert_pem: bytes | str | None, key_pem: bytes 
           strict: bool = False, now: dt.datetime | None = None) -> CheckResult:
     """Everything the `profile` vendor would say about uploading this certificate (and key).
 
-    ``strict=True`` turns warnings (expired, intermediate missing, ...) into errors.
+    ``strict=True`` turns warnings (expired, intermediate missing, weak but accepted RSA key, ...) into errors.
     """
     return evaluate(profile, type, cert_pem, key_pem, strict=strict, now=now)[0]
 
@@ -380,9 +385,11 @@ def _server_rules(chain: list[x509.Certificate], metas: list[CertMeta], key: Any
         out.add("UnsupportedKeySize", f"the server certificate's ECDSA key is on {curve}; {p.name} accepts "
                 + ", ".join(sorted(p.ec_curves)), "cert")
     for index, meta in enumerate(metas):
+        which = "the server certificate" if index == 0 else f"certificate {index + 1}"
         if meta.key_type == "RSA" and meta.key_size < MIN_RSA_BITS:
-            which = "the server certificate" if index == 0 else f"certificate {index + 1}"
             out.add("WeakKey", f"{which} has a {meta.key_size}-bit RSA key (minimum {MIN_RSA_BITS})", "cert")
+        elif index > 0 or meta.key_size in p.rsa_sizes:  # a leaf size off the table is UnsupportedKeySize
+            _weak_but_accepted(meta, which, p, out)
 
     if key is not None and spki(key) != spki(chain[0].public_key()):
         owner = next((i for i, c in enumerate(chain) if spki(c.public_key()) == spki(key)), None)
@@ -454,6 +461,15 @@ def _ca_rules(metas: list[CertMeta], out: _Findings) -> None:
         if meta.key_type == "RSA" and meta.key_size < MIN_RSA_BITS:
             out.add("WeakKey", f"certificate {index + 1} has a {meta.key_size}-bit RSA key "
                     f"(minimum {MIN_RSA_BITS})", "cert")
+        else:
+            _weak_but_accepted(meta, f"certificate {index + 1}", out.profile, out)
+
+
+def _weak_but_accepted(meta: CertMeta, which: str, p: CertProfile, out: _Findings) -> None:
+    """An RSA key the vendor takes (1024 bits on both profiles) but nobody should use any more: say so."""
+    if meta.key_type == "RSA" and MIN_RSA_BITS <= meta.key_size < STRONG_RSA_BITS:
+        out.add("WeakKeyAccepted", f"{which} has a {meta.key_size}-bit RSA key: {p.name} accepts it, but RSA "
+                f"under {STRONG_RSA_BITS} bits is weak", "cert")
 
 
 def _signature_rules(chain: list[x509.Certificate], metas: list[CertMeta], out: _Findings) -> None:

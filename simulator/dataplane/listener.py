@@ -107,8 +107,10 @@ class Listener:
                 profile=spec.profile,
                 mutual=spec.mutual,
                 server_certificate=spec.server_certificate,
+                server_certificates=list(spec.server_certificates) or None,
                 ca_certificate=spec.ca_certificate,
                 ssl_verify_client=spec.ssl_verify_client if spec.mutual else None,
+                client_cert_refusal=spec.client_cert_refusal if spec.mutual else None,
                 tls_policy=spec.policy.name,
                 tls_versions=list(spec.policy.versions),
                 http2=spec.http2,
@@ -153,6 +155,7 @@ def build_context(
             server.key,
             client_ca=ca.chain if ca else None,
             verify_client=spec.ssl_verify_client if ca else "off",
+            client_cert_refusal=spec.client_cert_refusal,
             session_timeout=lifetime,
             session_id_context=sid,
             alpn=alpn,
@@ -162,7 +165,9 @@ def build_context(
     # Per-domain certificates when SNI is configured; a profile that ignores SNI serves one certificate whatever
     # the client asks (Alibaba CLB, seed).
     sni = {domain: one(ref) for domain, ref in spec.sni} or None
-    context = one(spec.server_certificate, sni=sni, ignore_sni=vendors.get(spec.profile).capabilities.ignore_sni)
+    # An RSA and an ECC certificate on one listener (tencent MultiCertInfo): one context holds both.
+    also = [(materials[ref].chain, materials[ref].key) for ref in spec.server_certificates[1:]]
+    context = one(spec.server_certificate, sni=sni, ignore_sni=vendors.get(spec.profile).capabilities.ignore_sni, also=also)
     for ctx in (context, *(sni or {}).values()):
         if ticket_keys is not None:
             set_ticket_keys(ctx, ticket_keys)

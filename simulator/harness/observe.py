@@ -49,6 +49,7 @@ class ListenerReport:
     mutual_matrix: list[dict[str, Any]] = field(default_factory=list)
     observation: Any = None  # compliance.Observation
     verdicts: dict[str, Any] = field(default_factory=dict)  # baseline -> compliance.Verdict
+    client_cert_refusal: str | None = None  # mutual: handshake (a TLS alert) | http_400 (nginx's 400 page)
 
     @property
     def match(self) -> bool:
@@ -73,6 +74,7 @@ class ListenerReport:
         return {
             "name": self.name, "port": self.port, "profile": self.profile, "policy": self.policy,
             "mutual": self.mutual, "verify_client": self.verify_client, "key_type": self.key_type,
+            "client_cert_refusal": self.client_cert_refusal,
             "tls_matrix": {"expected": self.expected, "observed": self.observed, "match": self.match,
                            "differences": self.differences() if not self.match else [], "note": self.note},
             "mutual_matrix": self.mutual_matrix,
@@ -130,10 +132,13 @@ class ListenerObservations:
         version = state.active
         assert version is not None, f"listener {name} is not active"
         spec = version.spec
-        key_type = self.running.lab.store.describe(version.certificate_ids[spec.server_certificate]).key_type
+        refs = spec.server_certificates or (spec.server_certificate,)  # an RSA+ECC listener: "ECDSA+RSA"
+        key_type = "+".join(sorted({self.running.lab.store.describe(version.certificate_ids[ref]).key_type
+                                    for ref in refs}))
         verify = spec.ssl_verify_client if spec.mutual else "off"
         report = ListenerReport(name=name, port=state.port, profile=spec.profile, policy=spec.policy.name,
                                 mutual=spec.mutual, verify_client=verify, key_type=key_type,
+                                client_cert_refusal=spec.client_cert_refusal if spec.mutual else None,
                                 expected=spec.policy.negotiable(key_type))
         creds = self.trusted_client(name) if verify == "on" else None
         kwargs: dict[str, Any] = {}
@@ -147,10 +152,13 @@ class ListenerObservations:
             leaf = self.probe(state.port, **({} if not creds else {"client": creds}))
             report.observation = compliance.Observation(name, report.observed, leaf.server_chain[0] if leaf.server_chain else None)
             report.verdicts = compliance.evaluate(report.observation)
-        report.mutual_matrix = self._mutual_matrix(name, verify)
+        report.mutual_matrix = self._mutual_matrix(name, verify, report.client_cert_refusal)
         return report
 
-    def _mutual_matrix(self, name: str, verify: str) -> list[dict[str, Any]]:
+    def _mutual_matrix(self, name: str, verify: str, refusal: str | None = None) -> list[dict[str, Any]]:
+        """Each kind of client against the listener: its `tls_verify_status`, and how it was answered. A refused
+        client gets a TLS alert (`client_cert_refusal: handshake`) or nginx's 400 page (`http_400`), never a
+        backend's answer."""
         rows = []
         for kind in CLIENT_KINDS:
             creds = None
@@ -164,9 +172,14 @@ class ListenerObservations:
             r = self.probe(name, client=creds, http_request=b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
             observed = self.connection_for(r)["tls_verify_status"] if r.local_port else f"NoConnection:{r.error}"
             served = bool(r.ok and r.http_response and r.http_response.startswith(b"HTTP/1.1 200"))
+            status_line = (r.http_response or b"").partition(b"\r\n")[0].decode("latin-1")
+            answer = f"alert {r.alert}" if r.alert else status_line or "no answer"
+            refused_as_configured = (answer.startswith("HTTP/1.1 400") if refusal == "http_400"
+                                     else r.alert is not None)
             rows.append({"client": kind, "expected": expected, "observed": observed,
-                         "ok": observed == expected and served == (expected == "Success"),
-                         "alert": r.alert, "http_status_200": served})
+                         "ok": observed == expected and served == (expected == "Success")
+                         and (served or refused_as_configured),
+                         "alert": r.alert, "http_status_200": served, "answer": answer})
         return rows
 
     def traffic_comparison(self, listener: str | None = None, requests: int = 10, size: int = 1024) -> list[dict[str, Any]]:

@@ -350,13 +350,15 @@ def render(report: dict[str, Any]) -> Doc:
 
     doc.h(2, "Mutual authentication matrix")
     doc.p("The listener's own `tls_verify_status` for a client presenting each kind of certificate; "
-          "✓ when it is what the listener's mode expects (and the request was served exactly when admitted).")
+          "✓ when it is what the listener's mode expects (and the request was served exactly when admitted, "
+          "a refused client getting a TLS alert or, with `client_cert_refusal: http_400`, nginx's 400 page).")
     kinds = ["none", "valid", "untrusted", "expired", "not_yet_valid"]
     rows = []
     for l in report["listeners"]:
         cells = {r["client"]: f"{MARK[r['ok']]} {r['observed']}" for r in l["mutual_matrix"]}
-        rows.append([l["name"], l["verify_client"]] + [cells.get(k, "not tested") for k in kinds])
-    doc.table(["listener", "verify"] + kinds, rows)
+        rows.append([l["name"], l["verify_client"], l.get("client_cert_refusal") or "–"]
+                    + [cells.get(k, "not tested") for k in kinds])
+    doc.table(["listener", "verify", "refusal"] + kinds, rows)
 
     doc.h(2, "Compliance")
     doc.p("Verdicts from what the probes observed, never from configuration (docs/compliance.md).")

@@ -28,6 +28,9 @@ ACTIVATION_NORMAL = (45.0, 75.0)  # "about one minute"
 ACTIVATION_NORMAL_SHARE = 0.85
 ACTIVATION_MAX = 180.0  # "no longer exceeds three minutes"
 TICKET_LIFETIME = 300  # seed: "The session ticket of HTTPS listeners is 300 seconds."
+# How a mutual listener refuses a client: the profile's `limits.client_cert_refusal` when the listener does
+# not say (docs/tls-policies.md: UNCONFIRMED for both vendors).
+CLIENT_CERT_REFUSALS = ("handshake", "http_400")
 MAX_WEIGHT = 100
 MAX_WORKERS = 64  # processes sharing each listener port (SO_REUSEPORT); one per core is the useful maximum
 # time_scale shrinks vendor timers, but a timeout that bounds live I/O never goes below this: on a loaded
@@ -228,9 +231,13 @@ class ListenerSpec:
     server_certificate: str
     policy: Policy
     name: str = ""
+    # An RSA and an ECC certificate on one listener (tencent MultiCertInfo): both refs, server_certificate
+    # being the first; empty for a listener with one certificate.
+    server_certificates: tuple[str, ...] = ()
     ca_certificate: str | None = None
     ssl_verify_client: str = "on"  # on | optional (where the profile's capabilities.verify_optional)
-    http2: bool = False
+    client_cert_refusal: str = "handshake"  # handshake | http_400; the lab file's default: the profile's limits
+    http2: bool = True  # the lab file's default: the profile's limits.http2
     scheduler: str = "wrr"
     backend_servers: tuple[BackendServer, ...] = ()
     sticky_session: StickySession | None = None
@@ -251,6 +258,8 @@ class ListenerSpec:
     def certificate_fields(self) -> tuple[tuple[str, str, str], ...]:
         """(field, certificate ref, wanted type) of every certificate the listener uses."""
         fields = [("server_certificate", self.server_certificate, "server")]
+        if self.server_certificates:
+            fields = [(f"server_certificates[{i}]", ref, "server") for i, ref in enumerate(self.server_certificates)]
         fields += [(f"sni.{domain}", ref, "server") for domain, ref in self.sni]
         if self.ca_certificate:
             fields.append(("ca_certificate", self.ca_certificate, "ca"))
@@ -380,10 +389,37 @@ def parse_backend(data: Any, path: str) -> BackendSpec:
 
 
 LISTENER_FIELDS = (
-    "name", "port", "profile", "server_certificate", "ca_certificate", "ssl_verify_client", "tls_policy", "http2",
+    "name", "port", "profile", "server_certificate", "server_certificates", "ca_certificate", "ssl_verify_client",
+    "client_cert_refusal", "tls_policy", "http2",
     "scheduler", "backend_servers", "sticky_session", "health_check", "idle_timeout", "request_timeout", "headers",
     "sni", "billing_model", "activation_delay", "lb_id",
 )  # fmt: skip
+
+
+def multi_certificates(f: Fields, profile: str, cert_types: dict[str, str]) -> tuple[str, ...]:
+    """`server_certificates: [rsa, ecc]`: two server certificates on one listener (tencent MultiCertInfo), in
+    place of `server_certificate`. Their key types (one RSA, one ECDSA) are checked when the listener is
+    built, from the stored certificates."""
+    if not f.has("server_certificates"):
+        return ()
+    where = f.where("server_certificates")
+    if not vendors.get(profile).capabilities.dual_certificates:
+        able = " or ".join(vendors.with_capability("dual_certificates"))
+        raise fail(where, f"{profile} listeners hold one server certificate; an RSA and an ECC certificate on one "
+                   f"listener (MultiCertInfo) is a {able} feature", f"use server_certificate, or profile: {able}")
+    if f.has("server_certificate"):
+        raise fail(where, "give server_certificate or server_certificates, not both",
+                   "server_certificates: [my-rsa-cert, my-ecc-cert]")
+    refs = f.list("server_certificates")
+    if len(refs) != 2 or not all(isinstance(r, str) and r for r in refs) or refs[0] == refs[1]:
+        raise fail(where, f"expected two different server certificate names, one RSA and one ECDSA (ECC), got {refs!r}",
+                   "server_certificates: [my-rsa-cert, my-ecc-cert]")
+    for i, ref in enumerate(refs):
+        if cert_types and ref not in cert_types:
+            raise fail(f"{where}[{i}]", f"unknown certificate '{ref}'; expected one of {', '.join(sorted(cert_types))}")
+        if cert_types and cert_types[ref] != "server":
+            raise fail(f"{where}[{i}]", f"'{ref}' is a {cert_types[ref]} certificate; expected a server certificate")
+    return tuple(refs)
 
 
 def parse_listener(data: Any, path: str, default_profile: str, cert_types: dict[str, str], backends: set[str]) -> ListenerSpec:
@@ -401,7 +437,8 @@ def parse_listener(data: Any, path: str, default_profile: str, cert_types: dict[
             raise fail(f.where(key), f"'{ref}' is a {cert_types[ref]} certificate; expected a {want} certificate")
         return ref
 
-    server_certificate = certificate("server_certificate", "server", True)
+    multi = multi_certificates(f, profile, cert_types)
+    server_certificate = multi[0] if multi else certificate("server_certificate", "server", True)
     ca_certificate = certificate("ca_certificate", "ca", False)
     verify = f.choice("ssl_verify_client", ("on", "optional"), "on")
     if verify == "optional" and not can.verify_optional:
@@ -409,6 +446,10 @@ def parse_listener(data: Any, path: str, default_profile: str, cert_types: dict[
         raise fail(f.where("ssl_verify_client"), f"'optional' is a {able} setting (SSLVerifyClient); {profile} verifies every client", f"remove it or use profile: {able}")
     if f.has("ssl_verify_client") and not ca_certificate:
         raise fail(f.where("ssl_verify_client"), "only applies to mutual listeners", "add ca_certificate")
+    refusal = f.choice("client_cert_refusal", CLIENT_CERT_REFUSALS, limits.client_cert_refusal)
+    if f.has("client_cert_refusal") and not ca_certificate:
+        raise fail(f.where("client_cert_refusal"), "only applies to mutual listeners (how they refuse a client "
+                   "certificate)", "add ca_certificate, or remove client_cert_refusal")
     policy = resolve_policy(profile, f.raw("tls_policy"), field=f.where("tls_policy"))
 
     servers = []
@@ -496,8 +537,10 @@ def parse_listener(data: Any, path: str, default_profile: str, cert_types: dict[
         port=port,
         profile=profile,
         server_certificate=server_certificate,
+        server_certificates=multi,
         ca_certificate=ca_certificate,
         ssl_verify_client=verify,
+        client_cert_refusal=refusal,
         policy=policy,
         http2=f.bool("http2", limits.http2),
         scheduler=f.choice("scheduler", SCHEDULERS, "wrr"),

@@ -65,12 +65,13 @@ class Policy:
 
         ECDHE-ECDSA suites need an ECDSA certificate, ECDHE-RSA and plain RSA key exchange an RSA one;
         DHE/PSK/SRP suites never negotiate (no DH parameters, no PSK or SRP), nor suites this OpenSSL
-        build lacks (:attr:`unavailable`). Versions with nothing left are omitted.
+        build lacks (:attr:`unavailable`). Versions with nothing left are omitted. ``"ECDSA+RSA"`` is a
+        listener holding both certificates: a suite either can serve negotiates.
         """
-        kt = _key_type(key_type)
+        kts = [_key_type(kt) for kt in key_type.split("+")]
         out: dict[str, list[str]] = {}
         for version in self.versions:
-            suites = [s for s in self.suites_for(version) if suite_info(s).usable_by_server(kt)]
+            suites = [s for s in self.suites_for(version) if any(suite_info(s).usable_by_server(kt) for kt in kts)]
             if suites:
                 out[version] = suites
         return out

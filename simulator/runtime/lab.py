@@ -37,6 +37,7 @@ from simulator.model.config import ACTIVATION_MAX, ACTIVATION_NORMAL, ACTIVATION
 from simulator.errors import LbsimError
 from simulator.dataplane.health import HealthChecker
 from simulator.dataplane.listener import BackendState, Listener, ListenerVersion, build_context
+from simulator.policies.context import key_type_of
 from simulator.metering import TrafficLedger
 from simulator.net import LOOPBACK, free_port  # mitmproxy refuses two modes on port 0: we pick ports
 from simulator.dataplane.registry import Registry
@@ -388,6 +389,13 @@ class Lab:
         for field, ref, kind in spec.certificate_fields:
             info, material = self._stored_certificate(ref, kind, spec.profile, f"{path}.{field}")
             materials[ref], ids[ref], revisions[info.id] = material, info.id, material.revision
+        if spec.server_certificates:
+            kinds = [key_type_of(materials[ref].chain[0]) for ref in spec.server_certificates]
+            if sorted(kinds) != ["ECDSA", "RSA"]:
+                got = ", ".join(f"'{ref}' ({kind})" for ref, kind in zip(spec.server_certificates, kinds))
+                raise LbsimError("InvalidConfig", f"server_certificates takes one RSA and one ECDSA (ECC) certificate; "
+                                 f"got {got}", field=f"{path}.server_certificates",
+                                 hint="server_certificates: [my-rsa-cert, my-ecc-cert]")
         listener = self.registry.listeners.get(spec.port)
         backends = []
         for server in spec.backend_servers:

@@ -125,7 +125,10 @@ class ListenerLimits:
     health_interval: Range = (1, 50, 2)
     health_timeout: Range = (1, 300, 5)
     health_threshold: Range = (2, 10, 3)  # healthy and unhealthy
-    http2: bool = False  # the lab's default for `http2` when a listener leaves it out
+    http2: bool = True  # the lab's default for `http2` when a listener leaves it out (both vendors: on)
+    # How a mutual listener refuses a client without a valid certificate when the listener does not say:
+    # `handshake` (a TLS alert) or `http_400` (the handshake completes; every request gets nginx's 400 page).
+    client_cert_refusal: str = "handshake"
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,7 @@ class Capabilities:
     ignore_sni: bool = True  # one certificate whatever SNI the client sends (Alibaba CLB)
     verify_optional: bool = False  # `ssl_verify_client: optional` (Tencent SSLVerifyClient OPTIONAL)
     create_started: bool = False  # a new listener starts at once (Tencent) or stays stopped (Alibaba)
-    dual_certificates: bool = False  # an RSA and an ECC certificate on one listener (flag only, not served yet)
+    dual_certificates: bool = False  # an RSA and an ECC certificate on one listener (`server_certificates`)
 
 
 @dataclass(frozen=True)

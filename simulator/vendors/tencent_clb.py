@@ -102,7 +102,7 @@ PROFILE = VendorProfile(
     certs=CERTS,
     billing=BILLING,
     # SniSwitch: per-domain certificates, and once on it cannot be turned off; SSLVerifyClient OPTIONAL;
-    # CreateListener starts the listener; an RSA and an ECC certificate may share a listener (flag only).
+    # CreateListener starts the listener; an RSA and an ECC certificate may share a listener (MultiCertInfo).
     capabilities=Capabilities(sni=True, sni_locked=True, ignore_sni=False, verify_optional=True,
                               create_started=True, dual_certificates=True),
     error_server="stgw",

@@ -22,7 +22,8 @@ from OpenSSL import SSL
 
 from simulator.dataplane.addons.limits import LimitedHttpLayer, error_recorder
 from simulator.metering import MeteredConnection, tcpinfo
-from simulator.policies.context import handshake_failure_reason, tls_verify_status
+from simulator.dataplane.addons.pages import CLIENT_CERT_ERROR, NO_CLIENT_CERT
+from simulator.policies.context import client_cert_verdict, handshake_failure_reason, tls_verify_status
 from simulator.dataplane.registry import ClientState, Registry
 
 logger = logging.getLogger(__name__)
@@ -159,6 +160,15 @@ class TlsTermination:
         if state:
             state.handshake_done = data.conn.timestamp_tls_setup
             state.verify_status = tls_verify_status(data.ssl_conn, None)
+            spec = state.version.spec
+            if spec.mutual and spec.client_cert_refusal == "http_400":
+                # The context let the handshake through; the status and reason are the same as a handshake
+                # refusal's, and RequestLimits answers every request with nginx's 400 page.
+                verdict = client_cert_verdict(data.ssl_conn, spec.ssl_verify_client)  # type: ignore[arg-type]
+                if verdict is not None:
+                    state.verify_status, state.error = verdict
+                    state.refused_client_cert = (NO_CLIENT_CERT if verdict[0] == "Failed:NoClientCertificate"
+                                                 else CLIENT_CERT_ERROR)
 
     async def tls_failed_client(self, data: TlsData) -> None:
         state = self.registry.clients.get(data.context.client.id)
