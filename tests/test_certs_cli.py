@@ -55,7 +55,7 @@ def test_check_accepts_and_rejects_with_exit_codes(pki_dir: Path, capsys: pytest
     # wrong key and missing intermediate: one line per finding, then the verdict
     code, out, _ = run(capsys, "cert", "check", "--cert", str(pki_dir / "server-localhost.cert.pem"),
                        "--key", str(pki_dir / "client-valid.key.pem"))
-    lines = out.splitlines()
+    lines = out.splitlines()[5:]  # after what was checked (test_check_text_shows_what_was_checked)
     assert code == 1 and len(lines) == 3
     assert lines[0].startswith("error: KeyCertificateMismatch: key: The certificate and private key that you "
                                "upload do not match") and "(hint: " in lines[0]
@@ -65,7 +65,29 @@ def test_check_accepts_and_rejects_with_exit_codes(pki_dir: Path, capsys: pytest
     ecc = ["--cert", str(pki_dir / "ecc" / "server-localhost.chain.pem"),
            "--key", str(pki_dir / "ecc" / "server-localhost.key.pem")]
     assert run(capsys, "cert", "check", "--profile", "tencent-clb", *ecc)[0] == 0
-    assert run(capsys, "cert", "check", "--profile", "aliyun-slb", *ecc)[0] == 1
+    code, out, _ = run(capsys, "cert", "check", "--profile", "aliyun-slb", *ecc)
+    assert code == 1
+    # The message says what aliyun-slb accepts; the hint says how to get it, without saying it again.
+    finding = next(line for line in out.splitlines() if line.startswith("error: UnsupportedKeyType: cert: "))
+    assert finding.count("RSA certificates only") == 1 and "openssl req -new -newkey rsa:2048" in finding
+
+
+def test_check_text_shows_what_was_checked(pki_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Text mode names the certificate it judged, as `--json` does under `info`."""
+    chain, key = str(pki_dir / "server-localhost.chain.pem"), str(pki_dir / "server-localhost.key.pem")
+    code, out, _ = run(capsys, "cert", "check", "--cert", chain, "--key", key)
+    _, data = run_json(capsys, "cert", "check", "--cert", chain, "--key", key)
+    info = data["info"]
+    fields = dict(line.split(":", 1) for line in out.splitlines()[:5])
+    assert list(fields) == ["subject", "SANs", "issuer", "validity", "key"]
+    assert fields["subject"].strip() == info["subject"] and fields["SANs"].strip() == ", ".join(info["sans"])
+    assert fields["issuer"].strip().startswith(info["issuer"]) and "3 certificate(s) in the file" in fields["issuer"]
+    assert info["not_before"][:10] in fields["validity"] and info["not_after"][:10] in fields["validity"]
+    assert "(90 days; " in fields["validity"]  # a lab server certificate lives as long as a public CA's
+    assert fields["key"].strip() == f"{info['key_type']}-{info['key_size']}, signed with {info['signature_hash']}"
+    assert out.splitlines()[-1].startswith("aliyun-slb would accept")
+    code, out, _ = run(capsys, "cert", "check", "--type", "ca", "--cert", str(pki_dir / "client-expired.cert.pem"))
+    assert "expired 1 day(s) ago" in out and "validity:" in out
 
 
 def test_check_json_strict_and_ca(pki_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -89,7 +111,8 @@ def test_check_reads_stdin_and_reports_unreadable_files(pki_dir: Path, capsys: p
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO((pki_dir / "ca.pem").read_bytes())))
     assert run(capsys, "cert", "check", "--type", "ca", "--cert", "-")[0] == 0
     code, out, err = run(capsys, "cert", "check", "--cert", str(pki_dir / "nope.pem"))
-    assert code == 1 and "FileNotReadable" in err
+    # CODE: field: message, like every finding `check` prints.
+    assert code == 1 and err.startswith(f"error: FileNotReadable: cert: cannot read {pki_dir / 'nope.pem'}: "), err
     code, data = run_json(capsys, "cert", "check", "--cert", str(pki_dir / "nope.pem"))
     assert code == 1 and data["error"]["code"] == "FileNotReadable"
 

@@ -96,8 +96,9 @@ PROFILES: dict[str, CertProfile] = {
             ("MalformedPrivateKey", "key"): "see what is wrong with: openssl rsa -in key.pem -check -noout",
             ("UnsupportedKeyFormat", "key"): "export the key as PKCS#1 PEM (-----BEGIN RSA PRIVATE KEY-----), "
             "e.g. openssl rsa -in key -traditional -out key.pem",
-            ("UnsupportedKeyType", "cert"): "aliyun-slb takes RSA certificates only: issue one for an RSA key "
-            "(openssl req -new -newkey rsa:2048 -nodes -keyout key.pem -out req.csr)",
+            # The message already says what aliyun-slb accepts: the hint says only how to get it.
+            ("UnsupportedKeyType", "cert"): "request a certificate for a new RSA key: "
+            "openssl req -new -newkey rsa:2048 -nodes -keyout key.pem -out req.csr",
             ("UnsupportedKeySize", "cert"): "use an RSA key of 1024, 2048 or 4096 bits (2048 is the usual choice)",
         },
     ),
@@ -119,8 +120,7 @@ PROFILES: dict[str, CertProfile] = {
             ("MalformedPrivateKey", "key"): "see what is wrong with: openssl pkey -in key.pem -noout",
             ("UnsupportedKeyFormat", "key"): "export the key as PEM (PKCS#1, SEC1 or PKCS#8), "
             "e.g. openssl pkey -in key -out key.pem",
-            ("UnsupportedKeyType", "cert"): "tencent-clb takes RSA and ECDSA certificates: issue one for an RSA "
-            "or P-256/P-384 key",
+            ("UnsupportedKeyType", "cert"): "request a certificate for an RSA key or an ECDSA key on P-256 or P-384",
             ("UnsupportedKeySize", "cert"): "use an RSA key of 1024 to 4096 bits (2048 or 3072 usual) "
             "or an ECDSA key on P-256 or P-384",
         },
