@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -212,3 +213,16 @@ def test_the_installed_lbsim_script(pki_dir: Path) -> None:
                           "--key", str(pki_dir / "server-localhost.key.pem"), "--json"], capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 1 and not json.loads(bad.stdout)["ok"]
+
+
+def test_top_level_help_is_written_for_users(capsys: pytest.CaptureFixture[str]) -> None:
+    """`lbsim --help`: what lbsim is, each command with its purpose, where to start and where the docs are."""
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert exited.value.code == 0
+    assert "simulates the HTTPS listeners of cloud load balancers" in out and "aliyun-slb" in out and "tencent-clb" in out
+    for command in ("cert", "up", "run", "scenarios", "load", "report", "bench"):
+        assert re.search(rf"^    {command}\b", out, re.M), command
+    assert "start here:" in out and "docs/run.md" in out and "README.md" in out
+    assert "dispatcher" not in out and "concern" not in out  # the developers' notes stay in the module docstring

@@ -128,7 +128,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("up", help="run a lab (listeners, mock backends, API) in the foreground until Ctrl-C")
+    p = sub.add_parser("up", help="start a lab (listeners, mock backends, management API) and serve until Ctrl-C")
     p.add_argument("-c", "--config", help="lab YAML (default: the built-in default lab)")
     p.add_argument("--out", default="lbsim-out", help="where the lab writes its PKI, store and connection log")
     p.add_argument("--time-scale", type=float, help="override time_scale (0.01 = vendor timers 100x faster)")
