@@ -63,3 +63,17 @@ def test_lbsim_up_prints_working_curl_commands_and_stops_on_ctrl_c(tmp_path: Pat
     log = [json.loads(l) for l in (tmp_path / "out" / "connections.jsonl").read_text().splitlines()]
     assert len(log) == 8, log
     assert sorted(r["tls_verify_status"] for r in log) == ["Failed:ClientCertExpired"] * 3 + ["Failed:NoClientCertificate"] * 3 + ["Success"] * 2
+
+
+def test_the_cpu_profiler_option_is_cpu_profile_not_profile() -> None:
+    """`--profile` names a vendor profile in every other command; `lbsim up` and `lbsim bench` call the
+    CPU profiler's option `--cpu-profile` (the bench passes it on to the `lbsim up` it starts)."""
+    import pytest
+
+    from simulator.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["up", "--cpu-profile", "up.html"]).cpu_profile == "up.html"
+    assert parser.parse_args(["bench", "--cpu-profile", "prof"]).cpu_profile == "prof"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["up", "--profile", "up.html"])
