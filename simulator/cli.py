@@ -27,8 +27,28 @@ COMMAND_MODULES = [
 ]
 
 
+# What `lbsim --help` tells a user (the module docstring above is for whoever edits this file).
+DESCRIPTION = """\
+lbsim simulates the HTTPS listeners of cloud load balancers (Alibaba Cloud SLB as `aliyun-slb`, Tencent
+Cloud CLB as `tencent-clb`) on your machine: real TLS with each vendor's policies and certificate rules,
+one-way and mutual authentication, backends, a management API, and traffic metered to the byte against
+what the vendor bills. Test your clients, certificates and TLS settings against it before the cloud."""
+
+EPILOG = """\
+start here:
+  lbsim up                      start the built-in lab; prints its listeners and curl commands to try
+  lbsim run                     check the vendor statements against a lab; writes lbsim-out/run/report.md
+  lbsim cert check --cert C --key K --profile aliyun-slb
+                                would the vendor accept this certificate?
+
+Every command takes -h (e.g. `lbsim run -h`). Documentation: README.md and docs/ in the lbsim
+repository (docs/run.md for the report, docs/certificates.md, docs/tls-policies.md, docs/load.md,
+docs/scenarios.md for writing your own scenarios)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lbsim", description=__doc__)
+    parser = argparse.ArgumentParser(prog="lbsim", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         try:

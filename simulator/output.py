@@ -24,7 +24,10 @@ def print_error(err: LbsimError, as_json: bool = False) -> None:
     if as_json:
         print(json.dumps({"error": err.to_dict()}, indent=2))
     else:
-        print(f"error: {err}", file=sys.stderr)
+        # CODE: field: message, the order every finding of `lbsim cert check` uses.
+        where = f"{err.field}: " if err.field else ""
+        hint = f" (hint: {err.hint})" if err.hint else ""
+        print(f"error: {err.code}: {where}{err.message}{hint}", file=sys.stderr)
 
 
 def run_parsed(args: argparse.Namespace) -> int:

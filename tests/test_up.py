@@ -19,13 +19,22 @@ def test_lbsim_up_prints_working_curl_commands_and_stops_on_ctrl_c(tmp_path: Pat
     proc = subprocess.Popen([LBSIM, "up", "--out", str(tmp_path / "out"), "--time-scale", "0.01"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: dict[str, str] = {}
+    banner: list[str] = []
     try:
         deadline = time.monotonic() + 60
         while "connection log" not in lines and time.monotonic() < deadline:
             line = proc.stdout.readline()
             assert line, f"lbsim up exited early: {proc.poll()}"
+            banner.append(line)
             key = line.split(":", 1)[0].strip()
             lines[key] = line.split(":", 1)[1].strip() if ":" in line else line
+        listed = {line.split()[0]: line for line in banner if line.startswith(("aliyun-", "tencent-"))}
+        # tencent-mutual verifies clients only optionally; aliyun-mutual always.
+        assert " mutual (optional) " in listed["tencent-mutual"] and "(optional)" not in listed["aliyun-mutual"]
+        assert " mutual " in listed["aliyun-mutual"] and " one-way " in listed["aliyun-one-way"]
+        # tls_cipher_policy_1_0 lists DES-CBC3-SHA, which this OpenSSL build cannot negotiate.
+        assert "never negotiates here: DES-CBC3-SHA" in listed["aliyun-one-way"]
+        assert "DES-CBC3-SHA" not in listed["aliyun-mutual"]
         for kind in ("one-way", "mutual"):
             command = shlex.split(lines[kind]) + ["-sS", "--max-time", "10"]
             out = subprocess.run(command, capture_output=True, text=True, timeout=20, cwd=tmp_path)
@@ -34,9 +43,37 @@ def test_lbsim_up_prints_working_curl_commands_and_stops_on_ctrl_c(tmp_path: Pat
         # The default lab is written out to copy and edit, and loads as it is.
         config = load_config(tmp_path / "out" / "lab.yaml")
         assert [l.name for l in config.listeners] == ["aliyun-one-way", "aliyun-mutual", "tencent-one-way", "tencent-mutual"]
+        # Refused clients (no certificate, an expired one) are in the connection log, not on the console.
+        pki = tmp_path / "out" / "pki"
+        mutual_url = shlex.split(lines["mutual"])[-1]
+        for extra in ([], ["--cert", str(pki / "client-expired.pem"), "--key", str(pki / "client-expired.key")]):
+            for _ in range(3):
+                out = subprocess.run(["curl", "--cacert", str(pki / "ca.pem"), *extra, "-sS", "--max-time", "10",
+                                      mutual_url], capture_output=True, text=True, timeout=20)
+                assert out.returncode != 0, out.stdout
+        log_file = tmp_path / "out" / "connections.jsonl"
+        deadline = time.monotonic() + 10
+        while len(log_file.read_text().splitlines()) < 8 and time.monotonic() < deadline:
+            time.sleep(0.1)
     finally:
         proc.send_signal(signal.SIGINT)
         rest = proc.communicate(timeout=20)[0]
     assert proc.returncode == 0, rest
-    log = (tmp_path / "out" / "connections.jsonl").read_text().splitlines()
-    assert len(log) == 2 and {json.loads(l)["tls_verify_status"] for l in log} == {"Success"}
+    assert "WARNING" not in rest and "TLS Error" not in rest, rest
+    log = [json.loads(l) for l in (tmp_path / "out" / "connections.jsonl").read_text().splitlines()]
+    assert len(log) == 8, log
+    assert sorted(r["tls_verify_status"] for r in log) == ["Failed:ClientCertExpired"] * 3 + ["Failed:NoClientCertificate"] * 3 + ["Success"] * 2
+
+
+def test_the_cpu_profiler_option_is_cpu_profile_not_profile() -> None:
+    """`--profile` names a vendor profile in every other command; `lbsim up` and `lbsim bench` call the
+    CPU profiler's option `--cpu-profile` (the bench passes it on to the `lbsim up` it starts)."""
+    import pytest
+
+    from simulator.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["up", "--cpu-profile", "up.html"]).cpu_profile == "up.html"
+    assert parser.parse_args(["bench", "--cpu-profile", "prof"]).cpu_profile == "prof"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["up", "--profile", "up.html"])

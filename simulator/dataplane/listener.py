@@ -113,6 +113,8 @@ class Listener:
                 client_cert_refusal=spec.client_cert_refusal if spec.mutual else None,
                 tls_policy=spec.policy.name,
                 tls_versions=list(spec.policy.versions),
+                # In the vendor's table but absent from this OpenSSL build: never negotiated here (docs/tls-policies.md).
+                tls_unavailable_suites=list(spec.policy.unavailable),
                 http2=spec.http2,
                 scheduler=spec.scheduler,
                 sticky_session=dataclasses.asdict(spec.sticky_session) if spec.sticky_session else None,

@@ -37,10 +37,18 @@ def describe(lab: Lab, files: dict[str, str]) -> str:
     lines = [f"management API: {lab.api.url}  (GET /health, /v1/listeners, /v1/connections, /v1/traffic)"]
     if lab.config.workers > 1:
         lines.append(f"workers: {lab.config.workers} processes share every listener port (docs/performance.md)")
+    unavailable: set[str] = set()
     for listener in lab.registry.listeners.values():
         spec = listener.spec
-        kind = "mutual" if spec.mutual else "one-way"
-        lines.append(f"{listener.name:18} https://127.0.0.1:{listener.port}/  {spec.profile:12} {kind:8} policy {spec.policy.name}")
+        kind = listener_kind(spec)
+        lacks = spec.policy.unavailable
+        unavailable.update(lacks)
+        lines.append(f"{listener.name:18} https://127.0.0.1:{listener.port}/  {spec.profile:12} {kind:17} policy "
+                     f"{spec.policy.name}" + (f" (never negotiates here: {', '.join(lacks)})" if lacks else ""))
+    if unavailable:
+        lines.append(f"  {', '.join(sorted(unavailable))}: in the vendor's policy table, but this OpenSSL build lacks it, "
+                     "so a client offering only that is refused here where a real listener would let it in "
+                     "(docs/tls-policies.md)")
     for name, (host, port) in lab.addresses.items():
         lines.append(f"backend {name:10} http://{host}:{port}/")
     if files:
@@ -58,10 +66,17 @@ def describe(lab: Lab, files: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-async def serve(config: LabConfig, out_dir: Path, files: dict[str, str], profile: str | None = None) -> None:
+def listener_kind(spec) -> str:
+    """one-way, mutual (client certificate required) or mutual (optional): tencent's `ssl_verify_client`."""
+    if not spec.mutual:
+        return "one-way"
+    return "mutual" if spec.ssl_verify_client == "on" else f"mutual ({spec.ssl_verify_client})"
+
+
+async def serve(config: LabConfig, out_dir: Path, files: dict[str, str], cpu_profile: str | None = None) -> None:
     lab = await start_with_faces(Lab(config, out_dir))
     print(describe(lab, files), flush=True)
-    profiler = start_profiler() if profile else None
+    profiler = start_profiler() if cpu_profile else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -70,8 +85,8 @@ async def serve(config: LabConfig, out_dir: Path, files: dict[str, str], profile
     try:
         await stop.wait()
     finally:
-        if profiler is not None and profile:
-            write_profile(profiler, profile)
+        if profiler is not None and cpu_profile:
+            write_profile(profiler, cpu_profile)
         print("stopping lab...", flush=True)
         await lab.stop()
 
@@ -81,7 +96,7 @@ def start_profiler():
     try:
         from pyinstrument import Profiler
     except ImportError:
-        raise LbsimError("ProfilerMissing", "--profile needs pyinstrument", hint="pip install pyinstrument") from None
+        raise LbsimError("ProfilerMissing", "--cpu-profile needs pyinstrument", hint="pip install pyinstrument") from None
     profiler = Profiler(async_mode="disabled")  # every task of the loop, not just the one awaiting here
     profiler.start()
     return profiler
@@ -98,7 +113,7 @@ def write_profile(profiler, path: str) -> None:
         target.write_text(profiler.output_html())
     else:
         target.write_text(profiler.output_text(unicode=True, show_all=False))
-    print(f"profile written to {target}", flush=True)
+    print(f"CPU profile written to {target}", flush=True)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -108,18 +123,19 @@ def cmd_up(args: argparse.Namespace) -> int:
     config, files = resolve_lab(args.config, out_dir, args.time_scale)
     if args.workers is not None:
         config = replace(config, workers=args.workers)
-    asyncio.run(serve(config, out_dir, files, args.profile))
+    asyncio.run(serve(config, out_dir, files, args.cpu_profile))
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("up", help="run a lab (listeners, mock backends, API) in the foreground until Ctrl-C")
+    p = sub.add_parser("up", help="start a lab (listeners, mock backends, management API) and serve until Ctrl-C")
     p.add_argument("-c", "--config", help="lab YAML (default: the built-in default lab)")
     p.add_argument("--out", default="lbsim-out", help="where the lab writes its PKI, store and connection log")
     p.add_argument("--time-scale", type=float, help="override time_scale (0.01 = vendor timers 100x faster)")
     p.add_argument("--workers", type=int, choices=range(1, MAX_WORKERS + 1), metavar="N",
                    help="processes sharing every listener port (overrides the lab's `workers`)")
-    p.add_argument("--profile", metavar="FILE",
-                   help="profile worker 0 with pyinstrument until stopped (.html, .pyisession or text)")
+    # Not --profile: everywhere else that names a vendor profile (aliyun-slb, tencent-clb).
+    p.add_argument("--cpu-profile", metavar="FILE",
+                   help="CPU-profile worker 0 with pyinstrument until stopped (.html, .pyisession or text)")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_up)

@@ -49,6 +49,7 @@ class ListenerReport:
     mutual_matrix: list[dict[str, Any]] = field(default_factory=list)
     observation: Any = None  # compliance.Observation
     verdicts: dict[str, Any] = field(default_factory=dict)  # baseline -> compliance.Verdict
+    unavailable: list[str] = field(default_factory=list)  # in the policy, absent from this OpenSSL build
     client_cert_refusal: str | None = None  # mutual: handshake (a TLS alert) | http_400 (nginx's 400 page)
 
     @property
@@ -77,9 +78,17 @@ class ListenerReport:
             "client_cert_refusal": self.client_cert_refusal,
             "tls_matrix": {"expected": self.expected, "observed": self.observed, "match": self.match,
                            "differences": self.differences() if not self.match else [], "note": self.note},
+            "unavailable": list(self.unavailable),
             "mutual_matrix": self.mutual_matrix,
+            "mozilla_policy_level": self.mozilla_policy_level(),
             "compliance": {k: v.to_dict() for k, v in self.verdicts.items()},
         }  # fmt: skip
+
+    def mozilla_policy_level(self) -> str | None:
+        """The strictest Mozilla profile the observed versions and suites fit (compliance.mozilla_policy_level)."""
+        from simulator.harness import compliance
+
+        return compliance.mozilla_policy_level(self.observation) if self.observation is not None else None
 
 
 class ListenerObservations:
@@ -139,7 +148,7 @@ class ListenerObservations:
         report = ListenerReport(name=name, port=state.port, profile=spec.profile, policy=spec.policy.name,
                                 mutual=spec.mutual, verify_client=verify, key_type=key_type,
                                 client_cert_refusal=spec.client_cert_refusal if spec.mutual else None,
-                                expected=spec.policy.negotiable(key_type))
+                                expected=spec.policy.negotiable(key_type), unavailable=list(spec.policy.unavailable))
         creds = self.trusted_client(name) if verify == "on" else None
         kwargs: dict[str, Any] = {}
         if creds:

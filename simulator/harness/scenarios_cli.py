@@ -102,7 +102,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("scenarios", help="run scenario scripts (pytest) against a lab",
+    p = sub.add_parser("scenarios", help="run your own scenarios (pytest files) against a lab, or list the built-in ones",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = p.add_subparsers(dest="scenarios_command", metavar="SUBCOMMAND", required=True,
                                 parser_class=_PytestPassthroughParser)

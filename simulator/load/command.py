@@ -626,6 +626,29 @@ def summarize_rows(rows: list[dict[str, Any]], exit_code: int) -> dict[str, Any]
             "rows": table}
 
 
+def refusal_verdict(loc: Mapping[str, Any]) -> str | None:
+    """One plain sentence for a profile that is refused on purpose (mutual's invalid clients): how many
+    refusals were the expected ones, and whether anything failed that should not have. Locust counts an
+    expected refusal as a success of its `TLS handshake rejected` row; an invalid client that got served is
+    a failure of that row, a valid client refused a `TLS handshake failed`. None when nothing was refused."""
+    rows = loc.get("rows") or {}
+    rejected = rows.get("TLS handshake rejected")
+    if not rejected or not rejected["requests"]:
+        return None
+    expected = rejected["requests"] - rejected["failures"]
+    out = f"refusals: {expected} of {rejected['requests']} were clients meant to be refused (invalid certificates), refused in the handshake as expected"
+    unexpected = []
+    if rejected["failures"]:
+        unexpected.append(f"{rejected['failures']} invalid client(s) served")
+    refused_valid = (rows.get("TLS handshake failed") or {}).get("requests", 0)
+    if refused_valid:
+        unexpected.append(f"{refused_valid} client(s) that should have got in refused or failed")
+    other = loc["failures"] - rejected["failures"] - (rows.get("TLS handshake failed") or {}).get("failures", 0)
+    if other > 0:
+        unexpected.append(f"{other} other failure(s)")
+    return out + ("; nothing unexpected failed" if not unexpected else "; UNEXPECTED: " + ", ".join(unexpected))
+
+
 def print_report(report: Mapping[str, Any]) -> None:
     loc = report["locust"]
     cpu = report["cpu"]
@@ -633,6 +656,9 @@ def print_report(report: Mapping[str, Any]) -> None:
           f"(:{report['lab']['port']})")
     print(f"  Locust: {loc['handshakes']} handshakes ({loc['handshakes_per_s']}/s), {loc['requests']} requests "
           f"({loc['requests_per_s']}/s), {loc['failures']} failures, exit code {loc['exit_code']}")
+    verdict = refusal_verdict(loc)
+    if verdict:
+        print(f"  {verdict}")
     lab_cpu = f", the lab {cpu['lab_pct']}%" if cpu["lab_pct"] is not None else ""
     workers = "+".join(f"{p:g}%" for p in cpu["locust_worker_pct"]) or "?"
     print(f"  CPU over the run, % of one core: Locust {workers}{lab_cpu} ({cpu['cores']} cores)")

@@ -28,7 +28,7 @@ server used, so "requests per CPU-second" shows efficiency even when the cores w
     lbsim bench                     # 5 rounds x 8 s per server and figure, 20 connections, h2load
     lbsim bench --workers 2         # also an lbsim with `workers: 2`
     lbsim bench --quick             # a smoke run (seconds): the harness works, figures are rough
-    lbsim bench --profile prof/     # also profile the lbsim listener under pyinstrument
+    lbsim bench --cpu-profile prof/ # also CPU-profile the lbsim listener under pyinstrument
     lbsim bench --tool wrk          # wrk instead (see docs/performance.md: it spins during handshakes)
 """
 
@@ -352,7 +352,7 @@ class LbsimServer(Server):
     def command(self) -> list[str]:
         up = [sys.executable, "-m", "simulator.cli", "up", "-c", str(self.config), "--out", str(self.workdir)]
         if self.profile_to is not None:
-            up += ["--profile", str(self.profile_to)]  # written when the lab stops (SIGINT)
+            up += ["--cpu-profile", str(self.profile_to)]  # written when the lab stops (SIGINT)
         return up
 
 
@@ -720,7 +720,7 @@ def _children_cpu() -> float:
 
 def profile(load: Load, work: Path, files: dict[str, Path], backend: str, profile_dir: Path, duration: float,
             say: Callable[[str], None]) -> None:
-    """Run each figure once more against an lbsim listener under pyinstrument (`lbsim up --profile`):
+    """Run each figure once more against an lbsim listener under pyinstrument (`lbsim up --cpu-profile`):
     `profile-<figure>.pyisession` (open with `pyinstrument --load FILE`) and a summary `profile-<figure>.txt`."""
     profile_dir.mkdir(parents=True, exist_ok=True)
     for figure in FIGURES:
@@ -803,7 +803,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     report = run_bench(rounds=rounds, duration=duration, connections=connections, workers=args.workers, tool=args.tool,
                        nginx_workers=args.nginx_workers, include_nginx=not args.no_nginx, install=not args.no_install,
                        out_dir=Path(args.out) if args.out else None, metering_off=args.metering_off,
-                       profile_dir=Path(args.profile) if args.profile else None, warmup=warmup,
+                       profile_dir=Path(args.cpu_profile) if args.cpu_profile else None, warmup=warmup,
                        rsa_seconds=1 if args.quick else 3, command=command)
     text = format_report(report)
     print()
@@ -825,6 +825,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-install", action="store_true", help="never apt-get install missing tools")
     p.add_argument("--quick", action="store_true", help="a smoke run of a few seconds (figures are rough)")
     p.add_argument("--out", help="keep configs, logs, bench.json and bench.md here (default: a temp dir)")
-    p.add_argument("--profile", metavar="DIR", help="also profile the lbsim listener under pyinstrument")
+    p.add_argument("--cpu-profile", metavar="DIR", help="also CPU-profile the lbsim listener under pyinstrument")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_bench)

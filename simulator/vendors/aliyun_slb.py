@@ -157,8 +157,9 @@ CERTS = CertProfile(
         ("MalformedPrivateKey", "key"): "see what is wrong with: openssl rsa -in key.pem -check -noout",
         ("UnsupportedKeyFormat", "key"): "export the key as PKCS#1 PEM (-----BEGIN RSA PRIVATE KEY-----), "
         "e.g. openssl rsa -in key -traditional -out key.pem",
-        ("UnsupportedKeyType", "cert"): "aliyun-slb takes RSA certificates only: issue one for an RSA key "
-        "(openssl req -new -newkey rsa:2048 -nodes -keyout key.pem -out req.csr)",
+        # The message already says what aliyun-slb accepts: the hint says only how to get it.
+        ("UnsupportedKeyType", "cert"): "request a certificate for a new RSA key: "
+        "openssl req -new -newkey rsa:2048 -nodes -keyout key.pem -out req.csr",
         ("UnsupportedKeySize", "cert"): "use an RSA key of 1024, 2048 or 4096 bits (2048 is the usual choice)",
     },
 )

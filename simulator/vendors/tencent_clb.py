@@ -74,8 +74,7 @@ CERTS = CertProfile(
         ("MalformedPrivateKey", "key"): "see what is wrong with: openssl pkey -in key.pem -noout",
         ("UnsupportedKeyFormat", "key"): "export the key as PEM (PKCS#1, SEC1 or PKCS#8), "
         "e.g. openssl pkey -in key -out key.pem",
-        ("UnsupportedKeyType", "cert"): "tencent-clb takes RSA and ECDSA certificates: issue one for an RSA "
-        "or P-256/P-384 key",
+        ("UnsupportedKeyType", "cert"): "request a certificate for an RSA key or an ECDSA key on P-256 or P-384",
         ("UnsupportedKeySize", "cert"): "use an RSA key of 1024 to 4096 bits (2048 or 3072 usual) "
         "or an ECDSA key on P-256 or P-384",
     },

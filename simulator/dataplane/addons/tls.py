@@ -65,6 +65,26 @@ def drop_handshake_advice(record: logging.LogRecord) -> bool:
     return not (isinstance(record.msg, str) and record.msg.startswith("Client TLS handshake failed."))
 
 
+class ListenerTLSLayer(layers.ClientTLSLayer):
+    """mitmproxy's client TLS layer, quiet about clients it refused.
+
+    After a failed handshake mitmproxy's tunnel is CLOSED but still hands what the client sends next (a
+    TLS 1.3 client's Finished and request, sent before it read the alert) to `receive_data`, whose
+    `recv` on the dead connection logs `WARNING TLS Error: (-1, 'Unexpected EOF')` for every refused
+    client. The connection log already records the refusal and its reason: the bytes are counted (the
+    meter sees them through `bio_write`, as before) and nothing is decrypted or logged."""
+
+    def receive_data(self, data: bytes) -> layer.CommandGenerator[None]:
+        if self.tunnel_state is tunnel.TunnelState.CLOSED:
+            if data:
+                try:
+                    self.tls.bio_write(data)
+                except SSL.Error:
+                    pass
+            return
+        yield from super().receive_data(data)
+
+
 class RefusePlaintext(layer.Layer):
     """An HTTPS listener speaks TLS only: plain HTTP gets nginx's 400, anything else a closed connection."""
 
@@ -136,7 +156,7 @@ class TlsTermination:
             return
         state = self.registry.clients[context.client.id]
         stack = tunnel.LayerStack()
-        stack /= layers.ClientTLSLayer(context)
+        stack /= ListenerTLSLayer(context)
         stack /= LimitedHttpLayer(context, HTTPMode.transparent, state.version.spec.profile, error_recorder(state))
         nextlayer.layer = stack[0]
 
