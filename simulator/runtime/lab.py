@@ -104,6 +104,7 @@ class Lab:
         self.master: Master | None = None
         self.servers: ListenerServers | None = None
         self.api: Any = None
+        self.console: Any = None  # the web console (simulator.faces.console), beside the API
         self._master_task: asyncio.Task | None = None
         self._activations: dict[int, asyncio.Task] = {}
         self._store_watch: asyncio.Task | None = None
@@ -193,6 +194,11 @@ class Lab:
 
         self.api = ApiServer(self, self.config.api.host, self.config.api.port, token=self.config.api.token)
         await self.api.start()
+        from simulator.faces.console import ConsoleServer
+
+        # The console: the API's host and token, any free port; every action is one the API offers.
+        self.console = ConsoleServer(self, self.config.api.host, 0, token=self.config.api.token)
+        await self.console.start()
         if self.config.workers > 1:
             self.workers = WorkerPool(self)
             await self.workers.start()
@@ -208,6 +214,8 @@ class Lab:
             with contextlib.suppress(OSError, LbsimError):
                 self.store.withdraw_usage(self._owner)
         self.health.stop()
+        if self.console is not None:
+            await self.console.stop()
         if self.api is not None:
             await self.api.stop()
         if self.servers is not None:
