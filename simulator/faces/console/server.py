@@ -112,6 +112,22 @@ class HtmlServer(JsonServer):
         super().__init__(router, host, port, token)
         self.secret = secrets.token_bytes(32)
         self.nav = nav
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            await super()._serve(reader, writer)
+        finally:
+            self._writers.discard(writer)
+
+    async def stop(self) -> None:
+        """Close browsers' idle keep-alive connections too: `wait_closed` would wait for them (a minute)."""
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        await super().stop()
 
     # ---- auth and CSRF ---------------------------------------------------------------------------------------
 
