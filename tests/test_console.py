@@ -366,3 +366,14 @@ def test_posts_need_the_csrf_token_and_state_changes_need_post(lab: RunningLab) 
     page = urllib.request.urlopen(f"{url}/listeners", timeout=10)
     assert "default-src 'self'" in page.headers["Content-Security-Policy"]
     assert re.search(r'name="csrf" value="[0-9a-f]{64}"', page.read().decode())
+
+
+def test_read_only_pages_are_whole_without_javascript(lab: RunningLab) -> None:
+    """What a client without JavaScript gets: every read-only page rendered on the server, charts included."""
+    url = lab.lab.console.url
+    expect = {"/certificates": 'id="certificates"', "/listeners": 'id="listeners-table"', "/traffic": "<polyline",
+              "/connections": 'id="connections-table"', "/policy": 'class="matrix"',
+              "/certificates/check": 'id="upload-form"'}
+    for path, marker in expect.items():
+        with urllib.request.urlopen(url + path, timeout=10) as page:
+            assert page.status == 200 and marker in page.read().decode(), path
