@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -68,7 +68,9 @@ def browser() -> Iterator[webdriver.Chrome]:
 
 
 def wait(driver: webdriver.Chrome, predicate: Any, timeout: float = 15) -> Any:
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: predicate(d))
+    # Stale elements: the page navigated (a form's redirect) or refreshed a part between find and read.
+    return WebDriverWait(driver, timeout, poll_frequency=0.1,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(lambda d: predicate(d))
 
 
 def screenshot(driver: webdriver.Chrome, name: str) -> None:
@@ -78,6 +80,7 @@ def screenshot(driver: webdriver.Chrome, name: str) -> None:
     Path(SHOTS).mkdir(parents=True, exist_ok=True)
     height = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(1400, min(max(600, height + 20), 4000))
+    driver.execute_script("window.scrollTo(0, 0)")  # from the top, whatever anchor the page was opened at
     driver.save_screenshot(str(Path(SHOTS) / f"{name}.png"))
     driver.set_window_size(1400, 1000)
 
@@ -107,6 +110,17 @@ def fill(driver: webdriver.Chrome, name: str, text: str) -> None:
     if text:
         # Long PEM text through send_keys is slow; the value is set as a user paste would set it.
         driver.execute_script("arguments[0].value = arguments[1]", element, text)
+
+
+def click(driver: webdriver.Chrome, element_id: str, tries: int = 5) -> None:
+    """Click a button of a part the page refreshes every second: found again if it was replaced meanwhile."""
+    for attempt in range(tries):
+        try:
+            driver.find_element(By.ID, element_id).click()
+            return
+        except (StaleElementReferenceException, WebDriverException):
+            if attempt == tries - 1:
+                raise
 
 
 def open_page(driver: webdriver.Chrome, lab: RunningLab, path: str) -> None:
@@ -312,10 +326,10 @@ def test_the_tls_policy_page_probes_what_really_negotiates(lab: RunningLab, brow
 def test_stopping_and_deleting_the_listener_from_the_list(lab: RunningLab, browser: webdriver.Chrome) -> None:
     port = state["port"]
     open_page(browser, lab, "/listeners")
-    browser.find_element(By.ID, f"stop-{port}").click()
+    click(browser, f"stop-{port}")
     wait(browser, lambda d: "Stopped." in d.find_element(By.TAG_NAME, "main").text)
     assert lab.lab.get_listener(port).status == "stopped"
-    browser.find_element(By.ID, f"delete-{port}").click()
+    click(browser, f"delete-{port}")
     wait(browser, lambda d: "Deleted." in d.find_element(By.TAG_NAME, "main").text)
     assert port not in lab.lab.registry.listeners
     browser.get(state["cert_url"])

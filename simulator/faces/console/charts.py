@@ -23,8 +23,9 @@ BUCKET = 1.0
 @dataclass
 class Series:
     name: str
-    values: list[float]
+    values: list[float | None]  # None: nothing to show for that second (no bytes billed, say)
     css: str  # the line's class (colour in console.css)
+    shown: str = "total"  # what the legend says: the window's total, the latest value or the peak
 
 
 @dataclass
@@ -114,6 +115,9 @@ def svg_chart(title: str, series: list[Series], unit: str = "", width: int = 360
             y = pad_t + h - h * v / top
             points.append(f"{x:.1f},{y:.1f}")
         lines.append(Markup(f'<polyline class="{esc(s.css)}" fill="none" points="{" ".join(points)}"/>'))
+        if any(v is None for v in s.values):  # a sparse series: dots, or a lone second would not show
+            lines += [Markup(f'<circle class="{esc(s.css)}" r="2" cx="{p.split(",")[0]}" cy="{p.split(",")[1]}"/>')
+                      for p in points]
     totals = {s.name: sum(v for v in s.values if v is not None) for s in series}
     axis = Markup(
         f'<line class="axis" x1="{pad_l}" y1="{pad_t + h}" x2="{pad_l + w}" y2="{pad_t + h}"/>'
@@ -125,9 +129,15 @@ def svg_chart(title: str, series: list[Series], unit: str = "", width: int = 360
     )
     svg = Markup(f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
                  f'aria-label="{esc(title)}">{axis}{join(lines)}</svg>')
-    legend = join(tag("span", f"{s.name}: {fmt(totals[s.name])}{unit} in {WINDOW} s" if s.css != "pct" else
-                      f"{s.name}: latest {fmt(next((v for v in reversed(s.values) if v is not None), None))}{unit}",
-                      class_=f"key {s.css}", data_series=s.name, data_total=totals[s.name]) for s in series)
+    def words(s: Series) -> str:
+        if s.shown == "latest":
+            return f"{s.name}: latest {fmt(next((v for v in reversed(s.values) if v is not None), None))}{unit}"
+        if s.shown == "peak":
+            return f"{s.name}: peak {fmt(max((v for v in s.values if v is not None), default=None))}{unit}"
+        return f"{s.name}: {fmt(totals[s.name])}{unit} in {WINDOW} s"
+
+    legend = join(tag("span", words(s), class_=f"key {s.css}", data_series=s.name, data_total=totals[s.name])
+                  for s in series)
     return tag("figure", join([tag("figcaption", title), svg, tag("div", legend, class_="legend")]), class_="chart-box")
 
 
@@ -145,9 +155,9 @@ def listener_charts(b: Buckets | None) -> Markup:
         svg_chart("new connections / s", [Series("new", b.new, "s1")]),
         svg_chart("handshakes / s: full vs resumed", [Series("full", b.full, "s1"), Series("resumed", b.resumed, "s2")]),
         svg_chart("bytes / s: wire vs billed", [Series("wire", b.wire, "s1"), Series("billed", b.billed, "s2")], " B"),
-        svg_chart("overhead % (wire over billed)", [Series("overhead", b.overhead(), "pct")], " %"),
+        svg_chart("overhead % (wire over billed)", [Series("overhead", b.overhead(), "pct", "latest")], " %"),
     ]
     lcu = b.lcu()
     if lcu is not None:
-        charts.append(svg_chart("LCU estimate (each second's rates for an hour)", [Series("LCU", lcu, "pct")]))
+        charts.append(svg_chart("LCU estimate (each second's rates for an hour)", [Series("LCU", lcu, "pct", "peak")]))
     return join(charts)

@@ -26,7 +26,8 @@ class TrafficPages:
         totals = {row["listener_port"]: row for row in lab.ledger.summary()}
         names = {l.port: l.name for l in lab.registry.listeners.values()}
         sections = []
-        for port in sorted(set(names) | set(totals), key=str):
+        # The lab's listeners in their order, then removed ones that still have traffic.
+        for port in [*names, *(p for p in totals if p not in names)]:
             row = totals.get(port)
             facts: list[Any] = []
             if row:
@@ -41,8 +42,8 @@ class TrafficPages:
             summary = tag("dl", join(join([tag("dt", k), tag("dd", fmt(v) if isinstance(v, (int, float)) else v)])
                                      for k, v in facts), class_="totals") if facts else tag("p", "No connections yet.", class_="muted")
             title = f"{names.get(port, '(removed listener)')} :{port}"
-            sections.append(tag("section", join([tag("h2", title), summary,
-                                                 tag("div", listener_charts(series.get(port)), class_="charts")]),
+            charts = tag("div", listener_charts(series.get(port)), class_="charts") if row else ""
+            sections.append(tag("section", join([tag("h2", title), summary, charts]),
                                 class_="listener-traffic", id=f"traffic-{port}", data_port=port))
         return join(sections) or tag("p", "No listeners.", class_="muted")
 

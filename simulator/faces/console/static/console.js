@@ -6,7 +6,9 @@ function refresh(el) {
   const every = parseFloat(el.dataset.every || "2") * 1000;
   const tick = async () => {
     if (!el.dataset.refresh) return;  // a probe finished: the page stopped asking
-    if (!el.contains(document.activeElement) || document.activeElement === document.body) {
+    // Not while the user points at or works in it: a button must not vanish under the pointer.
+    const busy = el.matches(":hover") || (el.contains(document.activeElement) && document.activeElement !== document.body);
+    if (!busy) {
       try {
         const response = await fetch(el.dataset.refresh, {credentials: "same-origin", cache: "no-store"});
         if (response.ok) {
