@@ -323,6 +323,42 @@ def test_the_tls_policy_page_probes_what_really_negotiates(lab: RunningLab, brow
     screenshot(browser, "policy")
 
 
+def test_changing_the_listener_keeps_what_the_form_does_not_show(lab: RunningLab, browser: webdriver.Chrome) -> None:
+    port = state["port"]
+    listener = lab.lab.get_listener(port)
+    before = listener.spec
+    open_page(browser, lab, "/listeners")
+    browser.find_element(By.CSS_SELECTOR, f'a[href="/listeners/{port}/edit"]').click()
+    wait(browser, lambda d: d.find_elements(By.ID, "listener-form"))
+    # The form shows the listener as it is: its custom policy, its SNI domain.
+    assert browser.find_element(By.NAME, "sni_domain_0").get_attribute("value") == "ecdsa.lbsim.test"
+    assert Select(browser.find_element(By.NAME, "tls_policy")).first_selected_option.get_attribute("value") == "custom"
+    browser.find_element(By.NAME, "http2").click()
+    browser.find_element(By.ID, "listener-submit").click()
+    wait(browser, lambda d: "Changed" in d.find_element(By.TAG_NAME, "main").text)
+    wait(browser, lambda d: listener.status == "running" and listener.active.spec.http2, timeout=20)
+    after = listener.active.spec
+    assert after.health_check == before.health_check and after.headers == before.headers
+    assert after.policy == before.policy and after.sni == before.sni and after.idle_timeout == 30
+
+
+def test_a_backend_failing_health_checks_shows_on_the_listener(lab: RunningLab, browser: webdriver.Chrome) -> None:
+    open_page(browser, lab, "/listeners")
+
+    def web1(d: webdriver.Chrome) -> str:
+        row = next(r for r in d.find_elements(By.CSS_SELECTOR, "#backends-table tbody tr") if r.text.startswith("web-1"))
+        return row.text
+
+    row = next(r for r in browser.find_elements(By.CSS_SELECTOR, "#backends-table tbody tr") if r.text.startswith("web-1"))
+    row.find_element(By.XPATH, ".//button[text()='Fail health checks']").click()
+    wait(browser, lambda d: "failing health checks" in web1(d))
+    # The listeners' health checks notice; the table (refreshed every second) shows it.
+    wait(browser, lambda d: "unhealthy web-1" in d.find_element(By.ID, "listeners-table").text, timeout=20)
+    row = next(r for r in browser.find_elements(By.CSS_SELECTOR, "#backends-table tbody tr") if r.text.startswith("web-1"))
+    row.find_element(By.XPATH, ".//button[text()='Pass health checks']").click()
+    wait(browser, lambda d: "unhealthy" not in d.find_element(By.ID, "listeners-table").text, timeout=20)
+
+
 def test_stopping_and_deleting_the_listener_from_the_list(lab: RunningLab, browser: webdriver.Chrome) -> None:
     port = state["port"]
     open_page(browser, lab, "/listeners")

@@ -252,20 +252,20 @@ class CertificatePages:
     async def rename(self, request: Request, ctx: Context) -> Page:
         name = parse_form(request).get("name")
         try:
-            self.store.rename(request.params["ref"], name)
+            info = self.store.rename(request.params["ref"], name)
         except LbsimError as e:
             return await self.detail(request, ctx, {"name": [e.to_dict()]}, {"name": name}, 422)
-        return redirect(f"/certificates/{request.params['ref']}?notice=renamed")
+        return redirect(f"/certificates/{info.id}?notice=renamed")
 
     async def replace(self, request: Request, ctx: Context) -> Page:
         data: Form = parse_form(request)
         values = {k: data.get(k) for k in ("cert", "key", "strict")}
         try:
-            self.store.replace(request.params["ref"], values["cert"].encode() or None,
+            info = self.store.replace(request.params["ref"], values["cert"].encode() or None,
                                values["key"].encode() if values["key"].strip() else None, strict=values["strict"] == "on")
         except LbsimError as e:
             return await self.detail(request, ctx, errors_from(e, "cert"), values, 422)
-        return redirect(f"/certificates/{request.params['ref']}?notice=replaced")
+        return redirect(f"/certificates/{info.id}?notice=replaced")
 
     async def delete(self, request: Request, ctx: Context) -> Page:
         try:

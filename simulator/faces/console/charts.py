@@ -18,6 +18,9 @@ from simulator.faces.console.markup import Markup, esc, join, tag
 
 WINDOW = 60  # seconds shown
 BUCKET = 1.0
+# At most this many of the newest records are read per refresh: under heavy load the charts show the newest
+# connections only, rather than taking the event loop from the listeners (each record is parsed JSON).
+MAX_SCAN = 20_000
 
 
 @dataclass
@@ -68,7 +71,9 @@ def bucket(ledger: TrafficLedger, now: float | None = None) -> dict[int, Buckets
     now = time.time() if now is None else now
     start = now - WINDOW * BUCKET
     out: dict[int, Buckets] = {}
-    for record in reversed(ledger.records):
+    for n, record in enumerate(reversed(ledger.records)):
+        if n >= MAX_SCAN:
+            break
         t = record.get("traffic") or {}
         began = epoch(t.get("started_at")) or epoch(record.get("time"))
         ended = epoch(t.get("finished_at")) or began

@@ -239,7 +239,8 @@ class HtmlServer(JsonServer):
         if close:
             headers.append(("Connection", "close"))
         head = f"HTTP/1.1 {status} {STATUS.get(status, 'Unknown')}\r\n"
-        head += "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
+        # No header value can end a line: a path parameter with an encoded CR LF never splits the response.
+        head += "".join(f"{k}: {v.replace(chr(13), '').replace(chr(10), '')}\r\n" for k, v in headers) + "\r\n"
         writer.write(head.encode("latin-1", errors="replace") + payload)
         await writer.drain()
 
