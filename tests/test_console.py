@@ -310,6 +310,27 @@ def test_deleting_a_certificate_in_use_is_refused_naming_the_listener(lab: Runni
     assert any(c.name == "console-web" for c in lab.lab.store.list())
 
 
+def test_rename_and_replace_show_refusals_on_their_fields(lab: RunningLab, browser: webdriver.Chrome) -> None:
+    browser.get(state["cert_url"])
+    fill(browser, "name", "not allowed!")  # aliyun-slb names: no spaces, no '!'
+    browser.find_element(By.CSS_SELECTOR, "#rename-form button").click()
+    wait(browser, lambda d: field_errors(d, "name"))
+    assert "InvalidName" in field_errors(browser, "name")
+    assert browser.find_element(By.NAME, "name").get_attribute("value") == "not allowed!"
+    cert, key = rsa_chain("renewed.example")
+    fill(browser, "cert", cert.decode())  # no key: the stored key is kept, and it does not match this certificate
+    browser.find_element(By.CSS_SELECTOR, "#replace-form button").click()
+    wait(browser, lambda d: field_errors(d, "key"))
+    assert "KeyCertificateMismatch" in field_errors(browser, "key")
+    fill(browser, "key", key.decode())
+    browser.find_element(By.CSS_SELECTOR, "#replace-form button").click()
+    wait(browser, lambda d: "Replaced" in d.find_element(By.TAG_NAME, "main").text)
+    facts = browser.find_element(By.ID, "facts").text
+    assert "renewed.example" in facts and re.search(r"Revision\s+2", facts)
+    listener = lab.lab.get_listener(state["port"])  # the listener takes revision 2 after its activation delay
+    wait(browser, lambda d: listener.status == "running" and 2 in listener.active.revisions.values(), timeout=20)
+
+
 def test_the_tls_policy_page_probes_what_really_negotiates(lab: RunningLab, browser: webdriver.Chrome) -> None:
     port = state["port"]
     open_page(browser, lab, "/policy")
