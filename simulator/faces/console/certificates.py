@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from simulator.certs import PROFILES as CERT_PROFILES, check
 from simulator.errors import LbsimError
-from simulator.faces.console.markup import (Errors, Markup, button, checkbox, esc, field_errors, form, join, select,
+from simulator.faces.console.markup import (Errors, Markup, button, checkbox, field_errors, form, join, select,
                                             tag, text_input, textarea, void)
 from simulator.faces.console.markup import table as html_table
 from simulator.faces.console.server import Context, Form, Page, parse_form, redirect

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from simulator.faces.console.charts import fmt
-from simulator.faces.console.markup import Markup, join, select, tag
+from simulator.faces.console.markup import join, select, tag
 from simulator.faces.console.markup import table as html_table
 from simulator.faces.console.server import Context, Page
 from simulator.faces.http import Request

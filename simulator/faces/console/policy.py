@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from simulator.errors import LbsimError
-from simulator.faces.console.markup import Markup, esc, join, tag, textarea
+from simulator.faces.console.markup import Markup, join, tag, textarea
 from simulator.faces.console.markup import form as html_form
 from simulator.faces.console.markup import table as html_table
 from simulator.faces.console.server import Context, Page, parse_form, redirect

@@ -21,7 +21,7 @@ from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qsl, urlencode
 
 from simulator.faces.http import STATUS_TEXT, JsonServer, Request, Router
-from simulator.faces.console.markup import Markup, esc, form, layout, static_text, tag, text_input
+from simulator.faces.console.markup import Markup, form, layout, static_text, tag, text_input
 
 logger = logging.getLogger(__name__)
 SESSION_COOKIE = "lbsim_console_session"
@@ -245,8 +245,4 @@ class HtmlServer(JsonServer):
         await writer.drain()
 
 
-def esc_query(**params: Any) -> str:
-    return "?" + urlencode({k: v for k, v in params.items() if v not in (None, "")})
-
-
-__all__ = ["Context", "Form", "HtmlServer", "Page", "esc", "esc_query", "parse_form", "redirect"]
+__all__ = ["Context", "Form", "HtmlServer", "Page", "parse_form", "redirect"]
