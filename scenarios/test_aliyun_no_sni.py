@@ -8,7 +8,7 @@ are not simulated (lbsim models HTTPS listeners only).
 
 import pytest
 
-from simulator.harness.probe import certificate_fingerprint
+from simulator.policies.probe import certificate_fingerprint
 from simulator.harness.scenario import ApiError
 
 STATEMENT = "Aliyun HTTPS listeners do not support SNI: one certificate whatever the client sends (aliyun notes)"

@@ -4,7 +4,7 @@ TLSCipherPolicy tables (vendor-facts).
 
 The family `test_tls_matrix_matches_policy` is the report's TLS policy matrix: for every configured listener,
 each version x suite its policy allows with its certificate type (expected) against what the listener really
-accepts (observed by elimination probing, `simulator.harness.compliance.accepted_suites`), in the server's preference
+accepts (observed by elimination probing, `simulator.policies.probe.accepted_suites`), in the server's preference
 order; sslyze confirms it one suite at a time (test_compliance_baselines.py).
 """
 

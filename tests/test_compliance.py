@@ -283,7 +283,7 @@ def test_live_listener_verdicts(live) -> None:
 
 def test_accepted_suites_agrees_with_one_at_a_time_and_with_sslyze(live) -> None:
     """Elimination (our observer), one-suite-at-a-time enumeration, and sslyze in a child process agree."""
-    from simulator.harness.probe import enumerate_tls
+    from simulator.policies.probe import enumerate_tls
 
     scan = compliance.SslyzeScan([compliance.Target(n, "127.0.0.1", live.port(n)) for n in ("strict", "modernish")]).start()
     for name in ("strict", "modernish"):

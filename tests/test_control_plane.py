@@ -21,7 +21,7 @@ from helpers import read_response, wait_for
 
 from simulator.dataplane.addons import sticky
 from simulator.harness.running import RunningLab
-from simulator.harness.probe import probe
+from simulator.policies.probe import probe
 
 
 def backend_of(lab: RunningLab, port: int, path: str = "/", headers: dict | None = None) -> tuple[str, dict]:

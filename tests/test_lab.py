@@ -60,7 +60,7 @@ def test_a_store_reused_by_a_second_lab_keeps_ids_and_replaces_by_name(tmp_path:
 
 
 def test_a_lab_file_with_an_rsa_and_an_ecc_certificate_on_one_tencent_listener(tmp_path: Path, pki: LabPKI) -> None:
-    from simulator.harness.probe import probe
+    from simulator.policies.probe import probe
 
     ecc = LabPKI(key_type="ecdsa").server("localhost")
     config = lab_config(pki, [{"name": "app", "port": 0}], tmp_path / "store")

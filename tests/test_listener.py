@@ -18,7 +18,7 @@ from helpers import read_response, wait_for
 
 from simulator.model.config import io_timeout
 from simulator.harness.running import RunningLab
-from simulator.harness.probe import probe
+from simulator.policies.probe import probe
 
 
 def pem(path: str) -> bytes:

@@ -1,7 +1,7 @@
 """The server context on real loopback sockets: what negotiates, mutual TLS, resumption, SNI, ALPN.
 
 Each test serves `build_server_context(...)` with the minimal `TLSTestServer` and probes it with
-`simulator.harness.probe`; sslyze cross-checks once as an independent scanner. The mitmproxy listener reuses the
+`simulator.policies.probe`; sslyze cross-checks once as an independent scanner. The mitmproxy listener reuses the
 same context, so these are the expectations it must meet too.
 """
 
@@ -26,7 +26,7 @@ from simulator.errors import LbsimError
 from simulator.policies import POLICIES, Policy, resolve_policy
 from simulator.policies.context import build_server_context, client_cert_verdict, key_type_of, match_sni, session_reused
 from simulator.policies.testing import TLSTestServer
-from simulator.harness.probe import enumerate_tls, probe
+from simulator.policies.probe import enumerate_tls, probe
 
 HOST = "127.0.0.1"
 GET = b"GET / HTTP/1.1\r\nHost: lb.example.com\r\n\r\n"

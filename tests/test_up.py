@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from simulator.model.config import load_config
@@ -40,6 +41,9 @@ def test_lbsim_up_prints_working_curl_commands_and_stops_on_ctrl_c(tmp_path: Pat
             out = subprocess.run(command, capture_output=True, text=True, timeout=20, cwd=tmp_path)
             assert out.returncode == 0, (kind, out.stderr)
             assert json.loads(out.stdout)["path"] == "/hello"
+        # The console's URL is in the banner, and it shows the lab's listeners.
+        page = urllib.request.urlopen(lines["console"] + "listeners", timeout=10).read().decode()
+        assert all(name in page for name in ("aliyun-one-way", "tencent-mutual")) and 'data-status="running"' in page
         # The default lab is written out to copy and edit, and loads as it is.
         config = load_config(tmp_path / "out" / "lab.yaml")
         assert [l.name for l in config.listeners] == ["aliyun-one-way", "aliyun-mutual", "tencent-one-way", "tencent-mutual"]

@@ -27,7 +27,7 @@ from simulator.harness.running import RunningLab, start_lab
 from simulator.policies import resolve_policy
 from simulator.policies.context import build_server_context
 from simulator.policies.testing import TLSTestServer
-from simulator.harness.probe import ProbeResult, probe
+from simulator.policies.probe import ProbeResult, probe
 from simulator.dataplane.resumption import derive_ticket_keys, get_ticket_keys, set_ticket_keys
 
 TIME_SCALE = 0.01  # ticket lifetime 3 s, activation 0.6-1.8 s

@@ -38,11 +38,24 @@ async def attach_api(lab: Lab) -> ApiServer:
     return api
 
 
+async def attach_console(lab: Lab) -> Any:
+    """Start the web console beside the management API: its host and token, any free port."""
+    from simulator.faces.console import ConsoleServer  # HTML and static files: loaded only by a lab that serves it
+
+    console = ConsoleServer(lab, lab.config.api.host, 0, token=lab.config.api.token)
+    await console.start()
+    lab.console = console
+    lab.attach(console)
+    return console
+
+
 async def start_with_faces(lab: Lab) -> Lab:
-    """Start the lab, then its control faces (the management API); stop it again if a face cannot start."""
+    """Start the lab, then its control faces (the management API, the console); stop it again if a face
+    cannot start."""
     await lab.start()
     try:
         await attach_api(lab)
+        await attach_console(lab)
     except BaseException:
         await lab.stop()
         raise

@@ -35,6 +35,9 @@ def resolve_lab(config_path: str | None, out_dir: Path, time_scale: float | None
 
 def describe(lab: Lab, files: dict[str, str]) -> str:
     lines = [f"management API: {lab.api.url}  (GET /health, /v1/listeners, /v1/connections, /v1/traffic)"]
+    if lab.console is not None:
+        login = "  (log in with api.token, or open it once with ?token=<api.token>)" if lab.config.api.token else ""
+        lines.append(f"console: {lab.console.url}/{login}")
     if lab.config.workers > 1:
         lines.append(f"workers: {lab.config.workers} processes share every listener port (docs/performance.md)")
     unavailable: set[str] = set()

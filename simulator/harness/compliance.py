@@ -20,6 +20,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from simulator.policies.probe import accepted_suites  # noqa: F401  (the report's and sslyze's scans use it here)
+
 # Versions in OpenSSL's spelling, oldest first (SSL ones only ever come from sslyze).
 VERSION_ORDER = ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 
@@ -373,40 +375,9 @@ def evaluate(obs: Observation, baselines: Iterable[str] = BASELINES) -> dict[str
 
 # --- observing ----------------------------------------------------------------------------------------------
 
-def accepted_suites(host: str, port: int, versions: Iterable[str] = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"),
-                    **probe_kwargs: Any) -> dict[str, list[str]]:
-    """Version -> every suite the server accepts, found by elimination, in the order the server picks them.
-
-    Offer every suite this OpenSSL knows (security level 0); the server picks one it accepts; take it out
-    and offer the rest again, until the handshake fails: what is left is refused. One handshake per accepted
-    suite plus one per version (a one-suite-at-a-time scan needs ~160 per version), and the picks come out in
-    the server's preference order. sslyze, which offers suites one at a time, is the independent check.
-    """
-    from simulator.policies.suites import TLS13_SUITES, suite_info
-    from simulator.harness.probe import candidate_suites, probe
-
-    out: dict[str, list[str]] = {}
-    for version in versions:
-        if version == "TLSv1.3":
-            remaining = list(TLS13_SUITES)
-        else:
-            remaining = [c for c in candidate_suites() if version in suite_info(c).versions]
-        picked: list[str] = []
-        while remaining:
-            key = "tls13_ciphersuites" if version == "TLSv1.3" else "ciphers"
-            r = probe(host, port, version=version, **{key: ":".join(remaining)}, **probe_kwargs)
-            if not r.ok or r.cipher not in remaining:
-                break
-            picked.append(r.cipher)
-            remaining.remove(r.cipher)
-        if picked:
-            out[version] = picked
-    return out
-
-
 def observe_with_probe(host: str, port: int, name: str = "", **probe_kwargs: Any) -> Observation:
     """Versions x suites (:func:`accepted_suites`) and the served leaf, as lbsim's probe sees them."""
-    from simulator.harness.probe import probe
+    from simulator.policies.probe import probe
 
     versions = accepted_suites(host, port, **probe_kwargs)
     first = probe(host, port, **probe_kwargs)

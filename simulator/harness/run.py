@@ -545,6 +545,9 @@ def run(args: argparse.Namespace) -> int:
         except pytest.UsageError as e:
             raise LbsimError("InvalidArgument", str(e), field="require") from None
         print(f"lab up in {time.perf_counter() - t0:.1f} s; {len(lab.config_listeners())} listeners", flush=True)
+        console = lab.running.lab.console
+        if console is not None:  # watch the run in a browser while it lasts
+            print(f"console: {console.url}/  (while the run lasts)", flush=True)
 
         recorder = Recorder(lab, quiet=args.quiet)
         suite = suite_dir()

@@ -43,7 +43,7 @@ from simulator.certs import Issued, LabPKI
 from simulator.certs.mint import cert_pem, key_pem, make_cert, make_key
 from simulator.harness.running import RunningLab, start_lab
 from simulator.metering.ledger import epoch
-from simulator.harness.probe import ProbeResult, probe
+from simulator.policies.probe import ProbeResult, probe
 from simulator.harness.observe import (  # noqa: F401 - re-exported: scenarios and `lbsim run` import them here
     CLIENT_KINDS,
     EXPECTED_VERIFY,
@@ -430,7 +430,7 @@ class ScenarioLab(ListenerObservations):
 
     def probe(self, listener: str | int | ListenerHandle, *, client: Any = None, verify: bool = False,
               cafile: str | None = None, **kwargs: Any) -> ProbeResult:
-        """One TLS handshake (see `simulator.harness.probe.probe` for `version`, `ciphers`, `tls13_ciphersuites`,
+        """One TLS handshake (see `simulator.policies.probe.probe` for `version`, `ciphers`, `tls13_ciphersuites`,
         `sni`, `session`, `alpn`, `http_request`...). `client` as in :meth:`client`; `verify` checks the
         server chain against the lab CA (or `cafile`)."""
         creds = self.client(client)

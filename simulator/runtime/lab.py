@@ -106,6 +106,7 @@ class Lab:
         self.master: Master | None = None
         self.servers: ListenerServers | None = None
         self.api: Any = None  # the management API, once the starter attached it (simulator.faces)
+        self.console: Any = None  # the web console, once the starter attached it (simulator.faces.console)
         self.faces: list[Any] = []  # control faces attached by whoever started the lab; stopped with it
         self._master_task: asyncio.Task | None = None
         self._activations: dict[int, asyncio.Task] = {}

@@ -395,7 +395,7 @@ def _client_context(files: Mapping[str, str], version: str, mutual: bool) -> SSL
     ctx.set_max_proto_version(_VERSIONS[version])
     ctx.load_verify_locations(files["ca"])
     ctx.set_verify(SSL.VERIFY_PEER)
-    # No client cache: the caller keeps each session itself (as simulator.harness.probe does).
+    # No client cache: the caller keeps each session itself (as simulator.policies.probe does).
     ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
     if mutual:
         ctx.use_certificate_chain_file(files["client-valid"])

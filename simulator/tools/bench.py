@@ -74,6 +74,8 @@ METERING_OFF = "lbsim metering off"  # with --metering-off: the same lbsim with 
 PROFILE, POLICY = "aliyun-slb", "tls_cipher_policy_1_2_strict_with_1_3"
 # Debian packages of the external tools (the setup installs them; the bench may too, as root).
 APT_PACKAGES = {"h2load": "nghttp2-client", "wrk": "wrk", "nginx": "nginx", "cc": "gcc"}  # cc: the shim
+# The browser the console's tests drive (tests/test_console.py), installed by the setup the same way.
+BROWSER_PACKAGES = {"chromium": "chromium", "chromedriver": "chromium-driver"}
 TOOLS = ("h2load", "wrk")
 TEMPLATE = "nginx.conf.template"  # in benchmarks/ too
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/sbin"])
@@ -86,24 +88,25 @@ def which(tool: str) -> str | None:
 # ---- tools ----------------------------------------------------------------------------------------------
 
 
-def ensure_tools(install: bool, say: Callable[[str], None] = print, need: tuple[str, ...] = tuple(APT_PACKAGES)
-                 ) -> dict[str, str | None]:
-    """Paths of the tools in `need`; installs the missing ones with apt-get when allowed and possible."""
+def ensure_tools(install: bool, say: Callable[[str], None] = print, need: tuple[str, ...] = tuple(APT_PACKAGES),
+                 packages: dict[str, str] = APT_PACKAGES) -> dict[str, str | None]:
+    """Paths of the tools in `need`; installs the missing ones with apt-get when allowed and possible.
+    `packages`: tool -> the Debian package that has it."""
     found = {tool: which(tool) for tool in need}
     missing = [tool for tool, path in found.items() if path is None]
     if not missing:
         return found
-    packages = " ".join(APT_PACKAGES[t] for t in missing)
+    debs = " ".join(packages[t] for t in missing)
     if not install:
-        say(f"missing {', '.join(missing)}: install with `apt-get install -y {packages}` (or drop --no-install)")
+        say(f"missing {', '.join(missing)}: install with `apt-get install -y {debs}` (or drop --no-install)")
         return found
     if os.geteuid() != 0 or which("apt-get") is None:
         say(f"missing {', '.join(missing)} and apt-get is not usable here (needs root and Debian/Ubuntu): "
-            f"install the packages `{packages}` yourself")
+            f"install the packages `{debs}` yourself")
         return found
-    say(f"installing {packages} with apt-get ...")
+    say(f"installing {debs} with apt-get ...")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *packages.split()]):
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *debs.split()]):
         done = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if done.returncode != 0:
             say(f"`{' '.join(cmd)}` failed ({done.returncode}): {done.stderr.strip()[-400:]}")
