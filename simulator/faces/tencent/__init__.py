@@ -1,0 +1,6 @@
+"""Tencent Cloud's own APIs for a lab: the SSL certificate service (2019-12-05) and CLB (2018-03-17), signed
+with TC3-HMAC-SHA256, so `tencentcloud-sdk-python-*` and `tccli` drive a lab unchanged (docs/vendor-apis.md)."""
+
+from simulator.faces.tencent.api import TencentApi
+
+__all__ = ["TencentApi"]
