@@ -39,7 +39,7 @@ def describe(lab: Lab, files: dict[str, str]) -> str:
     for listener in lab.registry.listeners.values():
         spec = listener.spec
         kind = "mutual" if spec.mutual else "one-way"
-        lines.append(f"{listener.name:18} https://127.0.0.1:{listener.port}/  {spec.profile:12} {kind:8} policy {spec.policy.name}")
+        lines.append(f"{listener.name:18} https://{listener.address}:{listener.port}/  {spec.profile:12} {kind:8} policy {spec.policy.name}")
     for name, (host, port) in lab.addresses.items():
         lines.append(f"backend {name:10} http://{host}:{port}/")
     if files:
@@ -58,9 +58,17 @@ def describe(lab: Lab, files: dict[str, str]) -> str:
 
 
 async def serve(config: LabConfig, out_dir: Path, files: dict[str, str], profile: str | None = None) -> None:
+    from simulator.faces.vendorapi import attach_vendor_apis
+
     lab = Lab(config, out_dir)
     await lab.start()
+    try:
+        apis = await attach_vendor_apis(lab, out_dir)
+    except BaseException:
+        await lab.stop()
+        raise
     print(describe(lab, files), flush=True)
+    print(apis.describe(), flush=True)
     profiler = start_profiler() if profile else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -73,6 +81,7 @@ async def serve(config: LabConfig, out_dir: Path, files: dict[str, str], profile
         if profiler is not None and profile:
             write_profile(profiler, profile)
         print("stopping lab...", flush=True)
+        await apis.stop()
         await lab.stop()
 
 

@@ -980,14 +980,15 @@ class LabBuilder:
 
 
 def start(config: LabBuilder | Mapping[str, Any] | str | Path | None = None, *, time_scale: float | None = 0.01,
-          out_dir: str | Path | None = None, workers: int | None = None) -> ScenarioLab:
+          out_dir: str | Path | None = None, workers: int | None = None, vendor_apis: bool = False) -> ScenarioLab:
     """Start a lab (the default lab, a YAML path, a mapping or a builder) and return its handle; stop it with
     ``.stop()`` or use it as a context manager. `time_scale` and `workers` override the configuration's
-    (None keeps it)."""
+    (None keeps it). `vendor_apis` also starts the vendors' own APIs: ``handle.running.endpoints``
+    (docs/vendor-apis.md)."""
     if isinstance(config, LabBuilder):
         config = config.to_dict()
     running = start_lab(dict(config) if isinstance(config, Mapping) else config, out_dir=out_dir, time_scale=time_scale,
-                        workers=workers)
+                        workers=workers, vendor_apis=vendor_apis)
     return ScenarioLab(running, owns=True)
 
 
