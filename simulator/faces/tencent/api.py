@@ -45,8 +45,9 @@ Action = Callable[[Params, "Call"], Awaitable[dict[str, Any]]]
 class Call:
     """Who called, where: what an action may want beside its parameters."""
 
-    def __init__(self, action: str, region: str, secret_id: str):
+    def __init__(self, action: str, region: str, secret_id: str, request_id: str = ""):
         self.action, self.region, self.secret_id = action, region, secret_id
+        self.request_id = request_id  # Tencent: the task id of an asynchronous change
 
 
 class Service:
@@ -92,7 +93,8 @@ class TencentApi:
         request_id = str(uuid.uuid4())
         headers = {k.lower(): v for k, v in headers.items()}
         try:
-            answer = await self._handle(method.upper(), target, headers, body, host or headers.get("host", ""))
+            answer = await self._handle(method.upper(), target, headers, body, host or headers.get("host", ""),
+                                        request_id)
         except TencentError as e:
             log.info("tencent %s refused: %s %s", request_id, e.code, e.message)
             answer = {"Error": {"Code": e.code, "Message": e.text()}}
@@ -105,7 +107,8 @@ class TencentApi:
         answer["RequestId"] = request_id
         return {"Response": answer}
 
-    async def _handle(self, method: str, target: str, headers: dict[str, str], body: bytes, host: str) -> dict[str, Any]:
+    async def _handle(self, method: str, target: str, headers: dict[str, str], body: bytes, host: str,
+                      request_id: str) -> dict[str, Any]:
         if method not in ("GET", "POST"):
             raise TencentError(UNSUPPORTED_PROTOCOL, f"HTTP method {method} is not supported; use GET or POST")
         if len(body) > MAX_BODY:
@@ -143,7 +146,7 @@ class TencentApi:
         if handler is None:
             raise vendor(INVALID_ACTION, f"{service.name} {version} has no action {action!r} in lbsim",
                          hint="docs/vendor-apis.md lists the supported actions")
-        result = await handler(Params(data), Call(action, region or self.region, signed.secret_id))
+        result = await handler(Params(data), Call(action, region or self.region, signed.secret_id, request_id))
         return result
 
 
