@@ -144,6 +144,23 @@ class VendorServer(JsonServer):
         super().__init__(None, host, port, ssl=ssl_context)
         self.face = face
         self.head_limit = max(self.head_limit, face.head_limit)
+        self._open: set[asyncio.StreamWriter] = set()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._open.add(writer)
+        try:
+            await super()._serve(reader, writer)
+        finally:
+            self._open.discard(writer)
+
+    async def stop(self) -> None:
+        """SDKs keep connections alive in their pools: close them, or waiting for the server to close would wait
+        for their idle timeout."""
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._open):
+            writer.close()
+        await super().stop()
 
     def read_error(self, err: LbsimError) -> tuple[int, Any]:
         status = err.details.get("status", 400)

@@ -439,7 +439,8 @@ class Lab:
     def spec_from_api(self, data: Any, port: int | None = None) -> ListenerSpec:
         if port is not None and isinstance(data, dict):
             data = {**data, "port": port}
-        certs = {c.name: c.type for c in self.store.list()}
+        stored = self.store.list()
+        certs = {c.name: c.type for c in stored} | {c.id: c.type for c in stored}  # by name or by id
         spec = parse_listener(data, "listener", self.config.profile, certs, set(self.addresses))
         return spec if spec.name else replace(spec, name=f"https-{spec.port}")
 

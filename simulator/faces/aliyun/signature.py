@@ -65,6 +65,13 @@ def _secret(keys: AccessKeys, key_id: str) -> str:
     return secret
 
 
+def _mismatch(to_sign: str) -> AliyunError:
+    """The vendor's message carries the server's string to sign after a colon: the legacy SDK compares it with its
+    own and, when they are equal (only the secret is wrong), reports `InvalidAccessKeySecret` instead."""
+    return AliyunError("SignatureDoesNotMatch", message="Specified signature is not matched with our calculation. "
+                       f"server string to sign is:{to_sign}", hint="check the AccessKeySecret")
+
+
 def _fresh(stamp: str, field: str, now: float) -> None:
     try:
         when = dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc).timestamp()
@@ -109,8 +116,7 @@ def _verify_acs3(request: Request, path: str, params: list[tuple[str, str]], aut
     to_sign = f"{ACS3}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
     expected = hmac.new(secret.encode(), to_sign.encode(), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, signature.lower()):
-        raise AliyunError("SignatureDoesNotMatch", detail=f"the ACS3 string to sign was {to_sign!r}",
-                          hint="check the AccessKeySecret")
+        raise _mismatch(to_sign)
     _fresh(request.headers["x-acs-date"], "x-acs-date", now)
     _nonce(nonces, key_id, request.headers["x-acs-signature-nonce"])
     return Signed(key_id, ACS3, request.headers["x-acs-action"], request.headers["x-acs-version"])
@@ -140,8 +146,7 @@ def _verify_rpc(request: Request, params: list[tuple[str, str]], keys: AccessKey
     to_sign = f"{request.method}&%2F&{percent(canonical)}"
     expected = base64.b64encode(hmac.new(f"{secret}&".encode(), to_sign.encode(), hashlib.sha1).digest()).decode()
     if not hmac.compare_digest(expected, signature):
-        raise AliyunError("SignatureDoesNotMatch", detail=f"the HMAC-SHA1 string to sign was {to_sign[:300]!r}",
-                          hint="check the AccessKeySecret")
+        raise _mismatch(to_sign)
     _fresh(given.get("Timestamp", ""), "Timestamp", now)
     _nonce(nonces, key_id, given.get("SignatureNonce"))
     return Signed(key_id, "HMAC-SHA1", given.get("Action"), given.get("Version"))
