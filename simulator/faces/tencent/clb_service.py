@@ -99,6 +99,7 @@ class ListenerFacts:
 class Task:
     ready_at: float
     lb_ids: tuple[str, ...]
+    port: int | None = None  # the listener whose change this is: done once it serves the new version
 
 
 class ClbService(Service):
@@ -391,7 +392,19 @@ class ClbService(Service):
 
     def _task(self, call: Call, listener: Any | None, lb_id: str) -> None:
         ready = listener.activates_at if listener is not None and listener.activates_at else time.time()
-        self.tasks[call.request_id] = Task(ready, (lb_id,))
+        self.tasks[call.request_id] = Task(ready, (lb_id,), listener.port if listener is not None else None)
+
+    def _done(self, task: Task) -> bool:
+        """The activation delay has passed and the listener serves what the change asked for (the lab opens the
+        port a moment after the delay: success is reported only once a client can connect)."""
+        if time.time() < task.ready_at:
+            return False
+        listener = self.lab.registry.listeners.get(task.port) if task.port is not None else None
+        if listener is None:
+            return True
+        if listener.pending is not None:
+            return False
+        return listener.status == "stopped" or self.lab.serving(listener)
 
     async def create_listener(self, p: Params, call: Call) -> dict[str, Any]:
         p.check_known(("LoadBalancerId", "Ports", "Protocol", "ListenerNames", "HealthCheck", "Certificate",
@@ -753,7 +766,7 @@ class ClbService(Service):
         if task is None:
             raise TencentError(NOT_FOUND, f"TaskId: no task {task_id!r} (a task id is the RequestId of the call "
                                "that changed something)")
-        done = time.time() >= task.ready_at
+        done = self._done(task)
         return {"Status": 0 if done else 2, "LoadBalancerIds": list(task.lb_ids),
                 "Message": None if done else "the change is activating"}
 
