@@ -51,6 +51,12 @@ class RunningLab:
                 self.stop()
                 raise
 
+    def attach_vendor_apis(self) -> dict[str, Any]:
+        """Start the vendors' own APIs on this running lab (once) and return `endpoints`."""
+        if self.vendor_apis is None:
+            self.call(self._attach_vendor_apis())
+        return self.endpoints
+
     async def _attach_vendor_apis(self) -> None:
         from simulator.faces.vendorapi import attach_vendor_apis  # a face, attached from outside the lab
 

@@ -293,6 +293,17 @@ class ScenarioLab:
     def api_url(self) -> str:
         return self.running.api_url
 
+    def vendor_api(self, profile: str) -> dict[str, Any]:
+        """A vendor's own API on this lab, as a script reads it from `<out>/endpoints.json`: its `http`/`https`
+        URLs, `http_endpoint`/`https_endpoint` (host:port, what SDKs take), `region`, the access key, plus `ca`
+        (the endpoints' CA) and `management_api`. The vendor APIs are attached to the running lab on first use
+        (docs/vendor-apis.md)."""
+        with self.shared.lock:
+            endpoints = self.running.attach_vendor_apis()
+        if profile not in endpoints:
+            raise KeyError(f"no vendor API for {profile!r}; have {sorted(k for k in endpoints if '-' in k)}")
+        return {**endpoints[profile], "ca": endpoints["ca"], "management_api": endpoints["management_api"]}
+
     def scaled(self, vendor_seconds: float) -> float:
         """A vendor timer (e.g. the 300 s ticket lifetime) in this lab's seconds."""
         return vendor_seconds * self.time_scale
