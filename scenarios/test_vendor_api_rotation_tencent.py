@@ -1,17 +1,16 @@
 """A user's certificate-rotation script against Tencent Cloud's own API, pointed at the lab.
 
 The script is what a team runs against Tencent Cloud, with the official SDKs (`tencentcloud-sdk-python-ssl`,
-`-clb`); only the endpoint, keys and CA come from the lab's `endpoints.json`. It provisions a load balancer
-and an HTTPS listener (one-way, then mutual with a client CA), then rotates the server certificate while a
-steady Locust load opens new TLS connections: no handshake may fail, clients see the new certificate once the
-change's task succeeds (the activation delay), the old certificate can then be deleted, and deleting the one
-in use is refused.
+`-clb`); only the endpoint, keys and CA come from the lab's `endpoints.json` (`lab.vendor_api` reads the
+same). It provisions a load balancer and an HTTPS listener (one-way, then mutual with a client CA), then
+rotates the server certificate while a steady Locust load opens new TLS connections: no handshake may fail,
+clients see the new certificate once the change's task succeeds (the activation delay), the old certificate
+can then be deleted, and deleting the one in use is refused.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import socket
 import ssl
 import time
@@ -27,7 +26,6 @@ from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.ssl.v20191205 import models as sslm
 from tencentcloud.ssl.v20191205 import ssl_client
 
-from simulator.harness.scenario import start
 from simulator.harness.steady_load import SteadyLoad
 from simulator.net import free_port
 
@@ -41,13 +39,12 @@ DOMAIN = "rotate.example.com"
 class RotationScript:
     """Provision and rotate with the Tencent SDKs, the way a deployment script does."""
 
-    def __init__(self, endpoints_json: Path):
-        ep = json.loads(endpoints_json.read_text())
-        tencent = ep["tencent-clb"]
+    def __init__(self, tencent: dict):
+        """`tencent`: what `<out>/endpoints.json` holds under "tencent-clb", with the endpoints' CA as "ca"."""
         cred = credential.Credential(tencent["secret_id"], tencent["secret_key"])
 
         def profile() -> ClientProfile:
-            return ClientProfile(httpProfile=HttpProfile(endpoint=tencent["https_endpoint"], certification=ep["ca"]))
+            return ClientProfile(httpProfile=HttpProfile(endpoint=tencent["https_endpoint"], certification=tencent["ca"]))
 
         self.ssl = ssl_client.SslClient(cred, tencent["region"], profile())
         self.clb = clb_client.ClbClient(cred, tencent["region"], profile())
@@ -129,16 +126,6 @@ class RotationScript:
 
 # --- the scenario ----------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def vendor_lab(tmp_path_factory):
-    """A lab with the vendors' APIs (the built-in default lab: two mock backends)."""
-    handle = start(None, out_dir=tmp_path_factory.mktemp("tencent-rotation"), vendor_apis=True)
-    try:
-        yield handle
-    finally:
-        handle.stop()
-
-
 def served(address: str, port: int, ca_pem: bytes, client=None, tmp_path: Path | None = None) -> str:
     """SHA-256 of the certificate a real handshake gets, after one request went through."""
     ctx = ssl.create_default_context(cadata=ca_pem.decode())
@@ -158,9 +145,9 @@ def sha256(issued) -> str:
 
 
 @pytest.mark.seed(ROTATION)
-def test_rotation_script_under_steady_load(vendor_lab, pki, tmp_path):
-    running = vendor_lab.running
-    script = RotationScript(running.out_dir / "endpoints.json")
+def test_rotation_script_under_steady_load(lab, pki, tmp_path):
+    running = lab.running
+    script = RotationScript(lab.vendor_api("tencent-clb"))  # the session lab, its vendor APIs attached
     ca = pki()
     old = ca.server(DOMAIN)
     old_id = script.upload(old.chain_pem, old.key_pem, "rotation-2025")
@@ -212,10 +199,10 @@ def test_rotation_script_under_steady_load(vendor_lab, pki, tmp_path):
 
 
 @pytest.mark.seed(UPLOAD)
-def test_upload_by_calling_the_tencent_api(vendor_lab, pki):
+def test_upload_by_calling_the_tencent_api(lab, pki):
     """Tencent FAQ 10: "You can upload it by calling an API" — Tencent's API is the ssl UploadCertificate."""
-    running = vendor_lab.running
-    script = RotationScript(running.out_dir / "endpoints.json")
+    running = lab.running
+    script = RotationScript(lab.vendor_api("tencent-clb"))
     ca = pki()
     issued = ca.server(DOMAIN)
     cert_id = script.upload(issued.chain_pem, issued.key_pem, "via-tencent-api")
