@@ -446,3 +446,15 @@ def test_legacy_sdk_wrong_secret(vendor_lab):
     # The lab's message carries its string to sign, as the vendor's does: equal to the SDK's, so the SDK itself
     # concludes that only the secret is wrong.
     assert info.value.get_error_code() == "InvalidAccessKeySecret" and info.value.get_http_status() == 400
+
+
+def test_certificate_quota(slb, vendor_lab):
+    store = vendor_lab.lab.store
+    before = len(store.list())
+    saved, store.quota = store.quota, before
+    try:
+        err = error_of(lambda: upload_server(slb, vendor_lab, "over-quota"))
+        assert err.code == "QuotaExceeded.ServerCertificate"
+    finally:
+        store.quota = saved
+    assert len(store.list()) == before
