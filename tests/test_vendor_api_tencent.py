@@ -290,6 +290,13 @@ def test_wrong_secret_unknown_id_tampered_and_stale_signatures_are_refused(vendo
     assert tencent_ids(vendor_lab) == before
 
 
+def test_a_replayed_nonce_of_the_older_signature_is_refused(vendor_lab, monkeypatch):  # noqa: F811
+    client = Tencent(vendor_lab, scheme="http", sign_method="HmacSHA256")
+    monkeypatch.setattr(abstract_client, "random", SimpleNamespace(randint=lambda a, b: 424242))  # one Nonce, twice
+    assert client.describe_certs().TotalCount >= 0
+    assert sdk_error(client.describe_certs).code == "AuthFailure.SignatureFailure"
+
+
 def test_malformed_authorization_unknown_action_and_version(tc, vendor_lab):  # noqa: F811
     ep = vendor_lab.endpoints[PROFILE]
     resp = requests.post(ep["http"], data=b"{}", timeout=10, headers={

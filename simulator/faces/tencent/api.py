@@ -63,11 +63,14 @@ class Service:
 class TencentApi:
     """`await api.handle(method, target, headers, body, host)` -> (200, "application/json", body bytes)."""
 
-    def __init__(self, lab: Any, keys: Mapping[str, str], region: str = "ap-guangzhou"):
+    def __init__(self, lab: Any, keys: Mapping[str, str], region: str = "ap-guangzhou",
+                 replay: Callable[[str, str], bool] | None = None):
         from simulator.faces.tencent.clb_service import ClbService
         from simulator.faces.tencent.ssl_service import SslService
 
         self.lab, self.keys, self.region = lab, keys, region
+        # replay(secret_id, nonce) -> True when the nonce was seen (the older signature carries a Nonce)
+        self.replay = replay or _NonceMemory(signature.MAX_SKEW * 2).seen
         self.ssl = SslService(lab)
         self.clb = ClbService(lab, self.ssl)
         self.services: dict[str, Service] = {s.version: s for s in (self.ssl, self.clb)}
@@ -129,6 +132,9 @@ class TencentApi:
                 raise vendor(AUTH_INVALID, "the request carries neither an Authorization header nor signed "
                              "parameters", hint="use a Tencent Cloud SDK or tccli pointed at this endpoint")
             signed = signature.verify_legacy(method, host, url.path, flat, self.keys)
+            if self.replay(signed.secret_id, flat["Nonce"]):
+                raise vendor(AUTH_SIGNATURE, "the Nonce was already used by this SecretId within the signature's "
+                             "validity", hint="send a new random Nonce with every request")
             action, version, region = flat.get("Action", ""), flat.get("Version", ""), flat.get("Region", "")
             data = unflatten({k: v for k, v in flat.items() if k not in _LEGACY_COMMON})
         if not action:
@@ -148,6 +154,23 @@ class TencentApi:
                          hint="docs/vendor-apis.md lists the supported actions")
         result = await handler(Params(data), Call(action, region or self.region, signed.secret_id, request_id))
         return result
+
+
+class _NonceMemory:
+    """Nonces seen within `window` seconds, per secret id (for a TencentApi used without the vendor server)."""
+
+    def __init__(self, window: float):
+        self.window, self._seen = window, {}
+
+    def seen(self, secret_id: str, nonce: str) -> bool:
+        import time
+
+        now = time.monotonic()
+        if len(self._seen) > 10_000:
+            self._seen = {k: t for k, t in self._seen.items() if now - t < self.window}
+        at = self._seen.get((secret_id, nonce))
+        self._seen[(secret_id, nonce)] = now
+        return at is not None and now - at < self.window
 
 
 def _json(body: bytes) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 from simulator.faces.http import Request
 from simulator.faces.tencent.api import CONTENT_TYPE, TencentApi
 from simulator.faces.tencent.errors import INTERNAL, TOO_LARGE
-from simulator.faces.vendorapi import Reply, VendorFace, request_id
+from simulator.faces.vendorapi import ReplayGuard, Reply, VendorFace, request_id
 
 PROFILE = "tencent-clb"
 # The vendor server's transport refusals (lbsim codes) in Tencent's terms.
@@ -37,7 +37,9 @@ class TencentFace(VendorFace):
 
     def __init__(self, lab: Any, keys: Any, region: str):
         super().__init__(lab, keys, region)
-        self.api = TencentApi(lab, _Keys(keys), region or self.default_region)
+        # The older HmacSHA1/256 signature carries a Nonce: a replay within the timestamp window is refused.
+        guard = ReplayGuard(600)
+        self.api = TencentApi(lab, _Keys(keys), region or self.default_region, replay=guard.seen)
 
     async def handle(self, request: Request) -> Reply:
         host = request.headers.get("host", "")
