@@ -159,7 +159,7 @@ class VendorServer(JsonServer):
         if self._server is not None:
             self._server.close()
         for writer in list(self._open):
-            writer.close()
+            writer.transport.abort()  # not close(): a TLS close would wait for the client's close_notify
         await super().stop()
 
     def read_error(self, err: LbsimError) -> tuple[int, Any]:
