@@ -473,3 +473,32 @@ def test_tccli_uploads_creates_a_listener_and_describes(vendor_lab, tmp_path):  
         (out["ListenerIds"][0], port, cert_id)
     refused = tccli("ssl", "DeleteCertificate", "--CertificateId", cert_id)
     assert refused.returncode != 0 and "FailedOperation.DeleteResourceFailed" in refused.stdout + refused.stderr
+
+
+# --- the README's example ------------------------------------------------------------------------------------
+
+def test_the_readme_tencent_example_runs(tc, vendor_lab, tmp_path):  # noqa: F811
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("### Tencent Cloud"):]
+    script = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    (tmp_path / "rotate_tencent.py").write_text(script)
+    (tmp_path / "lbsim-out").symlink_to(vendor_lab.out_dir)
+    old, new = vendor_lab.certs.server("shop.example.com"), vendor_lab.certs.server("shop.example.com")
+    for name, issued in (("old", old), ("new", new)):
+        (tmp_path / f"{name}.pem").write_bytes(issued.chain_pem)
+        (tmp_path / f"{name}.key").write_bytes(issued.key_pem)
+    done = subprocess.run([sys.executable, "rotate_tencent.py"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    vip = done.stdout.split("https://")[1].split(":")[0]
+    assert served(vip, 8443, "shop.example.com", vendor_lab.certs.ca_pem) == (fingerprint(new), b"HTTP/1.1 200 OK")
+    names = {c.name for c in vendor_lab.lab.store.list() if c.profile == PROFILE}
+    assert "new" in names and "old" not in names
+    lb = next(lb for lb in vendor_lab.lab.loadbalancers.list(PROFILE) if lb.address == vip)
+    r = clb_models.DeleteLoadBalancerRequest()
+    r.LoadBalancerIds = [lb.id]
+    tc.clb.DeleteLoadBalancer(r)
+    tc.delete_cert(next(c.id for c in vendor_lab.lab.store.list() if c.name == "new" and c.profile == PROFILE))
