@@ -325,6 +325,10 @@ def test_load_balancer_listener_targets_and_a_real_handshake(tc, vendor_lab, tmp
     names = {lb.LoadBalancerId: lb.LoadBalancerName for lb in
              tc.clb.DescribeLoadBalancers(clb_models.DescribeLoadBalancersRequest()).LoadBalancerSet}
     assert names[lb_id] == "app"
+    # the lab file's tencent-clb listeners (the default lab's, on lb-lbsim) are Tencent listeners too
+    default = {l.ListenerName: l for l in tc.listeners("lb-lbsim")}
+    assert {"tencent-one-way", "tencent-mutual"} <= set(default) and "aliyun-one-way" not in default
+    assert default["tencent-mutual"].Certificate.SSLMode == "MUTUAL"
 
     port = free_port(vip)
     lid, task = tc.create_listener(lb_id, port, cert_id)

@@ -137,14 +137,17 @@ class ClbService(Service):
             lb = self.lab.loadbalancers.get(lb_id)
         except LbsimError:
             lb = None
-        if lb is None or lb.profile != PROFILE:
+        if lb is None or not (lb.profile == PROFILE or lb.from_lab_file):
             raise TencentError("InvalidParameter.LBIdNotFound", f"{field_name}: no load balancer {lb_id!r}",
                                hint="DescribeLoadBalancers lists them")
         return lb
 
     def _lbs(self) -> list[Any]:
+        """Tencent's load balancers, and those of the lab file that hold a tencent-clb listener (the default
+        lab's `lb-lbsim` holds listeners of both vendors)."""
         self._adopt_all()
-        return [lb for lb in self.lab.loadbalancers.list(PROFILE)]
+        lab_file = {f.lb_id for f in self.facts.values()}
+        return [lb for lb in self.lab.loadbalancers.list() if lb.profile == PROFILE or lb.id in lab_file]
 
     async def create_lb(self, p: Params, call: Call) -> dict[str, Any]:
         p.check_known(("LoadBalancerType", "Forward", "LoadBalancerName", "Number"),
