@@ -214,6 +214,9 @@ def test_https_listener_lifecycle_serves_the_uploaded_certificate(slb, vendor_la
         region_id="cn-hangzhou", load_balancer_id=[lb.load_balancer_id])).body.listeners
     assert [(l.listener_port, l.status) for l in listeners] == [(port, "stopped")]
     assert listeners[0].httpslistener_config.server_certificate_id == cert.server_certificate_id
+    # The same listener through the management API: addressed by its port, on its load balancer's address.
+    status, view = vendor_lab.running.api("GET", f"/v1/listeners/{port}")
+    assert status == 200 and (view["address"], view["lb_id"], view["status"]) == (lb.address, lb.load_balancer_id, "stopped")
 
     slb.start_load_balancer_listener(m.StartLoadBalancerListenerRequest(
         region_id="cn-hangzhou", load_balancer_id=lb.load_balancer_id, listener_port=port))
@@ -458,3 +461,15 @@ def test_certificate_quota(slb, vendor_lab):
     finally:
         store.quota = saved
     assert len(store.list()) == before
+
+
+@pytest.mark.parametrize("algorithm", [None, "v2"])  # ACS3-HMAC-SHA256 (default), HMAC-SHA1 (the tea SDK's v2)
+def test_both_signatures_with_awkward_characters(vendor_lab, algorithm):
+    ep = vendor_lab.endpoints["aliyun-slb"]
+    slb = Client(Config(access_key_id=ep["access_key_id"], access_key_secret=ep["access_key_secret"],
+                        endpoint=ep["http_endpoint"], protocol="http", region_id=ep["region"],
+                        signature_algorithm=algorithm))
+    name = "a b+c*d~e/f&g=h%i é 中"
+    lb = slb.create_load_balancer(m.CreateLoadBalancerRequest(load_balancer_name=name)).body
+    assert lb.load_balancer_name == name == vendor_lab.lab.loadbalancers.get(lb.load_balancer_id).name
+    slb.delete_load_balancer(m.DeleteLoadBalancerRequest(load_balancer_id=lb.load_balancer_id))
