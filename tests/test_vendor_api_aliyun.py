@@ -473,3 +473,24 @@ def test_both_signatures_with_awkward_characters(vendor_lab, algorithm):
     lb = slb.create_load_balancer(m.CreateLoadBalancerRequest(load_balancer_name=name)).body
     assert lb.load_balancer_name == name == vendor_lab.lab.loadbalancers.get(lb.load_balancer_id).name
     slb.delete_load_balancer(m.DeleteLoadBalancerRequest(load_balancer_id=lb.load_balancer_id))
+
+
+def test_access_keys_and_region_from_the_lab_file(tmp_path):
+    from simulator.harness.running import start_lab
+
+    config = {"time_scale": 0.01, "home": str(tmp_path / "store"),
+              "vendor_api": {"access_keys": [{"id": "LTAI5tConfigured01", "secret": "configured-secret"}],
+                             "aliyun-slb": {"region": "cn-shanghai"}}}
+    with start_lab(config, out_dir=tmp_path / "out", vendor_apis=True) as running:
+        ep = running.endpoints["aliyun-slb"]
+        assert (ep["access_key_id"], ep["access_key_secret"], ep["region"]) == (
+            "LTAI5tConfigured01", "configured-secret", "cn-shanghai")
+        slb = Client(Config(access_key_id="LTAI5tConfigured01", access_key_secret="configured-secret",
+                            endpoint=ep["http_endpoint"], protocol="http", region_id="cn-shanghai"))
+        lb = slb.create_load_balancer(m.CreateLoadBalancerRequest(load_balancer_name="configured")).body
+        described = slb.describe_load_balancers(m.DescribeLoadBalancersRequest()).body.load_balancers.load_balancer
+        assert [(x.load_balancer_id, x.region_id) for x in described] == [(lb.load_balancer_id, "cn-shanghai")]
+        other = Client(Config(access_key_id="LTAIgenerated", access_key_secret="configured-secret",
+                              endpoint=ep["http_endpoint"], protocol="http", region_id="cn-shanghai"))
+        assert error_of(lambda: other.describe_load_balancers(m.DescribeLoadBalancersRequest())).code == \
+            "InvalidAccessKeyId.NotFound"
