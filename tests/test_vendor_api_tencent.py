@@ -430,12 +430,24 @@ def test_mutual_listener_sni_rules_and_refusals(tc, vendor_lab, tmp_path):  # no
     r.Protocol, r.MultiCertInfo = "HTTPS", clb_models.MultiCertInfo()
     r.MultiCertInfo.SSLMode = "UNIDIRECTIONAL"
     assert sdk_error(tc.clb.CreateListener, r).code == "UnsupportedOperation"
+    inline = pki.server("inline.example.com")
+    r.MultiCertInfo, r.Protocol, r.Ports = None, "HTTPS", [port]  # the port is taken: refused after the upload
+    r.Certificate = clb_models.CertificateInput()
+    r.Certificate.CertContent, r.Certificate.CertKey = inline.chain_pem.decode(), inline.key_pem.decode()
+    before = tencent_ids(vendor_lab)
+    assert sdk_error(tc.clb.CreateListener, r).code == "InvalidParameter.PortCheckFailed"
+    assert tencent_ids(vendor_lab) == before  # the inline certificate is not left behind
     assert len(tc.listeners(lb_id)) == 2
+    r.Ports = [free_port(vip)]  # accepted: the certificate is uploaded on the fly, as the console does
+    inline_lid = tc.clb.CreateListener(r).ListenerIds[0]
+    inline_id = next(l.Certificate.CertId for l in tc.listeners(lb_id) if l.ListenerId == inline_lid)
+    assert inline_id in tencent_ids(vendor_lab) - before
+    inline_ids = [inline_id]
 
     r = clb_models.DeleteLoadBalancerRequest()
     r.LoadBalancerIds = [lb_id]
     tc.clb.DeleteLoadBalancer(r)
-    for cert_id in (main_id, shop_id, shop2_id, ca_id):
+    for cert_id in (main_id, shop_id, shop2_id, ca_id, *inline_ids):
         tc.delete_cert(cert_id)
 
 

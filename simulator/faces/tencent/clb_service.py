@@ -13,10 +13,12 @@ is still activating, another change to it is refused with `FailedOperation.Resou
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 import string
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -44,6 +46,9 @@ MANAGED = ("name", "server_certificate", "ca_certificate", "ssl_verify_client", 
            "scheduler", "sticky_session", "health_check")  # the spec fields this face sets; the rest is the lab's
 DEFAULT_WEIGHT = 10
 IN_OPERATION = "FailedOperation.ResourceInOperating"
+# Certificates uploaded inline (Certificate.CertContent) by the action running in this task: deleted again if
+# the action is refused, so that a refusal changes nothing.
+_INLINE_UPLOADS: ContextVar[list[str] | None] = ContextVar("tencent_inline_uploads", default=None)
 
 _HEALTH_HONOURED = ("HealthSwitch", "TimeOut", "IntervalTime", "HealthNum", "UnHealthNum", "HttpCode", "HttpCheckPath",
                     "HttpCheckMethod", "CheckPort", "CheckType")
@@ -113,6 +118,24 @@ class ClbService(Service):
         self.lb_types: dict[str, str] = {}
 
     def actions(self):
+        return {name: self._all_or_nothing(action) for name, action in self._actions().items()}
+
+    def _all_or_nothing(self, action):
+        async def run(p: Params, call: Call) -> dict[str, Any]:
+            uploads: list[str] = []
+            token = _INLINE_UPLOADS.set(uploads)
+            try:
+                return await action(p, call)
+            except BaseException:
+                for cert_id in uploads:
+                    with contextlib.suppress(LbsimError):
+                        self.lab.store.delete(cert_id)
+                raise
+            finally:
+                _INLINE_UPLOADS.reset(token)
+        return run
+
+    def _actions(self):
         return {
             "CreateLoadBalancer": self.create_lb,
             "DescribeLoadBalancers": self.describe_lbs,
@@ -315,6 +338,9 @@ class ClbService(Service):
                 info = self.lab.store.upload_ca(name or _default_alias(content), content, profile=PROFILE)
         except LbsimError as e:
             raise from_lbsim(e) from None
+        uploads = _INLINE_UPLOADS.get()
+        if uploads is not None:
+            uploads.append(info.id)
         return info.id
 
     def _health(self, p: Params | None) -> dict[str, Any] | None:
