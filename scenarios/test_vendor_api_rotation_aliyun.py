@@ -12,41 +12,17 @@ the one in use is refused with the vendor's code.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
-import os
 import socket
 import ssl
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 STATEMENT = "Certificates can be replaced and deleted (aliyun notes); deletion is refused while in use"
-LOAD_DIR = Path(__file__).resolve().parent / "load"
-ROOT = Path(__file__).resolve().parent.parent
-LOAD_SECONDS = 10
+LOAD_SECONDS = 12
 USERS, RATE = 4, 5  # users, new connections per second and user
-
-LOCUSTFILE = '''
-"""Steady new-connection load with a client certificate (written by the aliyun vendor-API rotation scenario)."""
-from common import LbsimUser
-from locust import constant_throughput, task
-
-
-class Rotation(LbsimUser):
-    wait_time = constant_throughput({rate})
-
-    @task
-    def request(self):
-        conn = self.open(client="valid")
-        if conn is not None:
-            self.get(conn, "/rotation")
-            self.close(conn)
-'''
 
 
 def sha1_fingerprint(der: bytes) -> str:
@@ -61,8 +37,8 @@ def test_rotation_script_through_the_aliyun_sdk_under_load(lab, pki, tmp_path):
     from alibabacloud_tea_openapi.exceptions import AlibabaCloudException
     from alibabacloud_tea_openapi.models import Config
 
+    from simulator.harness.steady_load import SteadyLoad
     from simulator.net import free_port
-    from simulator.policies.groups import pin_groups
 
     ep = lab.vendor_api("aliyun-slb")  # what <out>/endpoints.json holds
     slb = Client(Config(access_key_id=ep["access_key_id"], access_key_secret=ep["access_key_secret"],
@@ -125,49 +101,33 @@ def test_rotation_script_through_the_aliyun_sdk_under_load(lab, pki, tmp_path):
         assert served(lb.address, port, client=True) == uploaded[0].fingerprint
 
         # ---- rotate three times under a steady Locust load ---------------------------------------------------------
-        locustfile = tmp_path / "rotation_locustfile.py"
-        locustfile.write_text(LOCUSTFILE.format(rate=RATE))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(LOAD_DIR), str(ROOT)]), PYTHONUNBUFFERED="1")
-        pin_groups(env)
-        cmd = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "-u", str(USERS), "-r", str(USERS),
-               "-t", f"{LOAD_SECONDS}s", "--stop-timeout", "5", "--csv", str(tmp_path / "locust"), "--only-summary",
-               "--host", f"https://{lb.address}:{port}", "--sni", host, "--ca", files["ca.pem"],
-               "--client-cert", files["client.pem"], "--client-key", files["client.key"]]
-        with (tmp_path / "locust.log").open("w") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-            try:
-                time.sleep(2)  # the load is on
-                for turn in range(2, 5):
-                    old, new = uploaded[-1], upload(f"shop-{turn}")
-                    uploaded.append(new)
-                    slb.set_load_balancer_httpslistener_attribute(models.SetLoadBalancerHTTPSListenerAttributeRequest(
-                        load_balancer_id=lb.load_balancer_id, listener_port=port,
-                        server_certificate_id=new.server_certificate_id))
-                    changed = time.monotonic()
-                    # The old certificate serves until the activation delay has passed, then the new one.
-                    assert served(lb.address, port, client=True) == old.fingerprint
-                    wait(lambda: served(lb.address, port, client=True) == new.fingerprint)
-                    assert time.monotonic() - changed >= lab.scaled(45) * 0.9
-                    # Deleting the certificate in use is refused; the old one can go now.
-                    with pytest.raises(AlibabaCloudException) as refused:
-                        slb.delete_server_certificate(models.DeleteServerCertificateRequest(
-                            server_certificate_id=new.server_certificate_id))
-                    assert refused.value.code == "CertificateAndPrivateKeyIsRefered"
+        with SteadyLoad(f"https://{lb.address}:{port}", files["ca.pem"], tmp_path / "load", sni=host, users=USERS,
+                        rate=RATE, seconds=LOAD_SECONDS, client_cert=files["client.pem"],
+                        client_key=files["client.key"]) as load:
+            time.sleep(2)  # the load is on
+            for turn in range(2, 5):
+                old, new = uploaded[-1], upload(f"shop-{turn}")
+                uploaded.append(new)
+                slb.set_load_balancer_httpslistener_attribute(models.SetLoadBalancerHTTPSListenerAttributeRequest(
+                    load_balancer_id=lb.load_balancer_id, listener_port=port,
+                    server_certificate_id=new.server_certificate_id))
+                changed = time.monotonic()
+                # The old certificate serves until the activation delay has passed, then the new one.
+                assert served(lb.address, port, client=True) == old.fingerprint
+                wait(lambda: served(lb.address, port, client=True) == new.fingerprint)
+                assert time.monotonic() - changed >= lab.scaled(45) * 0.9
+                # Deleting the certificate in use is refused; the old one can go now.
+                with pytest.raises(AlibabaCloudException) as refused:
                     slb.delete_server_certificate(models.DeleteServerCertificateRequest(
-                        server_certificate_id=old.server_certificate_id))
-                    uploaded.remove(old)
-                assert proc.wait(LOAD_SECONDS + 60) == 0, (tmp_path / "locust.log").read_text()[-1500:]
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-
-        rows = {(r["Type"], r["Name"]): r for r in csv.DictReader((tmp_path / "locust_stats.csv").open())}
-        assert int(rows[("", "Aggregated")]["Failure Count"]) == 0, (tmp_path / "locust_failures.csv").read_text()
-        assert ("TLS", "handshake failed") not in rows
-        handshakes = int(rows[("TLS", "handshake full")]["Request Count"]) + int(
-            rows.get(("TLS", "handshake resumed"), {"Request Count": 0})["Request Count"])
-        assert handshakes >= USERS * RATE * LOAD_SECONDS * 0.4, rows  # the load really was steady
+                        server_certificate_id=new.server_certificate_id))
+                assert refused.value.code == "CertificateAndPrivateKeyIsRefered"
+                slb.delete_server_certificate(models.DeleteServerCertificateRequest(
+                    server_certificate_id=old.server_certificate_id))
+                uploaded.remove(old)
+            assert load.running(), load.log_tail()  # the rotations happened under load
+        result = load.result()
+        assert result.failures == 0 and result.failed_handshakes == 0, result.log_tail
+        assert result.handshakes >= USERS * RATE * LOAD_SECONDS * 0.4, result.rows  # the load really was steady
         assert served(lb.address, port, client=True) == uploaded[-1].fingerprint
     finally:  # the script cleans up after itself, through the API
         slb.delete_load_balancer(models.DeleteLoadBalancerRequest(load_balancer_id=lb.load_balancer_id))
