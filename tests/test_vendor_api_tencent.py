@@ -307,6 +307,10 @@ def test_malformed_authorization_unknown_action_and_version(tc, vendor_lab):  # 
     assert body["Error"]["Code"] == "AuthFailure.InvalidAuthorization" and body["RequestId"]
     assert "Traceback" not in resp.text
 
+    big = requests.post(ep["http"], data=b"{" + b" " * (1024 * 1024 + 10) + b"}", timeout=30,
+                        headers={"Content-Type": "application/json", "X-TC-Action": "DescribeCertificates"})
+    assert big.json()["Response"]["Error"]["Code"] == "RequestSizeLimitExceeded"  # (HTTP 413: the vendor server)
+
     assert sdk_error(tc.common.call_json, "NoSuchAction", {}).code == "InvalidAction"
     other = CommonClient("clb", "2017-01-01", tc.clb.credential, tc.ep["region"], profile=tc.clb.profile)
     assert sdk_error(other.call_json, "DescribeLoadBalancers", {}).code == "NoSuchVersion"
@@ -358,6 +362,20 @@ def test_load_balancer_listener_targets_and_a_real_handshake(tc, vendor_lab, tmp
     health = tc.clb.DescribeTargetHealth(r).LoadBalancers[0].Listeners[0].Rules[0].Targets
     assert {t.TargetId for t in health} == set(instances[:2])
     assert all(t.HealthStatusDetail in ("Alive", "Unknown") for t in health)
+
+    backend = vendor_lab.lab.instance_ids()[instances[1]]
+    assert vendor_lab.running.api("POST", f"/v1/backends/{backend}/health", {"healthy": False})[0] == 200
+    try:  # the lab's real health checks see it fail; Tencent's answer follows
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            health = {t.TargetId: t for t in tc.clb.DescribeTargetHealth(r).LoadBalancers[0].Listeners[0].Rules[0].Targets}
+            if health[instances[1]].HealthStatusDetail == "Dead":
+                break
+            time.sleep(0.1)
+        assert (health[instances[1]].HealthStatus, health[instances[1]].HealthStatusDetail) == (False, "Dead")
+        assert (health[instances[0]].HealthStatus, health[instances[0]].HealthStatusDetail) == (True, "Alive")
+    finally:
+        vendor_lab.running.api("POST", f"/v1/backends/{backend}/health", {"healthy": True})
 
     tc.wait(tc.targets("DeregisterTargets", lb_id, lid, loc, (instances[1], 20)))
     assert [b.weight for b in vendor_lab.lab.listener_at(lb_id, port).spec.backend_servers] == [10]
