@@ -303,6 +303,15 @@ def test_listener_errors_change_nothing(slb, vendor_lab):
     create()
     assert error_of(create).code == "ListenerAlreadyExists"
     assert len(vendor_lab.lab.listeners_of(lb.load_balancer_id)) == 1
+    listener = vendor_lab.lab.listeners_of(lb.load_balancer_id)[0]
+    before = (listener.spec, listener.status, listener.pending)
+    for bad in (dict(tlscipher_policy="tls_1_9"), dict(idle_timeout=61), dict(server_certificate_id="123_nope"),
+                dict(sticky_session="on")):  # on without StickySessionType
+        request = m.SetLoadBalancerHTTPSListenerAttributeRequest(load_balancer_id=lb.load_balancer_id,
+                                                                 listener_port=port, **bad)
+        err = error_of(lambda: slb.set_load_balancer_httpslistener_attribute(request))
+        assert err.code in ("InvalidParameter", "MissingParameter", "ServerCertificateId.NotFound"), (bad, err.code)
+        assert (listener.spec, listener.status, listener.pending) == before
     slb.delete_load_balancer(m.DeleteLoadBalancerRequest(load_balancer_id=lb.load_balancer_id))
 
 
