@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from typing import Any, Awaitable, Callable, Mapping
 from urllib.parse import urlsplit
@@ -74,16 +75,6 @@ class TencentApi:
         self.ssl = SslService(lab)
         self.clb = ClbService(lab, self.ssl)
         self.services: dict[str, Service] = {s.version: s for s in (self.ssl, self.clb)}
-
-    @staticmethod
-    def claims(headers: Mapping[str, str], target: str = "/", body: bytes = b"") -> bool:
-        """Whether a request is meant for the Tencent face (a shared vendor server dispatches with this)."""
-        if "x-tc-action" in headers or headers.get("authorization", "").startswith(signature.ALGORITHM):
-            return True
-        flat = signature.form_params(urlsplit(target).query)
-        if not flat and "form-urlencoded" in headers.get("content-type", ""):
-            flat = signature.form_params(body.decode("utf-8", "replace"))
-        return "SecretId" in flat and "Action" in flat and flat.get("Version") in ("2019-12-05", "2018-03-17")
 
     async def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes,
                      host: str | None = None) -> tuple[int, str, bytes]:
@@ -163,8 +154,6 @@ class _NonceMemory:
         self.window, self._seen = window, {}
 
     def seen(self, secret_id: str, nonce: str) -> bool:
-        import time
-
         now = time.monotonic()
         if len(self._seen) > 10_000:
             self._seen = {k: t for k, t in self._seen.items() if now - t < self.window}

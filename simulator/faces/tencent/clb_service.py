@@ -14,6 +14,7 @@ is still activating, another change to it is refused with `FailedOperation.Resou
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import secrets
 import string
@@ -33,7 +34,7 @@ from simulator.faces.tencent.errors import (
     from_lbsim,
 )
 from simulator.faces.tencent.params import Params
-from simulator.faces.tencent.ssl_service import PROFILE, SslService, tencent_time
+from simulator.faces.tencent.ssl_service import PROFILE, SslService, default_alias, tencent_time
 
 # Tencent -> lab model, as data.
 SCHEDULERS = {"WRR": "wrr", "LEAST_CONN": "wlc"}
@@ -329,13 +330,11 @@ class ClbService(Service):
                 "SSLVerifyClient": verify}
 
     def _upload(self, name: str, content: str, key: str | None, kind: str) -> str:
-        from simulator.faces.tencent.ssl_service import _default_alias
-
         try:
             if kind == "server":
-                info = self.lab.store.upload_server(name or _default_alias(content), content, key, profile=PROFILE)
+                info = self.lab.store.upload_server(name or default_alias(content), content, key, profile=PROFILE)
             else:
-                info = self.lab.store.upload_ca(name or _default_alias(content), content, profile=PROFILE)
+                info = self.lab.store.upload_ca(name or default_alias(content), content, profile=PROFILE)
         except LbsimError as e:
             raise from_lbsim(e) from None
         uploads = _INLINE_UPLOADS.get()
@@ -801,6 +800,4 @@ class ClbService(Service):
 
 
 def tencent_time_epoch(seconds: float) -> str:
-    import datetime as dt
-
     return tencent_time(dt.datetime.fromtimestamp(seconds, dt.timezone.utc))

@@ -21,6 +21,7 @@ Both refuse a timestamp more than five minutes away from the lab's clock (`AuthF
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
@@ -121,8 +122,6 @@ _DIGESTS = {"HmacSHA256": hashlib.sha256, "HmacSHA1": hashlib.sha1}
 def verify_legacy(method: str, host: str, path: str, params: Mapping[str, str], keys: Mapping[str, str],
                   now: float | None = None) -> Signed:
     """Check the older HmacSHA1/HmacSHA256 signature over the flat parameters (form body or query)."""
-    import base64
-
     sign_method = params.get("SignatureMethod") or "HmacSHA1"
     digest = _DIGESTS.get(sign_method)
     if digest is None:

@@ -12,6 +12,10 @@ import datetime as dt
 import re
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from simulator.certs.parse import colon_hex
 from simulator.certs.store import CertInfo
 from simulator.errors import LbsimError
 from simulator.faces.tencent.api import Call, Service
@@ -105,7 +109,7 @@ class SslService(Service):
                 same = self._same(cert, kind)
                 if same is not None:
                     return {"CertificateId": same, "RepeatCertId": same}
-            name = alias if alias else _default_alias(cert)
+            name = alias if alias else default_alias(cert)
             if kind == "server":
                 info = self.store.upload_server(name, cert, key, profile=PROFILE)
             else:
@@ -116,11 +120,6 @@ class SslService(Service):
 
     def _same(self, cert_pem: str, kind: str) -> str | None:
         """The id of a stored certificate of this type with the same leaf (SHA-256 fingerprint), if any."""
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes
-
-        from simulator.certs.parse import colon_hex
-
         try:
             leaf = x509.load_pem_x509_certificates(cert_pem.encode())[0]
         except Exception:  # not PEM: the upload itself reports what is wrong
@@ -247,10 +246,8 @@ def _status(info: CertInfo, now: dt.datetime) -> int:
     return 3 if info.not_after < now else 1
 
 
-def _default_alias(cert_pem: str) -> str:
+def default_alias(cert_pem: str) -> str:
     """Tencent allows an empty Alias; the store wants a name: the certificate's CN, else 'uploaded'."""
-    from cryptography import x509
-
     try:
         cert = x509.load_pem_x509_certificates(cert_pem.encode())[0]
         names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
