@@ -503,3 +503,21 @@ def test_access_keys_and_region_from_the_lab_file(tmp_path):
                               endpoint=ep["http_endpoint"], protocol="http", region_id="cn-shanghai"))
         assert error_of(lambda: other.describe_load_balancers(m.DescribeLoadBalancersRequest())).code == \
             "InvalidAccessKeyId.NotFound"
+
+
+def test_the_management_api_changes_a_vendor_listener_in_place(slb, vendor_lab):
+    lb = new_lb(slb, "managed-too")
+    cert, _ = upload_server(slb, vendor_lab, "managed-too")
+    port = free_port(lb.address)
+    slb.create_load_balancer_httpslistener(m.CreateLoadBalancerHTTPSListenerRequest(
+        load_balancer_id=lb.load_balancer_id, listener_port=port, bandwidth=-1, sticky_session="off",
+        server_certificate_id=cert.server_certificate_id))
+    # A PUT names the whole listener; without lb_id the listener stays on its load balancer.
+    status, view = vendor_lab.running.api("PUT", f"/v1/listeners/{port}", {
+        "server_certificate": cert.server_certificate_id, "profile": "aliyun-slb", "idle_timeout": 30})
+    assert status == 202, view
+    assert (view["address"], view["lb_id"], view["idle_timeout"]) == (lb.address, lb.load_balancer_id, 30)
+    status, view = vendor_lab.running.api("PUT", f"/v1/listeners/{port}", {
+        "server_certificate": cert.server_certificate_id, "lb_id": "lb-lbsim"})
+    assert status == 400 and view["error"]["field"] == "lb_id"  # not onto another load balancer's address
+    slb.delete_load_balancer(m.DeleteLoadBalancerRequest(load_balancer_id=lb.load_balancer_id))
