@@ -12,6 +12,7 @@ import ssl
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -467,6 +468,29 @@ def test_mutual_listener_sni_rules_and_refusals(tc, vendor_lab, tmp_path):  # no
     tc.clb.DeleteLoadBalancer(r)
     for cert_id in (main_id, shop_id, shop2_id, ca_id, *inline_ids):
         tc.delete_cert(cert_id)
+
+
+def test_a_lab_file_listener_changed_through_the_api_keeps_what_the_call_does_not_set(tc, vendor_lab):  # noqa: F811
+    (listener,) = [l for l in tc.listeners("lb-lbsim") if l.ListenerName == "tencent-one-way"]
+    before = vendor_lab.lab.listener_at("lb-lbsim", listener.Port).spec
+    r = clb_models.ModifyListenerRequest()
+    r.LoadBalancerId, r.ListenerId, r.ListenerName = "lb-lbsim", listener.ListenerId, "renamed"
+    tc.wait(tc.clb.ModifyListener(r).RequestId)
+    after = vendor_lab.lab.listener_at("lb-lbsim", listener.Port).spec
+    store = vendor_lab.lab.store
+
+    def by_id(spec):  # the lab file names its certificates, the API gives ids: the same certificates
+        cid = lambda ref: ref and store.describe(ref).id  # noqa: E731
+        return replace(spec, server_certificate=cid(spec.server_certificate), ca_certificate=cid(spec.ca_certificate),
+                       sni=tuple((domain, cid(ref)) for domain, ref in spec.sni))
+
+    try:
+        assert after.name == "renamed"
+        # TLS policy, HTTP/2, health check, backends, SNI certificates, ... as the lab file set them
+        assert by_id(replace(after, name=before.name)) == by_id(before)
+    finally:
+        r.ListenerName = "tencent-one-way"
+        tc.wait(tc.clb.ModifyListener(r).RequestId)
 
 
 # --- tccli -------------------------------------------------------------------------------------------------

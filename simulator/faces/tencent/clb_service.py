@@ -43,8 +43,10 @@ SSL_MODES = ("UNIDIRECTIONAL", "MUTUAL")
 VERIFY = {"ON": "on", "OPTIONAL": "optional"}
 # HealthCheck.HttpCode is a bit mask: 1 = 1xx, 2 = 2xx, 4 = 3xx, 8 = 4xx, 16 = 5xx (the lab checks 2xx-5xx).
 HTTP_CODE_BITS = ((2, "http_2xx"), (4, "http_3xx"), (8, "http_4xx"), (16, "http_5xx"))
-MANAGED = ("name", "server_certificate", "ca_certificate", "ssl_verify_client", "sni", "backend_servers",
-           "scheduler", "sticky_session", "health_check")  # the spec fields this face sets; the rest is the lab's
+# The spec fields every change through this face sets; the rest stays as the lab file (or the creation) set it.
+MANAGED = ("name", "server_certificate", "ca_certificate", "ssl_verify_client", "sni", "backend_servers")
+# ... and those it sets once a call gave them (a lab-file listener keeps its own until then).
+OPTIONAL = {"Scheduler": "scheduler", "SessionExpireTime": "sticky_session", "HealthCheck": "health_check"}
 DEFAULT_WEIGHT = 10
 IN_OPERATION = "FailedOperation.ResourceInOperating"
 # Certificates uploaded inline (Certificate.CertContent) by the action running in this task: deleted again if
@@ -95,10 +97,18 @@ class ListenerFacts:
     scheduler: str = "wrr"
     session_expire: int = 0
     health: dict[str, Any] | None = None  # the lab's health_check mapping, None = the lab's default
+    given: frozenset[str] = frozenset()  # OPTIONAL spec fields a call has set
 
     def copy(self) -> ListenerFacts:
         rules = {k: replace(r, targets=dict(r.targets)) for k, r in self.rules.items()}
         return replace(self, rules=rules, base_targets=dict(self.base_targets))
+
+    def set(self, p: Params, name: str) -> bool:
+        """Whether the call gives `name` (one of OPTIONAL); remembers it."""
+        if not p.has(name):
+            return False
+        self.given = self.given | {OPTIONAL[name]}
+        return True
 
 
 @dataclass
@@ -366,6 +376,20 @@ class ClbService(Service):
             out["method"] = p.choice("HttpCheckMethod", ("HEAD", "GET")).lower()
         return out
 
+    def _common(self, p: Params, facts: ListenerFacts) -> None:
+        """Scheduler, SessionExpireTime and HealthCheck, of a listener or of a rule (the lab listener has one each)."""
+        if facts.set(p, "Scheduler"):
+            facts.scheduler = SCHEDULERS.get(p.str("Scheduler"), "")
+            if not facts.scheduler:
+                raise TencentError(UNSUPPORTED, f"{p.where('Scheduler')} {p.str('Scheduler')!r}: lbsim schedules "
+                                   "WRR or LEAST_CONN")
+        if facts.set(p, "SessionExpireTime"):
+            facts.session_expire = p.int("SessionExpireTime", 0, 3600)
+            if 0 < facts.session_expire < 30:
+                raise TencentError(INVALID_VALUE, f"{p.where('SessionExpireTime')} is 0 (off) or 30 to 3600 seconds")
+        if facts.set(p, "HealthCheck"):
+            facts.health = self._health(p.obj("HealthCheck"))
+
     def _targets(self, facts: ListenerFacts) -> dict[tuple[str, int], int]:
         merged = dict(facts.base_targets)
         for rule in facts.rules.values():
@@ -411,7 +435,7 @@ class ClbService(Service):
         try:
             new = self.lab.spec_from_api(self._spec_data(facts, cert))
             current = listener.spec
-            spec = replace(current, **{f: getattr(new, f) for f in MANAGED})
+            spec = replace(current, **{f: getattr(new, f) for f in (*MANAGED, *facts.given)})
             self.lab.reconfigure(listener, spec)
         except LbsimError as e:
             raise from_lbsim(e) from None
@@ -452,19 +476,14 @@ class ClbService(Service):
             raise TencentError(INVALID_VALUE, "ListenerNames must name every port of Ports, in order")
         cert = self._certificate(p.obj("Certificate"), required=True)
         sni = p.int("SniSwitch", 0, 1, 0) == 1
-        scheduler = SCHEDULERS.get(p.str("Scheduler") or "WRR")
-        if scheduler is None:
-            raise TencentError(UNSUPPORTED, f"Scheduler {p.str('Scheduler')!r}: lbsim schedules WRR or LEAST_CONN")
-        session = p.int("SessionExpireTime", 0, 3600, 0)
-        if 0 < session < 30:
-            raise TencentError(INVALID_VALUE, "SessionExpireTime is 0 (off) or 30 to 3600 seconds")
-        health = self._health(p.obj("HealthCheck"))
+        settings = ListenerFacts("", lb.id, 0, "", sni)
+        self._common(p, settings)
         port_numbers = [Params({"Port": port}, f"Ports.{i}").int("Port", 1, 65535, required=True)
                         for i, port in enumerate(ports)]
         specs = []
         for i, port in enumerate(port_numbers):
-            facts = ListenerFacts(listener_id(lb.id, port), lb.id, port, names[i] if names else f"HTTPS:{port}", sni,
-                                  scheduler=scheduler, session_expire=session, health=health)
+            facts = replace(settings, id=listener_id(lb.id, port), port=port, rules={}, base_targets={},
+                            name=names[i] if names else f"HTTPS:{port}", created=time.time())
             try:
                 specs.append((facts, self.lab.spec_from_api(self._spec_data(facts, cert))))
             except LbsimError as e:
@@ -505,16 +524,7 @@ class ClbService(Service):
                                             "turned off (SniSwitch)", field="SniSwitch",
                                             hint="create a new listener without SNI"))
             facts.sni_switch = sni
-        if p.has("Scheduler"):
-            facts.scheduler = SCHEDULERS.get(p.str("Scheduler"), "")
-            if not facts.scheduler:
-                raise TencentError(UNSUPPORTED, f"Scheduler {p.str('Scheduler')!r}: lbsim schedules WRR or LEAST_CONN")
-        if p.has("SessionExpireTime"):
-            facts.session_expire = p.int("SessionExpireTime", 0, 3600)
-            if 0 < facts.session_expire < 30:
-                raise TencentError(INVALID_VALUE, "SessionExpireTime is 0 (off) or 30 to 3600 seconds")
-        if p.has("HealthCheck"):
-            facts.health = self._health(p.obj("HealthCheck"))
+        self._common(p, facts)
         await self._apply(facts, listener, cert, call)
         return {}
 
@@ -618,14 +628,7 @@ class ClbService(Service):
                                                               for r in facts.rules.values()):
                 raise TencentError(MISSING, f"{rp.where('Certificate')} is required: with SniSwitch 1 each domain "
                                    "carries its own certificate")
-            if rp.has("Scheduler"):
-                facts.scheduler = SCHEDULERS.get(rp.str("Scheduler"), "")
-                if not facts.scheduler:
-                    raise TencentError(UNSUPPORTED, f"{rp.where('Scheduler')}: lbsim schedules WRR or LEAST_CONN")
-            if rp.has("SessionExpireTime"):
-                facts.session_expire = rp.int("SessionExpireTime", 0, 3600)
-            if rp.has("HealthCheck"):
-                facts.health = self._health(rp.obj("HealthCheck"))
+            self._common(rp, facts)
             rule = Rule(_new_id("loc-"), domain, url, cert)
             facts.rules[rule.location_id] = rule
             ids.append(rule.location_id)
