@@ -521,3 +521,15 @@ def test_the_management_api_changes_a_vendor_listener_in_place(slb, vendor_lab):
         "server_certificate": cert.server_certificate_id, "lb_id": "lb-lbsim"})
     assert status == 400 and view["error"]["field"] == "lb_id"  # not onto another load balancer's address
     slb.delete_load_balancer(m.DeleteLoadBalancerRequest(load_balancer_id=lb.load_balancer_id))
+
+
+def test_the_lab_files_load_balancer_shows_its_aliyun_listeners(slb, vendor_lab):
+    """The default lab's listeners belong to `lb-lbsim` (127.0.0.1): the Alibaba API sees its aliyun-slb ones."""
+    body = slb.describe_load_balancer_attribute(m.DescribeLoadBalancerAttributeRequest(load_balancer_id="lb-lbsim")).body
+    aliyun = sorted(l.port for l in vendor_lab.lab.registry.listeners.values() if l.spec.profile == "aliyun-slb"
+                    and l.spec.lb_id == "lb-lbsim")
+    assert body.address == "127.0.0.1" and sorted(body.listener_ports.listener_port) == aliyun and len(aliyun) == 2
+    tencent_port = next(l.port for l in vendor_lab.lab.registry.listeners.values() if l.spec.profile == "tencent-clb")
+    err = error_of(lambda: listener_status(slb, "lb-lbsim", tencent_port))
+    assert err.code == "ListenerNotFound"
+    assert listener_status(slb, "lb-lbsim", aliyun[0]) == "running"

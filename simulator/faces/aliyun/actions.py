@@ -239,7 +239,7 @@ class Actions:
             lb = self.lab.loadbalancers.get(lb_id)
         except LbsimError:
             lb = None
-        if lb is None or lb.profile != PROFILE:
+        if lb is None or not (lb.profile == PROFILE or lb.from_lab_file):  # the lab file's hold both vendors' listeners
             raise AliyunError("InvalidLoadBalancerId.NotFound", detail=f"no aliyun-slb load balancer {lb_id!r}")
         return lb
 
@@ -278,7 +278,7 @@ class Actions:
 
     async def describe_load_balancer_attribute(self, p: Params) -> dict[str, Any]:
         lb = self._lb(p)
-        listeners = sorted(self.lab.listeners_of(lb.id), key=lambda l: l.port)
+        listeners = self._listeners(lb.id)
         return self._lb_fields(lb) | {
             "ListenerPorts": {"ListenerPort": [l.port for l in listeners]},
             "ListenerPortsAndProtocol": {"ListenerPortAndProtocol": [
@@ -295,11 +295,19 @@ class Actions:
 
     # ---- listeners ---------------------------------------------------------------------------------------
 
+    def _listeners(self, lb_id: str) -> list[Listener]:
+        """The load balancer's aliyun-slb listeners by port (the lab file's `lb-lbsim` may hold tencent ones too)."""
+        return sorted((l for l in self.lab.listeners_of(lb_id) if l.spec is not None and l.spec.profile == PROFILE),
+                      key=lambda l: l.port)
+
     def _listener(self, p: Params) -> tuple[LoadBalancer, Listener]:
         lb = self._lb(p)
         port = p.int("ListenerPort", 1, 65535, True)
         try:
-            return lb, self.lab.listener_at(lb.id, port)
+            listener = self.lab.listener_at(lb.id, port)
+            if listener.spec is None or listener.spec.profile != PROFILE:
+                raise LbsimError("ListenerNotFound", f"the listener on port {port} is no aliyun-slb listener")
+            return lb, listener
         except LbsimError:
             raise AliyunError("ListenerNotFound", detail=f"load balancer {lb.id} has no listener on port {port}",
                               message="The specified resource does not exist.") from None
@@ -457,7 +465,7 @@ class Actions:
         out = []
         if protocol in (None, "https", "HTTPS"):
             for lb_id in ids:
-                for listener in sorted(self.lab.listeners_of(lb_id), key=lambda l: l.port):
+                for listener in self._listeners(lb_id):
                     if port is not None and listener.port != port:
                         continue
                     fields = self._listener_fields(listener)
@@ -519,7 +527,7 @@ class Actions:
         """Every listener of the load balancer forwards to the new group, after the activation delay. All specs
         are built before any changes: a refusal changes nothing."""
         changes = []
-        for listener in self.lab.listeners_of(lb.id):
+        for listener in self._listeners(lb.id):
             assert listener.spec is not None
             data = self._spec_data(listener.spec) | {"backend_servers": self._backends_data(servers)}
             changes.append((listener, self._spec(data)))
@@ -559,7 +567,7 @@ class Actions:
         port = p.int("ListenerPort", 1, 65535)
         instances = {name: instance for instance, name in self.lab.instance_ids().items()}
         out = []
-        for listener in sorted(self.lab.listeners_of(lb.id), key=lambda l: l.port):
+        for listener in self._listeners(lb.id):
             if port is not None and listener.port != port:
                 continue
             version = listener.active or listener.pending
