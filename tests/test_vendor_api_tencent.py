@@ -470,6 +470,29 @@ def test_mutual_listener_sni_rules_and_refusals(tc, vendor_lab, tmp_path):  # no
         tc.delete_cert(cert_id)
 
 
+def test_the_load_balancer_quota_is_limit_exceeded_and_all_or_nothing(tc, vendor_lab):  # noqa: F811
+    quota = vendor_lab.lab.loadbalancers.quota
+    existing = {lb.id for lb in vendor_lab.lab.loadbalancers.list() if not lb.from_lab_file}
+    made, refused, number = [], None, 5  # 5, then 20 at a time: the last call fits only partly
+    while refused is None and len(made) <= quota:
+        r = clb_models.CreateLoadBalancerRequest()
+        r.LoadBalancerType, r.Number = "INTERNAL", number
+        try:
+            made += tc.clb.CreateLoadBalancer(r).LoadBalancerIds
+        except TencentCloudSDKException as e:
+            refused = e
+        number = 20
+    try:
+        assert refused is not None and refused.code == "LimitExceeded", made
+        own = {lb.id for lb in vendor_lab.lab.loadbalancers.list() if not lb.from_lab_file}
+        assert own == existing | set(made) and quota - 20 < len(own) < quota  # the refused call left nothing behind
+    finally:
+        for i in range(0, len(made), 20):
+            r = clb_models.DeleteLoadBalancerRequest()
+            r.LoadBalancerIds = made[i:i + 20]
+            tc.clb.DeleteLoadBalancer(r)
+
+
 def test_a_lab_file_listener_changed_through_the_api_keeps_what_the_call_does_not_set(tc, vendor_lab):  # noqa: F811
     (listener,) = [l for l in tc.listeners("lb-lbsim") if l.ListenerName == "tencent-one-way"]
     before = vendor_lab.lab.listener_at("lb-lbsim", listener.Port).spec
@@ -531,6 +554,8 @@ def test_tccli_uploads_creates_a_listener_and_describes(vendor_lab, tmp_path):  
         (out["ListenerIds"][0], port, cert_id)
     refused = tccli("ssl", "DeleteCertificate", "--CertificateId", cert_id)
     assert refused.returncode != 0 and "FailedOperation.DeleteResourceFailed" in refused.stdout + refused.stderr
+    assert tccli("clb", "DeleteLoadBalancer", "--LoadBalancerIds", json.dumps([lb.id])).returncode == 0
+    assert tccli("ssl", "DeleteCertificate", "--CertificateId", cert_id).returncode == 0
 
 
 # --- the README's example ------------------------------------------------------------------------------------
