@@ -265,6 +265,14 @@ def test_every_signature_method_of_the_sdk(vendor_lab, scheme, sign_method, req_
     client.delete_cert(cert_id)
 
 
+def test_an_unsigned_payload_is_accepted_as_the_sdk_sends_it(vendor_lab):  # noqa: F811
+    client = Tencent(vendor_lab)
+    client.ssl.profile.unsignedPayload = True  # X-TC-Content-SHA256: UNSIGNED-PAYLOAD, the body not signed
+    cert_id = client.upload(vendor_lab.certs.server("unsigned.example.com"), alias="unsigned")
+    assert cert_id in tencent_ids(vendor_lab)
+    client.delete_cert(cert_id)
+
+
 # --- authentication and request errors: Tencent's codes, HTTP 200, nothing changed ---------------------------
 
 def test_wrong_secret_unknown_id_tampered_and_stale_signatures_are_refused(vendor_lab, monkeypatch):  # noqa: F811
