@@ -478,6 +478,25 @@ def test_mutual_listener_sni_rules_and_refusals(tc, vendor_lab, tmp_path):  # no
         tc.delete_cert(cert_id)
 
 
+def test_one_model_a_listener_removed_by_the_management_api_is_gone_for_tencent(tc, vendor_lab):  # noqa: F811
+    cert_id = tc.upload(vendor_lab.certs.server("faces.example.com"), alias="faces")
+    lb_id, vip = tc.create_lb("faces")
+    port = free_port(vip)
+    lid, task = tc.create_listener(lb_id, port, cert_id)
+    tc.wait(task)
+    status, listed = vendor_lab.running.api("GET", "/v1/listeners")
+    assert any(l["port"] == port and l["lb_id"] == lb_id for l in listed["listeners"])  # the same listener
+    assert vendor_lab.running.api("DELETE", f"/v1/listeners/{port}")[0] == 204
+    assert tc.listeners(lb_id) == []
+    r = clb_models.DeleteListenerRequest()
+    r.LoadBalancerId, r.ListenerId = lb_id, lid
+    assert sdk_error(tc.clb.DeleteListener, r).code == "InvalidParameter.ListenerIdNotFound"
+    tc.delete_cert(cert_id)  # no longer in use
+    r = clb_models.DeleteLoadBalancerRequest()
+    r.LoadBalancerIds = [lb_id]
+    tc.clb.DeleteLoadBalancer(r)
+
+
 def test_the_load_balancer_quota_is_limit_exceeded_and_all_or_nothing(tc, vendor_lab):  # noqa: F811
     quota = vendor_lab.lab.loadbalancers.quota
     existing = {lb.id for lb in vendor_lab.lab.loadbalancers.list() if not lb.from_lab_file}

@@ -260,7 +260,11 @@ class ClbService(Service):
     # --- listeners ---------------------------------------------------------------------------------------
 
     def _adopt_all(self) -> None:
-        """Give the lab's tencent-clb listeners (lab file, management API) their Tencent facts."""
+        """Give the lab's tencent-clb listeners (lab file, management API) their Tencent facts, and forget the
+        facts of listeners removed behind this face (the management API, `lbsim`)."""
+        live = {(l.spec.lb_id, port) for port, l in self.lab.registry.listeners.items() if l.spec is not None}
+        for lid in [lid for lid, f in self.facts.items() if (f.lb_id, f.port) not in live]:
+            del self.facts[lid]
         for listener in list(self.lab.registry.listeners.values()):
             spec = listener.spec
             if spec is None or spec.profile != PROFILE:
