@@ -20,7 +20,7 @@ tools: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,load,notebooks,browser]'
+	$(BIN)/python -m pip install -q -e '.[dev,load,notebooks,browser,vendor-sdks]'
 	touch $(STAMP)
 
 run: setup

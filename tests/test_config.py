@@ -156,3 +156,38 @@ def test_yaml_on_off_switches(tmp_path) -> None:
     )
     spec = load_config(path).listeners[0]
     assert spec.http2 and spec.sticky_session.type == "insert" and spec.headers.slb_ip
+
+
+def test_vendor_api_section_and_instance_ids() -> None:
+    config = parse_config({**listener(), "backends": [{"name": "b1", "port": 0}, {"name": "c", "port": 0, "instance_id": "i-bp1c"}],
+                           "vendor_api": {"access_keys": [{"id": "LTAIkey", "secret": "s3cret", "profile": "aliyun-slb"},
+                                                          {"id": "AKIDkey", "secret": "other"}],
+                                          "tencent-clb": {"http_port": 0, "https_port": 0, "region": "ap-shanghai"}}})
+    assert [b.instance for b in config.backends] == ["i-b1", "i-bp1c"]
+    keys = config.vendor_api.access_keys
+    assert [(k.id, k.profile) for k in keys] == [("LTAIkey", "aliyun-slb"), ("AKIDkey", None)]
+    assert config.vendor_api.endpoint("tencent-clb").region == "ap-shanghai"
+    assert config.vendor_api.endpoint("aliyun-slb").region is None  # the face's default
+    assert parse_config(listener()).vendor_api.access_keys == ()
+
+
+@pytest.mark.parametrize(
+    "vendor_api, path",
+    [
+        ({"host": "0.0.0.0"}, "vendor_api.host"),
+        ({"access_keys": [{"id": "x"}]}, "vendor_api.access_keys[0].secret"),
+        ({"access_keys": [{"id": "has space", "secret": "s"}]}, "vendor_api.access_keys[0].id"),
+        ({"access_keys": [{"id": "a", "secret": "s"}, {"id": "a", "secret": "t"}]}, "vendor_api.access_keys[1].id"),
+        ({"access_keys": [{"id": "a", "secret": "s", "profile": "aws"}]}, "vendor_api.access_keys[0].profile"),
+        ({"aliyun-slb": {"http_port": 70000}}, "vendor_api.aliyun-slb.http_port"),
+        ({"aliyun-slb": {"http_port": 8000, "https_port": 8000}}, "vendor_api.aliyun-slb.https_port"),
+        ({"aws": {}}, "vendor_api.aws"),
+    ],
+)
+def test_wrong_vendor_api_fields_name_the_path(vendor_api, path) -> None:
+    assert error_of({**listener(), "vendor_api": vendor_api}).field == path
+
+
+def test_duplicate_instance_ids_are_refused() -> None:
+    data = {**listener(), "backends": [{"name": "b1", "port": 0, "instance_id": "i-x"}, {"name": "c", "port": 0, "instance_id": "i-x"}]}
+    assert error_of(data).field == "backends[1].instance_id"

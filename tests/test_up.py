@@ -81,3 +81,40 @@ def test_the_cpu_profiler_option_is_cpu_profile_not_profile() -> None:
     assert parser.parse_args(["bench", "--cpu-profile", "prof"]).cpu_profile == "prof"
     with pytest.raises(SystemExit):
         parser.parse_args(["up", "--profile", "up.html"])
+
+
+def test_lbsim_up_prints_and_writes_the_vendor_api_endpoints(tmp_path: Path) -> None:
+    """What a script needs to reach the vendors' own APIs: printed, and in <out>/endpoints.json (mode 0600)."""
+    import os
+    import stat
+
+    from alibabacloud_slb20140515 import models
+    from alibabacloud_slb20140515.client import Client
+    from alibabacloud_tea_openapi.models import Config
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen([LBSIM, "up", "--out", str(out), "--time-scale", "0.01"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    printed = []
+    try:
+        deadline = time.monotonic() + 60
+        while not any(l.startswith("aliyun-slb API:") for l in printed) and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, f"lbsim up exited early: {proc.poll()} {printed}"
+            printed.append(line.strip())
+        endpoints = json.loads((out / "endpoints.json").read_text())
+        assert stat.S_IMODE(os.stat(out / "endpoints.json").st_mode) == 0o600
+        api = endpoints["aliyun-slb"]
+        line = next(l for l in printed if l.startswith("aliyun-slb API:"))
+        assert api["https"] in line and api["access_key_id"] in line and api["access_key_secret"] in line
+        assert any(endpoints["ca"] in l for l in printed) and endpoints["management_api"].startswith("http://127.0.0.1:")
+        slb = Client(Config(access_key_id=api["access_key_id"], access_key_secret=api["access_key_secret"],
+                            endpoint=api["https_endpoint"], protocol="https", ca=endpoints["ca"],
+                            region_id=api["region"]))
+        names = {c.server_certificate_name for c in slb.describe_server_certificates(
+            models.DescribeServerCertificatesRequest()).body.server_certificates.server_certificate}
+        assert "lab-rsa" in names  # the default lab's certificates, in the one store
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=20)[0]
+    assert proc.returncode == 0, rest

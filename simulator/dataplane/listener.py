@@ -76,6 +76,7 @@ class Listener:
     pending: ListenerVersion | None = None
     activates_at: float | None = None
     mode: str = ""  # the mitmproxy mode spec serving it
+    address: str = "127.0.0.1"  # its load balancer's address (simulator.model.loadbalancers)
     connections: int = 0
     backends: dict[str, BackendState] = field(default_factory=dict)
 
@@ -98,6 +99,7 @@ class Listener:
         out: dict[str, Any] = {
             "name": self.name,
             "port": self.port,
+            "address": self.address,
             "status": self.status,
             "connections": self.connections,
             "activates_in": round(max(0.0, self.activates_at - time.time()), 3) if self.activates_at else None,
@@ -105,6 +107,7 @@ class Listener:
         if spec:
             out.update(
                 profile=spec.profile,
+                lb_id=spec.lb_id,
                 mutual=spec.mutual,
                 server_certificate=spec.server_certificate,
                 server_certificates=list(spec.server_certificates) or None,

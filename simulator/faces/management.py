@@ -153,7 +153,10 @@ class ApiServer(JsonServer):
 
     async def change_listener(self, request: Request) -> tuple[int, Any]:
         listener = self.lab.get_listener(port_of(request))
-        spec = self.lab.spec_from_api(request.json(), port=listener.port)
+        data = request.json()
+        if "lb_id" not in data and listener.spec is not None:  # a listener stays on its load balancer
+            data["lb_id"] = listener.spec.lb_id
+        spec = self.lab.spec_from_api(data, port=listener.port)
         return 202, self.lab.view(self.lab.reconfigure(listener, spec))
 
     async def delete_listener(self, request: Request) -> tuple[int, Any]:

@@ -46,7 +46,7 @@ def describe(lab: Lab, files: dict[str, str]) -> str:
         kind = listener_kind(spec)
         lacks = spec.policy.unavailable
         unavailable.update(lacks)
-        lines.append(f"{listener.name:18} https://127.0.0.1:{listener.port}/  {spec.profile:12} {kind:17} policy "
+        lines.append(f"{listener.name:18} https://{listener.address}:{listener.port}/  {spec.profile:12} {kind:17} policy "
                      f"{spec.policy.name}" + (f" (never negotiates here: {', '.join(lacks)})" if lacks else ""))
     if unavailable:
         lines.append(f"  {', '.join(sorted(unavailable))}: in the vendor's policy table, but this OpenSSL build lacks it, "
@@ -77,8 +77,16 @@ def listener_kind(spec) -> str:
 
 
 async def serve(config: LabConfig, out_dir: Path, files: dict[str, str], cpu_profile: str | None = None) -> None:
+    from simulator.faces.vendorapi import attach_vendor_apis
+
     lab = await start_with_faces(Lab(config, out_dir))
+    try:
+        apis = await attach_vendor_apis(lab, out_dir)
+    except BaseException:
+        await lab.stop()
+        raise
     print(describe(lab, files), flush=True)
+    print(apis.describe(), flush=True)
     profiler = start_profiler() if cpu_profile else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -91,6 +99,7 @@ async def serve(config: LabConfig, out_dir: Path, files: dict[str, str], cpu_pro
         if profiler is not None and cpu_profile:
             write_profile(profiler, cpu_profile)
         print("stopping lab...", flush=True)
+        await apis.stop()
         await lab.stop()
 
 

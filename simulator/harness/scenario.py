@@ -238,6 +238,17 @@ class ScenarioLab(ListenerObservations):
     def api_url(self) -> str:
         return self.running.api_url
 
+    def vendor_api(self, profile: str) -> dict[str, Any]:
+        """A vendor's own API on this lab, as a script reads it from `<out>/endpoints.json`: its `http`/`https`
+        URLs, `http_endpoint`/`https_endpoint` (host:port, what SDKs take), `region`, the access key, plus `ca`
+        (the endpoints' CA) and `management_api`. The vendor APIs are attached to the running lab on first use
+        (docs/vendor-apis.md)."""
+        with self.shared.lock:
+            endpoints = self.running.attach_vendor_apis()
+        if profile not in endpoints:
+            raise KeyError(f"no vendor API for {profile!r}; have {sorted(k for k in endpoints if '-' in k)}")
+        return {**endpoints[profile], "ca": endpoints["ca"], "management_api": endpoints["management_api"]}
+
     def scaled(self, vendor_seconds: float) -> float:
         """A vendor timer (e.g. the 300 s ticket lifetime) in this lab's seconds."""
         return vendor_seconds * self.time_scale
@@ -713,14 +724,15 @@ class LabBuilder:
 
 
 def start(config: LabBuilder | Mapping[str, Any] | str | Path | None = None, *, time_scale: float | None = 0.01,
-          out_dir: str | Path | None = None, workers: int | None = None) -> ScenarioLab:
+          out_dir: str | Path | None = None, workers: int | None = None, vendor_apis: bool = False) -> ScenarioLab:
     """Start a lab (the default lab, a YAML path, a mapping or a builder) and return its handle; stop it with
     ``.stop()`` or use it as a context manager. `time_scale` and `workers` override the configuration's
-    (None keeps it)."""
+    (None keeps it). `vendor_apis` also starts the vendors' own APIs: ``handle.running.endpoints``
+    (docs/vendor-apis.md)."""
     if isinstance(config, LabBuilder):
         config = config.to_dict()
     running = start_lab(dict(config) if isinstance(config, Mapping) else config, out_dir=out_dir, time_scale=time_scale,
-                        workers=workers)
+                        workers=workers, vendor_apis=vendor_apis)
     return ScenarioLab(running, owns=True)
 
 

@@ -144,10 +144,15 @@ class BackendSpec:
     name: str
     port: int | None = None  # a mock backend the lab starts (0 = any free port)
     address: str | None = None  # "host:port" of a server already running
+    instance_id: str = ""  # how the vendor APIs name it (AddBackendServers, RegisterTargets); "" = i-<name>
 
     @property
     def managed(self) -> bool:
         return self.address is None
+
+    @property
+    def instance(self) -> str:
+        return self.instance_id or f"i-{self.name}"
 
 
 @dataclass(frozen=True)
@@ -249,6 +254,8 @@ class ListenerSpec:
     billing_model: str = ""
     activation_delay: float | None = None  # seconds before time_scale; None = drawn by Lab.activation_delay
     lb_id: str = "lb-lbsim"
+    # Not a lab-file field: the address of the listener's load balancer, set by the lab (model/loadbalancers.py).
+    address: str = "127.0.0.1"
 
     @property
     def mutual(self) -> bool:
@@ -278,6 +285,32 @@ class ApiSpec:
 
 
 @dataclass(frozen=True)
+class AccessKeySpec:
+    id: str
+    secret: str
+    profile: str | None = None  # None: every vendor API accepts it
+
+
+@dataclass(frozen=True)
+class VendorEndpointSpec:
+    http_port: int = 0
+    https_port: int = 0
+    region: str | None = None  # None: the vendor face's default (cn-hangzhou, ap-guangzhou)
+
+
+@dataclass(frozen=True)
+class VendorApiSpec:
+    """`vendor_api:` the vendors' own APIs (docs/vendor-apis.md): where they listen, and their access keys."""
+
+    host: str = "127.0.0.1"
+    access_keys: tuple[AccessKeySpec, ...] = ()  # none: one key per vendor, generated when the APIs start
+    endpoints: tuple[tuple[str, VendorEndpointSpec], ...] = ()  # profile -> ports and region
+
+    def endpoint(self, profile: str) -> VendorEndpointSpec:
+        return dict(self.endpoints).get(profile, VendorEndpointSpec())
+
+
+@dataclass(frozen=True)
 class LabConfig:
     profile: str = vendors.DEFAULT
     time_scale: float = 1.0
@@ -289,6 +322,7 @@ class LabConfig:
     connection_log: str | None = None
     metering: bool = True
     workers: int = 1  # processes serving every listener port (docs/performance.md, "Multi-worker mode")
+    vendor_api: VendorApiSpec = VendorApiSpec()
     base_dir: str = "."
 
 
@@ -314,7 +348,7 @@ def parse_config(data: Any, base_dir: str = ".") -> LabConfig:
         data,
         "",
         ("profile", "time_scale", "api", "home", "certificates", "backends", "listeners", "connection_log", "metering",
-         "workers"),
+         "workers", "vendor_api"),
     )
     profile = top.choice("profile", vendors.names(), vendors.DEFAULT)
     time_scale = top.number("time_scale", 0.0001, 100.0, 1.0, float)
@@ -328,6 +362,7 @@ def parse_config(data: Any, base_dir: str = ".") -> LabConfig:
     unique([c.name for c in certificates], "certificates", "name")
     backends = tuple(parse_backend(b, f"backends[{i}]") for i, b in enumerate(top.list("backends")))
     unique([b.name for b in backends], "backends", "name")
+    unique([b.instance for b in backends], "backends", "instance_id")
     cert_types = {c.name: c.type for c in certificates}
     listeners = tuple(
         parse_listener(l, f"listeners[{i}]", profile, cert_types, {b.name for b in backends})
@@ -347,6 +382,7 @@ def parse_config(data: Any, base_dir: str = ".") -> LabConfig:
         connection_log=top.str("connection_log"),
         metering=top.bool("metering", True),
         workers=top.number("workers", 1, MAX_WORKERS, 1),
+        vendor_api=parse_vendor_api(top.raw("vendor_api"), "vendor_api"),
         base_dir=base_dir,
     )
 
@@ -357,6 +393,33 @@ def unique(values: list[Any], path: str, key: str) -> None:
         if value in seen:
             raise fail(f"{path}[{i}].{key}", f"duplicate {key} {value!r} (already used by {path}[{seen[value]}])")
         seen[value] = i
+
+
+def parse_vendor_api(data: Any, path: str) -> VendorApiSpec:
+    apis = tuple(name for name in vendors.names() if vendors.get(name).api_face)  # vendors with an API of their own
+    f = Fields(data, path, ("host", "access_keys", *apis))
+    host = f.str("host", "127.0.0.1")
+    if not host.startswith("127.") and host not in ("localhost", "::1"):
+        raise fail(f.where("host"), f"the vendor APIs listen on loopback only, not {host!r}", "host: 127.0.0.1")
+    keys = []
+    for i, raw in enumerate(f.list("access_keys")):
+        kf = Fields(raw, f"{f.where('access_keys')}[{i}]", ("id", "secret", "profile"))
+        key_id, secret = kf.str("id", required=True), kf.str("secret", required=True)
+        for key, value in (("id", key_id), ("secret", secret)):
+            if not value or len(value) > 128 or not value.isascii() or not value.isprintable() or " " in value:
+                raise fail(kf.where(key), f"expected 1-128 printable ASCII characters without spaces, got {value!r}")
+        keys.append(AccessKeySpec(key_id, secret, kf.choice("profile", apis)))
+    unique([k.id for k in keys], f.where("access_keys"), "id")
+    endpoints = []
+    for profile in apis:
+        if f.has(profile):
+            ef = Fields(f.raw(profile), f.where(profile), ("http_port", "https_port", "region"))
+            spec = VendorEndpointSpec(ef.number("http_port", 0, 65535, 0), ef.number("https_port", 0, 65535, 0),
+                                      ef.str("region"))
+            if spec.http_port and spec.http_port == spec.https_port:
+                raise fail(ef.where("https_port"), f"{spec.https_port} is also the http_port; give each its own port")
+            endpoints.append((profile, spec))
+    return VendorApiSpec(host=host, access_keys=tuple(keys), endpoints=tuple(endpoints))
 
 
 def parse_certificate(data: Any, path: str) -> CertificateSpec:
@@ -375,8 +438,11 @@ def parse_certificate(data: Any, path: str) -> CertificateSpec:
 
 
 def parse_backend(data: Any, path: str) -> BackendSpec:
-    f = Fields(data, path, ("name", "port", "address"))
+    f = Fields(data, path, ("name", "port", "address", "instance_id"))
     name = f.str("name", required=True)
+    instance_id = f.str("instance_id", "")
+    if instance_id and (len(instance_id) > 64 or not set(instance_id) <= _HEADER_NAME_CHARS):
+        raise fail(f.where("instance_id"), f"expected 1-64 letters, digits, '-' or '_', got {instance_id!r}", "instance_id: i-web-1")
     if f.has("address") == f.has("port") and f.has("address"):
         raise fail(path, "give either port (a mock backend the lab starts) or address (a running server), not both")
     if f.has("address"):
@@ -384,8 +450,8 @@ def parse_backend(data: Any, path: str) -> BackendSpec:
         host, sep, port = address.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise fail(f.where("address"), f"expected host:port, got {address!r}")
-        return BackendSpec(name=name, address=address)
-    return BackendSpec(name=name, port=f.number("port", 0, 65535, 0))
+        return BackendSpec(name=name, address=address, instance_id=instance_id)
+    return BackendSpec(name=name, port=f.number("port", 0, 65535, 0), instance_id=instance_id)
 
 
 LISTENER_FIELDS = (

@@ -33,6 +33,7 @@ from simulator import vendors
 from simulator.backends import MockBackend
 from simulator.certs import CertificateStore, CertInfo, Material, check
 from simulator.certs.validate import evaluate
+from simulator.model.loadbalancers import LoadBalancer, LoadBalancers
 from simulator.model.config import ACTIVATION_MAX, ACTIVATION_NORMAL, ACTIVATION_NORMAL_SHARE, LabConfig, ListenerSpec, parse_listener
 from simulator.errors import LbsimError
 from simulator.dataplane.health import HealthChecker
@@ -98,6 +99,7 @@ class Lab:
         self.out_dir = Path(out_dir)
         self.store = store or CertificateStore(Path(config.home) if config.home else self.out_dir / "store")
         self.registry = Registry()
+        self.loadbalancers = LoadBalancers()
         self.ledger = TrafficLedger()
         # A worker process takes worker 0's health verdicts instead of checking on its own.
         self.health = HealthChecker(config.time_scale) if seat is None else MirroredHealth()
@@ -152,7 +154,8 @@ class Lab:
             self._upload(name, kind, cert, key)
         # Build every version before anything listens: a bad certificate fails the lab, not one handshake.
         # Ports first: a version's session context and ticket keys name the port it serves.
-        specs = [spec if spec.port else replace(spec, port=free_port()) for spec in self.config.listeners]
+        specs = [self._on_load_balancer(spec) for spec in self.config.listeners]
+        specs = [spec if spec.port else replace(spec, port=free_port(spec.address)) for spec in specs]
         versions = [self._build(spec, f"listeners[{i}]") for i, spec in enumerate(specs)]
 
         opts = options.Options()
@@ -414,16 +417,22 @@ class Lab:
                                 session_cache=self.session_cache, session_namespace=label or b"")
         return ListenerVersion(spec, context, ids, revisions, backends, Scheduler(spec.scheduler))
 
+    def _on_load_balancer(self, spec: ListenerSpec) -> ListenerSpec:
+        """The spec with its load balancer's address (an unknown `lb_id` names a load balancer on 127.0.0.1)."""
+        address = self.loadbalancers.ensure(spec.lb_id, spec.profile).address
+        return spec if spec.address == address else replace(spec, address=address)
+
     def _new_listener(self, spec: ListenerSpec) -> Listener:
-        port = spec.port or free_port()
-        listener = Listener(name=spec.name, port=port, mode=f"reverse:http://{LOOPBACK}:9@{LOOPBACK}:{port}")
+        port = spec.port or free_port(spec.address)
+        listener = Listener(name=spec.name, port=port, address=spec.address,
+                            mode=f"reverse:http://{LOOPBACK}:9@{spec.address}:{port}")
         self.registry.add(listener)
         return listener
 
     def _adopt(self, listener: Listener, version: ListenerVersion) -> ListenerVersion:
         """Re-home the version's backend states on the listener so health survives reconfiguration."""
-        if version.spec.port != listener.port:
-            version = replace(version, spec=replace(version.spec, port=listener.port))
+        if (version.spec.port, version.spec.address) != (listener.port, listener.address):
+            version = replace(version, spec=replace(version.spec, port=listener.port, address=listener.address))
         version.backends[:] = [listener.backend_state(b.name, b.host, b.port, b.weight) for b in version.backends]
         return version
 
@@ -442,18 +451,23 @@ class Lab:
     def spec_from_api(self, data: Any, port: int | None = None) -> ListenerSpec:
         if port is not None and isinstance(data, dict):
             data = {**data, "port": port}
-        certs = {c.name: c.type for c in self.store.list()}
+        stored = self.store.list()
+        certs = {c.name: c.type for c in stored} | {c.id: c.type for c in stored}  # by name or by id
         spec = parse_listener(data, "listener", self.config.profile, certs, set(self.addresses))
         return spec if spec.name else replace(spec, name=f"https-{spec.port}")
 
     async def add_listener(self, spec: ListenerSpec, start: bool | None = None) -> Listener:
         """Create a listener: started at once or `stopped` until started, as the profile's vendor API does
         (`capabilities.create_started`); `start` overrides."""
+        spec = self._on_load_balancer(spec)
         if spec.port and spec.port in self.registry.listeners:
-            raise LbsimError("ListenerExists", f"a listener already uses port {spec.port}", field="port",
+            other = self.registry.listeners[spec.port]
+            raise LbsimError("ListenerExists", f"a listener already uses port {spec.port}" + (
+                             f" (on load balancer {other.spec.lb_id}: listener ports are unique within a lab)"
+                             if other.spec is not None and other.spec.lb_id != spec.lb_id else ""), field="port",
                              hint=f"PUT /v1/listeners/{spec.port} changes it")
         if not spec.port:
-            spec = replace(spec, port=free_port())  # before building: the version names its port
+            spec = replace(spec, port=free_port(spec.address))  # before building: the version names its port
         version = self._build(spec)
         listener = self._new_listener(spec)
         version = self._adopt(listener, version)
@@ -472,6 +486,11 @@ class Lab:
         if current is not None and current.sni and not spec.sni and vendors.get(current.profile).capabilities.sni_locked:
             raise LbsimError("SniCannotBeTurnedOff", f"once SNI is on for a {current.profile} listener it cannot be "
                              "turned off (SniSwitch)", field="sni", hint="keep the sni domains, or create a new listener")
+        spec = self._on_load_balancer(spec)
+        if spec.address != listener.address:
+            raise LbsimError("InvalidConfig", f"listener {listener.name} listens on {listener.address}; load balancer "
+                             f"{spec.lb_id} is at {spec.address}", field="lb_id",
+                             hint="a listener stays on its load balancer: create one on the other load balancer")
         version = self._adopt(listener, self._build(replace(spec, port=listener.port)))
         if listener.status == "running":
             listener.status = "configuring"  # the old version keeps serving until activation
@@ -535,6 +554,40 @@ class Lab:
         await self._publish(port)
         return listener
 
+    # ---- load balancers and instances (the vendor APIs' resources) ----------------------------------------
+
+    def create_load_balancer(self, profile: str, name: str = "", region: str = "") -> LoadBalancer:
+        """A new load balancer on an address of its own (127.0.0.x); its listeners listen there."""
+        return self.loadbalancers.create(profile, name, region)
+
+    async def delete_load_balancer(self, lb_id: str) -> LoadBalancer:
+        """Remove a load balancer with its listeners (as both vendors do)."""
+        lb = self.loadbalancers.get(lb_id)
+        for listener in self.listeners_of(lb_id):
+            await self.remove_listener(listener.port)
+        return self.loadbalancers.remove(lb.id)
+
+    def listeners_of(self, lb_id: str) -> list[Listener]:
+        return [l for l in self.registry.listeners.values() if l.spec is not None and l.spec.lb_id == lb_id]
+
+    def listener_at(self, lb_id: str, port: int) -> Listener:
+        """The listener of load balancer `lb_id` on `port`."""
+        listener = self.registry.listeners.get(port)
+        if listener is None or listener.spec is None or listener.spec.lb_id != lb_id:
+            raise LbsimError("ListenerNotFound", f"load balancer {lb_id} has no listener on port {port}", field="port")
+        return listener
+
+    def instance_ids(self) -> dict[str, str]:
+        """Instance id (as the vendor APIs name backends) -> lab backend name."""
+        return {spec.instance: spec.name for spec in self.config.backends}
+
+    def backend_of_instance(self, instance_id: str) -> str:
+        name = self.instance_ids().get(instance_id)
+        if name is None:
+            raise LbsimError("BackendNotFound", f"no backend with instance id {instance_id!r}", field="instance_id",
+                             hint="the lab's backends are " + (", ".join(sorted(self.instance_ids())) or "(none)"))
+        return name
+
     def get_listener(self, port: int) -> Listener:
         listener = self.registry.listeners.get(port)
         if listener is None:
@@ -547,9 +600,12 @@ class Lab:
         assert self.servers is not None
         modes = [l.mode for l in self.registry.listeners.values() if l.status != "stopped" and l.active]
         if await self.servers.update(modes):
-            failed = [l.port for l in self.registry.listeners.values() if l.mode in modes and not self.serving(l)]
-            raise LbsimError("ListenFailed", f"could not listen on port(s) {failed}", field="port",
-                             hint="another process holds the port; pick another or use port 0")
+            failed = [l for l in self.registry.listeners.values() if l.mode in modes and not self.serving(l)]
+            low = any(l.port < 1024 for l in failed) and os.geteuid() != 0
+            raise LbsimError("ListenFailed", f"could not listen on port(s) {[l.port for l in failed]} "
+                             f"({', '.join(f'{l.address}:{l.port}' for l in failed)})", field="port",
+                             hint="ports below 1024 need root (or CAP_NET_BIND_SERVICE); run as root or pick a port "
+                             "from 1024" if low else "another process holds the port; pick another or use port 0")
 
     def serving(self, listener: Listener) -> bool:
         return self.servers is not None and self.servers.serving(listener.mode)

@@ -187,5 +187,6 @@ PROFILE = VendorProfile(
     capabilities=Capabilities(sni=False, sni_locked=False, ignore_sni=True, verify_optional=False,
                               create_started=False, dual_certificates=False),
     error_server="Tengine",
+    api_face="simulator.faces.aliyun:AliyunFace",  # SLB API 2014-05-15 (docs/vendor-apis.md)
     cert_strictness=20,  # RSA + PKCS#1 only: the strictest rules
 )

@@ -175,3 +175,6 @@ class VendorProfile:
     headers: HeaderDefaults = HeaderDefaults()
     error_server: str = "lbsim"  # the Server header of the listener's own error pages
     cert_strictness: int = 0
+    # "module:Class" of the vendor's own control-plane API (its dialect, in simulator/faces/), or None: a name,
+    # not an import, so this data layer never loads a face.
+    api_face: str | None = None

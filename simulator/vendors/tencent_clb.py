@@ -105,5 +105,6 @@ PROFILE = VendorProfile(
     capabilities=Capabilities(sni=True, sni_locked=True, ignore_sni=False, verify_optional=True,
                               create_started=True, dual_certificates=True),
     error_server="stgw",
+    api_face="simulator.faces.tencent:TencentFace",  # CLB 2018-03-17 and SSL 2019-12-05 (docs/vendor-apis.md)
     cert_strictness=10,
 )
