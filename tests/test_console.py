@@ -388,7 +388,7 @@ def test_stopping_and_deleting_the_listener_from_the_list(lab: RunningLab, brows
     assert lab.lab.get_listener(port).status == "stopped"
     click(browser, f"delete-{port}")
     wait(browser, lambda d: "Deleted." in d.find_element(By.TAG_NAME, "main").text)
-    assert port not in lab.lab.registry.listeners
+    assert not lab.lab.registry.on_port(port)
     browser.get(state["cert_url"])
     browser.find_element(By.ID, "delete-certificate").click()  # nothing uses it now
     wait(browser, lambda d: "Deleted." in d.find_element(By.TAG_NAME, "main").text)

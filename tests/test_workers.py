@@ -236,7 +236,7 @@ def test_the_api_counts_every_workers_connections_and_requests(lab: RunningLab) 
     try:
         until(listener, lambda l: l["connections"] == n)
         # P(the kernel gave worker 0 all 12) = 2**-12: the sum needs worker 1's report.
-        assert lab.lab.registry.listeners[port].connections < n
+        assert lab.lab.get_listener(port).connections < n
         assert lab.api("GET", "/v1/connections?limit=0")[1]["active"] >= n
         for c in clients:  # requests that wait 3 s at the backend: all in flight at once
             c.sendall(b"GET /?delay_ms=3000 HTTP/1.1\r\nHost: lbsim.test\r\n\r\n")
