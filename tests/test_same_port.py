@@ -5,6 +5,7 @@ connection log names the right listener, and stopping one leaves the other servi
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 from alibabacloud_slb20140515 import models as m
@@ -12,6 +13,8 @@ from alibabacloud_slb20140515 import models as m
 from helpers import wait_for
 from simulator.errors import LbsimError
 from simulator.net import free_port_on
+from test_vendor_api_tencent import clb_models, served, tc  # noqa: F401
+from test_vendor_api_tencent import fingerprint as tencent_fingerprint
 from test_vendor_api_aliyun import fingerprint, listener_status, new_lb, peer_certificate, serves, slb, upload_server  # noqa: F401
 from vendor_lab import vendor_lab  # noqa: F401
 
@@ -92,3 +95,36 @@ def test_two_load_balancers_share_443(slb, vendor_lab):
         wait_for(lambda: vendor_lab.running.call(vendor_lab.lab._sync_servers()) and False, timeout=15)
     assert failed.value.code == "ListenFailed" and "root" in (failed.value.hint or "")
     assert all(f"{lb.address}:443" in failed.value.message for lb in lbs)
+
+
+def test_two_tencent_load_balancers_share_a_port(tc, vendor_lab):  # noqa: F811
+    """The same through Tencent's own SDK: two CLBs, one port, two certificates, tasks that finish."""
+    pki = vendor_lab.certs
+    made = []
+    for name in ("one", "two"):
+        site = pki.server(f"{name}.example.com")
+        made.append((*tc.create_lb(f"same-port-{name}"), site, tc.upload(site, alias=f"same-port-{name}")))
+    port = free_port_on(*(vip for _, vip, _, _ in made))
+    lids = []
+    for lb_id, vip, site, cert_id in made:
+        lid, task = tc.create_listener(lb_id, port, cert_id)
+        assert tc.wait(task)[-1] == 0
+        lids.append(lid)
+    for (lb_id, vip, site, _), host in zip(made, ("one.example.com", "two.example.com")):
+        assert served(vip, port, host, pki.ca_pem)[0] == tencent_fingerprint(site)
+        (listener,) = tc.listeners(lb_id)
+        assert listener.Port == port
+    (one, one_vip, _, _), (two, two_vip, two_site, _) = made
+    status, err = vendor_lab.running.api("GET", f"/v1/listeners/{port}")
+    assert status == 409 and err["error"]["code"] == "AmbiguousListener"
+    r = clb_models.DeleteListenerRequest()
+    r.LoadBalancerId, r.ListenerId = one, lids[0]
+    tc.wait(tc.clb.DeleteListener(r).RequestId)
+    assert tc.listeners(one) == [] and [l.ListenerId for l in tc.listeners(two)] == [lids[1]]
+    with pytest.raises(OSError):
+        socket.create_connection((one_vip, port), timeout=2).close()
+    assert served(two_vip, port, "two.example.com", pki.ca_pem)[0] == tencent_fingerprint(two_site)
+    r = clb_models.DeleteLoadBalancerRequest()
+    r.LoadBalancerIds = [one, two]
+    tc.clb.DeleteLoadBalancer(r)
+    assert not vendor_lab.lab.registry.on_port(port)
