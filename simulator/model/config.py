@@ -16,7 +16,7 @@ import yaml
 from simulator.errors import LbsimError
 from simulator.policies import Policy, resolve_policy
 
-PROFILES = ("aliyun-slb", "tencent-clb")
+PROFILES = ("aliyun-slb", "tencent-clb", "aws-alb")  # vendor data: folds into simulator/vendors at merge
 BILLING_MODELS = ("aliyun-slb", "tencent-clb", "aws-alb")
 SCHEDULERS = ("wrr", "rr", "wlc")
 HTTP_CODES = ("http_2xx", "http_3xx", "http_4xx", "http_5xx")

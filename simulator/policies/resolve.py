@@ -14,6 +14,8 @@ from typing import Any
 
 from simulator.errors import LbsimError
 from simulator.policies import tables
+from simulator.policies.groups import GROUPS
+from simulator.vendors import aws_alb  # vendor data: folds into simulator/vendors at merge
 from simulator.policies.suites import (
     LEGACY_SUITES,
     TLS13_SUITES,
@@ -37,10 +39,12 @@ def _key_type(key_type: str) -> str:
 
 @dataclass(frozen=True)
 class Policy:
-    """A TLS security policy: allowed versions and suites, in server preference order.
+    """A TLS security policy: allowed versions, suites and key-exchange groups, in server preference order.
 
-    `ciphers` are OpenSSL names for TLS <= 1.2, `tls13_ciphersuites` the TLS 1.3 ones. A policy lists what
-    the vendor lists; :meth:`negotiable` says what really negotiates here with a given certificate type.
+    `ciphers` are OpenSSL names for TLS <= 1.2, `tls13_ciphersuites` the TLS 1.3 ones, `groups` the
+    key-exchange groups (OpenSSL names; every policy without its own list gets the process-wide default,
+    X25519, P-256, P-384). A policy lists what the vendor lists; :meth:`negotiable` says what really
+    negotiates here with a given certificate type.
     """
 
     name: str
@@ -50,6 +54,7 @@ class Policy:
     profile: str | None = None
     custom: bool = False
     cipher_string: str | None = None  # the OpenSSL string `ciphers` was expanded from, if any
+    groups: tuple[str, ...] = GROUPS  # key-exchange groups, the server's preference first
 
     def suites_for(self, version: str) -> tuple[str, ...]:
         """The policy's suites defined for `version`, whatever the certificate."""
@@ -90,7 +95,7 @@ class Policy:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        for k in ("versions", "ciphers", "tls13_ciphersuites"):
+        for k in ("versions", "ciphers", "tls13_ciphersuites", "groups"):
             out[k] = list(out[k])
         out["unavailable"] = list(self.unavailable)
         return out
@@ -111,6 +116,7 @@ class ProfileTLS:
     custom_default_versions: tuple[str, ...] | None  # None: the field is required
     custom_default_ciphers: str | None
     custom_default_tls13: tuple[str, ...]
+    custom: bool = True  # whether custom policies exist at all (an ALB takes named policies only)
 
 
 def _named() -> dict[str, Policy]:
@@ -126,6 +132,11 @@ def _named() -> dict[str, Policy]:
         profile=tables.TENCENT,
         cipher_string=tables.TENCENT_DEFAULT_CIPHER_STRING,
     )
+    # vendor data: folds into simulator/vendors at merge
+    out.update({
+        name: Policy(name, versions, ciphers, tls13, profile=aws_alb.NAME, groups=groups)
+        for name, (versions, ciphers, tls13, groups) in aws_alb.POLICIES.items()
+    })
     return out
 
 
@@ -157,6 +168,21 @@ PROFILES: dict[str, ProfileTLS] = {
         custom_default_versions=tables.TENCENT_CUSTOM_DEFAULT_VERSIONS,
         custom_default_ciphers=tables.TENCENT_DEFAULT_CIPHER_STRING,
         custom_default_tls13=tables.TENCENT_DEFAULT_TLS13,
+    ),
+    # vendor data: folds into simulator/vendors at merge
+    aws_alb.NAME: ProfileTLS(
+        name=aws_alb.NAME,
+        default_policy=aws_alb.DEFAULT_POLICY,
+        policies=tuple(aws_alb.POLICIES),
+        sni=aws_alb.SNI,
+        custom_suites=None,
+        custom_cipher_strings=False,
+        max_custom_suites=None,
+        max_custom_versions=len(VERSIONS),
+        custom_default_versions=None,
+        custom_default_ciphers=None,
+        custom_default_tls13=(),
+        custom=aws_alb.CUSTOM_POLICIES,
     ),
 }
 
@@ -190,6 +216,8 @@ def _profile(profile: str) -> ProfileTLS:
 
 
 def _expected(p: ProfileTLS) -> str:
+    if not p.custom:
+        return ", ".join(p.policies)
     return f"{', '.join(p.policies)}, or a custom policy {{versions, ciphers, tls13_ciphersuites}}"
 
 
@@ -214,6 +242,9 @@ def resolve_policy(profile: str, spec: str | Mapping[str, Any] | Policy | None, 
         where = f" for {p.name} (it is defined for {owner})" if owner else ""
         raise _err("UnknownPolicy", f"unknown policy {spec!r}{where}; expected one of {_expected(p)}", field)
     if isinstance(spec, Mapping):
+        if not p.custom:
+            raise _err("CustomPolicyNotSupported", f"{p.name} listeners take named security policies only; "
+                       f"expected one of {_expected(p)}", field)
         return _custom(p, spec, field)
     raise _err(
         "InvalidPolicy",

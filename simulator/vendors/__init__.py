@@ -1,0 +1,1 @@
+"""Vendor knowledge as data, one module per vendor."""
