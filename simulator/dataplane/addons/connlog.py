@@ -56,6 +56,8 @@ def connection_record(state: ClientState, client: connection.Client, time_scale:
         "alpn": client.alpn.decode() if established and client.alpn else None,
         "tls_handshake_latency": round(state.handshake_done - state.started, 6) if established else None,
         "resumed": session_reused(conn) if established and conn is not None else None,
+        # The negotiated key-exchange group (OpenSSL's name: x25519, secp256r1, X25519MLKEM768, ...).
+        "tls_keyexchange": conn.get_group_name() if established and conn is not None else None,
         "tls_verify_status": status,
         "client_cert_subject": None,
         "client_cert_serial": None,
