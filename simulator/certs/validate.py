@@ -28,6 +28,7 @@ from simulator.certs.parse import (
     split_pem,
 )
 from simulator.errors import LbsimError
+from simulator.vendors import aws_alb  # vendor data: folds into simulator/vendors at merge
 
 CertType = Literal["server", "ca"]
 Severity = Literal["error", "warning"]
@@ -51,6 +52,9 @@ class CertProfile:
     wording: Mapping[tuple[str, str, str], str] = field(default_factory=dict)
     # (code, field) -> hint overriding HINTS for this profile.
     hints: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    max_key_bytes: int | None = None  # the private key field's size limit (ACM: 5,120 bytes)
+    require_v3: bool = False  # every certificate must be X.509 version 3 (ACM)
+    error_codes: frozenset[str] = frozenset()  # codes that are errors under this vendor, whatever RULES says
 
 
 _ALIYUN_CERT = "The specified Server Certificate format is invalid"
@@ -125,6 +129,23 @@ PROFILES: dict[str, CertProfile] = {
             "or an ECDSA key on P-256 or P-384",
         },
     ),
+    # vendor data: folds into simulator/vendors at merge
+    aws_alb.NAME: CertProfile(
+        name=aws_alb.NAME,
+        key_types=aws_alb.KEY_TYPES,
+        rsa_sizes=aws_alb.RSA_SIZES,
+        ec_curves=aws_alb.EC_CURVES,
+        key_formats=aws_alb.KEY_FORMATS,
+        name_pattern=aws_alb.NAME_PATTERN,
+        name_rule=aws_alb.NAME_RULE,
+        quota=aws_alb.QUOTA,
+        wording=aws_alb.WORDING,
+        hints=aws_alb.HINTS,
+        max_key_bytes=aws_alb.MAX_KEY_BYTES,
+        require_v3=aws_alb.REQUIRE_X509_V3,
+        error_codes=frozenset({"CertificateExpired", "CertificateNotYetValid"}) if aws_alb.VALIDITY_IS_ERROR
+        else frozenset(),
+    ),
 }
 
 
@@ -167,6 +188,10 @@ RULES: dict[str, Rule] = {
                            "download the right intermediate from your CA"),
     "NotACertificateAuthority": Rule("error", "upload the CA's own certificate (basicConstraints CA:TRUE), "
                                      "not a server or client certificate"),
+    "KeyTooLarge": Rule("error", "send the key alone, without Bag Attributes or other text, as PEM; a key this "
+                        "size is larger than any key the vendor imports"),
+    "NotX509v3": Rule("error", "re-issue the certificate as X.509 version 3 (any current CA or "
+                      "openssl req -x509 does)"),
     "Sha1Signature": Rule("warning", "re-issue the certificate with SHA-256: clients reject SHA-1 signed chains"),
     "IntermediateMissing": Rule("warning", "append the intermediate certificate(s) from your CA after the "
                                 "server certificate"),
@@ -303,7 +328,8 @@ class _Findings:
                   or p.wording.get((code, "*", "*")))
         message = f"{vendor}: {detail}" if vendor else detail[:1].upper() + detail[1:]
         hint = p.hints.get((code, field)) or HINTS.get((code, field)) or rule.hint
-        finding = Finding(code, rule.severity, message, hint, field)
+        severity = "error" if code in p.error_codes else rule.severity
+        finding = Finding(code, severity, message, hint, field)
         if finding not in self.items:
             self.items.append(finding)
 
@@ -322,6 +348,9 @@ def evaluate(profile: str, type: str, cert_pem: bytes | str | None, key_pem: byt
     key_blocks: list[PemBlock] | None = []
     if kind == "server" and key_pem is not None:
         key_blocks = _blocks(key_pem, "key", out)
+        size = len(key_pem.encode() if isinstance(key_pem, str) else key_pem)
+        if p.max_key_bytes is not None and size > p.max_key_bytes:
+            out.add("KeyTooLarge", f"the private key field holds {size:,} bytes (at most {p.max_key_bytes:,})", "key")
     elif kind == "ca" and _has_content(key_pem):
         out.add("UnexpectedPrivateKey", "a CA certificate upload carries a private key", "key")
     certs, keys = _sort_blocks(cert_blocks, key_blocks, kind, out)
@@ -337,6 +366,11 @@ def evaluate(profile: str, type: str, cert_pem: bytes | str | None, key_pem: byt
     key = _load_key(keys, p, out) if kind == "server" else None
     if complete:
         metas = [cert_meta(c) for c in chain]
+        if p.require_v3:
+            for index, cert in enumerate(chain):
+                if cert.version != x509.Version.v3:
+                    which = "the server certificate" if index == 0 and kind == "server" else f"certificate {index + 1}"
+                    out.add("NotX509v3", f"{which} is X.509 {cert.version.name}", "cert")
         if kind == "server":
             _server_rules(chain, metas, key, p, out)
         else:
