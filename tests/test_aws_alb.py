@@ -106,3 +106,317 @@ def test_pq_policy_prefers_the_hybrid_when_the_client_offers_both(server_pair) -
         # A TLS 1.2 client falls back to classic ECDHE on the same listener.
         r = probe(HOST, server.port, version="TLSv1.2", groups=["X25519MLKEM768", "X25519"])
         assert r.ok and r.version == "TLSv1.2" and r.group == "x25519"
+
+
+# ---- a real lab: aws-alb listeners behind mitmproxy, one mock backend ----------------------------------
+
+import json  # noqa: E402
+import shlex  # noqa: E402
+import socket  # noqa: E402
+import struct  # noqa: E402
+import urllib.parse  # noqa: E402
+
+from OpenSSL import SSL  # noqa: E402
+
+from simulator.certs import LabPKI  # noqa: E402
+from simulator.harness.running import RunningLab, start_lab  # noqa: E402
+from simulator.model.config import parse_config  # noqa: E402
+from simulator.net import free_port  # noqa: E402
+from tests.helpers import wait_for  # noqa: E402
+
+NAMES = ("localhost", "127.0.0.1", "lbsim.test")
+PQ_POLICY = "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09"
+
+
+class AlbLab:
+    """The running lab and the PEM material its tests use."""
+
+    def __init__(self, running: RunningLab, clients: dict[str, tuple[bytes, bytes]], pki: LabPKI, other: LabPKI):
+        self.running, self.clients, self.pki, self.other = running, clients, pki, other
+
+    def port(self, name: str) -> int:
+        return self.running.port(name)
+
+    def probe(self, listener: str, client: str | None = None, request: bytes | None = GET, **kw):
+        cert, key = self.clients[client] if client else (None, None)
+        return probe(HOST, self.port(listener), client_cert_pem=cert, client_key_pem=key, http_request=request, **kw)
+
+    def record(self, listener: str, result) -> dict:
+        def find():
+            for r in reversed(self.running.connections(listener)):
+                if r["client"].endswith(f":{result.local_port}"):
+                    return r
+            return None
+
+        return wait_for(find, 5)
+
+
+def echo(result) -> dict:
+    assert result.http_response and result.http_response.startswith(b"HTTP/1.1 200"), result.to_dict()
+    data = json.loads(result.http_response.split(b"\r\n\r\n", 1)[1])
+    return {k.lower(): v for k, v in data["headers"]}
+
+
+@pytest.fixture(scope="module")
+def alb(tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("alb")
+    servers, ecdsa = LabPKI("rsa"), LabPKI("ecdsa")
+    pki = LabPKI("rsa", name="alb client CA")
+    other = pki.other_ca()
+    valid, expired, revoked = pki.client("alb-valid"), pki.client("alb-expired", "expired"), pki.client("alb-revoked")
+    untrusted = other.client("alb-untrusted")
+    clients = {name: (c.chain_pem, c.key_pem) for name, c in
+               (("valid", valid), ("expired", expired), ("revoked", revoked), ("untrusted", untrusted))}
+    rsa, ec = servers.server(*NAMES), ecdsa.server("ecdsa.lbsim.test")
+    backends = [{"backend": "web"}]
+    off = {"enabled": False}
+    config = {
+        "profile": "aws-alb",
+        "certificates": [
+            {"name": "alb-rsa", "cert": rsa.chain_pem.decode(), "key": rsa.key_pem.decode()},
+            {"name": "alb-ecdsa", "cert": ec.chain_pem.decode(), "key": ec.key_pem.decode()},
+        ],
+        "trust_stores": [{"name": "clients", "ca_bundle": pki.ca_pem.decode(),
+                          "revocations": [pki.crl(revoked).decode()]}],
+        "backends": [{"name": "web", "port": 0}, {"name": "dead", "address": f"127.0.0.1:{free_port()}"}],
+        "listeners": [
+            {"name": "alb", "port": 0, "server_certificate": "alb-rsa", "sni": {"ecdsa.lbsim.test": "alb-ecdsa"},
+             "backend_servers": backends, "health_check": off},
+            {"name": "alb-pq", "port": 0, "server_certificate": "alb-rsa", "tls_policy": PQ_POLICY,
+             "backend_servers": backends, "health_check": off},
+            {"name": "alb-dead", "port": 0, "server_certificate": "alb-rsa", "backend_servers": [{"backend": "dead"}],
+             "health_check": off},
+            {"name": "alb-passthrough", "port": 0, "server_certificate": "alb-rsa", "mtls_mode": "passthrough",
+             "backend_servers": backends, "health_check": off},
+            {"name": "alb-verify", "port": 0, "server_certificate": "alb-rsa", "mtls_mode": "verify",
+             "trust_store": "clients", "tls_policy": PQ_POLICY, "backend_servers": backends, "health_check": off},
+            {"name": "alb-verify-lenient", "port": 0, "server_certificate": "alb-rsa", "mtls_mode": "verify",
+             "trust_store": "clients", "ignore_client_certificate_expiry": True,
+             "advertise_trust_store_ca_names": True, "backend_servers": backends, "health_check": off},
+        ],
+    }
+    running = start_lab(config, out_dir=out, time_scale=0.01)
+    running.__enter__()
+    yield AlbLab(running, clients, pki, other)
+    running.stop()
+
+
+def test_listener_defaults_come_from_the_profile_data() -> None:
+    base = {"profile": "aws-alb", "certificates": [], "listeners": [{"port": 0, "server_certificate": "x"}]}
+    spec = parse_config(base).listeners[0]
+    assert (spec.idle_timeout, spec.http2, spec.policy.name) == (60, True, "ELBSecurityPolicy-2016-08")
+    assert spec.headers.x_forwarded_port and spec.headers.amzn_trace_id and spec.mtls_mode == "off"
+    base["listeners"][0]["idle_timeout"] = 4000
+    assert parse_config(base).listeners[0].idle_timeout == 4000
+    base["listeners"][0]["idle_timeout"] = 4001
+    with pytest.raises(Exception) as e:
+        parse_config(base)
+    assert e.value.field == "listeners[0].idle_timeout" and "1..4000" in e.value.message
+    # The other profiles keep their own range and defaults.
+    aliyun = {"profile": "aliyun-slb", "listeners": [{"port": 0, "server_certificate": "x", "idle_timeout": 61}]}
+    with pytest.raises(Exception) as e:
+        parse_config(aliyun)
+    assert "1..60" in e.value.message
+    aliyun["listeners"][0].pop("idle_timeout")
+    spec = parse_config(aliyun).listeners[0]
+    assert (spec.idle_timeout, spec.http2, spec.headers.x_forwarded_port) == (15, False, False)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("mtls_mode", "strict", "expected one of off, passthrough, verify"),
+    ("trust_store", "nope", "unknown trust store 'nope'"),
+    ("ignore_client_certificate_expiry", True, "only applies to mtls_mode verify"),
+])
+def test_mtls_fields_are_checked(field: str, value, message: str) -> None:
+    listener = {"port": 0, "server_certificate": "x", field: value}
+    if field == "trust_store":
+        listener["mtls_mode"] = "verify"
+    with pytest.raises(Exception) as e:
+        parse_config({"profile": "aws-alb", "listeners": [listener]})
+    assert e.value.field == f"listeners[0].{field}" and message in e.value.message
+    with pytest.raises(Exception) as e:  # not an aliyun setting at all
+        parse_config({"profile": "aliyun-slb", "listeners": [{"port": 0, "server_certificate": "x", "mtls_mode": "verify"}]})
+    assert e.value.field == "listeners[0].mtls_mode" and "ca_certificate" in e.value.message
+
+
+def test_headers_trace_id_and_http2(alb: AlbLab) -> None:
+    r = alb.probe("alb", request=b"GET /t HTTP/1.1\r\nHost: x\r\nX-Forwarded-Port: 1\r\nConnection: close\r\n\r\n")
+    headers = echo(r)
+    assert headers["x-forwarded-for"] == "127.0.0.1" and headers["x-forwarded-proto"] == "https"
+    assert headers["x-forwarded-port"] == str(alb.port("alb"))  # the listener's, not the client's forgery
+    root = headers["x-amzn-trace-id"]
+    assert root.startswith("Root=1-") and len(root.split("-")[1]) == 8 and len(root.split("-")[2]) == 24
+    mine = "Root=1-67891233-abcdef012345678912345678"
+    headers = echo(alb.probe("alb", request=b"GET / HTTP/1.1\r\nHost: x\r\nX-Amzn-Trace-Id: " + mine.encode()
+                             + b"\r\nConnection: close\r\n\r\n"))
+    assert headers["x-amzn-trace-id"].startswith("Self=1-") and headers["x-amzn-trace-id"].endswith(";" + mine)
+    assert alb.probe("alb", alpn=["h2", "http/1.1"], request=None).alpn == "h2"  # HTTP/2 on by default
+
+
+def test_sni_default_certificate_and_certificate_list(alb: AlbLab) -> None:
+    assert "ecdsa.lbsim.test" in alb.probe("alb", sni="ecdsa.lbsim.test", request=None).server_subject
+    for sni in ("lbsim.test", "other.example", None):
+        assert "localhost" in alb.probe("alb", sni=sni, request=None).server_subject
+
+
+def test_error_page_is_awselb(alb: AlbLab) -> None:
+    r = alb.probe("alb-dead")
+    assert r.http_response.startswith(b"HTTP/1.1 502")
+    assert b"\r\nServer: awselb/2.0\r\n" in r.http_response
+
+
+def test_negotiated_group_is_in_the_connection_log(alb: AlbLab) -> None:
+    pq = alb.probe("alb-pq", groups=["X25519MLKEM768"])
+    classic = alb.probe("alb-pq", groups=["X25519"])
+    assert alb.record("alb-pq", pq)["tls_keyexchange"] == "X25519MLKEM768"
+    assert alb.record("alb-pq", classic)["tls_keyexchange"] == "x25519"
+    refused = alb.probe("alb", version="TLSv1.3", groups=["X25519MLKEM768"])  # 2016-08: no TLS 1.3 at all
+    assert not refused.ok
+    assert alb.record("alb", refused)["tls_verify_status"] == "Failed:ProtocolVersion"
+
+
+# ---- 5. mutual TLS as the ALB does it ------------------------------------------------------------------
+
+
+def test_passthrough_accepts_any_client_certificate_and_forwards_the_chain(alb: AlbLab) -> None:
+    for client in ("valid", "untrusted", "expired"):
+        headers = echo(alb.probe("alb-passthrough", client))
+        pem = urllib.parse.unquote(headers["x-amzn-mtls-clientcert"])
+        assert headers["x-amzn-mtls-clientcert"].startswith("-----BEGIN%20CERTIFICATE-----%0A")
+        assert x509.load_pem_x509_certificates(pem.encode())[0] == x509.load_pem_x509_certificate(alb.clients[client][0])
+    headers = echo(alb.probe("alb-passthrough", request=b"GET / HTTP/1.1\r\nHost: x\r\nX-Amzn-Mtls-Clientcert: forged\r\n"
+                                                        b"Connection: close\r\n\r\n"))
+    assert "x-amzn-mtls-clientcert" not in headers  # no certificate, no header; a forged one is dropped
+
+
+@pytest.mark.parametrize(("client", "status"), [
+    ("valid", "Success"),
+    ("revoked", "Failed:ClientCertRevoked"),
+    ("expired", "Failed:ClientCertExpired"),
+    ("untrusted", "Failed:ClientCertUntrusted"),
+    (None, "Failed:NoClientCertificate"),
+])
+def test_verify_mode_matrix(alb: AlbLab, client: str | None, status: str) -> None:
+    r = alb.probe("alb-verify", client)
+    record = alb.record("alb-verify", r)
+    assert record["tls_verify_status"] == status, record
+    assert (r.http_response or b"").startswith(b"HTTP/1.1 200") == (status == "Success")
+    if client == "revoked":
+        assert "certificate revoked" in record["error"]
+        assert record["client_cert_subject"].startswith("CN=alb-revoked")  # logged although refused
+
+
+def test_verify_mode_headers(alb: AlbLab) -> None:
+    headers = echo(alb.probe("alb-verify", "valid"))
+    leaf = x509.load_pem_x509_certificate(alb.clients["valid"][0])
+    assert headers["x-amzn-mtls-clientcert-serial-number"] == format(leaf.serial_number, "X")
+    assert headers["x-amzn-mtls-clientcert-subject"] == leaf.subject.rfc4514_string()
+    assert headers["x-amzn-mtls-clientcert-issuer"] == leaf.issuer.rfc4514_string()
+    validity = headers["x-amzn-mtls-clientcert-validity"]
+    assert validity == (f"NotBefore={leaf.not_valid_before_utc:%Y-%m-%dT%H:%M:%SZ};"
+                        f"NotAfter={leaf.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}")
+    assert x509.load_pem_x509_certificate(urllib.parse.unquote(headers["x-amzn-mtls-clientcert-leaf"]).encode()) == leaf
+
+
+def client_ca_names(port: int) -> list[bytes]:
+    """The CA names of the server's CertificateRequest, as a pyOpenSSL client sees them."""
+    ctx = SSL.Context(SSL.TLS_METHOD)
+    ctx.set_max_proto_version(SSL.TLS1_2_VERSION)  # the list is read from a TLS 1.2 CertificateRequest
+    sock = socket.create_connection((HOST, port), timeout=5)
+    sock.setblocking(True)  # pyOpenSSL on a socket with a timeout raises WantReadError instead of waiting
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 5, 0))
+    conn = SSL.Connection(ctx, sock)
+    conn.set_connect_state()
+    try:
+        conn.do_handshake()
+    except SSL.Error:
+        pass  # no certificate sent: refused, but the CertificateRequest came first
+    names = [n.der() for n in conn.get_client_ca_list()]
+    conn.close()
+    return names
+
+
+def test_ignore_expiry_and_advertised_ca_names(alb: AlbLab) -> None:
+    assert echo(alb.probe("alb-verify-lenient", "expired"))  # expiry ignored ...
+    r = alb.probe("alb-verify-lenient", "revoked")  # ... revocation is not
+    assert alb.record("alb-verify-lenient", r)["tls_verify_status"] == "Failed:ClientCertRevoked"
+    assert client_ca_names(alb.port("alb-verify-lenient")) == [alb.pki.ca_cert.subject.public_bytes()]
+    assert client_ca_names(alb.port("alb-verify")) == []  # AdvertiseTrustStoreCaNames off
+
+
+def test_trust_store_api_revocations_and_bundle(alb: AlbLab) -> None:
+    api = alb.running.api
+    status, body = api("GET", "/v1/trust-stores/clients")
+    assert status == 200 and len(body["revocations"]) == 1
+    # Revoke the valid client: its next connection is refused, and logged as revoked.
+    status, body = api("POST", "/v1/trust-stores/clients/revocations", {"crl": alb.pki.crl(
+        x509.load_pem_x509_certificate(alb.clients["valid"][0])).decode()})
+    assert status == 201, body
+    [rid] = body["revocation_ids"]
+    r = alb.probe("alb-verify", "valid")
+    assert alb.record("alb-verify", r)["tls_verify_status"] == "Failed:ClientCertRevoked"
+    assert api("DELETE", f"/v1/trust-stores/clients/revocations/{rid}")[0] == 204
+    assert echo(alb.probe("alb-verify", "valid"))
+    # A CRL from a CA outside the store is refused, and changes nothing.
+    status, body = api("POST", "/v1/trust-stores/clients/revocations", {"crl": alb.other.crl().decode()})
+    assert status >= 400 and body["error"]["code"] == "RevocationContentNotFound", body
+    # Replace the bundle: the other CA's clients are now the trusted ones.
+    assert api("PUT", "/v1/trust-stores/clients", {"ca_bundle": alb.other.ca_pem.decode()})[0] == 200
+    try:
+        assert echo(alb.probe("alb-verify", "untrusted"))
+        r = alb.probe("alb-verify", "valid")
+        assert alb.record("alb-verify", r)["tls_verify_status"] == "Failed:ClientCertUntrusted"
+    finally:
+        assert api("PUT", "/v1/trust-stores/clients", {"ca_bundle": alb.pki.ca_pem.decode()})[0] == 200
+    assert api("DELETE", "/v1/trust-stores/clients")[1]["error"]["code"] == "TrustStoreInUse"
+
+
+# ---- 6. the ALB connection log format -----------------------------------------------------------------
+
+
+def alb_log_line(alb: AlbLab, listener: str, result) -> list[str]:
+    """The fields of one connection's line in aws-alb-connections.log (written when it closes)."""
+    path = alb.running.lab.connection_log_path.parent / "aws-alb-connections.log"
+    port = str(alb.port(listener))
+
+    def find():
+        for line in reversed(path.read_text().splitlines() if path.exists() else []):
+            fields = shlex.split(line)  # space-separated; the quoted subject is one field
+            if fields[2] == str(result.local_port) and fields[3] == port:
+                return fields
+        return None
+
+    return wait_for(find, 5)
+
+
+def test_alb_connection_log_lines_in_aws_order(alb: AlbLab) -> None:
+    ok = alb.probe("alb-verify", "valid", groups=["X25519MLKEM768"])
+    record = alb.record("alb-verify", ok)
+    fields = alb_log_line(alb, "alb-verify", ok)
+    subject = record["client_cert_subject"]
+    assert " " in subject  # "OU=alb client CA client": quoting keeps it one field
+    assert len(fields) == len(aws_alb.CONNECTION_LOG_FIELDS) == 15
+    line = dict(zip(aws_alb.CONNECTION_LOG_FIELDS, fields))
+    assert line["timestamp"].endswith("Z") and len(line["timestamp"]) == len("2023-10-04T17:05:15.514108Z")
+    assert (line["client_ip"], line["listener_port"]) == ("127.0.0.1", str(alb.port("alb-verify")))
+    assert (line["tls_protocol"], line["tls_cipher"]) == (record["tls_protocol"], record["tls_cipher"])
+    assert float(line["tls_handshake_latency"]) == pytest.approx(record["tls_handshake_latency"], abs=0.001)
+    assert line["leaf_client_cert_subject"] == subject
+    assert f' "{subject}" NotBefore=' in (alb.running.lab.connection_log_path.parent / "aws-alb-connections.log").read_text()
+    assert line["leaf_client_cert_validity"].startswith("NotBefore=") and ";NotAfter=" in line["leaf_client_cert_validity"]
+    assert line["leaf_client_cert_serial_number"] == record["client_cert_serial"]
+    assert line["tls_verify_status"] == "Success" and line["tls_keyexchange"] == "X25519MLKEM768"
+    assert line["conn_trace_id"].startswith("TID_") and len(line["conn_trace_id"]) == 36
+    assert (line["elb"], line["ip_address"]) == ("lb-lbsim", "127.0.0.1")
+    # A revoked certificate: AWS's code for it, the JSON keeps lbsim's; no latency (no handshake).
+    revoked = alb.probe("alb-verify", "revoked")
+    line = dict(zip(aws_alb.CONNECTION_LOG_FIELDS, alb_log_line(alb, "alb-verify", revoked)))
+    assert alb.record("alb-verify", revoked)["tls_verify_status"] == "Failed:ClientCertRevoked"
+    assert line["tls_verify_status"] == "Failed:ClientCertCrlHit" and line["tls_handshake_latency"] == "-"
+    assert line["leaf_client_cert_subject"].startswith("CN=alb-revoked")
+    # A one-way listener: no client certificate fields.
+    plain = alb.probe("alb")
+    line = dict(zip(aws_alb.CONNECTION_LOG_FIELDS, alb_log_line(alb, "alb", plain)))
+    assert [line[f] for f in ("leaf_client_cert_subject", "leaf_client_cert_validity",
+                              "leaf_client_cert_serial_number")] == ["-", "-", "-"]
+    assert line["tls_keyexchange"] == "x25519"

@@ -31,6 +31,7 @@ from simulator.dataplane.addons.timeouts import IdleTimeouts
 from simulator.dataplane.addons.tls import TlsTermination
 from simulator.backends import MockBackend
 from simulator.certs import CertificateStore, CertInfo, Material, check
+from simulator.certs.truststore import TrustStore
 from simulator.certs.validate import evaluate
 from simulator.model.config import ACTIVATION_MAX, ACTIVATION_NORMAL, ACTIVATION_NORMAL_SHARE, LabConfig, ListenerSpec, parse_listener
 from simulator.errors import LbsimError
@@ -101,6 +102,12 @@ class Lab:
         self.health = HealthChecker(config.time_scale) if seat is None else MirroredHealth()
         self.backends: dict[str, MockBackend] = {}
         self.addresses: dict[str, tuple[str, int]] = {}
+        # Trust stores (ALB mutual TLS verify), read from the config before anything starts.
+        self.trust_stores: dict[str, TrustStore] = {
+            t.name: TrustStore.create(t.name, read_pem(t.ca_bundle, config.base_dir),
+                                      [read_pem(r, config.base_dir) for r in t.revocations], field=f"trust_stores[{i}]")
+            for i, t in enumerate(config.trust_stores)
+        }
         self.master: Master | None = None
         self.servers: ListenerServers | None = None
         self.api: Any = None
@@ -301,7 +308,10 @@ class Lab:
     def _cert_profile(self, name: str) -> str:
         """Validate a certificate under the profile of the listeners that use it (aliyun is the stricter)."""
         profiles = {l.profile for l in self.config.listeners if name in l.certificate_refs}
-        return "aliyun-slb" if "aliyun-slb" in profiles or not profiles else "tencent-clb"
+        if "aliyun-slb" in profiles or not profiles:
+            return "aliyun-slb"
+        # vendor data: folds into simulator/vendors at merge (a certificate only aws-alb listeners use: ACM's rules)
+        return "tencent-clb" if "tencent-clb" in profiles else sorted(profiles)[0]
 
     def usage(self) -> dict[str, set[str]]:
         """Certificate id -> names of the listeners whose serving or pending version uses it."""
@@ -378,6 +388,40 @@ class Lab:
             return
         self._catch_up(revisions, cert_id)
 
+    # ---- trust stores (ALB mutual TLS) -------------------------------------------------------------------
+
+    def trust_store(self, name: str) -> TrustStore:
+        store = self.trust_stores.get(name)
+        if store is None:
+            raise LbsimError("TrustStoreNotFound", f"no trust store named {name!r}", field="name",
+                             hint="GET /v1/trust-stores lists them")
+        return store
+
+    def add_trust_store(self, store: TrustStore) -> TrustStore:
+        if store.name in self.trust_stores:
+            raise LbsimError("DuplicateTrustStoreName", f"a trust store named {store.name!r} exists", field="name",
+                             hint=f"PUT /v1/trust-stores/{store.name} replaces its CA bundle")
+        self.trust_stores[store.name] = store
+        return store
+
+    def remove_trust_store(self, name: str) -> None:
+        self.trust_store(name)
+        users = [l.name for l in self.registry.listeners.values()
+                 if any(v is not None and v.spec.trust_store == name for v in (l.active, l.pending))]
+        if users:
+            raise LbsimError("TrustStoreInUse", f"trust store {name!r} is used by listener(s) {', '.join(users)}",
+                             field="name", hint="point those listeners at another trust store first")
+        del self.trust_stores[name]
+
+    def trust_store_changed(self, name: str) -> None:
+        """A changed trust store (bundle or revocations) applies to new connections at once: the listeners
+        using it get a rebuilt version; open connections keep the context they started with."""
+        for listener in self.registry.listeners.values():
+            for attr in ("active", "pending"):
+                version = getattr(listener, attr)
+                if version is not None and version.spec.trust_store == name:
+                    setattr(listener, attr, self._adopt(listener, self._build(version.spec)))
+
     # ---- listeners -------------------------------------------------------------------------------------
 
     def _build(self, spec: ListenerSpec, path: str = "listener") -> ListenerVersion:
@@ -398,8 +442,15 @@ class Lab:
             # certificate revision) gets its own, as a freshly built context would.
             label = hashlib.sha256(repr((spec, sorted(revisions.items()))).encode()).digest()
             keys = derive_ticket_keys(self.ticket_secret, label)
+        store = None
+        if spec.trust_store is not None:
+            store = self.trust_stores.get(spec.trust_store)
+            if store is None:
+                raise LbsimError("TrustStoreNotFound", f"unknown trust store '{spec.trust_store}'",
+                                 field=f"{path}.trust_store", hint="GET /v1/trust-stores lists them")
+            revisions[f"trust-store:{store.name}"] = store.revision
         context = build_context(spec, materials, self.config.time_scale, ticket_keys=keys,
-                                session_cache=self.session_cache, session_namespace=label or b"")
+                                session_cache=self.session_cache, session_namespace=label or b"", trust_store=store)
         return ListenerVersion(spec, context, ids, revisions, backends, Scheduler(spec.scheduler))
 
     def _new_listener(self, spec: ListenerSpec) -> Listener:
@@ -431,7 +482,7 @@ class Lab:
         if port is not None and isinstance(data, dict):
             data = {**data, "port": port}
         certs = {c.name: c.type for c in self.store.list()}
-        spec = parse_listener(data, "listener", self.config.profile, certs, set(self.addresses))
+        spec = parse_listener(data, "listener", self.config.profile, certs, set(self.addresses), set(self.trust_stores))
         return spec if spec.name else replace(spec, name=f"https-{spec.port}")
 
     async def add_listener(self, spec: ListenerSpec, start: bool | None = None) -> Listener:

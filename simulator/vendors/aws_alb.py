@@ -164,9 +164,11 @@ MTLS_VERIFY_HEADERS: tuple[tuple[str, str], ...] = (
 
 # --- connection log ------------------------------------------------------------------------------------
 
-# One line per TLS connection, space-separated, in this order (AWS "Connection logs").
+# One line per connection, space-separated, in this order (AWS "Connection logs": conn_trace_id is field 12,
+# tls_keyexchange 13, the load balancer's id 14 and its node's IP 15; the security-policy page also puts the
+# key exchange at "log field position 13"). Absent values are "-"; the subject is quoted.
 CONNECTION_LOG_FIELDS: tuple[str, ...] = (
-    "time",
+    "timestamp",
     "client_ip",
     "client_port",
     "listener_port",
@@ -177,26 +179,33 @@ CONNECTION_LOG_FIELDS: tuple[str, ...] = (
     "leaf_client_cert_validity",
     "leaf_client_cert_serial_number",
     "tls_verify_status",
-    "tls_keyexchange",
     "conn_trace_id",
+    "tls_keyexchange",
+    "elb",
+    "ip_address",
 )
 CONNECTION_LOG_FILE = "aws-alb-connections.log"
-# tls_verify_status values AWS documents (lbsim's own Failed:* values cover the rest).
-TLS_VERIFY_STATUS: tuple[str, ...] = (
-    "Success",
-    "Failed:UnmappedConnectionError",
-    "Failed:ClientCertMaxChainDepthExceeded",
-    "Failed:ClientCertMaxSizeExceeded",
-    "Failed:ClientCertCrlHit",
-    "Failed:ClientCertCrlProcessingError",
-    "Failed:ClientCertUntrusted",
-    "Failed:ClientCertNotYetValid",
-    "Failed:ClientCertExpired",
-    "Failed:ClientCertTypeUnsupported",
-    "Failed:ClientCertInvalid",
-    "Failed:ClientCertPurposeInvalid",
-    "Failed:ClientCertRejected",
+# The error codes AWS documents ("Failed:" + code in tls_verify_status).
+ERROR_CODES: tuple[str, ...] = (
+    "ClientCertMaxChainDepthExceeded",
+    "ClientCertMaxSizeExceeded",
+    "ClientCertCrlHit",
+    "ClientCertCrlProcessingError",
+    "ClientCertUntrusted",
+    "ClientCertNotYetValid",
+    "ClientCertExpired",
+    "ClientCertTypeUnsupported",
+    "ClientCertInvalid",
+    "ClientCertPurposeInvalid",
+    "ClientCertRejected",
+    "UnmappedConnectionError",
+    "ClientCertIncompatible",
 )
+# lbsim's tls_verify_status (the JSON log) -> AWS's, where AWS names the same failure differently. lbsim's
+# other Failed:* values (NoClientCertificate, ProtocolVersion, ...) have no AWS code and are kept as they are.
+STATUS_NAMES: dict[str, str] = {
+    "Failed:ClientCertRevoked": "Failed:ClientCertCrlHit",
+}
 
 # --- billing -------------------------------------------------------------------------------------------
 

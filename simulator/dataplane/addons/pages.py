@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from mitmproxy import http
 
+from simulator.vendors import aws_alb  # vendor data: folds into simulator/vendors at merge
+
 # The server name on the vendors' own error pages.
-ERROR_SERVER = {"aliyun-slb": "Tengine", "tencent-clb": "stgw"}
+ERROR_SERVER = {"aliyun-slb": "Tengine", "tencent-clb": "stgw",
+                aws_alb.NAME: aws_alb.ERROR_SERVER}  # vendor data: folds into simulator/vendors at merge
 REASONS = {
     400: "Bad Request",
     408: "Request Time-out",
