@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from OpenSSL import SSL, crypto
 
 from simulator.errors import LbsimError
-from simulator.policies.groups import set_groups
+from simulator.policies.groups import GROUPS, groups_settable, set_groups
 from simulator.policies.resolve import Policy
 from simulator.policies.suites import NO_VERSION_OPTIONS, OPENSSL_VERSION_CONSTANTS, VERSIONS
 
@@ -303,10 +303,12 @@ def build_server_context(
     ctx.set_cipher_list(policy.openssl_cipher_list().encode())
     ctx.set_tls13_ciphersuites(":".join(policy.tls13_ciphersuites).encode())
     # The policy's key-exchange groups, whatever the process-wide default (post-quantum policies add hybrids).
-    try:
-        set_groups(ctx, policy.groups)
-    except (ValueError, RuntimeError) as e:
-        raise LbsimError("InvalidPolicy", f"policy {policy.name!r}: {e}", field="tls_policy") from None
+    # Without a way in (a stripped cryptography build) the pinned default still serves the policies that use it.
+    if groups_settable() or policy.groups != GROUPS:
+        try:
+            set_groups(ctx, policy.groups)
+        except (ValueError, RuntimeError) as e:
+            raise LbsimError("InvalidPolicy", f"policy {policy.name!r}: {e}", field="tls_policy") from None
     # No load_tmp_dh, ever: DHE suites listed by a policy stay unusable (dh_auto is off by default).
 
     ctx.use_certificate(chain[0])
