@@ -453,3 +453,29 @@ def test_pq_handshake_bytes_are_metered_exactly(alb: AlbLab) -> None:
     print("\nhandshake bytes (client->LB / LB->client), wire bytes of one GET connection")
     for (label, kind), (up, down, wire_up, wire_down) in rows.items():
         print(f"{label:8} {kind:8} handshake {up:5} / {down:5}   wire {wire_up:5} / {wire_down:5}")
+
+
+# ---- 8. an independent scanner: sslyze sees what the probe sees ----------------------------------------
+
+
+def test_sslyze_agrees_on_aws_alb_listeners(tmp_path) -> None:
+    """sslyze (versions, suites, its verdicts) against lbsim's probe on a classic, a PQ and a TLS 1.3-only
+    ALB policy, as the built-in suite cross-checks the default lab's listeners."""
+    from simulator.harness.scenario import start
+
+    server = LabPKI().server("localhost", "127.0.0.1")
+    names = ["ELBSecurityPolicy-2016-08", PQ_POLICY, "ELBSecurityPolicy-TLS13-1-3-PQ-2025-09"]
+    lab = start({
+        "profile": "aws-alb",
+        "certificates": [{"name": "web", "cert": server.chain_pem.decode(), "key": server.key_pem.decode()}],
+        "backends": [{"name": "app", "port": 0}],
+        "listeners": [{"name": f"policy-{i}", "port": 0, "server_certificate": "web", "tls_policy": name,
+                       "backend_servers": ["app"], "health_check": {"enabled": False}} for i, name in enumerate(names)],
+    }, time_scale=0.01, out_dir=tmp_path / "lab")
+    try:
+        checks = lab.sslyze_cross_check()
+    finally:
+        lab.stop()
+    assert set(checks) == {"policy-0", "policy-1", "policy-2"}
+    for name, check in checks.items():
+        assert check["error"] is None and not check["differences"] and check["verdicts_agree"], (name, check)
