@@ -63,7 +63,7 @@ def parse_crl(pem: bytes | str, cas: list[x509.Certificate], field: str = "revoc
                          hint="a CRL in PEM (-----BEGIN X509 CRL-----); convert DER with openssl crl -inform DER") from None
     issuers = [ca for ca in cas if ca.subject == crl.issuer]
     if not any(crl.is_signature_valid(ca.public_key()) for ca in issuers):  # type: ignore[arg-type]
-        raise LbsimError("RevocationContentNotFound" if not issuers else "InvalidRevocationContent",
+        raise LbsimError("InvalidRevocationContent",
                          f"the CRL is issued by {crl.issuer.rfc4514_string()}, "
                          + ("which is not in the trust store" if not issuers else "but that CA's key did not sign it"),
                          field=field, hint="add the CRL of a CA in the trust store's bundle")
