@@ -155,7 +155,15 @@ class Lab:
             self._upload(name, kind, cert, key)
         # Build every version before anything listens: a bad certificate fails the lab, not one handshake.
         # Ports first: a version's session context and ticket keys name the port it serves.
-        specs = [spec if spec.port else replace(spec, port=free_port()) for spec in self.config.listeners]
+        # The kernel may hand out the same free port twice in a row (about 1.5% of labs with 18 port-0
+        # listeners did): a listener would silently replace another in the registry. Draw until distinct.
+        taken = {spec.port for spec in self.config.listeners if spec.port}
+        specs = []
+        for spec in self.config.listeners:
+            if not spec.port:
+                spec = replace(spec, port=self._free_port(taken))
+            taken.add(spec.port)
+            specs.append(spec)
         versions = [self._build(spec, f"listeners[{i}]") for i, spec in enumerate(specs)]
 
         opts = options.Options()
@@ -453,6 +461,13 @@ class Lab:
                                 session_cache=self.session_cache, session_namespace=label or b"", trust_store=store)
         return ListenerVersion(spec, context, ids, revisions, backends, Scheduler(spec.scheduler))
 
+    @staticmethod
+    def _free_port(taken: set[int]) -> int:
+        """A free port no listener of this lab has (free_port alone may repeat itself)."""
+        while (port := free_port()) in taken:
+            pass
+        return port
+
     def _new_listener(self, spec: ListenerSpec) -> Listener:
         port = spec.port or free_port()
         listener = Listener(name=spec.name, port=port, mode=f"reverse:http://{LOOPBACK}:9@{LOOPBACK}:{port}")
@@ -490,8 +505,8 @@ class Lab:
         if spec.port and spec.port in self.registry.listeners:
             raise LbsimError("ListenerExists", f"a listener already uses port {spec.port}", field="port",
                              hint=f"PUT /v1/listeners/{spec.port} changes it")
-        if not spec.port:
-            spec = replace(spec, port=free_port())  # before building: the version names its port
+        if not spec.port:  # before building: the version names its port
+            spec = replace(spec, port=self._free_port(set(self.registry.listeners)))
         version = self._build(spec)
         listener = self._new_listener(spec)
         version = self._adopt(listener, version)
