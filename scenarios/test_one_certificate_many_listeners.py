@@ -5,7 +5,7 @@ certificate.)"""
 
 import pytest
 
-from simulator.harness.probe import certificate_fingerprint
+from simulator.policies.probe import certificate_fingerprint
 from simulator.harness.scenario import ApiError
 
 STATEMENT_MANY = "One certificate can serve several load balancers and listeners (tencent FAQ 9)"

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from simulator.harness.probe import certificate_fingerprint
+from simulator.policies.probe import certificate_fingerprint
 from simulator.harness.scenario import ApiError
 
 STATEMENT = "Certificates can be replaced and deleted (aliyun notes); deletion is refused while in use"

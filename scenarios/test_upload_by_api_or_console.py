@@ -1,6 +1,7 @@
 """Tencent FAQ 10 "How do I upload a certificate?": "You can upload it by calling an API or through the CLB
-console." In the lab: the management REST API, and the `lbsim cert` command line standing in for the console,
-both writing the one store the listeners read."""
+console." In the lab: the vendors' own APIs driven by their own SDKs (docs/vendor-apis.md), the management REST
+API, and the `lbsim cert` command line standing in for the console, all writing the one store the listeners
+read."""
 
 import json
 
@@ -31,3 +32,23 @@ def test_upload_by_api_or_console(lab, pki, capsys):
     for info in (by_api, by_console):
         listener = lab.add_listener({"server_certificate": info["name"]})
         assert lab.request(listener, "/", verify=lab.write_file("upload-ca.pem", ca.ca_pem)).status == 200
+
+
+@pytest.mark.seed(STATEMENT)
+def test_upload_by_the_aliyun_api(lab, pki):
+    from alibabacloud_slb20140515 import models  # the extra vendor-sdks (make setup installs it)
+    from alibabacloud_slb20140515.client import Client
+    from alibabacloud_tea_openapi.models import Config
+
+    ep = lab.vendor_api("aliyun-slb")
+    slb = Client(Config(access_key_id=ep["access_key_id"], access_key_secret=ep["access_key_secret"],
+                        endpoint=ep["https_endpoint"], protocol="https", ca=ep["ca"], region_id=ep["region"]))
+    ca = pki()
+    issued = ca.server("localhost")
+    uploaded = slb.upload_server_certificate(models.UploadServerCertificateRequest(
+        server_certificate=issued.chain_pem.decode(), private_key=issued.key_pem.decode(),
+        server_certificate_name="via-aliyun-api")).body
+    lab.adopt_certificate(uploaded.server_certificate_id)  # removed with the test's other certificates
+    assert lab.certificate(uploaded.server_certificate_id)["name"] == "via-aliyun-api"  # the one store
+    listener = lab.add_listener({"server_certificate": uploaded.server_certificate_id})
+    assert lab.request(listener, "/", verify=lab.write_file("aliyun-api-ca.pem", ca.ca_pem)).status == 200

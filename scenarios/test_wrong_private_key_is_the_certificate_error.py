@@ -3,7 +3,7 @@ private key. You need to replace the certificate with a new one that meets busin
 
 import pytest
 
-from simulator.harness.probe import certificate_fingerprint
+from simulator.policies.probe import certificate_fingerprint
 from simulator.harness.scenario import ApiError
 
 STATEMENT = "A certificate error usually means a wrong private key; replace the certificate (tencent FAQ 14)"

@@ -11,7 +11,7 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from simulator.harness.probe import probe
+from simulator.policies.probe import probe
 from simulator.policies import POLICIES, PROFILES, resolve_policy
 from simulator.policies.context import build_server_context
 from simulator.policies.groups import GROUPS
@@ -219,7 +219,7 @@ def test_listener_defaults_come_from_the_profile_data() -> None:
     assert "1..60" in e.value.message
     aliyun["listeners"][0].pop("idle_timeout")
     spec = parse_config(aliyun).listeners[0]
-    assert (spec.idle_timeout, spec.http2, spec.headers.x_forwarded_port) == (15, False, False)
+    assert (spec.idle_timeout, spec.http2, spec.headers.x_forwarded_port) == (15, True, False)  # main: HTTP/2 on for both vendors
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [

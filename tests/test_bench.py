@@ -15,7 +15,7 @@ import pytest
 from simulator.tools.bench import (FIGURES, PACED, BenchReport, Sample, _parse_h2load, _parse_wrk, https_get, pacing,
                              rsa_sign_rate)
 from simulator.cli import main
-from simulator.harness.probe import probe
+from simulator.policies.probe import probe
 
 pytestmark = pytest.mark.slow
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,7 +56,7 @@ def test_check_accepts_and_rejects_with_exit_codes(pki_dir: Path, capsys: pytest
     # wrong key and missing intermediate: one line per finding, then the verdict
     code, out, _ = run(capsys, "cert", "check", "--cert", str(pki_dir / "server-localhost.cert.pem"),
                        "--key", str(pki_dir / "client-valid.key.pem"))
-    lines = out.splitlines()
+    lines = out.splitlines()[5:]  # after what was checked (test_check_text_shows_what_was_checked)
     assert code == 1 and len(lines) == 3
     assert lines[0].startswith("error: KeyCertificateMismatch: key: The certificate and private key that you "
                                "upload do not match") and "(hint: " in lines[0]
@@ -65,7 +66,29 @@ def test_check_accepts_and_rejects_with_exit_codes(pki_dir: Path, capsys: pytest
     ecc = ["--cert", str(pki_dir / "ecc" / "server-localhost.chain.pem"),
            "--key", str(pki_dir / "ecc" / "server-localhost.key.pem")]
     assert run(capsys, "cert", "check", "--profile", "tencent-clb", *ecc)[0] == 0
-    assert run(capsys, "cert", "check", "--profile", "aliyun-slb", *ecc)[0] == 1
+    code, out, _ = run(capsys, "cert", "check", "--profile", "aliyun-slb", *ecc)
+    assert code == 1
+    # The message says what aliyun-slb accepts; the hint says how to get it, without saying it again.
+    finding = next(line for line in out.splitlines() if line.startswith("error: UnsupportedKeyType: cert: "))
+    assert finding.count("RSA certificates only") == 1 and "openssl req -new -newkey rsa:2048" in finding
+
+
+def test_check_text_shows_what_was_checked(pki_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Text mode names the certificate it judged, as `--json` does under `info`."""
+    chain, key = str(pki_dir / "server-localhost.chain.pem"), str(pki_dir / "server-localhost.key.pem")
+    code, out, _ = run(capsys, "cert", "check", "--cert", chain, "--key", key)
+    _, data = run_json(capsys, "cert", "check", "--cert", chain, "--key", key)
+    info = data["info"]
+    fields = dict(line.split(":", 1) for line in out.splitlines()[:5])
+    assert list(fields) == ["subject", "SANs", "issuer", "validity", "key"]
+    assert fields["subject"].strip() == info["subject"] and fields["SANs"].strip() == ", ".join(info["sans"])
+    assert fields["issuer"].strip().startswith(info["issuer"]) and "3 certificate(s) in the file" in fields["issuer"]
+    assert info["not_before"][:10] in fields["validity"] and info["not_after"][:10] in fields["validity"]
+    assert "(90 days; " in fields["validity"]  # a lab server certificate lives as long as a public CA's
+    assert fields["key"].strip() == f"{info['key_type']}-{info['key_size']}, signed with {info['signature_hash']}"
+    assert out.splitlines()[-1].startswith("aliyun-slb would accept")
+    code, out, _ = run(capsys, "cert", "check", "--type", "ca", "--cert", str(pki_dir / "client-expired.cert.pem"))
+    assert "expired 1 day(s) ago" in out and "validity:" in out
 
 
 def test_check_json_strict_and_ca(pki_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -82,6 +105,31 @@ def test_check_json_strict_and_ca(pki_dir: Path, capsys: pytest.CaptureFixture[s
     assert code == 1 and "NotACertificateAuthority" in out
 
 
+def test_a_1024_bit_rsa_key_is_a_warning_and_strict_refuses_it(tmp_path: Path, home: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from simulator.certs.mint import cert_pem, key_pem, make_cert, make_key
+
+    ca_key, key = make_key("rsa", 2048), make_key("rsa", 1024)
+    ca = make_cert("lab root", ca_key, ca=True)
+    (tmp_path / "chain.pem").write_bytes(cert_pem(make_cert("localhost", key, issuer=(ca, ca_key),
+                                                            sans=["localhost"]), ca))
+    (tmp_path / "key.pem").write_bytes(key_pem(key))
+    files = ["--cert", str(tmp_path / "chain.pem"), "--key", str(tmp_path / "key.pem")]
+    for profile in ("aliyun-slb", "tencent-clb"):
+        code, out, _ = run(capsys, "cert", "check", "--profile", profile, *files)
+        findings = [line for line in out.splitlines() if line.startswith(("warning: ", "error: "))]
+        assert code == 0 and findings[0].startswith("warning: WeakKeyAccepted: cert: ")
+        code, out, _ = run(capsys, "cert", "check", "--profile", profile, "--strict", *files)
+        findings = [line for line in out.splitlines() if line.startswith(("warning: ", "error: "))]
+        assert code == 1 and findings[0].startswith("error: WeakKeyAccepted: cert: ")
+        code, data = run_json(capsys, "cert", "upload-server", "--home", str(home), "--profile", profile,
+                              "--strict", "--name", "weak", *files)
+        assert code == 1 and data["error"]["code"] == "WeakKeyAccepted"
+    assert run_json(capsys, "cert", "list", "--home", str(home))[1] == []  # refused: nothing stored
+    code, data = run_json(capsys, "cert", "upload-server", "--home", str(home), "--name", "weak", *files)
+    assert code == 0 and [w["code"] for w in data["warnings"]] == ["WeakKeyAccepted"]
+
+
 def test_check_reads_stdin_and_reports_unreadable_files(pki_dir: Path, capsys: pytest.CaptureFixture[str],
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     import io
@@ -89,7 +137,8 @@ def test_check_reads_stdin_and_reports_unreadable_files(pki_dir: Path, capsys: p
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO((pki_dir / "ca.pem").read_bytes())))
     assert run(capsys, "cert", "check", "--type", "ca", "--cert", "-")[0] == 0
     code, out, err = run(capsys, "cert", "check", "--cert", str(pki_dir / "nope.pem"))
-    assert code == 1 and "FileNotReadable" in err
+    # CODE: field: message, like every finding `check` prints.
+    assert code == 1 and err.startswith(f"error: FileNotReadable: cert: cannot read {pki_dir / 'nope.pem'}: "), err
     code, data = run_json(capsys, "cert", "check", "--cert", str(pki_dir / "nope.pem"))
     assert code == 1 and data["error"]["code"] == "FileNotReadable"
 
@@ -189,3 +238,16 @@ def test_the_installed_lbsim_script(pki_dir: Path) -> None:
                           "--key", str(pki_dir / "server-localhost.key.pem"), "--json"], capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 1 and not json.loads(bad.stdout)["ok"]
+
+
+def test_top_level_help_is_written_for_users(capsys: pytest.CaptureFixture[str]) -> None:
+    """`lbsim --help`: what lbsim is, each command with its purpose, where to start and where the docs are."""
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert exited.value.code == 0
+    assert "simulates the HTTPS listeners of cloud load balancers" in out and "aliyun-slb" in out and "tencent-clb" in out
+    for command in ("cert", "up", "run", "scenarios", "load", "report", "bench"):
+        assert re.search(rf"^    {command}\b", out, re.M), command
+    assert "start here:" in out and "docs/run.md" in out and "README.md" in out
+    assert "dispatcher" not in out and "concern" not in out  # the developers' notes stay in the module docstring

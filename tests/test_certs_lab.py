@@ -28,7 +28,7 @@ from simulator.model.config import parse_config
 from simulator.errors import LbsimError
 from simulator.harness.running import RunningLab, start_lab
 from simulator.runtime.lab import STORE_POLL_INTERVAL
-from simulator.harness.probe import probe
+from simulator.policies.probe import probe
 
 LBSIM = str(Path(sys.executable).with_name("lbsim"))
 TIME_SCALE = 0.01

@@ -273,10 +273,31 @@ def test_rsa_key_sizes(profile: str, bits: int, aliyun: bool, tencent: bool) -> 
     key = rsa_key(bits)
     result = check(profile, "server", cert_pem(server(key), intermediate()[0]), key_pem(key))
     accepted = aliyun if profile == "aliyun-slb" else tencent
-    if accepted:
+    if accepted and bits < 2048:
+        finding = only(result, "WeakKeyAccepted", "warning")  # accepted, but not without a word
+        assert finding.field == "cert" and f"{bits}-bit RSA key: {profile} accepts it" in finding.message
+        assert "2048 bits or more" in finding.hint
+    elif accepted:
         assert result.findings == []
     else:
         only(result, "UnsupportedKeySize")
+
+
+def test_strict_refuses_a_weak_but_accepted_rsa_key(profile: str) -> None:
+    key = rsa_key(1024)
+    result = check(profile, "server", cert_pem(server(key), intermediate()[0]), key_pem(key), strict=True)
+    assert not result.ok
+    only(result, "WeakKeyAccepted", "error")
+
+
+def test_a_1024_bit_intermediate_or_ca_is_weak_but_accepted(profile: str) -> None:
+    weak_ca = (make_cert("weak intermediate", rsa_key(1024, 7), issuer=root(), ca=True), rsa_key(1024, 7))
+    result = check(profile, "server", cert_pem(server(issuer=weak_ca), weak_ca[0]), good_key())
+    assert result.ok
+    assert only(result, "WeakKeyAccepted", "warning").message.startswith("Certificate 2 has a 1024-bit RSA key")
+    result = check(profile, "ca", cert_pem(weak_ca[0], root()[0]))
+    assert result.ok and only(result, "WeakKeyAccepted", "warning").message.startswith("Certificate 1 ")
+    assert not check(profile, "ca", cert_pem(weak_ca[0]), strict=True).ok
 
 
 def _prime(bits: int) -> int:
@@ -487,7 +508,8 @@ FIELDS = {
     "UnexpectedPemBlock": "cert key", "DhParametersNotSupported": "cert key", "MissingCertificate": "cert",
     "UnexpectedPrivateKey": "cert key", "MissingPrivateKey": "key", "MultiplePrivateKeys": "key",
     "EncryptedPrivateKey": "key", "UnsupportedKeyFormat": "key", "Pkcs8NotSupported": "key",
-    "UnsupportedKeyType": "cert", "UnsupportedKeySize": "cert", "WeakKey": "cert", "WeakSignature": "cert",
+    "UnsupportedKeyType": "cert", "UnsupportedKeySize": "cert", "WeakKey": "cert", "WeakKeyAccepted": "cert",
+    "WeakSignature": "cert",
     "KeyCertificateMismatch": "key", "ChainOrder": "cert", "ChainSignature": "cert",
     "NotACertificateAuthority": "cert", "Sha1Signature": "cert", "IntermediateMissing": "cert",
     "CertificateExpired": "cert", "CertificateNotYetValid": "cert", "EcParametersIgnored": "key",

@@ -179,6 +179,35 @@ def test_certificate_rules() -> None:
     assert "certificate signed with sha1: §3.2 wants SHA-224 or stronger" in nist
 
 
+def test_certificate_findings_are_kept_apart_from_policy_findings(rsa_cert: x509.Certificate) -> None:
+    """A strict policy with a weak certificate fails on the certificate alone; a loose policy with a good
+    certificate fails on the policy alone: `policy_findings` and `certificate_findings` say which."""
+    strict = {"TLSv1.2": ["ECDHE-RSA-AES128-GCM-SHA256"], "TLSv1.3": ["TLS_AES_128_GCM_SHA256"]}
+    weak = verdicts(strict, sha1_cert(2048, 800))["mozilla-intermediate"]
+    assert not weak.passed and weak.policy_findings == []
+    assert weak.certificate_findings == weak.evidence and any("lifespan 800 days" in f for f in weak.certificate_findings)
+    assert weak.to_dict()["policy"] == "pass" and weak.to_dict()["certificate"] == "fail"
+    loose = verdicts({"TLSv1": ["AES128-SHA"], **strict}, rsa_cert)["mozilla-intermediate"]
+    assert not loose.passed and loose.certificate_findings == [] and loose.policy_findings == loose.evidence
+    assert loose.to_dict()["policy"] == "fail" and loose.to_dict()["certificate"] == "pass"
+
+
+def test_mozilla_policy_level_places_a_policy_on_mozillas_scale(rsa_cert: x509.Certificate) -> None:
+    level = compliance.mozilla_policy_level
+    assert level(Observation("m", {"TLSv1.3": list(compliance.MOZILLA_TLS13)}, rsa_cert)) == "modern"  # RSA: policy only
+    assert level(Observation("i", {"TLSv1.2": ["ECDHE-RSA-AES128-GCM-SHA256"], "TLSv1.3": ["TLS_AES_128_GCM_SHA256"]})) == "intermediate"
+    assert level(Observation("o", {"TLSv1": ["ECDHE-RSA-AES128-SHA", "DES-CBC3-SHA"], "TLSv1.2": ["AES128-GCM-SHA256"]})) == "old"
+    assert level(Observation("x", {"TLSv1.2": ["ECDHE-RSA-AES128-GCM-SHA256", "RC4-SHA"]})) is None
+    assert level(Observation("none", {})) is None
+
+
+def test_mozilla_old_table_is_the_published_5_7_profile() -> None:
+    theirs = json.loads(MOZILLA_JSON.read_text())["configurations"]["old"]
+    assert set(compliance.MOZILLA_OLD["ciphers"]) == set(theirs["ciphers"]["openssl"])
+    for key in ("tls_versions", "ciphersuites"):
+        assert set(compliance.MOZILLA_OLD[key]) == set(theirs[key]), key
+
+
 def test_nothing_negotiated_fails_everything() -> None:
     for verdict in verdicts({}, None).values():
         assert not verdict.passed and verdict.evidence[0].startswith("no TLS version negotiated")
@@ -186,7 +215,8 @@ def test_nothing_negotiated_fails_everything() -> None:
 
 def test_verdict_serialisation_and_unknown_baseline(rsa_cert: x509.Certificate) -> None:
     v = verdicts({"TLSv1.2": ["ECDHE-RSA-AES128-GCM-SHA256"]}, rsa_cert)
-    assert v["pci-dss-4.0"].to_dict() == {"verdict": "pass", "evidence": v["pci-dss-4.0"].evidence}
+    assert v["pci-dss-4.0"].to_dict() == {"verdict": "pass", "evidence": v["pci-dss-4.0"].evidence, "policy": "pass",
+                                          "certificate": "pass", "policy_findings": [], "certificate_findings": []}
     assert v["nist-sp-800-52r2"].to_dict()["verdict"] == "fail"
     assert "800-52" in v["nist-sp-800-52r2"].source
     with pytest.raises(KeyError):
@@ -253,7 +283,7 @@ def test_live_listener_verdicts(live) -> None:
 
 def test_accepted_suites_agrees_with_one_at_a_time_and_with_sslyze(live) -> None:
     """Elimination (our observer), one-suite-at-a-time enumeration, and sslyze in a child process agree."""
-    from simulator.harness.probe import enumerate_tls
+    from simulator.policies.probe import enumerate_tls
 
     scan = compliance.SslyzeScan([compliance.Target(n, "127.0.0.1", live.port(n)) for n in ("strict", "modernish")]).start()
     for name in ("strict", "modernish"):

@@ -39,6 +39,30 @@ def test_mutual_listener_and_tencent_optional_verification() -> None:
     assert spec.mutual and spec.ssl_verify_client == "optional"
 
 
+def test_rsa_and_ecc_certificates_on_one_tencent_listener() -> None:
+    data = listener(profile="tencent-clb", server_certificates=["web", "ecc"])
+    data["certificates"] = [*data["certificates"], {"name": "ecc", "cert": "ecc.pem", "key": "ecc.key"}]
+    del data["listeners"][0]["server_certificate"]
+    spec = parse_config(data).listeners[0]
+    assert spec.server_certificates == ("web", "ecc") and spec.server_certificate == "web"
+    assert [f for f, _, _ in spec.certificate_fields] == ["server_certificates[0]", "server_certificates[1]"]
+    aliyun = {**data, "listeners": [{**data["listeners"][0], "profile": "aliyun-slb"}]}
+    error = error_of(aliyun)
+    assert error.field == "listeners[0].server_certificates" and "tencent-clb feature" in error.message
+    one = {**data, "listeners": [{**data["listeners"][0], "server_certificates": ["web"]}]}
+    assert "two different server certificate names" in error_of(one).message
+    unknown = {**data, "listeners": [{**data["listeners"][0], "server_certificates": ["web", "nope"]}]}
+    assert error_of(unknown).field == "listeners[0].server_certificates[1]"
+
+
+@pytest.mark.parametrize("profile", ["aliyun-slb", "tencent-clb"])
+def test_client_cert_refusal_defaults_per_profile_and_can_be_set(profile: str) -> None:
+    mutual = {"profile": profile, "ca_certificate": "clients"}
+    assert parse_config(listener(**mutual)).listeners[0].client_cert_refusal == "handshake"  # UNCONFIRMED default
+    spec = parse_config(listener(**mutual, client_cert_refusal="http_400")).listeners[0]
+    assert spec.client_cert_refusal == "http_400"
+
+
 @pytest.mark.parametrize(
     "fields, path, words",
     [
@@ -50,6 +74,9 @@ def test_mutual_listener_and_tencent_optional_verification() -> None:
         ({"profile": "aws"}, "listeners[0].profile", "aliyun-slb, tencent-clb"),
         ({"ssl_verify_client": "optional", "ca_certificate": "clients"}, "listeners[0].ssl_verify_client", "tencent-clb"),
         ({"ssl_verify_client": "on"}, "listeners[0].ssl_verify_client", "mutual"),
+        ({"client_cert_refusal": "http_400"}, "listeners[0].client_cert_refusal", "only applies to mutual listeners"),
+        ({"client_cert_refusal": "alert", "ca_certificate": "clients"}, "listeners[0].client_cert_refusal",
+         "handshake, http_400"),
         ({"sni": {"a.example": "web"}}, "listeners[0].sni", "SNI"),
         ({"ca_certificate": "web"}, "listeners[0].ca_certificate", "expected a ca certificate"),
         ({"server_certificate": "clients"}, "listeners[0].server_certificate", "expected a server certificate"),
@@ -112,6 +139,14 @@ def test_yaml_errors_and_missing_files(tmp_path) -> None:
     assert info.value.code == "ConfigNotFound"
 
 
+@pytest.mark.parametrize("profile", ["aliyun-slb", "tencent-clb"])
+def test_http2_defaults_to_the_vendors_on_and_can_be_switched_off(profile: str) -> None:
+    base = {"port": 443, "server_certificate": "web", "profile": profile}
+    assert parse_config({"listeners": [base]}).listeners[0].http2 is True  # EnableHttp2 / tencent FAQ: on
+    assert parse_config({"listeners": [{**base, "http2": "off"}]}).listeners[0].http2 is False
+    assert "listeners[0].http2" in str(error_of({"listeners": [{**base, "http2": "sometimes"}]}))
+
+
 def test_yaml_on_off_switches(tmp_path) -> None:
     path = tmp_path / "lab.yaml"
     path.write_text(
@@ -121,3 +156,38 @@ def test_yaml_on_off_switches(tmp_path) -> None:
     )
     spec = load_config(path).listeners[0]
     assert spec.http2 and spec.sticky_session.type == "insert" and spec.headers.slb_ip
+
+
+def test_vendor_api_section_and_instance_ids() -> None:
+    config = parse_config({**listener(), "backends": [{"name": "b1", "port": 0}, {"name": "c", "port": 0, "instance_id": "i-bp1c"}],
+                           "vendor_api": {"access_keys": [{"id": "LTAIkey", "secret": "s3cret", "profile": "aliyun-slb"},
+                                                          {"id": "AKIDkey", "secret": "other"}],
+                                          "tencent-clb": {"http_port": 0, "https_port": 0, "region": "ap-shanghai"}}})
+    assert [b.instance for b in config.backends] == ["i-b1", "i-bp1c"]
+    keys = config.vendor_api.access_keys
+    assert [(k.id, k.profile) for k in keys] == [("LTAIkey", "aliyun-slb"), ("AKIDkey", None)]
+    assert config.vendor_api.endpoint("tencent-clb").region == "ap-shanghai"
+    assert config.vendor_api.endpoint("aliyun-slb").region is None  # the face's default
+    assert parse_config(listener()).vendor_api.access_keys == ()
+
+
+@pytest.mark.parametrize(
+    "vendor_api, path",
+    [
+        ({"host": "0.0.0.0"}, "vendor_api.host"),
+        ({"access_keys": [{"id": "x"}]}, "vendor_api.access_keys[0].secret"),
+        ({"access_keys": [{"id": "has space", "secret": "s"}]}, "vendor_api.access_keys[0].id"),
+        ({"access_keys": [{"id": "a", "secret": "s"}, {"id": "a", "secret": "t"}]}, "vendor_api.access_keys[1].id"),
+        ({"access_keys": [{"id": "a", "secret": "s", "profile": "aws"}]}, "vendor_api.access_keys[0].profile"),
+        ({"aliyun-slb": {"http_port": 70000}}, "vendor_api.aliyun-slb.http_port"),
+        ({"aliyun-slb": {"http_port": 8000, "https_port": 8000}}, "vendor_api.aliyun-slb.https_port"),
+        ({"aws": {}}, "vendor_api.aws"),
+    ],
+)
+def test_wrong_vendor_api_fields_name_the_path(vendor_api, path) -> None:
+    assert error_of({**listener(), "vendor_api": vendor_api}).field == path
+
+
+def test_duplicate_instance_ids_are_refused() -> None:
+    data = {**listener(), "backends": [{"name": "b1", "port": 0, "instance_id": "i-x"}, {"name": "c", "port": 0, "instance_id": "i-x"}]}
+    assert error_of(data).field == "backends[1].instance_id"

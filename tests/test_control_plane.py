@@ -21,7 +21,7 @@ from helpers import read_response, wait_for
 
 from simulator.dataplane.addons import sticky
 from simulator.harness.running import RunningLab
-from simulator.harness.probe import probe
+from simulator.policies.probe import probe
 
 
 def backend_of(lab: RunningLab, port: int, path: str = "/", headers: dict | None = None) -> tuple[str, dict]:
@@ -521,6 +521,28 @@ def test_health_endpoint_answers_503_while_a_started_listener_cannot_serve(lab: 
         squatter.close()
     status, body = lab.api("GET", "/health")
     assert status == 200 and body["status"] == "ok" and str(port) not in body["listeners"]
+
+
+def test_listeners_name_the_suites_this_build_cannot_negotiate(lab: RunningLab) -> None:
+    """aliyun's tls_cipher_policy_1_0 lists DES-CBC3-SHA; this OpenSSL has no 3DES: the API says so."""
+    listeners = {l["name"]: l for l in lab.api("GET", "/v1/listeners")[1]["listeners"]}
+    assert listeners["aliyun-one-way"]["tls_unavailable_suites"] == ["DES-CBC3-SHA"]
+    assert listeners["aliyun-mutual"]["tls_unavailable_suites"] == []  # strict_with_1_3 has no 3DES
+    r = probe("127.0.0.1", lab.port("aliyun-one-way"), version="TLSv1.2", ciphers="DES-CBC3-SHA:@SECLEVEL=0")
+    assert not r.ok  # a client offering only 3DES is refused (a real listener would take it)
+
+
+def test_traffic_handshake_error_is_readable_text(lab: RunningLab) -> None:
+    port = lab.port("aliyun-mutual")
+    assert not probe("127.0.0.1", port, version="TLSv1.2").ok  # no client certificate
+    def failed() -> list[dict]:
+        records = lab.api("GET", "/v1/traffic?connections=1")[1]["connections"]
+        return [r for r in records if r["listener_port"] == port and r.get("traffic")
+                and not r["traffic"]["handshake_complete"]]
+    wait_for(lambda: failed(), 5)
+    errors = {r["traffic"]["handshake_error"] for r in failed()}
+    assert "peer did not return a certificate" in errors, errors
+    assert not any(e.startswith(("Error(", "SysCallError(")) or "SSL routines" in e for e in errors), errors
 
 
 def test_connections_filtered_by_listener(lab: RunningLab, cleanup: list[int]) -> None:

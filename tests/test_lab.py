@@ -59,6 +59,31 @@ def test_a_store_reused_by_a_second_lab_keeps_ids_and_replaces_by_name(tmp_path:
     assert second.fingerprint != first.fingerprint
 
 
+def test_a_lab_file_with_an_rsa_and_an_ecc_certificate_on_one_tencent_listener(tmp_path: Path, pki: LabPKI) -> None:
+    from simulator.policies.probe import probe
+
+    ecc = LabPKI(key_type="ecdsa").server("localhost")
+    config = lab_config(pki, [{"name": "app", "port": 0}], tmp_path / "store")
+    config["certificates"].append({"name": "web-ecc", "cert": ecc.chain_pem.decode(), "key": ecc.key_pem.decode()})
+    listener = config["listeners"][0]
+    del listener["server_certificate"]
+    listener.update(profile="tencent-clb", server_certificates=["web", "web-ecc"])
+    with start_lab(config, out_dir=tmp_path / "ok") as lab:
+        port = lab.port("l")
+        got = {kind: probe("127.0.0.1", port, version="TLSv1.2", ciphers=f"ECDHE-{kind}-AES128-GCM-SHA256")
+               for kind in ("ECDSA", "RSA")}
+        for kind, name in (("ECDSA", "web-ecc"), ("RSA", "web")):
+            want = lab.lab.store.describe(name).fingerprint_sha256.replace(":", "").lower()
+            assert got[kind].ok and got[kind].server_fingerprint_sha256.replace(":", "").lower() == want, kind
+        assert sorted(lab.lab.usage()) == sorted(c.id for c in lab.lab.store.list())  # both in use
+    # Two RSA certificates: the lab is refused at start, naming the field.
+    issued = pki.server("localhost")
+    config["certificates"][1].update(cert=issued.chain_pem.decode(), key=issued.key_pem.decode())
+    with pytest.raises(LbsimError) as info:
+        start_lab({**config, "home": str(tmp_path / "store2")}, out_dir=tmp_path / "refused")
+    assert info.value.field == "listeners[0].server_certificates" and "one RSA and one ECDSA" in info.value.message
+
+
 def test_a_bad_certificate_refuses_the_lab_before_anything_listens(tmp_path: Path, pki: LabPKI) -> None:
     port = free_port()
     config = lab_config(pki, [{"name": "app", "port": 0}], tmp_path / "store", cert_pem=b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
@@ -95,3 +120,41 @@ def test_a_bad_workers_override_names_the_field(tmp_path: Path, pki: LabPKI) -> 
     with pytest.raises(LbsimError) as e:
         start_lab(lab_config(pki, [{"name": "app", "port": 0}], tmp_path / "store"), out_dir=tmp_path, workers=0)
     assert e.value.field == "workers" and "1..64" in e.value.message
+
+
+def test_load_balancers_listen_on_addresses_of_their_own(tmp_path: Path, pki: LabPKI) -> None:
+    """Two load balancers, two 127.0.0.x addresses; each listener binds its own; lab-file listeners stay on
+    127.0.0.1 under the load balancer their lb_id names; ports stay unique within a lab (documented limit)."""
+    config = lab_config(pki, [{"name": "app", "port": 0, "instance_id": "i-app"}], tmp_path / "store")
+    with start_lab(config, out_dir=tmp_path / "out") as running:
+        lab = running.lab
+        assert lab.instance_ids() == {"i-app": "app"} and lab.backend_of_instance("i-app") == "app"
+        with pytest.raises(LbsimError) as unknown:
+            lab.backend_of_instance("i-nope")
+        assert unknown.value.code == "BackendNotFound" and unknown.value.field == "instance_id"
+        file_listener = running.listener("l")
+        assert file_listener.address == "127.0.0.1" and lab.loadbalancers.get("lb-lbsim").from_lab_file
+        one = lab.create_load_balancer("aliyun-slb", "one")
+        two = lab.create_load_balancer("tencent-clb", "two")
+        assert len({one.address, two.address, "127.0.0.1"}) == 3
+        assert one.id.startswith("lb-bp1") and two.id.startswith("lb-") and one.name == "one"
+        port = free_port(one.address)
+        spec = lab.spec_from_api({"port": port, "lb_id": one.id, "server_certificate": "web",
+                                  "backend_servers": ["app"], "health_check": {"enabled": False}})
+        listener = running.call(lab.add_listener(spec, start=True))
+        assert listener.address == one.address and lab.listeners_of(one.id) == [listener]
+        wait_for(lambda: listener.status == "running", 10)
+        with socket.create_connection((one.address, port), timeout=5):
+            pass
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()  # not on the lab's own address
+        same_port = lab.spec_from_api({"port": port, "lb_id": two.id, "profile": "tencent-clb",
+                                       "server_certificate": "web"})
+        with pytest.raises(LbsimError) as taken:
+            running.call(lab.add_listener(same_port))
+        assert taken.value.code == "ListenerExists" and one.id in taken.value.message
+        assert lab.listeners_of(two.id) == []
+        running.call(lab.delete_load_balancer(one.id))
+        assert port not in lab.registry.listeners and one.id not in [lb.id for lb in lab.loadbalancers.list()]
+        with pytest.raises(LbsimError):
+            lab.loadbalancers.get(one.id)

@@ -18,7 +18,7 @@ from helpers import read_response, wait_for
 
 from simulator.model.config import io_timeout
 from simulator.harness.running import RunningLab
-from simulator.harness.probe import probe
+from simulator.policies.probe import probe
 
 
 def pem(path: str) -> bytes:
@@ -163,6 +163,123 @@ def test_mutual_matrix(lab: RunningLab, listener: str, client: str | None, succe
                     "x-forwarded-clientcert-fingerprint"} & received.keys()
 
 
+# client_cert_refusal: http_400, as stock nginx/Tengine refuse: the handshake completes and every request gets
+# nginx's 400 page. (listener settings, client certificate, tls_verify_status, 400 page detail or None = 200)
+HTTP_400_MATRIX = [
+    ("aliyun-slb", "on", None, "Failed:NoClientCertificate", "No required SSL certificate was sent"),
+    ("aliyun-slb", "on", "valid", "Success", None),
+    ("aliyun-slb", "on", "untrusted", "Failed:ClientCertUntrusted", "The SSL certificate error"),
+    ("aliyun-slb", "on", "expired", "Failed:ClientCertExpired", "The SSL certificate error"),
+    ("aliyun-slb", "on", "not_yet_valid", "Failed:ClientCertNotYetValid", "The SSL certificate error"),
+    ("tencent-clb", "optional", None, "Success", None),  # optional still admits no certificate
+    ("tencent-clb", "optional", "untrusted", "Failed:ClientCertUntrusted", "The SSL certificate error"),
+    ("tencent-clb", "optional", "expired", "Failed:ClientCertExpired", "The SSL certificate error"),
+]
+
+
+@pytest.fixture(scope="module")
+def http_400_listeners(lab: RunningLab) -> dict[str, int]:
+    """One mutual listener per profile in http_400 mode (aliyun: verify on; tencent: optional), via the API."""
+    ports = {}
+    for profile, verify, policy in (("aliyun-slb", "on", "tls_cipher_policy_1_2_strict_with_1_3"),
+                                    ("tencent-clb", "optional", None)):
+        ports[profile] = started_listener(lab, profile=profile, ca_certificate="lab-client-ca", tls_policy=policy,
+                                          ssl_verify_client=verify, client_cert_refusal="http_400")
+    yield ports
+    for port in ports.values():
+        lab.api("DELETE", f"/v1/listeners/{port}")
+
+
+def client_kwargs(lab: RunningLab, client: str | None) -> dict[str, bytes]:
+    if client is None:
+        return {}
+    return {"client_cert_pem": pem(lab.files[f"client-{client}"]), "client_key_pem": pem(lab.files[f"client-{client}-key"])}
+
+
+@pytest.mark.parametrize("profile, verify, client, status, page", HTTP_400_MATRIX)
+@pytest.mark.parametrize("version", ["TLSv1.2", "TLSv1.3"])
+def test_mutual_matrix_http_400_mode(lab: RunningLab, http_400_listeners: dict[str, int], profile: str, verify: str,
+                                     client: str | None, status: str, page: str | None, version: str) -> None:
+    port = http_400_listeners[profile]
+    described = lab.api("GET", f"/v1/listeners/{port}")[1]
+    assert described["client_cert_refusal"] == "http_400" and described["ssl_verify_client"] == verify
+    result = probe("127.0.0.1", port, version=version, http_request=b"GET /mtls HTTP/1.1\r\nHost: x\r\n\r\n",
+                   **client_kwargs(lab, client))
+    assert result.ok and result.alert is None, result.to_dict()  # the handshake completes either way
+    head, _, body = (result.http_response or b"").partition(b"\r\n\r\n")
+    record = last_record(lab, port, result.local_port)
+    assert record["tls_verify_status"] == status  # the reason, as in handshake mode
+    if page is None:
+        assert head.startswith(b"HTTP/1.1 200"), result.to_dict()
+        assert json.loads(body)["path"] == "/mtls"  # the backend answered
+        assert record["error"] is None
+        return
+    assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n"), result.to_dict()
+    headers = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:])
+    server = {"aliyun-slb": b"Tengine", "tencent-clb": b"stgw"}[profile]
+    assert headers[b"Server"] == server and headers[b"Connection"] == b"close"
+    assert body == (f"<html>\r\n<head><title>400 {page}</title></head>\r\n<body>\r\n<center><h1>400 Bad Request"
+                    f"</h1></center>\r\n<center>{page}</center>\r\n</body>\r\n</html>\r\n").encode()
+    reason = {None: "peer did not return a certificate", "untrusted": "unable to get local issuer certificate",
+              "expired": "certificate has expired", "not_yet_valid": "certificate is not yet valid"}[client]
+    assert reason in record["error"], record["error"]
+    assert record["tls_protocol"] == version and record["requests"] == 0  # nothing reached a backend
+    if client is not None:
+        leaf = x509.load_pem_x509_certificates(pem(lab.files[f"client-{client}"]))[0]
+        assert record["client_cert_subject"] == leaf.subject.rfc4514_string()
+
+
+def test_http_400_mode_closes_after_the_page_and_a_resumed_session_is_refused_too(
+        lab: RunningLab, http_400_listeners: dict[str, int]) -> None:
+    port = http_400_listeners["aliyun-slb"]
+    context = lab.ssl_context("expired", server_hostname_check=False)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2  # a session-ID/ticket resumption the callback never sees
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as tls:
+        tls.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = read_response(tls)
+        assert answer.startswith(b"HTTP/1.1 400") and b"The SSL certificate error" in answer
+        assert tls.recv(4096) == b""  # closed after the first page: /b gets nothing
+        session = tls.session
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
+        assert tls.session_reused
+        tls.sendall(b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"The SSL certificate error" in read_response(tls)
+        local_port = tls.getsockname()[1]
+    record = last_record(lab, port, local_port)
+    assert record["resumed"] is True and record["tls_verify_status"] == "Failed:ClientCertExpired"
+
+
+def test_http_400_mode_over_http2_with_curl(lab: RunningLab, http_400_listeners: dict[str, int]) -> None:
+    out = subprocess.run(
+        ["curl", "-sS", "--http2", "--cacert", lab.ca_file, "-w", "\n%{http_version} %{http_code}",
+         f"https://localhost:{http_400_listeners['aliyun-slb']}/h2"],
+        capture_output=True, text=True, timeout=20,
+    )
+    assert out.returncode == 0, out.stderr  # curl sees an answer, not a TLS error
+    assert "<title>400 No required SSL certificate was sent</title>" in out.stdout
+    assert out.stdout.endswith("\n2 400")
+
+
+def test_client_cert_refusal_is_validated_naming_the_field(lab: RunningLab) -> None:
+    for body, message in (({"ca_certificate": "lab-client-ca", "client_cert_refusal": "reset"},
+                           "unknown value 'reset'; expected one of handshake, http_400"),
+                          ({"client_cert_refusal": "http_400"}, "only applies to mutual listeners")):
+        status, answer = lab.api("POST", "/v1/listeners", {"port": 0, "server_certificate": "lab-rsa", **body})
+        assert status == 400 and answer["error"]["field"] == "listener.client_cert_refusal", answer
+        assert message in answer["error"]["message"], answer
+    # A mutual listener that does not say takes its profile's default: handshake on both (UNCONFIRMED).
+    port = started_listener(lab, profile="tencent-clb", ca_certificate="lab-client-ca")
+    try:
+        assert lab.api("GET", f"/v1/listeners/{port}")[1]["client_cert_refusal"] == "handshake"
+        assert lab.api("GET", f"/v1/listeners/{lab.port('tencent-one-way')}")[1]["client_cert_refusal"] is None
+        result = probe("127.0.0.1", port, version="TLSv1.2", **client_kwargs(lab, "expired"))
+        assert not result.ok and result.alert == "certificate expired"
+    finally:
+        lab.api("DELETE", f"/v1/listeners/{port}")
+
+
 def test_session_resumes_within_ticket_lifetime_and_not_after(lab: RunningLab) -> None:
     port = lab.port("aliyun-one-way")
     lifetime = 300 * lab.config.time_scale  # the seed's 300 s, scaled
@@ -191,6 +308,110 @@ def test_http2_via_alpn_with_curl(lab: RunningLab) -> None:
         capture_output=True, text=True, timeout=20,
     )
     assert out.stdout == "1.1"  # http2 off on this listener: ALPN falls back
+
+
+def started_listener(lab: RunningLab, **fields: object) -> int:
+    """A started one-way listener created through the API with `fields`; its port."""
+    body = {"port": 0, "activation_delay": 0, "start": True, "backend_servers": [{"backend": "web-1"}],
+            "health_check": {"enabled": False}, **fields}
+    if "server_certificates" not in fields:
+        body.setdefault("server_certificate", "lab-rsa")
+    status, listener = lab.api("POST", "/v1/listeners", body)
+    assert status == 202, listener
+    port = listener["port"]
+    wait_for(lambda: lab.api("GET", f"/v1/listeners/{port}")[1]["status"] == "running", 10)
+    return port
+
+
+@pytest.mark.parametrize("profile", ["aliyun-slb", "tencent-clb"])
+@pytest.mark.parametrize("http2", [None, False])
+def test_http2_is_on_by_default_as_on_both_vendors(lab: RunningLab, profile: str, http2: bool | None) -> None:
+    # Alibaba's EnableHttp2 defaults to on; tencent: "The listener supports HTTP/2 on HTTPS by default".
+    port = started_listener(lab, profile=profile, **({} if http2 is None else {"http2": http2}))
+    try:
+        assert lab.api("GET", f"/v1/listeners/{port}")[1]["http2"] is (http2 is None)
+        result = probe("127.0.0.1", port, alpn=["h2", "http/1.1"])
+        assert result.ok, result.to_dict()
+        assert result.alpn == ("h2" if http2 is None else "http/1.1")
+        assert last_record(lab, port, result.local_port)["alpn"] == result.alpn
+    finally:
+        lab.api("DELETE", f"/v1/listeners/{port}")
+
+
+@pytest.fixture
+def rsa_and_ecc(lab: RunningLab) -> dict[str, str]:
+    """A fresh RSA and ECDSA server certificate (each from its own CA) uploaded for tencent-clb, and a CA file."""
+    from simulator.certs import LabPKI
+
+    names, cas = {}, b""
+    for kind in ("rsa", "ecdsa"):
+        pki = LabPKI(key_type=kind, name=f"multi {kind} CA")
+        issued = pki.server("localhost", intermediate=True)
+        status, info = lab.api("POST", "/v1/certificates", {"name": f"multi-{kind}", "type": "server",
+                                                            "profile": "tencent-clb", "cert": issued.chain_pem.decode(),
+                                                            "key": issued.key_pem.decode()})
+        assert status == 201, info
+        names[kind], names[f"{kind}-fingerprint"] = info["id"], info["fingerprint_sha256"]
+        cas += pki.ca_pem
+    names["ca_file"] = str(lab.out_dir / "multi-ca.pem")
+    with open(names["ca_file"], "wb") as f:
+        f.write(cas)
+    yield names
+    for kind in ("rsa", "ecdsa"):
+        lab.api("DELETE", f"/v1/certificates/{names[kind]}")
+
+
+def sha256_of(result) -> str:
+    return result.server_fingerprint_sha256.replace(":", "").lower()
+
+
+def test_rsa_and_ecc_certificates_on_one_tencent_listener(lab: RunningLab, rsa_and_ecc: dict[str, str]) -> None:
+    port = started_listener(lab, profile="tencent-clb", server_certificates=["multi-rsa", "multi-ecdsa"])
+    try:
+        view = lab.api("GET", f"/v1/listeners/{port}")[1]
+        assert view["server_certificates"] == ["multi-rsa", "multi-ecdsa"] and view["server_certificate"] == "multi-rsa"
+        rsa, ecc = (rsa_and_ecc[f"{k}-fingerprint"].replace(":", "").lower() for k in ("rsa", "ecdsa"))
+        ca = rsa_and_ecc["ca_file"]
+        # TLS 1.2: the suites the client offers pick the certificate; each chain verifies (its own intermediate).
+        only_ecdsa = probe("127.0.0.1", port, version="TLSv1.2", ciphers="ECDHE-ECDSA-AES128-GCM-SHA256", cafile=ca)
+        only_rsa = probe("127.0.0.1", port, version="TLSv1.2", ciphers="ECDHE-RSA-AES128-GCM-SHA256", cafile=ca)
+        assert only_ecdsa.ok and only_rsa.ok, (only_ecdsa.error, only_rsa.error)
+        assert sha256_of(only_ecdsa) == ecc and sha256_of(only_rsa) == rsa
+        assert len(only_ecdsa.server_chain) == len(only_rsa.server_chain) == 3  # leaf, its intermediate, its root
+        # Offered both, the policy's order decides: the tencent default string lists ECDHE-RSA-AES128-GCM first.
+        assert sha256_of(probe("127.0.0.1", port, version="TLSv1.2", cafile=ca)) == rsa
+        # TLS 1.3: the signature algorithms decide; a client that can verify ECDSA gets the ECC certificate.
+        assert sha256_of(probe("127.0.0.1", port, version="TLSv1.3", cafile=ca)) == ecc
+        # The meter sees the smaller ECC handshake.
+        small, large = (last_record(lab, port, r.local_port)["traffic"]["lb_to_client"]["handshake"]
+                        for r in (only_ecdsa, only_rsa))
+        assert small < large - 300
+        assert large - small == only_rsa.bytes_received - only_ecdsa.bytes_received  # exact, as the client counted
+        # Both certificates are in use: neither can be deleted while the listener holds it.
+        for kind in ("rsa", "ecdsa"):
+            status, body = lab.api("DELETE", f"/v1/certificates/{rsa_and_ecc[kind]}")
+            assert status == 409 and body["error"]["code"] == "CertificateInUse", body
+    finally:
+        lab.api("DELETE", f"/v1/listeners/{port}")
+
+
+@pytest.mark.parametrize("fields, field, message", [
+    ({"profile": "aliyun-slb", "server_certificates": ["multi-rsa", "multi-ecdsa"]}, "listener.server_certificates",
+     "aliyun-slb listeners hold one server certificate"),
+    ({"profile": "tencent-clb", "server_certificates": ["multi-rsa", "multi-rsa"]}, "listener.server_certificates",
+     "two different server certificate names"),
+    ({"profile": "tencent-clb", "server_certificates": ["multi-rsa", "lab-rsa"]}, "listener.server_certificates",
+     "one RSA and one ECDSA"),
+    ({"profile": "tencent-clb", "server_certificates": ["multi-rsa", "lab-client-ca"]},
+     "listener.server_certificates[1]", "expected a server certificate"),
+    ({"profile": "tencent-clb", "server_certificate": "lab-rsa", "server_certificates": ["multi-rsa", "multi-ecdsa"]},
+     "listener.server_certificates", "not both"),
+])
+def test_rsa_and_ecc_certificates_are_validated_naming_the_field(lab: RunningLab, rsa_and_ecc: dict[str, str],
+                                                                 fields: dict, field: str, message: str) -> None:
+    status, body = lab.api("POST", "/v1/listeners", {"port": 0, **fields})
+    assert status == 400 and body["error"]["field"] == field, body
+    assert message in body["error"]["message"], body
 
 
 def test_curl_mutual_command_from_readme_works(lab: RunningLab) -> None:

@@ -10,7 +10,7 @@ import pytest
 from simulator.runtime.defaults import mint_default_pki
 from simulator.harness.running import RunningLab, start_lab
 from simulator.policies import POLICIES, resolve_policy
-from simulator.harness.probe import enumerate_tls
+from simulator.policies.probe import enumerate_tls
 
 ALIYUN = [name for name in POLICIES if name.startswith("tls_cipher_policy")]
 CASES = [(f"aliyun-{name}", "aliyun-slb", name, "lab-rsa", "RSA") for name in ALIYUN] + [

@@ -174,6 +174,19 @@ def test_mutual_invalid_certificates_fail_in_the_handshake_as_expected(
     rows = csv_rows(tmp_path)
     assert int(rows[("TLS", "handshake rejected")]["Request Count"]) == len(refused)
     assert int(rows[("TLS", "handshake rejected")]["Failure Count"]) == 0  # expected, not errors
+    # The summary says so in words: the refusals were the intended ones, nothing else failed.
+    assert (f"refusals: {len(refused)} of {len(refused)} were clients meant to be refused (invalid certificates), "
+            "refused in the handshake as expected; nothing unexpected failed") in printed, printed
+
+
+def test_refusal_verdict_names_what_failed_unexpectedly() -> None:
+    rows = {"TLS handshake rejected": {"requests": 10, "failures": 2}, "TLS handshake failed": {"requests": 1, "failures": 1},
+            "GET /": {"requests": 20, "failures": 0}}
+    verdict = load.refusal_verdict({"rows": rows, "failures": 3})
+    assert verdict == ("refusals: 8 of 10 were clients meant to be refused (invalid certificates), refused in the "
+                       "handshake as expected; UNEXPECTED: 2 invalid client(s) served, 1 client(s) that should have "
+                       "got in refused or failed")
+    assert load.refusal_verdict({"rows": {"GET /": {"requests": 5, "failures": 0}}, "failures": 0}) is None
 
 
 def test_resumption_mixes_full_and_resumed_handshakes(lab_process: load.LabProcess, tmp_path: Path) -> None:

@@ -1,11 +1,14 @@
 """Every notebook under notebooks/ is executed (nbclient, the venv's ipykernel) on fast data: it must run
 without errors, save its figures and state its conclusions from the data. The committed notebooks carry
-no outputs, so nothing stale can contradict a fresh run."""
+no outputs, so nothing stale can contradict a fresh run. A notebook writes only into its output directory
+(default `lbsim-notebooks/` where the user ran the command), never into the repository: every execution leaves
+`git status` as it found it; relative paths are the user's, not `notebooks/`'s."""
 
 from __future__ import annotations
 
 import inspect
 import json
+import os
 import re
 import subprocess
 import sys
@@ -17,19 +20,30 @@ from nbclient import NotebookClient
 
 from simulator.tools import analysis
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
+def git_status() -> str:
+    done = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=all"],
+                          capture_output=True, text=True, check=True)
+    return done.stdout
+
+
 def execute(name: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> nbformat.NotebookNode:
-    """Run a notebook from its own directory with `env` set for the kernel; errors raise."""
-    for key in ("LBSIM_RESULTS", "LBSIM_OUT", "LBSIM_FAST", "LBSIM_FIGURES", "LBSIM_REPORT", "LBSIM_LISTENERS"):
+    """Run a notebook from its own directory (as Jupyter does) with `env` set for the kernel; errors raise.
+    The repository's `git status` must be the same afterwards: nothing tracked rewritten, nothing new."""
+    for key in ("LBSIM_RESULTS", "LBSIM_OUT", "LBSIM_FAST", "LBSIM_NOTEBOOK_OUT", "LBSIM_REPORT", "LBSIM_LISTENERS",
+                "LBSIM_CWD"):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    before = git_status()
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    assert git_status() == before, f"{name} changed the repository:\n{git_status()}"
     return nb
 
 
@@ -74,8 +88,9 @@ TRAFFIC_FIGURES = ["overhead_vs_requests", "wire_breakdown", "billed_vs_actual",
 
 
 def test_traffic_vs_billed_measures_its_own_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    figures, out = tmp_path / "figures", tmp_path / "results"
-    nb = execute("traffic_vs_billed.ipynb", {"LBSIM_FAST": "1", "LBSIM_FIGURES": str(figures), "LBSIM_OUT": str(out)}, monkeypatch)
+    """Run as a user would from their own directory: no output directory given, LBSIM_OUT relative."""
+    figures, out = tmp_path / "lbsim-notebooks", tmp_path / "results"
+    nb = execute("traffic_vs_billed.ipynb", {"LBSIM_FAST": "1", "LBSIM_CWD": str(tmp_path), "LBSIM_OUT": "results"}, monkeypatch)
     assert_pngs(figures, TRAFFIC_FIGURES)
     assert len(outputs(nb, "image/png")) == len(TRAFFIC_FIGURES)
     (text,) = outputs(nb, "text/markdown")
@@ -93,7 +108,7 @@ def test_the_default_sweep_spans_1_to_100_requests_per_connection() -> None:
     assert min(default) == 1 and max(default) == 100 and len(default) >= 5
     nb = nbformat.read(NOTEBOOKS / "traffic_vs_billed.ipynb", as_version=4)
     assert "else {}" in "".join(c.source for c in nb.cells)  # not FAST: collect_overhead's own defaults
-    committed = (NOTEBOOKS / "figures" / "traffic_vs_billed_conclusions.md").read_text()
+    committed = (ROOT / "docs" / "figures" / "traffic_vs_billed_conclusions.md").read_text()
     assert re.search(r"; at 100 it is \d+\.\d%", committed), committed  # the committed figures come from 1..100
 
 
@@ -119,10 +134,12 @@ def load_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def traffic_notebook_on(results: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[nbformat.NotebookNode, str]:
-    """traffic_vs_billed.ipynb run on a results directory: every figure saved, the conclusions the analysis
-    module draws from that directory. The executed notebook and its conclusions."""
+    """traffic_vs_billed.ipynb run on a results directory named relative to the shell's $PWD (as
+    `LBSIM_RESULTS=lbsim-load jupyter nbconvert ... notebooks/...` from the directory holding it): every
+    figure saved, the conclusions the analysis module draws from that directory."""
     figures = tmp_path / "figures"
-    nb = execute("traffic_vs_billed.ipynb", {"LBSIM_RESULTS": str(results), "LBSIM_FIGURES": str(figures)}, monkeypatch)
+    nb = execute("traffic_vs_billed.ipynb", {"PWD": str(results.parent), "LBSIM_RESULTS": results.name,
+                                             "LBSIM_NOTEBOOK_OUT": str(figures)}, monkeypatch)
     assert_pngs(figures, TRAFFIC_FIGURES)
     (text,) = outputs(nb, "text/markdown")
     assert text == analysis.conclusions_markdown(analysis.load_results(results))
@@ -148,8 +165,10 @@ def test_traffic_vs_billed_reads_an_lbsim_load_directory(load_dir: Path, tmp_pat
 
 
 def test_policy_matrix_measures_a_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    figures = tmp_path / "figures"
-    nb = execute("policy_matrix.ipynb", {"LBSIM_LISTENERS": "tencent-mutual", "LBSIM_FIGURES": str(figures)}, monkeypatch)
+    """A relative output directory, from where the user ran the command."""
+    figures = tmp_path / "out" / "figs"
+    nb = execute("policy_matrix.ipynb", {"LBSIM_LISTENERS": "tencent-mutual", "LBSIM_CWD": str(tmp_path),
+                                         "LBSIM_NOTEBOOK_OUT": "out/figs"}, monkeypatch)
     assert_pngs(figures, ["policy_matrix_tencent-mutual", "compliance"])
     (text,) = outputs(nb, "text/markdown")
     assert text.startswith("- **tencent-mutual** (tencent_default, ECDSA):") and "they match" in text
@@ -159,8 +178,10 @@ def test_policy_matrix_measures_a_lab(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_policy_matrix_reads_an_lbsim_run_report(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The notebook on `lbsim run`'s report.json; and build_report, its fallback, gives that very shape."""
     report = json.loads((run_dir / "report.json").read_text())
-    figures = tmp_path / "figures"
-    nb = execute("policy_matrix.ipynb", {"LBSIM_REPORT": str(run_dir), "LBSIM_FIGURES": str(figures)}, monkeypatch)
+    figures = tmp_path / "lbsim-notebooks"  # the default output directory, in the user's directory
+    nb = execute("policy_matrix.ipynb", {"LBSIM_CWD": str(tmp_path), "PWD": "/",
+                                         "LBSIM_REPORT": str(Path(os.path.relpath(run_dir, tmp_path)) / "report.json")},
+                 monkeypatch)
     names = [l["name"] for l in report["listeners"]]
     assert names == ["aliyun-one-way", "aliyun-mutual", "tencent-one-way", "tencent-mutual"]
     temporary = [p["name"] for p in report["policies"]]  # the vendor's other named policies, on temporary listeners
@@ -176,3 +197,29 @@ def test_policy_matrix_reads_an_lbsim_run_report(run_dir: Path, tmp_path: Path, 
     assert "Failed:ClientCertExpired" in html  # the mutual matrix: the listener's own verify status per client
     built = analysis.build_report(listeners=["aliyun-mutual"], out_dir=tmp_path / "lab")["listeners"][0]
     assert {**built, "port": None} == {**mutual, "port": None}  # one shape, and the same measurements
+
+
+def test_user_paths_resolve_from_where_the_command_ran(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LBSIM_CWD", raising=False)
+    monkeypatch.delenv("LBSIM_NOTEBOOK_OUT", raising=False)
+    monkeypatch.setenv("PWD", str(tmp_path))
+    assert analysis.user_path("lbsim-load") == tmp_path / "lbsim-load"
+    assert analysis.user_path("/abs/dir") == Path("/abs/dir")
+    assert analysis.notebook_out() == tmp_path / "lbsim-notebooks"
+    monkeypatch.setenv("LBSIM_CWD", str(tmp_path / "sub"))  # not a directory: ignored
+    assert analysis.user_cwd() == tmp_path
+    (tmp_path / "sub").mkdir()
+    assert analysis.user_cwd() == tmp_path / "sub"  # LBSIM_CWD wins over PWD
+    monkeypatch.setenv("LBSIM_NOTEBOOK_OUT", "figs")
+    assert analysis.notebook_out() == tmp_path / "sub" / "figs"
+
+
+def test_load_results_says_what_is_wrong(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist") as missing:
+        analysis.load_results(tmp_path / "lbsim-load")
+    assert "connections.jsonl" not in str(missing.value)  # it is the directory that is missing
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="has no connections.jsonl"):
+        analysis.load_results(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="no report.json at"):
+        analysis.load_report(tmp_path / "empty")

@@ -1,7 +1,7 @@
 """The server context on real loopback sockets: what negotiates, mutual TLS, resumption, SNI, ALPN.
 
 Each test serves `build_server_context(...)` with the minimal `TLSTestServer` and probes it with
-`simulator.harness.probe`; sslyze cross-checks once as an independent scanner. The mitmproxy listener reuses the
+`simulator.policies.probe`; sslyze cross-checks once as an independent scanner. The mitmproxy listener reuses the
 same context, so these are the expectations it must meet too.
 """
 
@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,12 +20,13 @@ import pytest
 import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from OpenSSL import SSL
 
 from simulator.errors import LbsimError
 from simulator.policies import POLICIES, Policy, resolve_policy
-from simulator.policies.context import build_server_context, key_type_of, match_sni
+from simulator.policies.context import build_server_context, client_cert_verdict, key_type_of, match_sni, session_reused
 from simulator.policies.testing import TLSTestServer
-from simulator.harness.probe import enumerate_tls, probe
+from simulator.policies.probe import enumerate_tls, probe
 
 HOST = "127.0.0.1"
 GET = b"GET / HTTP/1.1\r\nHost: lb.example.com\r\n\r\n"
@@ -126,6 +129,23 @@ def test_strict_with_1_3_and_an_ecdsa_certificate(pki: PKI) -> None:
         found = enumerate_tls(HOST, server.port)
     assert found == policy.negotiable("ECDSA")
     assert all("ECDSA" in s for s in found["TLSv1.2"]) and len(found["TLSv1.3"]) == 5
+
+
+def test_an_rsa_and_an_ecdsa_certificate_on_one_context(pki: PKI) -> None:
+    """tencent MultiCertInfo: one context, two certificates; every suite either can serve negotiates, in the
+    policy's order, and the suite picks the certificate (tests/test_listener.py verifies both chains)."""
+    policy = resolve_policy("tencent-clb", None)
+    ctx = build_server_context(policy, pki.rsa.chain, pki.rsa.key, also=[(pki.ecdsa.chain, pki.ecdsa.key)])
+    with TLSTestServer(ctx) as server:
+        found = enumerate_tls(HOST, server.port)
+        for suite, key_type in (("ECDHE-ECDSA-AES256-GCM-SHA384", "ECDSA"), ("ECDHE-RSA-AES256-GCM-SHA384", "RSA")):
+            r = probe(HOST, server.port, version="TLSv1.2", ciphers=suite)
+            assert r.ok and key_type_of(r.server_chain[0]) == key_type, (suite, r.error)
+    assert found == policy.negotiable("ECDSA+RSA")
+    assert found["TLSv1.2"][:2] == ["ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES128-GCM-SHA256"]  # the seed's order
+    with pytest.raises(LbsimError) as info:
+        build_server_context(policy, pki.rsa.chain, pki.rsa.key, also=[(pki.domain_a.chain, pki.domain_a.key)])
+    assert info.value.code == "InvalidCertificateSet" and info.value.field == "server_certificates"
 
 
 def test_classic_aliyun_policy_has_nothing_for_an_ecdsa_certificate(pki: PKI) -> None:
@@ -257,6 +277,60 @@ def test_mutual_matrix(pki: PKI, verify_client: str, version: str) -> None:
                 assert r.http_response is None
                 if kind != "none":
                     assert rec.verify_error is not None and rec.verify_error[1] == 0  # the leaf
+
+
+def _handshake_pair(ctx: SSL.Context, client: Pair | None, version: str, session: SSL.Session | None = None
+                    ) -> tuple[SSL.Connection, SSL.Connection]:
+    """One handshake over a socketpair: (server side, client side), both connections kept for inspection."""
+    server_sock, client_sock = socket.socketpair()
+    server = SSL.Connection(ctx, server_sock)
+    server.set_accept_state()
+    cctx = SSL.Context(SSL.TLS_METHOD)
+    pinned = {"TLSv1.2": SSL.TLS1_2_VERSION, "TLSv1.3": SSL.TLS1_3_VERSION}[version]
+    cctx.set_min_proto_version(pinned)
+    cctx.set_max_proto_version(pinned)
+    cctx.set_options(SSL.OP_NO_TICKET)  # TLS 1.2 resumes by session ID
+    if client is not None:
+        cctx.use_certificate(client.chain[0])
+        cctx.use_privatekey(client.key)
+    conn = SSL.Connection(cctx, client_sock)
+    conn.set_connect_state()
+    if session is not None:
+        conn.set_session(session)
+    done = threading.Thread(target=conn.do_handshake)
+    done.start()
+    server.do_handshake()
+    done.join(5)
+    return server, conn
+
+
+@pytest.mark.parametrize("verify_client", ["on", "optional"])
+@pytest.mark.parametrize("version", ["TLSv1.2", "TLSv1.3"])
+def test_http_400_refusal_lets_the_handshake_through_and_keeps_the_verdict(pki: PKI, verify_client: str,
+                                                                            version: str) -> None:
+    """`client_cert_refusal="http_400"`: every client completes the handshake (as with nginx's callback); the
+    verdict is the handshake mode's status, and a resumed TLS 1.2 session (no callback runs) keeps it."""
+    ctx = build_server_context(POLICIES["tls_cipher_policy_1_2_strict_with_1_3"], pki.rsa.chain, pki.rsa.key,
+                               client_ca=[pki.client_ca_cert], verify_client=verify_client,
+                               client_cert_refusal="http_400")
+    for kind, client in pki.clients.items():
+        on, optional, _ = MUTUAL[kind]
+        status = on if verify_client == "on" else optional
+        server, conn = _handshake_pair(ctx, client, version)
+        verdict = client_cert_verdict(server, verify_client)
+        assert (verdict[0] if verdict else "Success") == status, (kind, verdict)
+        if kind in ("untrusted", "expired"):
+            reason = {"untrusted": "unable to get local issuer certificate", "expired": "certificate has expired"}[kind]
+            assert verdict[1] == f"certificate verify failed: {reason} (depth 0)"
+            assert server.get_peer_certificate() is not None  # the refused certificate is there to log
+        if version == "TLSv1.2" and kind in ("valid", "expired"):
+            again, _ = _handshake_pair(ctx, client, version, session=conn.get_session())
+            assert session_reused(again)
+            assert client_cert_verdict(again, verify_client) == verdict, kind
+    with pytest.raises(LbsimError) as info:
+        build_server_context(POLICIES["tls_cipher_policy_1_2"], pki.rsa.chain, pki.rsa.key,
+                             client_ca=[pki.client_ca_cert], verify_client="on", client_cert_refusal="reset")
+    assert info.value.field == "client_cert_refusal"
 
 
 def test_mutual_requires_a_ca_and_a_known_mode(pki: PKI) -> None:

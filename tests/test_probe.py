@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from simulator.policies import POLICIES, resolve_policy
 from simulator.policies.context import build_server_context
 from simulator.policies.testing import TLSTestServer
-from simulator.harness.probe import ProbeResult, certificate_fingerprint, cipher_preference, enumerate_tls, probe
+from simulator.policies.probe import ProbeResult, certificate_fingerprint, cipher_preference, enumerate_tls, probe
 
 HOST = "127.0.0.1"
 GET = b"GET /x HTTP/1.1\r\nHost: lb.example.com\r\n\r\n"

@@ -24,7 +24,7 @@ import pytest
 
 from simulator.certs import LabPKI
 from simulator.cli import main as lbsim
-from simulator.harness.probe import probe
+from simulator.policies.probe import probe
 from simulator.tools.soak import (PEM_KEY, files_to_scan, forget_records, is_key_input, key_needles, scan_for_keys,
                             start_reliability_lab)
 

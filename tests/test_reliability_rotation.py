@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from simulator.certs import LabPKI
 from simulator.harness.running import RunningLab
 from simulator.policies.groups import pin_groups
-from simulator.harness.probe import probe
+from simulator.policies.probe import probe
 from simulator.tools.soak import start_reliability_lab, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,7 +23,7 @@ from OpenSSL import SSL
 
 from simulator.tools import fuzz
 from simulator.harness.running import RunningLab
-from simulator.harness.probe import probe
+from simulator.policies.probe import probe
 from simulator.tools.soak import (Footprint, LogWatch, SteadyClient, forget_records, settle, start_reliability_lab, tls_fuzz,
                             wait_for)
 

@@ -91,6 +91,26 @@ def test_report_json_schema_and_contents(default_run) -> None:
     assert listeners["aliyun-one-way"]["compliance"]["pci-dss-4.0"]["verdict"] == "fail"
     assert any(e.startswith("TLSv1 accepted") for e in listeners["aliyun-one-way"]["compliance"]["pci-dss-4.0"]["evidence"])
     assert listeners["aliyun-mutual"]["compliance"]["pci-dss-4.0"]["verdict"] == "pass"
+    # The lab's PKI is a realistic one (90-day server certificates): no verdict fails on the certificate's
+    # lifetime, so a fail is about the policy unless the certificate's key type is the point (modern: ECDSA).
+    for entry in [*listeners.values(), *policies.values()]:
+        for baseline, verdict in entry["compliance"].items():
+            assert not any("lifespan" in f for f in verdict["certificate_findings"]), (entry["name"], baseline)
+            assert verdict["evidence"] == verdict["policy_findings"] + verdict["certificate_findings"] or verdict["verdict"] == "pass"
+        assert entry["compliance"]["mozilla-intermediate"]["certificate"] == "pass", entry["name"]
+    assert listeners["tencent-mutual"]["compliance"]["mozilla-modern"]["certificate"] == "pass"  # ECDSA, 90 days
+    assert listeners["aliyun-one-way"]["compliance"]["mozilla-modern"]["certificate"] == "fail"  # RSA
+    assert listeners["aliyun-one-way"]["mozilla_policy_level"] == "old"
+    assert {p["mozilla_policy_level"] for p in policies.values()} == {"old"}
+    # DES-CBC3-SHA is in the vendor's table but not in this OpenSSL build: named, never expected.
+    assert listeners["aliyun-one-way"]["unavailable"] == ["DES-CBC3-SHA"] and listeners["aliyun-mutual"]["unavailable"] == []
+    assert "DES-CBC3-SHA" not in str(listeners["aliyun-one-way"]["tls_matrix"]["expected"])
+    # Parametrised cases exist only where their statement applies.
+    names = [s["name"] for s in report["scenarios"]]
+    assert {n for n in names if "::test_configured_listeners_sni[" in n} == {
+        "test_aliyun_no_sni.py::test_configured_listeners_sni[aliyun-one-way]",
+        "test_aliyun_no_sni.py::test_configured_listeners_sni[aliyun-mutual]"}
+    assert {n.split("[")[1] for n in names if "::test_mutual_matrix[" in n} == {"aliyun-mutual]", "tencent-mutual]"}
 
     traffic = report["traffic"]
     assert {t["listener_port"] for t in traffic["listeners"]} >= {l["port"] for l in listeners.values()}
@@ -100,6 +120,24 @@ def test_report_json_schema_and_contents(default_run) -> None:
         assert {"case", "connections", "requests", "wire_bytes", "billed_bytes", "ratio"} <= set(case)
         assert case["wire_bytes"] > case["billed_bytes"] > 0 and case["ratio"] > 1
     assert cases["new connection per request"]["ratio"] > cases["keep-alive: 1 connection"]["ratio"]
+    # Per listener and kind of connection: the probes' handshake-only and refused connections apart from
+    # those that carried requests, whose overhead is a client's, not the probing's thousands of percent.
+    by_kind = traffic["by_kind"]
+    configured = [r for r in by_kind if r["listener"] in listeners]
+    assert {(r["listener"], r["kind"]) for r in configured} == {
+        (name, kind) for name in listeners for kind in ("requests", "handshake_only", "failed")}
+    for row in configured:
+        if row["kind"] == "requests":
+            assert row["requests"] > 0 and row["billed_bytes"] > 0 and 0 < row["overhead_pct"] < 1000, row
+        else:
+            assert row["requests"] == 0 and row["billed_bytes"] == 0 and row["overhead_pct"] is None, row
+    created = [r for r in by_kind if r["listener"] not in listeners]
+    assert {r["listener"] for r in created} == {"created by scenarios"} and created[0]["listeners"] > 10
+    per_port = {t["listener_port"]: t for t in traffic["listeners"]}
+    for name, l in listeners.items():  # the split adds up to the port's totals
+        rows = [r for r in configured if r["listener"] == name]
+        for key in ("connections", "requests", "wire_in", "wire_out", "billed_bytes"):
+            assert sum(r[key] for r in rows) == per_port[l["port"]][key], (name, key)
 
 
 def test_results_directory_files(default_run) -> None:
@@ -117,6 +155,11 @@ def test_results_directory_files(default_run) -> None:
                     "## Traffic: wire against billed"):
         assert heading in md
     assert "`tls_cipher_policy_1_2_strict_with_1_3`" in md and "Failed:ClientCertExpired" in md
+    assert not re.search(r"\bNone\b", md), [line for line in md.splitlines() if re.search(r"\bNone\b", line)][:5]
+    assert "(created by a scenario)" not in md and md.count("| created by scenarios (") <= 6  # one group, per kind and model
+    assert "n/a¹" in md and "\n¹ Nothing billed" in md
+    assert "Not negotiated here: `DES-CBC3-SHA`" in md and "cannot connect here" in md
+    assert "| aliyun-one-way | `tls_cipher_policy_1_0` | old | ✗ both | ✗ policy | ✗ policy | ✗ policy |" in md
     lab = yaml.safe_load((out / "lab.yaml").read_text())
     assert [l["name"] for l in lab["listeners"]] == ["aliyun-one-way", "aliyun-mutual", "tencent-one-way", "tencent-mutual"]
 
@@ -165,6 +208,23 @@ def test_run_fails_when_a_listener_violates_an_expectation(tmp_path: Path) -> No
     html = (out / "report.html").read_text()
     assert html.startswith("<!doctype html>") and "<h2>Compliance</h2>" in html
     assert "FAILED test_compliance_baselines.py::test_compliance_verdicts[legacy]" in proc.stdout
+
+
+def test_a_statement_about_mutual_listeners_is_skipped_on_a_lab_without_one(tmp_path: Path) -> None:
+    """`@pytest.mark.lab_listeners(mutual=True)`: a lab of one-way listeners gets one skipped case saying
+    why, not a pass that checked nothing; the aliyun SNI scenario runs on both aliyun listeners."""
+    config = write_lab(tmp_path)
+    junit = tmp_path / "junit.xml"
+    proc = lbsim("scenarios", "run", str(ROOT / "scenarios"), "-c", str(config), "--junit", str(junit), "--", "-k",
+                 "mutual_matrix or configured_listeners_sni", cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    cases = {c.get("name"): c for c in ET.parse(junit).getroot().iter("testcase")}
+    assert set(cases) == {"test_mutual_matrix[no-such-listener]", "test_configured_listeners_sni[legacy]",
+                          "test_configured_listeners_sni[dead-backend]"}
+    skipped = cases["test_mutual_matrix[no-such-listener]"].find("skipped")
+    assert skipped is not None and "the lab has no mutual listener" in skipped.get("message"), ET.tostring(cases["test_mutual_matrix[no-such-listener]"])
+    assert all(cases[n].find("skipped") is None and cases[n].find("failure") is None
+               for n in ("test_configured_listeners_sni[legacy]", "test_configured_listeners_sni[dead-backend]"))
 
 
 def extract_examples(markdown: str) -> dict[str, str]:

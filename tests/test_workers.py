@@ -27,7 +27,7 @@ from simulator.harness.running import RunningLab, start_lab
 from simulator.policies import resolve_policy
 from simulator.policies.context import build_server_context
 from simulator.policies.testing import TLSTestServer
-from simulator.harness.probe import ProbeResult, probe
+from simulator.policies.probe import ProbeResult, probe
 from simulator.dataplane.resumption import derive_ticket_keys, get_ticket_keys, set_ticket_keys
 
 TIME_SCALE = 0.01  # ticket lifetime 3 s, activation 0.6-1.8 s
@@ -258,3 +258,28 @@ def test_a_worker_that_dies_is_started_again_and_follows_the_lab(lab: RunningLab
     assert any("exited with -9; starting it again" in r.getMessage() for r in caplog.records), caplog.text
     probe_until(lab, lambda r, w: w == 1)  # the new worker 1 serves the listener it was given
     assert_stop_and_start_reach_every_worker(lab)  # and takes the lab's later changes
+
+
+def test_a_load_balancers_listener_is_served_by_every_worker_on_its_own_address(lab: RunningLab) -> None:
+    """A listener of a load balancer created at run time (as the vendor APIs create them) listens on the load
+    balancer's 127.0.0.x in every worker process: the address travels with the listener's spec."""
+    lb = lab.lab.create_load_balancer("aliyun-slb", "workers")
+    spec = lab.lab.spec_from_api({"name": "on-lb", "port": 0, "lb_id": lb.id, "server_certificate": "site",
+                                  "backend_servers": ["web-1"], "health_check": {"enabled": False}})
+    listener = lab.call(lab.lab.add_listener(spec, start=True))
+    try:
+        assert listener.address == lb.address != "127.0.0.1"
+        deadline = time.monotonic() + 15
+        while listener.status != "running":
+            assert time.monotonic() < deadline, listener.status
+            time.sleep(0.05)
+        workers: set[int] = set()
+        for _ in range(MAX_PROBES):
+            result = probe(lb.address, listener.port, cafile=ca_file(lab), http_request=REQUEST)
+            assert result.ok and result.http_response.startswith(b"HTTP/1.1 200"), result.error
+            workers.add(worker_of(lab, result))
+            if workers == {0, 1}:
+                break
+        assert workers == {0, 1}
+    finally:
+        lab.call(lab.lab.delete_load_balancer(lb.id))

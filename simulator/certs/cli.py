@@ -6,16 +6,19 @@ A thin layer over `simulator.certs`: read files, call the API, print text or ``-
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from simulator import vendors
 from simulator.certs.mint import CLIENT_STATES, DEFAULT_SERVER_NAMES, LabPKI
 from simulator.certs.parse import MAX_FIELD_BYTES
 from simulator.certs.store import CertificateStore, CertInfo
 from simulator.certs.validate import CERT_TYPES, PROFILES, CheckResult, check
 from simulator.errors import LbsimError
+from simulator.output import dump_json
 
 
 def register(subparsers: Any) -> None:
@@ -28,10 +31,10 @@ def register(subparsers: Any) -> None:
     store = argparse.ArgumentParser(add_help=False, parents=[common])
     store.add_argument("--home", type=Path, help="store directory (default: $LBSIM_HOME or ~/.local/share/lbsim)")
     vendor = argparse.ArgumentParser(add_help=False)
-    vendor.add_argument("--profile", choices=sorted(PROFILES), default="aliyun-slb",
-                        help="vendor profile (default: aliyun-slb)")
-    vendor.add_argument("--strict", action="store_true", help="treat warnings (expired, missing intermediate) "
-                        "as rejections")
+    vendor.add_argument("--profile", choices=sorted(PROFILES), default=vendors.DEFAULT,
+                        help=f"vendor profile (default: {vendors.DEFAULT})")
+    vendor.add_argument("--strict", action="store_true", help="treat warnings (expired, missing intermediate, "
+                        "RSA under 2048 bits) as rejections")
 
     p = sub.add_parser("check", parents=[common, vendor], help="would the vendor accept this certificate?",
                        description="Exit 0 if the vendor would accept the upload, 1 if it would not.")
@@ -189,8 +192,9 @@ def read_input(path: str, field: str) -> bytes:
 
 
 def render_check(result: CheckResult) -> str:
-    """One line per finding (severity, code, field, message, hint), then the verdict."""
-    lines = []
+    """What was checked (the first certificate: subject, SANs, issuer, validity, key), one line per finding
+    (severity, code, field, message, hint), then the verdict. `--json` has the same under `info`."""
+    lines = describe_checked(result)
     for f in result.findings:
         where = f"{f.field}: " if f.field else ""
         hint = f" (hint: {f.hint})" if f.hint else ""
@@ -199,6 +203,28 @@ def render_check(result: CheckResult) -> str:
     counts = f"{len(result.errors)} error(s), {len(result.warnings)} warning(s)"
     lines.append(f"{result.profile} {verdict} this {result.type} certificate: {counts}")
     return "\n".join(lines)
+
+
+def describe_checked(result: CheckResult) -> list[str]:
+    """The certificate the verdict is about, as `check` read it (nothing when it could not be parsed)."""
+    meta = result.info
+    if meta is None:
+        return []
+    now = dt.datetime.now(dt.timezone.utc)
+    days = (meta.not_after - meta.not_before).days
+    state = (f"expired {(now - meta.not_after).days} day(s) ago" if meta.not_after < now else
+             "not valid yet" if meta.not_before > now else f"{(meta.not_after - now).days} day(s) left")
+    chain = f"{result.chain_length} certificate(s) in the file"
+    signed = f", signed with {meta.signature_hash}" if meta.signature_hash else ""
+    rows = [("subject", meta.subject), ("SANs", ", ".join(meta.sans) or "-"),
+            ("issuer", meta.issuer + (" (self-signed)" if meta.self_signed else "") + f"; {chain}"),
+            ("validity", f"{_day(meta.not_before)} to {_day(meta.not_after)} ({days} days; {state})"),
+            ("key", f"{meta.key_type}-{meta.key_size}{signed}" + ("; a CA certificate" if meta.is_ca else ""))]
+    return [f"{label + ':':10}{value}" for label, value in rows]
+
+
+def _day(when: dt.datetime) -> str:
+    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def render_info(info: CertInfo) -> str:
@@ -240,6 +266,4 @@ def _show(args: argparse.Namespace, info: CertInfo) -> int:
 
 
 def _dump(obj: Any) -> None:
-    from simulator.cli import dump_json  # late: simulator.cli imports this module
-
     dump_json(obj)

@@ -31,6 +31,12 @@ ClientState = Literal["valid", "expired", "not_yet_valid", "other_ca"]
 CLIENT_STATES: tuple[str, ...] = ("valid", "expired", "not_yet_valid", "other_ca")
 DEFAULT_SERVER_NAMES = ("localhost", "127.0.0.1", "::1")
 _TRUSTME_KEY_TYPES = {"rsa": trustme.KeyType.RSA, "ecdsa": trustme.KeyType.ECDSA}
+# Leaf lifetimes a public CA issues today (CA certificates keep trustme's long life): 90 days for a server
+# (Let's Encrypt; Mozilla's modern profile allows at most 90), a year for a client. An hour of backdating
+# absorbs clock skew between the lab and its clients.
+SERVER_LIFETIME = dt.timedelta(days=90)
+CLIENT_LIFETIME = dt.timedelta(days=365)
+BACKDATE = dt.timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -70,13 +76,16 @@ class LabPKI:
 
     def server(self, *names: str, intermediate: bool = False, key_type: KeyTypeName | None = None) -> Issued:
         """A server certificate for `names` (DNS names or IP addresses; the first is also the CN),
-        issued by the CA or, with ``intermediate=True``, by an intermediate CA under it."""
+        issued by the CA or, with ``intermediate=True``, by an intermediate CA under it, valid for 90 days
+        (:data:`SERVER_LIFETIME`) from an hour ago."""
         names = names or DEFAULT_SERVER_NAMES
         issuer = self._issuer(intermediate)
         kt = _TRUSTME_KEY_TYPES[_key_type(key_type or self.key_type)]
+        not_before = dt.datetime.now(dt.timezone.utc) - BACKDATE
         try:
             leaf = issuer.issue_cert(*names, common_name=names[0], organization_name="lbsim",
-                                     organization_unit_name=f"{self.name} server", key_type=kt)
+                                     organization_unit_name=f"{self.name} server", key_type=kt,
+                                     not_before=not_before, not_after=not_before + SERVER_LIFETIME)
         except (ValueError, UnicodeError) as e:
             raise LbsimError("InvalidServerName", f"cannot issue a certificate for {names!r}: {e}",
                              field="server") from None
@@ -84,7 +93,8 @@ class LabPKI:
         return Issued(b"".join(pems), _traditional(leaf.private_key_pem.bytes()), pems[0])
 
     def client(self, common_name: str, state: ClientState = "valid") -> Issued:
-        """A client certificate that is valid, expired, not yet valid, or issued by another CA."""
+        """A client certificate that is valid (for a year, :data:`CLIENT_LIFETIME`), expired, not yet valid,
+        or issued by another CA."""
         if state not in CLIENT_STATES:
             raise LbsimError("InvalidClientState", f"unknown client certificate state {state!r}", field="clients",
                              hint="one of: " + ", ".join(CLIENT_STATES))
@@ -92,7 +102,7 @@ class LabPKI:
             return self.other_ca().client(common_name)
         now = dt.datetime.now(dt.timezone.utc)
         window: dict[str, Any] = {
-            "valid": {},
+            "valid": {"not_before": now - BACKDATE, "not_after": now - BACKDATE + CLIENT_LIFETIME},
             "expired": {"not_before": now - dt.timedelta(days=30), "not_after": now - dt.timedelta(days=1)},
             "not_yet_valid": {"not_before": now + dt.timedelta(days=1), "not_after": now + dt.timedelta(days=365)},
         }[state]

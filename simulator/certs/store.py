@@ -41,6 +41,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from simulator import vendors
 from simulator.certs.parse import CertMeta, cert_meta, iso
 from simulator.certs.validate import (
     CertType,
@@ -150,11 +151,11 @@ class CertificateStore:
     # --- public API --------------------------------------------------------------------------
 
     def upload_server(self, name: str, cert_pem: bytes | str, key_pem: bytes | str | None,
-                      profile: str = "aliyun-slb", strict: bool = False) -> CertInfo:
+                      profile: str = vendors.DEFAULT, strict: bool = False) -> CertInfo:
         """Validate under `profile` and store a server certificate chain with its private key."""
         return self._add("server", name, cert_pem, key_pem, profile, strict)
 
-    def upload_ca(self, name: str, cert_pem: bytes | str, profile: str = "aliyun-slb",
+    def upload_ca(self, name: str, cert_pem: bytes | str, profile: str = vendors.DEFAULT,
                   strict: bool = False) -> CertInfo:
         """Validate under `profile` and store a CA certificate (client CA of mutual listeners)."""
         return self._add("ca", name, cert_pem, None, profile, strict)
@@ -336,9 +337,9 @@ class CertificateStore:
 
     def _new_id(self, profile: str, records: dict[str, Any]) -> str:
         while True:
-            if get_profile(profile).id_style == "tencent":
+            if get_profile(profile).id_style == "short":
                 cert_id = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(8))
-            else:  # aliyun: <account>_<ms since epoch, hex>_<unix time>_<random>
+            else:  # "account_time": <account>_<ms since epoch, hex>_<unix time>_<random>
                 account = int(hashlib.sha256(str(self.home).encode()).hexdigest(), 16) % 10**15 + 10**15
                 now = _now().timestamp()
                 cert_id = f"{account}_{int(now * 1000):x}_{int(now)}_{secrets.randbelow(10**10):010d}"

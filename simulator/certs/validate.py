@@ -1,4 +1,5 @@
-"""Would the vendor accept this certificate? Rules per profile, as data.
+"""Would the vendor accept this certificate? One engine; each vendor's rules are data (its profile's
+`CertProfile`, in `simulator/vendors/`).
 
 `check(profile, "server" | "ca", cert_pem, key_pem)` never raises for bad input: it returns every
 finding (stable code, severity, message in the vendor's own wording where known, one-line fix hint).
@@ -10,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Iterator
 from typing import Any, Literal, Mapping
 
 from cryptography import x509
@@ -27,126 +29,32 @@ from simulator.certs.parse import (
     spki,
     split_pem,
 )
+from simulator import vendors
 from simulator.errors import LbsimError
-from simulator.vendors import aws_alb  # vendor data: folds into simulator/vendors at merge
+from simulator.vendors.profile import CertProfile
 
 CertType = Literal["server", "ca"]
 Severity = Literal["error", "warning"]
 CERT_TYPES = ("server", "ca")
 
 
-@dataclass(frozen=True)
-class CertProfile:
-    """What one vendor accepts. Values marked UNCONFIRMED in docs/certificates.md are best guesses."""
+class _Profiles(Mapping[str, CertProfile]):
+    """`PROFILES`: name -> certificate rules of every registered vendor profile, read live from
+    `simulator.vendors` (the rules themselves live in the vendor modules)."""
 
-    name: str
-    key_types: frozenset[str]  # of the server certificate
-    rsa_sizes: frozenset[int]
-    ec_curves: frozenset[str]
-    key_formats: frozenset[str]  # see parse.KEY_FORMATS
-    name_pattern: str  # full-match regex for certificate names
-    name_rule: str  # the same, in words, for the error message
-    quota: int = 100
-    id_style: Literal["aliyun", "tencent"] = "aliyun"
-    # (code, field, type) -> the vendor's own sentence, put before our specific detail; "*" matches any.
-    wording: Mapping[tuple[str, str, str], str] = field(default_factory=dict)
-    # (code, field) -> hint overriding HINTS for this profile.
-    hints: Mapping[tuple[str, str], str] = field(default_factory=dict)
-    max_key_bytes: int | None = None  # the private key field's size limit (ACM: 5,120 bytes)
-    require_v3: bool = False  # every certificate must be X.509 version 3 (ACM)
-    error_codes: frozenset[str] = frozenset()  # codes that are errors under this vendor, whatever RULES says
+    def __getitem__(self, name: str) -> CertProfile:
+        if name not in vendors.names():
+            raise KeyError(name)
+        return vendors.get(name).certs
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(vendors.names())
+
+    def __len__(self) -> int:
+        return len(vendors.names())
 
 
-_ALIYUN_CERT = "The specified Server Certificate format is invalid"
-_ALIYUN_KEY = "The format of the private key content is invalid"
-
-# Name rules: 1-80 characters of letters, digits, Chinese characters and - / . _ * (Alibaba
-# SetServerCertificateName). Tencent's alias rule is UNCONFIRMED: the same set, plus spaces.
-_ALIYUN_NAME = r"[A-Za-z0-9\u4e00-\u9fff\-/._*]{1,80}"
-_TENCENT_NAME = r"[A-Za-z0-9\u4e00-\u9fff\-/._* ]{1,80}"
-
-PROFILES: dict[str, CertProfile] = {
-    "aliyun-slb": CertProfile(
-        name="aliyun-slb",
-        key_types=frozenset({"RSA"}),
-        rsa_sizes=frozenset({1024, 2048, 4096}),
-        ec_curves=frozenset(),
-        key_formats=frozenset({"pkcs1"}),
-        name_pattern=_ALIYUN_NAME,
-        name_rule="1-80 characters: letters, digits, Chinese characters, hyphens (-), forward slashes (/), "
-        "periods (.), underscores (_) and asterisks (*)",
-        id_style="aliyun",
-        wording={
-            ("NotPem", "cert", "server"): _ALIYUN_CERT,
-            ("MalformedCertificate", "cert", "server"): _ALIYUN_CERT,
-            ("UnexpectedPemBlock", "cert", "server"): _ALIYUN_CERT,
-            ("DhParametersNotSupported", "cert", "server"): _ALIYUN_CERT,
-            ("MissingCertificate", "cert", "*"): "No certificate chain is found in the certificate content",
-            ("NotPem", "key", "*"): _ALIYUN_KEY,
-            ("MalformedPrivateKey", "key", "*"): _ALIYUN_KEY,
-            ("UnexpectedPemBlock", "key", "*"): _ALIYUN_KEY,
-            ("DhParametersNotSupported", "key", "*"): _ALIYUN_KEY,
-            ("EncryptedPrivateKey", "key", "*"): _ALIYUN_KEY,
-            ("Pkcs8NotSupported", "key", "*"): _ALIYUN_KEY,
-            ("UnsupportedKeyFormat", "key", "*"): _ALIYUN_KEY,
-            ("MultiplePrivateKeys", "key", "*"): _ALIYUN_KEY,
-            ("KeyCertificateMismatch", "key", "*"): "The certificate and private key that you upload do not match",
-        },
-        hints={
-            ("NotPem", "key"): "convert DER: openssl rsa -inform DER -in key.der -traditional -out key.pem; "
-            "from PKCS#12: openssl pkcs12 -in cert.pfx -nocerts -nodes | openssl rsa -traditional -out key.pem",
-            ("EncryptedPrivateKey", "key"): "decrypt it first: openssl rsa -in encrypted.pem -traditional -out key.pem "
-            "(asks for the passphrase, writes PKCS#1)",
-            ("MalformedPrivateKey", "key"): "see what is wrong with: openssl rsa -in key.pem -check -noout",
-            ("UnsupportedKeyFormat", "key"): "export the key as PKCS#1 PEM (-----BEGIN RSA PRIVATE KEY-----), "
-            "e.g. openssl rsa -in key -traditional -out key.pem",
-            ("UnsupportedKeyType", "cert"): "aliyun-slb takes RSA certificates only: issue one for an RSA key "
-            "(openssl req -new -newkey rsa:2048 -nodes -keyout key.pem -out req.csr)",
-            ("UnsupportedKeySize", "cert"): "use an RSA key of 1024, 2048 or 4096 bits (2048 is the usual choice)",
-        },
-    ),
-    "tencent-clb": CertProfile(
-        name="tencent-clb",
-        key_types=frozenset({"RSA", "ECDSA"}),
-        rsa_sizes=frozenset({1024, 2048, 3072, 4096}),  # UNCONFIRMED
-        ec_curves=frozenset({"secp256r1", "secp384r1"}),  # UNCONFIRMED
-        key_formats=frozenset({"pkcs1", "sec1", "pkcs8"}),
-        name_pattern=_TENCENT_NAME,
-        name_rule="1-80 characters: letters, digits, Chinese characters, spaces, hyphens (-), forward slashes (/), "
-        "periods (.), underscores (_) and asterisks (*)",
-        id_style="tencent",
-        hints={
-            ("NotPem", "key"): "convert DER: openssl pkey -inform DER -in key.der -out key.pem; "
-            "from PKCS#12: openssl pkcs12 -in cert.pfx -nocerts -nodes -out key.pem",
-            ("EncryptedPrivateKey", "key"): "decrypt it first: openssl pkey -in encrypted.pem -out key.pem "
-            "(asks for the passphrase)",
-            ("MalformedPrivateKey", "key"): "see what is wrong with: openssl pkey -in key.pem -noout",
-            ("UnsupportedKeyFormat", "key"): "export the key as PEM (PKCS#1, SEC1 or PKCS#8), "
-            "e.g. openssl pkey -in key -out key.pem",
-            ("UnsupportedKeyType", "cert"): "tencent-clb takes RSA and ECDSA certificates: issue one for an RSA "
-            "or P-256/P-384 key",
-            ("UnsupportedKeySize", "cert"): "use an RSA key of 1024 to 4096 bits (2048 or 3072 usual) "
-            "or an ECDSA key on P-256 or P-384",
-        },
-    ),
-    # vendor data: folds into simulator/vendors at merge
-    aws_alb.NAME: CertProfile(
-        name=aws_alb.NAME,
-        key_types=aws_alb.KEY_TYPES,
-        rsa_sizes=aws_alb.RSA_SIZES,
-        ec_curves=aws_alb.EC_CURVES,
-        key_formats=aws_alb.KEY_FORMATS,
-        name_pattern=aws_alb.NAME_PATTERN,
-        name_rule=aws_alb.NAME_RULE,
-        quota=aws_alb.QUOTA,
-        wording=aws_alb.WORDING,
-        hints=aws_alb.HINTS,
-        max_key_bytes=aws_alb.MAX_KEY_BYTES,
-        require_v3=aws_alb.REQUIRE_X509_V3,
-        error_codes=frozenset({"CertificateExpired", "CertificateNotYetValid"}) if aws_alb.VALIDITY_IS_ERROR
-        else frozenset(),
-    ),
-}
+PROFILES: Mapping[str, CertProfile] = _Profiles()
 
 
 @dataclass(frozen=True)
@@ -179,6 +87,8 @@ RULES: dict[str, Rule] = {
     "UnsupportedKeyType": Rule("error", None),
     "UnsupportedKeySize": Rule("error", None),
     "WeakKey": Rule("error", "re-issue the certificate for an RSA key of at least 2048 bits"),
+    "WeakKeyAccepted": Rule("warning", "re-issue the certificate for an RSA key of 2048 bits or more: the vendor "
+                            "takes this size, but it is below every current baseline (NIST, PCI DSS, Mozilla)"),
     "WeakSignature": Rule("error", "re-issue the certificate with a SHA-256 signature"),
     "KeyCertificateMismatch": Rule("error", "the key must belong to the first certificate of the chain: compare "
                                    "openssl x509 -noout -pubkey -in cert.pem with openssl pkey -pubout -in key.pem"),
@@ -215,6 +125,9 @@ WEAK_SIGNATURE_HASHES = frozenset({"md5", "md4", "md2"})
 # Signature OIDs that cryptography cannot even name: md2WithRSA, md4WithRSA, md5WithRSA.
 WEAK_SIGNATURE_OIDS = frozenset({"1.2.840.113549.1.1.2", "1.2.840.113549.1.1.3", "1.2.840.113549.1.1.4"})
 MIN_RSA_BITS = 1024
+# Sizes from MIN_RSA_BITS up to this one are accepted where a profile lists them, with a `WeakKeyAccepted` warning
+# (an error under strict=True): NIST SP 800-131A disallows RSA under 2048 bits for signatures since 2014.
+STRONG_RSA_BITS = 2048
 DH_LABELS = frozenset({"DH PARAMETERS", "X9.42 DH PARAMETERS"})
 
 
@@ -282,10 +195,10 @@ class Parsed:
 
 def get_profile(name: str) -> CertProfile:
     try:
-        return PROFILES[name]
-    except (KeyError, TypeError):
+        return vendors.get(name).certs
+    except LbsimError:
         raise LbsimError("UnknownProfile", f"unknown vendor profile {name!r}", field="profile",
-                         hint="one of: " + ", ".join(PROFILES)) from None
+                         hint="one of: " + ", ".join(vendors.names())) from None
 
 
 def check_type(kind: str) -> CertType:
@@ -308,7 +221,7 @@ def check(profile: str, type: str, cert_pem: bytes | str | None, key_pem: bytes 
           strict: bool = False, now: dt.datetime | None = None) -> CheckResult:
     """Everything the `profile` vendor would say about uploading this certificate (and key).
 
-    ``strict=True`` turns warnings (expired, intermediate missing, ...) into errors.
+    ``strict=True`` turns warnings (expired, intermediate missing, weak but accepted RSA key, ...) into errors.
     """
     return evaluate(profile, type, cert_pem, key_pem, strict=strict, now=now)[0]
 
@@ -485,9 +398,11 @@ def _server_rules(chain: list[x509.Certificate], metas: list[CertMeta], key: Any
         out.add("UnsupportedKeySize", f"the server certificate's ECDSA key is on {curve}; {p.name} accepts "
                 + ", ".join(sorted(p.ec_curves)), "cert")
     for index, meta in enumerate(metas):
+        which = "the server certificate" if index == 0 else f"certificate {index + 1}"
         if meta.key_type == "RSA" and meta.key_size < MIN_RSA_BITS:
-            which = "the server certificate" if index == 0 else f"certificate {index + 1}"
             out.add("WeakKey", f"{which} has a {meta.key_size}-bit RSA key (minimum {MIN_RSA_BITS})", "cert")
+        elif index > 0 or meta.key_size in p.rsa_sizes:  # a leaf size off the table is UnsupportedKeySize
+            _weak_but_accepted(meta, which, p, out)
 
     if key is not None and spki(key) != spki(chain[0].public_key()):
         owner = next((i for i, c in enumerate(chain) if spki(c.public_key()) == spki(key)), None)
@@ -559,6 +474,15 @@ def _ca_rules(metas: list[CertMeta], out: _Findings) -> None:
         if meta.key_type == "RSA" and meta.key_size < MIN_RSA_BITS:
             out.add("WeakKey", f"certificate {index + 1} has a {meta.key_size}-bit RSA key "
                     f"(minimum {MIN_RSA_BITS})", "cert")
+        else:
+            _weak_but_accepted(meta, f"certificate {index + 1}", out.profile, out)
+
+
+def _weak_but_accepted(meta: CertMeta, which: str, p: CertProfile, out: _Findings) -> None:
+    """An RSA key the vendor takes (1024 bits on both profiles) but nobody should use any more: say so."""
+    if meta.key_type == "RSA" and MIN_RSA_BITS <= meta.key_size < STRONG_RSA_BITS:
+        out.add("WeakKeyAccepted", f"{which} has a {meta.key_size}-bit RSA key: {p.name} accepts it, but RSA "
+                f"under {STRONG_RSA_BITS} bits is weak", "cert")
 
 
 def _signature_rules(chain: list[x509.Certificate], metas: list[CertMeta], out: _Findings) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from OpenSSL import SSL
 
+from simulator import vendors
 from simulator.model.config import TICKET_LIFETIME, ListenerSpec
 from simulator.policies.context import build_server_context
 from simulator.dataplane.scheduling import Scheduler
@@ -75,6 +76,7 @@ class Listener:
     pending: ListenerVersion | None = None
     activates_at: float | None = None
     mode: str = ""  # the mitmproxy mode spec serving it
+    address: str = "127.0.0.1"  # its load balancer's address (simulator.model.loadbalancers)
     connections: int = 0
     backends: dict[str, BackendState] = field(default_factory=dict)
 
@@ -97,6 +99,7 @@ class Listener:
         out: dict[str, Any] = {
             "name": self.name,
             "port": self.port,
+            "address": self.address,
             "status": self.status,
             "connections": self.connections,
             "activates_in": round(max(0.0, self.activates_at - time.time()), 3) if self.activates_at else None,
@@ -104,14 +107,19 @@ class Listener:
         if spec:
             out.update(
                 profile=spec.profile,
+                lb_id=spec.lb_id,
                 mutual=spec.mutual,
                 server_certificate=spec.server_certificate,
+                server_certificates=list(spec.server_certificates) or None,
                 ca_certificate=spec.ca_certificate,
                 ssl_verify_client=spec.ssl_verify_client if spec.mutual else None,
                 mtls_mode=spec.mtls_mode,
                 trust_store=spec.trust_store,
+                client_cert_refusal=spec.client_cert_refusal if spec.mutual else None,
                 tls_policy=spec.policy.name,
                 tls_versions=list(spec.policy.versions),
+                # In the vendor's table but absent from this OpenSSL build: never negotiated here (docs/tls-policies.md).
+                tls_unavailable_suites=list(spec.policy.unavailable),
                 http2=spec.http2,
                 scheduler=spec.scheduler,
                 sticky_session=dataclasses.asdict(spec.sticky_session) if spec.sticky_session else None,
@@ -162,6 +170,7 @@ def build_context(
             server.key,
             client_ca=ca.chain if ca else None,
             verify_client=spec.ssl_verify_client if ca else "off",
+            client_cert_refusal=spec.client_cert_refusal,
             session_timeout=lifetime,
             session_id_context=sid,
             alpn=alpn,
@@ -169,9 +178,12 @@ def build_context(
             **extra,
         )
 
-    # tencent-clb serves per-domain certificates when SNI is configured; aliyun-slb ignores SNI (seed).
+    # Per-domain certificates when SNI is configured; a profile that ignores SNI serves one certificate whatever
+    # the client asks (Alibaba CLB, seed).
     sni = {domain: one(ref) for domain, ref in spec.sni} or None
-    context = one(spec.server_certificate, sni=sni, ignore_sni=spec.profile == "aliyun-slb")
+    # An RSA and an ECC certificate on one listener (tencent MultiCertInfo): one context holds both.
+    also = [(materials[ref].chain, materials[ref].key) for ref in spec.server_certificates[1:]]
+    context = one(spec.server_certificate, sni=sni, ignore_sni=vendors.get(spec.profile).capabilities.ignore_sni, also=also)
     for ctx in (context, *(sni or {}).values()):
         if ticket_keys is not None:
             set_ticket_keys(ctx, ticket_keys)

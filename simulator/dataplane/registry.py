@@ -26,6 +26,7 @@ class ClientState:
     sni: str | None = None
     verify_status: str | None = None
     error: str | None = None
+    refused_client_cert: str | None = None  # client_cert_refusal http_400: the 400 page every request gets
     in_flight: int = 0
     requests: int = 0
     closed_by: str | None = None  # "idle_timeout" when the listener closed it

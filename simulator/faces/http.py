@@ -45,6 +45,7 @@ class Request:
     headers: dict[str, str]
     body: bytes
     params: dict[str, str] = field(default_factory=dict)
+    target: str = ""  # the raw request target, query included (signatures are computed over it)
 
     def json(self) -> Any:
         if not self.body:
@@ -94,14 +95,17 @@ class Router:
 
 
 class JsonServer:
-    def __init__(self, router: Router, host: str, port: int, token: str | None = None):
-        self.router, self.host, self.port, self.token = router, host, port, token
+    def __init__(self, router: Router | None, host: str, port: int, token: str | None = None,
+                 ssl: Any = None):
+        self.router, self.host, self.port, self.token, self.ssl = router, host, port, token, ssl
         self.read_timeout = READ_TIMEOUT
+        self.head_limit = MAX_HEAD  # request line and headers
         self.idle_timeout = IDLE_TIMEOUT
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=MAX_HEAD)
+        self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=self.head_limit, ssl=self.ssl,
+                                                  ssl_handshake_timeout=self.read_timeout if self.ssl else None)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -111,7 +115,11 @@ class JsonServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.ssl else 'http'}://{self.host}:{self.port}"
+
+    def read_error(self, err: LbsimError) -> tuple[int, Any]:
+        """The answer to a request that could not be read whole (too large, malformed, too slow)."""
+        return err.details.get("status", 400), {"error": err.to_dict()}
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -119,7 +127,7 @@ class JsonServer:
                 try:
                     request = await self._read(reader)
                 except LbsimError as e:
-                    await self._send(writer, e.details.get("status", 400), {"error": e.to_dict()}, close=True)
+                    await self._send(writer, *self.read_error(e), close=True)
                     await self._linger(reader, writer)
                     return
                 if request is None:
@@ -131,6 +139,8 @@ class JsonServer:
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except OSError as e:  # a TLS client that went away mid-record, and the like: the connection only
+            logger.debug("connection failed: %s", e)
         finally:
             writer.close()
 
@@ -186,7 +196,7 @@ class JsonServer:
             raise LbsimError("InputTooLarge", f"request body over {MAX_BODY} bytes", details={"status": 413})
         body = await reader.readexactly(int(length))
         url = urlsplit(parts[1])
-        return Request(parts[0].upper(), url.path, dict(parse_qsl(url.query)), headers, body)
+        return Request(parts[0].upper(), url.path, dict(parse_qsl(url.query)), headers, body, target=parts[1])
 
     async def _dispatch(self, request: Request) -> tuple[int, Any]:
         if self.token and request.path != "/health":

@@ -30,6 +30,39 @@ def pem_field(data: dict[str, Any], key: str, required: bool = True) -> bytes | 
     return value.encode()
 
 
+async def attach_api(lab: Lab) -> ApiServer:
+    """Start the management API of a started lab (worker 0) as its config says; the lab stops it with itself."""
+    api = ApiServer(lab, lab.config.api.host, lab.config.api.port, token=lab.config.api.token)
+    await api.start()
+    lab.api = api
+    lab.attach(api)
+    return api
+
+
+async def attach_console(lab: Lab) -> Any:
+    """Start the web console beside the management API: its host and token, any free port."""
+    from simulator.faces.console import ConsoleServer  # HTML and static files: loaded only by a lab that serves it
+
+    console = ConsoleServer(lab, lab.config.api.host, 0, token=lab.config.api.token)
+    await console.start()
+    lab.console = console
+    lab.attach(console)
+    return console
+
+
+async def start_with_faces(lab: Lab) -> Lab:
+    """Start the lab, then its control faces (the management API, the console); stop it again if a face
+    cannot start."""
+    await lab.start()
+    try:
+        await attach_api(lab)
+        await attach_console(lab)
+    except BaseException:
+        await lab.stop()
+        raise
+    return lab
+
+
 class ApiServer(JsonServer):
     """`GET /health`, `/v1/certificates`, `/v1/listeners`, `/v1/trust-stores`, `/v1/connections`, `/v1/traffic`,
     `/v1/backends`."""
@@ -129,7 +162,10 @@ class ApiServer(JsonServer):
 
     async def change_listener(self, request: Request) -> tuple[int, Any]:
         listener = self.lab.get_listener(port_of(request))
-        spec = self.lab.spec_from_api(request.json(), port=listener.port)
+        data = request.json()
+        if "lb_id" not in data and listener.spec is not None:  # a listener stays on its load balancer
+            data["lb_id"] = listener.spec.lb_id
+        spec = self.lab.spec_from_api(data, port=listener.port)
         return 202, self.lab.view(self.lab.reconfigure(listener, spec))
 
     async def delete_listener(self, request: Request) -> tuple[int, Any]:

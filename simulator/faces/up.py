@@ -16,6 +16,7 @@ import yaml
 from simulator.model.config import MAX_WORKERS, LabConfig, load_config
 from simulator.runtime.defaults import default_lab, default_lab_data
 from simulator.errors import LbsimError
+from simulator.faces.management import start_with_faces
 from simulator.runtime.lab import Lab
 
 
@@ -34,12 +35,23 @@ def resolve_lab(config_path: str | None, out_dir: Path, time_scale: float | None
 
 def describe(lab: Lab, files: dict[str, str]) -> str:
     lines = [f"management API: {lab.api.url}  (GET /health, /v1/listeners, /v1/connections, /v1/traffic)"]
+    if lab.console is not None:
+        login = "  (log in with api.token, or open it once with ?token=<api.token>)" if lab.config.api.token else ""
+        lines.append(f"console: {lab.console.url}/{login}")
     if lab.config.workers > 1:
         lines.append(f"workers: {lab.config.workers} processes share every listener port (docs/performance.md)")
+    unavailable: set[str] = set()
     for listener in lab.registry.listeners.values():
         spec = listener.spec
-        kind = "mutual" if spec.mutual else "one-way"
-        lines.append(f"{listener.name:18} https://127.0.0.1:{listener.port}/  {spec.profile:12} {kind:8} policy {spec.policy.name}")
+        kind = listener_kind(spec)
+        lacks = spec.policy.unavailable
+        unavailable.update(lacks)
+        lines.append(f"{listener.name:18} https://{listener.address}:{listener.port}/  {spec.profile:12} {kind:17} policy "
+                     f"{spec.policy.name}" + (f" (never negotiates here: {', '.join(lacks)})" if lacks else ""))
+    if unavailable:
+        lines.append(f"  {', '.join(sorted(unavailable))}: in the vendor's policy table, but this OpenSSL build lacks it, "
+                     "so a client offering only that is refused here where a real listener would let it in "
+                     "(docs/tls-policies.md)")
     for name, (host, port) in lab.addresses.items():
         lines.append(f"backend {name:10} http://{host}:{port}/")
     if files:
@@ -57,11 +69,25 @@ def describe(lab: Lab, files: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-async def serve(config: LabConfig, out_dir: Path, files: dict[str, str], profile: str | None = None) -> None:
-    lab = Lab(config, out_dir)
-    await lab.start()
+def listener_kind(spec) -> str:
+    """one-way, mutual (client certificate required) or mutual (optional): tencent's `ssl_verify_client`."""
+    if not spec.mutual:
+        return "one-way"
+    return "mutual" if spec.ssl_verify_client == "on" else f"mutual ({spec.ssl_verify_client})"
+
+
+async def serve(config: LabConfig, out_dir: Path, files: dict[str, str], cpu_profile: str | None = None) -> None:
+    from simulator.faces.vendorapi import attach_vendor_apis
+
+    lab = await start_with_faces(Lab(config, out_dir))
+    try:
+        apis = await attach_vendor_apis(lab, out_dir)
+    except BaseException:
+        await lab.stop()
+        raise
     print(describe(lab, files), flush=True)
-    profiler = start_profiler() if profile else None
+    print(apis.describe(), flush=True)
+    profiler = start_profiler() if cpu_profile else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -70,9 +96,10 @@ async def serve(config: LabConfig, out_dir: Path, files: dict[str, str], profile
     try:
         await stop.wait()
     finally:
-        if profiler is not None and profile:
-            write_profile(profiler, profile)
+        if profiler is not None and cpu_profile:
+            write_profile(profiler, cpu_profile)
         print("stopping lab...", flush=True)
+        await apis.stop()
         await lab.stop()
 
 
@@ -81,7 +108,7 @@ def start_profiler():
     try:
         from pyinstrument import Profiler
     except ImportError:
-        raise LbsimError("ProfilerMissing", "--profile needs pyinstrument", hint="pip install pyinstrument") from None
+        raise LbsimError("ProfilerMissing", "--cpu-profile needs pyinstrument", hint="pip install pyinstrument") from None
     profiler = Profiler(async_mode="disabled")  # every task of the loop, not just the one awaiting here
     profiler.start()
     return profiler
@@ -98,7 +125,7 @@ def write_profile(profiler, path: str) -> None:
         target.write_text(profiler.output_html())
     else:
         target.write_text(profiler.output_text(unicode=True, show_all=False))
-    print(f"profile written to {target}", flush=True)
+    print(f"CPU profile written to {target}", flush=True)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -108,18 +135,19 @@ def cmd_up(args: argparse.Namespace) -> int:
     config, files = resolve_lab(args.config, out_dir, args.time_scale)
     if args.workers is not None:
         config = replace(config, workers=args.workers)
-    asyncio.run(serve(config, out_dir, files, args.profile))
+    asyncio.run(serve(config, out_dir, files, args.cpu_profile))
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("up", help="run a lab (listeners, mock backends, API) in the foreground until Ctrl-C")
+    p = sub.add_parser("up", help="start a lab (listeners, mock backends, management API) and serve until Ctrl-C")
     p.add_argument("-c", "--config", help="lab YAML (default: the built-in default lab)")
     p.add_argument("--out", default="lbsim-out", help="where the lab writes its PKI, store and connection log")
     p.add_argument("--time-scale", type=float, help="override time_scale (0.01 = vendor timers 100x faster)")
     p.add_argument("--workers", type=int, choices=range(1, MAX_WORKERS + 1), metavar="N",
                    help="processes sharing every listener port (overrides the lab's `workers`)")
-    p.add_argument("--profile", metavar="FILE",
-                   help="profile worker 0 with pyinstrument until stopped (.html, .pyisession or text)")
+    # Not --profile: everywhere else that names a vendor profile (aliyun-slb, tencent-clb).
+    p.add_argument("--cpu-profile", metavar="FILE",
+                   help="CPU-profile worker 0 with pyinstrument until stopped (.html, .pyisession or text)")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_up)

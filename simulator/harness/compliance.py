@@ -20,6 +20,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from simulator.policies.probe import accepted_suites  # noqa: F401  (the report's and sslyze's scans use it here)
+
 # Versions in OpenSSL's spelling, oldest first (SSL ones only ever come from sslyze).
 VERSION_ORDER = ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 
@@ -58,6 +60,26 @@ MOZILLA: dict[str, dict[str, Any]] = {
         "maximum_certificate_lifespan": 366,
     },
 }  # fmt: skip
+
+# Mozilla's "old" profile (for clients back to Windows XP/Java 6) as guidelines 5.7 publish it: 6.0 dropped the
+# profile. Used only to place a TLS policy on Mozilla's scale (:func:`mozilla_policy_level`), never as a
+# baseline verdict: what a policy allows is judged, not the certificate (old wants RSA, 366 days at most).
+# Source: https://ssl-config.mozilla.org/guidelines/5.7.json (the file sslyze 6 bundles; tests compare).
+MOZILLA_OLD_SOURCE = "Mozilla Server Side TLS guidelines 5.7, profile old (https://ssl-config.mozilla.org/guidelines/5.7.json)"
+MOZILLA_OLD: dict[str, Any] = {
+    "tls_versions": ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"),
+    "ciphers": (
+        "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+        "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305",
+        "ECDHE-ECDSA-AES128-SHA256", "ECDHE-RSA-AES128-SHA256", "ECDHE-ECDSA-AES128-SHA", "ECDHE-RSA-AES128-SHA",
+        "ECDHE-ECDSA-AES256-SHA384", "ECDHE-RSA-AES256-SHA384", "ECDHE-ECDSA-AES256-SHA", "ECDHE-RSA-AES256-SHA",
+        "DHE-RSA-AES128-SHA256", "DHE-RSA-AES256-SHA256", "AES128-GCM-SHA256", "AES256-GCM-SHA384",
+        "AES128-SHA256", "AES256-SHA256", "AES128-SHA", "AES256-SHA", "DES-CBC3-SHA",
+    ),
+    "ciphersuites": MOZILLA_TLS13,
+}  # fmt: skip
+MOZILLA_LEVELS = ("modern", "intermediate", "old")
 
 # --- NIST SP 800-52 Rev. 2 (August 2019) -------------------------------------------------------------------
 # Source: NIST SP 800-52r2 §3.1 (servers shall support TLS 1.2, shall support TLS 1.3 from 1 January 2024,
@@ -129,18 +151,35 @@ class Observation:
 
 @dataclass
 class Verdict:
-    """One baseline's verdict on one listener, with the evidence behind it."""
+    """One baseline's verdict on one listener, with the evidence behind it.
+
+    A listener fails a baseline for two different reasons, kept apart because they have different owners:
+    its TLS policy (versions and suites: the vendor's table, chosen per listener) and the certificate it
+    serves (key, signature, lifetime: whoever issued it). `policy_findings` and `certificate_findings`
+    split `evidence` (on a fail, their concatenation) that way."""
 
     baseline: str
     passed: bool
     evidence: list[str] = field(default_factory=list)
+    policy_findings: list[str] = field(default_factory=list)
+    certificate_findings: list[str] = field(default_factory=list)
 
     @property
     def source(self) -> str:
         return SOURCES[self.baseline]
 
+    @classmethod
+    def of(cls, baseline: str, policy: list[str], certificate: list[str], checked: list[str]) -> Verdict:
+        """A fail with the findings of each kind, or a pass whose evidence says what was checked."""
+        if policy or certificate:
+            return cls(baseline, False, policy + certificate, policy, certificate)
+        return cls(baseline, True, checked)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"verdict": "pass" if self.passed else "fail", "evidence": list(self.evidence)}
+        return {"verdict": "pass" if self.passed else "fail", "evidence": list(self.evidence),
+                "policy": "fail" if self.policy_findings else "pass",
+                "certificate": "fail" if self.certificate_findings else "pass",
+                "policy_findings": list(self.policy_findings), "certificate_findings": list(self.certificate_findings)}
 
 
 def _version_rank(version: str) -> int:
@@ -199,7 +238,14 @@ def mozilla(obs: Observation, profile: str) -> Verdict:
     """Mozilla's server-side TLS profile `profile` ("modern" or "intermediate")."""
     table = MOZILLA[profile]
     name = f"mozilla-{profile}"
-    broken = _no_handshake(obs)
+    broken = _no_handshake(obs) + _mozilla_policy_findings(obs, table, name)
+    return Verdict.of(name, broken, _mozilla_certificate(obs.certificate, table, name),
+                      _checked(obs, f"every version and suite is in {name}'s lists"))
+
+
+def _mozilla_policy_findings(obs: Observation, table: Mapping[str, Any], name: str) -> list[str]:
+    """What the observed versions and suites break of a Mozilla profile's tls_versions/ciphers/ciphersuites."""
+    broken = []
     allowed_versions = table["tls_versions"]
     for version in sorted(obs.versions, key=_version_rank):
         if version not in allowed_versions:
@@ -212,10 +258,17 @@ def mozilla(obs: Observation, profile: str) -> Verdict:
                 broken.append(f"{version} suite {suite} accepted: not in {name}'s ciphersuites")
         elif suite not in table["ciphers"]:
             broken.append(f"{version} suite {suite} accepted: not in {name}'s ciphers")
-    broken += _mozilla_certificate(obs.certificate, table, name)
-    if broken:
-        return Verdict(name, False, broken)
-    return Verdict(name, True, _checked(obs, f"every version and suite is in {name}'s lists"))
+    return broken
+
+
+def mozilla_policy_level(obs: Observation) -> str | None:
+    """The strictest Mozilla profile whose TLS versions and suites cover everything the listener accepted:
+    "modern", "intermediate", "old" (guidelines 5.7), or None (beyond old, or no handshake at all). The
+    certificate is not looked at: this places the listener's TLS policy on Mozilla's scale."""
+    if not obs.versions:
+        return None
+    tables = {"modern": MOZILLA["modern"], "intermediate": MOZILLA["intermediate"], "old": MOZILLA_OLD}
+    return next((level for level in MOZILLA_LEVELS if not _mozilla_policy_findings(obs, tables[level], level)), None)
 
 
 def _mozilla_certificate(cert: x509.Certificate | None, table: Mapping[str, Any], name: str) -> list[str]:
@@ -250,16 +303,15 @@ def pci_dss(obs: Observation) -> Verdict:
     for version, suite in obs.accepted():
         for weakness in weaknesses(suite):
             broken.append(f"{version} suite {suite} accepted: {weakness} is not strong cryptography (Req. 4.2.1)")
+    certificate = []
     cert = obs.certificate
     if cert is not None:
         key = cert.public_key()
         if isinstance(key, rsa.RSAPublicKey) and key.key_size < PCI_RSA_MIN:
-            broken.append(f"certificate key RSA-{key.key_size}: strong cryptography needs RSA >= {PCI_RSA_MIN}")
+            certificate.append(f"certificate key RSA-{key.key_size}: strong cryptography needs RSA >= {PCI_RSA_MIN}")
         if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.key_size < PCI_EC_MIN:
-            broken.append(f"certificate key {_describe_key(cert)}: strong cryptography needs ECC >= {PCI_EC_MIN} bits")
-    if broken:
-        return Verdict(name, False, broken)
-    return Verdict(name, True, _checked(obs, "TLS 1.2+ only, no 3DES/RC4/export/NULL/anonymous suite"))
+            certificate.append(f"certificate key {_describe_key(cert)}: strong cryptography needs ECC >= {PCI_EC_MIN} bits")
+    return Verdict.of(name, broken, certificate, _checked(obs, "TLS 1.2+ only, no 3DES/RC4/export/NULL/anonymous suite"))
 
 
 def nist_800_52r2(obs: Observation) -> Verdict:
@@ -280,19 +332,19 @@ def nist_800_52r2(obs: Observation) -> Verdict:
         if suite not in approved:
             section = "§3.3.1.2" if version == "TLSv1.3" else "§3.3.1.1"
             broken.append(f"{version} suite {suite} accepted: not an approved suite ({section})")
+    certificate = []
     cert = obs.certificate
     if cert is not None:
         key = cert.public_key()
         if isinstance(key, rsa.RSAPublicKey) and key.key_size < 2048:
-            broken.append(f"certificate key RSA-{key.key_size}: §3.2 wants RSA >= 2048")
+            certificate.append(f"certificate key RSA-{key.key_size}: §3.2 wants RSA >= 2048")
         if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name not in NIST_CURVES:
-            broken.append(f"certificate curve {key.curve.name}: §3.2 wants P-256, P-384 or P-521")
+            certificate.append(f"certificate curve {key.curve.name}: §3.2 wants P-256, P-384 or P-521")
         algorithm = cert.signature_hash_algorithm
         if algorithm is not None and algorithm.name not in NIST_SIGNATURE_HASHES:
-            broken.append(f"certificate signed with {algorithm.name}: §3.2 wants SHA-224 or stronger")
-    if broken:
-        return Verdict(name, False, broken)
-    return Verdict(name, True, _checked(obs, "TLS 1.2 and 1.3 supported, nothing older, every suite approved"))
+            certificate.append(f"certificate signed with {algorithm.name}: §3.2 wants SHA-224 or stronger")
+    return Verdict.of(name, broken, certificate,
+                      _checked(obs, "TLS 1.2 and 1.3 supported, nothing older, every suite approved"))
 
 
 def _checked(obs: Observation, conclusion: str) -> list[str]:
@@ -323,40 +375,9 @@ def evaluate(obs: Observation, baselines: Iterable[str] = BASELINES) -> dict[str
 
 # --- observing ----------------------------------------------------------------------------------------------
 
-def accepted_suites(host: str, port: int, versions: Iterable[str] = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"),
-                    **probe_kwargs: Any) -> dict[str, list[str]]:
-    """Version -> every suite the server accepts, found by elimination, in the order the server picks them.
-
-    Offer every suite this OpenSSL knows (security level 0); the server picks one it accepts; take it out
-    and offer the rest again, until the handshake fails: what is left is refused. One handshake per accepted
-    suite plus one per version (a one-suite-at-a-time scan needs ~160 per version), and the picks come out in
-    the server's preference order. sslyze, which offers suites one at a time, is the independent check.
-    """
-    from simulator.policies.suites import TLS13_SUITES, suite_info
-    from simulator.harness.probe import candidate_suites, probe
-
-    out: dict[str, list[str]] = {}
-    for version in versions:
-        if version == "TLSv1.3":
-            remaining = list(TLS13_SUITES)
-        else:
-            remaining = [c for c in candidate_suites() if version in suite_info(c).versions]
-        picked: list[str] = []
-        while remaining:
-            key = "tls13_ciphersuites" if version == "TLSv1.3" else "ciphers"
-            r = probe(host, port, version=version, **{key: ":".join(remaining)}, **probe_kwargs)
-            if not r.ok or r.cipher not in remaining:
-                break
-            picked.append(r.cipher)
-            remaining.remove(r.cipher)
-        if picked:
-            out[version] = picked
-    return out
-
-
 def observe_with_probe(host: str, port: int, name: str = "", **probe_kwargs: Any) -> Observation:
     """Versions x suites (:func:`accepted_suites`) and the served leaf, as lbsim's probe sees them."""
-    from simulator.harness.probe import probe
+    from simulator.policies.probe import probe
 
     versions = accepted_suites(host, port, **probe_kwargs)
     first = probe(host, port, **probe_kwargs)

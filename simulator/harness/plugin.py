@@ -4,7 +4,9 @@ your top-level conftest.py, or ``pytest -p simulator.pytest_plugin``.
 Fixtures:
     lab            a ScenarioLab on the session's lab; what a test creates through it is removed afterwards
     lab_session    the same lab, session-scoped (its creations stay)
-    lab_listener   parametrises a test over the lab's configured listeners (the value is the name)
+    lab_listener   parametrises a test over the lab's configured listeners (the value is the name); narrow
+                   it with ``@pytest.mark.lab_listeners(profile="aliyun-slb", mutual=True)``, so a case
+                   exists only where the test's statement applies (none: the test is skipped, saying why)
     sslyze_cross_check  sslyze's scan of the configured listeners vs the probe's (once per session, started early)
     lab_factory    start extra labs: lab_factory(None | "lab.yaml" | {...} | LabBuilder, time_scale=0.01)
     pki            mint a CA: pki() / pki("ecdsa") -> LabPKI
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from dataclasses import dataclass
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
@@ -53,6 +56,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "seed(statement): the vendor seed statement a scenario checks")
+    config.addinivalue_line("markers", "lab_listeners(profile=None, mutual=None): parametrise lab_listener only "
+                            "over the configured listeners of this profile and/or mode")
 
 
 def attach(config: pytest.Config, lab: ScenarioLab) -> None:
@@ -79,23 +84,47 @@ def requirements(values: list[str]) -> list[tuple[str | None, str]]:
 
 # ---- which listeners the lab has, known before it starts (for parametrising) ----------------------------------
 
-def _listener_names(config: pytest.Config) -> list[str]:
+@dataclass(frozen=True)
+class ListenerFacts:
+    """What parametrising needs to know of a configured listener, before the lab runs."""
+
+    name: str
+    profile: str
+    mutual: bool
+
+
+def _listener_facts(config: pytest.Config) -> list[ListenerFacts]:
     provided = config.stash.get(_PROVIDED, None)
     if provided is not None:
-        return provided.config_listeners()
+        specs = [provided.running.listener(name).active.spec for name in provided.config_listeners()]
+        return [ListenerFacts(spec.name, spec.profile, spec.mutual) for spec in specs]
     path = config.getoption("--lbsim-config")
     if path:
         from simulator.model.config import load_config
 
-        return [spec.name for spec in load_config(path).listeners]
+        return [ListenerFacts(spec.name, spec.profile, spec.mutual) for spec in load_config(path).listeners]
     from simulator.runtime.defaults import default_lab_data
 
-    return [spec["name"] for spec in default_lab_data(defaultdict(str))["listeners"]]
+    data = default_lab_data(defaultdict(str))
+    return [ListenerFacts(spec["name"], spec.get("profile", data["profile"]), bool(spec.get("ca_certificate")))
+            for spec in data["listeners"]]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "lab_listener" in metafunc.fixturenames:
-        metafunc.parametrize("lab_listener", _listener_names(metafunc.config), scope="session")
+    if "lab_listener" not in metafunc.fixturenames:
+        return
+    listeners = _listener_facts(metafunc.config)
+    wanted = metafunc.definition.get_closest_marker("lab_listeners")
+    if wanted is not None:
+        profile, mutual = wanted.kwargs.get("profile"), wanted.kwargs.get("mutual")
+        listeners = [l for l in listeners if (profile is None or l.profile == profile)
+                     and (mutual is None or l.mutual == mutual)]
+        if not listeners:  # an honest skip naming what is missing, not a vacuous pass
+            what = " ".join(filter(None, [profile, {True: "mutual", False: "one-way", None: ""}[mutual]]))
+            skip = pytest.mark.skip(reason=f"the lab has no {what} listener")
+            metafunc.parametrize("lab_listener", [pytest.param(None, marks=skip, id="no-such-listener")], scope="session")
+            return
+    metafunc.parametrize("lab_listener", [l.name for l in listeners], scope="session")
 
 
 # ---- fixtures ------------------------------------------------------------------------------------------------------

@@ -30,7 +30,6 @@ from simulator.errors import LbsimError
 
 DEFAULT_OUT = "lbsim-out/run"
 DEFAULT_TIME_SCALE = 0.01
-SUITE_DIR = Path(__file__).resolve().parents[2] / "scenarios"
 BASELINE_TITLES = {
     "mozilla-modern": "Mozilla modern",
     "mozilla-intermediate": "Mozilla intermediate",
@@ -40,11 +39,22 @@ BASELINE_TITLES = {
 
 
 def suite_dir() -> Path:
-    """The built-in suite: `scenarios/` beside the package (an editable install, as `make setup` makes)."""
-    if not (SUITE_DIR / "conftest.py").is_file():
-        raise LbsimError("SuiteNotFound", f"the built-in scenario suite is not at {SUITE_DIR}",
-                         hint="run from a checkout of lbsim installed with `pip install -e .` (make setup)")
-    return SUITE_DIR
+    """The built-in suite: a checkout's `scenarios/`, else the copy the installed package carries."""
+    from simulator.resources import data_dir
+
+    suite = data_dir("scenarios")
+    if not (suite / "conftest.py").is_file():
+        raise LbsimError("SuiteNotFound", f"the built-in scenario suite is not at {suite}",
+                         hint="reinstall lbsim (pip install lbsim, or make setup in a checkout)")
+    return suite
+
+
+def suite_pytest_args(suite: Path) -> list[str]:
+    """pytest's configuration for the built-in suite, the same from a checkout and from a wheel: our own
+    ini file (not whatever pytest.ini or pyproject.toml sits above site-packages), the suite's parent as
+    rootdir (node ids read `scenarios/test_...` either way), no conftest.py from above the suite."""
+    return ["-c", str(Path(__file__).with_name("suite.ini")), "--rootdir", str(suite.parent),
+            "--confcutdir", str(suite)]
 
 
 def lbsim_version() -> str:
@@ -207,12 +217,58 @@ def traffic_section(lab: Any, problems: list[str]) -> dict[str, Any]:
     for row in summary:
         row["listener"] = names.get(row["listener_port"], "(created by a scenario)")
     summary.sort(key=lambda row: row["listener_port"] not in names)  # the configured listeners first
-    out: dict[str, Any] = {"listeners": summary, "comparison": comparison}
+    out: dict[str, Any] = {"listeners": summary, "by_kind": traffic_by_kind(lab, names), "comparison": comparison}
     if skipped:
         out["skipped"] = skipped
     if error:
         out["error"] = error
     return out
+
+
+CREATED = "created by scenarios"
+TRAFFIC_KINDS = {  # key -> what the report calls it; the order of the report's rows
+    "requests": "carried requests",
+    "handshake_only": "handshake only",
+    "failed": "handshake failed",
+}
+
+
+def traffic_kind(record: dict[str, Any]) -> str:
+    """What a connection was for, from its record: it carried requests (the scenarios' and the traffic
+    comparison's), it only shook hands (the probes enumerating suites, SNI and certificate checks), or its
+    handshake failed (refused clients: the mutual matrix, versions and suites a policy refuses)."""
+    t = record.get("traffic")
+    if not isinstance(t, dict) or not t.get("handshake_complete"):
+        return "failed"
+    return "requests" if int(record.get("requests") or t.get("requests") or 0) else "handshake_only"
+
+
+def traffic_by_kind(lab: Any, names: dict[int, str]) -> list[dict[str, Any]]:
+    """The run's traffic per configured listener and kind of connection (:func:`traffic_kind`), the
+    listeners the scenarios created summed into one group. A listener's totals mix its probes' thousands
+    of handshake-only connections, which bill nothing, with the few that carry requests: their overhead
+    (e.g. 3000 %) describes the probing, not the listener. Per kind, `overhead_pct` of the `requests` rows
+    is what a client sending requests pays on the wire; the other kinds bill nothing (`overhead_pct` None)."""
+    from simulator.metering.ledger import TrafficLedger, is_connection_record
+
+    ledgers: dict[tuple[str, str], TrafficLedger] = {}
+    ports: dict[str, set[Any]] = {}
+    for record in lab.running.lab.ledger.records:
+        if not is_connection_record(record):
+            continue
+        group = names.get(record.get("listener_port"), CREATED)
+        ports.setdefault(group, set()).add(record.get("listener_port"))
+        kind = traffic_kind(record)
+        ledgers.setdefault((group, kind), TrafficLedger()).add({**record, "listener_port": group})
+    order = [*names.values(), CREATED]
+    rows = []
+    for (group, kind), ledger in sorted(ledgers.items(), key=lambda item: (order.index(item[0][0]), list(TRAFFIC_KINDS).index(item[0][1]))):
+        for row in ledger.summary():
+            rows.append({"listener": group, "listeners": len(ports[group]), "kind": kind,
+                         **{k: row[k] for k in ("profile", "billing_model", "connections", "handshakes_full",
+                                                "handshakes_resumed", "handshakes_failed", "unmetered", "requests", "wire_in",
+                                                "wire_out", "billed_bytes", "overhead_pct")}})
+    return rows
 
 
 def matrix_failures(listeners: list[dict[str, Any]]) -> list[str]:
@@ -256,7 +312,7 @@ class Doc:
             else:
                 headers, rows = data
                 lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-                lines += ["| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in row) + " |" for row in rows]
+                lines += ["| " + " | ".join(_cell(c).replace("|", "\\|").replace("\n", " ") for c in row) + " |" for row in rows]
                 out.append("\n".join(lines))
         return "\n\n".join(out) + "\n"
 
@@ -275,9 +331,14 @@ class Doc:
             else:
                 headers, rows = data
                 out.append("<table><tr>" + "".join(f"<th>{_inline_html(h)}</th>" for h in headers) + "</tr>"
-                           + "".join("<tr>" + "".join(f"<td>{_inline_html(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+                           + "".join("<tr>" + "".join(f"<td>{_inline_html(_cell(c))}</td>" for c in row) + "</tr>" for row in rows)
                            + "</table>")
         return "\n".join(out) + "</body></html>\n"
+
+
+def _cell(value: Any) -> str:
+    """A table cell: a missing value reads as a dash, never as Python's `None`."""
+    return "–" if value is None else str(value)
 
 
 def _inline_html(text: str) -> str:
@@ -305,6 +366,10 @@ def render(report: dict[str, Any]) -> Doc:
         doc.ul(report["problems"])
 
     doc.h(2, "Scenarios")
+    doc.p("Each scenario with the vendor statement it checks; a parametrised one runs once per configured "
+          "listener the statement is about (its id names the listener). Scenarios share one measurement per "
+          "listener (the probes behind the matrices): whichever needs it first takes the time, the others "
+          "read it in about 0 s.")
     doc.table(["", "scenario", "statement", "s"],
               [[{"passed": "✓", "failed": "✗"}.get(sc["outcome"], sc["outcome"]), f"`{sc['name']}`"
                 + (f" ({sc['message'][:300]})" if sc["outcome"] in ("failed", "xfailed") else ""), sc["statement"] or "",
@@ -337,30 +402,52 @@ def render(report: dict[str, Any]) -> Doc:
             rows.append(row)
         doc.table(["suite"] + versions, rows)
         doc.ul(m.get("differences") or [])
+        if l.get("unavailable"):
+            doc.p(f"Not negotiated here: {', '.join(f'`{u}`' for u in l['unavailable'])} — in the vendor's table for "
+                  f"`{l['policy']}`, but this lab's OpenSSL build lacks it (no 3DES), so it is not expected above. "
+                  "A client that offers only it cannot connect here, where a real listener would let it in "
+                  "(docs/tls-policies.md).")
 
     doc.h(2, "Mutual authentication matrix")
     doc.p("The listener's own `tls_verify_status` for a client presenting each kind of certificate; "
-          "✓ when it is what the listener's mode expects (and the request was served exactly when admitted).")
+          "✓ when it is what the listener's mode expects (and the request was served exactly when admitted, "
+          "a refused client getting a TLS alert or, with `client_cert_refusal: http_400`, nginx's 400 page).")
     kinds = ["none", "valid", "untrusted", "expired", "not_yet_valid"]
     rows = []
     for l in report["listeners"]:
         cells = {r["client"]: f"{MARK[r['ok']]} {r['observed']}" for r in l["mutual_matrix"]}
-        rows.append([l["name"], l["verify_client"]] + [cells.get(k, "not tested") for k in kinds])
-    doc.table(["listener", "verify"] + kinds, rows)
+        rows.append([l["name"], l["verify_client"], l.get("client_cert_refusal") or "–"]
+                    + [cells.get(k, "not tested") for k in kinds])
+    doc.table(["listener", "verify", "refusal"] + kinds, rows)
 
     doc.h(2, "Compliance")
-    doc.p("Verdicts from what the probes observed, never from configuration (docs/compliance.md).")
+    doc.p("Verdicts from what the probes observed, never from configuration (docs/compliance.md). A listener "
+          "fails a baseline through its TLS policy (versions and suites: the vendor's table) or through the "
+          "certificate it serves (key, signature, lifetime: the issuer's choice), so each cell says which: "
+          "✓ passes, ✗ policy, ✗ certificate, or ✗ both. The Mozilla profile of the policy is the strictest "
+          "Mozilla profile whose versions and suites cover everything the listener accepted, certificate aside "
+          "(modern and intermediate from guidelines 6.0, old from 5.7, the last to define it; none: beyond old). "
+          "The vendor's other named policies follow, each measured on a temporary one-way listener.")
     baselines = list(BASELINE_TITLES)
-    doc.table(["listener"] + [BASELINE_TITLES[b] for b in baselines] + ["sslyze cross-check"],
-              [[l["name"]] + [("pass ✓" if l["compliance"][b]["verdict"] == "pass" else "fail ✗") if b in l["compliance"] else "–"
-                              for b in baselines] + [_cross_check_cell(l.get("cross_check"))] for l in report["listeners"]])
-    for l in report["listeners"]:
+    judged = [l for l in report["listeners"] + report.get("policies", [])]
+    doc.table(["listener", "policy", "Mozilla profile of the policy"] + [BASELINE_TITLES[b] for b in baselines]
+              + ["sslyze cross-check"],
+              [[l["name"] + (" (temporary)" if l.get("temporary") else ""), f"`{l['policy']}`",
+                _level_cell(l)] + [_verdict_cell(l["compliance"].get(b)) for b in baselines]
+               + [_cross_check_cell(l.get("cross_check")) if not l.get("temporary") else "–"] for l in judged])
+    for l in judged:
         if not l["compliance"]:
             continue
-        doc.h(3, f"Evidence: {l['name']}")
-        doc.ul([f"**{BASELINE_TITLES[b]}** ({v['verdict']}): " + "; ".join(v["evidence"][:12])
-                + (f"; … {len(v['evidence']) - 12} more" if len(v["evidence"]) > 12 else "")
-                for b, v in l["compliance"].items()])
+        doc.h(3, f"Evidence: {l['name']}{' (temporary)' if l.get('temporary') else ''}")
+        items = []
+        for b, v in l["compliance"].items():
+            if v["verdict"] == "pass":
+                items.append(f"**{BASELINE_TITLES[b]}** (pass): " + _evidence(v["evidence"]))
+                continue
+            for kind in ("policy", "certificate"):
+                if v.get(f"{kind}_findings"):
+                    items.append(f"**{BASELINE_TITLES[b]}**, {kind} (fail): " + _evidence(v[f"{kind}_findings"]))
+        doc.ul(items)
 
     doc.h(2, "Traffic: wire against billed")
     doc.p("The same requests sent three ways through one listener. Wire = every TLS byte both ways; billed = what "
@@ -373,13 +460,50 @@ def render(report: dict[str, Any]) -> Doc:
         doc.table(["case", "listener", "model", "connections", "requests", "wire bytes", "billed bytes", "wire / billed"],
                   [[c["case"], c["listener"], c["billing_model"], c["connections"], c["requests"], c["wire_bytes"],
                     c["billed_bytes"], c["ratio"]] for c in report["traffic"]["comparison"]])
-    doc.p("Everything the lab carried during the run, per listener (probes and scenarios included):")
-    doc.table(["listener", "port", "model", "connections", "full / resumed / failed handshakes", "requests", "wire in",
-               "wire out", "billed", "overhead %"],
-              [[t["listener"], t["listener_port"], t["billing_model"], t["connections"],
-                f"{t['handshakes_full']} / {t['handshakes_resumed']} / {t['handshakes_failed']}", t["requests"],
-                t["wire_in"], t["wire_out"], t["billed_bytes"], t["overhead_pct"]] for t in report["traffic"]["listeners"]])
+    doc.p("Everything the lab carried during the run, per configured listener and kind of connection (the "
+          "listeners scenarios created, summed in one group): carried requests are the scenarios' and the "
+          "comparison's requests, handshake only the probes (suite enumeration, certificate and SNI checks), "
+          "handshake failed the refused clients (docs/run.md). Overhead % = wire bytes in the billed "
+          "directions beyond the billed bytes, per billed byte.")
+    footnote = unmetered = False
+    rows = []
+    for t in report["traffic"].get("by_kind", []):
+        overhead = t["overhead_pct"]
+        if overhead is None:
+            overhead, footnote = "n/a¹", True
+        name = t["listener"] if t["listener"] != CREATED else f"{CREATED} ({t['listeners']})"
+        handshakes = f"{t['handshakes_full']} / {t['handshakes_resumed']} / {t['handshakes_failed']}"
+        if t["unmetered"]:
+            handshakes, unmetered = f"{handshakes} (+{t['unmetered']}²)", True
+        rows.append([name, TRAFFIC_KINDS[t["kind"]], t["billing_model"], t["connections"], handshakes, t["requests"],
+                     t["wire_in"], t["wire_out"], t["billed_bytes"], overhead])
+    doc.table(["listener", "connections that", "model", "connections", "full / resumed / failed handshakes",
+               "requests", "wire in", "wire out", "billed", "overhead %"], rows)
+    if footnote:
+        doc.p("¹ Nothing billed (no request or response payload), so there is no billed byte to compare with: "
+              "every wire byte of these connections is overhead.")
+    if unmetered:
+        doc.p("² Connections that closed without sending a ClientHello: no handshake to count and no bytes.")
     return doc
+
+
+def _evidence(items: list[str], limit: int = 12) -> str:
+    return "; ".join(items[:limit]) + (f"; … {len(items) - limit} more" if len(items) > limit else "")
+
+
+def _verdict_cell(verdict: dict[str, Any] | None) -> str:
+    if verdict is None:
+        return "–"
+    if verdict["verdict"] == "pass":
+        return "✓"
+    failed = [kind for kind in ("policy", "certificate") if verdict.get(kind) == "fail"]
+    return "✗ " + (" + ".join(failed) if len(failed) < 2 else "both")
+
+
+def _level_cell(listener: dict[str, Any]) -> str:
+    if listener["tls_matrix"]["observed"] is None:
+        return "not observed"
+    return listener.get("mozilla_policy_level") or "none (beyond old)"
 
 
 def _cross_check_cell(check: dict[str, Any] | None) -> str:
@@ -393,7 +517,7 @@ def _cross_check_cell(check: dict[str, Any] | None) -> str:
 # ---- the command ------------------------------------------------------------------------------------------------------
 
 def run(args: argparse.Namespace) -> int:
-    import pytest
+    import pytest  # a core dependency: the main job needs nothing optional
 
     from simulator.harness.plugin import configure_session
     from simulator.harness.scenario import start
@@ -421,9 +545,13 @@ def run(args: argparse.Namespace) -> int:
         except pytest.UsageError as e:
             raise LbsimError("InvalidArgument", str(e), field="require") from None
         print(f"lab up in {time.perf_counter() - t0:.1f} s; {len(lab.config_listeners())} listeners", flush=True)
+        console = lab.running.lab.console
+        if console is not None:  # watch the run in a browser while it lasts
+            print(f"console: {console.url}/  (while the run lasts)", flush=True)
 
         recorder = Recorder(lab, quiet=args.quiet)
-        pytest_args = [str(suite_dir()), "-p", "no:cacheprovider", f"--junitxml={junit}",
+        suite = suite_dir()
+        pytest_args = [str(suite), *suite_pytest_args(suite), "-p", "no:cacheprovider", f"--junitxml={junit}",
                        "--tb=short", "-o", "junit_family=xunit2", "-o", "junit_suite_name=lbsim-run"]
         if args.k:
             pytest_args += ["-k", args.k]
@@ -493,7 +621,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="run the built-in scenario suite on a lab and write the results directory",
+    p = sub.add_parser("run", help="check every vendor statement against a lab (the built-in scenarios) and write a report",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-c", "--config", help="lab YAML (default: the built-in default lab)")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"results directory (default {DEFAULT_OUT})")
@@ -514,6 +642,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    from simulator.cli import main
+    from simulator.output import run_command
 
-    sys.exit(main(["run", *sys.argv[1:]]))
+    sys.exit(run_command(register, ["run", *sys.argv[1:]]))

@@ -23,6 +23,7 @@ from typing import Any, Awaitable, TypeVar
 from simulator.model.config import MAX_WORKERS, LabConfig, load_config, parse_config
 from simulator.runtime.defaults import default_lab
 from simulator.errors import LbsimError
+from simulator.faces.management import start_with_faces
 from simulator.runtime.lab import Lab
 from simulator.dataplane.listener import Listener
 
@@ -32,17 +33,43 @@ T = TypeVar("T")
 class RunningLab:
     """A started lab and the files its default PKI was written to."""
 
-    def __init__(self, config: LabConfig, out_dir: Path, files: dict[str, str]):
+    def __init__(self, config: LabConfig, out_dir: Path, files: dict[str, str], vendor_apis: bool = False):
         self.config, self.out_dir, self.files = config, out_dir, files
+        self.vendor_apis: Any = None  # simulator.faces.vendorapi.VendorApis, when started with vendor_apis=True
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="lbsim-lab", daemon=True)
         self._thread.start()
         self.lab: Lab = self.call(self._make())
         try:
-            self.call(self.lab.start())
+            self.call(start_with_faces(self.lab))
         except BaseException:
             self._shutdown_loop()
             raise
+        if vendor_apis:
+            try:
+                self.call(self._attach_vendor_apis())
+            except BaseException:
+                self.stop()
+                raise
+
+    def attach_vendor_apis(self) -> dict[str, Any]:
+        """Start the vendors' own APIs on this running lab (once) and return `endpoints`."""
+        if self.vendor_apis is None:
+            self.call(self._attach_vendor_apis())
+        return self.endpoints
+
+    async def _attach_vendor_apis(self) -> None:
+        from simulator.faces.vendorapi import attach_vendor_apis  # a face, attached from outside the lab
+
+        self.vendor_apis = await attach_vendor_apis(self.lab, self.out_dir)
+
+    @property
+    def endpoints(self) -> dict[str, Any]:
+        """What `<out>/endpoints.json` holds: the vendor APIs' endpoints, region, keys, CA (vendor_apis=True)."""
+        if self.vendor_apis is None:
+            raise LbsimError("VendorApisNotStarted", "this lab runs without the vendor APIs",
+                             hint="start_lab(..., vendor_apis=True)")
+        return self.vendor_apis.endpoints()
 
     async def _make(self) -> Lab:
         return Lab(self.config, self.out_dir)
@@ -54,6 +81,8 @@ class RunningLab:
 
     def stop(self) -> None:
         try:
+            if self.vendor_apis is not None:
+                self.call(self.vendor_apis.stop())
             self.call(self.lab.stop())
         finally:
             self._shutdown_loop()
@@ -147,9 +176,11 @@ def start_lab(
     out_dir: str | Path | None = None,
     time_scale: float | None = None,
     workers: int | None = None,
+    vendor_apis: bool = False,
 ) -> RunningLab:
     """Start a lab: the built-in default (None), a YAML path, a config mapping, or a `LabConfig`.
-    `time_scale` and `workers` override the configuration's (None keeps it)."""
+    `time_scale` and `workers` override the configuration's (None keeps it). `vendor_apis` also starts the
+    vendors' own APIs (docs/vendor-apis.md) and writes `<out_dir>/endpoints.json`."""
     out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="lbsim-lab-"))
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, str] = {}
@@ -166,4 +197,4 @@ def start_lab(
             raise LbsimError("InvalidParameter", f"workers must be 1..{MAX_WORKERS}, not {workers}", field="workers",
                              hint="one process per core is the useful maximum")
         config = replace(config, workers=workers)
-    return RunningLab(config, out, files)
+    return RunningLab(config, out, files, vendor_apis=vendor_apis)

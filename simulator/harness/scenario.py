@@ -38,29 +38,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simulator import vendors
 from simulator.certs import Issued, LabPKI
 from simulator.certs.mint import cert_pem, key_pem, make_cert, make_key
 from simulator.harness.running import RunningLab, start_lab
 from simulator.metering.ledger import epoch
-from simulator.harness.probe import ProbeResult, probe
+from simulator.policies.probe import ProbeResult, probe
+from simulator.harness.observe import (  # noqa: F401 - re-exported: scenarios and `lbsim run` import them here
+    CLIENT_KINDS,
+    EXPECTED_VERIFY,
+    ListenerObservations,
+    ListenerReport,
+    NoTrafficListener,
+)
 
 HOST = "127.0.0.1"
 _PLACEHOLDER = re.compile(r"\{(host|ca|python|api|port|url|cert|key)(?::([^{}]*))?\}")
-CLIENT_KINDS = ("none", "valid", "untrusted", "expired", "not_yet_valid")
-# What a listener's handshake log says for each client (the mutual-authentication matrix's expectations).
-EXPECTED_VERIFY = {
-    "on": {"none": "Failed:NoClientCertificate", "valid": "Success", "untrusted": "Failed:ClientCertUntrusted",
-           "expired": "Failed:ClientCertExpired", "not_yet_valid": "Failed:ClientCertNotYetValid"},
-    "optional": {"none": "Success", "valid": "Success", "untrusted": "Failed:ClientCertUntrusted",
-                 "expired": "Failed:ClientCertExpired", "not_yet_valid": "Failed:ClientCertNotYetValid"},
-    "off": dict.fromkeys(CLIENT_KINDS, "Success"),  # one-way: no certificate is asked for, any client gets in
-}  # fmt: skip
-
-
-class NoTrafficListener(AssertionError):
-    """No configured listener can carry the traffic comparison (only mutual listeners, and no client
-    certificate for them). An AssertionError, so a scenario needing the comparison fails with this reason;
-    `lbsim run` reports the comparison as skipped for it, and as failed for any other error."""
 
 
 class ApiError(Exception):
@@ -163,54 +156,6 @@ class Credentials:
 
 
 @dataclass
-class ListenerReport:
-    """One configured listener as the probes saw it: the report's TLS and mutual matrices and verdicts."""
-
-    name: str
-    port: int
-    profile: str
-    policy: str
-    mutual: bool
-    verify_client: str  # on | optional | off (one-way)
-    key_type: str
-    expected: dict[str, list[str]]
-    observed: dict[str, list[str]] | None = None
-    note: str | None = None
-    mutual_matrix: list[dict[str, Any]] = field(default_factory=list)
-    observation: Any = None  # compliance.Observation
-    verdicts: dict[str, Any] = field(default_factory=dict)  # baseline -> compliance.Verdict
-
-    @property
-    def match(self) -> bool:
-        return self.observed is not None and self.observed == self.expected
-
-    def differences(self) -> list[str]:
-        """What negotiated that the policy does not allow, or did not that it does, per version."""
-        if self.observed is None:
-            return [self.note or "not observed"]
-        out = []
-        for version in sorted(set(self.expected) | set(self.observed)):
-            want, got = self.expected.get(version, []), self.observed.get(version, [])
-            if set(got) - set(want):
-                out.append(f"{version}: accepted beyond the policy: {', '.join(sorted(set(got) - set(want)))}")
-            if set(want) - set(got):
-                out.append(f"{version}: refused though the policy allows: {', '.join(sorted(set(want) - set(got)))}")
-            if set(got) == set(want) and got != want:
-                out.append(f"{version}: server preference order {got} instead of {want}")
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "port": self.port, "profile": self.profile, "policy": self.policy,
-            "mutual": self.mutual, "verify_client": self.verify_client, "key_type": self.key_type,
-            "tls_matrix": {"expected": self.expected, "observed": self.observed, "match": self.match,
-                           "differences": self.differences() if not self.match else [], "note": self.note},
-            "mutual_matrix": self.mutual_matrix,
-            "compliance": {k: v.to_dict() for k, v in self.verdicts.items()},
-        }  # fmt: skip
-
-
-@dataclass
 class _Shared:
     """State one session shares between scenarios and the report: cached observations and measurements."""
 
@@ -223,7 +168,7 @@ class _Shared:
     lock: threading.RLock = field(default_factory=threading.RLock)
 
 
-class ScenarioLab:
+class ScenarioLab(ListenerObservations):
     """A running lab, seen from a scenario. Create one with :func:`start`, or take the `lab` fixture."""
 
     def __init__(self, running: RunningLab, shared: _Shared | None = None, owns: bool = False):
@@ -293,6 +238,17 @@ class ScenarioLab:
     def api_url(self) -> str:
         return self.running.api_url
 
+    def vendor_api(self, profile: str) -> dict[str, Any]:
+        """A vendor's own API on this lab, as a script reads it from `<out>/endpoints.json`: its `http`/`https`
+        URLs, `http_endpoint`/`https_endpoint` (host:port, what SDKs take), `region`, the access key, plus `ca`
+        (the endpoints' CA) and `management_api`. The vendor APIs are attached to the running lab on first use
+        (docs/vendor-apis.md)."""
+        with self.shared.lock:
+            endpoints = self.running.attach_vendor_apis()
+        if profile not in endpoints:
+            raise KeyError(f"no vendor API for {profile!r}; have {sorted(k for k in endpoints if '-' in k)}")
+        return {**endpoints[profile], "ca": endpoints["ca"], "management_api": endpoints["management_api"]}
+
     def scaled(self, vendor_seconds: float) -> float:
         """A vendor timer (e.g. the 300 s ticket lifetime) in this lab's seconds."""
         return vendor_seconds * self.time_scale
@@ -343,8 +299,8 @@ class ScenarioLab:
 
         Defaults: port 0 (a free port), the lab's first mock backend, and ``activation_delay: 0`` so that
         the scenario does not wait one to three (scaled) minutes; pass ``activation_delay=None`` explicitly
-        for the vendor's delay. ``start=None`` keeps the vendor's default (aliyun-slb creates listeners
-        stopped, tencent-clb starts them). Removed when the test ends.
+        for the vendor's delay. ``start=None`` keeps the vendor's default (`capabilities.create_started`:
+        aliyun-slb creates listeners stopped, tencent-clb starts them). Removed when the test ends.
         """
         body = {"port": 0, **spec}
         body.setdefault("backend_servers", [{"backend": self.backend_name()}])
@@ -485,7 +441,7 @@ class ScenarioLab:
 
     def probe(self, listener: str | int | ListenerHandle, *, client: Any = None, verify: bool = False,
               cafile: str | None = None, **kwargs: Any) -> ProbeResult:
-        """One TLS handshake (see `simulator.harness.probe.probe` for `version`, `ciphers`, `tls13_ciphersuites`,
+        """One TLS handshake (see `simulator.policies.probe.probe` for `version`, `ciphers`, `tls13_ciphersuites`,
         `sni`, `session`, `alpn`, `http_request`...). `client` as in :meth:`client`; `verify` checks the
         server chain against the lab CA (or `cafile`)."""
         creds = self.client(client)
@@ -666,218 +622,6 @@ class ScenarioLab:
         """`GET /v1/traffic`: per listener, wire vs billed bytes, handshakes, LCU."""
         return self.api_ok("GET", "/v1/traffic")["listeners"]
 
-    # ---- observing a listener (the report's matrices; cached for the session) -----------------------------
-
-    def config_listeners(self) -> list[str]:
-        """Names of the listeners the lab was configured with (not those scenarios create)."""
-        return [spec.name for spec in self.running.config.listeners]
-
-    def trusted_client(self, listener: str | int, kind: str = "valid") -> Credentials | None:
-        """Client credentials of `kind` issued by the listener's client CA, if this session has any."""
-        state = self.running.listener(listener)
-        spec = state.spec
-        if spec is None or not spec.mutual or not self.has_client(kind):
-            return None
-        creds = self.client(kind)
-        if creds is None:
-            return None
-        from cryptography import x509
-
-        store = self.running.lab.store
-        version = state.active or state.pending
-        assert version is not None
-        ca_subjects = {c.subject for c in store.material(version.certificate_ids[spec.ca_certificate]).chain}
-        issuer = x509.load_pem_x509_certificates(creds.cert_pem)[0].issuer
-        return creds if issuer in ca_subjects else None
-
-    def client_for(self, listener: str | int) -> Credentials | None:
-        """The client a request to `listener` needs: a trusted certificate if it verifies every client."""
-        spec = self.running.listener(listener).spec
-        if spec is None or not spec.mutual or spec.ssl_verify_client != "on":
-            return None
-        creds = self.trusted_client(listener)
-        if creds is None:
-            raise AssertionError(f"listener {listener} requires a client certificate from its CA and the session has "
-                                 "none: pass --lbsim-client-cert/--lbsim-client-key (lbsim run --client-cert/--client-key)")
-        return creds
-
-    def observe(self, listener: str) -> ListenerReport:
-        """Probe a listener once per session: versions x suites, the mutual matrix, compliance verdicts."""
-        with self.shared.lock:
-            if listener not in self.shared.observations:
-                self.shared.observations[listener] = self._observe(listener)
-            return self.shared.observations[listener]
-
-    def _observe(self, name: str) -> ListenerReport:
-        from simulator.harness import compliance
-
-        state = self.running.listener(name)
-        version = state.active
-        assert version is not None, f"listener {name} is not active"
-        spec = version.spec
-        key_type = self.running.lab.store.describe(version.certificate_ids[spec.server_certificate]).key_type
-        verify = spec.ssl_verify_client if spec.mutual else "off"
-        report = ListenerReport(name=name, port=state.port, profile=spec.profile, policy=spec.policy.name,
-                                mutual=spec.mutual, verify_client=verify, key_type=key_type,
-                                expected=spec.policy.negotiable(key_type))
-        creds = self.trusted_client(name) if verify == "on" else None
-        kwargs: dict[str, Any] = {}
-        if creds:
-            kwargs = {"client_cert_pem": creds.cert_pem, "client_key_pem": creds.key_pem}
-        if verify == "on" and not creds:
-            report.note = ("no client certificate from this listener's CA in the session (pass "
-                           "--lbsim-client-cert/--lbsim-client-key): suites not enumerated")
-        else:
-            report.observed = compliance.accepted_suites(self.host, state.port, **kwargs)
-            leaf = self.probe(state.port, **({} if not creds else {"client": creds}))
-            report.observation = compliance.Observation(name, report.observed, leaf.server_chain[0] if leaf.server_chain else None)
-            report.verdicts = compliance.evaluate(report.observation)
-        report.mutual_matrix = self._mutual_matrix(name, verify)
-        return report
-
-    def _mutual_matrix(self, name: str, verify: str) -> list[dict[str, Any]]:
-        rows = []
-        for kind in CLIENT_KINDS:
-            creds = None
-            if kind == "untrusted":
-                creds = self.client("untrusted")
-            elif kind != "none":
-                creds = self.trusted_client(name, kind) if verify != "off" else (self.client(kind) if self.has_client(kind) else None)
-                if creds is None:
-                    continue  # no such client for this CA: not part of the matrix
-            expected = EXPECTED_VERIFY[verify][kind]
-            r = self.probe(name, client=creds, http_request=b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            observed = self.connection_for(r)["tls_verify_status"] if r.local_port else f"NoConnection:{r.error}"
-            served = bool(r.ok and r.http_response and r.http_response.startswith(b"HTTP/1.1 200"))
-            rows.append({"client": kind, "expected": expected, "observed": observed,
-                         "ok": observed == expected and served == (expected == "Success"),
-                         "alert": r.alert, "http_status_200": served})
-        return rows
-
-    def traffic_comparison(self, listener: str | None = None, requests: int = 10, size: int = 1024) -> list[dict[str, Any]]:
-        """Wire against billed bytes for the same requests sent three ways (cached for the session):
-        keep-alive on one connection, a new connection (full handshake) per request, and a new connection
-        per request resuming the TLS session."""
-        with self.shared.lock:
-            if self.shared.traffic is None:
-                self.shared.traffic = self._traffic_comparison(listener, requests, size)
-            return self.shared.traffic
-
-    def traffic_listener(self) -> tuple[str, Credentials | None]:
-        """The configured listener the traffic comparison uses, and the client it needs: a one-way listener
-        first, else a mutual one this session has a trusted client for (or that makes the certificate optional).
-        Raises NoTrafficListener naming what is missing when no listener can serve the comparison."""
-        specs = self.running.config.listeners
-        for spec in specs:
-            if not spec.mutual:
-                return spec.name, None
-        for spec in specs:
-            if spec.ssl_verify_client != "on":
-                return spec.name, None
-            creds = self.trusted_client(spec.name)
-            if creds is not None:
-                return spec.name, creds
-        raise NoTrafficListener(
-            "the traffic comparison needs a one-way listener, or a mutual listener and a client certificate from "
-            f"its CA; this lab has only mutual listeners ({', '.join(s.name for s in specs) or 'none'}) and the "
-            "session no client certificate: pass --lbsim-client-cert/--lbsim-client-key (lbsim run --client-cert/--client-key)")
-
-    def _traffic_comparison(self, listener: str | None, n: int, size: int) -> list[dict[str, Any]]:
-        if listener is None:
-            listener, creds = self.traffic_listener()
-        else:
-            creds = self.client_for(listener)
-        path = f"/traffic?size={size}"
-        get = f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode()
-        cases: dict[str, list[Any]] = {}
-        with self.connection(listener, client=creds, verify=False) as conn:
-            last = None
-            for _ in range(n):
-                last = conn.request(path)
-                assert last.status == 200, f"{listener}: {last.status} {last.body[:200]!r}"
-        cases["keep-alive: 1 connection"] = [last]
-        fresh = [self.probe(listener, client=creds, http_request=get) for _ in range(n)]
-        cases["new connection per request"] = fresh
-        first = self.probe(listener, client=creds, http_request=get)
-        resumed = [first]
-        for _ in range(n - 1):
-            resumed.append(self.probe(listener, client=creds, http_request=get, session=resumed[-1].session))
-        cases["new connection per request, session resumed"] = resumed
-        assert all(r.ok for r in fresh + resumed), [r.error for r in fresh + resumed if not r.ok]
-        out = []
-        for case, results in cases.items():
-            records = [self.connection_for(r) for r in results]
-            wire = sum(r["traffic"]["client_to_lb"]["wire"] + r["traffic"]["lb_to_client"]["wire"] for r in records)
-            billed = sum(r["billed"]["billed_bytes"] for r in records)
-            out.append({"case": case, "listener": listener, "billing_model": records[0]["billing_model"],
-                        "connections": len(records), "requests": sum(r["requests"] for r in records),
-                        "resumed": sum(1 for r in records if r["resumed"]), "wire_bytes": wire,
-                        "billed_bytes": billed, "ratio": round(wire / billed, 3) if billed else None})
-        return out
-
-    def sslyze_targets(self) -> list[Any]:
-        from simulator.harness import compliance
-
-        targets = []
-        for name in self.config_listeners():
-            creds = self.trusted_client(name)
-            targets.append(compliance.Target(name, self.host, self.port(name),
-                                             creds.cert_file if creds else None, creds.key_file if creds else None))
-        return targets
-
-    def start_sslyze(self) -> None:
-        """Start the session's sslyze scan in a child process now; :meth:`sslyze_cross_check` collects it."""
-        from simulator.harness import compliance
-
-        with self.shared.lock:
-            if self.shared.sslyze_scan is None and self.shared.sslyze is None:
-                self.shared.sslyze_scan = compliance.SslyzeScan(self.sslyze_targets()).start()
-
-    def sslyze_cross_check(self) -> dict[str, dict[str, Any]]:
-        """Scan every configured listener with sslyze once per session and compare with our probe.
-
-        A listener where the two disagree is scanned again (alone) before the difference counts: on a
-        loaded machine sslyze counts a timed-out attempt as a rejected suite."""
-        from simulator.harness import compliance
-
-        with self.shared.lock:
-            if self.shared.sslyze is not None:
-                return self.shared.sslyze
-            self.start_sslyze()
-            scan, self.shared.sslyze_scan = self.shared.sslyze_scan, None
-            scanned = scan.results()
-            out: dict[str, dict[str, Any]] = {}
-            for name in self.config_listeners():
-                ours = self.observe(name)
-                result = scanned.get(name)
-                entry: dict[str, Any] = {"scanner": "sslyze", "error": result.error if result else "not scanned",
-                                         "rescanned": False}
-                if result and result.observation and ours.observation and compliance.compare(ours.observation, result.observation):
-                    target = next(t for t in self.sslyze_targets() if t.name == name)
-                    result = compliance.sslyze_observations([target], connections=1, servers=1)[name]
-                    entry["rescanned"] = True
-                if result and result.observation and ours.observation:
-                    theirs = result.observation
-                    theirs.certificate = ours.observation.certificate  # sslyze judged on the same served leaf
-                    entry["error"] = result.error
-                    entry["differences"] = compliance.compare(ours.observation, theirs)
-                    entry["rejection_reasons"] = {k: v for k, v in result.reasons.items()
-                                                  if any(k.split(" ", 1)[1] in d for d in entry["differences"])}
-                    mine = {k: (v.passed, sorted(v.evidence)) for k, v in ours.verdicts.items()}
-                    its = {k: (v.passed, sorted(v.evidence)) for k, v in compliance.evaluate(theirs).items()}
-                    entry["verdicts_agree"] = mine == its
-                    entry["disagreements"] = sorted(k for k in mine if mine[k] != its[k])
-                    entry["refused_legacy"] = sorted({s for v in result.rejected.values() for s in v}
-                                                     & {"DES-CBC3-SHA", "RC4-SHA", "RC4-MD5"})
-                    entry["agrees"] = not entry["differences"] and entry["verdicts_agree"]
-                else:
-                    entry["agrees"] = False
-                out[name] = entry
-            self.shared.sslyze = out
-            self.wait_backends_healthy()  # the scan's load can make scaled health checks time out
-            return out
-
-
 class KeepAlive:
     """One HTTPS connection carrying any number of requests (HTTP/1.1 keep-alive)."""
 
@@ -949,7 +693,7 @@ class LabBuilder:
                     .backend("app").listener("shop", server_certificate="web", tls_policy="tls_cipher_policy_1_2"))
     """
 
-    def __init__(self, profile: str = "aliyun-slb", time_scale: float | None = None):
+    def __init__(self, profile: str = vendors.DEFAULT, time_scale: float | None = None):
         self.data: dict[str, Any] = {"profile": profile, "certificates": [], "backends": [], "listeners": []}
         if time_scale is not None:
             self.data["time_scale"] = time_scale
@@ -980,14 +724,15 @@ class LabBuilder:
 
 
 def start(config: LabBuilder | Mapping[str, Any] | str | Path | None = None, *, time_scale: float | None = 0.01,
-          out_dir: str | Path | None = None, workers: int | None = None) -> ScenarioLab:
+          out_dir: str | Path | None = None, workers: int | None = None, vendor_apis: bool = False) -> ScenarioLab:
     """Start a lab (the default lab, a YAML path, a mapping or a builder) and return its handle; stop it with
     ``.stop()`` or use it as a context manager. `time_scale` and `workers` override the configuration's
-    (None keeps it)."""
+    (None keeps it). `vendor_apis` also starts the vendors' own APIs: ``handle.running.endpoints``
+    (docs/vendor-apis.md)."""
     if isinstance(config, LabBuilder):
         config = config.to_dict()
     running = start_lab(dict(config) if isinstance(config, Mapping) else config, out_dir=out_dir, time_scale=time_scale,
-                        workers=workers)
+                        workers=workers, vendor_apis=vendor_apis)
     return ScenarioLab(running, owns=True)
 
 

@@ -18,10 +18,14 @@ from simulator.model.config import MAX_WORKERS
 
 
 def pytest_args(args: argparse.Namespace) -> list[str]:
-    from simulator.harness.run import suite_dir
+    from simulator.harness.run import suite_dir, suite_pytest_args
 
     paths, extra = list(args.paths), list(getattr(args, "pytest_options", []))
-    out = [str(Path(p)) for p in paths] or [str(suite_dir())]
+    if paths:
+        out = [str(Path(p)) for p in paths]
+    else:
+        suite = suite_dir()
+        out = [str(suite), *suite_pytest_args(suite)]
     if args.junit:
         out.append(f"--junitxml={args.junit}")
     if args.k:
@@ -98,7 +102,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("scenarios", help="run scenario scripts (pytest) against a lab",
+    p = sub.add_parser("scenarios", help="run your own scenarios (pytest files) against a lab, or list the built-in ones",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = p.add_subparsers(dest="scenarios_command", metavar="SUBCOMMAND", required=True,
                                 parser_class=_PytestPassthroughParser)

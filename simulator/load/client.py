@@ -28,7 +28,7 @@ from OpenSSL import SSL
 
 from simulator.policies.context import alert_from_error, session_reused
 from simulator.policies.suites import OPENSSL_VERSION_CONSTANTS, canonical_version
-from simulator.harness.probe import ssl_error_text
+from simulator.policies.probe import ssl_error_text
 
 CHUNK = 65536
 # Hostname checks as browsers do them: no partial wildcards (X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS).

@@ -50,7 +50,6 @@ from simulator.metering import TrafficLedger, billing
 from simulator.net import free_port
 from simulator.policies.groups import pin_groups
 
-PROFILES_DIR = Path(__file__).resolve().parents[2] / "scenarios" / "load"
 PROFILES = ("keepalive", "new_connections", "mutual", "resumption", "mixed", "keepalive_fasthttp")
 # The listener each profile targets in the default lab unless --listener says otherwise.
 DEFAULT_LISTENER = {"mutual": "aliyun-mutual"}
@@ -406,7 +405,9 @@ def locustfile_for(profile: str) -> Path:
     path = Path(profile)
     if path.suffix == ".py" and path.exists():
         return path.resolve()
-    candidate = PROFILES_DIR / f"{profile}.py"
+    from simulator.resources import data_file
+
+    candidate = data_file("scenarios", "load", f"{profile}.py")
     if not candidate.exists():
         raise LbsimError("load.unknown_profile", f"no load profile {profile!r}", field="profile",
                          hint=f"one of {', '.join(PROFILES)}, or a path to a locustfile")
@@ -461,6 +462,9 @@ def locust_args(pairs: list[str]) -> list[str]:
 
 
 def run_load(args: argparse.Namespace) -> dict[str, Any]:
+    from simulator.resources import require
+
+    require("locust", "load", "lbsim load")  # Locust runs as a subprocess: say so before anything starts
     locustfile = locustfile_for(args.profile)
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
@@ -622,6 +626,29 @@ def summarize_rows(rows: list[dict[str, Any]], exit_code: int) -> dict[str, Any]
             "rows": table}
 
 
+def refusal_verdict(loc: Mapping[str, Any]) -> str | None:
+    """One plain sentence for a profile that is refused on purpose (mutual's invalid clients): how many
+    refusals were the expected ones, and whether anything failed that should not have. Locust counts an
+    expected refusal as a success of its `TLS handshake rejected` row; an invalid client that got served is
+    a failure of that row, a valid client refused a `TLS handshake failed`. None when nothing was refused."""
+    rows = loc.get("rows") or {}
+    rejected = rows.get("TLS handshake rejected")
+    if not rejected or not rejected["requests"]:
+        return None
+    expected = rejected["requests"] - rejected["failures"]
+    out = f"refusals: {expected} of {rejected['requests']} were clients meant to be refused (invalid certificates), refused in the handshake as expected"
+    unexpected = []
+    if rejected["failures"]:
+        unexpected.append(f"{rejected['failures']} invalid client(s) served")
+    refused_valid = (rows.get("TLS handshake failed") or {}).get("requests", 0)
+    if refused_valid:
+        unexpected.append(f"{refused_valid} client(s) that should have got in refused or failed")
+    other = loc["failures"] - rejected["failures"] - (rows.get("TLS handshake failed") or {}).get("failures", 0)
+    if other > 0:
+        unexpected.append(f"{other} other failure(s)")
+    return out + ("; nothing unexpected failed" if not unexpected else "; UNEXPECTED: " + ", ".join(unexpected))
+
+
 def print_report(report: Mapping[str, Any]) -> None:
     loc = report["locust"]
     cpu = report["cpu"]
@@ -629,6 +656,9 @@ def print_report(report: Mapping[str, Any]) -> None:
           f"(:{report['lab']['port']})")
     print(f"  Locust: {loc['handshakes']} handshakes ({loc['handshakes_per_s']}/s), {loc['requests']} requests "
           f"({loc['requests_per_s']}/s), {loc['failures']} failures, exit code {loc['exit_code']}")
+    verdict = refusal_verdict(loc)
+    if verdict:
+        print(f"  {verdict}")
     lab_cpu = f", the lab {cpu['lab_pct']}%" if cpu["lab_pct"] is not None else ""
     workers = "+".join(f"{p:g}%" for p in cpu["locust_worker_pct"]) or "?"
     print(f"  CPU over the run, % of one core: Locust {workers}{lab_cpu} ({cpu['cores']} cores)")

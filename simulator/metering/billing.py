@@ -1,4 +1,5 @@
-"""Vendor billing models as data: which metered bytes each vendor bills, and its LCU dimensions.
+"""Billing: which metered bytes a vendor bills, and its LCU dimensions. The models are data, each vendor
+profile's `billing` (`simulator/vendors/`); this module applies them.
 
 A model names the (direction, category) byte counts it bills; all three bill decrypted HTTP bytes
 (`payload`), never the TLS handshake, record overhead or alerts. That difference is what the seeds
@@ -8,89 +9,58 @@ the protocol handshake." The vendors' wording is quoted in `wording` and in docs
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
 from typing import Any, Mapping
 
+from simulator import vendors
 from simulator.errors import LbsimError
+from simulator.vendors.profile import IN, OUT, BillingModel, LcuDimensions
 
-IN, OUT = "client_to_lb", "lb_to_client"
+__all__ = ["IN", "OUT", "MODELS", "PROFILE_MODELS", "BillingModel", "LcuDimensions", "billed", "lcu", "model_for",
+           "overhead_pct", "traffic_of"]
 
+class _Models(Mapping[str, BillingModel]):
+    """`MODELS`: every billing model by name (each vendor profile's own, then aws-alb), read live from
+    `simulator.vendors`: the models themselves live in the vendor modules."""
 
-@dataclass(frozen=True)
-class LcuDimensions:
-    """What one LCU buys per dimension; the hour is billed on the largest dimension.
+    def __getitem__(self, name: str) -> BillingModel:
+        return vendors.billing_models()[name]
 
-    `free_rules`: rules per request that are not billed (AWS: the first 10). `bytes_per_gb`: the GB
-    the vendors mean is not stated; 10**9 is assumed (UNCONFIRMED, override per model).
-    """
+    def __iter__(self) -> Iterator[str]:
+        return iter(vendors.billing_models())
 
-    new_connections_per_s: float = 25.0
-    concurrent_connections: float = 3000.0
-    processed_gb_per_h: float = 1.0
-    rule_evaluations_per_s: float = 1000.0
-    free_rules: int = 0
-    bytes_per_gb: int = 10**9
-
-
-@dataclass(frozen=True)
-class BillingModel:
-    """One vendor's way of billing a listener's traffic."""
-
-    name: str
-    vendor: str
-    billed_directions: tuple[str, ...]  # payload bytes of these directions are billed
-    lcu: LcuDimensions | None
-    wording: str                         # the vendor's own words (or the seed's)
-    unconfirmed: tuple[str, ...] = field(default_factory=tuple)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def __len__(self) -> int:
+        return len(vendors.billing_models())
 
 
-MODELS: dict[str, BillingModel] = {
-    "aliyun-slb": BillingModel(
-        name="aliyun-slb",
-        vendor="Alibaba Cloud SLB/CLB (pay-by-traffic)",
-        billed_directions=(OUT,),
-        lcu=None,
-        wording=("Pay-by-traffic bills outbound traffic (LB -> client) only. \"The actual traffic is larger "
-                 "than the billing traffic because some traffic is used for the protocol handshake. In the "
-                 "case of a large number of new connections, HTTPS listeners consume more traffic.\""),
-    ),
-    "tencent-clb": BillingModel(
-        name="tencent-clb",
-        vendor="Tencent Cloud CLB (LCU)",
-        billed_directions=(IN, OUT),
-        lcu=LcuDimensions(free_rules=0),
-        wording=("\"it actually generates more traffic than the billed traffic as some of the traffic is used "
-                 "for protocol handshake\". LCU model, hourly, the largest of: 25 new connections/s, 3,000 "
-                 "concurrent connections/min, 1 GB processed traffic (inbound + outbound), 1,000 rule "
-                 "evaluations/s."),
-        unconfirmed=("free rules per request (0 assumed)", "GB = 10**9 bytes"),
-    ),
-    "aws-alb": BillingModel(
-        name="aws-alb",
-        vendor="AWS Application Load Balancer (reference)",
-        billed_directions=(IN, OUT),
-        lcu=LcuDimensions(free_rules=10),
-        wording=("ProcessedBytes counts HTTP headers and payload, not TLS overhead: \"The number of bytes "
-                 "processed by the load balancer in Gigabytes (GB) for HTTP(S) requests and responses.\" "
-                 "Rule evaluations: \"the product of the number of rules processed by your load balancer "
-                 "and the request rate. The first 10 processed rules are free\"."),
-        unconfirmed=("GB = 10**9 bytes",),
-    ),
-}
+class _ProfileModels(Mapping[str, str]):
+    """`PROFILE_MODELS`: each vendor profile's default model name (a listener's config may name another)."""
 
-# Each vendor profile's default model; a listener's config may name another model.
-PROFILE_MODELS: dict[str, str] = {"aliyun-slb": "aliyun-slb", "tencent-clb": "tencent-clb", "aws-alb": "aws-alb"}
+    def __getitem__(self, name: str) -> str:
+        if name not in vendors.names():
+            raise KeyError(name)
+        return vendors.get(name).billing.name
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(vendors.names())
+
+    def __len__(self) -> int:
+        return len(vendors.names())
+
+
+MODELS: Mapping[str, BillingModel] = _Models()
+PROFILE_MODELS: Mapping[str, str] = _ProfileModels()
 
 
 def model_for(name: str) -> BillingModel:
-    """The billing model for a model name or a vendor profile name."""
-    key = PROFILE_MODELS.get(name, name)
+    """The billing model for a vendor profile name or a model name."""
     try:
-        return MODELS[key]
-    except KeyError:
+        return vendors.get(name).billing
+    except LbsimError:
+        pass
+    try:
+        return MODELS[name]
+    except (KeyError, TypeError):
         raise LbsimError("UnknownBillingModel", f"unknown billing model or profile {name!r}",
                          field="billing_model", hint=f"one of {', '.join(sorted(MODELS))}") from None
 
@@ -105,9 +75,9 @@ def _bills(m: BillingModel) -> tuple[str, bool, bool]:
     return m.name, IN in m.billed_directions, OUT in m.billed_directions
 
 
-# Per model name (and profile name), so `billed` (once per connection, at close) neither looks the model up
-# twice nor loops over directions.
-_BILLS = {name: _bills(MODELS[key]) for name, key in [*((k, k) for k in MODELS), *PROFILE_MODELS.items()]}
+# Per model name (and profile name) of the built-in vendors, so `billed` (once per connection, at close)
+# neither looks the model up twice nor loops over directions. A profile registered later is looked up.
+_BILLS = {**{name: _bills(MODELS[name]) for name in MODELS}, **{name: _bills(model_for(name)) for name in PROFILE_MODELS}}
 
 
 def billed(profile_or_model: str, record: Mapping[str, Any]) -> dict[str, Any]:

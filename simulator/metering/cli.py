@@ -19,8 +19,8 @@ def report_subcommands(subparsers: Any) -> Any:
     """The `report` command's own subparsers, shared by every concern that adds a report."""
     report = subparsers.choices.get("report")
     if report is None:
-        report = subparsers.add_parser("report", help="reports over a lab run",
-                                       description="Reports over a lab run.")
+        report = subparsers.add_parser("report", help="reports over a lab's connection log (traffic: wire against billed bytes)",
+                                       description="Reports over a lab's connection log or a running lab.")
     for action in report._actions:  # argparse keeps no public handle on a parser's subparsers
         if isinstance(action, argparse._SubParsersAction):
             return action

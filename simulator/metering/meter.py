@@ -56,6 +56,19 @@ _SETTLE_QUEUE = 16  # queued operations before drains are settled (see Connectio
 _WANT = (SSL.WantReadError, SSL.WantWriteError, SSL.WantX509LookupError)
 
 
+
+def ssl_error_text(error: Exception) -> str:
+    """An OpenSSL error as a reader wants it: `Error([('SSL routines', '', 'unsupported protocol')])` becomes
+    "unsupported protocol", `SysCallError(-1, 'Unexpected EOF')` "Unexpected EOF"."""
+    args = error.args
+    if args and isinstance(args[0], list):
+        reasons = [entry[-1] for entry in args[0] if isinstance(entry, tuple) and entry and entry[-1]]
+        if reasons:
+            return "; ".join(dict.fromkeys(reasons))
+    if len(args) == 2 and isinstance(args[1], str):
+        return args[1]
+    return str(error) or type(error).__name__
+
 class ConnectionMeter:
     """Live byte counters of one client connection; `to_dict()` is the connection-log `traffic` record."""
 
@@ -380,7 +393,7 @@ class MeteredConnection(SSL.Connection):
             raise
         except SSL.Error as e:
             meter._flush_out()
-            meter.handshake_error = meter.handshake_error or repr(e)
+            meter.handshake_error = meter.handshake_error or ssl_error_text(e)
             self._hold_unsent()
             raise
         meter._flush_out()

@@ -13,38 +13,24 @@ from typing import Any, Callable, TypeVar
 
 import yaml
 
+from simulator import vendors
 from simulator.errors import LbsimError
 from simulator.policies import Policy, resolve_policy
-from simulator.policies.resolve import PROFILES as TLS_PROFILES
-from simulator.vendors import aws_alb  # vendor data: folds into simulator/vendors at merge
 
-PROFILES = ("aliyun-slb", "tencent-clb", "aws-alb")  # vendor data: folds into simulator/vendors at merge
-BILLING_MODELS = ("aliyun-slb", "tencent-clb", "aws-alb")
 SCHEDULERS = ("wrr", "rr", "wlc")
 HTTP_CODES = ("http_2xx", "http_3xx", "http_4xx", "http_5xx")
 
-# Vendor limits (vendor-facts §1); the lab also allows port 0 = "any free port" for parallel tests.
-IDLE_TIMEOUT = (1, 60, 15)
-# Per-profile listener limits and defaults; a profile not listed takes the module defaults above.
-IDLE_TIMEOUTS = {"aliyun-slb": IDLE_TIMEOUT, "tencent-clb": IDLE_TIMEOUT,
-                 aws_alb.NAME: aws_alb.IDLE_TIMEOUT}  # vendor data: folds into simulator/vendors at merge
-HTTP2_DEFAULTS = {aws_alb.NAME: aws_alb.HTTP2_DEFAULT}  # vendor data: folds into simulator/vendors at merge
-# Profiles with the ALB's mutual-TLS modes (mtls_mode, trust_store, ...): mode names and the defaults.
-MTLS = {aws_alb.NAME: aws_alb}  # vendor data: folds into simulator/vendors at merge
-HEADER_DEFAULTS = {  # vendor data: folds into simulator/vendors at merge
-    aws_alb.NAME: {"x_forwarded_port": aws_alb.X_FORWARDED_PORT, "amzn_trace_id": aws_alb.AMZN_TRACE_ID},
-}
-REQUEST_TIMEOUT = (1, 180, 60)
-COOKIE_TIMEOUT = (1, 86400, 1000)
-HEALTH_INTERVAL = (1, 50, 2)
-HEALTH_TIMEOUT = (1, 300, 5)
-HEALTH_THRESHOLD = (2, 10, 3)
+# The vendor's field ranges and defaults are its profile's `limits` (simulator.vendors); the lab also allows
+# port 0 = "any free port" for parallel tests.
 # Seed: "usually takes one to three minutes ... Normally it takes effect in one minute but no longer exceeds
 # three minutes." The shares are the lab's choice (the vendor gives none): Lab.activation_delay draws.
 ACTIVATION_NORMAL = (45.0, 75.0)  # "about one minute"
 ACTIVATION_NORMAL_SHARE = 0.85
 ACTIVATION_MAX = 180.0  # "no longer exceeds three minutes"
 TICKET_LIFETIME = 300  # seed: "The session ticket of HTTPS listeners is 300 seconds."
+# How a mutual listener refuses a client: the profile's `limits.client_cert_refusal` when the listener does
+# not say (docs/tls-policies.md: UNCONFIRMED for both vendors).
+CLIENT_CERT_REFUSALS = ("handshake", "http_400")
 MAX_WEIGHT = 100
 MAX_WORKERS = 64  # processes sharing each listener port (SO_REUSEPORT); one per core is the useful maximum
 # time_scale shrinks vendor timers, but a timeout that bounds live I/O never goes below this: on a loaded
@@ -167,10 +153,15 @@ class BackendSpec:
     name: str
     port: int | None = None  # a mock backend the lab starts (0 = any free port)
     address: str | None = None  # "host:port" of a server already running
+    instance_id: str = ""  # how the vendor APIs name it (AddBackendServers, RegisterTargets); "" = i-<name>
 
     @property
     def managed(self) -> bool:
         return self.address is None
+
+    @property
+    def instance(self) -> str:
+        return self.instance_id or f"i-{self.name}"
 
 
 @dataclass(frozen=True)
@@ -237,7 +228,8 @@ def parse_client_cert_names(raw: Any, path: str) -> tuple[tuple[str, str], ...]:
 
 @dataclass(frozen=True)
 class Headers:
-    """Vendor header switches (aliyun names; `XForwardedFor` is always on for layer 7)."""
+    """Vendor header switches (Alibaba's names; `XForwardedFor` is always on for layer 7). A listener that leaves
+    one out gets its profile's default (`VendorProfile.headers`)."""
 
     x_forwarded_for: bool = True
     x_forwarded_proto: bool = True
@@ -256,9 +248,13 @@ class ListenerSpec:
     server_certificate: str
     policy: Policy
     name: str = ""
+    # An RSA and an ECC certificate on one listener (tencent MultiCertInfo): both refs, server_certificate
+    # being the first; empty for a listener with one certificate.
+    server_certificates: tuple[str, ...] = ()
     ca_certificate: str | None = None
-    ssl_verify_client: str = "on"  # on | optional (tencent SSLVerifyClient)
-    http2: bool = False
+    ssl_verify_client: str = "on"  # on | optional (where the profile's capabilities.verify_optional)
+    client_cert_refusal: str = "handshake"  # handshake | http_400; the lab file's default: the profile's limits
+    http2: bool = True  # the lab file's default: the profile's limits.http2
     scheduler: str = "wrr"
     backend_servers: tuple[BackendServer, ...] = ()
     sticky_session: StickySession | None = None
@@ -266,7 +262,7 @@ class ListenerSpec:
     idle_timeout: int = 15
     request_timeout: int = 60
     headers: Headers = Headers()
-    sni: tuple[tuple[str, str], ...] = ()  # (domain, certificate) pairs, tencent only
+    sni: tuple[tuple[str, str], ...] = ()  # (domain, certificate) pairs, where the profile's capabilities.sni
     billing_model: str = ""
     # The ALB's mutual TLS: off | passthrough (any client certificate, sent on to the backend) | verify
     # (against `trust_store`); profiles without these modes use ca_certificate instead.
@@ -276,6 +272,8 @@ class ListenerSpec:
     advertise_trust_store_ca_names: bool = False
     activation_delay: float | None = None  # seconds before time_scale; None = drawn by Lab.activation_delay
     lb_id: str = "lb-lbsim"
+    # Not a lab-file field: the address of the listener's load balancer, set by the lab (model/loadbalancers.py).
+    address: str = "127.0.0.1"
 
     @property
     def mutual(self) -> bool:
@@ -285,6 +283,8 @@ class ListenerSpec:
     def certificate_fields(self) -> tuple[tuple[str, str, str], ...]:
         """(field, certificate ref, wanted type) of every certificate the listener uses."""
         fields = [("server_certificate", self.server_certificate, "server")]
+        if self.server_certificates:
+            fields = [(f"server_certificates[{i}]", ref, "server") for i, ref in enumerate(self.server_certificates)]
         fields += [(f"sni.{domain}", ref, "server") for domain, ref in self.sni]
         if self.ca_certificate:
             fields.append(("ca_certificate", self.ca_certificate, "ca"))
@@ -303,8 +303,34 @@ class ApiSpec:
 
 
 @dataclass(frozen=True)
+class AccessKeySpec:
+    id: str
+    secret: str
+    profile: str | None = None  # None: every vendor API accepts it
+
+
+@dataclass(frozen=True)
+class VendorEndpointSpec:
+    http_port: int = 0
+    https_port: int = 0
+    region: str | None = None  # None: the vendor face's default (cn-hangzhou, ap-guangzhou)
+
+
+@dataclass(frozen=True)
+class VendorApiSpec:
+    """`vendor_api:` the vendors' own APIs (docs/vendor-apis.md): where they listen, and their access keys."""
+
+    host: str = "127.0.0.1"
+    access_keys: tuple[AccessKeySpec, ...] = ()  # none: one key per vendor, generated when the APIs start
+    endpoints: tuple[tuple[str, VendorEndpointSpec], ...] = ()  # profile -> ports and region
+
+    def endpoint(self, profile: str) -> VendorEndpointSpec:
+        return dict(self.endpoints).get(profile, VendorEndpointSpec())
+
+
+@dataclass(frozen=True)
 class LabConfig:
-    profile: str = "aliyun-slb"
+    profile: str = vendors.DEFAULT
     time_scale: float = 1.0
     api: ApiSpec = ApiSpec()
     home: str | None = None
@@ -315,6 +341,7 @@ class LabConfig:
     connection_log: str | None = None
     metering: bool = True
     workers: int = 1  # processes serving every listener port (docs/performance.md, "Multi-worker mode")
+    vendor_api: VendorApiSpec = VendorApiSpec()
     base_dir: str = "."
 
 
@@ -340,9 +367,9 @@ def parse_config(data: Any, base_dir: str = ".") -> LabConfig:
         data,
         "",
         ("profile", "time_scale", "api", "home", "certificates", "trust_stores", "backends", "listeners", "connection_log",
-         "metering", "workers"),
+         "metering", "workers", "vendor_api"),
     )
-    profile = top.choice("profile", PROFILES, "aliyun-slb")
+    profile = top.choice("profile", vendors.names(), vendors.DEFAULT)
     time_scale = top.number("time_scale", 0.0001, 100.0, 1.0, float)
     api = Fields(top.raw("api"), "api", ("host", "port", "token"))
     api_spec = ApiSpec(
@@ -356,6 +383,7 @@ def parse_config(data: Any, base_dir: str = ".") -> LabConfig:
     unique([b.name for b in backends], "backends", "name")
     trust_stores = tuple(parse_trust_store(t, f"trust_stores[{i}]") for i, t in enumerate(top.list("trust_stores")))
     unique([t.name for t in trust_stores], "trust_stores", "name")
+    unique([b.instance for b in backends], "backends", "instance_id")
     cert_types = {c.name: c.type for c in certificates}
     listeners = tuple(
         parse_listener(l, f"listeners[{i}]", profile, cert_types, {b.name for b in backends},
@@ -377,6 +405,7 @@ def parse_config(data: Any, base_dir: str = ".") -> LabConfig:
         connection_log=top.str("connection_log"),
         metering=top.bool("metering", True),
         workers=top.number("workers", 1, MAX_WORKERS, 1),
+        vendor_api=parse_vendor_api(top.raw("vendor_api"), "vendor_api"),
         base_dir=base_dir,
     )
 
@@ -387,6 +416,33 @@ def unique(values: list[Any], path: str, key: str) -> None:
         if value in seen:
             raise fail(f"{path}[{i}].{key}", f"duplicate {key} {value!r} (already used by {path}[{seen[value]}])")
         seen[value] = i
+
+
+def parse_vendor_api(data: Any, path: str) -> VendorApiSpec:
+    apis = tuple(name for name in vendors.names() if vendors.get(name).api_face)  # vendors with an API of their own
+    f = Fields(data, path, ("host", "access_keys", *apis))
+    host = f.str("host", "127.0.0.1")
+    if not host.startswith("127.") and host not in ("localhost", "::1"):
+        raise fail(f.where("host"), f"the vendor APIs listen on loopback only, not {host!r}", "host: 127.0.0.1")
+    keys = []
+    for i, raw in enumerate(f.list("access_keys")):
+        kf = Fields(raw, f"{f.where('access_keys')}[{i}]", ("id", "secret", "profile"))
+        key_id, secret = kf.str("id", required=True), kf.str("secret", required=True)
+        for key, value in (("id", key_id), ("secret", secret)):
+            if not value or len(value) > 128 or not value.isascii() or not value.isprintable() or " " in value:
+                raise fail(kf.where(key), f"expected 1-128 printable ASCII characters without spaces, got {value!r}")
+        keys.append(AccessKeySpec(key_id, secret, kf.choice("profile", apis)))
+    unique([k.id for k in keys], f.where("access_keys"), "id")
+    endpoints = []
+    for profile in apis:
+        if f.has(profile):
+            ef = Fields(f.raw(profile), f.where(profile), ("http_port", "https_port", "region"))
+            spec = VendorEndpointSpec(ef.number("http_port", 0, 65535, 0), ef.number("https_port", 0, 65535, 0),
+                                      ef.str("region"))
+            if spec.http_port and spec.http_port == spec.https_port:
+                raise fail(ef.where("https_port"), f"{spec.https_port} is also the http_port; give each its own port")
+            endpoints.append((profile, spec))
+    return VendorApiSpec(host=host, access_keys=tuple(keys), endpoints=tuple(endpoints))
 
 
 def parse_certificate(data: Any, path: str) -> CertificateSpec:
@@ -415,8 +471,11 @@ def parse_trust_store(data: Any, path: str) -> TrustStoreSpec:
 
 
 def parse_backend(data: Any, path: str) -> BackendSpec:
-    f = Fields(data, path, ("name", "port", "address"))
+    f = Fields(data, path, ("name", "port", "address", "instance_id"))
     name = f.str("name", required=True)
+    instance_id = f.str("instance_id", "")
+    if instance_id and (len(instance_id) > 64 or not set(instance_id) <= _HEADER_NAME_CHARS):
+        raise fail(f.where("instance_id"), f"expected 1-64 letters, digits, '-' or '_', got {instance_id!r}", "instance_id: i-web-1")
     if f.has("address") == f.has("port") and f.has("address"):
         raise fail(path, "give either port (a mock backend the lab starts) or address (a running server), not both")
     if f.has("address"):
@@ -424,12 +483,13 @@ def parse_backend(data: Any, path: str) -> BackendSpec:
         host, sep, port = address.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise fail(f.where("address"), f"expected host:port, got {address!r}")
-        return BackendSpec(name=name, address=address)
-    return BackendSpec(name=name, port=f.number("port", 0, 65535, 0))
+        return BackendSpec(name=name, address=address, instance_id=instance_id)
+    return BackendSpec(name=name, port=f.number("port", 0, 65535, 0), instance_id=instance_id)
 
 
 LISTENER_FIELDS = (
-    "name", "port", "profile", "server_certificate", "ca_certificate", "ssl_verify_client", "tls_policy", "http2",
+    "name", "port", "profile", "server_certificate", "server_certificates", "ca_certificate", "ssl_verify_client",
+    "client_cert_refusal", "tls_policy", "http2",
     "scheduler", "backend_servers", "sticky_session", "health_check", "idle_timeout", "request_timeout", "headers",
     "sni", "billing_model", "activation_delay", "lb_id", "mtls_mode", "trust_store", "ignore_client_certificate_expiry",
     "advertise_trust_store_ca_names",
@@ -438,15 +498,17 @@ MTLS_FIELDS = ("mtls_mode", "trust_store", "ignore_client_certificate_expiry", "
 
 
 def parse_mtls(f: Fields, profile: str, ca_certificate: str | None, trust_stores: set[str] | None) -> dict[str, Any]:
-    """The ALB's mutual-TLS fields, for a profile that has them (`MTLS`); refused elsewhere."""
-    vendor = MTLS.get(profile)
+    """Mutual TLS as modes and trust stores, for a profile that has them (`VendorProfile.mtls`: the ALB's);
+    refused elsewhere (those profiles use ca_certificate)."""
+    vendor = vendors.get(profile).mtls
     given = [key for key in MTLS_FIELDS if f.has(key)]
     if vendor is None:
         if given:
+            able = " or ".join(n for n in vendors.names() if vendors.get(n).mtls is not None)
             raise fail(f.where(given[0]), f"{profile} listeners have no {given[0]}: their mutual TLS is ca_certificate",
-                       "use ca_certificate, or profile: aws-alb")
+                       f"use ca_certificate, or profile: {able}")
         return {}
-    mode = f.choice("mtls_mode", vendor.MTLS_MODES, vendor.MTLS_DEFAULT)
+    mode = f.choice("mtls_mode", vendor.modes, vendor.default)
     if ca_certificate is not None:
         raise fail(f.where("ca_certificate"), f"{profile} listeners verify clients against a trust store",
                    "use mtls_mode: verify with trust_store: <name>")
@@ -464,16 +526,44 @@ def parse_mtls(f: Fields, profile: str, ca_certificate: str | None, trust_stores
         "mtls_mode": mode,
         "trust_store": store,
         "ignore_client_certificate_expiry": f.bool("ignore_client_certificate_expiry",
-                                                   vendor.IGNORE_CLIENT_CERTIFICATE_EXPIRY_DEFAULT),
+                                                   vendor.ignore_client_certificate_expiry),
         "advertise_trust_store_ca_names": f.bool("advertise_trust_store_ca_names",
-                                                 vendor.ADVERTISE_TRUST_STORE_CA_NAMES_DEFAULT),
+                                                 vendor.advertise_trust_store_ca_names),
     }
+
+
+def multi_certificates(f: Fields, profile: str, cert_types: dict[str, str]) -> tuple[str, ...]:
+    """`server_certificates: [rsa, ecc]`: two server certificates on one listener (tencent MultiCertInfo), in
+    place of `server_certificate`. Their key types (one RSA, one ECDSA) are checked when the listener is
+    built, from the stored certificates."""
+    if not f.has("server_certificates"):
+        return ()
+    where = f.where("server_certificates")
+    if not vendors.get(profile).capabilities.dual_certificates:
+        able = " or ".join(vendors.with_capability("dual_certificates"))
+        raise fail(where, f"{profile} listeners hold one server certificate; an RSA and an ECC certificate on one "
+                   f"listener (MultiCertInfo) is a {able} feature", f"use server_certificate, or profile: {able}")
+    if f.has("server_certificate"):
+        raise fail(where, "give server_certificate or server_certificates, not both",
+                   "server_certificates: [my-rsa-cert, my-ecc-cert]")
+    refs = f.list("server_certificates")
+    if len(refs) != 2 or not all(isinstance(r, str) and r for r in refs) or refs[0] == refs[1]:
+        raise fail(where, f"expected two different server certificate names, one RSA and one ECDSA (ECC), got {refs!r}",
+                   "server_certificates: [my-rsa-cert, my-ecc-cert]")
+    for i, ref in enumerate(refs):
+        if cert_types and ref not in cert_types:
+            raise fail(f"{where}[{i}]", f"unknown certificate '{ref}'; expected one of {', '.join(sorted(cert_types))}")
+        if cert_types and cert_types[ref] != "server":
+            raise fail(f"{where}[{i}]", f"'{ref}' is a {cert_types[ref]} certificate; expected a server certificate")
+    return tuple(refs)
 
 
 def parse_listener(data: Any, path: str, default_profile: str, cert_types: dict[str, str], backends: set[str],
                    trust_stores: set[str] | None = None) -> ListenerSpec:
     f = Fields(data, path, LISTENER_FIELDS)
-    profile = f.choice("profile", PROFILES, default_profile)
+    profile = f.choice("profile", vendors.names(), default_profile)
+    vendor = vendors.get(profile)
+    limits, can = vendor.limits, vendor.capabilities
     port = f.number("port", 0, 65535, None)
     if port is None:
         raise fail(f.where("port"), "is required (1-65535; 443 is recommended, any port works; 0 = any free port)")
@@ -484,13 +574,19 @@ def parse_listener(data: Any, path: str, default_profile: str, cert_types: dict[
             raise fail(f.where(key), f"'{ref}' is a {cert_types[ref]} certificate; expected a {want} certificate")
         return ref
 
-    server_certificate = certificate("server_certificate", "server", True)
+    multi = multi_certificates(f, profile, cert_types)
+    server_certificate = multi[0] if multi else certificate("server_certificate", "server", True)
     ca_certificate = certificate("ca_certificate", "ca", False)
     verify = f.choice("ssl_verify_client", ("on", "optional"), "on")
-    if verify == "optional" and profile != "tencent-clb":
-        raise fail(f.where("ssl_verify_client"), f"'optional' is a tencent-clb setting (SSLVerifyClient); {profile} verifies every client", "remove it or use profile: tencent-clb")
+    if verify == "optional" and not can.verify_optional:
+        able = " or ".join(vendors.with_capability("verify_optional"))
+        raise fail(f.where("ssl_verify_client"), f"'optional' is a {able} setting (SSLVerifyClient); {profile} verifies every client", f"remove it or use profile: {able}")
     if f.has("ssl_verify_client") and not ca_certificate:
         raise fail(f.where("ssl_verify_client"), "only applies to mutual listeners", "add ca_certificate")
+    refusal = f.choice("client_cert_refusal", CLIENT_CERT_REFUSALS, limits.client_cert_refusal)
+    if f.has("client_cert_refusal") and not ca_certificate:
+        raise fail(f.where("client_cert_refusal"), "only applies to mutual listeners (how they refuse a client "
+                   "certificate)", "add ca_certificate, or remove client_cert_refusal")
     policy = resolve_policy(profile, f.raw("tls_policy"), field=f.where("tls_policy"))
 
     servers = []
@@ -507,7 +603,7 @@ def parse_listener(data: Any, path: str, default_profile: str, cert_types: dict[
         sf = Fields({} if raw is True else raw, f.where("sticky_session"), ("type", "cookie_timeout", "cookie"))
         sticky = StickySession(
             type=sf.choice("type", ("insert", "server"), "insert"),
-            cookie_timeout=sf.number("cookie_timeout", *COOKIE_TIMEOUT),
+            cookie_timeout=sf.number("cookie_timeout", *limits.cookie_timeout),
             cookie=sf.str("cookie"),
         )
         if sticky.type == "server" and not sticky.cookie:
@@ -527,31 +623,32 @@ def parse_listener(data: Any, path: str, default_profile: str, cert_types: dict[
         uri=uri,
         method=hf.choice("method", ("head", "get"), "head"),
         http_code=tuple(codes),
-        interval=hf.number("interval", *HEALTH_INTERVAL),
-        timeout=hf.number("timeout", *HEALTH_TIMEOUT),
-        healthy_threshold=hf.number("healthy_threshold", *HEALTH_THRESHOLD),
-        unhealthy_threshold=hf.number("unhealthy_threshold", *HEALTH_THRESHOLD),
+        interval=hf.number("interval", *limits.health_interval),
+        timeout=hf.number("timeout", *limits.health_timeout),
+        healthy_threshold=hf.number("healthy_threshold", *limits.health_threshold),
+        unhealthy_threshold=hf.number("unhealthy_threshold", *limits.health_threshold),
         connect_port=hf.number("connect_port", 1, 65535, None),
     )
 
     xf = Fields(f.raw("headers"), f.where("headers"), ("x_forwarded_for", "x_forwarded_proto", "x_forwarded_port", "amzn_trace_id", "slb_ip", "slb_id", "client_cert", "client_cert_names"))
     if xf.has("x_forwarded_for") and not xf.bool("x_forwarded_for", True):
         raise fail(xf.where("x_forwarded_for"), "X-Forwarded-For is always on for layer-7 listeners")
-    header_defaults = HEADER_DEFAULTS.get(profile, {})
+    sends = vendor.headers
     headers = Headers(
-        x_forwarded_proto=xf.bool("x_forwarded_proto", True),
-        x_forwarded_port=xf.bool("x_forwarded_port", header_defaults.get("x_forwarded_port", False)),
-        amzn_trace_id=xf.bool("amzn_trace_id", header_defaults.get("amzn_trace_id", False)),
-        slb_ip=xf.bool("slb_ip", False),
-        slb_id=xf.bool("slb_id", False),
-        client_cert=xf.bool("client_cert", True),
+        x_forwarded_proto=xf.bool("x_forwarded_proto", sends.x_forwarded_proto),
+        x_forwarded_port=xf.bool("x_forwarded_port", sends.x_forwarded_port),
+        amzn_trace_id=xf.bool("amzn_trace_id", sends.amzn_trace_id),
+        slb_ip=xf.bool("slb_ip", sends.slb_ip),
+        slb_id=xf.bool("slb_id", sends.slb_id),
+        client_cert=xf.bool("client_cert", sends.client_cert),
         client_cert_names=parse_client_cert_names(xf.raw("client_cert_names"), xf.where("client_cert_names")),
     )
 
     sni: list[tuple[str, str]] = []
     if f.has("sni"):
-        if not TLS_PROFILES[profile].sni:
-            raise fail(f.where("sni"), f"{profile} HTTPS listeners do not support SNI (seed): one certificate per listener", "use profile: tencent-clb or aws-alb, or one listener per certificate")
+        if not can.sni:
+            able = " or ".join(vendors.with_capability("sni"))
+            raise fail(f.where("sni"), f"{profile} HTTPS listeners do not support SNI (seed): one certificate per listener", f"use profile: {able}, or one listener per certificate")
         raw = f.raw("sni")
         if not isinstance(raw, dict) or not raw:
             raise fail(f.where("sni"), "expected a mapping of domain: server_certificate")
@@ -582,19 +679,21 @@ def parse_listener(data: Any, path: str, default_profile: str, cert_types: dict[
         port=port,
         profile=profile,
         server_certificate=server_certificate,
+        server_certificates=multi,
         ca_certificate=ca_certificate,
         ssl_verify_client=verify,
+        client_cert_refusal=refusal,
         policy=policy,
-        http2=f.bool("http2", HTTP2_DEFAULTS.get(profile, False)),
+        http2=f.bool("http2", limits.http2),
         scheduler=f.choice("scheduler", SCHEDULERS, "wrr"),
         backend_servers=tuple(servers),
         sticky_session=sticky,
         health_check=health,
-        idle_timeout=f.number("idle_timeout", *IDLE_TIMEOUTS.get(profile, IDLE_TIMEOUT)),
-        request_timeout=f.number("request_timeout", *REQUEST_TIMEOUT),
+        idle_timeout=f.number("idle_timeout", *limits.idle_timeout),
+        request_timeout=f.number("request_timeout", *limits.request_timeout),
         headers=headers,
         sni=tuple(sni),
-        billing_model=f.choice("billing_model", BILLING_MODELS, profile),
+        billing_model=f.choice("billing_model", tuple(vendors.billing_models()), vendor.billing.name),
         activation_delay=None if delay is None else float(delay),
         lb_id=f.str("lb_id", "lb-lbsim"),
     )

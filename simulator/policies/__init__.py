@@ -19,6 +19,8 @@ _EXPORTS = {
     "Policy": "simulator.policies.resolve",
     "ProfileTLS": "simulator.policies.resolve",
     "resolve_policy": "simulator.policies.resolve",
+    "policies_of": "simulator.policies.resolve",
+    "tls_of": "simulator.policies.resolve",
     "SuiteInfo": "simulator.policies.suites",
     "TLS13_SUITES": "simulator.policies.suites",
     "VERSIONS": "simulator.policies.suites",
@@ -29,7 +31,9 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from simulator.policies.resolve import KEY_TYPES, POLICIES, PROFILES, Policy, ProfileTLS, resolve_policy
+    from simulator.policies.resolve import (
+        KEY_TYPES, POLICIES, PROFILES, Policy, ProfileTLS, policies_of, resolve_policy, tls_of,
+    )
     from simulator.policies.suites import TLS13_SUITES, VERSIONS, SuiteInfo, expand, suite_info
 
 

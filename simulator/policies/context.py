@@ -18,10 +18,12 @@ everything here happens at build time, and the callbacks only record what happen
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from OpenSSL import SSL, crypto
 
@@ -34,6 +36,7 @@ VerifyClient = Literal["off", "on", "optional"]
 MtlsMode = Literal["off", "passthrough", "verify"]
 X509_V_ERR_UNABLE_TO_GET_CRL = 3  # no CRL for this issuer: the ALB checks revocation only where it has a list
 X509_V_ERR_CERT_HAS_EXPIRED = 10
+ClientCertRefusal = Literal["handshake", "http_400"]
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 # TLS alert descriptions (RFC 8446 section 6 and predecessors) by code, as OpenSSL words them.
@@ -172,6 +175,53 @@ def _trust_store_verifier(ignore_expiry: bool):
     return verify
 
 
+def _admit_and_record(ok: int, store_ctx: Any) -> int:
+    """`client_cert_refusal="http_400"`: record the check on the connection and let the handshake go on, as
+    nginx's verify callback does; the HTTP layer answers 400 afterwards (:func:`client_cert_verdict`).
+
+    A native callback, not `Context.set_verify`: pyOpenSSL's wrapper clears the store's error when a callback
+    returns true, and then OpenSSL keeps X509_V_OK as the connection's verify result and in the session, so a
+    resumed session (no callback runs) would pass. Left alone, the error stays, as in nginx."""
+    lib = SSL._lib  # type: ignore[attr-defined]
+    try:
+        ssl = lib.X509_STORE_CTX_get_ex_data(store_ctx, lib.SSL_get_ex_data_X509_STORE_CTX_idx())
+        conn = SSL.Connection._reverse_mapping[ssl]  # type: ignore[attr-defined]
+        x509 = lib.X509_STORE_CTX_get_current_cert(store_ctx)
+        cert = None
+        if x509 != SSL._ffi.NULL:  # type: ignore[attr-defined]
+            lib.X509_up_ref(x509)
+            cert = crypto.X509._from_raw_x509_ptr(x509)  # type: ignore[attr-defined]
+        _record_verify(conn, cert, lib.X509_STORE_CTX_get_error(store_ctx),
+                       lib.X509_STORE_CTX_get_error_depth(store_ctx), ok)
+    except Exception:  # noqa: BLE001 - a record lost; the verdict itself is OpenSSL's verify result
+        pass
+    return 1
+
+
+_ADMIT_AND_RECORD = SSL._ffi.callback("int (*)(int, X509_STORE_CTX *)", _admit_and_record)  # type: ignore[attr-defined]
+
+
+def client_cert_verdict(conn: SSL.Connection, verify_client: VerifyClient) -> tuple[str, str] | None:
+    """After a handshake a `client_cert_refusal="http_400"` context let through: ``(tls_verify_status, reason)``
+    when the client should be refused, None when it passes.
+
+    The callback's record (the first failed check) comes first, as in handshake mode; without one, OpenSSL's
+    verify result, which a resumed session carries from the handshake that created it (no callback runs on
+    resumption). Reasons are OpenSSL's words, as in a handshake refusal ("certificate verify failed:
+    certificate has expired (depth 0)").
+    """
+    recorded = getattr(conn, "lbsim_verify_error", None)  # the first failed check, as in handshake mode
+    errno = SSL._lib.SSL_get_verify_result(conn._ssl)  # type: ignore[attr-defined]
+    if recorded is None and errno != 0:  # X509_V_OK; resumed: the result of the session's handshake
+        recorded = (errno, 0, verify_reason(errno))
+    if recorded is not None:
+        return (_VERIFY_STATUS.get(recorded[0], "Failed:ClientCertUntrusted"),
+                f"certificate verify failed: {recorded[2]} (depth {recorded[1]})")
+    if verify_client == "on" and conn.get_peer_certificate() is None:
+        return "Failed:NoClientCertificate", "peer did not return a certificate"
+    return None
+
+
 def _record_alert(conn: SSL.Connection, where: int, ret: int) -> None:
     if where & _SSL_CB_ALERT and where & _SSL_CB_WRITE:
         level, code = (ret >> 8) & 0xFF, ret & 0xFF
@@ -226,6 +276,7 @@ def build_server_context(
     *,
     client_ca: Sequence[x509.Certificate] | None = None,
     verify_client: VerifyClient = "off",
+    client_cert_refusal: ClientCertRefusal = "handshake",
     session_timeout: int = 300,
     session_id_context: bytes = b"lbsim",
     alpn: tuple[bytes, ...] = (b"http/1.1",),
@@ -236,6 +287,7 @@ def build_server_context(
     revocations: Sequence[x509.CertificateRevocationList] = (),
     ignore_client_certificate_expiry: bool = False,
     advertise_ca_names: bool = False,
+    also: Sequence[tuple[Sequence[x509.Certificate], PrivateKey]] = (),
 ) -> SSL.Context:
     """A ready server context for one listener configuration.
 
@@ -245,7 +297,10 @@ def build_server_context(
     `session_timeout` seconds, at least one.
 
     `verify_client` ``"on"`` requires a client certificate chaining to `client_ca`; ``"optional"`` admits
-    clients without one but still refuses a bad one. `alpn` lists the protocols in server preference
+    clients without one but still refuses a bad one. `client_cert_refusal` says how: ``"handshake"`` fails
+    the handshake with a TLS alert; ``"http_400"`` lets it complete (``VERIFY_PEER`` without
+    ``FAIL_IF_NO_PEER_CERT``, a callback that records the verdict and returns 1), as nginx does, and leaves
+    the refusal to the HTTP layer (:func:`client_cert_verdict`). `alpn` lists the protocols in server preference
     order (``(b"h2", b"http/1.1")`` for an HTTP/2 listener).
 
     `sni` maps domains (exact or ``*.example.com``) to per-domain contexts, or to ``(chain, key)`` pairs
@@ -259,6 +314,11 @@ def build_server_context(
     and is not revoked by `revocations` (CRLs, checked for the issuers that have one), expiry ignored with
     `ignore_client_certificate_expiry`; `advertise_ca_names` lists the anchors' names in the
     CertificateRequest (AdvertiseTrustStoreCaNames), else the list is empty.
+
+    `also` adds certificates (chain, key) of other key types to the same context: an RSA and an ECDSA one on
+    one listener (tencent MultiCertInfo). OpenSSL keeps one certificate per key type, each with its own chain,
+    and serves the one the handshake can use: in TLS <= 1.2 the policy's first suite the client offers decides
+    (ECDHE-ECDSA needs the ECDSA one), in TLS 1.3 the signature algorithms the client offers.
     """
     if not chain:
         raise LbsimError("MissingCertificate", "a server certificate chain is required", field="server_certificate")
@@ -274,6 +334,9 @@ def build_server_context(
     if mtls_mode == "verify" and not trust_anchors:
         raise LbsimError("MissingTrustStore", "mtls_mode verify needs a trust store with CA certificates",
                          field="trust_store")
+    if client_cert_refusal not in ("handshake", "http_400"):
+        raise LbsimError("invalid_value", f"unknown client_cert_refusal {client_cert_refusal!r}; expected "
+                         "handshake or http_400", field="client_cert_refusal")
     if verify_client != "off" and not client_ca:
         raise LbsimError(
             "MissingCaCertificate",
@@ -311,18 +374,19 @@ def build_server_context(
             raise LbsimError("InvalidPolicy", f"policy {policy.name!r}: {e}", field="tls_policy") from None
     # No load_tmp_dh, ever: DHE suites listed by a policy stay unusable (dh_auto is off by default).
 
-    ctx.use_certificate(chain[0])
-    for extra in chain[1:]:
-        ctx.add_extra_chain_cert(extra)
-    try:
-        ctx.use_privatekey(key)
-        ctx.check_privatekey()
-    except SSL.Error:
-        raise LbsimError(
-            "KeyCertificateMismatch",
-            "The certificate and private key that you upload do not match",
-            field="server_certificate",
-        ) from None
+    if not also:
+        ctx.use_certificate(chain[0])
+        for extra in chain[1:]:
+            ctx.add_extra_chain_cert(extra)
+        _use_key(ctx, key, "server_certificate")
+    else:
+        kinds = [key_type_of(c[0]) for c, _ in ((chain, key), *also)]
+        if len(set(kinds)) != len(kinds):
+            raise LbsimError("InvalidCertificateSet", "certificates on one listener need different key types (one RSA, "
+                             f"one ECDSA), got {' and '.join(kinds)}", field="server_certificates")
+        for i, (c, k) in enumerate(((chain, key), *also)):
+            _use_chain(ctx, c)
+            _use_key(ctx, k, f"server_certificates[{i}]")
 
     ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
     ctx.set_timeout(max(1, int(session_timeout)))  # the session and ticket lifetime (and ticket hint)
@@ -337,9 +401,12 @@ def build_server_context(
             store.add_cert(crypto.X509.from_cryptography(ca))
             ctx.add_client_ca(ca)
         mode = SSL.VERIFY_PEER
-        if verify_client == "on":
-            mode |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
-        ctx.set_verify(mode, _record_verify)
+        if client_cert_refusal == "http_400":
+            SSL._lib.SSL_CTX_set_verify(ctx._context, mode, _ADMIT_AND_RECORD)  # type: ignore[attr-defined]
+        else:
+            if verify_client == "on":
+                mode |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
+            ctx.set_verify(mode, _record_verify)
     elif mtls_mode == "passthrough":
         ctx.set_verify(SSL.VERIFY_PEER, _accept_any)
     elif mtls_mode == "verify":
@@ -375,6 +442,7 @@ def build_server_context(
                     d_key,
                     client_ca=client_ca,
                     verify_client=verify_client,
+                    client_cert_refusal=client_cert_refusal,
                     session_timeout=session_timeout,
                     session_id_context=session_id_context,
                     alpn=alpn,
@@ -386,6 +454,29 @@ def build_server_context(
                 )
         ctx.set_tlsext_servername_callback(_sni_switcher(domains))
     return ctx
+
+
+def _use_key(ctx: SSL.Context, key: PrivateKey, field: str) -> None:
+    try:
+        ctx.use_privatekey(key)
+        ctx.check_privatekey()
+    except SSL.Error:
+        raise LbsimError(
+            "KeyCertificateMismatch",
+            "The certificate and private key that you upload do not match",
+            field=field,
+        ) from None
+
+
+def _use_chain(ctx: SSL.Context, chain: Sequence[x509.Certificate]) -> None:
+    """Put a certificate and its own chain in the slot of its key type. `add_extra_chain_cert` would give every
+    certificate one shared chain, and pyOpenSSL binds no SSL_CTX_add1_chain_cert; OpenSSL's
+    use_certificate_chain_file sets the leaf and adds the rest to that leaf's own chain. Public data only."""
+    pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
+    with tempfile.NamedTemporaryFile(prefix="lbsim-chain-", suffix=".pem") as f:
+        f.write(pem)
+        f.flush()
+        ctx.use_certificate_chain_file(f.name)
 
 
 def _reasons(exc: BaseException | str | None) -> str:

@@ -8,14 +8,14 @@ A listener's ``tls_policy`` is a vendor policy name, nothing (the profile's defa
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from simulator import vendors
 from simulator.errors import LbsimError
-from simulator.policies import tables
 from simulator.policies.groups import GROUPS
-from simulator.vendors import aws_alb  # vendor data: folds into simulator/vendors at merge
+from simulator.vendors.profile import VendorProfile
 from simulator.policies.suites import (
     LEGACY_SUITES,
     TLS13_SUITES,
@@ -69,12 +69,13 @@ class Policy:
 
         ECDHE-ECDSA suites need an ECDSA certificate, ECDHE-RSA and plain RSA key exchange an RSA one;
         DHE/PSK/SRP suites never negotiate (no DH parameters, no PSK or SRP), nor suites this OpenSSL
-        build lacks (:attr:`unavailable`). Versions with nothing left are omitted.
+        build lacks (:attr:`unavailable`). Versions with nothing left are omitted. ``"ECDSA+RSA"`` is a
+        listener holding both certificates: a suite either can serve negotiates.
         """
-        kt = _key_type(key_type)
+        kts = [_key_type(kt) for kt in key_type.split("+")]
         out: dict[str, list[str]] = {}
         for version in self.versions:
-            suites = [s for s in self.suites_for(version) if suite_info(s).usable_by_server(kt)]
+            suites = [s for s in self.suites_for(version) if any(suite_info(s).usable_by_server(kt) for kt in kts)]
             if suites:
                 out[version] = suites
         return out
@@ -103,12 +104,16 @@ class Policy:
 
 @dataclass(frozen=True)
 class ProfileTLS:
-    """What a vendor profile allows: its named policies, its default, and the limits on custom ones."""
+    """What a vendor profile allows: its named policies, its default, and the limits on custom ones.
+
+    A view of one `VendorProfile` (its `tls` table, name and SNI capability) in the shape the resolver
+    uses; `tls_of` builds it, and `PROFILES` maps every registered profile to one.
+    """
 
     name: str
     default_policy: str
     policies: tuple[str, ...]
-    sni: bool  # per-domain certificates (tencent) or one certificate whatever the SNI (aliyun)
+    sni: bool  # per-domain certificates, or one certificate whatever the SNI
     custom_suites: tuple[str, ...] | None  # None: any suite OpenSSL knows
     custom_cipher_strings: bool  # an OpenSSL cipher string, expanded by OpenSSL (tencent ssl_ciphers)
     max_custom_suites: int | None
@@ -119,72 +124,93 @@ class ProfileTLS:
     custom: bool = True  # whether custom policies exist at all (an ALB takes named policies only)
 
 
-def _named() -> dict[str, Policy]:
-    out = {
-        name: Policy(name, versions, ciphers, tls13, profile=tables.ALIYUN)
-        for name, (versions, ciphers, tls13) in tables.ALIYUN_POLICIES.items()
-    }
-    out[tables.TENCENT_DEFAULT] = Policy(
-        tables.TENCENT_DEFAULT,
-        tables.TENCENT_DEFAULT_VERSIONS,
-        expand(tables.TENCENT_DEFAULT_CIPHER_STRING),
-        tables.TENCENT_DEFAULT_TLS13,
-        profile=tables.TENCENT,
-        cipher_string=tables.TENCENT_DEFAULT_CIPHER_STRING,
+# One entry per registered profile object: (its ProfileTLS, its named policies). Policies are built on first
+# use, since a cipher string is expanded by OpenSSL.
+_BUILT: dict[str, tuple[VendorProfile, ProfileTLS, dict[str, Policy]]] = {}
+
+
+def _built(vp: VendorProfile) -> tuple[ProfileTLS, dict[str, Policy]]:
+    hit = _BUILT.get(vp.name)
+    if hit is not None and hit[0] is vp:
+        return hit[1], hit[2]
+    t = vp.tls
+    tls = ProfileTLS(
+        name=vp.name,
+        default_policy=t.default_policy,
+        policies=t.names,
+        sni=vp.capabilities.sni,
+        custom_suites=t.custom_suites,
+        custom_cipher_strings=t.custom_cipher_strings,
+        max_custom_suites=t.max_custom_suites,
+        max_custom_versions=t.max_custom_versions,
+        custom_default_versions=t.custom_default_versions,
+        custom_default_ciphers=t.custom_default_ciphers,
+        custom_default_tls13=t.custom_default_tls13,
+        custom=t.custom_policies,
     )
-    # vendor data: folds into simulator/vendors at merge
-    out.update({
-        name: Policy(name, versions, ciphers, tls13, profile=aws_alb.NAME, groups=groups)
-        for name, (versions, ciphers, tls13, groups) in aws_alb.POLICIES.items()
-    })
-    return out
+    named = {
+        row.name: Policy(
+            row.name,
+            row.versions,
+            expand(row.cipher_string) if row.cipher_string is not None else row.ciphers,
+            row.tls13,
+            profile=vp.name,
+            cipher_string=row.cipher_string,
+            groups=row.groups,
+        )
+        for row in t.policies
+    }
+    _BUILT[vp.name] = (vp, tls, named)
+    return tls, named
 
 
-POLICIES: dict[str, Policy] = _named()
+def tls_of(profile: str | VendorProfile) -> ProfileTLS:
+    """The TLS view of a profile (by name or object); `UnknownProfile` for a name nobody registered."""
+    return _built(profile if isinstance(profile, VendorProfile) else _vendor(profile))[0]
 
-PROFILES: dict[str, ProfileTLS] = {
-    tables.ALIYUN: ProfileTLS(
-        name=tables.ALIYUN,
-        default_policy=tables.ALIYUN_DEFAULT,
-        policies=tuple(tables.ALIYUN_POLICIES),
-        sni=False,
-        custom_suites=tables.ALIYUN_CUSTOM_SUITES,
-        custom_cipher_strings=False,
-        max_custom_suites=tables.ALIYUN_CUSTOM_MAX_SUITES,
-        max_custom_versions=tables.ALIYUN_CUSTOM_MAX_VERSIONS,
-        custom_default_versions=None,
-        custom_default_ciphers=None,
-        custom_default_tls13=(),
-    ),
-    tables.TENCENT: ProfileTLS(
-        name=tables.TENCENT,
-        default_policy=tables.TENCENT_DEFAULT,
-        policies=(tables.TENCENT_DEFAULT,),
-        sni=True,
-        custom_suites=None,
-        custom_cipher_strings=True,
-        max_custom_suites=None,
-        max_custom_versions=len(VERSIONS),
-        custom_default_versions=tables.TENCENT_CUSTOM_DEFAULT_VERSIONS,
-        custom_default_ciphers=tables.TENCENT_DEFAULT_CIPHER_STRING,
-        custom_default_tls13=tables.TENCENT_DEFAULT_TLS13,
-    ),
-    # vendor data: folds into simulator/vendors at merge
-    aws_alb.NAME: ProfileTLS(
-        name=aws_alb.NAME,
-        default_policy=aws_alb.DEFAULT_POLICY,
-        policies=tuple(aws_alb.POLICIES),
-        sni=aws_alb.SNI,
-        custom_suites=None,
-        custom_cipher_strings=False,
-        max_custom_suites=None,
-        max_custom_versions=len(VERSIONS),
-        custom_default_versions=None,
-        custom_default_ciphers=None,
-        custom_default_tls13=(),
-        custom=aws_alb.CUSTOM_POLICIES,
-    ),
-}
+
+def policies_of(profile: str | VendorProfile) -> dict[str, Policy]:
+    """The named policies of a profile, built."""
+    return _built(profile if isinstance(profile, VendorProfile) else _vendor(profile))[1]
+
+
+class _Profiles(Mapping[str, ProfileTLS]):
+    """`PROFILES`: name -> ProfileTLS of every registered profile, read live from `simulator.vendors`."""
+
+    def __getitem__(self, name: str) -> ProfileTLS:
+        if name not in vendors.names():
+            raise KeyError(name)
+        return tls_of(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(vendors.names())
+
+    def __len__(self) -> int:
+        return len(vendors.names())
+
+
+class _Policies(Mapping[str, Policy]):
+    """`POLICIES`: every registered profile's named policies by name (the first profile listing a name wins)."""
+
+    def _all(self) -> dict[str, Policy]:
+        out: dict[str, Policy] = {}
+        for name in vendors.names():
+            for key, policy in policies_of(name).items():
+                out.setdefault(key, policy)
+        return out
+
+    def __getitem__(self, name: str) -> Policy:
+        return self._all()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+PROFILES: Mapping[str, ProfileTLS] = _Profiles()
+POLICIES: Mapping[str, Policy] = _Policies()
 
 # Spellings accepted for the custom policy's fields: ours, Alibaba's API names, Tencent's nginx names.
 _CUSTOM_KEYS = {
@@ -204,15 +230,19 @@ def _err(code: str, message: str, field: str, hint: str | None = None) -> LbsimE
     return LbsimError(code, message, field=field, hint=hint)
 
 
-def _profile(profile: str) -> ProfileTLS:
+def _vendor(profile: str) -> VendorProfile:
     try:
-        return PROFILES[profile]
-    except (KeyError, TypeError):
+        return vendors.get(profile)
+    except LbsimError:
         raise _err(
             "UnknownProfile",
-            f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}",
+            f"unknown profile {profile!r}; expected one of {', '.join(vendors.names())}",
             "profile",
         ) from None
+
+
+def _profile(profile: str) -> ProfileTLS:
+    return tls_of(profile)
 
 
 def _expected(p: ProfileTLS) -> str:
@@ -228,8 +258,9 @@ def resolve_policy(profile: str, spec: str | Mapping[str, Any] | Policy | None, 
     policy mapping, or an already resolved `Policy`. `field` is the config path used in errors.
     """
     p = _profile(profile)
+    named = policies_of(profile)
     if spec is None:
-        return POLICIES[p.default_policy]
+        return named[p.default_policy]
     if isinstance(spec, Policy):
         return spec
     if isinstance(spec, str):
@@ -237,7 +268,7 @@ def resolve_policy(profile: str, spec: str | Mapping[str, Any] | Policy | None, 
         if name == "default":
             name = p.default_policy
         if name in p.policies:
-            return POLICIES[name]
+            return named[name]
         owner = POLICIES[name].profile if name in POLICIES else None
         where = f" for {p.name} (it is defined for {owner})" if owner else ""
         raise _err("UnknownPolicy", f"unknown policy {spec!r}{where}; expected one of {_expected(p)}", field)

@@ -56,15 +56,16 @@ def default_lab_data(files: dict[str, str], time_scale: float = 1.0) -> dict[str
         "backends": [{"name": "web-1", "port": 0}, {"name": "web-2", "port": 0}],
         "listeners": [
             {"name": "aliyun-one-way", "port": 0, "profile": "aliyun-slb", "server_certificate": "lab-rsa",
-             "backend_servers": backends, "health_check": fast, "headers": {"slb_ip": True, "slb_id": True}},
+             "backend_servers": backends, "health_check": fast, "headers": {"slb_ip": True, "slb_id": True},
+             "http2": False},  # both vendors default to HTTP/2 on: these three show a listener with it off
             {"name": "aliyun-mutual", "port": 0, "profile": "aliyun-slb", "server_certificate": "lab-rsa",
              "ca_certificate": "lab-client-ca", "tls_policy": "tls_cipher_policy_1_2_strict_with_1_3",
-             "backend_servers": backends, "health_check": fast},
+             "backend_servers": backends, "health_check": fast, "http2": False},
             {"name": "tencent-one-way", "port": 0, "profile": "tencent-clb", "server_certificate": "lab-rsa",
              "sni": {"ecdsa.lbsim.test": "lab-ecdsa"}, "http2": True, "backend_servers": backends, "health_check": fast},
             {"name": "tencent-mutual", "port": 0, "profile": "tencent-clb", "server_certificate": "lab-ecdsa",
              "ca_certificate": "lab-client-ca", "ssl_verify_client": "optional", "backend_servers": backends,
-             "health_check": fast},
+             "health_check": fast, "http2": False},
         ],
     }
 

@@ -29,14 +29,17 @@ from simulator.dataplane.addons.limits import RequestLimits
 from simulator.dataplane.addons.sticky import StickySessions
 from simulator.dataplane.addons.timeouts import IdleTimeouts
 from simulator.dataplane.addons.tls import TlsTermination
+from simulator import vendors
 from simulator.backends import MockBackend
 from simulator.certs import CertificateStore, CertInfo, Material, check
 from simulator.certs.truststore import TrustStore
 from simulator.certs.validate import evaluate
+from simulator.model.loadbalancers import LoadBalancer, LoadBalancers
 from simulator.model.config import ACTIVATION_MAX, ACTIVATION_NORMAL, ACTIVATION_NORMAL_SHARE, LabConfig, ListenerSpec, parse_listener
 from simulator.errors import LbsimError
 from simulator.dataplane.health import HealthChecker
 from simulator.dataplane.listener import BackendState, Listener, ListenerVersion, build_context
+from simulator.policies.context import key_type_of
 from simulator.metering import TrafficLedger
 from simulator.net import LOOPBACK, free_port  # mitmproxy refuses two modes on port 0: we pick ports
 from simulator.dataplane.registry import Registry
@@ -97,6 +100,7 @@ class Lab:
         self.out_dir = Path(out_dir)
         self.store = store or CertificateStore(Path(config.home) if config.home else self.out_dir / "store")
         self.registry = Registry()
+        self.loadbalancers = LoadBalancers()
         self.ledger = TrafficLedger()
         # A worker process takes worker 0's health verdicts instead of checking on its own.
         self.health = HealthChecker(config.time_scale) if seat is None else MirroredHealth()
@@ -110,7 +114,9 @@ class Lab:
         }
         self.master: Master | None = None
         self.servers: ListenerServers | None = None
-        self.api: Any = None
+        self.api: Any = None  # the management API, once the starter attached it (simulator.faces)
+        self.console: Any = None  # the web console, once the starter attached it (simulator.faces.console)
+        self.faces: list[Any] = []  # control faces attached by whoever started the lab; stopped with it
         self._master_task: asyncio.Task | None = None
         self._activations: dict[int, asyncio.Task] = {}
         self._store_watch: asyncio.Task | None = None
@@ -156,12 +162,13 @@ class Lab:
         # Build every version before anything listens: a bad certificate fails the lab, not one handshake.
         # Ports first: a version's session context and ticket keys name the port it serves.
         # The kernel may hand out the same free port twice in a row (about 1.5% of labs with 18 port-0
-        # listeners did): a listener would silently replace another in the registry. Draw until distinct.
+        # listeners did): a listener would silently replace another in the registry. Draw until distinct
+        # (listener ports are unique within a lab, whatever load balancer address they listen on).
         taken = {spec.port for spec in self.config.listeners if spec.port}
         specs = []
-        for spec in self.config.listeners:
+        for spec in map(self._on_load_balancer, self.config.listeners):
             if not spec.port:
-                spec = replace(spec, port=self._free_port(taken))
+                spec = replace(spec, port=self._free_port(spec.address, taken))
             taken.add(spec.port)
             specs.append(spec)
         versions = [self._build(spec, f"listeners[{i}]") for i, spec in enumerate(specs)]
@@ -203,14 +210,14 @@ class Lab:
             return  # a worker process: worker 0 serves the API and sends the listeners
         self._publish_usage()
         self._store_watch = asyncio.get_running_loop().create_task(self._watch_store())
-
-        from simulator.faces.management import ApiServer  # the API depends on the lab, not the other way round
-
-        self.api = ApiServer(self, self.config.api.host, self.config.api.port, token=self.config.api.token)
-        await self.api.start()
         if self.config.workers > 1:
             self.workers = WorkerPool(self)
             await self.workers.start()
+
+    def attach(self, face: Any) -> None:
+        """Keep a started control face (it has ``async stop()``) to stop before the listeners. The lab knows no
+        face: whoever starts it attaches them (`simulator.faces.start_with_faces`)."""
+        self.faces.append(face)
 
     async def stop(self) -> None:
         if self.workers is not None:
@@ -223,8 +230,9 @@ class Lab:
             with contextlib.suppress(OSError, LbsimError):
                 self.store.withdraw_usage(self._owner)
         self.health.stop()
-        if self.api is not None:
-            await self.api.stop()
+        for face in reversed(self.faces):
+            await face.stop()
+        self.faces.clear()
         if self.servers is not None:
             self.servers.close()
         if self.master is not None:
@@ -314,12 +322,9 @@ class Lab:
             self._uploaded.append(self.store.upload_ca(name, cert, profile=self._cert_profile(name)).id)
 
     def _cert_profile(self, name: str) -> str:
-        """Validate a certificate under the profile of the listeners that use it (aliyun is the stricter)."""
-        profiles = {l.profile for l in self.config.listeners if name in l.certificate_refs}
-        if "aliyun-slb" in profiles or not profiles:
-            return "aliyun-slb"
-        # vendor data: folds into simulator/vendors at merge (a certificate only aws-alb listeners use: ACM's rules)
-        return "tencent-clb" if "tencent-clb" in profiles else sorted(profiles)[0]
+        """Validate a certificate under the strictest profile (`cert_strictness`) of the listeners that use it,
+        or under the strictest registered profile if none does."""
+        return vendors.strictest({l.profile for l in self.config.listeners if name in l.certificate_refs})
 
     def usage(self) -> dict[str, set[str]]:
         """Certificate id -> names of the listeners whose serving or pending version uses it."""
@@ -437,6 +442,13 @@ class Lab:
         for field, ref, kind in spec.certificate_fields:
             info, material = self._stored_certificate(ref, kind, spec.profile, f"{path}.{field}")
             materials[ref], ids[ref], revisions[info.id] = material, info.id, material.revision
+        if spec.server_certificates:
+            kinds = [key_type_of(materials[ref].chain[0]) for ref in spec.server_certificates]
+            if sorted(kinds) != ["ECDSA", "RSA"]:
+                got = ", ".join(f"'{ref}' ({kind})" for ref, kind in zip(spec.server_certificates, kinds))
+                raise LbsimError("InvalidConfig", f"server_certificates takes one RSA and one ECDSA (ECC) certificate; "
+                                 f"got {got}", field=f"{path}.server_certificates",
+                                 hint="server_certificates: [my-rsa-cert, my-ecc-cert]")
         listener = self.registry.listeners.get(spec.port)
         backends = []
         for server in spec.backend_servers:
@@ -462,22 +474,28 @@ class Lab:
         return ListenerVersion(spec, context, ids, revisions, backends, Scheduler(spec.scheduler))
 
     @staticmethod
-    def _free_port(taken: set[int]) -> int:
-        """A free port no listener of this lab has (free_port alone may repeat itself)."""
-        while (port := free_port()) in taken:
+    def _free_port(address: str, taken: set[int]) -> int:
+        """A free port on `address` no listener of this lab has (free_port alone may repeat itself)."""
+        while (port := free_port(address)) in taken:
             pass
         return port
 
+    def _on_load_balancer(self, spec: ListenerSpec) -> ListenerSpec:
+        """The spec with its load balancer's address (an unknown `lb_id` names a load balancer on 127.0.0.1)."""
+        address = self.loadbalancers.ensure(spec.lb_id, spec.profile).address
+        return spec if spec.address == address else replace(spec, address=address)
+
     def _new_listener(self, spec: ListenerSpec) -> Listener:
-        port = spec.port or free_port()
-        listener = Listener(name=spec.name, port=port, mode=f"reverse:http://{LOOPBACK}:9@{LOOPBACK}:{port}")
+        port = spec.port or free_port(spec.address)
+        listener = Listener(name=spec.name, port=port, address=spec.address,
+                            mode=f"reverse:http://{LOOPBACK}:9@{spec.address}:{port}")
         self.registry.add(listener)
         return listener
 
     def _adopt(self, listener: Listener, version: ListenerVersion) -> ListenerVersion:
         """Re-home the version's backend states on the listener so health survives reconfiguration."""
-        if version.spec.port != listener.port:
-            version = replace(version, spec=replace(version.spec, port=listener.port))
+        if (version.spec.port, version.spec.address) != (listener.port, listener.address):
+            version = replace(version, spec=replace(version.spec, port=listener.port, address=listener.address))
         version.backends[:] = [listener.backend_state(b.name, b.host, b.port, b.weight) for b in version.backends]
         return version
 
@@ -496,21 +514,27 @@ class Lab:
     def spec_from_api(self, data: Any, port: int | None = None) -> ListenerSpec:
         if port is not None and isinstance(data, dict):
             data = {**data, "port": port}
-        certs = {c.name: c.type for c in self.store.list()}
+        stored = self.store.list()
+        certs = {c.name: c.type for c in stored} | {c.id: c.type for c in stored}  # by name or by id
         spec = parse_listener(data, "listener", self.config.profile, certs, set(self.addresses), set(self.trust_stores))
         return spec if spec.name else replace(spec, name=f"https-{spec.port}")
 
     async def add_listener(self, spec: ListenerSpec, start: bool | None = None) -> Listener:
-        """Create a listener. aliyun-slb creates it `stopped` until started (vendor API); tencent-clb starts it."""
+        """Create a listener: started at once or `stopped` until started, as the profile's vendor API does
+        (`capabilities.create_started`); `start` overrides."""
+        spec = self._on_load_balancer(spec)
         if spec.port and spec.port in self.registry.listeners:
-            raise LbsimError("ListenerExists", f"a listener already uses port {spec.port}", field="port",
+            other = self.registry.listeners[spec.port]
+            raise LbsimError("ListenerExists", f"a listener already uses port {spec.port}" + (
+                             f" (on load balancer {other.spec.lb_id}: listener ports are unique within a lab)"
+                             if other.spec is not None and other.spec.lb_id != spec.lb_id else ""), field="port",
                              hint=f"PUT /v1/listeners/{spec.port} changes it")
         if not spec.port:  # before building: the version names its port
-            spec = replace(spec, port=self._free_port(set(self.registry.listeners)))
+            spec = replace(spec, port=self._free_port(spec.address, set(self.registry.listeners)))
         version = self._build(spec)
         listener = self._new_listener(spec)
         version = self._adopt(listener, version)
-        if start if start is not None else spec.profile != "aliyun-slb":
+        if start if start is not None else vendors.get(spec.profile).capabilities.create_started:
             listener.status = "configuring"
             self._schedule(listener, version)
         else:
@@ -522,9 +546,14 @@ class Lab:
     def reconfigure(self, listener: Listener, spec: ListenerSpec) -> Listener:
         """Build the new version now (errors surface to the caller); it serves after the activation delay."""
         current = listener.spec
-        if current is not None and current.sni and not spec.sni:
-            raise LbsimError("SniCannotBeTurnedOff", "once SNI is on for a tencent-clb listener it cannot be turned off "
-                             "(SniSwitch)", field="sni", hint="keep the sni domains, or create a new listener")
+        if current is not None and current.sni and not spec.sni and vendors.get(current.profile).capabilities.sni_locked:
+            raise LbsimError("SniCannotBeTurnedOff", f"once SNI is on for a {current.profile} listener it cannot be "
+                             "turned off (SniSwitch)", field="sni", hint="keep the sni domains, or create a new listener")
+        spec = self._on_load_balancer(spec)
+        if spec.address != listener.address:
+            raise LbsimError("InvalidConfig", f"listener {listener.name} listens on {listener.address}; load balancer "
+                             f"{spec.lb_id} is at {spec.address}", field="lb_id",
+                             hint="a listener stays on its load balancer: create one on the other load balancer")
         version = self._adopt(listener, self._build(replace(spec, port=listener.port)))
         if listener.status == "running":
             listener.status = "configuring"  # the old version keeps serving until activation
@@ -588,6 +617,40 @@ class Lab:
         await self._publish(port)
         return listener
 
+    # ---- load balancers and instances (the vendor APIs' resources) ----------------------------------------
+
+    def create_load_balancer(self, profile: str, name: str = "", region: str = "") -> LoadBalancer:
+        """A new load balancer on an address of its own (127.0.0.x); its listeners listen there."""
+        return self.loadbalancers.create(profile, name, region)
+
+    async def delete_load_balancer(self, lb_id: str) -> LoadBalancer:
+        """Remove a load balancer with its listeners (as both vendors do)."""
+        lb = self.loadbalancers.get(lb_id)
+        for listener in self.listeners_of(lb_id):
+            await self.remove_listener(listener.port)
+        return self.loadbalancers.remove(lb.id)
+
+    def listeners_of(self, lb_id: str) -> list[Listener]:
+        return [l for l in self.registry.listeners.values() if l.spec is not None and l.spec.lb_id == lb_id]
+
+    def listener_at(self, lb_id: str, port: int) -> Listener:
+        """The listener of load balancer `lb_id` on `port`."""
+        listener = self.registry.listeners.get(port)
+        if listener is None or listener.spec is None or listener.spec.lb_id != lb_id:
+            raise LbsimError("ListenerNotFound", f"load balancer {lb_id} has no listener on port {port}", field="port")
+        return listener
+
+    def instance_ids(self) -> dict[str, str]:
+        """Instance id (as the vendor APIs name backends) -> lab backend name."""
+        return {spec.instance: spec.name for spec in self.config.backends}
+
+    def backend_of_instance(self, instance_id: str) -> str:
+        name = self.instance_ids().get(instance_id)
+        if name is None:
+            raise LbsimError("BackendNotFound", f"no backend with instance id {instance_id!r}", field="instance_id",
+                             hint="the lab's backends are " + (", ".join(sorted(self.instance_ids())) or "(none)"))
+        return name
+
     def get_listener(self, port: int) -> Listener:
         listener = self.registry.listeners.get(port)
         if listener is None:
@@ -600,9 +663,12 @@ class Lab:
         assert self.servers is not None
         modes = [l.mode for l in self.registry.listeners.values() if l.status != "stopped" and l.active]
         if await self.servers.update(modes):
-            failed = [l.port for l in self.registry.listeners.values() if l.mode in modes and not self.serving(l)]
-            raise LbsimError("ListenFailed", f"could not listen on port(s) {failed}", field="port",
-                             hint="another process holds the port; pick another or use port 0")
+            failed = [l for l in self.registry.listeners.values() if l.mode in modes and not self.serving(l)]
+            low = any(l.port < 1024 for l in failed) and os.geteuid() != 0
+            raise LbsimError("ListenFailed", f"could not listen on port(s) {[l.port for l in failed]} "
+                             f"({', '.join(f'{l.address}:{l.port}' for l in failed)})", field="port",
+                             hint="ports below 1024 need root (or CAP_NET_BIND_SERVICE); run as root or pick a port "
+                             "from 1024" if low else "another process holds the port; pick another or use port 0")
 
     def serving(self, listener: Listener) -> bool:
         return self.servers is not None and self.servers.serving(listener.mode)
@@ -680,7 +746,7 @@ class Lab:
 
 
 def accepted(profile: str, kind: str, ref: str, stored_under: str, cert: bytes, key: bytes | None, field: str) -> None:
-    """Refuse a certificate the listener's vendor would not have taken (e.g. ECDSA on aliyun-slb)."""
+    """Refuse a certificate the listener's vendor would not have taken (e.g. ECDSA where only RSA is taken)."""
     errors = check(profile, kind, cert, key).errors
     if errors:
         first = errors[0]

@@ -1,7 +1,7 @@
 """Multi-worker listeners (`workers: N`): N processes serve every listener port, so TLS uses N cores.
 
 One Python process terminates TLS on one core. With `workers: N` the lab process (worker 0, the
-supervisor) starts N-1 worker processes (`python -m simulator.runtime.workers`) and every one of them listens on
+supervisor) starts N-1 worker processes (`python -m simulator.runtime.worker`) and every one of them listens on
 each listener port with `SO_REUSEPORT`; the kernel spreads new connections over them.
 
 What is shared, and how:
@@ -42,7 +42,6 @@ import logging
 import os
 import pickle
 import secrets
-import signal
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -202,7 +201,7 @@ class WorkerPool:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "simulator.runtime.workers", stdin=asyncio.subprocess.PIPE,
+                sys.executable, "-m", "simulator.runtime.worker", stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE, pass_fds=(write_fd,), env=env, limit=RECORD_LIMIT,
             )
         finally:
@@ -357,75 +356,3 @@ class WorkerPool:
                 await asyncio.wait_for(asyncio.gather(*worker.tasks, return_exceptions=True), 5)
         if log is not None:
             log.close()
-
-
-# ---- the worker process ----------------------------------------------------------------------------------
-
-
-def _emit(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
-
-
-async def _serve() -> None:
-    from simulator.certs import CertificateStore
-    from simulator.runtime.lab import Lab
-
-    loop = asyncio.get_running_loop()
-    stdin = asyncio.StreamReader(limit=RECORD_LIMIT)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin.buffer)
-    first = await stdin.readline()
-    if not first:
-        return
-    init: WorkerInit = _decode(first.decode())
-    for name, level in init.log_levels.items():
-        logging.getLogger(name).setLevel(level)
-    store = CertificateStore(init.store_home, kek=init.kek)
-    lab = Lab(init.config, init.out_dir, store=store, seat=init.seat)
-    try:
-        await lab.start()
-    except Exception as e:
-        _emit({"fatal": f"{type(e).__name__}: {e}"})
-        await lab.stop()
-        return
-    _emit({"ready": os.getpid()})
-    reporter = loop.create_task(_report_counters(lab))
-    try:
-        while line := await stdin.readline():  # the end of stdin is worker 0 stopping (or gone)
-            msg = json.loads(line)
-            try:
-                state = _decode(msg["state"])
-                if state.get("kind") == "health":
-                    apply_health(lab, state["port"], state["health"])
-                else:
-                    await lab.mirror(state)
-            except Exception as e:
-                logger.exception("applying listener state")
-                _emit({"ack": msg["seq"], "error": f"{type(e).__name__}: {e}"})
-            else:
-                _emit({"ack": msg["seq"]})
-    finally:
-        reporter.cancel()
-        await lab.stop()
-
-
-async def _report_counters(lab: Lab) -> None:
-    """Tell worker 0 this worker's gauges whenever they changed (it shows the lab's sums)."""
-    sent: dict[str, Any] = {}
-    while True:
-        await asyncio.sleep(COUNTERS_PERIOD)
-        counters = live_counters(lab)
-        if counters != sent:
-            _emit({"counters": counters})
-            sent = counters
-
-
-def main() -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s lbsim-worker %(name)s: %(message)s")
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: worker 0 stops us
-    asyncio.run(_serve())
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

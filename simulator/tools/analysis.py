@@ -13,7 +13,7 @@ notebooks show comes from those metered bytes (`simulator.metering`); the only c
 vendor-facts §4 reference figures, kept as a data table to compare against. Compliance verdicts are
 `simulator.harness.compliance`'s, the ones `lbsim run` reports.
 
-pandas is imported here (a `dev`/notebook dependency); matplotlib only inside the `plot_*` functions.
+pandas is imported here (the `notebooks` extra); matplotlib only inside the `plot_*` functions.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import socket
 import struct
 import tempfile
@@ -33,7 +34,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+try:
+    import pandas as pd
+except ModuleNotFoundError as missing:  # an optional part of lbsim: name the extra that brings it
+    raise ModuleNotFoundError(f"simulator.tools.analysis (the notebooks) needs {missing.name}: install "
+                              f"lbsim[notebooks] (pip install 'lbsim[notebooks]')", name=missing.name) from missing
 from OpenSSL import SSL
 
 from simulator.metering import CATEGORIES, DIRECTIONS, TrafficLedger, billing
@@ -51,7 +56,7 @@ IN, OUT = billing.IN, billing.OUT
 
 # ---- reference figures (vendor-facts §4) ---------------------------------------------------------------
 
-REFERENCE_SOURCE = ("../shared/vendor-facts.md §4 'Measured reference figures (a 2-core lab machine, loopback, "
+REFERENCE_SOURCE = ("docs/vendor-facts.md §4 'Measured reference figures (a 2-core lab machine, loopback, "
                     "RSA-2048)', small lab chain of 2 certificates, records only")
 
 
@@ -90,6 +95,35 @@ REFERENCE_RECORD_OVERHEAD: dict[str, int | tuple[int, int]] = {
 def reference_handshakes() -> pd.DataFrame:
     """The §4 handshake sizes as a table (source in `REFERENCE_SOURCE`)."""
     return pd.DataFrame([asdict(r) for r in REFERENCE_HANDSHAKES])
+
+
+# ---- paths the user gives ---------------------------------------------------------------------------------
+
+NOTEBOOK_OUT = "lbsim-notebooks"  # where a notebook writes its figures and conclusions by default (git-ignored)
+
+
+def user_cwd() -> Path:
+    """The directory the user ran the command from. A Jupyter kernel starts in the notebook's own directory
+    (`notebooks/`) but inherits the environment of the shell that started Jupyter or nbconvert, whose `$PWD`
+    names the user's directory. `$LBSIM_CWD` overrides both (Makefile targets set it); without either, the
+    process's own working directory."""
+    for name in ("LBSIM_CWD", "PWD"):
+        value = os.environ.get(name)
+        if value and Path(value).is_absolute() and Path(value).is_dir():
+            return Path(value)
+    return Path.cwd()
+
+
+def user_path(path: str | Path) -> Path:
+    """`path` as the user meant it: absolute as given, relative from :func:`user_cwd` (not from `notebooks/`)."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else user_cwd() / p
+
+
+def notebook_out(path: str | Path | None = None) -> Path:
+    """Where a notebook writes (figures, `*_conclusions.md`): `path`, else `$LBSIM_NOTEBOOK_OUT`, else
+    `lbsim-notebooks/`, relative ones from :func:`user_cwd`. Never `notebooks/` itself, whose files are tracked."""
+    return user_path(path or os.environ.get("LBSIM_NOTEBOOK_OUT") or NOTEBOOK_OUT)
 
 
 # ---- loading a results directory -----------------------------------------------------------------------
@@ -133,6 +167,9 @@ def load_results(path: str | Path) -> Results:
     """
     root = Path(path)
     log = root / "connections.jsonl"
+    if not root.is_dir():
+        raise FileNotFoundError(f"no results directory at {root} ({root.resolve()}"
+                                f"{' is a file' if root.exists() else ' does not exist'})")
     if not log.is_file():
         raise FileNotFoundError(f"{root} has no connections.jsonl (not a results directory of lbsim run/load)")
     records = read_connection_log(log)
@@ -255,6 +292,11 @@ LCU_RATES: tuple[float, ...] = (5, 10, 20, 40)
 _VERSIONS = {"TLSv1.2": SSL.TLS1_2_VERSION, "TLSv1.3": SSL.TLS1_3_VERSION}
 
 
+# The profile the overhead lab's listeners use (it takes ECDSA certificates) and the model the summary's
+# measured LCU steps are read for: data, named once.
+OVERHEAD_PROFILE = "tencent-clb"
+
+
 def overhead_listener_name(key_type: str, mutual: bool) -> str:
     return f"{key_type.lower()}-{'mutual' if mutual else 'one-way'}"
 
@@ -266,14 +308,14 @@ def overhead_lab(files: Mapping[str, str]) -> dict[str, Any]:
     `files` are the PEM paths of :func:`simulator.runtime.defaults.mint_default_pki`."""
     policy = {"versions": "TLSv1.2 TLSv1.3"}
     listeners = [
-        {"name": overhead_listener_name(k, m), "port": 0, "profile": "tencent-clb",
+        {"name": overhead_listener_name(k, m), "port": 0, "profile": OVERHEAD_PROFILE,
          "server_certificate": f"lab-{k.lower()}", "tls_policy": policy,
          "backend_servers": [{"backend": "web-1"}], "health_check": {"enabled": False},
          **({"ca_certificate": "lab-client-ca", "ssl_verify_client": "on"} if m else {})}
         for k in ("RSA", "ECDSA") for m in (False, True)
     ]
     return {
-        "profile": "tencent-clb",
+        "profile": OVERHEAD_PROFILE,
         "time_scale": 1.0,
         "certificates": [
             {"name": "lab-rsa", "type": "server", "cert": files["server-rsa"], "key": files["server-rsa-key"]},
@@ -353,7 +395,7 @@ def _client_context(files: Mapping[str, str], version: str, mutual: bool) -> SSL
     ctx.set_max_proto_version(_VERSIONS[version])
     ctx.load_verify_locations(files["ca"])
     ctx.set_verify(SSL.VERIFY_PEER)
-    # No client cache: the caller keeps each session itself (as simulator.harness.probe does).
+    # No client cache: the caller keeps each session itself (as simulator.policies.probe does).
     ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
     if mutual:
         ctx.use_certificate_chain_file(files["client-valid"])
@@ -761,7 +803,7 @@ def conclusions(results: Results) -> list[str]:
         parts = [f"{phrases[r.case]}: actual is {_x(r.ratio)} billed" for r in rows.itertuples()]
         if parts:
             out.append(f"{' and '.join(models)} ({what} billed), {name}: " + "; ".join(parts) + ".")
-    curve = overhead_curve(df, "tencent-clb")
+    curve = overhead_curve(df, OVERHEAD_PROFILE)
     ones = curve[curve["requests"] == 1]
     if len(ones) > 1:
         worst, best = ones.loc[ones["overhead_pct"].idxmax()], ones.loc[ones["overhead_pct"].idxmin()]
@@ -837,8 +879,8 @@ def conclusions(results: Results) -> list[str]:
                        f"Processed bytes set the LCU only above {be:,.0f} billed bytes per connection.")
     meas = lcu_measured(results) if results.steps is not None and not results.steps.empty else pd.DataFrame()
     if not meas.empty:
-        t = meas[meas["model"] == "tencent-clb"]
-        out.append("Measured rate steps (tencent-clb): " + "; ".join(
+        t = meas[meas["model"] == OVERHEAD_PROFILE]
+        out.append(f"Measured rate steps ({OVERHEAD_PROFILE}): " + "; ".join(
             f"{r.new_connections_per_s:.1f} conn/s -> {r.lcu:.2f} LCU ({r.billed_dimension})" for r in t.itertuples()) + ".")
     return out
 
@@ -900,7 +942,10 @@ def _version() -> str:
 def load_report(path: str | Path) -> dict[str, Any]:
     """A report.json file, or the one in a results directory."""
     p = Path(path)
-    return json.loads((p / "report.json" if p.is_dir() else p).read_text())
+    file = p / "report.json" if p.is_dir() else p
+    if not file.is_file():
+        raise FileNotFoundError(f"no report.json at {file} ({file.resolve()} does not exist)")
+    return json.loads(file.read_text())
 
 
 def policy_matrix(listener: Mapping[str, Any]) -> pd.DataFrame:

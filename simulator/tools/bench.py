@@ -28,7 +28,7 @@ server used, so "requests per CPU-second" shows efficiency even when the cores w
     lbsim bench                     # 5 rounds x 8 s per server and figure, 20 connections, h2load
     lbsim bench --workers 2         # also an lbsim with `workers: 2`
     lbsim bench --quick             # a smoke run (seconds): the harness works, figures are rough
-    lbsim bench --profile prof/     # also profile the lbsim listener under pyinstrument
+    lbsim bench --cpu-profile prof/ # also CPU-profile the lbsim listener under pyinstrument
     lbsim bench --tool wrk          # wrk instead (see docs/performance.md: it spins during handshakes)
 """
 
@@ -59,6 +59,7 @@ from simulator.backends import BackendProcess
 from simulator.certs import LabPKI
 from simulator.net import LOOPBACK, free_port
 from simulator.policies import resolve_policy
+from simulator.resources import data_file
 
 FIGURES = ("new_connections", "resumed_connections", "keepalive")
 PACED = "paced_connections"  # with --workers: one process and the workers at the same offered load
@@ -67,14 +68,16 @@ FIGURE_TITLES = {"new_connections": "new TLS connections/s, full handshakes (1 r
                  "keepalive": "keep-alive requests/s",
                  PACED: "new TLS connections at an equal pace (half of one process's rate), full handshakes"}
 FULL_HANDSHAKES = ("new_connections", PACED)  # h2load runs these under the no-resumption shim
-SHIM = Path(__file__).resolve().parents[2] / "benchmarks" / "full_handshakes.c"
+SHIM = "full_handshakes.c"  # in benchmarks/ (simulator.resources: the checkout's, else the installed copy)
 LOG_SETTLE = 0.3  # seconds for lbsim's last connection records of a sample to reach its log
 METERING_OFF = "lbsim metering off"  # with --metering-off: the same lbsim with `metering: off`
 PROFILE, POLICY = "aliyun-slb", "tls_cipher_policy_1_2_strict_with_1_3"
 # Debian packages of the external tools (the setup installs them; the bench may too, as root).
 APT_PACKAGES = {"h2load": "nghttp2-client", "wrk": "wrk", "nginx": "nginx", "cc": "gcc"}  # cc: the shim
+# The browser the console's tests drive (tests/test_console.py), installed by the setup the same way.
+BROWSER_PACKAGES = {"chromium": "chromium", "chromedriver": "chromium-driver"}
 TOOLS = ("h2load", "wrk")
-TEMPLATE = Path(__file__).resolve().parents[2] / "benchmarks" / "nginx.conf.template"
+TEMPLATE = "nginx.conf.template"  # in benchmarks/ too
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/sbin"])
 
 
@@ -85,24 +88,25 @@ def which(tool: str) -> str | None:
 # ---- tools ----------------------------------------------------------------------------------------------
 
 
-def ensure_tools(install: bool, say: Callable[[str], None] = print, need: tuple[str, ...] = tuple(APT_PACKAGES)
-                 ) -> dict[str, str | None]:
-    """Paths of the tools in `need`; installs the missing ones with apt-get when allowed and possible."""
+def ensure_tools(install: bool, say: Callable[[str], None] = print, need: tuple[str, ...] = tuple(APT_PACKAGES),
+                 packages: dict[str, str] = APT_PACKAGES) -> dict[str, str | None]:
+    """Paths of the tools in `need`; installs the missing ones with apt-get when allowed and possible.
+    `packages`: tool -> the Debian package that has it."""
     found = {tool: which(tool) for tool in need}
     missing = [tool for tool, path in found.items() if path is None]
     if not missing:
         return found
-    packages = " ".join(APT_PACKAGES[t] for t in missing)
+    debs = " ".join(packages[t] for t in missing)
     if not install:
-        say(f"missing {', '.join(missing)}: install with `apt-get install -y {packages}` (or drop --no-install)")
+        say(f"missing {', '.join(missing)}: install with `apt-get install -y {debs}` (or drop --no-install)")
         return found
     if os.geteuid() != 0 or which("apt-get") is None:
         say(f"missing {', '.join(missing)} and apt-get is not usable here (needs root and Debian/Ubuntu): "
-            f"install the packages `{packages}` yourself")
+            f"install the packages `{debs}` yourself")
         return found
-    say(f"installing {packages} with apt-get ...")
+    say(f"installing {debs} with apt-get ...")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *packages.split()]):
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *debs.split()]):
         done = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if done.returncode != 0:
             say(f"`{' '.join(cmd)}` failed ({done.returncode}): {done.stderr.strip()[-400:]}")
@@ -177,10 +181,11 @@ def build_shim(workdir: Path, say: Callable[[str], None] = print) -> Path | None
     if cc is None:
         say("no C compiler (cc): the full-handshake figure is left out (apt-get install -y gcc)")
         return None
-    done = subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(target), str(SHIM), "-ldl"],
+    source = data_file("benchmarks", SHIM)
+    done = subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(target), str(source), "-ldl"],
                           capture_output=True, text=True)
     if done.returncode != 0:
-        say(f"could not build {SHIM.name}: {done.stderr.strip()[-400:]}; the full-handshake figure is left out")
+        say(f"could not build {SHIM}: {done.stderr.strip()[-400:]}; the full-handshake figure is left out")
         return None
     return target
 
@@ -350,7 +355,7 @@ class LbsimServer(Server):
     def command(self) -> list[str]:
         up = [sys.executable, "-m", "simulator.cli", "up", "-c", str(self.config), "--out", str(self.workdir)]
         if self.profile_to is not None:
-            up += ["--profile", str(self.profile_to)]  # written when the lab stops (SIGINT)
+            up += ["--cpu-profile", str(self.profile_to)]  # written when the lab stops (SIGINT)
         return up
 
 
@@ -384,7 +389,7 @@ class NginxServer(Server):
             "cert": str(cert), "key": str(key), "protocols": " ".join(policy.versions),
             "ciphers": policy.openssl_cipher_list(), "tls13_ciphersuites": ":".join(policy.tls13_ciphersuites),
         }
-        text = TEMPLATE.read_text()
+        text = data_file("benchmarks", TEMPLATE).read_text()
         for name, value in values.items():
             text = text.replace("{" + name + "}", value)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -613,7 +618,8 @@ def run_bench(
     tools = ensure_tools(install, say, (tool, "cc", "nginx") if include_nginx else (tool, "cc"))
     if tools[tool] is None:
         raise RuntimeError(f"{tool} is required: apt-get install -y {APT_PACKAGES[tool]}")
-    work = Path(tempfile.mkdtemp(prefix="lbsim-bench-")) if out_dir is None else out_dir
+    # Absolute: the lab files written below name their certificates by this path, relative to the file itself.
+    work = Path(tempfile.mkdtemp(prefix="lbsim-bench-")) if out_dir is None else Path(out_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)
     load = Load(tool, tools[tool], connections, build_shim(work, say))
     figures = [f for f in FIGURES if f not in FULL_HANDSHAKES or load.shim]
@@ -717,7 +723,7 @@ def _children_cpu() -> float:
 
 def profile(load: Load, work: Path, files: dict[str, Path], backend: str, profile_dir: Path, duration: float,
             say: Callable[[str], None]) -> None:
-    """Run each figure once more against an lbsim listener under pyinstrument (`lbsim up --profile`):
+    """Run each figure once more against an lbsim listener under pyinstrument (`lbsim up --cpu-profile`):
     `profile-<figure>.pyisession` (open with `pyinstrument --load FILE`) and a summary `profile-<figure>.txt`."""
     profile_dir.mkdir(parents=True, exist_ok=True)
     for figure in FIGURES:
@@ -800,7 +806,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     report = run_bench(rounds=rounds, duration=duration, connections=connections, workers=args.workers, tool=args.tool,
                        nginx_workers=args.nginx_workers, include_nginx=not args.no_nginx, install=not args.no_install,
                        out_dir=Path(args.out) if args.out else None, metering_off=args.metering_off,
-                       profile_dir=Path(args.profile) if args.profile else None, warmup=warmup,
+                       profile_dir=Path(args.cpu_profile) if args.cpu_profile else None, warmup=warmup,
                        rsa_seconds=1 if args.quick else 3, command=command)
     text = format_report(report)
     print()
@@ -822,6 +828,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-install", action="store_true", help="never apt-get install missing tools")
     p.add_argument("--quick", action="store_true", help="a smoke run of a few seconds (figures are rough)")
     p.add_argument("--out", help="keep configs, logs, bench.json and bench.md here (default: a temp dir)")
-    p.add_argument("--profile", metavar="DIR", help="also profile the lbsim listener under pyinstrument")
+    p.add_argument("--cpu-profile", metavar="DIR", help="also CPU-profile the lbsim listener under pyinstrument")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_bench)

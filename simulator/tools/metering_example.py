@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from simulator.metering import billing
 from simulator.runtime.defaults import mint_default_pki
 from simulator.harness.running import RunningLab, start_lab
 from simulator.metering.cli import print_table
@@ -92,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     for s in summaries:
         port = s["listener_port"]
         versions = "/".join(sorted({r["traffic"]["tls_version"] for r in ledger.records if r["listener_port"] == port}))
-        # aliyun-slb bills LB -> client payload only, so this is the seeds' "actual vs billed traffic"
+        # A model billing LB -> client payload only (aliyun-slb): the seeds' "actual vs billed traffic"
         ratio = f", the LB sends {s['wire_out'] / s['billed_bytes']:.2f}x the billed bytes" \
-            if s["billing_model"] == "aliyun-slb" else ""
+            if billing.model_for(s["billing_model"]).billed_directions == (billing.OUT,) else ""
         print(f"{ports[port]:12} {port}: {versions}{ratio}")
     return 0
 

@@ -47,6 +47,7 @@ from typing import Any
 from simulator.tools import fuzz
 from simulator.model.config import io_timeout
 from simulator.harness.running import RunningLab, start_lab
+from simulator.policies.resolve import policies_of
 
 LOOPBACK = "127.0.0.1"
 STEADY_PATH = "/steady"  # steady clients' paths start with this; backend_traffic() leaves them out
@@ -713,8 +714,8 @@ def rotation(lab: RunningLab, seconds: float = 5.0, profile: str = "aliyun-slb",
     backends = [{"backend": b} for b in ("web-1", "web-2") if b in lab.lab.addresses]
     base = {"name": name, "profile": profile, "server_certificate": name, "activation_delay": 10, "backend_servers": backends,
             "health_check": {"interval": 2, "timeout": 50, "healthy_threshold": 2, "unhealthy_threshold": 2}}
-    policies = ["tls_cipher_policy_1_0", "tls_cipher_policy_1_2", "tls_cipher_policy_1_2_strict"] \
-        if profile == "aliyun-slb" else [None]
+    # Rotate through up to three of the profile's named TLS 1.2 policies; a profile with one keeps its default.
+    policies: list[str | None] = [n for n, p in policies_of(profile).items() if "TLSv1.3" not in p.versions][:3] or [None]
     context = lab.ssl_context()
     context.load_verify_locations(cadata=pki.ca_pem.decode())
     status, created = lab.api("POST", "/v1/listeners", {**base, "port": 0, "start": True, "activation_delay": 0})

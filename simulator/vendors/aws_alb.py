@@ -1,7 +1,7 @@
-"""AWS Application Load Balancer (profile ``aws-alb``): everything the ALB decides, as plain data.
+"""AWS Application Load Balancer HTTPS listeners (profile ``aws-alb``), as data: ``PROFILE``.
 
 No behaviour lives here; the policy resolver, certificate checker, config parser, header and error-page
-addons and the connection log read these tables. Facts and their public sources: docs/aws-alb.md.
+addons and the connection log read the profile. Facts and their public sources: docs/aws-alb.md.
 
 Sources (AWS documentation, read 2026-12):
 - ELB "Security policies for your Application Load Balancer" (describe-ssl-policies): policy names, versions,
@@ -16,6 +16,23 @@ Sources (AWS documentation, read 2026-12):
 """
 
 from __future__ import annotations
+
+from simulator.vendors.profile import (
+    CLASSIC_GROUPS,
+    IN,
+    OUT,
+    BillingModel,
+    Capabilities,
+    CertProfile,
+    ConnectionLogFormat,
+    HeaderDefaults,
+    LcuDimensions,
+    ListenerLimits,
+    MutualTlsModes,
+    PolicyRow,
+    TlsTable,
+    VendorProfile,
+)
 
 NAME = "aws-alb"
 
@@ -67,7 +84,6 @@ _CLASSIC = (
 # Key-exchange groups (OpenSSL names). Classic policies: ECDHE on X25519, P-256, P-384 (lbsim's pinned
 # set; AWS's page lists no group per classic policy). PQ policies add the three hybrids first: "they support
 # both classical and post-quantum ML-KEM key exchange algorithms".
-CLASSIC_GROUPS: tuple[str, ...] = ("X25519", "P-256", "P-384")
 PQ_HYBRID_GROUPS: tuple[str, ...] = ("X25519MLKEM768", "SecP256r1MLKEM768", "SecP384r1MLKEM1024")
 PQ_GROUPS: tuple[str, ...] = PQ_HYBRID_GROUPS + CLASSIC_GROUPS
 
@@ -77,32 +93,39 @@ _V12_13 = ("TLSv1.2", "TLSv1.3")
 _V12 = ("TLSv1.2",)
 _V13 = ("TLSv1.3",)
 
-# name -> (versions, TLS <= 1.2 suites, TLS 1.3 suites, key-exchange groups)
-POLICIES: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
-    "ELBSecurityPolicy-2016-08": (_V10_12, _CLASSIC, (), CLASSIC_GROUPS),
-    "ELBSecurityPolicy-TLS13-1-2-2021-06": (_V12_13, _FS_GCM_SHA2, TLS13, CLASSIC_GROUPS),
-    "ELBSecurityPolicy-TLS13-1-2-Res-2021-06": (_V12_13, _FS_GCM, TLS13, CLASSIC_GROUPS),
-    "ELBSecurityPolicy-TLS13-1-2-Ext1-2021-06": (_V12_13, _EXT1, TLS13, CLASSIC_GROUPS),
-    "ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06": (_V12_13, _CLASSIC, TLS13, CLASSIC_GROUPS),
-    "ELBSecurityPolicy-TLS13-1-0-2021-06": (_V10_13, _CLASSIC, TLS13, CLASSIC_GROUPS),
-    "ELBSecurityPolicy-TLS13-1-3-2021-06": (_V13, (), TLS13, CLASSIC_GROUPS),
-    "ELBSecurityPolicy-FS-1-2-Res-2020-10": (_V12, _FS_GCM, (), CLASSIC_GROUPS),
-    "ELBSecurityPolicy-TLS-1-2-Ext-2018-06": (_V12, _CLASSIC, (), CLASSIC_GROUPS),
+# Each row: name, versions, TLS <= 1.2 suites, TLS 1.3 suites, key-exchange groups.
+POLICIES: tuple[PolicyRow, ...] = (
+    PolicyRow("ELBSecurityPolicy-2016-08", _V10_12, _CLASSIC, (), groups=CLASSIC_GROUPS),
+    PolicyRow("ELBSecurityPolicy-TLS13-1-2-2021-06", _V12_13, _FS_GCM_SHA2, TLS13, groups=CLASSIC_GROUPS),
+    PolicyRow("ELBSecurityPolicy-TLS13-1-2-Res-2021-06", _V12_13, _FS_GCM, TLS13, groups=CLASSIC_GROUPS),
+    PolicyRow("ELBSecurityPolicy-TLS13-1-2-Ext1-2021-06", _V12_13, _EXT1, TLS13, groups=CLASSIC_GROUPS),
+    PolicyRow("ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06", _V12_13, _CLASSIC, TLS13, groups=CLASSIC_GROUPS),
+    PolicyRow("ELBSecurityPolicy-TLS13-1-0-2021-06", _V10_13, _CLASSIC, TLS13, groups=CLASSIC_GROUPS),
+    PolicyRow("ELBSecurityPolicy-TLS13-1-3-2021-06", _V13, (), TLS13, groups=CLASSIC_GROUPS),
+    PolicyRow("ELBSecurityPolicy-FS-1-2-Res-2020-10", _V12, _FS_GCM, (), groups=CLASSIC_GROUPS),
+    PolicyRow("ELBSecurityPolicy-TLS-1-2-Ext-2018-06", _V12, _CLASSIC, (), groups=CLASSIC_GROUPS),
     # The post-quantum policies of 2025-09: each its 2021-06 sibling's versions and suites, plus the hybrids.
-    "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09": (_V12_13, _FS_GCM, TLS13, PQ_GROUPS),
-    "ELBSecurityPolicy-TLS13-1-2-PQ-2025-09": (_V12_13, _FS_GCM_SHA2, TLS13, PQ_GROUPS),
-    "ELBSecurityPolicy-TLS13-1-2-Ext1-PQ-2025-09": (_V12_13, _EXT1, TLS13, PQ_GROUPS),
-    "ELBSecurityPolicy-TLS13-1-2-Ext2-PQ-2025-09": (_V12_13, _CLASSIC, TLS13, PQ_GROUPS),
-    "ELBSecurityPolicy-TLS13-1-3-PQ-2025-09": (_V13, (), TLS13, PQ_GROUPS),
-    "ELBSecurityPolicy-TLS13-1-0-PQ-2025-09": (_V10_13, _CLASSIC, TLS13, PQ_GROUPS),
-}
+    PolicyRow("ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09", _V12_13, _FS_GCM, TLS13, groups=PQ_GROUPS),
+    PolicyRow("ELBSecurityPolicy-TLS13-1-2-PQ-2025-09", _V12_13, _FS_GCM_SHA2, TLS13, groups=PQ_GROUPS),
+    PolicyRow("ELBSecurityPolicy-TLS13-1-2-Ext1-PQ-2025-09", _V12_13, _EXT1, TLS13, groups=PQ_GROUPS),
+    PolicyRow("ELBSecurityPolicy-TLS13-1-2-Ext2-PQ-2025-09", _V12_13, _CLASSIC, TLS13, groups=PQ_GROUPS),
+    PolicyRow("ELBSecurityPolicy-TLS13-1-3-PQ-2025-09", _V13, (), TLS13, groups=PQ_GROUPS),
+    PolicyRow("ELBSecurityPolicy-TLS13-1-0-PQ-2025-09", _V10_13, _CLASSIC, TLS13, groups=PQ_GROUPS),
+)
 # The API, CLI, CloudFormation and CDK default; the console preselects CONSOLE_DEFAULT_POLICY instead.
 DEFAULT_POLICY = "ELBSecurityPolicy-2016-08"
 CONSOLE_DEFAULT_POLICY = "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09"
-# "Application Load Balancers do not support custom security policies."
-CUSTOM_POLICIES = False
-# Per-domain certificates: a default certificate plus a certificate list chosen by SNI.
-SNI = True
+
+TLS = TlsTable(
+    policies=POLICIES,
+    default_policy=DEFAULT_POLICY,
+    # "Application Load Balancers do not support custom security policies."
+    custom_policies=False,
+    custom_suites=None,
+    custom_cipher_strings=False,
+    max_custom_suites=None,
+    max_custom_versions=4,
+)
 
 # --- certificates (ACM import) -------------------------------------------------------------------------
 
@@ -112,7 +135,8 @@ EC_CURVES = frozenset({"secp256r1", "secp384r1", "secp521r1"})
 KEY_FORMATS = frozenset({"pkcs1", "sec1", "pkcs8"})  # any unencrypted PEM private key
 MAX_KEY_BYTES = 5120  # "The private key must be no larger than 5 KB (5,120 bytes)."
 REQUIRE_X509_V3 = True  # "You can import only X.509 version 3 SSL/TLS certificates."
-VALIDITY_IS_ERROR = True  # "The current time must be between the Not Before and Not After certificate fields."
+# "The current time must be between the Not Before and Not After certificate fields.": an error, not a warning.
+VALIDITY_ERRORS = frozenset({"CertificateExpired", "CertificateNotYetValid"})
 QUOTA = 2500  # ACM's default quota of imported certificates per account and Region (adjustable)
 # ACM names imports by ARN, not by name: lbsim keeps its own name rule (a tag-like 1-128 characters).
 NAME_PATTERN = r"[A-Za-z0-9\-/._*:@+= ]{1,128}"
@@ -135,31 +159,49 @@ HINTS: dict[tuple[str, str], str] = {
     ("EncryptedPrivateKey", "key"): "decrypt it first: openssl pkey -in encrypted.pem -out key.pem",
 }
 
+CERTS = CertProfile(
+    name=NAME,
+    key_types=KEY_TYPES,
+    rsa_sizes=RSA_SIZES,
+    ec_curves=EC_CURVES,
+    key_formats=KEY_FORMATS,
+    name_pattern=NAME_PATTERN,
+    name_rule=NAME_RULE,
+    quota=QUOTA,
+    wording=WORDING,
+    hints=HINTS,
+    max_key_bytes=MAX_KEY_BYTES,
+    require_v3=REQUIRE_X509_V3,
+    error_codes=VALIDITY_ERRORS,
+)
+
 # --- listener ------------------------------------------------------------------------------------------
 
-IDLE_TIMEOUT = (1, 4000, 60)  # (min, max, default) seconds: the idle_timeout.timeout_seconds attribute
-HTTP2_DEFAULT = True  # routing.http2.enabled defaults to true
+LIMITS = ListenerLimits(
+    idle_timeout=(1, 4000, 60),  # (min, max, default) seconds: the idle_timeout.timeout_seconds attribute
+    http2=True,  # routing.http2.enabled defaults to true
+)
 ERROR_SERVER = "awselb/2.0"  # the Server header of the load balancer's own error pages
 # Headers sent to targets, on by default: X-Forwarded-For/-Proto/-Port and the request-tracing header.
-X_FORWARDED_PORT = True
-AMZN_TRACE_ID = True
-TRACE_HEADER = "X-Amzn-Trace-Id"
+HEADERS = HeaderDefaults(x_forwarded_proto=True, x_forwarded_port=True, amzn_trace_id=True)
 
 # --- mutual TLS ----------------------------------------------------------------------------------------
 
-MTLS_MODES: tuple[str, ...] = ("off", "passthrough", "verify")
-MTLS_DEFAULT = "off"
-IGNORE_CLIENT_CERTIFICATE_EXPIRY_DEFAULT = False
-ADVERTISE_TRUST_STORE_CA_NAMES_DEFAULT = False  # AdvertiseTrustStoreCaNames: off unless turned on
-# Passthrough: the whole client chain, URL-encoded PEM, in one header.
-MTLS_PASSTHROUGH_HEADER = "X-Amzn-Mtls-Clientcert"
-# Verify: what the listener learnt from the leaf (what -> header).
-MTLS_VERIFY_HEADERS: tuple[tuple[str, str], ...] = (
-    ("serial", "X-Amzn-Mtls-Clientcert-Serial-Number"),
-    ("issuer", "X-Amzn-Mtls-Clientcert-Issuer"),
-    ("subject", "X-Amzn-Mtls-Clientcert-Subject"),
-    ("validity", "X-Amzn-Mtls-Clientcert-Validity"),
-    ("leaf", "X-Amzn-Mtls-Clientcert-Leaf"),
+MTLS = MutualTlsModes(
+    modes=("off", "passthrough", "verify"),
+    default="off",
+    ignore_client_certificate_expiry=False,
+    advertise_trust_store_ca_names=False,  # AdvertiseTrustStoreCaNames: off unless turned on
+    # Passthrough: the whole client chain, URL-encoded PEM, in one header.
+    passthrough_header="X-Amzn-Mtls-Clientcert",
+    # Verify: what the listener learnt from the leaf (what -> header).
+    verify_headers=(
+        ("serial", "X-Amzn-Mtls-Clientcert-Serial-Number"),
+        ("issuer", "X-Amzn-Mtls-Clientcert-Issuer"),
+        ("subject", "X-Amzn-Mtls-Clientcert-Subject"),
+        ("validity", "X-Amzn-Mtls-Clientcert-Validity"),
+        ("leaf", "X-Amzn-Mtls-Clientcert-Leaf"),
+    ),
 )
 
 # --- connection log ------------------------------------------------------------------------------------
@@ -206,7 +248,38 @@ ERROR_CODES: tuple[str, ...] = (
 STATUS_NAMES: dict[str, str] = {
     "Failed:ClientCertRevoked": "Failed:ClientCertCrlHit",
 }
+CONNECTION_LOG = ConnectionLogFormat(file=CONNECTION_LOG_FILE, fields=CONNECTION_LOG_FIELDS,
+                                     status_names=STATUS_NAMES, error_codes=ERROR_CODES)
 
 # --- billing -------------------------------------------------------------------------------------------
 
-BILLING_MODEL = "aws-alb"  # processed bytes and LCU (simulator/metering/billing.py)
+BILLING = BillingModel(
+    name=NAME,
+    vendor="AWS Application Load Balancer",
+    billed_directions=(IN, OUT),
+    lcu=LcuDimensions(free_rules=10),
+    wording=("ProcessedBytes counts HTTP headers and payload, not TLS overhead: \"The number of bytes "
+             "processed by the load balancer in Gigabytes (GB) for HTTP(S) requests and responses.\" "
+             "Rule evaluations: \"the product of the number of rules processed by your load balancer "
+             "and the request rate. The first 10 processed rules are free\"."),
+    unconfirmed=("GB = 10**9 bytes",),
+)
+
+PROFILE = VendorProfile(
+    name=NAME,
+    vendor="AWS Application Load Balancer",
+    tls=TLS,
+    certs=CERTS,
+    billing=BILLING,
+    limits=LIMITS,
+    # Per-domain certificates: a default certificate plus a certificate list chosen by SNI (and SNI cannot be
+    # "locked": the list may be emptied again); a new listener serves at once; mutual TLS is `mtls`, not
+    # ssl_verify_client; one certificate per key type is not a listener field (SNI lists hold both).
+    capabilities=Capabilities(sni=True, sni_locked=False, ignore_sni=False, verify_optional=False,
+                              create_started=True, dual_certificates=False),
+    headers=HEADERS,
+    error_server=ERROR_SERVER,
+    cert_strictness=0,  # RSA or ECDSA, any unencrypted PEM: as lenient as tencent-clb
+    mtls=MTLS,
+    connection_log=CONNECTION_LOG,
+)

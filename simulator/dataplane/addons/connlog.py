@@ -6,6 +6,7 @@ import datetime
 import hashlib
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -14,12 +15,7 @@ from OpenSSL import SSL
 
 from simulator.metering import ConnectionMeter, billing
 from simulator.dataplane.registry import ClientState, Registry
-from simulator.vendors import aws_alb  # vendor data: folds into simulator/vendors at merge
-
-# Profiles whose own connection-log format is written beside the JSON log: (file name, fields, status names).
-VENDOR_LOGS = {  # vendor data: folds into simulator/vendors at merge
-    aws_alb.NAME: (aws_alb.CONNECTION_LOG_FILE, aws_alb.CONNECTION_LOG_FIELDS, aws_alb.STATUS_NAMES),
-}
+from simulator import vendors
 
 
 # One encoder for every line (json.dumps with separators builds a new one per call); same output.
@@ -102,7 +98,7 @@ def _quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def vendor_log_line(record: dict[str, Any], fields: tuple[str, ...], statuses: dict[str, str], lb_id: str,
+def vendor_log_line(record: dict[str, Any], fields: tuple[str, ...], statuses: Mapping[str, str], lb_id: str,
                     lb_ip: str) -> str:
     """One connection in a vendor's space-separated connection-log format (the ALB's: docs/aws-alb.md).
 
@@ -190,11 +186,12 @@ class ConnectionLog:
             self.ledger.add(record, record.get("billed"), line)  # billed once per connection, not twice
         if self._file:
             self._file.write(line + "\n")
-            vendor = VENDOR_LOGS.get(state.version.spec.profile)
-            if vendor is not None:
-                name, fields, statuses = vendor
-                out = self._vendor_files.get(name)
+            # A profile with a connection-log format of its own (`VendorProfile.connection_log`) gets it beside.
+            fmt = vendors.get(state.version.spec.profile).connection_log
+            if fmt is not None:
+                out = self._vendor_files.get(fmt.file)
                 if out is None:
                     assert self.path is not None
-                    out = self._vendor_files[name] = (self.path.parent / name).open("a", buffering=1)
-                out.write(vendor_log_line(record, fields, statuses, state.version.spec.lb_id, client.sockname[0]) + "\n")
+                    out = self._vendor_files[fmt.file] = (self.path.parent / fmt.file).open("a", buffering=1)
+                out.write(vendor_log_line(record, fmt.fields, fmt.status_names, state.version.spec.lb_id,
+                                          client.sockname[0]) + "\n")

@@ -11,22 +11,37 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from mitmproxy import http
 
-from simulator.model.config import CLIENT_CERT_HEADERS, MTLS
+from simulator import vendors
+from simulator.model.config import CLIENT_CERT_HEADERS
 from simulator.dataplane.registry import ClientState, Registry
+from simulator.vendors.profile import MutualTlsModes, VendorProfile
 
 # Headers a client must not be able to forge: the listener sets them itself (whether or not switched on).
 OWNED = ("x-forwarded-proto", "x-forwarded-port", "slb-ip", "slb-id")
 
 
-# The mutual-TLS headers of every profile that has the ALB's modes: never taken from a client.
-MTLS_HEADERS = tuple(sorted({h for v in MTLS.values() for h in (v.MTLS_PASSTHROUGH_HEADER, *(n for _, n in v.MTLS_VERIFY_HEADERS))}))
+@functools.lru_cache(maxsize=16)
+def _mtls_headers(profiles: tuple[VendorProfile, ...]) -> tuple[str, ...]:
+    return tuple(sorted({h for p in profiles if p.mtls is not None
+                         for h in (p.mtls.passthrough_header, *(n for _, n in p.mtls.verify_headers))}))
+
+
+def mtls_header_names() -> tuple[str, ...]:
+    """The mutual-TLS headers of every registered profile with mutual-TLS modes (`VendorProfile.mtls`): never
+    taken from a client, whatever the listener's profile."""
+    return _mtls_headers(tuple(map(vendors.get, vendors.names())))
+
+
+def owned_headers(client_cert_names: tuple[tuple[str, str], ...] = CLIENT_CERT_HEADERS) -> frozenset[bytes]:
+    """The lowercase names a listener strips from clients: OWNED, the mutual-TLS headers, its client-certificate
+    header names, and the default ones too (a backend written for those must not be fooled when a listener
+    renames them)."""
+    return _owned(client_cert_names, mtls_header_names())
 
 
 @functools.lru_cache(maxsize=256)
-def owned_headers(client_cert_names: tuple[tuple[str, str], ...] = CLIENT_CERT_HEADERS) -> frozenset[bytes]:
-    """The lowercase names a listener strips from clients: OWNED, its client-certificate header names, and the
-    default ones too (a backend written for those must not be fooled when a listener renames them)."""
-    names = (*OWNED, *MTLS_HEADERS, *(n for _, n in CLIENT_CERT_HEADERS), *(n for _, n in client_cert_names))
+def _owned(client_cert_names: tuple[tuple[str, str], ...], mtls: tuple[str, ...]) -> frozenset[bytes]:
+    names = (*OWNED, *mtls, *(n for _, n in CLIENT_CERT_HEADERS), *(n for _, n in client_cert_names))
     return frozenset(n.lower().encode() for n in names)
 
 
@@ -63,8 +78,9 @@ class ForwardedHeaders:
             names = dict(spec.headers.client_cert_names)
             for key, value in client_certificate_fields(state).items():
                 headers[names[key]] = value
-        if spec.mtls_mode != "off":
-            for name, value in mtls_headers(state, MTLS[spec.profile]).items():
+        mtls = vendors.get(spec.profile).mtls
+        if spec.mtls_mode != "off" and mtls is not None:
+            for name, value in mtls_headers(state, mtls).items():
                 headers[name] = value
 
 
@@ -72,7 +88,7 @@ def _pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def mtls_headers(state: ClientState, vendor: object) -> dict[str, str]:
+def mtls_headers(state: ClientState, vendor: MutualTlsModes) -> dict[str, str]:
     """The ALB's mutual-TLS headers for this connection's client certificate (none without one).
 
     passthrough: the whole chain the client sent, URL-encoded PEM, in one header (on a resumed connection
@@ -85,7 +101,7 @@ def mtls_headers(state: ClientState, vendor: object) -> dict[str, str]:
     if state.version.spec.mtls_mode == "passthrough":
         rest = conn.get_peer_cert_chain(as_cryptography=True) or []  # the server side's excludes the leaf
         chain = [leaf, *(c for c in rest if c != leaf)]
-        return {vendor.MTLS_PASSTHROUGH_HEADER: urllib.parse.quote("".join(_pem(c) for c in chain), safe="")}  # type: ignore[attr-defined]
+        return {vendor.passthrough_header: urllib.parse.quote("".join(_pem(c) for c in chain), safe="")}
     when = "%Y-%m-%dT%H:%M:%SZ"
     fields = {
         "serial": format(leaf.serial_number, "X"),
@@ -94,7 +110,7 @@ def mtls_headers(state: ClientState, vendor: object) -> dict[str, str]:
         "validity": f"NotBefore={leaf.not_valid_before_utc.strftime(when)};NotAfter={leaf.not_valid_after_utc.strftime(when)}",
         "leaf": urllib.parse.quote(_pem(leaf), safe=""),
     }
-    return {name: fields[what] for what, name in vendor.MTLS_VERIFY_HEADERS}  # type: ignore[attr-defined]
+    return {name: fields[what] for what, name in vendor.verify_headers}
 
 
 def new_trace_id() -> str:

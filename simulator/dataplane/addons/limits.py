@@ -14,6 +14,7 @@ vendor's error page:
 | `Host` in HTTP/1.1 (missing or repeated), HTTP/1.0 (repeated) | exactly one         | 400                                     |
 | control characters (NUL, CR, LF, ...) in target or header values | none             | 400                                     |
 | bytes a client pipelines while its request is in flight | 1 MiB                     | connection closed                       |
+| a refused client certificate, `client_cert_refusal: http_400` | every request      | 400 No required SSL certificate was sent / The SSL certificate error |
 
 (nginx: `large_client_header_buffers 4 8k`; it stops reading a pipelining client instead of buffering.)
 mitmproxy's own HTTP/1 parser has no header size limit ("FIXME: protect against header size DoS"), so
@@ -37,7 +38,7 @@ from mitmproxy.proxy.layers.http._events import RequestHeaders, RequestProtocolE
 from mitmproxy.proxy.layers.http._http1 import Http1Server
 from mitmproxy.proxy.layers.http._http2 import Http2Server
 
-from simulator.dataplane.addons.pages import HEADER_TOO_LARGE, error_response
+from simulator.dataplane.addons.pages import HEADER_TOO_LARGE, error_response, nginx_400
 from simulator.dataplane.registry import ClientState, Registry
 
 logger = logging.getLogger(__name__)
@@ -220,6 +221,13 @@ class RequestLimits:
             return
         http2 = flow.client_conn.alpn == b"h2"
         problem = request_problem(flow.request, http2)
+        if problem is None and state.refused_client_cert is not None:
+            # nginx checks the client certificate once the request head is read (a bad head is answered first),
+            # and closes an HTTP/1 connection after the page. HTTP/2: every stream gets it.
+            flow.response = nginx_400(state.version.spec.profile, state.refused_client_cert, close=not http2)
+            logger.info("listener %s: refused a request from %s: 400 %s (%s)", state.listener.port, state.peer[0],
+                        state.refused_client_cert, state.verify_status)
+            return
         if problem is None:
             return
         status, title, message = problem

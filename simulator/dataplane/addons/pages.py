@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+
 from mitmproxy import http
 
-from simulator.vendors import aws_alb  # vendor data: folds into simulator/vendors at merge
+from simulator import vendors
 
-# The server name on the vendors' own error pages.
-ERROR_SERVER = {"aliyun-slb": "Tengine", "tencent-clb": "stgw",
-                aws_alb.NAME: aws_alb.ERROR_SERVER}  # vendor data: folds into simulator/vendors at merge
+
+class _ErrorServers(Mapping[str, str]):
+    """`ERROR_SERVER`: profile name -> the server name on its own error pages (`VendorProfile.error_server`)."""
+
+    def __getitem__(self, name: str) -> str:
+        if name not in vendors.names():
+            raise KeyError(name)
+        return vendors.get(name).error_server
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(vendors.names())
+
+    def __len__(self) -> int:
+        return len(vendors.names())
+
+
+ERROR_SERVER: Mapping[str, str] = _ErrorServers()
 REASONS = {
     400: "Bad Request",
     408: "Request Time-out",
@@ -20,6 +36,9 @@ REASONS = {
 }
 # nginx answers an oversized header with status 400 and this title (its internal status 494).
 HEADER_TOO_LARGE = "Request Header Or Cookie Too Large"
+# nginx's answers to a client certificate it refuses after the handshake (internal statuses 496 and 495).
+NO_CLIENT_CERT = "No required SSL certificate was sent"
+CLIENT_CERT_ERROR = "The SSL certificate error"
 
 
 def error_response(status: int, profile: str, title: str | None = None, close: bool = False) -> http.Response:
@@ -31,4 +50,17 @@ def error_response(status: int, profile: str, title: str | None = None, close: b
         headers["Connection"] = "close"
     response = http.Response.make(status, body, headers)
     response.reason = REASONS.get(status, title)
+    return response
+
+
+def nginx_400(profile: str, detail: str, close: bool = False) -> http.Response:
+    """nginx's special 400 pages (495, 496, 497 inside nginx): the detail in the title and under the heading,
+    "400 Bad Request" as the heading, as in nginx's ngx_http_special_response.c."""
+    body = (f"<html>\r\n<head><title>400 {detail}</title></head>\r\n<body>\r\n<center><h1>400 Bad Request</h1>"
+            f"</center>\r\n<center>{detail}</center>\r\n</body>\r\n</html>\r\n")
+    headers = {"Server": ERROR_SERVER.get(profile, "lbsim"), "Content-Type": "text/html"}
+    if close:
+        headers["Connection"] = "close"
+    response = http.Response.make(400, body, headers)
+    response.reason = REASONS[400]
     return response

@@ -22,7 +22,8 @@ from OpenSSL import SSL
 
 from simulator.dataplane.addons.limits import LimitedHttpLayer, error_recorder
 from simulator.metering import MeteredConnection, tcpinfo
-from simulator.policies.context import handshake_failure_reason, tls_verify_status
+from simulator.dataplane.addons.pages import CLIENT_CERT_ERROR, NO_CLIENT_CERT
+from simulator.policies.context import client_cert_verdict, handshake_failure_reason, tls_verify_status
 from simulator.dataplane.registry import ClientState, Registry
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,26 @@ def drop_handshake_advice(record: logging.LogRecord) -> bool:
     upstream (or, for an unparseable ClientHello, the whole of it in hex, up to 128 KiB a line): drop it.
     TlsTermination logs one accurate line instead, and the connection log has the record."""
     return not (isinstance(record.msg, str) and record.msg.startswith("Client TLS handshake failed."))
+
+
+class ListenerTLSLayer(layers.ClientTLSLayer):
+    """mitmproxy's client TLS layer, quiet about clients it refused.
+
+    After a failed handshake mitmproxy's tunnel is CLOSED but still hands what the client sends next (a
+    TLS 1.3 client's Finished and request, sent before it read the alert) to `receive_data`, whose
+    `recv` on the dead connection logs `WARNING TLS Error: (-1, 'Unexpected EOF')` for every refused
+    client. The connection log already records the refusal and its reason: the bytes are counted (the
+    meter sees them through `bio_write`, as before) and nothing is decrypted or logged."""
+
+    def receive_data(self, data: bytes) -> layer.CommandGenerator[None]:
+        if self.tunnel_state is tunnel.TunnelState.CLOSED:
+            if data:
+                try:
+                    self.tls.bio_write(data)
+                except SSL.Error:
+                    pass
+            return
+        yield from super().receive_data(data)
 
 
 class RefusePlaintext(layer.Layer):
@@ -135,7 +156,7 @@ class TlsTermination:
             return
         state = self.registry.clients[context.client.id]
         stack = tunnel.LayerStack()
-        stack /= layers.ClientTLSLayer(context)
+        stack /= ListenerTLSLayer(context)
         stack /= LimitedHttpLayer(context, HTTPMode.transparent, state.version.spec.profile, error_recorder(state))
         nextlayer.layer = stack[0]
 
@@ -159,6 +180,15 @@ class TlsTermination:
         if state:
             state.handshake_done = data.conn.timestamp_tls_setup
             state.verify_status = tls_verify_status(data.ssl_conn, None)
+            spec = state.version.spec
+            if spec.mutual and spec.client_cert_refusal == "http_400":
+                # The context let the handshake through; the status and reason are the same as a handshake
+                # refusal's, and RequestLimits answers every request with nginx's 400 page.
+                verdict = client_cert_verdict(data.ssl_conn, spec.ssl_verify_client)  # type: ignore[arg-type]
+                if verdict is not None:
+                    state.verify_status, state.error = verdict
+                    state.refused_client_cert = (NO_CLIENT_CERT if verdict[0] == "Failed:NoClientCertificate"
+                                                 else CLIENT_CERT_ERROR)
 
     async def tls_failed_client(self, data: TlsData) -> None:
         state = self.registry.clients.get(data.context.client.id)

@@ -34,6 +34,7 @@ from simulator.policies.suites import (
     VERSIONS,
     canonical_version,
     expand,
+    suite_info,
 )
 
 # What the probe offers when not told otherwise: everything but anonymous and NULL suites, level 0.
@@ -480,3 +481,31 @@ def cipher_preference(offer, suites: Sequence[str]) -> list[str]:  # type: ignor
 def certificate_fingerprint(cert: x509.Certificate) -> str:
     """SHA-256 of the DER certificate, hex, as in `ProbeResult.server_fingerprint_sha256`."""
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def accepted_suites(host: str, port: int, versions: Iterable[str] = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"),
+                    **probe_kwargs: Any) -> dict[str, list[str]]:
+    """Version -> every suite the server accepts, found by elimination, in the order the server picks them.
+
+    Offer every suite this OpenSSL knows (security level 0); the server picks one it accepts; take it out
+    and offer the rest again, until the handshake fails: what is left is refused. One handshake per accepted
+    suite plus one per version (a one-suite-at-a-time scan needs ~160 per version), and the picks come out in
+    the server's preference order. sslyze, which offers suites one at a time, is the independent check.
+    """
+    out: dict[str, list[str]] = {}
+    for version in versions:
+        if version == "TLSv1.3":
+            remaining = list(TLS13_SUITES)
+        else:
+            remaining = [c for c in candidate_suites() if version in suite_info(c).versions]
+        picked: list[str] = []
+        while remaining:
+            key = "tls13_ciphersuites" if version == "TLSv1.3" else "ciphers"
+            r = probe(host, port, version=version, **{key: ":".join(remaining)}, **probe_kwargs)
+            if not r.ok or r.cipher not in remaining:
+                break
+            picked.append(r.cipher)
+            remaining.remove(r.cipher)
+        if picked:
+            out[version] = picked
+    return out

@@ -1,0 +1,145 @@
+"""A steady Locust load on one HTTPS address, in a subprocess, for scenarios that change a listener under load.
+
+    with SteadyLoad("https://127.0.0.57:8443", ca_file, out_dir, sni="shop.example.com",
+                    client_cert=cert, client_key=key) as load:
+        load.wait_started(lambda: lab_saw_a_connection())
+        ...rotate the certificate through the vendor's API...
+    result = load.result()
+    assert result.failures == 0 and result.failed_handshakes == 0
+
+Every request opens a new TLS connection (a full handshake each time), so a certificate change is met by
+hundreds of handshakes. The users are `LbsimUser`s of `scenarios/load/common.py` (docs/load.md), run headless
+at a constant rate; their statistics come from Locust's own CSV files.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from simulator.policies.groups import pin_groups
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCUSTFILE = '''
+"""Steady new-connection load (written by simulator.harness.steady_load)."""
+from common import LbsimUser
+from locust import constant_throughput, task
+
+
+class Steady(LbsimUser):
+    wait_time = constant_throughput({rate})
+
+    @task
+    def request(self):
+        conn = self.open(client={client!r})
+        if conn is not None:
+            self.get(conn, "/steady")
+            self.close(conn)
+'''
+
+
+@dataclass
+class LoadResult:
+    failures: int  # Locust's aggregated failure count (handshakes and requests)
+    handshakes: int  # completed handshakes
+    failed_handshakes: int
+    requests: int
+    rows: list[dict[str, str]] = field(default_factory=list)
+    log_tail: str = ""
+
+
+class SteadyLoad:
+    """`users` users each opening `rate` new connections a second for `seconds` seconds."""
+
+    def __init__(self, url: str, ca_file: str | Path, out_dir: str | Path, *, sni: str | None = None,
+                 users: int = 4, rate: float = 6, seconds: int = 12, client_cert: str | Path | None = None,
+                 client_key: str | Path | None = None):
+        self.url, self.ca_file, self.out = url, str(ca_file), Path(out_dir)
+        self.sni, self.users, self.rate, self.seconds = sni, users, rate, seconds
+        self.client_cert, self.client_key = client_cert, client_key
+        self.proc: subprocess.Popen | None = None
+        self.started = 0.0
+        self._log = None
+
+    def __enter__(self) -> SteadyLoad:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.finish()
+
+    def start(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        locustfile = self.out / "steady_locustfile.py"
+        locustfile.write_text(LOCUSTFILE.format(rate=self.rate, client="valid" if self.client_cert else None))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "scenarios" / "load"), str(ROOT)]),
+                   PYTHONUNBUFFERED="1")
+        pin_groups(env)
+        cmd = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "-u", str(self.users),
+               "-r", str(self.users), "-t", f"{self.seconds}s", "--stop-timeout", "5", "--csv", str(self.out / "locust"),
+               "--only-summary", "--host", self.url, "--ca", self.ca_file, "--pki", str(self.out)]
+        if self.sni:
+            cmd += ["--sni", self.sni]
+        if self.client_cert:
+            cmd += ["--client-cert", str(self.client_cert), "--client-key", str(self.client_key)]
+        self._log = (self.out / "locust.log").open("w")
+        self.started = time.time()
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+
+    def wait_started(self, loaded: Callable[[], bool], timeout: float = 30.0) -> None:
+        """Wait until `loaded()` says the load reached the listener (e.g. its connection log grew)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if loaded():
+                return
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"Locust ended early:\n{self.log_tail()}")
+            time.sleep(0.1)
+        raise AssertionError(f"no load reached the listener within {timeout} s:\n{self.log_tail()}")
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def finish(self) -> int:
+        """Wait for Locust to end (it stops by itself after `seconds`); kill it if it overstays."""
+        if self.proc is None:
+            return -1
+        try:
+            rc = self.proc.wait(self.seconds + 60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return rc
+
+    def log_tail(self, chars: int = 2000) -> str:
+        path = self.out / "locust.log"
+        return path.read_text()[-chars:] if path.exists() else ""
+
+    def result(self) -> LoadResult:
+        self.finish()
+        rows = list(csv.DictReader((self.out / "locust_stats.csv").open()))
+        by_name = {(r["Type"], r["Name"]): r for r in rows}
+
+        def count(kind: str, name: str, column: str = "Request Count") -> int:
+            return int(by_name.get((kind, name), {}).get(column, 0) or 0)
+
+        return LoadResult(
+            failures=count("", "Aggregated", "Failure Count"),
+            handshakes=count("TLS", "handshake full") + count("TLS", "handshake resumed"),
+            failed_handshakes=count("TLS", "handshake failed"),
+            requests=count("GET", "/steady"),
+            rows=rows,
+            log_tail=self.log_tail(),
+        )
+
+
+__all__ = ["LoadResult", "SteadyLoad"]

@@ -1,0 +1,95 @@
+"""A worker process (`python -m simulator.runtime.worker`): one `Lab` given a seat, fed by worker 0.
+
+Worker 0 (`simulator.runtime.workers.WorkerPool`) spawns it and writes its `WorkerInit`, then listener states,
+one per line on stdin; it answers acks, its gauges and a fatal error, one JSON object per line on stdout. It
+lives apart from `workers.py` so that the lab module, which imports the pool, is not imported back by the
+module that defines it (no import circle).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from simulator.certs import CertificateStore
+from simulator.runtime.lab import Lab
+from simulator.runtime.workers import (
+    COUNTERS_PERIOD,
+    RECORD_LIMIT,
+    WorkerInit,
+    _decode,
+    apply_health,
+    live_counters,
+)
+
+logger = logging.getLogger(__name__)
+
+def _emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+async def _serve() -> None:
+    loop = asyncio.get_running_loop()
+    stdin = asyncio.StreamReader(limit=RECORD_LIMIT)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin.buffer)
+    first = await stdin.readline()
+    if not first:
+        return
+    init: WorkerInit = _decode(first.decode())
+    for name, level in init.log_levels.items():
+        logging.getLogger(name).setLevel(level)
+    store = CertificateStore(init.store_home, kek=init.kek)
+    lab = Lab(init.config, init.out_dir, store=store, seat=init.seat)
+    try:
+        await lab.start()
+    except Exception as e:
+        _emit({"fatal": f"{type(e).__name__}: {e}"})
+        await lab.stop()
+        return
+    _emit({"ready": os.getpid()})
+    reporter = loop.create_task(_report_counters(lab))
+    try:
+        while line := await stdin.readline():  # the end of stdin is worker 0 stopping (or gone)
+            msg = json.loads(line)
+            try:
+                state = _decode(msg["state"])
+                if state.get("kind") == "health":
+                    apply_health(lab, state["port"], state["health"])
+                else:
+                    await lab.mirror(state)
+            except Exception as e:
+                logger.exception("applying listener state")
+                _emit({"ack": msg["seq"], "error": f"{type(e).__name__}: {e}"})
+            else:
+                _emit({"ack": msg["seq"]})
+    finally:
+        reporter.cancel()
+        await lab.stop()
+
+
+async def _report_counters(lab: Lab) -> None:
+    """Tell worker 0 this worker's gauges whenever they changed (it shows the lab's sums)."""
+    sent: dict[str, Any] = {}
+    while True:
+        await asyncio.sleep(COUNTERS_PERIOD)
+        counters = live_counters(lab)
+        if counters != sent:
+            _emit({"counters": counters})
+            sent = counters
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s lbsim-worker %(name)s: %(message)s")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: worker 0 stops us
+    asyncio.run(_serve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
