@@ -69,6 +69,31 @@ def test_custom_policies_are_refused_for_aws_alb() -> None:
     assert e.value.code == "CustomPolicyNotSupported" and e.value.field == "listeners[0].tls_policy"
 
 
+def test_aws_alb_is_one_registered_vendor_profile() -> None:
+    """Everything the ALB decides is its PROFILE's data, read through the registry; the other vendors keep
+    the pinned classic groups and their own defaults."""
+    from simulator import vendors
+    from simulator.dataplane.addons.pages import ERROR_SERVER
+    from simulator.metering import billing
+    from simulator.vendors.profile import CLASSIC_GROUPS
+
+    p = vendors.get("aws-alb")
+    assert p is aws_alb.PROFILE and "aws-alb" in vendors.names()
+    assert not p.tls.custom_policies and vendors.get("aliyun-slb").tls.custom_policies
+    assert (p.limits.idle_timeout, p.limits.http2) == ((1, 4000, 60), True)
+    assert p.headers.x_forwarded_port and p.headers.amzn_trace_id
+    assert not any(vendors.get(n).headers.x_forwarded_port or vendors.get(n).mtls or vendors.get(n).connection_log
+                   for n in ("aliyun-slb", "tencent-clb"))
+    assert (p.certs.max_key_bytes, p.certs.require_v3) == (5120, True)
+    assert p.certs.error_codes == {"CertificateExpired", "CertificateNotYetValid"}
+    assert p.mtls is not None and p.mtls.modes == ("off", "passthrough", "verify")
+    assert p.connection_log is not None and p.connection_log.fields == aws_alb.CONNECTION_LOG_FIELDS
+    assert ERROR_SERVER["aws-alb"] == "awselb/2.0" and billing.MODELS["aws-alb"] is p.billing
+    for name in ("aliyun-slb", "tencent-clb"):
+        assert {row.groups for row in vendors.get(name).tls.policies} == {CLASSIC_GROUPS}
+    assert CLASSIC_GROUPS == GROUPS  # the profile layer's default is the process-wide pin
+
+
 # ---- 2. key-exchange groups per listener ---------------------------------------------------------------
 
 
