@@ -20,7 +20,7 @@ __all__ = ["IN", "OUT", "MODELS", "PROFILE_MODELS", "BillingModel", "LcuDimensio
            "overhead_pct", "traffic_of"]
 
 class _Models(Mapping[str, BillingModel]):
-    """`MODELS`: every billing model by name (each vendor profile's own, then aws-alb), read live from
+    """`MODELS`: every billing model by name (each vendor profile's own, then any reference ones), read live from
     `simulator.vendors`: the models themselves live in the vendor modules."""
 
     def __getitem__(self, name: str) -> BillingModel:

@@ -37,7 +37,9 @@ __all__ = [
 
 DEFAULT = aliyun_slb.NAME  # the profile a lab file that names none gets
 
-_PROFILES: dict[str, VendorProfile] = {p.name: p for p in (aliyun_slb.PROFILE, tencent_clb.PROFILE, aws_alb.PROFILE)}
+_PROFILES: dict[str, VendorProfile] = {
+    p.name: p for p in (aliyun_slb.PROFILE, tencent_clb.PROFILE, aws_alb.PROFILE)
+}
 # Billing models that belong to no listener profile: references to compare against (none today).
 _REFERENCE_BILLING: tuple[BillingModel, ...] = ()
 
