@@ -67,7 +67,8 @@ Handler = Callable[[Request], Awaitable[tuple[int, Any]]]
 def status_for(err: LbsimError) -> int:
     if err.code.endswith("NotFound"):
         return 404
-    if err.code in ("CertificateInUse", "ListenerExists", "NameConflict", "QuotaExceeded", "ListenerConfiguring"):
+    if err.code in ("CertificateInUse", "ListenerExists", "NameConflict", "QuotaExceeded", "ListenerConfiguring",
+                    "TrustStoreInUse", "DuplicateTrustStoreName"):
         return 409
     if err.code == "InputTooLarge":
         return 413
