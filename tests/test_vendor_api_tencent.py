@@ -621,6 +621,10 @@ def test_multi_cert_info_puts_an_rsa_and_an_ecc_certificate_on_one_listener(tc, 
     (listener,) = tc.listeners(lb_id)
     assert (listener.Certificate.SSLMode, listener.Certificate.CertId, listener.Certificate.ExtCertIds,
             listener.Certificate.CertCaId) == ("MUTUAL", rsa_id, [ecc_2_id], ca_id)
+    m.MultiCertInfo, m.ListenerName = None, "dual renamed"  # a change without certificates keeps both
+    tc.wait(tc.clb.ModifyListener(m).RequestId)
+    (listener,) = tc.listeners(lb_id)
+    assert (listener.ListenerName, listener.Certificate.ExtCertIds) == ("dual renamed", [ecc_2_id])
     # back to one certificate through Certificate: ExtCertIds empties
     tc.wait(tc.modify_certificate(lb_id, listener.ListenerId, ecc_id))
     (listener,) = tc.listeners(lb_id)
