@@ -754,29 +754,30 @@ class ClbService(Service):
         return iid, port
 
     async def register_targets(self, p: Params, call: Call) -> dict[str, Any]:
-        p.check_known(("LoadBalancerId", "ListenerId", "Targets", "LocationId", "Domain", "Url"))
-        facts, listener = self._facts(p.str("LoadBalancerId", required=True), p.str("ListenerId", required=True))
-        self._idle(listener)
-        facts = facts.copy()
-        rule = self._rules_for(p, facts)
-        for tp in p.objs("Targets", required=True, max_items=100):
-            key = self._target_key(tp)
+        def register(rule: Any, tp: Params, key: tuple[str, int]) -> None:
             rule.targets[key] = tp.int("Weight", 0, 100, DEFAULT_WEIGHT)
-        await self._apply(facts, listener, self._listener_cert(listener), call)
-        return {}
+
+        return await self._change_targets(p, call, register)
 
     async def deregister_targets(self, p: Params, call: Call) -> dict[str, Any]:
-        p.check_known(("LoadBalancerId", "ListenerId", "Targets", "LocationId", "Domain", "Url"))
-        facts, listener = self._facts(p.str("LoadBalancerId", required=True), p.str("ListenerId", required=True))
-        self._idle(listener)
-        facts = facts.copy()
-        rule = self._rules_for(p, facts)
-        for tp in p.objs("Targets", required=True, max_items=100):
-            key = self._target_key(tp)
+        def deregister(rule: Any, tp: Params, key: tuple[str, int]) -> None:
             if key not in rule.targets:
                 raise TencentError(INVALID_VALUE, f"{tp.where('InstanceId')}: {key[0]} port {key[1]} is not "
                                    "registered on this rule")
             del rule.targets[key]
+
+        return await self._change_targets(p, call, deregister)
+
+    async def _change_targets(self, p: Params, call: Call, change: Any) -> dict[str, Any]:
+        """RegisterTargets/DeregisterTargets: `change(rule, target, key)` each target on a copy of the listener's
+        facts, then apply the copy as one change (a refused target changes nothing)."""
+        p.check_known(("LoadBalancerId", "ListenerId", "Targets", "LocationId", "Domain", "Url"))
+        facts, listener = self._facts(p.str("LoadBalancerId", required=True), p.str("ListenerId", required=True))
+        self._idle(listener)
+        facts = facts.copy()
+        rule = self._rules_for(p, facts)
+        for tp in p.objs("Targets", required=True, max_items=100):
+            change(rule, tp, self._target_key(tp))
         await self._apply(facts, listener, self._listener_cert(listener), call)
         return {}
 
