@@ -105,7 +105,7 @@ def test_crlf_trailing_spaces_bom_and_text_between_blocks_are_accepted(profile: 
 
 def test_unknown_profile_and_type_are_caller_errors() -> None:
     with pytest.raises(LbsimError) as e:
-        check("aws-alb", "server", good_chain(), good_key())
+        check("gcp-lb", "server", good_chain(), good_key())  # aws-alb became a profile
     assert e.value.code == "UnknownProfile"
     with pytest.raises(LbsimError) as e:
         check("aliyun-slb", "client", good_chain(), good_key())
@@ -513,6 +513,7 @@ FIELDS = {
     "KeyCertificateMismatch": "key", "ChainOrder": "cert", "ChainSignature": "cert",
     "NotACertificateAuthority": "cert", "Sha1Signature": "cert", "IntermediateMissing": "cert",
     "CertificateExpired": "cert", "CertificateNotYetValid": "cert", "EcParametersIgnored": "key",
+    "KeyTooLarge": "key", "NotX509v3": "cert",
 }
 
 
@@ -528,3 +529,111 @@ def test_every_rule_has_a_hint_and_is_documented(profile: str) -> None:
             assert finding.hint and finding.severity == RULES[code].severity, (code, field)
     docs = (Path(__file__).parent.parent / "docs" / "certificates.md").read_text()
     assert [code for code in RULES if f"`{code}`" not in docs] == []
+
+
+# --- aws-alb: ACM's import rules ------------------------------------------------------------------
+
+
+def der_len(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(body)]) + body
+
+
+def der_tlv(tag: int, body: bytes) -> bytes:
+    return bytes([tag]) + der_len(len(body)) + body
+
+
+def v1_certificate(key: rsa.RSAPrivateKey) -> bytes:
+    """A self-signed X.509 v1 certificate (cryptography only builds v3: drop the version field and re-sign)."""
+    v3 = make_cert("v1.example.com", key, ca=False)
+    tbs = v3.tbs_certificate_bytes
+    # TBSCertificate ::= SEQUENCE { [0] EXPLICIT version, serial, ... }: skip the header, then the [0] field.
+    header = 2 + (tbs[1] & 0x7F if tbs[1] & 0x80 else 0)
+    body = tbs[header:]
+    assert body[:2] == b"\xa0\x03"
+    tbs_v1 = der_tlv(0x30, body[5:])
+    signature = key.sign(tbs_v1, padding.PKCS1v15(), hashes.SHA256())
+    algorithm = der_tlv(0x30, der_tlv(0x06, bytes.fromhex("2a864886f70d01010b")) + b"\x05\x00")  # sha256WithRSA
+    cert = der_tlv(0x30, tbs_v1 + algorithm + der_tlv(0x03, b"\x00" + signature))
+    assert x509.load_der_x509_certificate(cert).version == x509.Version.v1
+    return pem_block("CERTIFICATE", cert)
+
+
+def test_aws_alb_accepts_what_acm_imports() -> None:
+    assert check("aws-alb", "server", good_chain(), good_key()).findings == []
+    for bits in (1024, 2048, 3072, 4096):
+        key = rsa_key(bits)
+        chain = cert_pem(server(key), intermediate()[0])
+        assert check("aws-alb", "server", chain, key_pem(key, "pkcs8")).ok, bits
+    for curve in ("secp256r1", "secp384r1", "secp521r1"):
+        key = ec_key(curve)
+        chain = cert_pem(server(key), intermediate()[0])
+        assert check("aws-alb", "server", chain, key_pem(key, "sec1")).ok, curve
+
+
+def test_aws_alb_rejects_other_sizes_curves_and_types() -> None:
+    key = rsa_key(1536)
+    f = only(check("aws-alb", "server", cert_pem(server(key), intermediate()[0]), key_pem(key)), "UnsupportedKeySize")
+    assert "1024, 2048, 3072, 4096" in f.message and "P-521" in f.hint
+    key = ec_key("secp521r1")
+    assert check("aws-alb", "server", cert_pem(server(key), intermediate()[0]), key_pem(key)).ok  # tencent refuses it
+    assert not check("tencent-clb", "server", cert_pem(server(key), intermediate()[0]), key_pem(key)).ok
+    ed = ed25519.Ed25519PrivateKey.generate()
+    assert "UnsupportedKeyType" in codes(check("aws-alb", "server", cert_pem(server(ed)), key_pem(ed, "pkcs8")))
+
+
+def test_aws_alb_private_key_field_at_most_5120_bytes() -> None:
+    key = good_key()
+    # What `openssl pkcs12 -nocerts` writes before the key: Bag Attributes text, here padded past the limit.
+    padded = b"Bag Attributes\n    friendlyName: " + b"x" * (5121 - len(key) - 34) + b"\n" + key
+    assert len(padded) == 5121
+    f = only(check("aws-alb", "server", good_chain(), padded), "KeyTooLarge")
+    assert f.message.startswith("The private key must be no larger than 5 KB (5,120 bytes): ") and f.field == "key"
+    exact = b"x" * (5120 - len(key) - 1) + b"\n" + key
+    assert len(exact) == 5120 and check("aws-alb", "server", good_chain(), exact).ok
+    assert check("aliyun-slb", "server", good_chain(), padded).ok  # no such limit there
+
+
+def test_aws_alb_requires_x509_v3() -> None:
+    key = rsa_key(2048, 7)
+    v1 = v1_certificate(key)
+    f = only(check("aws-alb", "server", v1, key_pem(key)), "NotX509v3")
+    assert f.message == "You can import only X.509 version 3 SSL/TLS certificates: the server certificate is X.509 v1"
+    assert check("tencent-clb", "server", v1, key_pem(key, "pkcs8")).ok
+
+
+@pytest.mark.parametrize("code, window", [
+    ("CertificateExpired", {"not_before": NOW - dt.timedelta(days=30), "not_after": NOW - dt.timedelta(days=1)}),
+    ("CertificateNotYetValid", {"not_before": NOW + dt.timedelta(days=1), "not_after": NOW + dt.timedelta(days=9)}),
+])
+def test_aws_alb_validity_window_is_an_error(code: str, window: dict[str, Any]) -> None:
+    result = check("aws-alb", "server", cert_pem(server(**window), intermediate()[0]), good_key())
+    f = only(result, code, "error")
+    assert f.message.startswith("The current time must be between the Not Before and Not After certificate fields: ")
+
+
+def test_aws_alb_chain_order_and_mismatch_wording() -> None:
+    out_of_order = cert_pem(server(), root()[0], intermediate()[0])
+    f = only(check("aws-alb", "server", out_of_order, good_key()), "ChainOrder")
+    assert f.message.startswith("Each certificate in the chain must directly certify the one preceding: ")
+    f = only(check("aws-alb", "server", good_chain(), key_pem(rsa_key(2048, 3))), "KeyCertificateMismatch")
+    assert f.message.startswith("You must enter the private key that matches the certificate you are importing")
+    encrypted = rsa_key().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                        serialization.BestAvailableEncryption(b"secret"))
+    f = only(check("aws-alb", "server", good_chain(), encrypted), "EncryptedPrivateKey")
+    assert f.message.startswith("The private key must be unencrypted")
+
+
+def test_aws_alb_lbsim_cert_check(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    from simulator.cli import main
+
+    (tmp_path / "chain.pem").write_bytes(cert_pem(server(**{"not_before": NOW - dt.timedelta(days=30),
+                                                            "not_after": NOW - dt.timedelta(days=1)}),
+                                                  intermediate()[0]))
+    (tmp_path / "key.pem").write_bytes(good_key())
+    args = ["cert", "check", "--cert", str(tmp_path / "chain.pem"), "--key", str(tmp_path / "key.pem")]
+    assert main([*args, "--profile", "aws-alb"]) == 1
+    assert "CertificateExpired" in capsys.readouterr().out
+    assert main([*args, "--profile", "aliyun-slb"]) == 0  # a warning there

@@ -160,7 +160,7 @@ def test_a_policy_of_the_other_vendor_is_refused() -> None:
 
 def test_unknown_profile_and_bad_types() -> None:
     with pytest.raises(LbsimError) as info:
-        resolve_policy("aws-alb", None)
+        resolve_policy("gcp-lb", None)  # aws-alb became a profile
     assert info.value.code == "UnknownProfile" and "aliyun-slb, tencent-clb" in info.value.message
     raises("InvalidPolicy", 12)
     raises("InvalidPolicy", ["tls_cipher_policy_1_0"])
@@ -369,8 +369,9 @@ def test_usable_by_server_agrees_with_real_handshakes(key_type: trustme.KeyType)
             assert (done is not None) == suite_info(name).usable_by_server(kt), (version, name)
 
 
-def test_groups_are_pinned_only_through_openssl_conf() -> None:
-    """pyOpenSSL cannot set groups; OPENSSL_CONF, set before OpenSSL starts, can (see groups.py)."""
+def test_groups_pinned_through_openssl_conf_and_set_per_listener() -> None:
+    """OPENSSL_CONF, set before OpenSSL starts, pins the process default (lbsim's own clients); a listener's
+    context sets its policy's groups itself, whatever the configuration (see groups.py)."""
     script = textwrap.dedent(
         """
         from simulator.policies.groups import pin_groups
@@ -387,7 +388,7 @@ def test_groups_are_pinned_only_through_openssl_conf() -> None:
         leaf = ca.issue_cert("localhost", key_type=trustme.KeyType.RSA)
         chain = x509.load_pem_x509_certificates(leaf.cert_chain_pems[0].bytes())
         key = serialization.load_pem_private_key(leaf.private_key_pem.bytes(), None)
-        server = build_server_context(POLICIES["tls_cipher_policy_1_2_strict_with_1_3"], chain, key)
+        server = build_server_context(POLICIES[sys.argv[2]], chain, key)
         s, c = SSL.Connection(server, None), SSL.Connection(SSL.Context(SSL.TLS_METHOD), None)
         s.set_accept_state(); c.set_connect_state()
         for _ in range(6):
@@ -400,12 +401,16 @@ def test_groups_are_pinned_only_through_openssl_conf() -> None:
         """
     )
     env = {k: v for k, v in os.environ.items() if k != "OPENSSL_CONF"}
-    run = lambda arg, **extra: subprocess.run(  # noqa: E731
-        [sys.executable, "-c", script, arg], env={**env, **extra}, capture_output=True, text=True, timeout=60, check=True
+    run = lambda arg, policy="tls_cipher_policy_1_2_strict_with_1_3", **extra: subprocess.run(  # noqa: E731
+        [sys.executable, "-c", script, arg, policy], env={**env, **extra}, capture_output=True, text=True, timeout=60,
+        check=True,
     ).stdout.strip()
     assert run("pin") == "x25519"  # importing simulator pins the groups
-    # A configuration of the user's own wins (pin_groups only sets a default): here an empty one.
-    assert run("default", OPENSSL_CONF=os.devnull) == "X25519MLKEM768"  # OpenSSL 3.5's own preference
+    # A configuration of the user's own wins for the client (pin_groups only sets a default): here an empty
+    # one, so the client offers OpenSSL 3.5's own preference, X25519MLKEM768, first ...
+    assert run("default", "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09", OPENSSL_CONF=os.devnull) == "X25519MLKEM768"
+    # ... which a listener whose policy lists classic groups only never takes.
+    assert run("default", OPENSSL_CONF=os.devnull) == "x25519"
 
 
 # --- tls_verify_status from texts alone (no connection) ----------------------------------------------

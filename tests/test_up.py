@@ -108,6 +108,11 @@ def test_lbsim_up_prints_and_writes_the_vendor_api_endpoints(tmp_path: Path) -> 
         line = next(l for l in printed if l.startswith("aliyun-slb API:"))
         assert api["https"] in line and api["access_key_id"] in line and api["access_key_secret"] in line
         assert any(endpoints["ca"] in l for l in printed) and endpoints["management_api"].startswith("http://127.0.0.1:")
+        # the console beside it, as printed, and it answers (the default lab has no api.token)
+        assert endpoints["console"].startswith("http://127.0.0.1:") and endpoints["console"] != endpoints["management_api"]
+        assert any(l.startswith("console: " + endpoints["console"]) for l in printed)
+        page = urllib.request.urlopen(endpoints["console"] + "listeners", timeout=10).read().decode()
+        assert "tencent-mutual" in page
         slb = Client(Config(access_key_id=api["access_key_id"], access_key_secret=api["access_key_secret"],
                             endpoint=api["https_endpoint"], protocol="https", ca=endpoints["ca"],
                             region_id=api["region"]))

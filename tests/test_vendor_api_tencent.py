@@ -454,9 +454,9 @@ def test_mutual_listener_sni_rules_and_refusals(tc, vendor_lab, tmp_path):  # no
     r = clb_models.CreateListenerRequest()
     r.LoadBalancerId, r.Ports, r.Protocol, r.Certificate = lb_id, [free_port(vip)], "HTTP", certificate(main_id)
     assert sdk_error(tc.clb.CreateListener, r).code == "UnsupportedOperation"
-    r.Protocol, r.MultiCertInfo = "HTTPS", clb_models.MultiCertInfo()
-    r.MultiCertInfo.SSLMode = "UNIDIRECTIONAL"
-    assert sdk_error(tc.clb.CreateListener, r).code == "UnsupportedOperation"
+    r.Protocol, r.MultiCertInfo = "HTTPS", multi_cert(main_id)
+    both = sdk_error(tc.clb.CreateListener, r)  # Certificate and MultiCertInfo: one or the other
+    assert both.code == "InvalidParameterValue" and "not both" in both.message
     inline = pki.server("inline.example.com")
     r.MultiCertInfo, r.Protocol, r.Ports = None, "HTTPS", [port]  # the port is taken: refused after the upload
     r.Certificate = clb_models.CertificateInput()
@@ -541,6 +541,100 @@ def test_a_lab_file_listener_changed_through_the_api_keeps_what_the_call_does_no
     finally:
         r.ListenerName = "tencent-one-way"
         tc.wait(tc.clb.ModifyListener(r).RequestId)
+
+
+def multi_cert(*cert_ids: str, mode: str = "UNIDIRECTIONAL") -> clb_models.MultiCertInfo:
+    info = clb_models.MultiCertInfo()
+    info.SSLMode, info.CertList = mode, []
+    for cert_id in cert_ids:
+        c = clb_models.CertInfo()
+        c.CertId = cert_id
+        info.CertList.append(c)
+    return info
+
+
+ECDSA_SUITES = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384"
+RSA_SUITES = "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384"
+
+
+def served_tls12(address: str, port: int, server_name: str, ca_pem: bytes, ciphers: str) -> bytes:
+    """The certificate (DER) a TLS 1.2 client limited to `ciphers` gets."""
+    ctx = ssl.create_default_context(cadata=ca_pem.decode())
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(ciphers)
+    with socket.create_connection((address, port), timeout=10) as raw, \
+            ctx.wrap_socket(raw, server_hostname=server_name) as tls:
+        return tls.getpeercert(binary_form=True)
+
+
+def test_multi_cert_info_puts_an_rsa_and_an_ecc_certificate_on_one_listener(tc, vendor_lab):  # noqa: F811
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    pki = vendor_lab.certs
+    rsa_site, ecc_site = pki.server("dual.example.com"), pki.server("dual.example.com", key_type="ecdsa")
+    rsa_2 = pki.server("dual.example.com")
+    rsa_id, ecc_id, rsa_2_id = tc.upload(rsa_site, "dual-rsa"), tc.upload(ecc_site, "dual-ecc"), tc.upload(rsa_2, "rsa-2")
+    lb_id, vip = tc.create_lb("dual")
+    port = free_port(vip)
+    r = clb_models.CreateListenerRequest()
+    r.LoadBalancerId, r.Ports, r.Protocol = lb_id, [port], "HTTPS"
+    r.MultiCertInfo = multi_cert(rsa_id, ecc_id)
+    resp = tc.clb.CreateListener(r)
+    tc.wait(resp.RequestId)
+
+    def key_of(der: bytes):
+        return x509.load_der_x509_certificate(der).public_key()
+
+    ecc = served_tls12(vip, port, "dual.example.com", pki.ca_pem, ECDSA_SUITES)
+    rsa_der = served_tls12(vip, port, "dual.example.com", pki.ca_pem, RSA_SUITES)
+    assert isinstance(key_of(ecc), ec.EllipticCurvePublicKey) and hashlib.sha256(ecc).hexdigest() == fingerprint(ecc_site)
+    assert isinstance(key_of(rsa_der), rsa.RSAPublicKey) and hashlib.sha256(rsa_der).hexdigest() == fingerprint(rsa_site)
+    (listener,) = tc.listeners(lb_id)
+    assert (listener.ListenerId, listener.Certificate.SSLMode) == (resp.ListenerIds[0], "UNIDIRECTIONAL")
+    assert (listener.Certificate.CertId, listener.Certificate.ExtCertIds) == (rsa_id, [ecc_id])
+    spec = vendor_lab.lab.listener_at(lb_id, port).spec
+    assert spec.server_certificates == (rsa_id, ecc_id)
+
+    # refused by the model (two RSA certificates): nothing created, nothing changed
+    r.Ports, r.MultiCertInfo = [free_port(vip)], multi_cert(rsa_id, rsa_2_id)
+    two_rsa = sdk_error(tc.clb.CreateListener, r)
+    assert two_rsa.code == "InvalidParameterValue" and "one RSA and one ECDSA" in two_rsa.message
+    assert [l.Port for l in tc.listeners(lb_id)] == [port]
+    m = clb_models.ModifyListenerRequest()
+    m.LoadBalancerId, m.ListenerId, m.MultiCertInfo = lb_id, listener.ListenerId, multi_cert(rsa_2_id, rsa_id)
+    assert sdk_error(tc.clb.ModifyListener, m).code == "InvalidParameterValue"
+    assert vendor_lab.lab.listener_at(lb_id, port).spec == spec
+    m.MultiCertInfo = multi_cert(rsa_id, "NoSuchId")
+    assert sdk_error(tc.clb.ModifyListener, m).code == "FailedOperation.CertificateNotFound"
+    assert vendor_lab.lab.listener_at(lb_id, port).spec == spec
+    assert hashlib.sha256(served_tls12(vip, port, "dual.example.com", pki.ca_pem, ECDSA_SUITES)).hexdigest() \
+        == fingerprint(ecc_site)
+    in_use = sdk_error(tc.delete_cert, ecc_id)  # both certificates are in use
+    assert in_use.code == "FailedOperation.DeleteResourceFailed"
+
+    # ModifyListener with MultiCertInfo: the new ECC certificate and a client CA (MUTUAL)
+    ecc_2 = pki.server("dual.example.com", key_type="ecdsa")
+    ecc_2_id, ca_id = tc.upload(ecc_2, "ecc-2"), tc.upload(pki.ca_pem, "clients", kind="CA")
+    m.MultiCertInfo = multi_cert(rsa_id, ecc_2_id, ca_id, mode="MUTUAL")
+    tc.wait(tc.clb.ModifyListener(m).RequestId)
+    (listener,) = tc.listeners(lb_id)
+    assert (listener.Certificate.SSLMode, listener.Certificate.CertId, listener.Certificate.ExtCertIds,
+            listener.Certificate.CertCaId) == ("MUTUAL", rsa_id, [ecc_2_id], ca_id)
+    m.MultiCertInfo, m.ListenerName = None, "dual renamed"  # a change without certificates keeps both
+    tc.wait(tc.clb.ModifyListener(m).RequestId)
+    (listener,) = tc.listeners(lb_id)
+    assert (listener.ListenerName, listener.Certificate.ExtCertIds) == ("dual renamed", [ecc_2_id])
+    # back to one certificate through Certificate: ExtCertIds empties
+    tc.wait(tc.modify_certificate(lb_id, listener.ListenerId, ecc_id))
+    (listener,) = tc.listeners(lb_id)
+    assert (listener.Certificate.CertId, listener.Certificate.ExtCertIds) == (ecc_id, [])
+
+    r = clb_models.DeleteLoadBalancerRequest()
+    r.LoadBalancerIds = [lb_id]
+    tc.clb.DeleteLoadBalancer(r)
+    for cert_id in (rsa_id, ecc_id, rsa_2_id, ecc_2_id, ca_id):
+        tc.delete_cert(cert_id)
 
 
 # --- tccli -------------------------------------------------------------------------------------------------

@@ -82,6 +82,13 @@ def test_lbsim_run_the_main_job(venv: Path, empty: Path) -> None:
     report = json.loads((empty / "lbsim-out" / "run" / "report.json").read_text())
     checkout_scenarios = checked(sh([sys.executable, "-m", "simulator.cli", "scenarios", "list"], ROOT)).splitlines()
     assert report["summary"]["failed"] == 0 and report["summary"]["total"] == len(checkout_scenarios) > 50
+    # Without the vendor-sdks extra the scenarios driving the vendors' SDKs say which extra they need.
+    skipped = [s for s in report["scenarios"] if s["outcome"] == "skipped"]
+    assert {s["name"].split("::")[-1].split("[")[0] for s in skipped} == {"test_rotation_script_through_the_aliyun_sdk_under_load",
+                                                          "test_upload_by_the_aliyun_api",
+                                                          "test_rotation_script_under_steady_load",
+                                                          "test_upload_by_calling_the_tencent_api"}, skipped
+    assert all("lbsim[vendor-sdks]" in s["message"] for s in skipped), skipped
     assert all(s["name"].startswith("test_") for s in report["scenarios"])
 
 

@@ -112,6 +112,19 @@ class LabPKI:
         cert = leaf.cert_chain_pems[0].bytes()
         return Issued(cert, _traditional(leaf.private_key_pem.bytes()), cert)
 
+    def crl(self, *revoked: Issued | x509.Certificate, days: int = 7) -> bytes:
+        """A PEM certificate revocation list of this CA revoking `revoked` (valid `days` from now)."""
+        now = dt.datetime.now(dt.timezone.utc)
+        key = serialization.load_pem_private_key(self._ca.private_key_pem.bytes(), None)
+        builder = (x509.CertificateRevocationListBuilder().issuer_name(self.ca_cert.subject)
+                   .last_update(now - dt.timedelta(minutes=5)).next_update(now + dt.timedelta(days=days)))
+        for item in revoked:
+            cert = item.cert if isinstance(item, Issued) else item
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(cert.serial_number).revocation_date(now).build())
+        crl = builder.sign(key, hashes.SHA256())  # type: ignore[arg-type]
+        return crl.public_bytes(serialization.Encoding.PEM)
+
     def other_ca(self) -> LabPKI:
         """Another, unrelated CA of the same key type (its clients must be refused)."""
         if self._other is None:

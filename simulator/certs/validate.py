@@ -98,6 +98,10 @@ RULES: dict[str, Rule] = {
                            "download the right intermediate from your CA"),
     "NotACertificateAuthority": Rule("error", "upload the CA's own certificate (basicConstraints CA:TRUE), "
                                      "not a server or client certificate"),
+    "KeyTooLarge": Rule("error", "send the key alone, without Bag Attributes or other text, as PEM; a key this "
+                        "size is larger than any key the vendor imports"),
+    "NotX509v3": Rule("error", "re-issue the certificate as X.509 version 3 (any current CA or "
+                      "openssl req -x509 does)"),
     "Sha1Signature": Rule("warning", "re-issue the certificate with SHA-256: clients reject SHA-1 signed chains"),
     "IntermediateMissing": Rule("warning", "append the intermediate certificate(s) from your CA after the "
                                 "server certificate"),
@@ -237,7 +241,8 @@ class _Findings:
                   or p.wording.get((code, "*", "*")))
         message = f"{vendor}: {detail}" if vendor else detail[:1].upper() + detail[1:]
         hint = p.hints.get((code, field)) or HINTS.get((code, field)) or rule.hint
-        finding = Finding(code, rule.severity, message, hint, field)
+        severity = "error" if code in p.error_codes else rule.severity
+        finding = Finding(code, severity, message, hint, field)
         if finding not in self.items:
             self.items.append(finding)
 
@@ -256,6 +261,9 @@ def evaluate(profile: str, type: str, cert_pem: bytes | str | None, key_pem: byt
     key_blocks: list[PemBlock] | None = []
     if kind == "server" and key_pem is not None:
         key_blocks = _blocks(key_pem, "key", out)
+        size = len(key_pem.encode() if isinstance(key_pem, str) else key_pem)
+        if p.max_key_bytes is not None and size > p.max_key_bytes:
+            out.add("KeyTooLarge", f"the private key field holds {size:,} bytes (at most {p.max_key_bytes:,})", "key")
     elif kind == "ca" and _has_content(key_pem):
         out.add("UnexpectedPrivateKey", "a CA certificate upload carries a private key", "key")
     certs, keys = _sort_blocks(cert_blocks, key_blocks, kind, out)
@@ -271,6 +279,11 @@ def evaluate(profile: str, type: str, cert_pem: bytes | str | None, key_pem: byt
     key = _load_key(keys, p, out) if kind == "server" else None
     if complete:
         metas = [cert_meta(c) for c in chain]
+        if p.require_v3:
+            for index, cert in enumerate(chain):
+                if cert.version != x509.Version.v3:
+                    which = "the server certificate" if index == 0 and kind == "server" else f"certificate {index + 1}"
+                    out.add("NotX509v3", f"{which} is X.509 {cert.version.name}", "cert")
         if kind == "server":
             _server_rules(chain, metas, key, p, out)
         else:

@@ -120,6 +120,8 @@ class Listener:
                 server_certificates=list(spec.server_certificates) or None,
                 ca_certificate=spec.ca_certificate,
                 ssl_verify_client=spec.ssl_verify_client if spec.mutual else None,
+                mtls_mode=spec.mtls_mode,
+                trust_store=spec.trust_store,
                 client_cert_refusal=spec.client_cert_refusal if spec.mutual else None,
                 tls_policy=spec.policy.name,
                 tls_versions=list(spec.policy.versions),
@@ -145,6 +147,7 @@ def build_context(
     ticket_keys: bytes | None = None,
     session_cache: SharedSessionCache | None = None,
     session_namespace: bytes = b"",
+    trust_store: Any = None,
 ) -> SSL.Context:
     """The listener's one OpenSSL context (plus one per SNI domain), built once per version.
 
@@ -158,6 +161,13 @@ def build_context(
     sid = hashlib.sha256(f"{spec.port}|{spec.name}|{spec.server_certificate}".encode()).digest()[:32]
 
     ca = materials[spec.ca_certificate] if spec.ca_certificate else None
+    # The ALB's mutual TLS: `trust_store` (a simulator.certs.truststore.TrustStore) for mtls_mode verify.
+    mtls: dict[str, Any] = {}
+    if spec.mtls_mode != "off":
+        mtls = dict(mtls_mode=spec.mtls_mode, ignore_client_certificate_expiry=spec.ignore_client_certificate_expiry,
+                    advertise_ca_names=spec.advertise_trust_store_ca_names)
+        if trust_store is not None:
+            mtls.update(trust_anchors=trust_store.cas, revocations=trust_store.crls)
 
     def one(cert_ref: str, **extra: Any) -> SSL.Context:
         server = materials[cert_ref]
@@ -171,6 +181,7 @@ def build_context(
             session_timeout=lifetime,
             session_id_context=sid,
             alpn=alpn,
+            **mtls,
             **extra,
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from simulator.certs.truststore import TrustStore
 from simulator.faces.http import JsonServer, Request, Router
 from simulator.errors import LbsimError
 
@@ -66,7 +67,8 @@ async def start_with_faces(lab: Lab) -> Lab:
 
 
 class ApiServer(JsonServer):
-    """`GET /health`, `/v1/certificates`, `/v1/listeners`, `/v1/connections`, `/v1/traffic`, `/v1/backends`."""
+    """`GET /health`, `/v1/certificates`, `/v1/listeners`, `/v1/trust-stores`, `/v1/connections`, `/v1/traffic`,
+    `/v1/backends`."""
 
     def __init__(self, lab: Lab, host: str = "127.0.0.1", port: int = 0, token: str | None = None):
         self.lab = lab
@@ -86,6 +88,13 @@ class ApiServer(JsonServer):
             ("DELETE", "/v1/listeners/{port}", self.delete_listener),
             ("POST", "/v1/listeners/{port}/start", self.start_listener),
             ("POST", "/v1/listeners/{port}/stop", self.stop_listener),
+            ("GET", "/v1/trust-stores", self.list_trust_stores),
+            ("POST", "/v1/trust-stores", self.create_trust_store),
+            ("GET", "/v1/trust-stores/{name}", self.describe_trust_store),
+            ("PUT", "/v1/trust-stores/{name}", self.replace_trust_store_bundle),
+            ("DELETE", "/v1/trust-stores/{name}", self.delete_trust_store),
+            ("POST", "/v1/trust-stores/{name}/revocations", self.add_revocations),
+            ("DELETE", "/v1/trust-stores/{name}/revocations/{id}", self.remove_revocation),
             ("GET", "/v1/connections", self.connections),
             ("GET", "/v1/traffic", self.traffic),
             ("GET", "/v1/backends", self.list_backends),
@@ -171,6 +180,51 @@ class ApiServer(JsonServer):
 
     async def stop_listener(self, request: Request) -> tuple[int, Any]:
         return 200, self.lab.view(await self.lab.set_running(port_of(request), False))
+
+    # trust stores (ALB mutual TLS verify) ------------------------------------------------------------------
+    async def list_trust_stores(self, request: Request) -> tuple[int, Any]:
+        return 200, {"trust_stores": [t.to_dict() for t in self.lab.trust_stores.values()]}
+
+    async def create_trust_store(self, request: Request) -> tuple[int, Any]:
+        data = request.json()
+        revocations = data.get("revocations") or []
+        if not isinstance(revocations, list) or not all(isinstance(r, str) for r in revocations):
+            raise LbsimError("InvalidField", "expected a list of PEM CRLs", field="revocations")
+        store = TrustStore.create(data.get("name"), pem_field(data, "ca_bundle"), revocations, field="trust_store")
+        return 201, self.lab.add_trust_store(store).to_dict()
+
+    async def describe_trust_store(self, request: Request) -> tuple[int, Any]:
+        return 200, self.lab.trust_store(request.params["name"]).to_dict()
+
+    async def replace_trust_store_bundle(self, request: Request) -> tuple[int, Any]:
+        store = self.lab.trust_store(request.params["name"])
+        store.replace_bundle(pem_field(request.json(), "ca_bundle"))
+        self.lab.trust_store_changed(store.name)
+        return 200, store.to_dict()
+
+    async def delete_trust_store(self, request: Request) -> tuple[int, Any]:
+        self.lab.remove_trust_store(request.params["name"])
+        return 204, None
+
+    async def add_revocations(self, request: Request) -> tuple[int, Any]:
+        store = self.lab.trust_store(request.params["name"])
+        data = request.json()
+        crls = data.get("revocations", [data.get("crl")] if "crl" in data else None)
+        if not isinstance(crls, list) or not crls or not all(isinstance(c, str) for c in crls):
+            raise LbsimError("MissingField", "give 'crl' (one PEM CRL) or 'revocations' (a list of them)",
+                             field="revocations")
+        ids = store.add_revocations(crls)
+        self.lab.trust_store_changed(store.name)
+        return 201, {"revocation_ids": ids, **store.to_dict()}
+
+    async def remove_revocation(self, request: Request) -> tuple[int, Any]:
+        store = self.lab.trust_store(request.params["name"])
+        value = request.params["id"]
+        if not value.isdigit():
+            raise LbsimError("InvalidField", f"expected a revocation id, got {value!r}", field="id")
+        store.remove_revocations([int(value)])
+        self.lab.trust_store_changed(store.name)
+        return 204, None
 
     # observations ------------------------------------------------------------------------------------------
     async def connections(self, request: Request) -> tuple[int, Any]:

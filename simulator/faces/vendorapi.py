@@ -283,8 +283,11 @@ class VendorApis:
                     await server.stop()
 
     def endpoints(self) -> dict[str, Any]:
-        """What a script needs: the management API, the CA, and per vendor its endpoints, region and key."""
+        """What a script needs: the management API, the web console, the CA, and per vendor its endpoints,
+        region and key."""
+        console = getattr(self.lab, "console", None)  # attached beside the API by start_with_faces, if at all
         out: dict[str, Any] = {"management_api": self.lab.api.url if self.lab.api else None,
+                               "console": f"{console.url}/" if console is not None else None,
                                "ca": str(self.pki.ca_file.resolve()) if self.pki else None}
         for face in self.faces:
             plain, secure = self.servers[face.profile]

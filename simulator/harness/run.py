@@ -372,7 +372,7 @@ def render(report: dict[str, Any]) -> Doc:
           "read it in about 0 s.")
     doc.table(["", "scenario", "statement", "s"],
               [[{"passed": "✓", "failed": "✗"}.get(sc["outcome"], sc["outcome"]), f"`{sc['name']}`"
-                + (f" ({sc['message'][:300]})" if sc["outcome"] in ("failed", "xfailed") else ""), sc["statement"] or "",
+                + (f" ({sc['message'][:300]})" if sc["outcome"] in ("failed", "xfailed", "skipped") else ""), sc["statement"] or "",
                 f"{sc['duration_s']:.2f}"] for sc in report["scenarios"]])
 
     doc.h(2, "TLS policy matrix")

@@ -1,5 +1,5 @@
 """Billing: which metered bytes a vendor bills, and its LCU dimensions. The models are data, each vendor
-profile's `billing` (`simulator/vendors/`, aws-alb as a reference in `aws_alb.py`); this module applies them.
+profile's `billing` (`simulator/vendors/`); this module applies them.
 
 A model names the (direction, category) byte counts it bills; all three bill decrypted HTTP bytes
 (`payload`), never the TLS handshake, record overhead or alerts. That difference is what the seeds
@@ -20,7 +20,7 @@ __all__ = ["IN", "OUT", "MODELS", "PROFILE_MODELS", "BillingModel", "LcuDimensio
            "overhead_pct", "traffic_of"]
 
 class _Models(Mapping[str, BillingModel]):
-    """`MODELS`: every billing model by name (each vendor profile's own, then aws-alb), read live from
+    """`MODELS`: every billing model by name (each vendor profile's own, then any reference ones), read live from
     `simulator.vendors`: the models themselves live in the vendor modules."""
 
     def __getitem__(self, name: str) -> BillingModel:

@@ -140,6 +140,15 @@ class CertificateSpec:
 
 
 @dataclass(frozen=True)
+class TrustStoreSpec:
+    """A trust store (ALB): a CA bundle that verifies client certificates, and revocation lists."""
+
+    name: str
+    ca_bundle: str  # a path, or inline PEM
+    revocations: tuple[str, ...] = ()  # CRLs: paths or inline PEM
+
+
+@dataclass(frozen=True)
 class BackendSpec:
     name: str
     port: int | None = None  # a mock backend the lab starts (0 = any free port)
@@ -190,7 +199,8 @@ CLIENT_CERT_HEADERS: tuple[tuple[str, str], ...] = (
     ("verify", "X-Forwarded-Clientcert-clientverify"),
 )
 # Headers the listener sets or HTTP framing needs: a client-certificate header must not take their names.
-_NOT_CLIENT_CERT_NAMES = frozenset(("host", "x-forwarded-for", "x-forwarded-proto", "slb-ip", "slb-id", "cookie",
+_NOT_CLIENT_CERT_NAMES = frozenset(("host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-port", "x-amzn-trace-id",
+                                    "slb-ip", "slb-id", "cookie",
                                     "content-length", "transfer-encoding", "connection", "upgrade", "te"))
 _HEADER_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 
@@ -225,6 +235,8 @@ class Headers:
     x_forwarded_proto: bool = True
     slb_ip: bool = False
     slb_id: bool = False
+    x_forwarded_port: bool = False  # the listener's port (ALB)
+    amzn_trace_id: bool = False  # X-Amzn-Trace-Id: Root=1-<epoch hex>-<24 hex> (ALB request tracing)
     client_cert: bool = True  # mutual listeners: subject, issuer, fingerprint and verify result
     client_cert_names: tuple[tuple[str, str], ...] = CLIENT_CERT_HEADERS  # (what, header name)
 
@@ -252,6 +264,12 @@ class ListenerSpec:
     headers: Headers = Headers()
     sni: tuple[tuple[str, str], ...] = ()  # (domain, certificate) pairs, where the profile's capabilities.sni
     billing_model: str = ""
+    # The ALB's mutual TLS: off | passthrough (any client certificate, sent on to the backend) | verify
+    # (against `trust_store`); profiles without these modes use ca_certificate instead.
+    mtls_mode: str = "off"
+    trust_store: str | None = None
+    ignore_client_certificate_expiry: bool = False
+    advertise_trust_store_ca_names: bool = False
     activation_delay: float | None = None  # seconds before time_scale; None = drawn by Lab.activation_delay
     lb_id: str = "lb-lbsim"
     # Not a lab-file field: the address of the listener's load balancer, set by the lab (model/loadbalancers.py).
@@ -317,6 +335,7 @@ class LabConfig:
     api: ApiSpec = ApiSpec()
     home: str | None = None
     certificates: tuple[CertificateSpec, ...] = ()
+    trust_stores: tuple[TrustStoreSpec, ...] = ()
     backends: tuple[BackendSpec, ...] = ()
     listeners: tuple[ListenerSpec, ...] = ()
     connection_log: str | None = None
@@ -347,8 +366,8 @@ def parse_config(data: Any, base_dir: str = ".") -> LabConfig:
     top = Fields(
         data,
         "",
-        ("profile", "time_scale", "api", "home", "certificates", "backends", "listeners", "connection_log", "metering",
-         "workers", "vendor_api"),
+        ("profile", "time_scale", "api", "home", "certificates", "trust_stores", "backends", "listeners", "connection_log",
+         "metering", "workers", "vendor_api"),
     )
     profile = top.choice("profile", vendors.names(), vendors.DEFAULT)
     time_scale = top.number("time_scale", 0.0001, 100.0, 1.0, float)
@@ -362,10 +381,13 @@ def parse_config(data: Any, base_dir: str = ".") -> LabConfig:
     unique([c.name for c in certificates], "certificates", "name")
     backends = tuple(parse_backend(b, f"backends[{i}]") for i, b in enumerate(top.list("backends")))
     unique([b.name for b in backends], "backends", "name")
+    trust_stores = tuple(parse_trust_store(t, f"trust_stores[{i}]") for i, t in enumerate(top.list("trust_stores")))
+    unique([t.name for t in trust_stores], "trust_stores", "name")
     unique([b.instance for b in backends], "backends", "instance_id")
     cert_types = {c.name: c.type for c in certificates}
     listeners = tuple(
-        parse_listener(l, f"listeners[{i}]", profile, cert_types, {b.name for b in backends})
+        parse_listener(l, f"listeners[{i}]", profile, cert_types, {b.name for b in backends},
+                       {t.name for t in trust_stores})
         for i, l in enumerate(top.list("listeners"))
     )
     unique([l.port for l in listeners if l.port], "listeners", "port")
@@ -377,6 +399,7 @@ def parse_config(data: Any, base_dir: str = ".") -> LabConfig:
         api=api_spec,
         home=top.str("home"),
         certificates=certificates,
+        trust_stores=trust_stores,
         backends=backends,
         listeners=listeners,
         connection_log=top.str("connection_log"),
@@ -437,6 +460,16 @@ def parse_certificate(data: Any, path: str) -> CertificateSpec:
     return spec
 
 
+def parse_trust_store(data: Any, path: str) -> TrustStoreSpec:
+    f = Fields(data, path, ("name", "ca_bundle", "revocations"))
+    revocations = f.list("revocations")
+    for i, item in enumerate(revocations):
+        if not isinstance(item, str) or not item:
+            raise fail(f"{f.where('revocations')}[{i}]", "expected a CRL file path or inline PEM")
+    return TrustStoreSpec(name=f.str("name", required=True), ca_bundle=f.str("ca_bundle", required=True),
+                          revocations=tuple(revocations))
+
+
 def parse_backend(data: Any, path: str) -> BackendSpec:
     f = Fields(data, path, ("name", "port", "address", "instance_id"))
     name = f.str("name", required=True)
@@ -458,8 +491,45 @@ LISTENER_FIELDS = (
     "name", "port", "profile", "server_certificate", "server_certificates", "ca_certificate", "ssl_verify_client",
     "client_cert_refusal", "tls_policy", "http2",
     "scheduler", "backend_servers", "sticky_session", "health_check", "idle_timeout", "request_timeout", "headers",
-    "sni", "billing_model", "activation_delay", "lb_id",
+    "sni", "billing_model", "activation_delay", "lb_id", "mtls_mode", "trust_store", "ignore_client_certificate_expiry",
+    "advertise_trust_store_ca_names",
 )  # fmt: skip
+MTLS_FIELDS = ("mtls_mode", "trust_store", "ignore_client_certificate_expiry", "advertise_trust_store_ca_names")
+
+
+def parse_mtls(f: Fields, profile: str, ca_certificate: str | None, trust_stores: set[str] | None) -> dict[str, Any]:
+    """Mutual TLS as modes and trust stores, for a profile that has them (`VendorProfile.mtls`: the ALB's);
+    refused elsewhere (those profiles use ca_certificate)."""
+    vendor = vendors.get(profile).mtls
+    given = [key for key in MTLS_FIELDS if f.has(key)]
+    if vendor is None:
+        if given:
+            able = " or ".join(n for n in vendors.names() if vendors.get(n).mtls is not None)
+            raise fail(f.where(given[0]), f"{profile} listeners have no {given[0]}: their mutual TLS is ca_certificate",
+                       f"use ca_certificate, or profile: {able}")
+        return {}
+    mode = f.choice("mtls_mode", vendor.modes, vendor.default)
+    if ca_certificate is not None:
+        raise fail(f.where("ca_certificate"), f"{profile} listeners verify clients against a trust store",
+                   "use mtls_mode: verify with trust_store: <name>")
+    store = f.str("trust_store")
+    if mode == "verify" and store is None:
+        raise fail(f.where("trust_store"), "mtls_mode verify needs a trust store", "trust_store: <name of trust_stores[]>")
+    if mode != "verify":
+        for key in ("trust_store", "ignore_client_certificate_expiry", "advertise_trust_store_ca_names"):
+            if f.has(key):
+                raise fail(f.where(key), f"only applies to mtls_mode verify (this listener is {mode})")
+    if store is not None and trust_stores is not None and store not in trust_stores:
+        raise fail(f.where("trust_store"), f"unknown trust store '{store}'; expected one of "
+                   f"{', '.join(sorted(trust_stores)) or '(no trust_stores defined)'}")
+    return {
+        "mtls_mode": mode,
+        "trust_store": store,
+        "ignore_client_certificate_expiry": f.bool("ignore_client_certificate_expiry",
+                                                   vendor.ignore_client_certificate_expiry),
+        "advertise_trust_store_ca_names": f.bool("advertise_trust_store_ca_names",
+                                                 vendor.advertise_trust_store_ca_names),
+    }
 
 
 def multi_certificates(f: Fields, profile: str, cert_types: dict[str, str]) -> tuple[str, ...]:
@@ -488,7 +558,8 @@ def multi_certificates(f: Fields, profile: str, cert_types: dict[str, str]) -> t
     return tuple(refs)
 
 
-def parse_listener(data: Any, path: str, default_profile: str, cert_types: dict[str, str], backends: set[str]) -> ListenerSpec:
+def parse_listener(data: Any, path: str, default_profile: str, cert_types: dict[str, str], backends: set[str],
+                   trust_stores: set[str] | None = None) -> ListenerSpec:
     f = Fields(data, path, LISTENER_FIELDS)
     profile = f.choice("profile", vendors.names(), default_profile)
     vendor = vendors.get(profile)
@@ -559,12 +630,14 @@ def parse_listener(data: Any, path: str, default_profile: str, cert_types: dict[
         connect_port=hf.number("connect_port", 1, 65535, None),
     )
 
-    xf = Fields(f.raw("headers"), f.where("headers"), ("x_forwarded_for", "x_forwarded_proto", "slb_ip", "slb_id", "client_cert", "client_cert_names"))
+    xf = Fields(f.raw("headers"), f.where("headers"), ("x_forwarded_for", "x_forwarded_proto", "x_forwarded_port", "amzn_trace_id", "slb_ip", "slb_id", "client_cert", "client_cert_names"))
     if xf.has("x_forwarded_for") and not xf.bool("x_forwarded_for", True):
         raise fail(xf.where("x_forwarded_for"), "X-Forwarded-For is always on for layer-7 listeners")
     sends = vendor.headers
     headers = Headers(
         x_forwarded_proto=xf.bool("x_forwarded_proto", sends.x_forwarded_proto),
+        x_forwarded_port=xf.bool("x_forwarded_port", sends.x_forwarded_port),
+        amzn_trace_id=xf.bool("amzn_trace_id", sends.amzn_trace_id),
         slb_ip=xf.bool("slb_ip", sends.slb_ip),
         slb_id=xf.bool("slb_id", sends.slb_id),
         client_cert=xf.bool("client_cert", sends.client_cert),
@@ -598,7 +671,10 @@ def parse_listener(data: Any, path: str, default_profile: str, cert_types: dict[
         if ref is not None and cert_types and ref not in cert_types:
             raise fail(f.where(key), f"unknown certificate '{ref}'; expected one of {', '.join(sorted(cert_types))}")
 
+    mtls = parse_mtls(f, profile, ca_certificate, trust_stores)
+
     return ListenerSpec(
+        **mtls,
         name=f.str("name", ""),
         port=port,
         profile=profile,

@@ -18,14 +18,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from simulator import vendors
 from simulator.errors import LbsimError
 from simulator.model.config import BackendServer
 from simulator.net import LOOPBACK
 
 DEFAULT_LB_ID = "lb-lbsim"
-# Vendor-styled ids: (prefix, random lowercase alphanumerics). Alibaba's look like lb-bp1b6c719dfa08exfuca5,
-# Tencent's like lb-0bhf7mj4.
-ID_STYLES = {"aliyun-slb": ("lb-bp1", 18), "tencent-clb": ("lb-", 8)}
 ADDRESS_PREFIX = "127.0.0."
 ADDRESS_HOSTS = range(2, 255)  # 127.0.0.1 is the lab's own
 QUOTA = 60  # load balancers created through the vendor APIs per lab (the vendors' default per-region quotas are similar)
@@ -105,7 +103,8 @@ class LoadBalancers:
         return lb
 
     def _new_id(self, profile: str) -> str:
-        prefix, length = ID_STYLES.get(profile, ("lb-", 12))
+        # The vendor's id style (`VendorProfile.lb_id_style`); a name nobody registered gets the generic one.
+        prefix, length = vendors.get(profile).lb_id_style if profile in vendors.names() else ("lb-", 12)
         alphabet = string.ascii_lowercase + string.digits
         while True:
             lb_id = prefix + "".join(secrets.choice(alphabet) for _ in range(length))

@@ -28,10 +28,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from OpenSSL import SSL, crypto
 
 from simulator.errors import LbsimError
+from simulator.policies.groups import GROUPS, groups_settable, set_groups
 from simulator.policies.resolve import Policy
 from simulator.policies.suites import NO_VERSION_OPTIONS, OPENSSL_VERSION_CONSTANTS, VERSIONS
 
 VerifyClient = Literal["off", "on", "optional"]
+MtlsMode = Literal["off", "passthrough", "verify"]
+X509_V_ERR_UNABLE_TO_GET_CRL = 3  # no CRL for this issuer: the ALB checks revocation only where it has a list
+X509_V_ERR_CERT_HAS_EXPIRED = 10
 ClientCertRefusal = Literal["handshake", "http_400"]
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -155,6 +159,22 @@ def _record_verify(conn: SSL.Connection, cert: Any, errno: int, depth: int, ok: 
     return bool(ok)
 
 
+def _accept_any(conn: SSL.Connection, cert: Any, errno: int, depth: int, ok: int) -> bool:
+    """Mutual TLS passthrough: any client certificate is accepted (the backend decides)."""
+    if depth == 0:
+        conn.lbsim_peer_cert = cert  # type: ignore[attr-defined]
+    return True
+
+
+def _trust_store_verifier(ignore_expiry: bool):
+    def verify(conn: SSL.Connection, cert: Any, errno: int, depth: int, ok: int) -> bool:
+        if not ok and (errno == X509_V_ERR_UNABLE_TO_GET_CRL or (ignore_expiry and errno == X509_V_ERR_CERT_HAS_EXPIRED)):
+            ok = 1
+        return _record_verify(conn, cert, errno, depth, ok)
+
+    return verify
+
+
 def _admit_and_record(ok: int, store_ctx: Any) -> int:
     """`client_cert_refusal="http_400"`: record the check on the connection and let the handshake go on, as
     nginx's verify callback does; the HTTP layer answers 400 afterwards (:func:`client_cert_verdict`).
@@ -262,6 +282,11 @@ def build_server_context(
     alpn: tuple[bytes, ...] = (b"http/1.1",),
     sni: Mapping[str, SSL.Context | tuple[Sequence[x509.Certificate], PrivateKey]] | None = None,
     ignore_sni: bool = False,
+    mtls_mode: MtlsMode = "off",
+    trust_anchors: Sequence[x509.Certificate] | None = None,
+    revocations: Sequence[x509.CertificateRevocationList] = (),
+    ignore_client_certificate_expiry: bool = False,
+    advertise_ca_names: bool = False,
     also: Sequence[tuple[Sequence[x509.Certificate], PrivateKey]] = (),
 ) -> SSL.Context:
     """A ready server context for one listener configuration.
@@ -284,6 +309,12 @@ def build_server_context(
     cache and ticket keys but takes the CA store and ALPN callback from the switched one.
     `ignore_sni` serves this certificate whatever the client asks (aliyun-slb).
 
+    `mtls_mode` is the ALB's mutual TLS (independent of `verify_client`): ``"passthrough"`` asks for a
+    client certificate and accepts any (or none); ``"verify"`` requires one that chains to `trust_anchors`
+    and is not revoked by `revocations` (CRLs, checked for the issuers that have one), expiry ignored with
+    `ignore_client_certificate_expiry`; `advertise_ca_names` lists the anchors' names in the
+    CertificateRequest (AdvertiseTrustStoreCaNames), else the list is empty.
+
     `also` adds certificates (chain, key) of other key types to the same context: an RSA and an ECDSA one on
     one listener (tencent MultiCertInfo). OpenSSL keeps one certificate per key type, each with its own chain,
     and serves the one the handshake can use: in TLS <= 1.2 the policy's first suite the client offers decides
@@ -297,6 +328,12 @@ def build_server_context(
             f"unknown ssl_verify_client {verify_client!r}; expected on or optional",
             field="ssl_verify_client",
         )
+    if mtls_mode not in ("off", "passthrough", "verify"):
+        raise LbsimError("invalid_value", f"unknown mtls_mode {mtls_mode!r}; expected off, passthrough or verify",
+                         field="mtls_mode")
+    if mtls_mode == "verify" and not trust_anchors:
+        raise LbsimError("MissingTrustStore", "mtls_mode verify needs a trust store with CA certificates",
+                         field="trust_store")
     if client_cert_refusal not in ("handshake", "http_400"):
         raise LbsimError("invalid_value", f"unknown client_cert_refusal {client_cert_refusal!r}; expected "
                          "handshake or http_400", field="client_cert_refusal")
@@ -328,6 +365,13 @@ def build_server_context(
     # The cipher string also carries @SECLEVEL=0, which TLS 1.0/1.1, SHA-1 and CCM_8 need under OpenSSL 3.
     ctx.set_cipher_list(policy.openssl_cipher_list().encode())
     ctx.set_tls13_ciphersuites(":".join(policy.tls13_ciphersuites).encode())
+    # The policy's key-exchange groups, whatever the process-wide default (post-quantum policies add hybrids).
+    # Without a way in (a stripped cryptography build) the pinned default still serves the policies that use it.
+    if groups_settable() or policy.groups != GROUPS:
+        try:
+            set_groups(ctx, policy.groups)
+        except (ValueError, RuntimeError) as e:
+            raise LbsimError("InvalidPolicy", f"policy {policy.name!r}: {e}", field="tls_policy") from None
     # No load_tmp_dh, ever: DHE suites listed by a policy stay unusable (dh_auto is off by default).
 
     if not also:
@@ -363,6 +407,23 @@ def build_server_context(
             if verify_client == "on":
                 mode |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
             ctx.set_verify(mode, _record_verify)
+    elif mtls_mode == "passthrough":
+        ctx.set_verify(SSL.VERIFY_PEER, _accept_any)
+    elif mtls_mode == "verify":
+        store = ctx.get_cert_store()
+        assert store is not None
+        flags = crypto.X509StoreFlags.PARTIAL_CHAIN
+        for ca in trust_anchors or ():
+            store.add_cert(crypto.X509.from_cryptography(ca))
+            if advertise_ca_names:
+                ctx.add_client_ca(ca)
+        for crl in revocations:
+            store.add_crl(crl)
+        if revocations:
+            flags |= crypto.X509StoreFlags.CRL_CHECK
+        store.set_flags(flags)
+        ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT,
+                       _trust_store_verifier(ignore_client_certificate_expiry))
     ctx.set_info_callback(_record_alert)
 
     if alpn:
@@ -385,6 +446,11 @@ def build_server_context(
                     session_timeout=session_timeout,
                     session_id_context=session_id_context,
                     alpn=alpn,
+                    mtls_mode=mtls_mode,
+                    trust_anchors=trust_anchors,
+                    revocations=revocations,
+                    ignore_client_certificate_expiry=ignore_client_certificate_expiry,
+                    advertise_ca_names=advertise_ca_names,
                 )
         ctx.set_tlsext_servername_callback(_sni_switcher(domains))
     return ctx

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from OpenSSL import SSL, crypto
 
 from simulator.policies.context import alert_from_error, session_reused, verify_reason
+from simulator.policies.groups import set_groups
 from simulator.policies.suites import (
     EVERYTHING,
     OPENSSL_VERSION_CONSTANTS,
@@ -182,8 +183,11 @@ def _client_context(
     alpn: Sequence[str | bytes] | None,
     tickets: bool,
     verify_log: list[tuple[int, int, str]],
+    groups: Sequence[str] | None = None,
 ) -> SSL.Context:
     ctx = SSL.Context(SSL.TLS_METHOD)
+    if groups:
+        set_groups(ctx, tuple(groups))
     if version is not None:
         v = canonical_version(version)
         if v is None:
@@ -291,6 +295,7 @@ def probe(
     http_request: bytes | None = None,
     tickets: bool = True,
     timeout: float = 5.0,
+    groups: Sequence[str] | None = None,
 ) -> ProbeResult:
     """Connect, handshake, optionally send `http_request` and read the response, then close cleanly.
 
@@ -299,14 +304,16 @@ def probe(
     a colon-separated TLS 1.3 list. The server is verified only against `cafile`/`ca_pem` when given (chain
     only, no hostname check). `client_cert_pem` is the client's chain (leaf first), `client_key_pem` its
     key (or include it in `client_cert_pem`). `session` resumes an earlier probe's ``result.session``;
-    `tickets=False` disables tickets so that TLS 1.2 resumes by session ID. Never raises for TLS or
+    `tickets=False` disables tickets so that TLS 1.2 resumes by session ID. `groups` restricts the key-exchange
+    groups offered (``["X25519MLKEM768"]``: a post-quantum-only client). Never raises for TLS or
     network failures: they are in ``result.error`` (and ``result.alert`` for an alert from the server).
     """
     result = ProbeResult()
     verify_log: list[tuple[int, int, str]] = []
     try:
         ctx = _client_context(
-            version, ciphers, tls13_ciphersuites, cafile, ca_pem, client_cert_pem, client_key_pem, alpn, tickets, verify_log
+            version, ciphers, tls13_ciphersuites, cafile, ca_pem, client_cert_pem, client_key_pem, alpn, tickets, verify_log,
+            groups,
         )
     except SSL.Error as e:
         result.error = f"client setup: {ssl_error_text(e)}"

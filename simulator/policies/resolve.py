@@ -14,6 +14,7 @@ from typing import Any
 
 from simulator import vendors
 from simulator.errors import LbsimError
+from simulator.policies.groups import GROUPS
 from simulator.vendors.profile import VendorProfile
 from simulator.policies.suites import (
     LEGACY_SUITES,
@@ -38,10 +39,12 @@ def _key_type(key_type: str) -> str:
 
 @dataclass(frozen=True)
 class Policy:
-    """A TLS security policy: allowed versions and suites, in server preference order.
+    """A TLS security policy: allowed versions, suites and key-exchange groups, in server preference order.
 
-    `ciphers` are OpenSSL names for TLS <= 1.2, `tls13_ciphersuites` the TLS 1.3 ones. A policy lists what
-    the vendor lists; :meth:`negotiable` says what really negotiates here with a given certificate type.
+    `ciphers` are OpenSSL names for TLS <= 1.2, `tls13_ciphersuites` the TLS 1.3 ones, `groups` the
+    key-exchange groups (OpenSSL names; every policy without its own list gets the process-wide default,
+    X25519, P-256, P-384). A policy lists what the vendor lists; :meth:`negotiable` says what really
+    negotiates here with a given certificate type.
     """
 
     name: str
@@ -51,6 +54,7 @@ class Policy:
     profile: str | None = None
     custom: bool = False
     cipher_string: str | None = None  # the OpenSSL string `ciphers` was expanded from, if any
+    groups: tuple[str, ...] = GROUPS  # key-exchange groups, the server's preference first
 
     def suites_for(self, version: str) -> tuple[str, ...]:
         """The policy's suites defined for `version`, whatever the certificate."""
@@ -92,7 +96,7 @@ class Policy:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        for k in ("versions", "ciphers", "tls13_ciphersuites"):
+        for k in ("versions", "ciphers", "tls13_ciphersuites", "groups"):
             out[k] = list(out[k])
         out["unavailable"] = list(self.unavailable)
         return out
@@ -117,6 +121,7 @@ class ProfileTLS:
     custom_default_versions: tuple[str, ...] | None  # None: the field is required
     custom_default_ciphers: str | None
     custom_default_tls13: tuple[str, ...]
+    custom: bool = True  # whether custom policies exist at all (an ALB takes named policies only)
 
 
 # One entry per registered profile object: (its ProfileTLS, its named policies). Policies are built on first
@@ -141,6 +146,7 @@ def _built(vp: VendorProfile) -> tuple[ProfileTLS, dict[str, Policy]]:
         custom_default_versions=t.custom_default_versions,
         custom_default_ciphers=t.custom_default_ciphers,
         custom_default_tls13=t.custom_default_tls13,
+        custom=t.custom_policies,
     )
     named = {
         row.name: Policy(
@@ -150,6 +156,7 @@ def _built(vp: VendorProfile) -> tuple[ProfileTLS, dict[str, Policy]]:
             row.tls13,
             profile=vp.name,
             cipher_string=row.cipher_string,
+            groups=row.groups,
         )
         for row in t.policies
     }
@@ -239,6 +246,8 @@ def _profile(profile: str) -> ProfileTLS:
 
 
 def _expected(p: ProfileTLS) -> str:
+    if not p.custom:
+        return ", ".join(p.policies)
     return f"{', '.join(p.policies)}, or a custom policy {{versions, ciphers, tls13_ciphersuites}}"
 
 
@@ -264,6 +273,9 @@ def resolve_policy(profile: str, spec: str | Mapping[str, Any] | Policy | None, 
         where = f" for {p.name} (it is defined for {owner})" if owner else ""
         raise _err("UnknownPolicy", f"unknown policy {spec!r}{where}; expected one of {_expected(p)}", field)
     if isinstance(spec, Mapping):
+        if not p.custom:
+            raise _err("CustomPolicyNotSupported", f"{p.name} listeners take named security policies only; "
+                       f"expected one of {_expected(p)}", field)
         return _custom(p, spec, field)
     raise _err(
         "InvalidPolicy",

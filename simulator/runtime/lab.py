@@ -32,6 +32,7 @@ from simulator.dataplane.addons.tls import TlsTermination
 from simulator import vendors
 from simulator.backends import MockBackend
 from simulator.certs import CertificateStore, CertInfo, Material, check
+from simulator.certs.truststore import TrustStore
 from simulator.certs.validate import evaluate
 from simulator.model.loadbalancers import LoadBalancer, LoadBalancers
 from simulator.model.config import ACTIVATION_MAX, ACTIVATION_NORMAL, ACTIVATION_NORMAL_SHARE, LabConfig, ListenerSpec, parse_listener
@@ -105,6 +106,12 @@ class Lab:
         self.health = HealthChecker(config.time_scale) if seat is None else MirroredHealth()
         self.backends: dict[str, MockBackend] = {}
         self.addresses: dict[str, tuple[str, int]] = {}
+        # Trust stores (ALB mutual TLS verify), read from the config before anything starts.
+        self.trust_stores: dict[str, TrustStore] = {
+            t.name: TrustStore.create(t.name, read_pem(t.ca_bundle, config.base_dir),
+                                      [read_pem(r, config.base_dir) for r in t.revocations], field=f"trust_stores[{i}]")
+            for i, t in enumerate(config.trust_stores)
+        }
         self.master: Master | None = None
         self.servers: ListenerServers | None = None
         self.api: Any = None  # the management API, once the starter attached it (simulator.faces)
@@ -154,8 +161,15 @@ class Lab:
             self._upload(name, kind, cert, key)
         # Build every version before anything listens: a bad certificate fails the lab, not one handshake.
         # Ports first: a version's session context and ticket keys name the port it serves.
-        specs = [self._on_load_balancer(spec) for spec in self.config.listeners]
-        specs = [spec if spec.port else replace(spec, port=free_port(spec.address)) for spec in specs]
+        # The kernel may hand out the same free port twice in a row (about 1.5% of labs with 18 port-0
+        # listeners did): a listener would silently replace another in the registry. Draw until the
+        # address:port key is distinct.
+        specs = list(map(self._on_load_balancer, self.config.listeners))
+        taken = {f"{spec.address}:{spec.port}" for spec in specs if spec.port}
+        for i, spec in enumerate(specs):
+            if not spec.port:
+                specs[i] = spec = replace(spec, port=self._free_port(spec.address, taken))
+                taken.add(f"{spec.address}:{spec.port}")
         versions = [self._build(spec, f"listeners[{i}]") for i, spec in enumerate(specs)]
 
         opts = options.Options()
@@ -386,6 +400,40 @@ class Lab:
             return
         self._catch_up(revisions, cert_id)
 
+    # ---- trust stores (ALB mutual TLS) -------------------------------------------------------------------
+
+    def trust_store(self, name: str) -> TrustStore:
+        store = self.trust_stores.get(name)
+        if store is None:
+            raise LbsimError("TrustStoreNotFound", f"no trust store named {name!r}", field="name",
+                             hint="GET /v1/trust-stores lists them")
+        return store
+
+    def add_trust_store(self, store: TrustStore) -> TrustStore:
+        if store.name in self.trust_stores:
+            raise LbsimError("DuplicateTrustStoreName", f"a trust store named {store.name!r} exists", field="name",
+                             hint=f"PUT /v1/trust-stores/{store.name} replaces its CA bundle")
+        self.trust_stores[store.name] = store
+        return store
+
+    def remove_trust_store(self, name: str) -> None:
+        self.trust_store(name)
+        users = [l.name for l in self.registry.listeners.values()
+                 if any(v is not None and v.spec.trust_store == name for v in (l.active, l.pending))]
+        if users:
+            raise LbsimError("TrustStoreInUse", f"trust store {name!r} is used by listener(s) {', '.join(users)}",
+                             field="name", hint="point those listeners at another trust store first")
+        del self.trust_stores[name]
+
+    def trust_store_changed(self, name: str) -> None:
+        """A changed trust store (bundle or revocations) applies to new connections at once: the listeners
+        using it get a rebuilt version; open connections keep the context they started with."""
+        for listener in self.registry.listeners.values():
+            for attr in ("active", "pending"):
+                version = getattr(listener, attr)
+                if version is not None and version.spec.trust_store == name:
+                    setattr(listener, attr, self._adopt(listener, self._build(version.spec)))
+
     # ---- listeners -------------------------------------------------------------------------------------
 
     def _build(self, spec: ListenerSpec, path: str = "listener") -> ListenerVersion:
@@ -413,9 +461,24 @@ class Lab:
             # certificate revision) gets its own, as a freshly built context would.
             label = hashlib.sha256(repr((spec, sorted(revisions.items()))).encode()).digest()
             keys = derive_ticket_keys(self.ticket_secret, label)
+        store = None
+        if spec.trust_store is not None:
+            store = self.trust_stores.get(spec.trust_store)
+            if store is None:
+                raise LbsimError("TrustStoreNotFound", f"unknown trust store '{spec.trust_store}'",
+                                 field=f"{path}.trust_store", hint="GET /v1/trust-stores lists them")
+            revisions[f"trust-store:{store.name}"] = store.revision
         context = build_context(spec, materials, self.config.time_scale, ticket_keys=keys,
-                                session_cache=self.session_cache, session_namespace=label or b"")
+                                session_cache=self.session_cache, session_namespace=label or b"", trust_store=store)
         return ListenerVersion(spec, context, ids, revisions, backends, Scheduler(spec.scheduler))
+
+    @staticmethod
+    def _free_port(address: str, taken: set[str]) -> int:
+        """A free port on `address` whose `address:port` no listener of this lab has (free_port alone may
+        repeat itself)."""
+        while f"{address}:{(port := free_port(address))}" in taken:
+            pass
+        return port
 
     def _on_load_balancer(self, spec: ListenerSpec) -> ListenerSpec:
         """The spec with its load balancer's address (an unknown `lb_id` names a load balancer on 127.0.0.1)."""
@@ -453,7 +516,7 @@ class Lab:
             data = {**data, "port": port}
         stored = self.store.list()
         certs = {c.name: c.type for c in stored} | {c.id: c.type for c in stored}  # by name or by id
-        spec = parse_listener(data, "listener", self.config.profile, certs, set(self.addresses))
+        spec = parse_listener(data, "listener", self.config.profile, certs, set(self.addresses), set(self.trust_stores))
         return spec if spec.name else replace(spec, name=f"https-{spec.port}")
 
     async def add_listener(self, spec: ListenerSpec, start: bool | None = None) -> Listener:
@@ -466,8 +529,8 @@ class Lab:
             raise LbsimError("ListenerExists", f"a listener already uses port {spec.port} on {spec.address}" + (
                              f" (load balancer {other.spec.lb_id})" if other.spec is not None and other.spec.lb_id else ""),
                              field="port", hint=f"PUT /v1/listeners/{key} changes it")
-        if not spec.port:
-            spec = replace(spec, port=free_port(spec.address))  # before building: the version names its port
+        if not spec.port:  # before building: the version names its port
+            spec = replace(spec, port=self._free_port(spec.address, set(self.registry.listeners)))
         version = self._build(spec)
         listener = self._new_listener(spec)
         version = self._adopt(listener, version)

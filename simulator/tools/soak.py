@@ -890,11 +890,22 @@ def key_needles(key_files: Iterable[str | Path]) -> dict[str, list[bytes]]:
                 for fmt in (serialization.PrivateFormat.PKCS8, serialization.PrivateFormat.TraditionalOpenSSL)]
         secret = key.private_numbers().d if isinstance(key, rsa.RSAPrivateKey) else key.private_numbers().private_value \
             if isinstance(key, ec.EllipticCurvePrivateKey) else None
+        # A private key's DER also holds its public part (the RSA modulus, the EC point), which the certificate
+        # carries too: a needle cut from those bytes would "find" the key in every certificate of it.
+        public = key.public_key().public_bytes(serialization.Encoding.DER,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo)
+
+        def secret_bytes(der: bytes, start: int, end: int) -> bool:
+            return der[start:end] not in public
+
         found: list[bytes] = []
         for der in ders:
-            found.append(der[len(der) // 2:len(der) // 2 + 24])  # raw DER, from the middle (the secret parts)
+            middle = len(der) // 2
+            if secret_bytes(der, middle, middle + 24):
+                found.append(der[middle:middle + 24])  # raw DER, from the middle (the secret parts)
             b64 = base64.b64encode(der)
-            found += [b64[i:i + 48] for i in range(64, len(b64) - 48, 400)]  # PEM lines, wherever they wrap
+            found += [b64[i:i + 48] for i in range(64, len(b64) - 48, 400)  # PEM lines, wherever they wrap
+                      if secret_bytes(der, i // 4 * 3 + 3, (i + 48) // 4 * 3 - 3)]
         if secret is not None:
             hexed = format(secret, "x")
             found += [hexed[8:56].encode(), str(secret)[8:56].encode()]

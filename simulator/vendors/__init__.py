@@ -2,7 +2,7 @@
 
     from simulator import vendors
     vendors.get("tencent-clb").capabilities.sni      # True
-    vendors.names()                                  # ("aliyun-slb", "tencent-clb")
+    vendors.names()                                  # ("aliyun-slb", "tencent-clb", "aws-alb")
     vendors.register(my_profile)                     # a vendor defined elsewhere (e.g. in a test)
 
 This is the bottom layer: it imports nothing of lbsim but `simulator.errors`. Everything else asks a
@@ -19,25 +19,29 @@ from simulator.vendors.profile import (
     BillingModel,
     Capabilities,
     CertProfile,
+    ConnectionLogFormat,
     HeaderDefaults,
     LcuDimensions,
     ListenerLimits,
+    MutualTlsModes,
     PolicyRow,
     TlsTable,
     VendorProfile,
 )
 
 __all__ = [
-    "BillingModel", "Capabilities", "CertProfile", "HeaderDefaults", "LcuDimensions", "ListenerLimits",
-    "PolicyRow", "TlsTable", "VendorProfile", "DEFAULT", "billing_models", "get", "names", "register", "strictest",
+    "BillingModel", "Capabilities", "CertProfile", "ConnectionLogFormat", "HeaderDefaults", "LcuDimensions",
+    "ListenerLimits", "MutualTlsModes", "PolicyRow", "TlsTable", "VendorProfile", "DEFAULT", "billing_models", "get", "names", "register", "strictest",
     "unregister", "with_capability",
 ]  # fmt: skip
 
 DEFAULT = aliyun_slb.NAME  # the profile a lab file that names none gets
 
-_PROFILES: dict[str, VendorProfile] = {p.name: p for p in (aliyun_slb.PROFILE, tencent_clb.PROFILE)}
-# Billing models that belong to no listener profile (yet): references to compare against.
-_REFERENCE_BILLING: tuple[BillingModel, ...] = (aws_alb.BILLING,)
+_PROFILES: dict[str, VendorProfile] = {
+    p.name: p for p in (aliyun_slb.PROFILE, tencent_clb.PROFILE, aws_alb.PROFILE)
+}
+# Billing models that belong to no listener profile: references to compare against (none today).
+_REFERENCE_BILLING: tuple[BillingModel, ...] = ()
 
 
 def get(name: str) -> VendorProfile:
@@ -83,7 +87,7 @@ def strictest(candidates: Iterable[str] = ()) -> str:
 
 
 def billing_models() -> dict[str, BillingModel]:
-    """Every billing model by name: each profile's own, then the reference ones (aws-alb)."""
+    """Every billing model by name: each profile's own, then the reference ones."""
     out: dict[str, BillingModel] = {}
     for model in (*(p.billing for p in _PROFILES.values()), *_REFERENCE_BILLING):
         out.setdefault(model.name, model)

@@ -189,4 +189,5 @@ PROFILE = VendorProfile(
     error_server="Tengine",
     api_face="simulator.faces.aliyun:AliyunFace",  # SLB API 2014-05-15 (docs/vendor-apis.md)
     cert_strictness=20,  # RSA + PKCS#1 only: the strictest rules
+    lb_id_style=("lb-bp1", 18),  # like lb-bp1b6c719dfa08exfuca5
 )

@@ -15,6 +15,10 @@ from typing import Any, Literal, Mapping
 
 IN, OUT = "client_to_lb", "lb_to_client"  # traffic directions, as the meter names them
 
+# Key-exchange groups (OpenSSL names) of a policy that names none: the set lbsim pins process-wide
+# (simulator.policies.groups.GROUPS is the same tuple; this layer may not import it).
+CLASSIC_GROUPS: tuple[str, ...] = ("X25519", "P-256", "P-384")
+
 # --- TLS policies -----------------------------------------------------------------------------------
 
 
@@ -31,6 +35,7 @@ class PolicyRow:
     ciphers: tuple[str, ...] = ()
     tls13: tuple[str, ...] = ()
     cipher_string: str | None = None
+    groups: tuple[str, ...] = CLASSIC_GROUPS  # key-exchange groups, the server's preference first
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,7 @@ class TlsTable:
     custom_default_versions: tuple[str, ...] | None = None  # None: a custom policy must list versions
     custom_default_ciphers: str | None = None  # None: a custom policy must list ciphers
     custom_default_tls13: tuple[str, ...] = ()
+    custom_policies: bool = True  # False: named policies only, a custom one is refused (AWS ALB)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -74,6 +80,11 @@ class CertProfile:
     wording: Mapping[tuple[str, str, str], str] = field(default_factory=dict)
     # (code, field) -> hint overriding simulator.certs.validate.HINTS for this profile.
     hints: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    max_key_bytes: int | None = None  # the private key field's size limit (ACM: 5,120 bytes)
+    require_v3: bool = False  # every certificate must be X.509 version 3 (ACM)
+    # Codes that are errors under this vendor whatever simulator.certs.validate.RULES says (ACM refuses an
+    # expired or not-yet-valid certificate; the others only warn).
+    error_codes: frozenset[str] = frozenset()
 
 
 # --- billing ----------------------------------------------------------------------------------------
@@ -151,6 +162,39 @@ class HeaderDefaults:
     slb_ip: bool = False
     slb_id: bool = False
     client_cert: bool = True  # mutual listeners: subject, issuer, fingerprint and verify result
+    x_forwarded_port: bool = False  # X-Forwarded-Port: the listener's port (AWS ALB: on)
+    amzn_trace_id: bool = False  # X-Amzn-Trace-Id: a request-tracing id, kept or extended (AWS ALB: on)
+
+
+# --- mutual TLS with trust stores (AWS ALB) ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MutualTlsModes:
+    """A vendor whose mutual TLS is a mode (`mtls_mode`: off, passthrough, verify against a trust store)
+    instead of a CA certificate on the listener (`ca_certificate`). Field names are the lab file's."""
+
+    modes: tuple[str, ...]
+    default: str
+    ignore_client_certificate_expiry: bool  # default of `ignore_client_certificate_expiry`
+    advertise_trust_store_ca_names: bool  # default of `advertise_trust_store_ca_names`
+    passthrough_header: str  # passthrough: the whole client chain, URL-encoded PEM, in this header
+    verify_headers: tuple[tuple[str, str], ...]  # verify: (what, header) for what the listener learnt
+
+
+# --- connection log ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConnectionLogFormat:
+    """The vendor's own connection-log format, written beside lbsim's JSON log (one line per connection,
+    space-separated `fields`, absent values ``-``). `status_names` renames lbsim's tls_verify_status values
+    where the vendor names the same failure differently."""
+
+    file: str
+    fields: tuple[str, ...]
+    status_names: Mapping[str, str] = field(default_factory=dict)
+    error_codes: tuple[str, ...] = ()  # the failure codes the vendor documents (for reference and tests)
 
 
 # --- the profile ------------------------------------------------------------------------------------
@@ -178,3 +222,9 @@ class VendorProfile:
     # "module:Class" of the vendor's own control-plane API (its dialect, in simulator/faces/), or None: a name,
     # not an import, so this data layer never loads a face.
     api_face: str | None = None
+    # Load balancer ids the vendor API hands out: (prefix, count of random lowercase letters and digits).
+    lb_id_style: tuple[str, int] = ("lb-", 12)
+    # Mutual TLS as modes and trust stores (AWS ALB), or None: `ca_certificate` and `ssl_verify_client`.
+    mtls: MutualTlsModes | None = None
+    # The vendor's own connection-log format written beside the JSON log, or None: the JSON log only.
+    connection_log: ConnectionLogFormat | None = None

@@ -107,4 +107,5 @@ PROFILE = VendorProfile(
     error_server="stgw",
     api_face="simulator.faces.tencent:TencentFace",  # CLB 2018-03-17 and SSL 2019-12-05 (docs/vendor-apis.md)
     cert_strictness=10,
+    lb_id_style=("lb-", 8),  # like lb-0bhf7mj4
 )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -13,6 +15,7 @@ from OpenSSL import SSL
 
 from simulator.metering import ConnectionMeter, billing
 from simulator.dataplane.registry import ClientState, Registry
+from simulator import vendors
 
 
 # One encoder for every line (json.dumps with separators builds a new one per call); same output.
@@ -57,6 +60,8 @@ def connection_record(state: ClientState, client: connection.Client, time_scale:
         "alpn": client.alpn.decode() if established and client.alpn else None,
         "tls_handshake_latency": round(state.handshake_done - state.started, 6) if established else None,
         "resumed": session_reused(conn) if established and conn is not None else None,
+        # The negotiated key-exchange group (OpenSSL's name: x25519, secp256r1, X25519MLKEM768, ...).
+        "tls_keyexchange": conn.get_group_name() if established and conn is not None else None,
         "tls_verify_status": status,
         "client_cert_subject": None,
         "client_cert_serial": None,
@@ -90,6 +95,44 @@ def connection_record(state: ClientState, client: connection.Client, time_scale:
     return record
 
 
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def vendor_log_line(record: dict[str, Any], fields: tuple[str, ...], statuses: Mapping[str, str], lb_id: str,
+                    lb_ip: str) -> str:
+    """One connection in a vendor's space-separated connection-log format (the ALB's: docs/aws-alb.md).
+
+    Absent values are ``-``; the subject is quoted (it holds commas and may hold spaces); times are ISO 8601
+    with microseconds; the handshake latency is seconds with millisecond precision; `conn_trace_id` is
+    ``TID_`` and 32 hex digits derived from the connection (stable for a record)."""
+    ip, _, port = record["client"].rpartition(":")
+    validity = record.get("client_cert_validity")
+    latency = record.get("tls_handshake_latency")
+    started = datetime.datetime.fromisoformat(record["time"].replace("Z", "+00:00"))
+    status = record.get("tls_verify_status") or "-"
+    values = {
+        "timestamp": started.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "client_ip": ip.strip("[]"),
+        "client_port": port,
+        "listener_port": str(record["listener_port"]),
+        "tls_protocol": record.get("tls_protocol"),
+        "tls_cipher": record.get("tls_cipher"),
+        "tls_handshake_latency": f"{latency:.3f}" if latency is not None else None,
+        "leaf_client_cert_subject": _quoted(record["client_cert_subject"]) if record.get("client_cert_subject") else None,
+        "leaf_client_cert_validity": (
+            f"NotBefore={validity['not_before'][:19]}Z;NotAfter={validity['not_after'][:19]}Z" if validity else None),
+        "leaf_client_cert_serial_number": record.get("client_cert_serial"),
+        "tls_verify_status": statuses.get(status, status),
+        "conn_trace_id": "TID_" + hashlib.sha256(f"{record['time']}|{record['client']}|{record['listener_port']}"
+                                                 .encode()).hexdigest()[:32],
+        "tls_keyexchange": record.get("tls_keyexchange"),
+        "elb": lb_id,
+        "ip_address": lb_ip,
+    }
+    return " ".join(values.get(f) or "-" for f in fields)
+
+
 class ConnectionLog:
     """Writes each finished connection to the log file and keeps recent ones for `GET /v1/connections`."""
 
@@ -98,6 +141,7 @@ class ConnectionLog:
         self.path = path
         self.ledger = ledger
         self._file: IO[str] | None = None
+        self._vendor_files: dict[str, IO[str]] = {}  # file name -> open file (profiles with a format of their own)
         self._readers: dict[str, Any] = {}  # client id -> its asyncio reader, which keeps a reset's error
 
     def load(self, loader: Any) -> None:
@@ -115,6 +159,9 @@ class ConnectionLog:
             self._file = self.path.open("a", buffering=1)  # line-buffered: a reader sees whole records
 
     def done(self) -> None:
+        for f in self._vendor_files.values():
+            f.close()
+        self._vendor_files.clear()
         if self._file:
             self._file.close()
             self._file = None  # connections that close during shutdown are not written (no write after close)
@@ -140,3 +187,12 @@ class ConnectionLog:
             self.ledger.add(record, record.get("billed"), line)  # billed once per connection, not twice
         if self._file:
             self._file.write(line + "\n")
+            # A profile with a connection-log format of its own (`VendorProfile.connection_log`) gets it beside.
+            fmt = vendors.get(state.version.spec.profile).connection_log
+            if fmt is not None:
+                out = self._vendor_files.get(fmt.file)
+                if out is None:
+                    assert self.path is not None
+                    out = self._vendor_files[fmt.file] = (self.path.parent / fmt.file).open("a", buffering=1)
+                out.write(vendor_log_line(record, fmt.fields, fmt.status_names, state.version.spec.lb_id,
+                                          client.sockname[0]) + "\n")

@@ -3,21 +3,45 @@
 from __future__ import annotations
 
 import functools
+import secrets
+import time
+import urllib.parse
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from mitmproxy import http
 
+from simulator import vendors
 from simulator.model.config import CLIENT_CERT_HEADERS
 from simulator.dataplane.registry import ClientState, Registry
+from simulator.vendors.profile import MutualTlsModes, VendorProfile
 
 # Headers a client must not be able to forge: the listener sets them itself (whether or not switched on).
-OWNED = ("x-forwarded-proto", "slb-ip", "slb-id")
+OWNED = ("x-forwarded-proto", "x-forwarded-port", "slb-ip", "slb-id")
+
+
+@functools.lru_cache(maxsize=16)
+def _mtls_headers(profiles: tuple[VendorProfile, ...]) -> tuple[str, ...]:
+    return tuple(sorted({h for p in profiles if p.mtls is not None
+                         for h in (p.mtls.passthrough_header, *(n for _, n in p.mtls.verify_headers))}))
+
+
+def mtls_header_names() -> tuple[str, ...]:
+    """The mutual-TLS headers of every registered profile with mutual-TLS modes (`VendorProfile.mtls`): never
+    taken from a client, whatever the listener's profile."""
+    return _mtls_headers(tuple(map(vendors.get, vendors.names())))
+
+
+def owned_headers(client_cert_names: tuple[tuple[str, str], ...] = CLIENT_CERT_HEADERS) -> frozenset[bytes]:
+    """The lowercase names a listener strips from clients: OWNED, the mutual-TLS headers, its client-certificate
+    header names, and the default ones too (a backend written for those must not be fooled when a listener
+    renames them)."""
+    return _owned(client_cert_names, mtls_header_names())
 
 
 @functools.lru_cache(maxsize=256)
-def owned_headers(client_cert_names: tuple[tuple[str, str], ...] = CLIENT_CERT_HEADERS) -> frozenset[bytes]:
-    """The lowercase names a listener strips from clients: OWNED, its client-certificate header names, and the
-    default ones too (a backend written for those must not be fooled when a listener renames them)."""
-    names = (*OWNED, *(n for _, n in CLIENT_CERT_HEADERS), *(n for _, n in client_cert_names))
+def _owned(client_cert_names: tuple[tuple[str, str], ...], mtls: tuple[str, ...]) -> frozenset[bytes]:
+    names = (*OWNED, *mtls, *(n for _, n in CLIENT_CERT_HEADERS), *(n for _, n in client_cert_names))
     return frozenset(n.lower().encode() for n in names)
 
 
@@ -42,6 +66,10 @@ class ForwardedHeaders:
         headers["X-Forwarded-For"] = f"{previous}, {client_ip}" if previous else client_ip
         if spec.headers.x_forwarded_proto:
             headers["X-Forwarded-Proto"] = "https"
+        if spec.headers.x_forwarded_port:
+            headers["X-Forwarded-Port"] = str(flow.client_conn.sockname[1])
+        if spec.headers.amzn_trace_id:
+            headers["X-Amzn-Trace-Id"] = trace_id(headers.get("x-amzn-trace-id"))
         if spec.headers.slb_ip:
             headers["SLB-IP"] = flow.client_conn.sockname[0]
         if spec.headers.slb_id:
@@ -50,6 +78,52 @@ class ForwardedHeaders:
             names = dict(spec.headers.client_cert_names)
             for key, value in client_certificate_fields(state).items():
                 headers[names[key]] = value
+        mtls = vendors.get(spec.profile).mtls
+        if spec.mtls_mode != "off" and mtls is not None:
+            for name, value in mtls_headers(state, mtls).items():
+                headers[name] = value
+
+
+def _pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def mtls_headers(state: ClientState, vendor: MutualTlsModes) -> dict[str, str]:
+    """The ALB's mutual-TLS headers for this connection's client certificate (none without one).
+
+    passthrough: the whole chain the client sent, URL-encoded PEM, in one header (on a resumed connection
+    OpenSSL keeps the leaf only). verify: serial number (hex), issuer and subject (RFC 4514), validity
+    (``NotBefore=...;NotAfter=...``) and the leaf as URL-encoded PEM."""
+    conn = state.ssl_conn
+    leaf = conn.get_peer_certificate(as_cryptography=True) if conn is not None else None
+    if leaf is None:
+        return {}
+    if state.version.spec.mtls_mode == "passthrough":
+        rest = conn.get_peer_cert_chain(as_cryptography=True) or []  # the server side's excludes the leaf
+        chain = [leaf, *(c for c in rest if c != leaf)]
+        return {vendor.passthrough_header: urllib.parse.quote("".join(_pem(c) for c in chain), safe="")}
+    when = "%Y-%m-%dT%H:%M:%SZ"
+    fields = {
+        "serial": format(leaf.serial_number, "X"),
+        "issuer": leaf.issuer.rfc4514_string(),
+        "subject": leaf.subject.rfc4514_string(),
+        "validity": f"NotBefore={leaf.not_valid_before_utc.strftime(when)};NotAfter={leaf.not_valid_after_utc.strftime(when)}",
+        "leaf": urllib.parse.quote(_pem(leaf), safe=""),
+    }
+    return {name: fields[what] for what, name in vendor.verify_headers}
+
+
+def new_trace_id() -> str:
+    """An ALB trace identifier: version 1, the epoch second in hex, 96 random bits in hex."""
+    return f"1-{int(time.time()):08x}-{secrets.token_hex(12)}"
+
+
+def trace_id(previous: str | None) -> str:
+    """X-Amzn-Trace-Id as the ALB forwards it: ``Root=<new id>`` when the client sent none; a client's own
+    header (with its Root) goes on with the load balancer's ``Self=<new id>`` put first."""
+    if not previous or "root=" not in previous.lower():
+        return f"Root={new_trace_id()}"
+    return f"Self={new_trace_id()};{previous}"
 
 
 def client_certificate_fields(state: ClientState) -> dict[str, str]:

@@ -1,5 +1,5 @@
 """Listeners: status with the activation countdown, create and change with the vendor's own fields, start,
-stop, delete; backend servers and their health.
+stop, delete; backend servers and their health; the load balancers holding them (read-only).
 
 A form becomes the same mapping `POST /v1/listeners` takes and goes through `lab.spec_from_api`, then
 `lab.add_listener` / `lab.reconfigure`: the model validates, the console shows its errors on the fields.
@@ -110,6 +110,7 @@ class ListenerPages:
         return [
             ("GET", "/listeners", self.list),
             ("GET", "/listeners/table", self.table_fragment),
+            ("GET", "/listeners/loadbalancers", self.loadbalancers_fragment),
             ("GET", "/listeners/new", self.new),
             ("POST", "/listeners/new", self.create),
             ("GET", "/listeners/{port}/edit", self.edit),
@@ -159,6 +160,29 @@ class ListenerPages:
         return html_table(["Name", "Port", "Profile", "Status", "TLS policy", "Certificates", "Backend servers",
                            "Open connections", ""], rows, id="listeners-table")
 
+    def loadbalancers_table(self) -> Markup:
+        """Each load balancer (`lab.loadbalancers`) with its listeners. The lab file's listeners sit under the
+        load balancers their `lb_id` names (`lb-lbsim` by default, on 127.0.0.1), which may hold listeners of
+        both vendors: the vendor column names the profiles of its listeners."""
+        by_lb: dict[str, list[Any]] = {}
+        for listener in list(self.lab.registry.listeners.values()):
+            if listener.spec is not None:
+                by_lb.setdefault(listener.spec.lb_id, []).append(listener)
+        rows = []
+        for lb in self.lab.loadbalancers.list():
+            listeners = sorted(by_lb.get(lb.id, []), key=lambda l: l.port)
+            profiles_of = sorted({l.spec.profile for l in listeners} or {lb.profile})
+            items = [tag("li", join([self.status_cell(self.lab.view(l), l), " ", tag("strong", l.name), " port ",
+                                     tag("a", str(l.port), href=f"#{l.port}")]), data_port=l.port) for l in listeners]
+            rows.append([tag("code", lb.id), lb.name, join([", ".join(profiles_of), tag("br"),
+                                                           tag("small", "lab file" if lb.from_lab_file else
+                                                               "vendor API", class_="muted")]),
+                         tag("code", lb.address),
+                         tag("ul", join(items), class_="lb-listeners") if items else tag("span", "none", class_="muted")])
+        if not rows:
+            return tag("p", "No load balancers.", class_="muted")
+        return html_table(["Load balancer", "Name", "Vendor", "Address", "Listeners"], rows, id="loadbalancers-table")
+
     def backends_table(self, ctx: Context) -> Markup:
         rows = []
         for name, (host, port) in self.lab.addresses.items():
@@ -187,6 +211,12 @@ class ListenerPages:
             tag("p", error, class_="error-message", role="alert") if error else "",
             tag("p", new),
             tag("div", self.table(ctx), id="listeners", data_refresh="/listeners/table", data_every="1"),
+            tag("h2", "Load balancers"),
+            tag("p", "Read-only here: load balancers are created and deleted through the vendor APIs "
+                "(docs/vendor-apis.md); the lab file's listeners are under the load balancer their lb_id names.",
+                class_="muted"),
+            tag("div", self.loadbalancers_table(), id="loadbalancers", data_refresh="/listeners/loadbalancers",
+                data_every="1"),
             tag("h2", "Backends"),
             tag("p", "The lab's backends; mock ones can be made to fail health checks or go down.", class_="muted"),
             self.backends_table(ctx),
@@ -195,6 +225,9 @@ class ListenerPages:
 
     async def table_fragment(self, request: Request, ctx: Context) -> Page:
         return Page(200, self.table(ctx))
+
+    async def loadbalancers_fragment(self, request: Request, ctx: Context) -> Page:
+        return Page(200, self.loadbalancers_table())
 
     # ---- the form --------------------------------------------------------------------------------------------
 

@@ -44,7 +44,7 @@ VERIFY = {"ON": "on", "OPTIONAL": "optional"}
 # HealthCheck.HttpCode is a bit mask: 1 = 1xx, 2 = 2xx, 4 = 3xx, 8 = 4xx, 16 = 5xx (the lab checks 2xx-5xx).
 HTTP_CODE_BITS = ((2, "http_2xx"), (4, "http_3xx"), (8, "http_4xx"), (16, "http_5xx"))
 # The spec fields every change through this face sets; the rest stays as the lab file (or the creation) set it.
-MANAGED = ("name", "server_certificate", "ca_certificate", "ssl_verify_client", "sni", "backend_servers")
+MANAGED = ("name", "server_certificate", "server_certificates", "ca_certificate", "ssl_verify_client", "sni", "backend_servers")
 # ... and those it sets once a call gave them (a lab-file listener keeps its own until then).
 OPTIONAL = {"Scheduler": "scheduler", "SessionExpireTime": "sticky_session", "HealthCheck": "health_check"}
 DEFAULT_WEIGHT = 10
@@ -59,6 +59,7 @@ _HEALTH_IGNORED = ("HttpCheckDomain", "ContextType", "SendContext", "RecvContext
                    "ExtendedCode")
 _CERT_HONOURED = ("SSLMode", "SSLVerifyClient", "CertId", "CertCaId", "CertName", "CertKey", "CertContent",
                   "CertCaName", "CertCaContent")
+_CERT_INFO = ("CertId", "CertName", "CertContent", "CertKey")  # MultiCertInfo.CertList[] (the SDK's CertInfo)
 
 
 def _new_id(prefix: str) -> str:
@@ -341,7 +342,54 @@ class ClbService(Service):
             raise TencentError(INVALID_VALUE, f"{p.where('CertCaId')} is set but SSLMode is UNIDIRECTIONAL",
                                hint="set SSLMode MUTUAL for two-way authentication, or leave CertCaId out")
         return {"SSLMode": mode, "CertId": cert_id, "CertCaId": ca_id if mode == "MUTUAL" else None,
-                "SSLVerifyClient": verify}
+                "SSLVerifyClient": verify, "ExtCertIds": []}
+
+    def _multi_certificate(self, p: Params) -> dict[str, Any]:
+        """A MultiCertInfo -> the dict `_certificate` gives, the further server certificates in ExtCertIds (as
+        DescribeListeners answers them). CertList holds the server certificates and, for MUTUAL, the one CA
+        certificate; each by CertId, or uploaded inline (CertContent, with CertKey for a server certificate).
+        Whether the server certificates are one RSA and one ECC is the model's verdict (`server_certificates`)."""
+        p.check_known(("SSLMode", "CertList", "SSLVerifyClient"))
+        mode = p.choice("SSLMode", SSL_MODES, required=True)
+        verify = p.choice("SSLVerifyClient", tuple(VERIFY), "ON")
+        servers: list[str] = []
+        cas: list[str] = []
+        for cp in p.objs("CertList", required=True, max_items=10):
+            cp.check_known(_CERT_INFO)
+            cert_id = cp.str("CertId")
+            if cert_id is None:
+                if not cp.has("CertContent"):
+                    raise TencentError(MISSING, f"{cp.where('CertId')} (or CertContent) is required")
+                kind = "server" if cp.has("CertKey") or mode != "MUTUAL" else "ca"
+                cert_id = self._upload(cp.str("CertName") or "", cp.str("CertContent", max_len=512 * 1024),
+                                       cp.str("CertKey", max_len=64 * 1024), kind)
+            info = self.ssl.info(cert_id, cp.where("CertId"))
+            (servers if info.type == "server" else cas).append(cert_id)
+        where = p.where("CertList")
+        if not servers:
+            raise TencentError(MISSING, f"{where} holds no server certificate",
+                               hint="one RSA and one ECC server certificate (SVR), and for MUTUAL one CA")
+        if mode == "MUTUAL" and len(cas) != 1:
+            raise TencentError(MISSING if not cas else INVALID_VALUE, f"{where} holds {len(cas)} CA certificates; "
+                               "SSLMode MUTUAL needs exactly one")
+        if mode == "UNIDIRECTIONAL" and cas:
+            raise TencentError(INVALID_VALUE, f"{where} holds a CA certificate ({cas[0]}) but SSLMode is "
+                               "UNIDIRECTIONAL", hint="set SSLMode MUTUAL, or leave the CA out")
+        return {"SSLMode": mode, "CertId": servers[0], "ExtCertIds": servers[1:],
+                "CertCaId": cas[0] if mode == "MUTUAL" else None, "SSLVerifyClient": verify}
+
+    def _listener_certificate(self, p: Params, required: bool, sni: bool) -> dict[str, Any] | None:
+        """A listener's certificates: `Certificate` or `MultiCertInfo`, never both (Tencent's rule); MultiCertInfo
+        only without SNI, as Tencent documents it."""
+        if p.has("MultiCertInfo"):
+            if p.has("Certificate"):
+                raise TencentError(INVALID_VALUE, "give Certificate or MultiCertInfo, not both",
+                                   hint="MultiCertInfo holds every certificate of the listener")
+            if sni:
+                raise TencentError(INVALID_VALUE, "MultiCertInfo applies to HTTPS listeners without SNI "
+                                   "(SniSwitch 0)", hint="an SNI listener's domains carry their certificates in rules")
+            return self._multi_certificate(p.obj("MultiCertInfo"))
+        return self._certificate(p.obj("Certificate"), required=required)
 
     def _upload(self, name: str, content: str, key: str | None, kind: str) -> str:
         try:
@@ -412,7 +460,8 @@ class ClbService(Service):
             backends[name] = max(weight, backends.get(name, 0))
         data: dict[str, Any] = {
             "port": facts.port, "lb_id": facts.lb_id, "profile": PROFILE, "name": facts.name,
-            "server_certificate": cert["CertId"],
+            **({"server_certificates": [cert["CertId"], *cert["ExtCertIds"]]} if cert.get("ExtCertIds")
+               else {"server_certificate": cert["CertId"]}),
             "backend_servers": [{"backend": name, "weight": w} for name, w in backends.items()],
             "scheduler": facts.scheduler,
         }
@@ -432,7 +481,8 @@ class ClbService(Service):
         spec = listener.spec
         return {"SSLMode": "MUTUAL" if spec.ca_certificate else "UNIDIRECTIONAL",
                 "SSLVerifyClient": {v: k for k, v in VERIFY.items()}[spec.ssl_verify_client] if spec.ca_certificate else None,
-                "CertId": self._cert_id(spec.server_certificate), "CertCaId": self._cert_id(spec.ca_certificate)}
+                "CertId": self._cert_id(spec.server_certificate), "CertCaId": self._cert_id(spec.ca_certificate),
+                "ExtCertIds": [self._cert_id(ref) for ref in spec.server_certificates[1:]]}
 
     async def _apply(self, facts: ListenerFacts, listener: Any, cert: dict[str, Any], call: Call) -> None:
         """Validate the new configuration in the model and reconfigure; state changes only if both succeed."""
@@ -464,12 +514,12 @@ class ClbService(Service):
 
     async def create_listener(self, p: Params, call: Call) -> dict[str, Any]:
         p.check_known(("LoadBalancerId", "Ports", "Protocol", "ListenerNames", "HealthCheck", "Certificate",
-                       "SessionExpireTime", "Scheduler", "SniSwitch"),
+                       "MultiCertInfo", "SessionExpireTime", "Scheduler", "SniSwitch"),
                       ignored=("TargetType", "SessionType", "KeepaliveEnable", "DeregisterTargetRst", "MaxConn",
                                "MaxCps", "IdleConnectTimeout", "SnatEnable", "H2cSwitch", "SslCloseSwitch",
                                "DataCompressMode", "RescheduleTargetZeroWeight", "RescheduleUnhealthy",
                                "RescheduleExpandTarget", "RescheduleStartTime", "RescheduleInterval"),
-                      refused=("MultiCertInfo", "EndPort", "ProxyProtocol", "FullEndPorts"))
+                      refused=("EndPort", "ProxyProtocol", "FullEndPorts"))
         lb = self._lb(p.str("LoadBalancerId", required=True))
         ports = p.list("Ports", required=True, max_items=20)
         protocol = p.str("Protocol", required=True)
@@ -478,8 +528,8 @@ class ClbService(Service):
         names = p.strs("ListenerNames", max_items=20)
         if names and len(names) != len(ports):
             raise TencentError(INVALID_VALUE, "ListenerNames must name every port of Ports, in order")
-        cert = self._certificate(p.obj("Certificate"), required=True)
         sni = p.int("SniSwitch", 0, 1, 0) == 1
+        cert = self._listener_certificate(p, required=True, sni=sni)
         settings = ListenerFacts("", lb.id, 0, "", sni)
         self._common(p, settings)
         port_numbers = [Params({"Port": port}, f"Ports.{i}").int("Port", 1, 65535, required=True)
@@ -508,19 +558,23 @@ class ClbService(Service):
         return {"ListenerIds": ids}
 
     async def modify_listener(self, p: Params, call: Call) -> dict[str, Any]:
-        p.check_known(("LoadBalancerId", "ListenerId", "ListenerName", "Certificate", "SniSwitch", "HealthCheck",
-                       "Scheduler", "SessionExpireTime"),
+        p.check_known(("LoadBalancerId", "ListenerId", "ListenerName", "Certificate", "MultiCertInfo", "SniSwitch",
+                       "HealthCheck", "Scheduler", "SessionExpireTime"),
                       ignored=("TargetType", "KeepaliveEnable", "DeregisterTargetRst", "SessionType", "MaxConn",
                                "MaxCps", "IdleConnectTimeout", "SnatEnable", "DataCompressMode",
                                "RescheduleTargetZeroWeight", "RescheduleUnhealthy", "RescheduleExpandTarget",
                                "RescheduleStartTime", "RescheduleInterval"),
-                      refused=("MultiCertInfo", "ProxyProtocol"))
+                      refused=("ProxyProtocol",))
         facts, listener = self._facts(p.str("LoadBalancerId", required=True), p.str("ListenerId", required=True))
         self._idle(listener)
         facts = facts.copy()
         if p.has("ListenerName"):
             facts.name = p.str("ListenerName", max_len=255)
-        cert = self._certificate(p.obj("Certificate"), required=False) or self._listener_cert(listener)
+        sni_after = facts.sni_switch or p.int("SniSwitch", 0, 1, 0) == 1
+        cert = self._listener_certificate(p, required=False, sni=sni_after) or self._listener_cert(listener)
+        if sni_after and cert["ExtCertIds"]:
+            raise TencentError(INVALID_VALUE, "SniSwitch 1: the listener holds MultiCertInfo certificates, which "
+                               "apply to listeners without SNI", hint="give one Certificate with SniSwitch 1")
         if p.has("SniSwitch"):
             sni = p.int("SniSwitch", 0, 1) == 1
             if facts.sni_switch and not sni:
@@ -556,7 +610,7 @@ class ClbService(Service):
         cert = self._listener_cert(listener)
         return {
             "ListenerId": facts.id, "Protocol": "HTTPS", "Port": facts.port, "ListenerName": facts.name,
-            "Certificate": {**cert, "ExtCertIds": []}, "HealthCheck": self._health_view(listener.spec),
+            "Certificate": cert, "HealthCheck": self._health_view(listener.spec),
             "Scheduler": LAB_SCHEDULERS.get(listener.spec.scheduler, "WRR"), "SessionExpireTime": facts.session_expire,
             "SniSwitch": int(facts.sni_switch), "CreateTime": tencent_time_epoch(facts.created),
             "TargetType": "NODE", "KeepaliveEnable": 0, "EndPort": 0,
@@ -600,8 +654,9 @@ class ClbService(Service):
 
     def _rule_cert(self, p: Params, facts: ListenerFacts, what: str) -> dict[str, Any] | None:
         if p.has("MultiCertInfo"):
-            raise TencentError(UNSUPPORTED, f"{p.where('MultiCertInfo')} is not supported by lbsim",
-                               hint="give one certificate in Certificate")
+            raise TencentError(UNSUPPORTED, f"{p.where('MultiCertInfo')} on a rule (a domain's RSA and ECC "
+                               "certificates) is not supported by lbsim; a listener without SNI takes it",
+                               hint="give the domain one certificate in Certificate")
         cert = self._certificate(p.obj("Certificate"), required=False)
         if cert is not None and not facts.sni_switch:
             raise TencentError(INVALID_VALUE, f"{p.where('Certificate')}: the listener's SniSwitch is 0, so {what} "
@@ -699,29 +754,30 @@ class ClbService(Service):
         return iid, port
 
     async def register_targets(self, p: Params, call: Call) -> dict[str, Any]:
-        p.check_known(("LoadBalancerId", "ListenerId", "Targets", "LocationId", "Domain", "Url"))
-        facts, listener = self._facts(p.str("LoadBalancerId", required=True), p.str("ListenerId", required=True))
-        self._idle(listener)
-        facts = facts.copy()
-        rule = self._rules_for(p, facts)
-        for tp in p.objs("Targets", required=True, max_items=100):
-            key = self._target_key(tp)
+        def register(rule: Any, tp: Params, key: tuple[str, int]) -> None:
             rule.targets[key] = tp.int("Weight", 0, 100, DEFAULT_WEIGHT)
-        await self._apply(facts, listener, self._listener_cert(listener), call)
-        return {}
+
+        return await self._change_targets(p, call, register)
 
     async def deregister_targets(self, p: Params, call: Call) -> dict[str, Any]:
-        p.check_known(("LoadBalancerId", "ListenerId", "Targets", "LocationId", "Domain", "Url"))
-        facts, listener = self._facts(p.str("LoadBalancerId", required=True), p.str("ListenerId", required=True))
-        self._idle(listener)
-        facts = facts.copy()
-        rule = self._rules_for(p, facts)
-        for tp in p.objs("Targets", required=True, max_items=100):
-            key = self._target_key(tp)
+        def deregister(rule: Any, tp: Params, key: tuple[str, int]) -> None:
             if key not in rule.targets:
                 raise TencentError(INVALID_VALUE, f"{tp.where('InstanceId')}: {key[0]} port {key[1]} is not "
                                    "registered on this rule")
             del rule.targets[key]
+
+        return await self._change_targets(p, call, deregister)
+
+    async def _change_targets(self, p: Params, call: Call, change: Any) -> dict[str, Any]:
+        """RegisterTargets/DeregisterTargets: `change(rule, target, key)` each target on a copy of the listener's
+        facts, then apply the copy as one change (a refused target changes nothing)."""
+        p.check_known(("LoadBalancerId", "ListenerId", "Targets", "LocationId", "Domain", "Url"))
+        facts, listener = self._facts(p.str("LoadBalancerId", required=True), p.str("ListenerId", required=True))
+        self._idle(listener)
+        facts = facts.copy()
+        rule = self._rules_for(p, facts)
+        for tp in p.objs("Targets", required=True, max_items=100):
+            change(rule, tp, self._target_key(tp))
         await self._apply(facts, listener, self._listener_cert(listener), call)
         return {}
 
