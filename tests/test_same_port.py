@@ -4,14 +4,18 @@ connection log names the right listener, and stopping one leaves the other servi
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+from types import SimpleNamespace
 
 import pytest
 from alibabacloud_slb20140515 import models as m
 
 from helpers import wait_for
 from simulator.errors import LbsimError
+from simulator.faces.console.traffic import TrafficPages
+from simulator.harness.scenario import ScenarioLab
 from simulator.net import free_port_on
 from test_vendor_api_tencent import clb_models, served, tc  # noqa: F401
 from test_vendor_api_tencent import fingerprint as tencent_fingerprint
@@ -22,12 +26,14 @@ from vendor_lab import vendor_lab  # noqa: F401
 def two_listeners_on(slb, vendor_lab, lbs, port: int):
     """On each of two load balancers a started HTTPS listener on `port`, each with its own certificate."""
     made = []
-    for name, lb in zip(("left", "right"), lbs):
+    for name, lb, server in zip(("left", "right"), lbs, ("i-web-1", "i-web-2")):
         cert, _ = upload_server(slb, vendor_lab, f"same-port-{name}-{port}")
+        slb.add_backend_servers(m.AddBackendServersRequest(region_id="cn-hangzhou", load_balancer_id=lb.load_balancer_id,
+                                                           backend_servers=json.dumps([{"ServerId": server, "Weight": "100"}])))
         slb.create_load_balancer_httpslistener(m.CreateLoadBalancerHTTPSListenerRequest(
             region_id="cn-hangzhou", load_balancer_id=lb.load_balancer_id, listener_port=port, bandwidth=-1,
-            backend_server_port=80, sticky_session="off", health_check="off",
-            server_certificate_id=cert.server_certificate_id))
+            backend_server_port=80, sticky_session="off", health_check="on", health_check_uri="/health",
+            health_check_interval=1, server_certificate_id=cert.server_certificate_id))
         slb.start_load_balancer_listener(m.StartLoadBalancerListenerRequest(
             region_id="cn-hangzhou", load_balancer_id=lb.load_balancer_id, listener_port=port))
         made.append((lb, cert))
@@ -43,6 +49,26 @@ def check_two_on_one_port(slb, vendor_lab, lbs, port: int) -> None:
     assert fingerprint(peer_certificate(vendor_lab, left.address, port)) == left_cert.fingerprint
     assert fingerprint(peer_certificate(vendor_lab, right.address, port)) == right_cert.fingerprint
     assert left_cert.fingerprint != right_cert.fingerprint
+    # Each load balancer's health status lists its own backend on the shared port, not the other's.
+    for lb, server in ((left, "i-web-1"), (right, "i-web-2")):
+        health = wait_for(lambda: [(s.server_id, s.listener_port) for s in slb.describe_health_status(
+            m.DescribeHealthStatusRequest(region_id="cn-hangzhou", load_balancer_id=lb.load_balancer_id, listener_port=port)
+        ).body.backend_servers.backend_server if s.server_health_status == "normal"], timeout=15)
+        assert health == [(server, port)]
+
+    # The scenario harness reaches each by name or address:port; the shared port alone is refused as ambiguous.
+    scenario = ScenarioLab(vendor_lab.running)
+    for lb, cert in ((left, left_cert), (right, right_cert)):
+        name = vendor_lab.lab.listener_at(lb.load_balancer_id, port).name
+        assert scenario.address(name) == lb.address and scenario.address(f"{lb.address}:{port}") == lb.address
+        assert scenario.probe(name).ok and scenario.probe(f"{lb.address}:{port}").ok
+    with pytest.raises(KeyError, match="shared"):
+        scenario.probe(port)
+
+    # The console's traffic page has a section per listener (address:port), not one per port.
+    traffic = str(TrafficPages(SimpleNamespace(lab=vendor_lab.lab)).charts())
+    for lb in (left, right):
+        assert f'id="traffic-{lb.address}-{port}"' in traffic and f"{lb.address}:{port}" in traffic
 
     # The management API lists both; the port alone is ambiguous and says which names to use.
     api = vendor_lab.running.api
