@@ -62,6 +62,7 @@ def check_two_on_one_port(slb, vendor_lab, lbs, port: int) -> None:
         name = vendor_lab.lab.listener_at(lb.load_balancer_id, port).name
         assert scenario.address(name) == lb.address and scenario.address(f"{lb.address}:{port}") == lb.address
         assert scenario.probe(name).ok and scenario.probe(f"{lb.address}:{port}").ok
+        assert scenario.connections(name) and {r["listener_address"] for r in scenario.connections(name)} == {lb.address}
     with pytest.raises(KeyError, match="shared"):
         scenario.probe(port)
 

@@ -585,8 +585,8 @@ class ScenarioLab(ListenerObservations):
         """Connection-log records (one per closed client connection), optionally one listener's, after `since`."""
         records = self.running.lab.ledger.records[since or 0:]
         if listener is not None:
-            port = self.port(listener)
-            records = [r for r in records if r["listener_port"] == port]
+            where = (self.port(listener), self.address(listener))
+            records = [r for r in records if (r["listener_port"], r.get("listener_address", self.host)) == where]
         return list(records)
 
     def connection_for(self, client: int | ProbeResult | Response | None, since: int | None = None,
