@@ -13,3 +13,17 @@ def free_port(host: str = LOOPBACK) -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def free_port_on(*hosts: str, tries: int = 50) -> int:
+    """A port free now on every one of `hosts` (two load balancers' addresses sharing a port)."""
+    for _ in range(tries):
+        port = free_port(hosts[0])
+        try:
+            for host in hosts[1:]:
+                with socket.socket() as s:
+                    s.bind((host, port))
+        except OSError:
+            continue
+        return port
+    raise OSError(f"no port free on all of {hosts} after {tries} tries")

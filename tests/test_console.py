@@ -281,7 +281,7 @@ def test_requests_show_in_the_traffic_chart_and_the_connection_log(lab: RunningL
     screenshot(browser, "traffic")
 
     open_page(browser, lab, "/connections")
-    Select(browser.find_element(By.NAME, "listener")).select_by_value(str(port))
+    Select(browser.find_element(By.NAME, "listener")).select_by_value(f"127.0.0.1:{port}")  # filters by address:port
     browser.find_element(By.CSS_SELECTOR, "#filters button").click()
     wait(browser, lambda d: "listener=" in d.current_url)
     rows = browser.find_elements(By.CSS_SELECTOR, "#connections-table tbody tr")
@@ -388,7 +388,7 @@ def test_stopping_and_deleting_the_listener_from_the_list(lab: RunningLab, brows
     assert lab.lab.get_listener(port).status == "stopped"
     click(browser, f"delete-{port}")
     wait(browser, lambda d: "Deleted." in d.find_element(By.TAG_NAME, "main").text)
-    assert port not in lab.lab.registry.listeners
+    assert not lab.lab.registry.on_port(port)
     browser.get(state["cert_url"])
     browser.find_element(By.ID, "delete-certificate").click()  # nothing uses it now
     wait(browser, lambda d: "Deleted." in d.find_element(By.TAG_NAME, "main").text)

@@ -71,7 +71,7 @@ def test_round_robin_ignores_weights(lab: RunningLab, cleanup: list[int]) -> Non
 def test_weighted_least_connections_avoids_the_busy_backend(lab: RunningLab, cleanup: list[int]) -> None:
     port = create(lab, scheduler="wlc", request_timeout=180, health_check={"enabled": False})  # 1.8 s scaled
     cleanup.append(port)
-    backends = lab.lab.registry.listeners[port].backends
+    backends = lab.lab.get_listener(port).backends
     with ThreadPoolExecutor(1) as pool:
         slow = pool.submit(backend_of, lab, port, "/slow?delay_ms=1200")
         busy = wait_for(lambda: next((n for n, b in backends.items() if b.active), None), 2)
@@ -84,7 +84,7 @@ def test_weighted_least_connections_avoids_the_busy_backend(lab: RunningLab, cle
 def test_health_check_fails_over_and_recovers(lab: RunningLab, cleanup: list[int]) -> None:
     port = create(lab, health_check={"interval": 2, "healthy_threshold": 2, "unhealthy_threshold": 2, "uri": "/health"})
     cleanup.append(port)
-    listener = lab.lab.registry.listeners[port]
+    listener = lab.lab.get_listener(port)
     lab.api("POST", "/v1/backends/web-1/health", {"healthy": False})
     wait_for(lambda: not listener.backends["web-1"].healthy, 5)
     assert {backend_of(lab, port)[0] for _ in range(10)} == {"web-2"}
@@ -96,7 +96,7 @@ def test_health_check_fails_over_and_recovers(lab: RunningLab, cleanup: list[int
 def test_502_when_no_backend_is_healthy(lab: RunningLab, cleanup: list[int]) -> None:
     port = create(lab, health_check={"interval": 2, "healthy_threshold": 2, "unhealthy_threshold": 2})
     cleanup.append(port)
-    listener = lab.lab.registry.listeners[port]
+    listener = lab.lab.get_listener(port)
     for name in ("web-1", "web-2"):
         lab.api("POST", f"/v1/backends/{name}/health", {"healthy": False})
     wait_for(lambda: not any(b.healthy for b in listener.backends.values()), 5)
@@ -345,7 +345,7 @@ def test_health_check_timeout_fails_a_slow_backend(lab: RunningLab, cleanup: lis
     wait_for(lambda: backend_health(lab, hasty) == {"web-1": False}, 8)
     # Backends start healthy, so `healthy` alone would hold before any check ends: wait until the patient
     # listener has passed as many slow checks in a row as would have taken the backend out had they failed.
-    checked = lab.lab.registry.listeners[patient].backends["web-1"]
+    checked = lab.lab.get_listener(patient).backends["web-1"]
     wait_for(lambda: checked.ok_streak >= slow["unhealthy_threshold"], 10)
     assert backend_health(lab, patient) == {"web-1": True}
     assert lab.get(patient, "/")[0] == 200 and lab.get(hasty, "/")[0] == 502
@@ -482,7 +482,7 @@ def test_weighted_least_connections_with_unequal_weights(tmp_path) -> None:
         assert status == 202, created
         port = created["port"]
         wait_for(lambda: lab.api("GET", f"/v1/listeners/{port}")[1]["status"] == "running", 10)
-        states = lab.lab.registry.listeners[port].backends
+        states = lab.lab.get_listener(port).backends
         expected, active = [], {"app": 0, "side": 0}
         for _ in range(8):
             pick = min(active, key=lambda n: (active[n] / weights[n], -weights[n]))

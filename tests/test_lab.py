@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from simulator.backends import BackendProcess
 from simulator.certs import LabPKI
 from simulator.errors import LbsimError
 from simulator.harness.running import start_lab
-from simulator.net import free_port
+from simulator.net import free_port, free_port_on
 from simulator.tools.soak import wait_for
 
 
@@ -124,7 +125,7 @@ def test_a_bad_workers_override_names_the_field(tmp_path: Path, pki: LabPKI) -> 
 
 def test_load_balancers_listen_on_addresses_of_their_own(tmp_path: Path, pki: LabPKI) -> None:
     """Two load balancers, two 127.0.0.x addresses; each listener binds its own; lab-file listeners stay on
-    127.0.0.1 under the load balancer their lb_id names; ports stay unique within a lab (documented limit)."""
+    127.0.0.1 under the load balancer their lb_id names; two load balancers may each listen on the same port."""
     config = lab_config(pki, [{"name": "app", "port": 0, "instance_id": "i-app"}], tmp_path / "store")
     with start_lab(config, out_dir=tmp_path / "out") as running:
         lab = running.lab
@@ -138,7 +139,7 @@ def test_load_balancers_listen_on_addresses_of_their_own(tmp_path: Path, pki: La
         two = lab.create_load_balancer("tencent-clb", "two")
         assert len({one.address, two.address, "127.0.0.1"}) == 3
         assert one.id.startswith("lb-bp1") and two.id.startswith("lb-") and one.name == "one"
-        port = free_port(one.address)
+        port = free_port_on(one.address, two.address, "127.0.0.1")
         spec = lab.spec_from_api({"port": port, "lb_id": one.id, "server_certificate": "web",
                                   "backend_servers": ["app"], "health_check": {"enabled": False}})
         listener = running.call(lab.add_listener(spec, start=True))
@@ -150,11 +151,23 @@ def test_load_balancers_listen_on_addresses_of_their_own(tmp_path: Path, pki: La
             socket.create_connection(("127.0.0.1", port), timeout=2).close()  # not on the lab's own address
         same_port = lab.spec_from_api({"port": port, "lb_id": two.id, "profile": "tencent-clb",
                                        "server_certificate": "web"})
-        with pytest.raises(LbsimError) as taken:
-            running.call(lab.add_listener(same_port))
-        assert taken.value.code == "ListenerExists" and one.id in taken.value.message
-        assert lab.listeners_of(two.id) == []
+        other = running.call(lab.add_listener(same_port, start=True))  # its own address: no conflict
+        assert other.address == two.address and lab.listeners_of(two.id) == [other]
+        wait_for(lambda: other.status == "running" and lab.serving(other), 10)
+        with socket.create_connection((two.address, port), timeout=5):
+            pass
+        with pytest.raises(LbsimError) as taken:  # the same load balancer twice on one port: refused
+            running.call(lab.add_listener(replace(same_port, name="again")))
+        assert taken.value.code == "ListenerExists" and two.address in taken.value.message
+        with pytest.raises(LbsimError) as ambiguous:  # the port alone no longer names one listener
+            lab.get_listener(port)
+        assert ambiguous.value.code == "AmbiguousListener"
+        assert ambiguous.value.details["choices"] == sorted([listener.key, other.key])
+        assert lab.get_listener(f"{two.address}:{port}") is other and lab.listener_at(one.id, port) is listener
         running.call(lab.delete_load_balancer(one.id))
-        assert port not in lab.registry.listeners and one.id not in [lb.id for lb in lab.loadbalancers.list()]
+        assert listener.key not in lab.registry.listeners and one.id not in [lb.id for lb in lab.loadbalancers.list()]
+        assert lab.get_listener(port) is other  # unambiguous again
+        with socket.create_connection((two.address, port), timeout=5):  # the other one still serves
+            pass
         with pytest.raises(LbsimError):
             lab.loadbalancers.get(one.id)

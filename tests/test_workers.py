@@ -29,6 +29,7 @@ from simulator.policies.context import build_server_context
 from simulator.policies.testing import TLSTestServer
 from simulator.policies.probe import ProbeResult, probe
 from simulator.dataplane.resumption import derive_ticket_keys, get_ticket_keys, set_ticket_keys
+from simulator.net import free_port_on
 
 TIME_SCALE = 0.01  # ticket lifetime 3 s, activation 0.6-1.8 s
 REQUEST = b"GET /w HTTP/1.1\r\nHost: lbsim.test\r\nConnection: close\r\n\r\n"
@@ -236,7 +237,7 @@ def test_the_api_counts_every_workers_connections_and_requests(lab: RunningLab) 
     try:
         until(listener, lambda l: l["connections"] == n)
         # P(the kernel gave worker 0 all 12) = 2**-12: the sum needs worker 1's report.
-        assert lab.lab.registry.listeners[port].connections < n
+        assert lab.lab.get_listener(port).connections < n
         assert lab.api("GET", "/v1/connections?limit=0")[1]["active"] >= n
         for c in clients:  # requests that wait 3 s at the backend: all in flight at once
             c.sendall(b"GET /?delay_ms=3000 HTTP/1.1\r\nHost: lbsim.test\r\n\r\n")
@@ -283,3 +284,47 @@ def test_a_load_balancers_listener_is_served_by_every_worker_on_its_own_address(
         assert workers == {0, 1}
     finally:
         lab.call(lab.lab.delete_load_balancer(lb.id))
+
+
+def test_two_load_balancers_on_one_port_are_each_served_by_every_worker(lab: RunningLab) -> None:
+    """Two load balancers, one port: every worker serves both, and each record names the listener it reached."""
+    lbs = [lab.lab.create_load_balancer("aliyun-slb", f"shared-port-{i}") for i in range(2)]
+    port = free_port_on(*(lb.address for lb in lbs))
+    listeners = []
+    try:
+        for i, lb in enumerate(lbs):
+            spec = lab.lab.spec_from_api({"name": f"same-port-{i}", "port": port, "lb_id": lb.id,
+                                          "server_certificate": "site", "backend_servers": ["web-1"],
+                                          "health_check": {"enabled": False}})
+            listeners.append(lab.call(lab.lab.add_listener(spec, start=True)))
+        deadline = time.monotonic() + 15
+        while any(l.status != "running" for l in listeners):
+            assert time.monotonic() < deadline, [l.status for l in listeners]
+            time.sleep(0.05)
+        for lb, listener in zip(lbs, listeners):
+            workers: set[int] = set()
+            for _ in range(MAX_PROBES):
+                result = probe(lb.address, port, cafile=ca_file(lab), http_request=REQUEST)
+                assert result.ok and result.http_response.startswith(b"HTTP/1.1 200"), result.error
+                record = record_of(lab, result)
+                assert (record["listener"], record["listener_address"], record["listener_port"]) == \
+                    (listener.name, lb.address, port)
+                workers.add(record.get("worker", 0))
+                if workers == {0, 1}:
+                    break
+            assert workers == {0, 1}, listener.name
+        lab.call(lab.lab.set_running(listeners[0].key, False))  # stopped in every worker; the other serves on
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection((lbs[0].address, port), timeout=1).close()
+            except OSError:
+                break
+            assert time.monotonic() < deadline, "the stopped listener still accepts"
+            time.sleep(0.05)
+        for _ in range(6):
+            result = probe(lbs[1].address, port, cafile=ca_file(lab), http_request=REQUEST)
+            assert result.ok and record_of(lab, result)["listener"] == listeners[1].name
+    finally:
+        for lb in lbs:
+            lab.call(lab.lab.delete_load_balancer(lb.id))

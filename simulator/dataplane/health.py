@@ -21,24 +21,24 @@ class HealthChecker:
 
     def __init__(self, time_scale: float = 1.0):
         self.time_scale = time_scale
-        self._tasks: dict[tuple[int, str], asyncio.Task] = {}
+        self._tasks: dict[tuple[str, str], asyncio.Task] = {}  # (listener key, backend)
 
     def watch(self, listener: Listener) -> None:
         """(Re)start the loops for a listener's active version; call after every activation."""
-        self.forget(listener.port)
+        self.forget(listener.key)
         version = listener.active
         if version is None or not version.spec.health_check.enabled:
             for backend in listener.backends.values():
                 backend.healthy = True  # health check off: the vendor sends traffic to every backend
             return
         for backend in version.backends:
-            key = (listener.port, backend.name)
+            key = (listener.key, backend.name)
             self._tasks[key] = asyncio.get_running_loop().create_task(
                 self._loop(listener, backend, version.spec.health_check), name=f"health {key}"
             )
 
-    def forget(self, port: int) -> None:
-        for key in [k for k in self._tasks if k[0] == port]:
+    def forget(self, listener_key: str) -> None:
+        for key in [k for k in self._tasks if k[0] == listener_key]:
             self._tasks.pop(key).cancel()
 
     def stop(self) -> None:

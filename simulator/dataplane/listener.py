@@ -67,7 +67,8 @@ class ListenerVersion:
 
 @dataclass
 class Listener:
-    """A listener as the control plane sees it, keyed by its port."""
+    """A listener as the control plane sees it, keyed by its address and port (`key`): two load balancers
+    (two 127.0.0.x addresses) may each have a listener on the same port."""
 
     name: str
     port: int
@@ -79,6 +80,11 @@ class Listener:
     address: str = "127.0.0.1"  # its load balancer's address (simulator.model.loadbalancers)
     connections: int = 0
     backends: dict[str, BackendState] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """`address:port`: what the registry, the workers and health checks key it by."""
+        return f"{self.address}:{self.port}"
 
     @property
     def spec(self) -> ListenerSpec | None:
@@ -100,6 +106,7 @@ class Listener:
             "name": self.name,
             "port": self.port,
             "address": self.address,
+            "key": self.key,
             "status": self.status,
             "connections": self.connections,
             "activates_in": round(max(0.0, self.activates_at - time.time()), 3) if self.activates_at else None,

@@ -37,20 +37,24 @@ class Registry:
     """The addons' shared state. The lab mutates it; hooks only read listeners and their own client."""
 
     def __init__(self, recent: int = 10_000) -> None:
-        self.listeners: dict[int, Listener] = {}
+        self.listeners: dict[str, Listener] = {}  # by `Listener.key` (address:port)
         self._by_mode: dict[str, Listener] = {}
         self.clients: dict[str, ClientState] = {}
         self.recent = KeptRecords(maxlen=recent)  # the last connection records, as JSON text
 
     def add(self, listener: Listener) -> None:
-        self.listeners[listener.port] = listener
+        self.listeners[listener.key] = listener
         self._by_mode[listener.mode] = listener
 
-    def remove(self, port: int) -> Listener | None:
-        listener = self.listeners.pop(port, None)
+    def remove(self, key: str) -> Listener | None:
+        listener = self.listeners.pop(key, None)
         if listener:
             self._by_mode.pop(listener.mode, None)
         return listener
+
+    def on_port(self, port: int) -> list[Listener]:
+        """Every listener on `port` (one per load balancer address)."""
+        return [l for l in self.listeners.values() if l.port == port]
 
     def by_mode(self, full_spec: str) -> Listener | None:
         return self._by_mode.get(full_spec)

@@ -68,7 +68,7 @@ def status_for(err: LbsimError) -> int:
     if err.code.endswith("NotFound"):
         return 404
     if err.code in ("CertificateInUse", "ListenerExists", "NameConflict", "QuotaExceeded", "ListenerConfiguring",
-                    "TrustStoreInUse", "DuplicateTrustStoreName"):
+                    "AmbiguousListener", "TrustStoreInUse", "DuplicateTrustStoreName"):
         return 409
     if err.code == "InputTooLarge":
         return 413

@@ -12,11 +12,14 @@ if TYPE_CHECKING:
     from simulator.runtime.lab import Lab
 
 
-def port_of(request: Request) -> int:
+def port_of(request: Request) -> int | str:
+    """`/v1/listeners/{port}` names a listener by its port (when only one listener uses it) or by its key,
+    `address:port` (two load balancers may each have a listener on the same port)."""
     value = request.params["port"]
-    if not value.isdigit():
-        raise LbsimError("InvalidPort", f"expected a port number, got {value!r}", field="port")
-    return int(value)
+    address, colon, port = value.rpartition(":")
+    if not port.isdigit() or (colon and not address):
+        raise LbsimError("InvalidPort", f"expected a port number or address:port, got {value!r}", field="port")
+    return value if colon else int(port)
 
 
 def pem_field(data: dict[str, Any], key: str, required: bool = True) -> bytes | None:
@@ -102,7 +105,7 @@ class ApiServer(JsonServer):
 
     async def health(self, request: Request) -> tuple[int, Any]:
         ready = self.lab.ready()
-        listeners = {l.port: l.status for l in self.lab.registry.listeners.values()}
+        listeners = {self.lab.ref(l): l.status for l in self.lab.registry.listeners.values()}  # port, or address:port
         return (200 if ready else 503), {"status": "ok" if ready else "starting", "listeners": listeners}
 
     # certificates ------------------------------------------------------------------------------------------

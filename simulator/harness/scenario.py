@@ -278,13 +278,29 @@ class ScenarioLab(ListenerObservations):
         return self.api_ok("GET", f"/v1/listeners/{self.port(name_or_port)}")
 
     def port(self, name_or_port: str | int | ListenerHandle) -> int:
+        """A listener's port, by name, port or `address:port`."""
         if isinstance(name_or_port, ListenerHandle):
             return name_or_port.port
         if isinstance(name_or_port, int):
             return name_or_port
         if name_or_port.isdigit():
             return int(name_or_port)
+        if ":" in name_or_port:
+            return int(name_or_port.rpartition(":")[2])
         return self.running.port(name_or_port)
+
+    def address(self, name_or_port: str | int | ListenerHandle) -> str:
+        """Where a listener listens: its load balancer's address (127.0.0.x; the lab file's listeners are on
+        127.0.0.1). A port two load balancers share is ambiguous: name the listener or pass `address:port`."""
+        if isinstance(name_or_port, str) and ":" in name_or_port:
+            return name_or_port.rpartition(":")[0]
+        port = self.port(name_or_port)
+        name = name_or_port.name if isinstance(name_or_port, ListenerHandle) else name_or_port
+        found = [l for l in self.running.lab.registry.listeners.values()
+                 if l.port == port and (not isinstance(name, str) or name.isdigit() or l.name == name)]
+        if len(found) > 1:
+            raise KeyError(f"port {port} is shared by {[l.key for l in found]}: pass the listener's name or address:port")
+        return found[0].address if found else self.host
 
     def backend_name(self) -> str:
         """A mock backend of this lab, for listeners a scenario creates."""
@@ -450,7 +466,7 @@ class ScenarioLab(ListenerObservations):
         if verify or cafile:
             kwargs["cafile"] = cafile or self.ca_file
         mark, opened = self.mark(), time.time()
-        result = probe(self.host, self.port(listener), **kwargs)
+        result = probe(self.address(listener), self.port(listener), **kwargs)
         result.mark = mark  # type: ignore[attr-defined]  # for connection_for: client ports are reused
         result.opened = opened  # type: ignore[attr-defined]
         return result
@@ -468,7 +484,7 @@ class ScenarioLab(ListenerObservations):
                    server_name: str = "localhost", timeout: float = 10) -> Iterator[KeepAlive]:
         """A keep-alive HTTPS connection: ``with lab.connection("x") as c: c.request("/a"); c.request("/b")``."""
         context = self.ssl_context(client=client, verify=verify)
-        conn = KeepAlive(self.host, self.port(listener), context, server_name, timeout, self.mark)
+        conn = KeepAlive(self.address(listener), self.port(listener), context, server_name, timeout, self.mark)
         try:
             yield conn
         finally:
@@ -546,8 +562,8 @@ class ScenarioLab(ListenerObservations):
 
     def s_client(self, listener: str | int | ListenerHandle, *args: str, client: Any = None, input: str = "",
                  timeout: float = 15) -> CommandResult:
-        """`openssl s_client -connect 127.0.0.1:<port> -servername localhost` (+ client certificate, + args)."""
-        argv = ["openssl", "s_client", "-connect", f"{self.host}:{self.port(listener)}", "-servername", "localhost"]
+        """`openssl s_client -connect <address>:<port> -servername localhost` (+ client certificate, + args)."""
+        argv = ["openssl", "s_client", "-connect", f"{self.address(listener)}:{self.port(listener)}", "-servername", "localhost"]
         if self.ca_file:
             argv += ["-CAfile", self.ca_file, "-verify_return_error"]
         creds = self.client(client)
@@ -569,8 +585,8 @@ class ScenarioLab(ListenerObservations):
         """Connection-log records (one per closed client connection), optionally one listener's, after `since`."""
         records = self.running.lab.ledger.records[since or 0:]
         if listener is not None:
-            port = self.port(listener)
-            records = [r for r in records if r["listener_port"] == port]
+            where = (self.port(listener), self.address(listener))
+            records = [r for r in records if (r["listener_port"], r.get("listener_address", self.host)) == where]
         return list(records)
 
     def connection_for(self, client: int | ProbeResult | Response | None, since: int | None = None,

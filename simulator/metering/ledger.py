@@ -29,11 +29,13 @@ _FIELDS = ("wire",) + CATEGORIES
 
 @dataclass
 class _Listener:
-    """Running totals of one listener (port, profile, billing model)."""
+    """Running totals of one listener (port, profile, billing model, and address: two load balancers may
+    each have a listener on the same port)."""
 
     port: Any
     profile: str | None
     model: str
+    address: str | None = None
     connections: int = 0
     unmetered: int = 0
     full: int = 0
@@ -100,10 +102,10 @@ class TrafficLedger:
         connection log does); used only if it names the record's model, else billing is computed here.
         `line`: the record's JSON text, if the caller has it (the connection log does)."""
         model = self.model_of(record)
-        key = (record.get("listener_port"), record.get("profile"), model)
+        key = (record.get("listener_port"), record.get("profile"), model, record.get("listener_address"))
         lst = self._listeners.get(key)
         if lst is None:
-            lst = self._listeners[key] = _Listener(key[0], key[1], model)
+            lst = self._listeners[key] = _Listener(key[0], key[1], model, key[3])
         lst.connections += 1
         self.records.append(record, line)
         t = record.get("traffic")
@@ -139,7 +141,7 @@ class TrafficLedger:
     def summary(self, window_s: float | None = None) -> list[dict[str, Any]]:
         """One dict per listener, ordered by port; see docs/metering.md for the fields."""
         return [self._summarize(lst, window_s)
-                for lst in sorted(self._listeners.values(), key=lambda x: (str(x.port), str(x.profile), x.model))]
+                for lst in sorted(self._listeners.values(), key=lambda x: (str(x.port), str(x.address), str(x.profile), x.model))]
 
     @staticmethod
     def _summarize(lst: _Listener, window_s: float | None) -> dict[str, Any]:
@@ -158,6 +160,7 @@ class TrafficLedger:
                                       ("resumed", lst.handshake_by_kind["resumed"], lst.resumed))}
         return {
             "listener_port": lst.port,
+            "listener_address": lst.address,
             "profile": lst.profile,
             "billing_model": lst.model,
             "connections": lst.connections,
@@ -198,8 +201,8 @@ class TrafficLedger:
             model = self.model_of(r)
             b = billing.billed(model, t)
             row: dict[str, Any] = {
-                "time": r.get("time"), "listener_port": r.get("listener_port"), "profile": r.get("profile"),
-                "billing_model": model, "client": r.get("client"),
+                "time": r.get("time"), "listener_port": r.get("listener_port"),
+                "listener_address": r.get("listener_address"), "profile": r.get("profile"), "billing_model": model, "client": r.get("client"),
                 "tls_version": t.get("tls_version"), "cipher": t.get("cipher"), "resumed": t.get("resumed"),
                 "handshake_complete": t.get("handshake_complete"),
                 "requests": r.get("requests") if r.get("requests") is not None else t.get("requests"),

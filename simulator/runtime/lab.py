@@ -118,7 +118,7 @@ class Lab:
         self.console: Any = None  # the web console, once the starter attached it (simulator.faces.console)
         self.faces: list[Any] = []  # control faces attached by whoever started the lab; stopped with it
         self._master_task: asyncio.Task | None = None
-        self._activations: dict[int, asyncio.Task] = {}
+        self._activations: dict[str, asyncio.Task] = {}
         self._store_watch: asyncio.Task | None = None
         self._uploaded: list[str] = []  # ids this start uploaded new, deleted again if the start fails
         self._owner = f"{os.getpid()}-{secrets.token_hex(4)}"  # names this lab's usage record in the store
@@ -137,8 +137,8 @@ class Lab:
             await self._start()
         except BaseException:
             await self.stop()
-            for port in list(self.registry.listeners):  # they never served: they use nothing
-                self.registry.remove(port)
+            for key in list(self.registry.listeners):  # they never served: they use nothing
+                self.registry.remove(key)
             for cert_id in reversed(self._uploaded):  # a late failure (a port in use): undo our new uploads
                 with contextlib.suppress(LbsimError, OSError):
                     self.store.delete(cert_id)
@@ -162,15 +162,14 @@ class Lab:
         # Build every version before anything listens: a bad certificate fails the lab, not one handshake.
         # Ports first: a version's session context and ticket keys name the port it serves.
         # The kernel may hand out the same free port twice in a row (about 1.5% of labs with 18 port-0
-        # listeners did): a listener would silently replace another in the registry. Draw until distinct
-        # (listener ports are unique within a lab, whatever load balancer address they listen on).
-        taken = {spec.port for spec in self.config.listeners if spec.port}
-        specs = []
-        for spec in map(self._on_load_balancer, self.config.listeners):
+        # listeners did): a listener would silently replace another in the registry. Draw until the
+        # address:port key is distinct.
+        specs = list(map(self._on_load_balancer, self.config.listeners))
+        taken = {f"{spec.address}:{spec.port}" for spec in specs if spec.port}
+        for i, spec in enumerate(specs):
             if not spec.port:
-                spec = replace(spec, port=self._free_port(spec.address, taken))
-            taken.add(spec.port)
-            specs.append(spec)
+                specs[i] = spec = replace(spec, port=self._free_port(spec.address, taken))
+                taken.add(f"{spec.address}:{spec.port}")
         versions = [self._build(spec, f"listeners[{i}]") for i, spec in enumerate(specs)]
 
         opts = options.Options()
@@ -379,13 +378,13 @@ class Lab:
                 continue
             stale = tuple(sorted((cid, revisions[cid]) for cid, rev in version.revisions.items()
                                  if revisions.get(cid, rev) != rev))
-            if not stale or (listener.port, stale) in self._refused_revisions:
+            if not stale or (listener.key, stale) in self._refused_revisions:
                 continue
             try:
                 self.reconfigure(listener, version.spec)
             except Exception as e:  # one listener refusing must not keep the others on the old revision
                 # Said once per revision: the store watcher sees the same revisions again on its next rounds.
-                self._refused_revisions.add((listener.port, stale))
+                self._refused_revisions.add((listener.key, stale))
                 if isinstance(e, LbsimError):
                     logger.warning("listener %s keeps its certificates: the new revision is refused: %s: %s",
                                    listener.name, e.code, e.message)
@@ -449,7 +448,7 @@ class Lab:
                 raise LbsimError("InvalidConfig", f"server_certificates takes one RSA and one ECDSA (ECC) certificate; "
                                  f"got {got}", field=f"{path}.server_certificates",
                                  hint="server_certificates: [my-rsa-cert, my-ecc-cert]")
-        listener = self.registry.listeners.get(spec.port)
+        listener = self.registry.listeners.get(f"{spec.address}:{spec.port}")
         backends = []
         for server in spec.backend_servers:
             if server.backend not in self.addresses:
@@ -474,9 +473,10 @@ class Lab:
         return ListenerVersion(spec, context, ids, revisions, backends, Scheduler(spec.scheduler))
 
     @staticmethod
-    def _free_port(address: str, taken: set[int]) -> int:
-        """A free port on `address` no listener of this lab has (free_port alone may repeat itself)."""
-        while (port := free_port(address)) in taken:
+    def _free_port(address: str, taken: set[str]) -> int:
+        """A free port on `address` whose `address:port` no listener of this lab has (free_port alone may
+        repeat itself)."""
+        while f"{address}:{(port := free_port(address))}" in taken:
             pass
         return port
 
@@ -523,12 +523,12 @@ class Lab:
         """Create a listener: started at once or `stopped` until started, as the profile's vendor API does
         (`capabilities.create_started`); `start` overrides."""
         spec = self._on_load_balancer(spec)
-        if spec.port and spec.port in self.registry.listeners:
-            other = self.registry.listeners[spec.port]
-            raise LbsimError("ListenerExists", f"a listener already uses port {spec.port}" + (
-                             f" (on load balancer {other.spec.lb_id}: listener ports are unique within a lab)"
-                             if other.spec is not None and other.spec.lb_id != spec.lb_id else ""), field="port",
-                             hint=f"PUT /v1/listeners/{spec.port} changes it")
+        key = f"{spec.address}:{spec.port}"
+        if spec.port and key in self.registry.listeners:
+            other = self.registry.listeners[key]
+            raise LbsimError("ListenerExists", f"a listener already uses port {spec.port} on {spec.address}" + (
+                             f" (load balancer {other.spec.lb_id})" if other.spec is not None and other.spec.lb_id else ""),
+                             field="port", hint=f"PUT /v1/listeners/{key} changes it")
         if not spec.port:  # before building: the version names its port
             spec = replace(spec, port=self._free_port(spec.address, set(self.registry.listeners)))
         version = self._build(spec)
@@ -540,7 +540,7 @@ class Lab:
         else:
             listener.active = version  # configured, not serving: `start` activates it
             self._publish_usage()
-        await self._publish(listener.port)
+        await self._publish(listener.key)
         return listener
 
     def reconfigure(self, listener: Listener, spec: ListenerSpec) -> Listener:
@@ -559,17 +559,17 @@ class Lab:
             listener.status = "configuring"  # the old version keeps serving until activation
         self._schedule(listener, version)
         if self.workers is not None:  # a sync caller: the workers follow well before the activation
-            asyncio.get_running_loop().create_task(self._publish(listener.port))
+            asyncio.get_running_loop().create_task(self._publish(listener.key))
         return listener
 
     def _schedule(self, listener: Listener, version: ListenerVersion) -> None:
         delay = self.activation_delay(version.spec)
         listener.pending = version
         listener.activates_at = time.time() + delay
-        old = self._activations.pop(listener.port, None)
+        old = self._activations.pop(listener.key, None)
         if old:
             old.cancel()
-        self._activations[listener.port] = asyncio.get_running_loop().create_task(self._activate(listener, delay))
+        self._activations[listener.key] = asyncio.get_running_loop().create_task(self._activate(listener, delay))
         self._publish_usage()
 
     async def _activate(self, listener: Listener, delay: float) -> None:
@@ -581,24 +581,26 @@ class Lab:
             listener.status = "running"
         await self._sync_servers()
         self.health.watch(listener)
-        self._activations.pop(listener.port, None)
+        self._activations.pop(listener.key, None)
 
-    async def remove_listener(self, port: int) -> None:
-        listener = self.get_listener(port)
-        task = self._activations.pop(port, None)
+    async def remove_listener(self, ref: int | str) -> None:
+        """Remove the listener `ref` names (see `get_listener`)."""
+        listener = self.get_listener(ref)
+        key = listener.key
+        task = self._activations.pop(key, None)
         if task:
             task.cancel()
-        self.health.forget(port)
-        self.registry.remove(listener.port)
+        self.health.forget(key)
+        self.registry.remove(key)
         self._publish_usage()
         await self._sync_servers()
-        await self._publish(port)
+        await self._publish(key)
 
-    async def set_running(self, port: int, running: bool) -> Listener:
+    async def set_running(self, ref: int | str, running: bool) -> Listener:
         """Stop closes the port at once; start activates after the activation delay, like a change."""
-        listener = self.get_listener(port)
+        listener = self.get_listener(ref)
         if not running:
-            task = self._activations.pop(port, None)
+            task = self._activations.pop(listener.key, None)
             if task:
                 task.cancel()
             listener.status, listener.activates_at = "stopped", None
@@ -614,7 +616,7 @@ class Lab:
             # worker) would open this port early. Connections still open keep the version they started on.
             listener.active = None
             self._schedule(listener, version)
-        await self._publish(port)
+        await self._publish(listener.key)
         return listener
 
     # ---- load balancers and instances (the vendor APIs' resources) ----------------------------------------
@@ -627,7 +629,7 @@ class Lab:
         """Remove a load balancer with its listeners (as both vendors do)."""
         lb = self.loadbalancers.get(lb_id)
         for listener in self.listeners_of(lb_id):
-            await self.remove_listener(listener.port)
+            await self.remove_listener(listener.key)
         return self.loadbalancers.remove(lb.id)
 
     def listeners_of(self, lb_id: str) -> list[Listener]:
@@ -635,7 +637,7 @@ class Lab:
 
     def listener_at(self, lb_id: str, port: int) -> Listener:
         """The listener of load balancer `lb_id` on `port`."""
-        listener = self.registry.listeners.get(port)
+        listener = next((l for l in self.registry.on_port(port) if l.spec is not None and l.spec.lb_id == lb_id), None)
         if listener is None or listener.spec is None or listener.spec.lb_id != lb_id:
             raise LbsimError("ListenerNotFound", f"load balancer {lb_id} has no listener on port {port}", field="port")
         return listener
@@ -651,12 +653,30 @@ class Lab:
                              hint="the lab's backends are " + (", ".join(sorted(self.instance_ids())) or "(none)"))
         return name
 
-    def get_listener(self, port: int) -> Listener:
-        listener = self.registry.listeners.get(port)
-        if listener is None:
-            raise LbsimError("ListenerNotFound", f"no listener on port {port}", field="port",
+    def get_listener(self, ref: int | str) -> Listener:
+        """The listener `ref` names: `address:port` (its key), or a port that only one listener uses (two load
+        balancers may each have a listener on the same port: then the port alone is ambiguous)."""
+        text = str(ref)
+        if ":" in text:
+            listener = self.registry.listeners.get(text)
+            if listener is None:
+                raise LbsimError("ListenerNotFound", f"no listener on {text}", field="port",
+                                 hint="GET /v1/listeners lists them (their `key` is address:port)")
+            return listener
+        found = self.registry.on_port(int(text)) if text.isdigit() else []
+        if not found:
+            raise LbsimError("ListenerNotFound", f"no listener on port {text}", field="port",
                              hint="GET /v1/listeners lists them")
-        return listener
+        if len(found) > 1:
+            keys = sorted(l.key for l in found)
+            raise LbsimError("AmbiguousListener", f"{len(found)} listeners use port {text}: {', '.join(keys)}",
+                             field="port", hint=f"name one by address:port, e.g. /v1/listeners/{keys[0]}",
+                             details={"choices": keys})
+        return found[0]
+
+    def ref(self, listener: Listener) -> str:
+        """How to name `listener` in a URL: its port when no other listener uses it, else `address:port`."""
+        return str(listener.port) if len(self.registry.on_port(listener.port)) == 1 else listener.key
 
     async def _sync_servers(self) -> None:
         """Listen on exactly the running listeners' ports."""
@@ -679,34 +699,34 @@ class Lab:
 
     # ---- workers (workers: N) -----------------------------------------------------------------------------
 
-    def listener_state(self, port: int) -> dict[str, Any]:
+    def listener_state(self, key: str) -> dict[str, Any]:
         """What a worker needs to serve a listener exactly as this lab does (None versions: absent)."""
-        listener = self.registry.listeners.get(port)
+        listener = self.registry.listeners.get(key)
         if listener is None:
-            return {"port": port, "removed": True}
+            return {"key": key, "removed": True}
         return {
-            "port": port, "removed": False, "name": listener.name, "status": listener.status,
+            "key": key, "removed": False, "name": listener.name, "status": listener.status,
             "activates_at": listener.activates_at,
             "active": (listener.active.spec, listener.active.revisions) if listener.active else None,
             "pending": (listener.pending.spec, listener.pending.revisions) if listener.pending else None,
-            "health": health_of(self, port),
+            "health": health_of(self, key),
         }
 
-    async def _publish(self, port: int) -> None:
+    async def _publish(self, key: str) -> None:
         if self.workers is not None:
-            await self.workers.publish(self.listener_state(port))
+            await self.workers.publish(self.listener_state(key))
 
     async def mirror(self, state: dict[str, Any]) -> None:
         """A worker takes worker 0's state of one listener: same versions, status and activation moment."""
-        port = state["port"]
-        listener = self.registry.listeners.get(port)
-        task = self._activations.pop(port, None)
+        key = state["key"]
+        listener = self.registry.listeners.get(key)
+        task = self._activations.pop(key, None)
         if task:
             task.cancel()
         if state["removed"]:
             if listener is not None:
-                self.health.forget(port)
-                self.registry.remove(port)
+                self.health.forget(key)
+                self.registry.remove(key)
                 await self._sync_servers()
             return
         wanted = state["active"] or state["pending"]
@@ -717,8 +737,8 @@ class Lab:
         listener.status, listener.activates_at = state["status"], state["activates_at"]
         if listener.pending is not None and listener.activates_at is not None:
             delay = max(0.0, listener.activates_at - time.time())
-            self._activations[port] = asyncio.get_running_loop().create_task(self._activate(listener, delay))
-        apply_health(self, port, state["health"])
+            self._activations[key] = asyncio.get_running_loop().create_task(self._activate(listener, delay))
+        apply_health(self, key, state["health"])
         await self._sync_servers()
         self.health.watch(listener)
 

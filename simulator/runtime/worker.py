@@ -60,7 +60,7 @@ async def _serve() -> None:
             try:
                 state = _decode(msg["state"])
                 if state.get("kind") == "health":
-                    apply_health(lab, state["port"], state["health"])
+                    apply_health(lab, state["key"], state["health"])
                 else:
                     await lab.mirror(state)
             except Exception as e:

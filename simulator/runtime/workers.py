@@ -140,18 +140,18 @@ class MirroredHealth:
 def live_counters(lab: Lab) -> dict[str, Any]:
     """One process's gauges: open clients, and per listener open connections and requests per backend."""
     return {"clients": len(lab.registry.clients),
-            "listeners": {str(port): {"connections": listener.connections,
-                                      "backends": {name: b.active for name, b in listener.backends.items()}}
-                          for port, listener in lab.registry.listeners.items()}}
+            "listeners": {key: {"connections": listener.connections,
+                                "backends": {name: b.active for name, b in listener.backends.items()}}
+                          for key, listener in lab.registry.listeners.items()}}
 
 
-def health_of(lab: Lab, port: int) -> dict[str, bool]:
-    listener = lab.registry.listeners.get(port)
+def health_of(lab: Lab, key: str) -> dict[str, bool]:
+    listener = lab.registry.listeners.get(key)
     return {name: state.healthy for name, state in listener.backends.items()} if listener else {}
 
 
-def apply_health(lab: Lab, port: int, health: dict[str, bool]) -> None:
-    listener = lab.registry.listeners.get(port)
+def apply_health(lab: Lab, key: str, health: dict[str, bool]) -> None:
+    listener = lab.registry.listeners.get(key)
     if listener is None:
         return
     for name, healthy in health.items():
@@ -180,8 +180,8 @@ class WorkerPool:
         try:
             for worker in self.workers:
                 await asyncio.wait_for(asyncio.shield(worker.ready), START_TIMEOUT)
-            for port in list(self.lab.registry.listeners):
-                await self.publish(self.lab.listener_state(port))
+            for key in list(self.lab.registry.listeners):
+                await self.publish(self.lab.listener_state(key))
         except BaseException:
             await self.stop()
             raise
@@ -264,13 +264,13 @@ class WorkerPool:
         except (RuntimeError, TimeoutError) as e:
             logger.error("lbsim worker %d could not be started again: %s", dead.index, e)
             return
-        for port in list(self.lab.registry.listeners):
-            await self.publish(self.lab.listener_state(port), [worker])
+        for key in list(self.lab.registry.listeners):
+            await self.publish(self.lab.listener_state(key), [worker])
 
     def add_live_counters(self, listener: dict[str, Any]) -> dict[str, Any]:
         """Add the workers' gauges to worker 0's view of one listener (`Listener.to_dict()`)."""
         for worker in self.workers:
-            mine = worker.counters.get("listeners", {}).get(str(listener["port"]))
+            mine = worker.counters.get("listeners", {}).get(listener["key"])
             if not mine:
                 continue
             listener["connections"] += mine["connections"]
@@ -304,15 +304,15 @@ class WorkerPool:
             intervals = [l.spec.health_check.interval for l in self.lab.registry.listeners.values() if l.spec]
             period = min(intervals or [1]) * self.lab.config.time_scale / 2
             await asyncio.sleep(min(max(period, HEALTH_POLL[0]), HEALTH_POLL[1]))
-            for port in list(self.lab.registry.listeners):
-                health = health_of(self.lab, port)
-                if health != self._health_sent.get(port):
-                    await self.publish({"port": port, "kind": "health", "health": health})
+            for key in list(self.lab.registry.listeners):
+                health = health_of(self.lab, key)
+                if health != self._health_sent.get(key):
+                    await self.publish({"key": key, "kind": "health", "health": health})
 
     async def publish(self, state: dict[str, Any], workers: list[_Worker] | None = None) -> None:
         """Send one listener's state (or health) to every live worker (or these); returns once all applied it."""
         if "health" in state and workers is None:
-            self._health_sent[state["port"]] = dict(state["health"])
+            self._health_sent[state["key"]] = dict(state["health"])
         self._seq += 1
         seq, line = self._seq, json.dumps({"seq": self._seq, "state": _encode(state)}).encode() + b"\n"
         waits = []

@@ -51,6 +51,7 @@ def connection_record(state: ClientState, client: connection.Client, time_scale:
         "client": f"{state.peer[0]}:{state.peer[1]}",
         "listener": state.listener.name,
         "listener_port": state.listener.port,
+        "listener_address": state.listener.address,  # with the port: which listener (load balancers share ports)
         "profile": spec.profile,
         "billing_model": spec.billing_model,
         "sni": state.sni,

@@ -478,17 +478,17 @@ class Actions:
 
     async def start_listener(self, p: Params) -> dict[str, Any]:
         _, listener = self._listener(p)
-        await self.lab.set_running(listener.port, True)  # through the activation delay; a no-op when started
+        await self.lab.set_running(listener.key, True)  # through the activation delay; a no-op when started
         return {}
 
     async def stop_listener(self, p: Params) -> dict[str, Any]:
         _, listener = self._listener(p)
-        await self.lab.set_running(listener.port, False)
+        await self.lab.set_running(listener.key, False)
         return {}
 
     async def delete_listener(self, p: Params) -> dict[str, Any]:
         _, listener = self._listener(p)
-        await self.lab.remove_listener(listener.port)
+        await self.lab.remove_listener(listener.key)
         return {}
 
     # ---- backend servers (the load balancer's default server group) ---------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from simulator.metering import billing
 from simulator.metering.ledger import TrafficLedger, epoch
@@ -66,8 +66,14 @@ class Buckets:
         return out
 
 
-def bucket(ledger: TrafficLedger, now: float | None = None) -> dict[int, Buckets]:
-    """Listener port -> its last WINDOW seconds. Reads records newest first and stops at the window's start."""
+def record_key(record: Mapping[str, Any]) -> str:
+    """`address:port` of the listener a record (or ledger row) belongs to: load balancers may share a port."""
+    return f"{record.get('listener_address')}:{record.get('listener_port')}"
+
+
+def bucket(ledger: TrafficLedger, now: float | None = None) -> dict[str, Buckets]:
+    """Listener `address:port` -> its last WINDOW seconds. Reads records newest first and stops at the window's
+    start."""
     now = time.time() if now is None else now
     start = now - WINDOW * BUCKET
     out: dict[int, Buckets] = {}
@@ -79,12 +85,12 @@ def bucket(ledger: TrafficLedger, now: float | None = None) -> dict[int, Buckets
         ended = epoch(t.get("finished_at")) or began
         if ended is not None and ended < start - 600:  # records arrive at close: allow for long connections
             break
-        port = record.get("listener_port")
-        if not isinstance(port, int):
+        if not isinstance(record.get("listener_port"), int):
             continue
-        b = out.get(port)
+        key = record_key(record)
+        b = out.get(key)
         if b is None:
-            b = out[port] = Buckets(start, model=ledger.model_of(record))
+            b = out[key] = Buckets(start, model=ledger.model_of(record))
         i = b.index(began)
         if i is not None:
             b.new[i] += 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from simulator.faces.console.charts import fmt
+from simulator.faces.console.charts import fmt, record_key
 from simulator.faces.console.markup import join, select, tag
 from simulator.faces.console.markup import table as html_table
 from simulator.faces.console.server import Context, Page
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 LIMIT = 200  # rows shown, newest first
 # Filter name -> how a record's value is read as text.
 FILTERS = {
-    "listener": lambda r: str(r.get("listener_port")),
+    "listener": lambda r: record_key(r),  # address:port: load balancers may share a port
     "tls_verify_status": lambda r: str(r.get("tls_verify_status")),
     "protocol": lambda r: str(r.get("tls_protocol")),
     "cipher": lambda r: str(r.get("tls_cipher")),
@@ -36,8 +36,9 @@ class ConnectionPages:
 
     async def list(self, request: Request, ctx: Context) -> Page:
         records = list(self.console.lab.registry.recent)
-        names = {str(r.get("listener_port")): f"{r.get('listener')} :{r.get('listener_port')}" for r in records}
-        names.update({str(l.port): f"{l.name} :{l.port}" for l in self.console.lab.registry.listeners.values()})
+        lab = self.console.lab
+        names = {record_key(r): f"{r.get('listener')} {record_key(r)}" for r in records}
+        names.update({l.key: f"{l.name} :{lab.ref(l)}" for l in lab.registry.listeners.values()})
         wanted = {k: request.query.get(k, "") for k in FILTERS}
         controls = []
         for key, read in FILTERS.items():

@@ -135,7 +135,7 @@ class ListenerPages:
         rows = []
         for listener in list(self.lab.registry.listeners.values()):
             view = self.lab.view(listener)
-            port = listener.port
+            port = self.lab.ref(listener)  # `address:port` when two load balancers share the port
             certs = [join(["server: ", view.get("server_certificate")])]
             for domain, ref in (view.get("sni") or {}).items():
                 certs.append(join(["SNI ", tag("code", domain), ": ", ref]))
@@ -379,11 +379,11 @@ class ListenerPages:
             errors = {form_field(e.field): [e.to_dict()]}
             body = self.listener_form(ctx, vf, values, errors, "/listeners/new", creating=True)
             return self.console.page(f"New {profile} listener", body, "/listeners", 422)
-        return redirect(f"/listeners?notice=created#{listener.port}")
+        return redirect(f"/listeners?notice=created#{self.lab.ref(listener)}")
 
     def _listener(self, request: Request) -> Any:
         port = request.params["port"]
-        return self.lab.get_listener(int(port)) if port.isdigit() else self.lab.get_listener(-1)
+        return self.lab.get_listener(port)  # a port, or address:port
 
     async def edit(self, request: Request, ctx: Context) -> Page:
         try:
@@ -392,7 +392,7 @@ class ListenerPages:
             return self.console.error_page(404, "Listener not found", e.message)
         spec = listener.spec
         vf = vendor_form(spec.profile)
-        body = self.listener_form(ctx, vf, form_values(spec), {}, f"/listeners/{listener.port}/edit", creating=False)
+        body = self.listener_form(ctx, vf, form_values(spec), {}, f"/listeners/{self.lab.ref(listener)}/edit", creating=False)
         return self.console.page(f"Change listener {listener.name}", body, "/listeners")
 
     async def change(self, request: Request, ctx: Context) -> Page:
@@ -407,14 +407,13 @@ class ListenerPages:
             self.lab.reconfigure(listener, self.lab.spec_from_api(api, port=listener.port))
         except LbsimError as e:
             body = self.listener_form(ctx, vf, values, {form_field(e.field): [e.to_dict()]},
-                                      f"/listeners/{listener.port}/edit", creating=False)
+                                      f"/listeners/{self.lab.ref(listener)}/edit", creating=False)
             return self.console.page(f"Change listener {listener.name}", body, "/listeners", 422)
         return redirect("/listeners?notice=changed")
 
     async def _act(self, request: Request, action: Any, notice: str) -> Page:
         try:
-            port = self._listener(request).port
-            await action(port)
+            await action(self._listener(request).key)
         except LbsimError as e:
             return redirect("/listeners?" + urlencode({"error": f"{e.code}: {e.message}"}))
         return redirect(f"/listeners?notice={notice}")

@@ -18,7 +18,6 @@ from simulator.faces.console.markup import form as html_form
 from simulator.faces.console.markup import table as html_table
 from simulator.faces.console.server import Context, Page, parse_form, redirect
 from simulator.faces.http import Request
-from simulator.net import LOOPBACK
 from simulator.policies import VERSIONS
 
 if TYPE_CHECKING:
@@ -38,7 +37,7 @@ class ProbeRun:
 class PolicyPages:
     def __init__(self, console: ConsoleServer):
         self.console = console
-        self.runs: dict[int, ProbeRun] = {}
+        self.runs: dict[str, ProbeRun] = {}  # by listener key
         self._tasks: set[asyncio.Task] = set()
 
     def routes(self) -> list[tuple[str, str, Any]]:
@@ -79,7 +78,7 @@ class PolicyPages:
             return Markup("")
         spec = version.spec
         expected, key_type = self.expected(listener)
-        run = self.runs.get(listener.port)
+        run = self.runs.get(listener.key)
         observed = run.observed if run and run.state == "done" else None
         if run is None:
             state = tag("p", "Not probed yet: the table shows what the policy allows.", class_="muted")
@@ -99,19 +98,19 @@ class PolicyPages:
             textarea("client_cert", "Client certificate (PEM) its CA trusts", "", {}, rows=3),
             textarea("client_key", "Its private key (PEM)", "", {}, rows=3),
         ]) if needs_client else ""
-        probe = html_form(f"/policy/{listener.port}/probe", join([
+        probe = html_form(f"/policy/{self.console.lab.ref(listener)}/probe", join([
             tag("p", "A mutual listener with verification on refuses a probe without a client certificate from its "
                      "CA.", class_="muted") if needs_client else "",
             probe_fields,
-            tag("button", "Run the probe", type="submit", id=f"probe-{listener.port}",
+            tag("button", "Run the probe", type="submit", id=f"probe-{self.console.lab.ref(listener)}",
                 disabled=bool(run and run.state == "running"))]), ctx.csrf, multipart=needs_client, class_="inline-block")
-        head = f"{listener.name} :{listener.port}"
+        head = f"{listener.name} :{self.console.lab.ref(listener)}"
         return tag("section", join([
             tag("h2", head),
             tag("p", join([f"{spec.profile}, policy ", tag("strong", spec.policy.name), f", {key_type} certificate, "
                            f"status {listener.status}"] + ([" ", tag("em", "(custom)")] if spec.policy.custom else []))),
             state, self.matrix(expected, observed), probe,
-        ]), class_="policy", id=f"policy-{listener.port}")
+        ]), class_="policy", id=f"policy-{self.console.lab.ref(listener)}")
 
     async def page(self, request: Request, ctx: Context) -> Page:
         listeners = list(self.console.lab.registry.listeners.values())
@@ -131,31 +130,31 @@ class PolicyPages:
     async def probe(self, request: Request, ctx: Context) -> Page:
         port = request.params["port"]
         try:
-            listener = self.console.lab.get_listener(int(port) if port.isdigit() else -1)
+            listener = self.console.lab.get_listener(port)  # a port, or address:port
         except LbsimError as e:
             return self.console.error_page(404, "Listener not found", e.message)
         if listener.status == "stopped" or not self.console.lab.serving(listener):
             run = ProbeRun(state="failed", error=f"the listener is {listener.status}, not serving: start it first")
             run.finished = time.time()
-            self.runs[listener.port] = run
-            return redirect(f"/policy#policy-{listener.port}")
-        if listener.port in self.runs and self.runs[listener.port].state == "running":
-            return redirect(f"/policy#policy-{listener.port}")
+            self.runs[listener.key] = run
+            return redirect(f"/policy#policy-{self.console.lab.ref(listener)}")
+        if listener.key in self.runs and self.runs[listener.key].state == "running":
+            return redirect(f"/policy#policy-{self.console.lab.ref(listener)}")
         data = parse_form(request)
         kwargs: dict[str, Any] = {}
         if data.get("client_cert").strip():
             kwargs = {"client_cert_pem": data.get("client_cert").encode(), "client_key_pem": data.get("client_key").encode()}
-        run = self.runs[listener.port] = ProbeRun(version_built=listener.active.built if listener.active else None)
-        task = asyncio.get_running_loop().create_task(self._run(run, listener.port, kwargs))
+        run = self.runs[listener.key] = ProbeRun(version_built=listener.active.built if listener.active else None)
+        task = asyncio.get_running_loop().create_task(self._run(run, listener.address, listener.port, kwargs))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return redirect(f"/policy#policy-{listener.port}")
+        return redirect(f"/policy#policy-{self.console.lab.ref(listener)}")
 
-    async def _run(self, run: ProbeRun, port: int, kwargs: dict[str, Any]) -> None:
+    async def _run(self, run: ProbeRun, address: str, port: int, kwargs: dict[str, Any]) -> None:
         from simulator.policies.probe import accepted_suites
 
         try:
-            run.observed = await asyncio.to_thread(accepted_suites, LOOPBACK, port, **kwargs)
+            run.observed = await asyncio.to_thread(accepted_suites, address, port, **kwargs)
             run.state = "done"
         except Exception as e:  # shown on the page; a probe never takes the console down
             run.state, run.error = "failed", f"{type(e).__name__}: {e}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from simulator.faces.console.charts import WINDOW, bucket, fmt, listener_charts
+from simulator.faces.console.charts import WINDOW, bucket, fmt, listener_charts, record_key
 from simulator.faces.console.markup import Markup, join, tag
 from simulator.faces.console.server import Context, Page
 from simulator.faces.http import Request
@@ -23,12 +23,14 @@ class TrafficPages:
     def charts(self) -> Markup:
         lab = self.console.lab
         series = bucket(lab.ledger)
-        totals = {row["listener_port"]: row for row in lab.ledger.summary()}
-        names = {l.port: l.name for l in lab.registry.listeners.values()}
+        totals = {record_key(row): row for row in lab.ledger.summary()}
+        listeners = {l.key: l for l in lab.registry.listeners.values()}
         sections = []
         # The lab's listeners in their order, then removed ones that still have traffic.
-        for port in [*names, *(p for p in totals if p not in names)]:
-            row = totals.get(port)
+        for key in [*listeners, *(k for k in totals if k not in listeners)]:
+            row, listener = totals.get(key), listeners.get(key)
+            port = key.rpartition(":")[2]
+            ref = lab.ref(listener) if listener is not None else port  # the port alone unless load balancers share it
             facts: list[Any] = []
             if row:
                 lcu = row.get("lcu")
@@ -41,10 +43,11 @@ class TrafficPages:
                     facts.append(("LCU (observed rates for an hour)", f"{fmt(lcu['lcu'])} ({lcu['billed_dimension']})"))
             summary = tag("dl", join(join([tag("dt", k), tag("dd", fmt(v) if isinstance(v, (int, float)) else v)])
                                      for k, v in facts), class_="totals") if facts else tag("p", "No connections yet.", class_="muted")
-            title = f"{names.get(port, '(removed listener)')} :{port}"
-            charts = tag("div", listener_charts(series.get(port)), class_="charts") if row else ""
-            sections.append(tag("section", join([tag("h2", title), summary, charts]),
-                                class_="listener-traffic", id=f"traffic-{port}", data_port=port))
+            name = listener.name if listener is not None else "(removed listener)"
+            title = f"{name} :{port}" if ref == port else f"{name} {ref}"
+            charts = tag("div", listener_charts(series.get(key)), class_="charts") if row else ""
+            sections.append(tag("section", join([tag("h2", title), summary, charts]), class_="listener-traffic",
+                                id=f"traffic-{ref.replace(':', '-')}", data_port=port, data_address=key.rpartition(":")[0]))
         return join(sections) or tag("p", "No listeners.", class_="muted")
 
     async def page(self, request: Request, ctx: Context) -> Page:

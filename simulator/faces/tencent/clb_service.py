@@ -116,7 +116,7 @@ class ListenerFacts:
 class Task:
     ready_at: float
     lb_ids: tuple[str, ...]
-    port: int | None = None  # the listener whose change this is: done once it serves the new version
+    listener: str | None = None  # the key of the listener whose change this is: done once it serves the new version
 
 
 class ClbService(Service):
@@ -263,7 +263,7 @@ class ClbService(Service):
     def _adopt_all(self) -> None:
         """Give the lab's tencent-clb listeners (lab file, management API) their Tencent facts, and forget the
         facts of listeners removed behind this face (the management API, `lbsim`)."""
-        live = {(l.spec.lb_id, port) for port, l in self.lab.registry.listeners.items() if l.spec is not None}
+        live = {(l.spec.lb_id, l.port) for l in self.lab.registry.listeners.values() if l.spec is not None}
         for lid in [lid for lid, f in self.facts.items() if (f.lb_id, f.port) not in live]:
             del self.facts[lid]
         for listener in list(self.lab.registry.listeners.values()):
@@ -498,14 +498,14 @@ class ClbService(Service):
 
     def _task(self, call: Call, listener: Any | None, lb_id: str) -> None:
         ready = listener.activates_at if listener is not None and listener.activates_at else time.time()
-        self.tasks[call.request_id] = Task(ready, (lb_id,), listener.port if listener is not None else None)
+        self.tasks[call.request_id] = Task(ready, (lb_id,), listener.key if listener is not None else None)
 
     def _done(self, task: Task) -> bool:
         """The activation delay has passed and the listener serves what the change asked for (the lab opens the
         port a moment after the delay: success is reported only once a client can connect)."""
         if time.time() < task.ready_at:
             return False
-        listener = self.lab.registry.listeners.get(task.port) if task.port is not None else None
+        listener = self.lab.registry.listeners.get(task.listener) if task.listener is not None else None
         if listener is None:
             return True
         if listener.pending is not None:
@@ -546,14 +546,14 @@ class ClbService(Service):
         try:
             for facts, spec in specs:
                 listener = await self.lab.add_listener(spec)
-                created.append(listener.port)
+                created.append(listener)
                 self.facts[facts.id] = facts
                 ids.append(facts.id)
                 self._task(call, listener, lb.id)
         except LbsimError as e:
-            for port in created:  # all or nothing
-                await self.lab.remove_listener(port)
-                self.facts.pop(listener_id(lb.id, port), None)
+            for made in created:  # all or nothing
+                await self.lab.remove_listener(made.key)
+                self.facts.pop(listener_id(lb.id, made.port), None)
             raise from_lbsim(e) from None
         return {"ListenerIds": ids}
 
@@ -643,7 +643,7 @@ class ClbService(Service):
         p.check_known(("LoadBalancerId", "ListenerId"))
         facts, listener = self._facts(p.str("LoadBalancerId", required=True), p.str("ListenerId", required=True))
         try:
-            await self.lab.remove_listener(listener.port)
+            await self.lab.remove_listener(listener.key)
         except LbsimError as e:
             raise from_lbsim(e) from None
         del self.facts[facts.id]
