@@ -212,11 +212,11 @@ def traffic_section(lab: Any, problems: list[str]) -> dict[str, Any]:
         comparison, error = [], f"{type(e).__name__}: {e}"
         problems.append(f"traffic comparison failed: {error}")
     lab.wait_log_settled()
-    names = {lab.port(n): n for n in lab.config_listeners()}
+    names = {(lab.address(n), lab.port(n)): n for n in lab.config_listeners()}  # two load balancers may share a port
     summary = lab.running.lab.ledger.summary()
     for row in summary:
-        row["listener"] = names.get(row["listener_port"], "(created by a scenario)")
-    summary.sort(key=lambda row: row["listener_port"] not in names)  # the configured listeners first
+        row["listener"] = names.get(_where(row), "(created by a scenario)")
+    summary.sort(key=lambda row: _where(row) not in names)  # the configured listeners first
     out: dict[str, Any] = {"listeners": summary, "by_kind": traffic_by_kind(lab, names), "comparison": comparison}
     if skipped:
         out["skipped"] = skipped
@@ -226,6 +226,10 @@ def traffic_section(lab: Any, problems: list[str]) -> dict[str, Any]:
 
 
 CREATED = "created by scenarios"
+
+
+def _where(record: dict[str, Any]) -> tuple[Any, Any]:
+    return record.get("listener_address"), record.get("listener_port")
 TRAFFIC_KINDS = {  # key -> what the report calls it; the order of the report's rows
     "requests": "carried requests",
     "handshake_only": "handshake only",
@@ -243,7 +247,7 @@ def traffic_kind(record: dict[str, Any]) -> str:
     return "requests" if int(record.get("requests") or t.get("requests") or 0) else "handshake_only"
 
 
-def traffic_by_kind(lab: Any, names: dict[int, str]) -> list[dict[str, Any]]:
+def traffic_by_kind(lab: Any, names: dict[tuple[str, int], str]) -> list[dict[str, Any]]:
     """The run's traffic per configured listener and kind of connection (:func:`traffic_kind`), the
     listeners the scenarios created summed into one group. A listener's totals mix its probes' thousands
     of handshake-only connections, which bill nothing, with the few that carry requests: their overhead
@@ -256,10 +260,10 @@ def traffic_by_kind(lab: Any, names: dict[int, str]) -> list[dict[str, Any]]:
     for record in lab.running.lab.ledger.records:
         if not is_connection_record(record):
             continue
-        group = names.get(record.get("listener_port"), CREATED)
-        ports.setdefault(group, set()).add(record.get("listener_port"))
-        kind = traffic_kind(record)
-        ledgers.setdefault((group, kind), TrafficLedger()).add({**record, "listener_port": group})
+        group = names.get(_where(record), CREATED)
+        ports.setdefault(group, set()).add(_where(record))
+        kind = traffic_kind(record)  # one row per group: the ledger keys by address too
+        ledgers.setdefault((group, kind), TrafficLedger()).add({**record, "listener_port": group, "listener_address": None})
     order = [*names.values(), CREATED]
     rows = []
     for (group, kind), ledger in sorted(ledgers.items(), key=lambda item: (order.index(item[0][0]), list(TRAFFIC_KINDS).index(item[0][1]))):
