@@ -23,7 +23,6 @@ import pytest
 from simulator.harness.extras import vendor_sdk
 
 STATEMENT = "Certificates can be replaced and deleted (aliyun notes); deletion is refused while in use"
-LOAD_SECONDS = 12
 USERS, RATE = 4, 5  # users, new connections per second and user
 
 
@@ -104,10 +103,11 @@ def test_rotation_script_through_the_aliyun_sdk_under_load(lab, pki, tmp_path):
         assert served(lb.address, port, client=True) == uploaded[0].fingerprint
 
         # ---- rotate three times under a steady Locust load ---------------------------------------------------------
+        mark = lab.mark()
         with SteadyLoad(f"https://{lb.address}:{port}", files["ca.pem"], tmp_path / "load", sni=host, users=USERS,
-                        rate=RATE, seconds=LOAD_SECONDS, client_cert=files["client.pem"],
+                        rate=RATE, seconds=60, client_cert=files["client.pem"],
                         client_key=files["client.key"]) as load:
-            time.sleep(2)  # the load is on
+            load.wait_started(lambda: len(lab.connections(f"{lb.address}:{port}", since=mark)) >= USERS)
             for turn in range(2, 5):
                 old, new = uploaded[-1], upload(f"shop-{turn}")
                 uploaded.append(new)
@@ -128,9 +128,10 @@ def test_rotation_script_through_the_aliyun_sdk_under_load(lab, pki, tmp_path):
                     server_certificate_id=old.server_certificate_id))
                 uploaded.remove(old)
             assert load.running(), load.log_tail()  # the rotations happened under load
+            load.stop()  # a second after the last rotation
         result = load.result()
         assert result.failures == 0 and result.failed_handshakes == 0, result.log_tail
-        assert result.handshakes >= USERS * RATE * LOAD_SECONDS * 0.4, result.rows  # the load really was steady
+        assert result.handshakes >= USERS * RATE * result.seconds * 0.4, (result.seconds, result.rows)  # the load was steady
         assert served(lb.address, port, client=True) == uploaded[-1].fingerprint
     finally:  # the script cleans up after itself, through the API
         slb.delete_load_balancer(models.DeleteLoadBalancerRequest(load_balancer_id=lb.load_balancer_id))

@@ -150,6 +150,9 @@ def sha256(issued) -> str:
     return hashlib.sha256(ssl.PEM_cert_to_DER_cert(issued.cert_pem.decode())).hexdigest()
 
 
+USERS, RATE = 4, 6  # Locust users, new connections per second and user
+
+
 @pytest.mark.seed(ROTATION)
 def test_rotation_script_under_steady_load(lab, pki, tmp_path):
     vendor_sdk("tencentcloud.clb.v20180317")
@@ -172,14 +175,14 @@ def test_rotation_script_under_steady_load(lab, pki, tmp_path):
         (tmp_path / "ca.pem").write_bytes(ca.ca_pem)
         (tmp_path / "client.pem").write_bytes(client.chain_pem)
         (tmp_path / "client.key").write_bytes(client.key_pem)
-        seen = lambda: any(r["listener_port"] == port for r in list(running.lab.registry.recent))  # noqa: E731
+        mark = lab.mark()
         current, current_id, retired = old, old_id, []
-        with SteadyLoad(f"https://{vip}:{port}", tmp_path / "ca.pem", tmp_path / "load", sni=DOMAIN, users=4,
-                        rate=6, seconds=12, client_cert=tmp_path / "client.pem",
+        with SteadyLoad(f"https://{vip}:{port}", tmp_path / "ca.pem", tmp_path / "load", sni=DOMAIN, users=USERS,
+                        rate=RATE, seconds=60, client_cert=tmp_path / "client.pem",
                         client_key=tmp_path / "client.key") as load:
-            load.wait_started(seen)
+            load.wait_started(lambda: len(lab.connections(f"{vip}:{port}", since=mark)) >= USERS)
             for turn in range(2):  # two rotations while the load runs
-                time.sleep(2)
+                time.sleep(1)
                 new = ca.server(DOMAIN)
                 new_id = script.upload(new.chain_pem, new.key_pem, f"rotation-2026-{turn}")
                 task = script.set_certificate(lb_id, listener_id, new_id, ca_id)
@@ -189,9 +192,10 @@ def test_rotation_script_under_steady_load(lab, pki, tmp_path):
                 retired.append(current_id)
                 current, current_id = new, new_id
             assert load.running(), "the rotations must happen under the load"
+            load.stop()  # a second after the last rotation
         result = load.result()
         assert result.failures == 0 and result.failed_handshakes == 0, result.log_tail
-        assert result.handshakes >= 4 * 6 * 12 * 0.5, (result.handshakes, result.log_tail)  # the load was steady
+        assert result.handshakes >= USERS * RATE * result.seconds * 0.5, (result.handshakes, result.seconds, result.log_tail)
 
         for cert_id in retired:  # the old certificates can go now
             script.delete(cert_id)

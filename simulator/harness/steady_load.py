@@ -4,8 +4,10 @@
                     client_cert=cert, client_key=key) as load:
         load.wait_started(lambda: lab_saw_a_connection())
         ...rotate the certificate through the vendor's API...
+        load.stop()  # the change is done: end the load now rather than at `seconds`
     result = load.result()
     assert result.failures == 0 and result.failed_handshakes == 0
+    assert result.handshakes >= users * rate * result.seconds * 0.4  # the load really was steady
 
 Every request opens a new TLS connection (a full handshake each time), so a certificate change is met by
 hundreds of handshakes. The users are `LbsimUser`s of `scenarios/load/common.py` (docs/load.md), run headless
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -50,12 +53,14 @@ class LoadResult:
     handshakes: int  # completed handshakes
     failed_handshakes: int
     requests: int
+    seconds: float  # how long the load ran at the listener (from `wait_started`, else from the start)
     rows: list[dict[str, str]] = field(default_factory=list)
     log_tail: str = ""
 
 
 class SteadyLoad:
-    """`users` users each opening `rate` new connections a second for `seconds` seconds."""
+    """`users` users each opening `rate` new connections a second for `seconds` seconds at most: a scenario
+    that is done sooner calls `stop()`."""
 
     def __init__(self, url: str, ca_file: str | Path, out_dir: str | Path, *, sni: str | None = None,
                  users: int = 4, rate: float = 6, seconds: int = 12, client_cert: str | Path | None = None,
@@ -64,7 +69,7 @@ class SteadyLoad:
         self.sni, self.users, self.rate, self.seconds = sni, users, rate, seconds
         self.client_cert, self.client_key = client_cert, client_key
         self.proc: subprocess.Popen | None = None
-        self.started = 0.0
+        self.started = self.loaded = self.ended = 0.0  # monotonic times
         self._log = None
 
     def __enter__(self) -> SteadyLoad:
@@ -89,7 +94,7 @@ class SteadyLoad:
         if self.client_cert:
             cmd += ["--client-cert", str(self.client_cert), "--client-key", str(self.client_key)]
         self._log = (self.out / "locust.log").open("w")
-        self.started = time.time()
+        self.started = time.monotonic()
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
 
     def wait_started(self, loaded: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -97,6 +102,7 @@ class SteadyLoad:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if loaded():
+                self.loaded = time.monotonic()
                 return
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(f"Locust ended early:\n{self.log_tail()}")
@@ -105,6 +111,15 @@ class SteadyLoad:
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, tail: float = 1.0) -> None:
+        """End the load `tail` seconds from now (a change's aftermath is met by load too). Locust ends on
+        SIGTERM as at its time limit: it writes its statistics and exits."""
+        if self.running():
+            time.sleep(tail)
+            self.ended = time.monotonic()  # Locust's users may take a moment to finish their task
+            self.proc.send_signal(signal.SIGTERM)
+        self.finish()
 
     def finish(self) -> int:
         """Wait for Locust to end (it stops by itself after `seconds`); kill it if it overstays."""
@@ -115,6 +130,7 @@ class SteadyLoad:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             rc = self.proc.wait()
+        self.ended = self.ended or time.monotonic()
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -137,6 +153,7 @@ class SteadyLoad:
             handshakes=count("TLS", "handshake full") + count("TLS", "handshake resumed"),
             failed_handshakes=count("TLS", "handshake failed"),
             requests=count("GET", "/steady"),
+            seconds=self.ended - (self.loaded or self.started),
             rows=rows,
             log_tail=self.log_tail(),
         )
