@@ -55,12 +55,13 @@ def test_session_ticket_lifetime_is_300_seconds(lab, pki):
 def test_session_id_resumption_after_the_connection_closed(lab, pki):
     """A TLS 1.2 client without tickets resumes by session ID on its next connection, as with nginx's cache."""
     listeners = listeners_for(lab, pki())
-    for profile, listener in listeners.items():
-        for attempt in range(3):
-            first = lab.probe(listener, version="TLSv1.2", tickets=False)
+    for attempt in range(3):
+        firsts = {profile: lab.probe(listener, version="TLSv1.2", tickets=False) for profile, listener in listeners.items()}
+        for first in firsts.values():
             assert first.ok and not first.resumed
             lab.connection_for(first)  # the listener has closed its side
-            time.sleep(0.05)
-            gc.collect()  # what a long-running server does sooner or later: free the closed connection
-            again = lab.probe(listener, version="TLSv1.2", tickets=False, session=first.session)
+        time.sleep(0.05)
+        gc.collect()  # what a long-running server does sooner or later: free the closed connections
+        for profile, first in firsts.items():
+            again = lab.probe(listeners[profile], version="TLSv1.2", tickets=False, session=first.session)
             assert again.ok and again.resumed, f"{profile} attempt {attempt}: session ID not resumed"

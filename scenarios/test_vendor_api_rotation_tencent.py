@@ -182,7 +182,7 @@ def test_rotation_script_under_steady_load(lab, pki, tmp_path):
                         client_key=tmp_path / "client.key") as load:
             load.wait_started(lambda: len(lab.connections(f"{vip}:{port}", since=mark)) >= USERS)
             for turn in range(2):  # two rotations while the load runs
-                time.sleep(1)
+                time.sleep(0.5)
                 new = ca.server(DOMAIN)
                 new_id = script.upload(new.chain_pem, new.key_pem, f"rotation-2026-{turn}")
                 task = script.set_certificate(lb_id, listener_id, new_id, ca_id)
@@ -192,7 +192,7 @@ def test_rotation_script_under_steady_load(lab, pki, tmp_path):
                 retired.append(current_id)
                 current, current_id = new, new_id
             assert load.running(), "the rotations must happen under the load"
-            load.stop()  # a second after the last rotation
+            load.stop()  # half a second after the last rotation
         result = load.result()
         assert result.failures == 0 and result.failed_handshakes == 0, result.log_tail
         assert result.handshakes >= USERS * RATE * result.seconds * 0.5, (result.handshakes, result.seconds, result.log_tail)

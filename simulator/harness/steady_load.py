@@ -112,7 +112,7 @@ class SteadyLoad:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, tail: float = 1.0) -> None:
+    def stop(self, tail: float = 0.5) -> None:
         """End the load `tail` seconds from now (a change's aftermath is met by load too). Locust ends on
         SIGTERM as at its time limit: it writes its statistics and exits."""
         if self.running():
