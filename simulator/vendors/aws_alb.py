@@ -202,6 +202,8 @@ MTLS = MutualTlsModes(
         ("validity", "X-Amzn-Mtls-Clientcert-Validity"),
         ("leaf", "X-Amzn-Mtls-Clientcert-Leaf"),
     ),
+    # Passthrough "accepts any client certificate, or none"; verify requires one the trust store verifies.
+    verification={"off": "off", "passthrough": "any", "verify": "on"},
 )
 
 # --- connection log ------------------------------------------------------------------------------------
