@@ -24,7 +24,9 @@ from simulator.harness.scenario import LabBuilder, start
 
 ROOT = Path(__file__).resolve().parent.parent
 LBSIM = [sys.executable, "-m", "simulator.cli"]
-KINDS = {"none", "valid", "untrusted", "expired", "not_yet_valid"}
+KINDS = {"none", "valid", "untrusted", "expired", "not_yet_valid", "revoked"}
+DEFAULT_LISTENERS = ["aliyun-one-way", "aliyun-mutual", "tencent-one-way", "tencent-mutual", "aws-one-way", "aws-verify",
+                     "aws-passthrough"]
 
 
 def lbsim(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -66,15 +68,18 @@ def test_report_json_schema_and_contents(default_run) -> None:
     assert report["lab"]["source"] == "built-in default lab" and report["lab"]["time_scale"] == 0.01
 
     listeners = {l["name"]: l for l in report["listeners"]}
-    assert set(listeners) == {"aliyun-one-way", "aliyun-mutual", "tencent-one-way", "tencent-mutual"}
+    assert list(listeners) == DEFAULT_LISTENERS
     for name, l in listeners.items():
         assert {"name", "port", "profile", "policy", "mutual", "key_type"} <= set(l)
         m = l["tls_matrix"]
         assert m["match"] is True and m["expected"] == m["observed"], name
         rows = {r["client"]: r for r in l["mutual_matrix"]}
         assert set(rows) == KINDS and all(r["ok"] for r in rows.values()), name
+        revoked = {"revoked"} if l["profile"] != "aws-alb" else set()  # only the ALB's trust store has the CRL
         assert {r["client"] for r in rows.values() if r["expected"] == "Success"} == (
-            {"valid"} if l["verify_client"] == "on" else {"none", "valid"} if l["verify_client"] == "optional" else KINDS)
+            {"valid"} | revoked if l["verify_client"] == "on" else {"none", "valid"} | revoked
+            if l["verify_client"] == "optional" else KINDS)
+        assert l["groups"] is None or l["groups"]["match"], (name, l["groups"])
         assert set(l["compliance"]) == set(BASELINES)
         for verdict in l["compliance"].values():
             assert verdict["verdict"] in ("pass", "fail") and verdict["evidence"]
@@ -82,10 +87,19 @@ def test_report_json_schema_and_contents(default_run) -> None:
     assert listeners["aliyun-one-way"]["tls_matrix"]["observed"]["TLSv1"]  # tls_cipher_policy_1_0 really allows TLS 1.0
     # The vendor's other named policies, each measured on a temporary listener: the matrix covers the whole table.
     policies = {p["policy"]: p for p in report["policies"]}
-    assert set(policies) == {"tls_cipher_policy_1_1", "tls_cipher_policy_1_2", "tls_cipher_policy_1_2_strict"}
+    aws = {p for p in policies if p.startswith("ELBSecurityPolicy-")}
+    assert set(policies) - aws == {"tls_cipher_policy_1_1", "tls_cipher_policy_1_2", "tls_cipher_policy_1_2_strict"}
+    assert len(aws) == 15 - 3  # every ALB policy but the three the default lab's listeners use
     for name, p in policies.items():
-        assert p["temporary"] and p["profile"] == "aliyun-slb" and not p["mutual"], name
+        assert p["temporary"] and p["profile"] == ("aws-alb" if name in aws else "aliyun-slb") and not p["mutual"], name
         assert p["tls_matrix"]["match"] is True and p["tls_matrix"]["expected"] == p["tls_matrix"]["observed"], name
+        assert p["groups"] is None or p["groups"]["match"], (name, p["groups"])
+        # A client offering only the hybrid X25519MLKEM768 gets in exactly on the post-quantum policies.
+        if p["groups"] is not None:
+            assert ("X25519MLKEM768" in p["groups"]["observed"]) == ("-PQ-" in name), name
+    verify = {r["client"]: r for r in listeners["aws-verify"]["mutual_matrix"]}
+    assert verify["revoked"]["observed"] == "Failed:ClientCertRevoked" and verify["revoked"]["vendor_status"] == "Failed:ClientCertCrlHit"
+    assert "X25519MLKEM768" in listeners["aws-one-way"]["groups"]["observed"]
     assert "TLSv1" not in policies["tls_cipher_policy_1_1"]["tls_matrix"]["observed"]
     assert set(policies["tls_cipher_policy_1_2_strict"]["tls_matrix"]["observed"]) == {"TLSv1.2"}
     assert listeners["aliyun-one-way"]["compliance"]["pci-dss-4.0"]["verdict"] == "fail"
@@ -101,7 +115,7 @@ def test_report_json_schema_and_contents(default_run) -> None:
     assert listeners["tencent-mutual"]["compliance"]["mozilla-modern"]["certificate"] == "pass"  # ECDSA, 90 days
     assert listeners["aliyun-one-way"]["compliance"]["mozilla-modern"]["certificate"] == "fail"  # RSA
     assert listeners["aliyun-one-way"]["mozilla_policy_level"] == "old"
-    assert {p["mozilla_policy_level"] for p in policies.values()} == {"old"}
+    assert {p["mozilla_policy_level"] for name, p in policies.items() if name not in aws} == {"old"}
     # DES-CBC3-SHA is in the vendor's table but not in this OpenSSL build: named, never expected.
     assert listeners["aliyun-one-way"]["unavailable"] == ["DES-CBC3-SHA"] and listeners["aliyun-mutual"]["unavailable"] == []
     assert "DES-CBC3-SHA" not in str(listeners["aliyun-one-way"]["tls_matrix"]["expected"])
@@ -110,7 +124,8 @@ def test_report_json_schema_and_contents(default_run) -> None:
     assert {n for n in names if "::test_configured_listeners_sni[" in n} == {
         "test_aliyun_no_sni.py::test_configured_listeners_sni[aliyun-one-way]",
         "test_aliyun_no_sni.py::test_configured_listeners_sni[aliyun-mutual]"}
-    assert {n.split("[")[1] for n in names if "::test_mutual_matrix[" in n} == {"aliyun-mutual]", "tencent-mutual]"}
+    assert {n.split("[")[1] for n in names if "::test_mutual_matrix[" in n} == {"aliyun-mutual]", "tencent-mutual]",
+                                                                             "aws-verify]"}
 
     traffic = report["traffic"]
     assert {t["listener_port"] for t in traffic["listeners"]} >= {l["port"] for l in listeners.values()}
@@ -161,7 +176,8 @@ def test_results_directory_files(default_run) -> None:
     assert "Not negotiated here: `DES-CBC3-SHA`" in md and "cannot connect here" in md
     assert "| aliyun-one-way | `tls_cipher_policy_1_0` | old | ✗ both | ✗ policy | ✗ policy | ✗ policy |" in md
     lab = yaml.safe_load((out / "lab.yaml").read_text())
-    assert [l["name"] for l in lab["listeners"]] == ["aliyun-one-way", "aliyun-mutual", "tencent-one-way", "tencent-mutual"]
+    assert [l["name"] for l in lab["listeners"]] == DEFAULT_LISTENERS
+    assert "Failed:ClientCertRevoked (Failed:ClientCertCrlHit)" in md
 
 
 def write_lab(folder: Path) -> Path:
