@@ -186,6 +186,21 @@ class ListenerObservations:
                 self.shared.observations[listener] = self._observe(listener)
             return self.shared.observations[listener]
 
+    def observe_policy(self, profile: str, policy: str, certificate: str) -> ListenerReport:
+        """A named policy measured like a listener, on a temporary one-way listener of `profile` serving the
+        lab certificate `certificate`. Cached per session: a scenario probing a vendor's policies and the
+        report's policy matrix share one measurement."""
+        key = f"policy {profile} {policy} {certificate}"
+        with self.shared.lock:
+            if key not in self.shared.observations:
+                handle = self.add_listener({"name": f"policy-{policy}", "profile": profile, "tls_policy": policy,
+                                            "server_certificate": certificate})
+                try:
+                    self.shared.observations[key] = self._observe(handle.name)
+                finally:
+                    self.remove_listener(handle)
+            return self.shared.observations[key]
+
     def _observe(self, name: str) -> ListenerReport:
         from simulator.harness import compliance
 

@@ -189,12 +189,7 @@ def policies_section(lab: Any) -> list[dict[str, Any]]:
         if template is None:
             continue
         for policy in (p for p in PROFILES[profile].policies if p not in used):
-            handle = lab.add_listener({"name": f"policy-{policy}", "profile": profile, "tls_policy": policy,
-                                       "server_certificate": template.server_certificate})
-            try:
-                entry = lab.observe(handle.name).to_dict()
-            finally:
-                lab.remove_listener(handle)
+            entry = lab.observe_policy(profile, policy, template.server_certificate).to_dict()
             out.append({**entry, "temporary": True})
     return out
 
