@@ -425,6 +425,27 @@ class Lab:
                              field="name", hint="point those listeners at another trust store first")
         del self.trust_stores[name]
 
+    def trust_store_state(self, name: str) -> dict[str, Any]:
+        """What a worker needs to hold the same trust store (or to drop it)."""
+        store = self.trust_stores.get(name)
+        return {"kind": "trust_store", "name": name,
+                "store": store.to_state() if store is not None else None}
+
+    async def publish_trust_store(self, name: str) -> None:
+        """After an API change to a trust store: every worker holds the same store (and rebuilt the listeners
+        using it) before the call returns, as listener changes do."""
+        if self.workers is not None:
+            await self.workers.publish(self.trust_store_state(name))
+
+    def mirror_trust_store(self, state: dict[str, Any]) -> None:
+        """A worker takes worker 0's trust store, then rebuilds its listeners that use it."""
+        name = state["name"]
+        if state["store"] is None:
+            self.trust_stores.pop(name, None)
+            return
+        self.trust_stores[name] = TrustStore.from_state(state["store"])
+        self.trust_store_changed(name)
+
     def trust_store_changed(self, name: str) -> None:
         """A changed trust store (bundle or revocations) applies to new connections at once: the listeners
         using it get a rebuilt version; open connections keep the context they started with."""
