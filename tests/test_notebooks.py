@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
@@ -84,7 +85,8 @@ def test_committed_notebooks_carry_no_outputs() -> None:
         assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells), f"{name}: no parameters cell"
 
 
-TRAFFIC_FIGURES = ["overhead_vs_requests", "wire_breakdown", "billed_vs_actual", "lcu_vs_new_connections"]
+TRAFFIC_FIGURES = ["overhead_vs_requests", "wire_breakdown", "billed_vs_actual", "lcu_vs_new_connections",
+                   "key_exchange_classic_vs_pq"]
 
 
 def test_traffic_vs_billed_measures_its_own_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -100,6 +102,21 @@ def test_traffic_vs_billed_measures_its_own_data(tmp_path: Path, monkeypatch: py
     assert re.search(r"one request per connection: actual is \d+\.\d\dx billed; with resumption: actual is "
                      r"\d+\.\d\dx billed; 25 requests per connection", text)
     assert "against §4's 278 / 2,459 B" in text
+    assert_key_exchange_matches_the_docs(out / "key-exchange" / "key_exchange.csv")
+
+
+def assert_key_exchange_matches_the_docs(csv_path: Path) -> None:
+    """The notebook's classic-against-PQ section measured what docs/metering.md quotes: the hybrid's extra
+    handshake bytes each way, equal on full and resumed connections, and no extra billed byte."""
+    cost = analysis.key_exchange_cost(pd.read_csv(csv_path)).set_index("connection")
+    docs = (ROOT / "docs" / "metering.md").read_text()
+    quoted = re.search(r"\*\*\+([\d,]+) B client→LB and \+([\d,]+) B LB→client per handshake, full or resumed\*\*", docs)
+    assert quoted, "docs/metering.md quotes the hybrid's extra bytes"
+    up, down = (int(g.replace(",", "")) for g in quoted.groups())
+    for connection in ("full", "resumed"):
+        row = cost.loc[connection]
+        assert (row.extra_handshake_client_to_lb, row.extra_handshake_lb_to_client) == (up, down), (connection, row)
+        assert row.extra_billed == 0 and row.extra_wire > 0
 
 
 def test_the_default_sweep_spans_1_to_100_requests_per_connection() -> None:
