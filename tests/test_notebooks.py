@@ -203,7 +203,7 @@ def test_policy_matrix_reads_an_lbsim_run_report(run_dir: Path, tmp_path: Path, 
     assert names == ["aliyun-one-way", "aliyun-mutual", "tencent-one-way", "tencent-mutual", "aws-one-way", "aws-verify",
                      "aws-passthrough"]
     temporary = [p["name"] for p in report["policies"]]  # the vendors' other named policies, on temporary listeners
-    assert len(temporary) == 3 + 12  # aliyun's and the ALB's
+    assert len(temporary) == 3 + 21  # aliyun's and the ALB's
     assert_pngs(figures, [f"policy_matrix_{n}" for n in names + temporary] + ["compliance"])
     (text,) = outputs(nb, "text/markdown")
     mutual = next(l for l in report["listeners"] if l["name"] == "aliyun-mutual")

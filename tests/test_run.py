@@ -89,7 +89,7 @@ def test_report_json_schema_and_contents(default_run) -> None:
     policies = {p["policy"]: p for p in report["policies"]}
     aws = {p for p in policies if p.startswith("ELBSecurityPolicy-")}
     assert set(policies) - aws == {"tls_cipher_policy_1_1", "tls_cipher_policy_1_2", "tls_cipher_policy_1_2_strict"}
-    assert len(aws) == 15 - 3  # every ALB policy but the three the default lab's listeners use
+    assert len(aws) == 24 - 3  # every ALB policy but the three the default lab's listeners use
     for name, p in policies.items():
         assert p["temporary"] and p["profile"] == ("aws-alb" if name in aws else "aliyun-slb") and not p["mutual"], name
         assert p["tls_matrix"]["match"] is True and p["tls_matrix"]["expected"] == p["tls_matrix"]["observed"], name
