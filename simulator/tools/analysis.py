@@ -987,7 +987,7 @@ def listener_report(lab: RunningLab, name: str) -> dict[str, Any]:
     """One listener's entry of report.json, measured by the code `lbsim run` uses (`ScenarioLab.observe`),
     so both producers give one shape: `tls_matrix` (expected from `Policy.negotiable`, observed by probing
     each suite, match, differences, note), `mutual_matrix` (the listener's own `tls_verify_status` for
-    each client certificate against what its `ssl_verify_client` implies, with the alert and whether it
+    each client certificate against what its `client_verification` implies, with the alert and whether it
     served a 200) and `compliance` of the observed matrix."""
     from simulator.harness.scenario import ScenarioLab
 
