@@ -188,20 +188,20 @@ class ListenerObservations:
 
     def observe_policy(self, profile: str, policy: str, certificate: str) -> ListenerReport:
         """A named policy measured like a listener, on a temporary one-way listener of `profile` serving the
-        lab certificate `certificate`. Cached per session: a scenario probing a vendor's policies and the
-        report's policy matrix share one measurement."""
+        lab certificate `certificate` (no mutual matrix: a one-way listener admits everyone). Cached per
+        session: a scenario probing a vendor's policies and the report's policy matrix share one measurement."""
         key = f"policy {profile} {policy} {certificate}"
         with self.shared.lock:
             if key not in self.shared.observations:
                 handle = self.add_listener({"name": f"policy-{policy}", "profile": profile, "tls_policy": policy,
                                             "server_certificate": certificate})
                 try:
-                    self.shared.observations[key] = self._observe(handle.name)
+                    self.shared.observations[key] = self._observe(handle.name, mutual_matrix=False)
                 finally:
                     self.remove_listener(handle)
             return self.shared.observations[key]
 
-    def _observe(self, name: str) -> ListenerReport:
+    def _observe(self, name: str, mutual_matrix: bool = True) -> ListenerReport:
         from simulator.harness import compliance
 
         state = self.running.listener(name)
@@ -229,7 +229,8 @@ class ListenerObservations:
             report.observation = compliance.Observation(name, report.observed, leaf.server_chain[0] if leaf.server_chain else None)
             report.verdicts = compliance.evaluate(report.observation)
             report.groups = self._groups_matrix(name, spec.policy, creds)
-        report.mutual_matrix = self._mutual_matrix(name, verify, report.client_cert_refusal)
+        if mutual_matrix:
+            report.mutual_matrix = self._mutual_matrix(name, verify, report.client_cert_refusal)
         return report
 
     def _groups_matrix(self, name: str, policy: Any, creds: Credentials | None) -> dict[str, list[str]] | None:
