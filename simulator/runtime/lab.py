@@ -23,7 +23,7 @@ from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.master import Master
 
 from simulator.dataplane.addons.balancer import Balancer
-from simulator.dataplane.addons.connlog import ConnectionLog
+from simulator.dataplane.addons.connlog import ConnectionLog, VendorLogs
 from simulator.dataplane.addons.headers import ForwardedHeaders
 from simulator.dataplane.addons.limits import RequestLimits
 from simulator.dataplane.addons.sticky import StickySessions
@@ -104,6 +104,8 @@ class Lab:
         self.ledger = TrafficLedger()
         # A worker process takes worker 0's health verdicts instead of checking on its own.
         self.health = HealthChecker(config.time_scale) if seat is None else MirroredHealth()
+        # The vendors' own log formats beside the JSON log: worker 0 writes them, the workers' lines too.
+        self.vendor_logs = VendorLogs(self.connection_log_path.parent) if seat is None else None
         self.backends: dict[str, MockBackend] = {}
         self.addresses: dict[str, tuple[str, int]] = {}
         # Trust stores (ALB mutual TLS verify), read from the config before anything starts.
@@ -186,7 +188,7 @@ class Lab:
                 StickySessions(self.registry, self.config.time_scale),
                 Balancer(self.registry, self.config.time_scale),
                 IdleTimeouts(self.registry, self.config.time_scale),
-                ConnectionLog(self.registry, self.connection_log_path, self.ledger),
+                ConnectionLog(self.registry, self.connection_log_path, self.ledger, self.vendor_logs),
             ),
         )
         # Addons declare their options in `load`, so these exist only now. Lazy: never connect upstream

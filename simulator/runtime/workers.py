@@ -303,6 +303,17 @@ class WorkerPool:
                 ledger.add(record, line=text)
             if self._log is not None:
                 self._log.write(text + "\n")
+                self._vendor_line(record)
+
+    def _vendor_line(self, record: dict[str, Any]) -> None:
+        """A worker's connection in its vendor's own log format (worker 0 is that file's only writer)."""
+        if self.lab.vendor_logs is None:
+            return
+        address = record.get("listener_address") or "127.0.0.1"
+        listener = self.lab.registry.listeners.get(f"{address}:{record.get('listener_port')}")
+        spec = listener.spec if listener is not None else None
+        with contextlib.suppress(Exception):  # the log must not stop over one odd record
+            self.lab.vendor_logs.write(record, spec.lb_id if spec is not None else "-", address)
 
     async def _send_health(self) -> None:
         """Send worker 0's health verdicts whenever they change (the workers run no checks)."""
