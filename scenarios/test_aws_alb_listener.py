@@ -1,7 +1,11 @@
-"""The aws-alb profile, in a lab of its own: every named ALB security policy probed (versions, and a TLS 1.3
-client offering only the hybrid X25519MLKEM768 succeeds exactly on the -PQ- policies), the mutual-TLS
-matrix in passthrough and verify mode (with a revoked certificate and ignore_client_certificate_expiry),
-and ACM's import rules. Facts and sources: docs/aws-alb.md.
+"""The aws-alb profile, on the session's lab: every named ALB security policy measured like a listener
+(versions, suites in server order, and the groups matrix: a TLS 1.3 client offering only a hybrid such as
+X25519MLKEM768 succeeds exactly on the -PQ- policies), the mutual-TLS matrix in passthrough and verify mode
+(with a revoked certificate and ignore_client_certificate_expiry) on listeners and a trust store the case
+creates and removes, and ACM's import rules. Facts and sources: docs/aws-alb.md.
+
+The policy measurements are the session's (`lab.observe_policy`, `lab.observe`): `lbsim run`'s report shows
+the same ones, so the ALB's table is probed once per run.
 """
 
 import datetime as dt
@@ -12,43 +16,42 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from simulator.certs import check
 from simulator.certs.mint import cert_pem, key_pem, make_cert, make_key
 from simulator.policies import POLICIES
-from simulator.policies.suites import VERSIONS
 
 STATEMENT = ("AWS ALB listeners as AWS documents them: named policies with post-quantum groups, mutual TLS "
              "passthrough and verify (issue: the aws-alb profile; not a seed statement)")
 AWS = [name for name, p in POLICIES.items() if p.profile == "aws-alb"]
+GET = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 
 
-@pytest.fixture
-def alb(lab_factory, pki):
-    servers, clients = pki(), pki()
-    server = servers.server("localhost", "127.0.0.1")
-    people = {"valid": clients.client("valid"), "expired": clients.client("expired", "expired"),
-              "revoked": clients.client("revoked"), "untrusted": clients.client("untrusted", "other_ca")}
-    off = {"enabled": False}
-    listeners = [{"name": f"policy-{i}", "port": 0, "server_certificate": "alb", "tls_policy": name,
-                  "backend_servers": ["web"], "health_check": off} for i, name in enumerate(AWS)]
-    listeners += [
-        {"name": "passthrough", "port": 0, "server_certificate": "alb", "mtls_mode": "passthrough",
-         "backend_servers": ["web"], "health_check": off},
-        {"name": "verify", "port": 0, "server_certificate": "alb", "mtls_mode": "verify", "trust_store": "clients",
-         "backend_servers": ["web"], "health_check": off},
-        {"name": "verify-ignore-expiry", "port": 0, "server_certificate": "alb", "mtls_mode": "verify",
-         "trust_store": "clients", "ignore_client_certificate_expiry": True, "backend_servers": ["web"],
-         "health_check": off},
-    ]
-    lab = lab_factory({
-        "profile": "aws-alb",
-        "certificates": [{"name": "alb", "cert": server.chain_pem.decode(), "key": server.key_pem.decode()}],
-        "trust_stores": [{"name": "clients", "ca_bundle": clients.ca_pem.decode(),
-                          "revocations": [clients.crl(people["revoked"]).decode()]}],
-        "backends": [{"name": "web", "port": 0}],
-        "listeners": listeners,
-    })
-    return lab, people
+def policy_reports(lab, pki):
+    """Each ALB policy as the session measured it: on a configured one-way aws-alb listener that uses it, else
+    on a temporary one serving the lab's aws-alb certificate (or one this case uploads)."""
+    specs = [lab.running.listener(n).active.spec for n in lab.config_listeners()]
+    one_way = [s for s in specs if s.profile == "aws-alb" and s.client_verification == "off"]
+    if one_way:
+        certificate = one_way[0].server_certificate
+    else:
+        certificate = "alb-scenario"
+        lab.upload_server_certificate(certificate, pki().server("localhost", "127.0.0.1"), profile="aws-alb")
+    configured = {s.policy.name: s.name for s in one_way}
+    return {name: lab.observe(configured[name]) if name in configured
+            else lab.observe_policy("aws-alb", name, certificate) for name in AWS}
 
 
-# Who connects -> tls_verify_status, per mutual listener. One lab serves the whole file: `lbsim run` stays short.
+@pytest.mark.seed(STATEMENT)
+def test_aws_alb_policies_versions_suites_and_groups(lab, pki):
+    for name, report in policy_reports(lab, pki).items():
+        assert report.match, (name, report.differences())
+        assert set(report.observed) == set(POLICIES[name].versions), name
+        if report.groups is None:  # no TLS 1.3: a hybrid-only client (TLS 1.3 only) cannot connect
+            assert "TLSv1.3" not in report.observed and "-PQ-" not in name, name
+            continue
+        assert report.groups_match, (name, report.groups)
+        assert ("X25519MLKEM768" in report.groups["observed"]) == ("-PQ-" in name), name
+        assert "X25519" in report.groups["observed"], name  # classic clients get in everywhere
+
+
+# Who connects -> tls_verify_status, per mutual listener.
 MATRIX = {
     "passthrough": {"valid": "Success", "expired": "Success", "revoked": "Success", "untrusted": "Success",
                     None: "Success"},
@@ -60,26 +63,36 @@ MATRIX = {
 
 
 @pytest.mark.seed(STATEMENT)
-def test_aws_alb_policies_and_mtls_modes(alb):
-    lab, people = alb
-    for i, name in enumerate(AWS):
-        policy, listener = POLICIES[name], f"policy-{i}"
-        for version in VERSIONS:
-            r = lab.probe(listener, version=version)
-            assert r.ok == (version in policy.versions), (name, version, r.error)
-        pq = lab.probe(listener, version="TLSv1.3", groups=["X25519MLKEM768"])
-        assert pq.ok == ("-PQ-" in name), (name, pq.error)
-        if pq.ok:
-            assert lab.connection_for(pq)["tls_keyexchange"] == "X25519MLKEM768"
-    for listener, expected in MATRIX.items():
-        for who, status in expected.items():
-            r = lab.probe(listener, client=people.get(who), http_request=b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            record = lab.connection_for(r)
-            assert record["tls_verify_status"] == status, (listener, who, record)
-            served = (r.http_response or b"").startswith(b"HTTP/1.1 200")
-            assert served == (status == "Success"), (listener, who)
-            if served and who and listener == "passthrough":
-                assert b"x-amzn-mtls-clientcert" in r.http_response.lower()
+def test_aws_alb_mtls_modes(lab, pki):
+    servers, clients = pki("ecdsa"), pki("ecdsa")  # ECDSA: quicker to mint than RSA
+    people = {"valid": clients.client("valid"), "expired": clients.client("expired", "expired"),
+              "revoked": clients.client("revoked"), "untrusted": clients.client("untrusted", "other_ca")}
+    lab.upload_server_certificate("alb-mtls", servers.server("localhost", "127.0.0.1"), profile="aws-alb")
+    store = "alb-scenario-clients"
+    lab.api_ok("POST", "/v1/trust-stores", {"name": store, "ca_bundle": clients.ca_pem.decode(),
+                                            "revocations": [clients.crl(people["revoked"]).decode()]})
+    base = {"profile": "aws-alb", "server_certificate": "alb-mtls"}
+    modes = {"passthrough": {"mtls_mode": "passthrough"},
+             "verify": {"mtls_mode": "verify", "trust_store": store},
+             "verify-ignore-expiry": {"mtls_mode": "verify", "trust_store": store,
+                                      "ignore_client_certificate_expiry": True}}
+    handles = {}
+    try:
+        for mode, fields in modes.items():
+            handles[mode] = lab.add_listener({**base, **fields, "name": f"alb-{mode}"})
+        for mode, expected in MATRIX.items():
+            for who, status in expected.items():
+                r = lab.probe(handles[mode], client=people.get(who), http_request=GET)
+                record = lab.connection_for(r)
+                assert record["tls_verify_status"] == status, (mode, who, record)
+                served = (r.http_response or b"").startswith(b"HTTP/1.1 200")
+                assert served == (status == "Success"), (mode, who)
+                if served and who and mode == "passthrough":
+                    assert b"x-amzn-mtls-clientcert" in r.http_response.lower()
+    finally:
+        for handle in handles.values():
+            lab.remove_listener(handle)
+        lab.api_ok("DELETE", f"/v1/trust-stores/{store}")
 
 
 @pytest.mark.seed(STATEMENT)

@@ -248,11 +248,12 @@ def test_listener_report_on_the_default_lab(vendor_timed_lab: RunningLab) -> Non
     mm = {c["client"]: (c["expected"], c["observed"], c["ok"]) for c in entry["mutual_matrix"]}
     assert mm == {k: (v, v, True) for k, v in {  # the listener's own verify status, as in lbsim run's report
         "none": "Failed:NoClientCertificate", "valid": "Success", "untrusted": "Failed:ClientCertUntrusted",
-        "expired": "Failed:ClientCertExpired", "not_yet_valid": "Failed:ClientCertNotYetValid"}.items()}
+        "expired": "Failed:ClientCertExpired", "not_yet_valid": "Failed:ClientCertNotYetValid",
+        "revoked": "Success"}.items()}  # a CA certificate carries no CRL: only the ALB's trust store revokes
     assert set(entry["compliance"]) == {"mozilla-modern", "mozilla-intermediate", "pci-dss-4.0", "nist-sp-800-52r2"}
     assert entry["compliance"]["mozilla-modern"]["verdict"] == "fail"  # it accepts TLS 1.2
     assert any("TLSv1.2" in e for e in entry["compliance"]["mozilla-modern"]["evidence"])
     report = {"listeners": [entry]}
     assert analysis.compliance_table(report).loc["aliyun-mutual", "mozilla-modern"] == "fail"
-    assert len(analysis.mutual_table(report)) == 5
+    assert len(analysis.mutual_table(report)) == 6
     assert set(analysis.compliance_evidence(report)["profile"]) == set(entry["compliance"])

@@ -42,6 +42,9 @@ def test_every_named_policy_is_registered_with_its_groups() -> None:
         "ELBSecurityPolicy-TLS13-1-2-Ext1-2021-06", "ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06",
         "ELBSecurityPolicy-TLS13-1-0-2021-06", "ELBSecurityPolicy-TLS13-1-3-2021-06",
         "ELBSecurityPolicy-FS-1-2-Res-2020-10", "ELBSecurityPolicy-TLS-1-2-Ext-2018-06",
+        "ELBSecurityPolicy-TLS13-1-1-2021-06", "ELBSecurityPolicy-TLS-1-2-2017-01", "ELBSecurityPolicy-TLS-1-1-2017-01",
+        "ELBSecurityPolicy-FS-2018-06", "ELBSecurityPolicy-2015-05", "ELBSecurityPolicy-TLS-1-0-2015-04",
+        "ELBSecurityPolicy-FS-1-2-Res-2019-08", "ELBSecurityPolicy-FS-1-1-2019-08", "ELBSecurityPolicy-FS-1-2-2019-08",
         "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09", "ELBSecurityPolicy-TLS13-1-2-PQ-2025-09",
         "ELBSecurityPolicy-TLS13-1-2-Ext1-PQ-2025-09", "ELBSecurityPolicy-TLS13-1-2-Ext2-PQ-2025-09",
         "ELBSecurityPolicy-TLS13-1-3-PQ-2025-09", "ELBSecurityPolicy-TLS13-1-0-PQ-2025-09",
@@ -59,6 +62,13 @@ def test_every_named_policy_is_registered_with_its_groups() -> None:
     for name in PQ:
         sibling = POLICIES[name.replace("-PQ-2025-09", "-2021-06")]
         assert (POLICIES[name].versions, POLICIES[name].ciphers) == (sibling.versions, sibling.ciphers)
+    # DescribeSSLPolicies' priority order: Ext2 puts ECDHE-ECDSA-AES256-SHA before ECDHE-RSA-AES256-SHA, 2016-08
+    # the other way round; TLS-1-0-2015-04 is 2016-08's 18 suites plus DES-CBC3-SHA (not in this OpenSSL).
+    ext2, classic = POLICIES["ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06"].ciphers, POLICIES["ELBSecurityPolicy-2016-08"].ciphers
+    assert ext2[10:12] == ("ECDHE-ECDSA-AES256-SHA", "ECDHE-RSA-AES256-SHA") and set(ext2) == set(classic)
+    assert classic[10:12] == ("ECDHE-RSA-AES256-SHA", "ECDHE-ECDSA-AES256-SHA")
+    assert POLICIES["ELBSecurityPolicy-TLS-1-0-2015-04"].ciphers == classic + ("DES-CBC3-SHA",)
+    assert POLICIES["ELBSecurityPolicy-TLS-1-0-2015-04"].unavailable == ("DES-CBC3-SHA",)
     # Every other profile keeps the groups it had.
     assert {p.groups for p in POLICIES.values() if p.profile != "aws-alb"} == {GROUPS}
 

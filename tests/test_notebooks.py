@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
@@ -84,7 +85,8 @@ def test_committed_notebooks_carry_no_outputs() -> None:
         assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells), f"{name}: no parameters cell"
 
 
-TRAFFIC_FIGURES = ["overhead_vs_requests", "wire_breakdown", "billed_vs_actual", "lcu_vs_new_connections"]
+TRAFFIC_FIGURES = ["overhead_vs_requests", "wire_breakdown", "billed_vs_actual", "lcu_vs_new_connections",
+                   "key_exchange_classic_vs_pq"]
 
 
 def test_traffic_vs_billed_measures_its_own_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -100,6 +102,21 @@ def test_traffic_vs_billed_measures_its_own_data(tmp_path: Path, monkeypatch: py
     assert re.search(r"one request per connection: actual is \d+\.\d\dx billed; with resumption: actual is "
                      r"\d+\.\d\dx billed; 25 requests per connection", text)
     assert "against §4's 278 / 2,459 B" in text
+    assert_key_exchange_matches_the_docs(out / "key-exchange" / "key_exchange.csv")
+
+
+def assert_key_exchange_matches_the_docs(csv_path: Path) -> None:
+    """The notebook's classic-against-PQ section measured what docs/metering.md quotes: the hybrid's extra
+    handshake bytes each way, equal on full and resumed connections, and no extra billed byte."""
+    cost = analysis.key_exchange_cost(pd.read_csv(csv_path)).set_index("connection")
+    docs = (ROOT / "docs" / "metering.md").read_text()
+    quoted = re.search(r"\*\*\+([\d,]+) B client→LB and \+([\d,]+) B LB→client per handshake, full or resumed\*\*", docs)
+    assert quoted, "docs/metering.md quotes the hybrid's extra bytes"
+    up, down = (int(g.replace(",", "")) for g in quoted.groups())
+    for connection in ("full", "resumed"):
+        row = cost.loc[connection]
+        assert (row.extra_handshake_client_to_lb, row.extra_handshake_lb_to_client) == (up, down), (connection, row)
+        assert row.extra_billed == 0 and row.extra_wire > 0
 
 
 def test_the_default_sweep_spans_1_to_100_requests_per_connection() -> None:
@@ -183,9 +200,10 @@ def test_policy_matrix_reads_an_lbsim_run_report(run_dir: Path, tmp_path: Path, 
                                          "LBSIM_REPORT": str(Path(os.path.relpath(run_dir, tmp_path)) / "report.json")},
                  monkeypatch)
     names = [l["name"] for l in report["listeners"]]
-    assert names == ["aliyun-one-way", "aliyun-mutual", "tencent-one-way", "tencent-mutual"]
-    temporary = [p["name"] for p in report["policies"]]  # the vendor's other named policies, on temporary listeners
-    assert len(temporary) == 3
+    assert names == ["aliyun-one-way", "aliyun-mutual", "tencent-one-way", "tencent-mutual", "aws-one-way", "aws-verify",
+                     "aws-passthrough"]
+    temporary = [p["name"] for p in report["policies"]]  # the vendors' other named policies, on temporary listeners
+    assert len(temporary) == 3 + 21  # aliyun's and the ALB's
     assert_pngs(figures, [f"policy_matrix_{n}" for n in names + temporary] + ["compliance"])
     (text,) = outputs(nb, "text/markdown")
     mutual = next(l for l in report["listeners"] if l["name"] == "aliyun-mutual")

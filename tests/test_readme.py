@@ -40,12 +40,12 @@ def test_the_configuration_example_is_a_valid_lab() -> None:
 
 
 def test_the_default_lab_the_readme_shows_is_the_one_lbsim_up_starts() -> None:
-    files = {k: f"/x/{k}" for k in ("server-rsa", "server-rsa-key", "server-ecdsa", "server-ecdsa-key", "client-ca")}
+    files = {k: f"/x/{k}" for k in ("server-rsa", "server-rsa-key", "server-ecdsa", "server-ecdsa-key", "client-ca", "crl")}
     data = default_lab_data(files)
     quick_start, table = section("Quick start"), section("The default lab")
     for listener in parse_config(data).listeners:
         name, policy = listener.name, listener.policy.name
-        kind = re.escape(listener_kind(listener))  # `mutual (optional)` for tencent-mutual
+        kind = re.escape(listener_kind(listener))  # `mutual (optional)` for tencent-mutual, `mutual (any)` for passthrough
         lacks = f" \\(never negotiates here: {', '.join(listener.policy.unavailable)}\\)" if listener.policy.unavailable else ""
         assert re.search(rf"^{name} +https://127\.0\.0\.1:\d+/ +{listener.profile} +{kind} +policy {policy}{lacks}$",
                          quick_start, re.M), name

@@ -19,12 +19,15 @@ import yaml
 from simulator.certs import LabPKI
 from simulator.harness.compliance import BASELINES
 from simulator.net import free_port
-from simulator.harness.run import traffic_section
+from simulator.harness.run import TRAFFIC_KINDS, traffic_section
+from simulator.metering.billing import MODELS
 from simulator.harness.scenario import LabBuilder, start
 
 ROOT = Path(__file__).resolve().parent.parent
 LBSIM = [sys.executable, "-m", "simulator.cli"]
-KINDS = {"none", "valid", "untrusted", "expired", "not_yet_valid"}
+KINDS = {"none", "valid", "untrusted", "expired", "not_yet_valid", "revoked"}
+DEFAULT_LISTENERS = ["aliyun-one-way", "aliyun-mutual", "tencent-one-way", "tencent-mutual", "aws-one-way", "aws-verify",
+                     "aws-passthrough"]
 
 
 def lbsim(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -66,15 +69,18 @@ def test_report_json_schema_and_contents(default_run) -> None:
     assert report["lab"]["source"] == "built-in default lab" and report["lab"]["time_scale"] == 0.01
 
     listeners = {l["name"]: l for l in report["listeners"]}
-    assert set(listeners) == {"aliyun-one-way", "aliyun-mutual", "tencent-one-way", "tencent-mutual"}
+    assert list(listeners) == DEFAULT_LISTENERS
     for name, l in listeners.items():
         assert {"name", "port", "profile", "policy", "mutual", "key_type"} <= set(l)
         m = l["tls_matrix"]
         assert m["match"] is True and m["expected"] == m["observed"], name
         rows = {r["client"]: r for r in l["mutual_matrix"]}
         assert set(rows) == KINDS and all(r["ok"] for r in rows.values()), name
+        revoked = {"revoked"} if l["profile"] != "aws-alb" else set()  # only the ALB's trust store has the CRL
         assert {r["client"] for r in rows.values() if r["expected"] == "Success"} == (
-            {"valid"} if l["verify_client"] == "on" else {"none", "valid"} if l["verify_client"] == "optional" else KINDS)
+            {"valid"} | revoked if l["verify_client"] == "on" else {"none", "valid"} | revoked
+            if l["verify_client"] == "optional" else KINDS)
+        assert l["groups"] is None or l["groups"]["match"], (name, l["groups"])
         assert set(l["compliance"]) == set(BASELINES)
         for verdict in l["compliance"].values():
             assert verdict["verdict"] in ("pass", "fail") and verdict["evidence"]
@@ -82,10 +88,19 @@ def test_report_json_schema_and_contents(default_run) -> None:
     assert listeners["aliyun-one-way"]["tls_matrix"]["observed"]["TLSv1"]  # tls_cipher_policy_1_0 really allows TLS 1.0
     # The vendor's other named policies, each measured on a temporary listener: the matrix covers the whole table.
     policies = {p["policy"]: p for p in report["policies"]}
-    assert set(policies) == {"tls_cipher_policy_1_1", "tls_cipher_policy_1_2", "tls_cipher_policy_1_2_strict"}
+    aws = {p for p in policies if p.startswith("ELBSecurityPolicy-")}
+    assert set(policies) - aws == {"tls_cipher_policy_1_1", "tls_cipher_policy_1_2", "tls_cipher_policy_1_2_strict"}
+    assert len(aws) == 24 - 3  # every ALB policy but the three the default lab's listeners use
     for name, p in policies.items():
-        assert p["temporary"] and p["profile"] == "aliyun-slb" and not p["mutual"], name
+        assert p["temporary"] and p["profile"] == ("aws-alb" if name in aws else "aliyun-slb") and not p["mutual"], name
         assert p["tls_matrix"]["match"] is True and p["tls_matrix"]["expected"] == p["tls_matrix"]["observed"], name
+        assert p["groups"] is None or p["groups"]["match"], (name, p["groups"])
+        # A client offering only the hybrid X25519MLKEM768 gets in exactly on the post-quantum policies.
+        if p["groups"] is not None:
+            assert ("X25519MLKEM768" in p["groups"]["observed"]) == ("-PQ-" in name), name
+    verify = {r["client"]: r for r in listeners["aws-verify"]["mutual_matrix"]}
+    assert verify["revoked"]["observed"] == "Failed:ClientCertRevoked" and verify["revoked"]["vendor_status"] == "Failed:ClientCertCrlHit"
+    assert "X25519MLKEM768" in listeners["aws-one-way"]["groups"]["observed"]
     assert "TLSv1" not in policies["tls_cipher_policy_1_1"]["tls_matrix"]["observed"]
     assert set(policies["tls_cipher_policy_1_2_strict"]["tls_matrix"]["observed"]) == {"TLSv1.2"}
     assert listeners["aliyun-one-way"]["compliance"]["pci-dss-4.0"]["verdict"] == "fail"
@@ -101,7 +116,7 @@ def test_report_json_schema_and_contents(default_run) -> None:
     assert listeners["tencent-mutual"]["compliance"]["mozilla-modern"]["certificate"] == "pass"  # ECDSA, 90 days
     assert listeners["aliyun-one-way"]["compliance"]["mozilla-modern"]["certificate"] == "fail"  # RSA
     assert listeners["aliyun-one-way"]["mozilla_policy_level"] == "old"
-    assert {p["mozilla_policy_level"] for p in policies.values()} == {"old"}
+    assert {p["mozilla_policy_level"] for name, p in policies.items() if name not in aws} == {"old"}
     # DES-CBC3-SHA is in the vendor's table but not in this OpenSSL build: named, never expected.
     assert listeners["aliyun-one-way"]["unavailable"] == ["DES-CBC3-SHA"] and listeners["aliyun-mutual"]["unavailable"] == []
     assert "DES-CBC3-SHA" not in str(listeners["aliyun-one-way"]["tls_matrix"]["expected"])
@@ -110,7 +125,8 @@ def test_report_json_schema_and_contents(default_run) -> None:
     assert {n for n in names if "::test_configured_listeners_sni[" in n} == {
         "test_aliyun_no_sni.py::test_configured_listeners_sni[aliyun-one-way]",
         "test_aliyun_no_sni.py::test_configured_listeners_sni[aliyun-mutual]"}
-    assert {n.split("[")[1] for n in names if "::test_mutual_matrix[" in n} == {"aliyun-mutual]", "tencent-mutual]"}
+    assert {n.split("[")[1] for n in names if "::test_mutual_matrix[" in n} == {"aliyun-mutual]", "tencent-mutual]",
+                                                                             "aws-verify]"}
 
     traffic = report["traffic"]
     assert {t["listener_port"] for t in traffic["listeners"]} >= {l["port"] for l in listeners.values()}
@@ -156,12 +172,14 @@ def test_results_directory_files(default_run) -> None:
         assert heading in md
     assert "`tls_cipher_policy_1_2_strict_with_1_3`" in md and "Failed:ClientCertExpired" in md
     assert not re.search(r"\bNone\b", md), [line for line in md.splitlines() if re.search(r"\bNone\b", line)][:5]
-    assert "(created by a scenario)" not in md and md.count("| created by scenarios (") <= 6  # one group, per kind and model
+    # One group, one row per kind of connection and billing model (not one per listener the scenarios made).
+    assert "(created by a scenario)" not in md and md.count("| created by scenarios (") <= len(TRAFFIC_KINDS) * len(MODELS)
     assert "n/a¹" in md and "\n¹ Nothing billed" in md
     assert "Not negotiated here: `DES-CBC3-SHA`" in md and "cannot connect here" in md
     assert "| aliyun-one-way | `tls_cipher_policy_1_0` | old | ✗ both | ✗ policy | ✗ policy | ✗ policy |" in md
     lab = yaml.safe_load((out / "lab.yaml").read_text())
-    assert [l["name"] for l in lab["listeners"]] == ["aliyun-one-way", "aliyun-mutual", "tencent-one-way", "tencent-mutual"]
+    assert [l["name"] for l in lab["listeners"]] == DEFAULT_LISTENERS
+    assert "Failed:ClientCertRevoked (Failed:ClientCertCrlHit)" in md
 
 
 def write_lab(folder: Path) -> Path:

@@ -46,7 +46,8 @@ def test_lbsim_up_prints_working_curl_commands_and_stops_on_ctrl_c(tmp_path: Pat
         assert all(name in page for name in ("aliyun-one-way", "tencent-mutual")) and 'data-status="running"' in page
         # The default lab is written out to copy and edit, and loads as it is.
         config = load_config(tmp_path / "out" / "lab.yaml")
-        assert [l.name for l in config.listeners] == ["aliyun-one-way", "aliyun-mutual", "tencent-one-way", "tencent-mutual"]
+        assert [l.name for l in config.listeners] == ["aliyun-one-way", "aliyun-mutual", "tencent-one-way", "tencent-mutual",
+                                                      "aws-one-way", "aws-verify", "aws-passthrough"]
         # Refused clients (no certificate, an expired one) are in the connection log, not on the console.
         pki = tmp_path / "out" / "pki"
         mutual_url = shlex.split(lines["mutual"])[-1]

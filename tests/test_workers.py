@@ -328,3 +328,55 @@ def test_two_load_balancers_on_one_port_are_each_served_by_every_worker(lab: Run
     finally:
         for lb in lbs:
             lab.call(lab.lab.delete_load_balancer(lb.id))
+
+
+def verify_statuses(lab: RunningLab, port: int, client: Any, ports: dict[int, int] | None = None) -> dict[int, str]:
+    """tls_verify_status per worker for `client` (an Issued) on an ALB verify listener, probing until both
+    workers have answered; each worker must answer every probe alike. `ports` gets a client port per worker."""
+    seen: dict[int, set[str]] = {}
+    for _ in range(MAX_PROBES):
+        result = probe("127.0.0.1", port, client_cert_pem=client.chain_pem, client_key_pem=client.key_pem,
+                       http_request=REQUEST)
+        record = record_of(lab, result)
+        seen.setdefault(record.get("worker", 0), set()).add(record["tls_verify_status"])
+        if ports is not None:
+            ports[record.get("worker", 0)] = result.local_port
+        if len(seen) == 2:
+            break
+    assert set(seen) == {0, 1} and all(len(s) == 1 for s in seen.values()), seen
+    return {worker: statuses.pop() for worker, statuses in seen.items()}
+
+
+def test_trust_store_changes_through_the_api_reach_every_worker(lab: RunningLab) -> None:
+    """A trust store created through the API serves a listener in both workers; adding a CRL, removing it and
+    replacing the CA bundle apply in both before each call returns."""
+    clients, strangers = LabPKI(key_type="ecdsa", name="workers client CA"), LabPKI(key_type="ecdsa", name="other CA")
+    valid = clients.client("worker-client")
+    status, body = lab.api("POST", "/v1/trust-stores", {"name": "partners", "ca_bundle": clients.ca_pem.decode()})
+    assert status == 201, body
+    status, body = lab.api("POST", "/v1/listeners", {
+        "name": "alb-verify", "port": 0, "profile": "aws-alb", "server_certificate": "site", "mtls_mode": "verify",
+        "trust_store": "partners", "backend_servers": ["web-1"], "health_check": {"enabled": False},
+        "activation_delay": 0, "start": True})
+    assert status == 202, body  # accepted: running after the activation delay
+    port = body["port"]
+    try:
+        until(lambda: lab.api("GET", f"/v1/listeners/{port}")[1], lambda l: l["status"] == "running", timeout=15)
+        ports: dict[int, int] = {}
+        assert verify_statuses(lab, port, valid, ports) == {0: "Success", 1: "Success"}
+        # Worker 0 writes the ALB's own log for both (a worker's log is a pipe to worker 0).
+        alb_log = (lab.out_dir / "aws-alb-connections.log").read_text().splitlines()
+        for worker, client_port in ports.items():
+            assert any(line.split()[2:4] == [str(client_port), str(port)] for line in alb_log), (worker, client_port)
+        status, body = lab.api("POST", "/v1/trust-stores/partners/revocations", {"crl": clients.crl(valid).decode()})
+        assert status == 201, body
+        assert verify_statuses(lab, port, valid) == {0: "Failed:ClientCertRevoked", 1: "Failed:ClientCertRevoked"}
+        status, _ = lab.api("DELETE", f"/v1/trust-stores/partners/revocations/{body['revocation_ids'][0]}")
+        assert status == 204
+        assert verify_statuses(lab, port, valid) == {0: "Success", 1: "Success"}
+        status, body = lab.api("PUT", "/v1/trust-stores/partners", {"ca_bundle": strangers.ca_pem.decode()})
+        assert status == 200, body
+        assert verify_statuses(lab, port, valid) == {0: "Failed:ClientCertUntrusted", 1: "Failed:ClientCertUntrusted"}
+    finally:
+        lab.api("DELETE", f"/v1/listeners/{port}")
+    assert lab.api("DELETE", "/v1/trust-stores/partners")[0] == 204

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 
 from simulator.errors import LbsimError
 
@@ -122,6 +122,20 @@ class TrustStore:
         for i in ids:
             del self.revocations[i]
         self.revision += 1
+
+    def to_state(self) -> dict[str, Any]:
+        """The whole store as PEM text, for a worker process (`workers: N`) to take as it is (`from_state`)."""
+        pem = serialization.Encoding.PEM
+        return {"name": self.name, "revision": self.revision, "next_id": self._next_id,
+                "cas": [c.public_bytes(pem).decode() for c in self.cas],
+                "revocations": {rid: crl.public_bytes(pem).decode() for rid, crl in self.revocations.items()}}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> TrustStore:
+        """A copy of worker 0's store: same CAs, revocation ids and revision (so the same listener versions)."""
+        return cls(state["name"], [x509.load_pem_x509_certificate(c.encode()) for c in state["cas"]],
+                   {int(rid): x509.load_pem_x509_crl(p.encode()) for rid, p in state["revocations"].items()},
+                   state["revision"], state["next_id"])
 
     def to_dict(self) -> dict[str, Any]:
         now = dt.datetime.now(dt.timezone.utc)

@@ -191,7 +191,9 @@ class ApiServer(JsonServer):
         if not isinstance(revocations, list) or not all(isinstance(r, str) for r in revocations):
             raise LbsimError("InvalidField", "expected a list of PEM CRLs", field="revocations")
         store = TrustStore.create(data.get("name"), pem_field(data, "ca_bundle"), revocations, field="trust_store")
-        return 201, self.lab.add_trust_store(store).to_dict()
+        self.lab.add_trust_store(store)
+        await self.lab.publish_trust_store(store.name)
+        return 201, store.to_dict()
 
     async def describe_trust_store(self, request: Request) -> tuple[int, Any]:
         return 200, self.lab.trust_store(request.params["name"]).to_dict()
@@ -200,10 +202,12 @@ class ApiServer(JsonServer):
         store = self.lab.trust_store(request.params["name"])
         store.replace_bundle(pem_field(request.json(), "ca_bundle"))
         self.lab.trust_store_changed(store.name)
+        await self.lab.publish_trust_store(store.name)
         return 200, store.to_dict()
 
     async def delete_trust_store(self, request: Request) -> tuple[int, Any]:
         self.lab.remove_trust_store(request.params["name"])
+        await self.lab.publish_trust_store(request.params["name"])
         return 204, None
 
     async def add_revocations(self, request: Request) -> tuple[int, Any]:
@@ -215,6 +219,7 @@ class ApiServer(JsonServer):
                              field="revocations")
         ids = store.add_revocations(crls)
         self.lab.trust_store_changed(store.name)
+        await self.lab.publish_trust_store(store.name)
         return 201, {"revocation_ids": ids, **store.to_dict()}
 
     async def remove_revocation(self, request: Request) -> tuple[int, Any]:
@@ -224,6 +229,7 @@ class ApiServer(JsonServer):
             raise LbsimError("InvalidField", f"expected a revocation id, got {value!r}", field="id")
         store.remove_revocations([int(value)])
         self.lab.trust_store_changed(store.name)
+        await self.lab.publish_trust_store(store.name)
         return 204, None
 
     # observations ------------------------------------------------------------------------------------------

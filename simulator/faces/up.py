@@ -70,10 +70,12 @@ def describe(lab: Lab, files: dict[str, str]) -> str:
 
 
 def listener_kind(spec) -> str:
-    """one-way, mutual (client certificate required) or mutual (optional): tencent's `ssl_verify_client`."""
-    if not spec.mutual:
+    """one-way, mutual (client certificate required), mutual (optional: tencent's `ssl_verify_client`) or
+    mutual (any: asked for, never checked, the ALB's passthrough): the listener's `client_verification`."""
+    verification = spec.client_verification
+    if verification == "off":
         return "one-way"
-    return "mutual" if spec.ssl_verify_client == "on" else f"mutual ({spec.ssl_verify_client})"
+    return "mutual" if verification == "on" else f"mutual ({verification})"
 
 
 async def serve(config: LabConfig, out_dir: Path, files: dict[str, str], cpu_profile: str | None = None) -> None:

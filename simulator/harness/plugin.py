@@ -90,24 +90,25 @@ class ListenerFacts:
 
     name: str
     profile: str
-    mutual: bool
+    mutual: bool  # it verifies client certificates (`ListenerSpec.verifies_clients`)
 
 
 def _listener_facts(config: pytest.Config) -> list[ListenerFacts]:
     provided = config.stash.get(_PROVIDED, None)
     if provided is not None:
         specs = [provided.running.listener(name).active.spec for name in provided.config_listeners()]
-        return [ListenerFacts(spec.name, spec.profile, spec.mutual) for spec in specs]
+        return [ListenerFacts(spec.name, spec.profile, spec.verifies_clients) for spec in specs]
     path = config.getoption("--lbsim-config")
     if path:
         from simulator.model.config import load_config
 
-        return [ListenerFacts(spec.name, spec.profile, spec.mutual) for spec in load_config(path).listeners]
+        return [ListenerFacts(spec.name, spec.profile, spec.verifies_clients) for spec in load_config(path).listeners]
+    from simulator.model.config import parse_config
     from simulator.runtime.defaults import default_lab_data
 
-    data = default_lab_data(defaultdict(str))
-    return [ListenerFacts(spec["name"], spec.get("profile", data["profile"]), bool(spec.get("ca_certificate")))
-            for spec in data["listeners"]]
+    # Parsed without its PKI (no file is read): placeholder paths stand for the PEM files not yet minted.
+    specs = parse_config(default_lab_data(defaultdict(lambda: "unminted.pem"))).listeners
+    return [ListenerFacts(spec.name, spec.profile, spec.verifies_clients) for spec in specs]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -157,7 +157,8 @@ def lab_summary(lab: Any, source: str) -> dict[str, Any]:
         "certificates": [{"name": c.name, "type": c.type} for c in config.certificates],
         "backends": [b.name for b in config.backends],
         "listeners": [{"name": l.name, "port": lab.port(l.name), "profile": l.profile, "policy": l.policy.name,
-                       "mutual": l.mutual} for l in config.listeners],
+                       "mutual": l.client_verification != "off", "client_verification": l.client_verification}
+                      for l in config.listeners],
     }
 
 
@@ -183,16 +184,12 @@ def policies_section(lab: Any) -> list[dict[str, Any]]:
     used = {spec.policy.name for spec in specs}
     out = []
     for profile in sorted({spec.profile for spec in specs}):
-        template = next((spec for spec in specs if spec.profile == profile and not spec.mutual), None)
+        template = next((spec for spec in specs if spec.profile == profile
+                         and spec.client_verification == "off"), None)
         if template is None:
             continue
         for policy in (p for p in PROFILES[profile].policies if p not in used):
-            handle = lab.add_listener({"name": f"policy-{policy}", "profile": profile, "tls_policy": policy,
-                                       "server_certificate": template.server_certificate})
-            try:
-                entry = lab.observe(handle.name).to_dict()
-            finally:
-                lab.remove_listener(handle)
+            entry = lab.observe_policy(profile, policy, template.server_certificate).to_dict()
             out.append({**entry, "temporary": True})
     return out
 
@@ -282,7 +279,25 @@ def matrix_failures(listeners: list[dict[str, Any]]) -> list[str]:
             out.append(f"{l['name']}: TLS matrix differs from its policy")
         out += [f"{l['name']}: mutual matrix, client {r['client']}: expected {r['expected']}, observed {r['observed']}"
                 for r in l["mutual_matrix"] if not r["ok"]]
+        groups = l.get("groups")
+        if groups and not groups["match"]:
+            out.append(f"{l['name']}: key-exchange groups {groups['observed']} instead of {groups['expected']}")
     return out
+
+
+def _groups_line(groups: dict[str, Any]) -> str:
+    """The groups matrix in one sentence: TLS 1.3 clients offering a single key-exchange group each."""
+    got = ", ".join(f"`{g}`" for g in groups["observed"]) or "none"
+    line = f"Key-exchange groups (a TLS 1.3 client offering one group alone): accepted {got}"
+    if groups["match"]:
+        return line + " ✓ as the policy lists."
+    return line + f" ✗ the policy lists {', '.join(f'`{g}`' for g in groups['expected'])}."
+
+
+def _vendor_status(row: dict[str, Any]) -> str:
+    """The vendor log's status for a mutual-matrix cell, where it differs from lbsim's."""
+    vendor = row.get("vendor_status")
+    return f" ({vendor})" if vendor and vendor != row["observed"] else ""
 
 
 class Doc:
@@ -406,6 +421,8 @@ def render(report: dict[str, Any]) -> Doc:
             rows.append(row)
         doc.table(["suite"] + versions, rows)
         doc.ul(m.get("differences") or [])
+        if l.get("groups"):
+            doc.p(_groups_line(l["groups"]))
         if l.get("unavailable"):
             doc.p(f"Not negotiated here: {', '.join(f'`{u}`' for u in l['unavailable'])} — in the vendor's table for "
                   f"`{l['policy']}`, but this lab's OpenSSL build lacks it (no 3DES), so it is not expected above. "
@@ -416,10 +433,14 @@ def render(report: dict[str, Any]) -> Doc:
     doc.p("The listener's own `tls_verify_status` for a client presenting each kind of certificate; "
           "✓ when it is what the listener's mode expects (and the request was served exactly when admitted, "
           "a refused client getting a TLS alert or, with `client_cert_refusal: http_400`, nginx's 400 page).")
-    kinds = ["none", "valid", "untrusted", "expired", "not_yet_valid"]
+    doc.p("`revoked` is a certificate from the right CA that a CRL of the listener's trust store revokes (a "
+          "listener without revocation lists admits it like a valid one); `any` is a listener that asks for a "
+          "certificate and admits every client (the ALB's passthrough). Where the vendor writes a connection log "
+          "of its own and names a status differently, its value follows in brackets (AWS: `ClientCertCrlHit`).")
+    kinds = ["none", "valid", "untrusted", "expired", "not_yet_valid", "revoked"]
     rows = []
     for l in report["listeners"]:
-        cells = {r["client"]: f"{MARK[r['ok']]} {r['observed']}" for r in l["mutual_matrix"]}
+        cells = {r["client"]: f"{MARK[r['ok']]} {r['observed']}" + _vendor_status(r) for r in l["mutual_matrix"]}
         rows.append([l["name"], l["verify_client"], l.get("client_cert_refusal") or "–"]
                     + [cells.get(k, "not tested") for k in kinds])
     doc.table(["listener", "verify", "refusal"] + kinds, rows)

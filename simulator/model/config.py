@@ -277,7 +277,23 @@ class ListenerSpec:
 
     @property
     def mutual(self) -> bool:
+        """A client CA on the listener (`ca_certificate`); the ALB's modes are `client_verification`."""
         return self.ca_certificate is not None
+
+    @property
+    def client_verification(self) -> str:
+        """How the listener treats client certificates, whatever the vendor calls it: off (none asked for),
+        on (a valid one required), optional (none admitted, a bad one refused), any (asked for, every client
+        admitted: the ALB's passthrough). The harness asks this, not the profile's name."""
+        if self.ca_certificate is not None:
+            return self.ssl_verify_client
+        modes = vendors.get(self.profile).mtls
+        return modes.verification.get(self.mtls_mode, "off") if modes is not None else "off"
+
+    @property
+    def verifies_clients(self) -> bool:
+        """Some client certificates are refused (a CA or a trust store checks them)."""
+        return self.client_verification in ("on", "optional")
 
     @property
     def certificate_fields(self) -> tuple[tuple[str, str, str], ...]:

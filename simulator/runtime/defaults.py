@@ -1,4 +1,5 @@
-"""The built-in default lab: a minted PKI, one one-way and one mutual listener per profile, two mock backends."""
+"""The built-in default lab: a minted PKI, one one-way and one mutual listener per profile (the ALB: one per
+mutual-TLS mode), two mock backends."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ def write(path: Path, data: bytes) -> str:
 
 
 def mint_default_pki(pki_dir: Path) -> dict[str, str]:
-    """RSA and ECDSA server certificates, a client CA with valid/expired/not-yet-valid clients, and a stranger."""
+    """RSA and ECDSA server certificates, a client CA with valid/expired/not-yet-valid/revoked clients and a
+    CRL revoking the revoked one (`crl`, for the ALB's trust store), and a stranger."""
     files: dict[str, str] = {}
     rsa = LabPKI(key_type="rsa")
     ecdsa = LabPKI(key_type="ecdsa")
@@ -35,6 +37,10 @@ def mint_default_pki(pki_dir: Path) -> dict[str, str]:
         issued = clients.client(f"lbsim-client-{state}", state=state)
         files[f"client-{state}"] = write(pki_dir / f"client-{state}.pem", issued.chain_pem)
         files[f"client-{state}-key"] = write(pki_dir / f"client-{state}.key", issued.key_pem)
+    revoked = clients.client("lbsim-client-revoked")  # valid, but the CRL revokes it
+    files["client-revoked"] = write(pki_dir / "client-revoked.pem", revoked.chain_pem)
+    files["client-revoked-key"] = write(pki_dir / "client-revoked.key", revoked.key_pem)
+    files["crl"] = write(pki_dir / "client-ca.crl.pem", clients.crl(revoked, days=365))
     issued = stranger.client("lbsim-client-untrusted")
     files["client-untrusted"] = write(pki_dir / "client-untrusted.pem", issued.chain_pem)
     files["client-untrusted-key"] = write(pki_dir / "client-untrusted.key", issued.key_pem)
@@ -53,6 +59,8 @@ def default_lab_data(files: dict[str, str], time_scale: float = 1.0) -> dict[str
             {"name": "lab-ecdsa", "type": "server", "cert": files["server-ecdsa"], "key": files["server-ecdsa-key"]},
             {"name": "lab-client-ca", "type": "ca", "cert": files["client-ca"]},
         ],
+        # The ALB verifies clients against a trust store (the same client CA) whose CRL revokes client-revoked.
+        "trust_stores": [{"name": "lab-clients", "ca_bundle": files["client-ca"], "revocations": [files["crl"]]}],
         "backends": [{"name": "web-1", "port": 0}, {"name": "web-2", "port": 0}],
         "listeners": [
             {"name": "aliyun-one-way", "port": 0, "profile": "aliyun-slb", "server_certificate": "lab-rsa",
@@ -66,6 +74,16 @@ def default_lab_data(files: dict[str, str], time_scale: float = 1.0) -> dict[str
             {"name": "tencent-mutual", "port": 0, "profile": "tencent-clb", "server_certificate": "lab-ecdsa",
              "ca_certificate": "lab-client-ca", "ssl_verify_client": "optional", "backend_servers": backends,
              "health_check": fast, "http2": False},
+            # AWS ALB: the console's post-quantum default policy one-way, and both mutual-TLS modes on other
+            # policies (each configured policy spares the report a temporary listener).
+            {"name": "aws-one-way", "port": 0, "profile": "aws-alb", "server_certificate": "lab-rsa",
+             "tls_policy": "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09", "backend_servers": backends,
+             "health_check": fast},
+            {"name": "aws-verify", "port": 0, "profile": "aws-alb", "server_certificate": "lab-rsa",
+             "tls_policy": "ELBSecurityPolicy-TLS13-1-2-2021-06", "mtls_mode": "verify", "trust_store": "lab-clients",
+             "backend_servers": backends, "health_check": fast},
+            {"name": "aws-passthrough", "port": 0, "profile": "aws-alb", "server_certificate": "lab-ecdsa",
+             "mtls_mode": "passthrough", "backend_servers": backends, "health_check": fast},  # the API's default policy
         ],
     }
 

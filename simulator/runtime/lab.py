@@ -23,7 +23,7 @@ from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.master import Master
 
 from simulator.dataplane.addons.balancer import Balancer
-from simulator.dataplane.addons.connlog import ConnectionLog
+from simulator.dataplane.addons.connlog import ConnectionLog, VendorLogs
 from simulator.dataplane.addons.headers import ForwardedHeaders
 from simulator.dataplane.addons.limits import RequestLimits
 from simulator.dataplane.addons.sticky import StickySessions
@@ -104,6 +104,8 @@ class Lab:
         self.ledger = TrafficLedger()
         # A worker process takes worker 0's health verdicts instead of checking on its own.
         self.health = HealthChecker(config.time_scale) if seat is None else MirroredHealth()
+        # The vendors' own log formats beside the JSON log: worker 0 writes them, the workers' lines too.
+        self.vendor_logs = VendorLogs(self.connection_log_path.parent) if seat is None else None
         self.backends: dict[str, MockBackend] = {}
         self.addresses: dict[str, tuple[str, int]] = {}
         # Trust stores (ALB mutual TLS verify), read from the config before anything starts.
@@ -186,7 +188,7 @@ class Lab:
                 StickySessions(self.registry, self.config.time_scale),
                 Balancer(self.registry, self.config.time_scale),
                 IdleTimeouts(self.registry, self.config.time_scale),
-                ConnectionLog(self.registry, self.connection_log_path, self.ledger),
+                ConnectionLog(self.registry, self.connection_log_path, self.ledger, self.vendor_logs),
             ),
         )
         # Addons declare their options in `load`, so these exist only now. Lazy: never connect upstream
@@ -424,6 +426,27 @@ class Lab:
             raise LbsimError("TrustStoreInUse", f"trust store {name!r} is used by listener(s) {', '.join(users)}",
                              field="name", hint="point those listeners at another trust store first")
         del self.trust_stores[name]
+
+    def trust_store_state(self, name: str) -> dict[str, Any]:
+        """What a worker needs to hold the same trust store (or to drop it)."""
+        store = self.trust_stores.get(name)
+        return {"kind": "trust_store", "name": name,
+                "store": store.to_state() if store is not None else None}
+
+    async def publish_trust_store(self, name: str) -> None:
+        """After an API change to a trust store: every worker holds the same store (and rebuilt the listeners
+        using it) before the call returns, as listener changes do."""
+        if self.workers is not None:
+            await self.workers.publish(self.trust_store_state(name))
+
+    def mirror_trust_store(self, state: dict[str, Any]) -> None:
+        """A worker takes worker 0's trust store, then rebuilds its listeners that use it."""
+        name = state["name"]
+        if state["store"] is None:
+            self.trust_stores.pop(name, None)
+            return
+        self.trust_stores[name] = TrustStore.from_state(state["store"])
+        self.trust_store_changed(name)
 
     def trust_store_changed(self, name: str) -> None:
         """A changed trust store (bundle or revocations) applies to new connections at once: the listeners

@@ -61,6 +61,8 @@ async def _serve() -> None:
                 state = _decode(msg["state"])
                 if state.get("kind") == "health":
                     apply_health(lab, state["key"], state["health"])
+                elif state.get("kind") == "trust_store":
+                    lab.mirror_trust_store(state)
                 else:
                     await lab.mirror(state)
             except Exception as e:

@@ -14,7 +14,8 @@ What is shared, and how:
 * **Configuration**: the management API runs in worker 0 only. Every listener change it makes (create,
   change, start, stop, delete, certificate replaced) is sent to the workers as the listener's full
   state (specs, status, activation time) and the call returns once every worker applied it; the
-  workers activate at the same moment as worker 0.
+  workers activate at the same moment as worker 0. A trust store the API creates, changes or deletes
+  is sent whole the same way (its CAs and CRLs as PEM); each worker rebuilds its listeners that use it.
 * **Connection log**: each worker's log is a pipe to worker 0, which is the only writer of
   `connections.jsonl` and adds the records to `GET /v1/connections` and `/v1/traffic`. Records from
   worker k carry `"worker": k`; records without the field are worker 0's.
@@ -180,8 +181,7 @@ class WorkerPool:
         try:
             for worker in self.workers:
                 await asyncio.wait_for(asyncio.shield(worker.ready), START_TIMEOUT)
-            for key in list(self.lab.registry.listeners):
-                await self.publish(self.lab.listener_state(key))
+            await self._publish_all()
         except BaseException:
             await self.stop()
             raise
@@ -264,8 +264,14 @@ class WorkerPool:
         except (RuntimeError, TimeoutError) as e:
             logger.error("lbsim worker %d could not be started again: %s", dead.index, e)
             return
+        await self._publish_all([worker])
+
+    async def _publish_all(self, workers: list[_Worker] | None = None) -> None:
+        """Every trust store (the API may have changed them since the lab file), then every listener."""
+        for name in list(self.lab.trust_stores):
+            await self.publish(self.lab.trust_store_state(name), workers)
         for key in list(self.lab.registry.listeners):
-            await self.publish(self.lab.listener_state(key), [worker])
+            await self.publish(self.lab.listener_state(key), workers)
 
     def add_live_counters(self, listener: dict[str, Any]) -> dict[str, Any]:
         """Add the workers' gauges to worker 0's view of one listener (`Listener.to_dict()`)."""
@@ -297,6 +303,17 @@ class WorkerPool:
                 ledger.add(record, line=text)
             if self._log is not None:
                 self._log.write(text + "\n")
+                self._vendor_line(record)
+
+    def _vendor_line(self, record: dict[str, Any]) -> None:
+        """A worker's connection in its vendor's own log format (worker 0 is that file's only writer)."""
+        if self.lab.vendor_logs is None:
+            return
+        address = record.get("listener_address") or "127.0.0.1"
+        listener = self.lab.registry.listeners.get(f"{address}:{record.get('listener_port')}")
+        spec = listener.spec if listener is not None else None
+        with contextlib.suppress(Exception):  # the log must not stop over one odd record
+            self.lab.vendor_logs.write(record, spec.lb_id if spec is not None else "-", address)
 
     async def _send_health(self) -> None:
         """Send worker 0's health verdicts whenever they change (the workers run no checks)."""

@@ -327,6 +327,98 @@ def overhead_lab(files: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+# ---- classic against post-quantum key exchange (aws-alb) -------------------------------------------------
+
+KEY_EXCHANGE_POLICY = "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09"  # the ALB console's default: hybrids first
+KEY_EXCHANGE_GROUPS = ("X25519", "X25519MLKEM768")  # classic, hybrid (what browsers offer first)
+
+
+def measure_key_exchange(out_dir: str | Path | None = None, groups: Sequence[str] = KEY_EXCHANGE_GROUPS,
+                         response_bytes: int = 1024, files: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Wire against billed bytes per connection, classic against post-quantum key exchange, full against
+    resumed: one aws-alb listener on a -PQ- policy, per group a TLS 1.3 client offering that group alone makes
+    a full connection and a resumed one (its ticket), one `GET /?size=<response_bytes>` each. The rows are
+    the listener's metered records (asserted equal to what the client's socket sent and received); written
+    to `key_exchange.csv` in `out_dir` (a new temporary directory if None)."""
+    from simulator.harness.running import start_lab
+    from simulator.policies.probe import probe
+    from simulator.runtime.defaults import mint_default_pki
+
+    out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="lbsim-key-exchange-"))
+    out.mkdir(parents=True, exist_ok=True)
+    files = dict(files) if files else mint_default_pki(out / "pki")
+    config = {
+        "profile": "aws-alb", "time_scale": 1.0,
+        "certificates": [{"name": "lab-rsa", "type": "server", "cert": files["server-rsa"], "key": files["server-rsa-key"]}],
+        "backends": [{"name": "web-1", "port": 0}],
+        "listeners": [{"name": "alb-pq", "port": 0, "server_certificate": "lab-rsa", "tls_policy": KEY_EXCHANGE_POLICY,
+                       "backend_servers": [{"backend": "web-1"}], "health_check": {"enabled": False}}],
+    }
+    # Keep-alive: the client closes (close_notify first), so the listener meters every byte the client sent.
+    get = f"GET /?size={int(response_bytes)} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
+    rows = []
+    with start_lab(config, out_dir=out) as lab:
+        port = lab.port("alb-pq")
+        for group in groups:
+            session = None
+            for connection in ("full", "resumed"):
+                r = probe("127.0.0.1", port, version="TLSv1.3", groups=[group], session=session, http_request=get)
+                if not r.ok or r.resumed != (connection == "resumed"):
+                    raise RuntimeError(f"{group} {connection}: {r.error or 'not resumed'}")
+                session = r.session
+                record = _record_of(lab, port, r.local_port)
+                t = record["traffic"]
+                up, down = t[IN], t[OUT]
+                if (up["wire"], down["wire"]) != (r.bytes_sent, r.bytes_received):
+                    raise RuntimeError(f"{group} {connection}: metered {up['wire']}/{down['wire']} B, the client "
+                                       f"counted {r.bytes_sent}/{r.bytes_received} B")
+                billed = record["billed"]["billed_bytes"]
+                rows.append({"group": group, "key_exchange": record["tls_keyexchange"], "connection": connection,
+                             "handshake_client_to_lb": up["handshake"], "handshake_lb_to_client": down["handshake"],
+                             "wire_client_to_lb": up["wire"], "wire_lb_to_client": down["wire"],
+                             "wire": up["wire"] + down["wire"], "billed_bytes": billed,
+                             "ratio": round((up["wire"] + down["wire"]) / billed, 2) if billed else None})
+    frame = pd.DataFrame(rows)
+    frame.to_csv(out / "key_exchange.csv", index=False)
+    return frame
+
+
+def _record_of(lab: RunningLab, port: int, local_port: int, timeout: float = 10.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for record in reversed(lab.connections(port)):
+            if record["client"].endswith(f":{local_port}"):
+                return record
+        time.sleep(0.02)
+    raise RuntimeError(f"no connection-log record for client port {local_port}")
+
+
+def key_exchange_cost(frame: pd.DataFrame) -> pd.DataFrame:
+    """What the hybrid adds over the classic group per connection kind: handshake bytes each way, wire bytes
+    (and in %), and billed bytes (nothing: every model bills HTTP bytes)."""
+    classic, hybrid = (frame[frame["group"] == g].set_index("connection") for g in KEY_EXCHANGE_GROUPS)
+    out = pd.DataFrame({
+        "extra_handshake_client_to_lb": hybrid["handshake_client_to_lb"] - classic["handshake_client_to_lb"],
+        "extra_handshake_lb_to_client": hybrid["handshake_lb_to_client"] - classic["handshake_lb_to_client"],
+        "extra_wire": hybrid["wire"] - classic["wire"],
+        "extra_wire_pct": (100 * (hybrid["wire"] - classic["wire"]) / classic["wire"]).round(1),
+        "extra_billed": hybrid["billed_bytes"] - classic["billed_bytes"],
+    })
+    return out.reset_index()
+
+
+def key_exchange_conclusions(frame: pd.DataFrame) -> list[str]:
+    cost = key_exchange_cost(frame).set_index("connection")
+    out = []
+    for connection in ("full", "resumed"):
+        c = cost.loc[connection]
+        out.append(f"{connection} TLS 1.3 connection: {KEY_EXCHANGE_GROUPS[1]} adds "
+                   f"{int(c.extra_handshake_client_to_lb):,} B client→LB and {int(c.extra_handshake_lb_to_client):,} B "
+                   f"LB→client to the handshake (+{c.extra_wire_pct:.0f}% wire on one small request), and "
+                   f"{int(c.extra_billed)} billed bytes")
+    return out
+
+
 class KeepAliveClient:
     """One TLS connection on a real loopback socket, sending HTTP/1.1 requests one after another.
 
@@ -895,7 +987,7 @@ def listener_report(lab: RunningLab, name: str) -> dict[str, Any]:
     """One listener's entry of report.json, measured by the code `lbsim run` uses (`ScenarioLab.observe`),
     so both producers give one shape: `tls_matrix` (expected from `Policy.negotiable`, observed by probing
     each suite, match, differences, note), `mutual_matrix` (the listener's own `tls_verify_status` for
-    each client certificate against what its `ssl_verify_client` implies, with the alert and whether it
+    each client certificate against what its `client_verification` implies, with the alert and whether it
     served a 200) and `compliance` of the observed matrix."""
     from simulator.harness.scenario import ScenarioLab
 
@@ -1153,6 +1245,24 @@ def plot_compliance(report: Mapping[str, Any]) -> Figure:
     ax.set_xticks([j + 0.5 for j in range(t.shape[1])], t.columns, fontsize=8)
     ax.set_yticks([i + 0.5 for i in range(t.shape[0])], t.index, fontsize=8)
     ax.set_title("compliance of the observed TLS matrix")
+    fig.tight_layout()
+    return fig
+
+
+def plot_key_exchange(frame: pd.DataFrame) -> Figure:
+    """Wire and billed bytes per connection: classic against hybrid group, full against resumed."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    labels = [f"{r.key_exchange}\n{r.connection}" for r in frame.itertuples()]
+    x = range(len(frame))
+    ax.bar([i - 0.2 for i in x], frame["billed_bytes"], width=0.4, label="billed (every model: HTTP bytes)", color="tab:green")
+    ax.bar([i + 0.2 for i in x], frame["wire"], width=0.4, label="wire (both directions)", color="tab:red")
+    for i, r in zip(x, frame.itertuples()):
+        ax.annotate(f"{r.ratio:.2f}x", (i + 0.2, r.wire), ha="center", va="bottom", fontsize=9)
+    ax.set_xticks(list(x), labels)
+    ax.set_ylabel("bytes per connection (one GET)")
+    ax.set_ylim(0, float(frame["wire"].max()) * 1.15)
+    ax.legend(fontsize=9)
     fig.tight_layout()
     return fig
 

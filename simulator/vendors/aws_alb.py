@@ -3,9 +3,11 @@
 No behaviour lives here; the policy resolver, certificate checker, config parser, header and error-page
 addons and the connection log read the profile. Facts and their public sources: docs/aws-alb.md.
 
-Sources (AWS documentation, read 2026-12):
+Sources (AWS documentation, read 2026-12; URLs in docs/vendor-facts.md, "AWS Application Load Balancer"):
 - ELB "Security policies for your Application Load Balancer" (describe-ssl-policies): policy names, versions,
   ciphers, the PQ policies and their hybrid groups, the defaults (console vs API/CLI/CloudFormation/CDK).
+- The AWS CLI's DescribeSslPolicies example (the 18 classic ALB policy names); each policy's suites in
+  priority order as DescribeSSLPolicies returns them, checked against moto's copy of that output.
 - ELB "Mutual authentication with TLS" (mutual-authentication): modes off/passthrough/verify, trust stores,
   revocation lists, IgnoreClientCertificateExpiry, AdvertiseTrustStoreCaNames, the X-Amzn-Mtls-* headers.
 - ELB "Connection logs" (load-balancer-connection-logs): field order and tls_verify_status values.
@@ -81,6 +83,11 @@ _CLASSIC = (
     "AES256-SHA",
 )
 
+# ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06 lists the same 18 but ECDHE-ECDSA-AES256-SHA before ECDHE-RSA-AES256-SHA.
+_EXT2 = _CLASSIC[:10] + ("ECDHE-ECDSA-AES256-SHA", "ECDHE-RSA-AES256-SHA") + _CLASSIC[12:]
+# The ECDHE suites of _CLASSIC, in its order (the FS-2018-06 and FS-1-x-2019-08 policies).
+_FS = _CLASSIC[:12]
+
 # Key-exchange groups (OpenSSL names). Classic policies: ECDHE on X25519, P-256, P-384 (lbsim's pinned
 # set; AWS's page lists no group per classic policy). PQ policies add the three hybrids first: "they support
 # both classical and post-quantum ML-KEM key exchange algorithms".
@@ -89,6 +96,8 @@ PQ_GROUPS: tuple[str, ...] = PQ_HYBRID_GROUPS + CLASSIC_GROUPS
 
 _V10_13 = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 _V10_12 = ("TLSv1", "TLSv1.1", "TLSv1.2")
+_V11_13 = ("TLSv1.1", "TLSv1.2", "TLSv1.3")
+_V11_12 = ("TLSv1.1", "TLSv1.2")
 _V12_13 = ("TLSv1.2", "TLSv1.3")
 _V12 = ("TLSv1.2",)
 _V13 = ("TLSv1.3",)
@@ -99,16 +108,26 @@ POLICIES: tuple[PolicyRow, ...] = (
     PolicyRow("ELBSecurityPolicy-TLS13-1-2-2021-06", _V12_13, _FS_GCM_SHA2, TLS13, groups=CLASSIC_GROUPS),
     PolicyRow("ELBSecurityPolicy-TLS13-1-2-Res-2021-06", _V12_13, _FS_GCM, TLS13, groups=CLASSIC_GROUPS),
     PolicyRow("ELBSecurityPolicy-TLS13-1-2-Ext1-2021-06", _V12_13, _EXT1, TLS13, groups=CLASSIC_GROUPS),
-    PolicyRow("ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06", _V12_13, _CLASSIC, TLS13, groups=CLASSIC_GROUPS),
+    PolicyRow("ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06", _V12_13, _EXT2, TLS13, groups=CLASSIC_GROUPS),
+    PolicyRow("ELBSecurityPolicy-TLS13-1-1-2021-06", _V11_13, _CLASSIC, TLS13, groups=CLASSIC_GROUPS),
     PolicyRow("ELBSecurityPolicy-TLS13-1-0-2021-06", _V10_13, _CLASSIC, TLS13, groups=CLASSIC_GROUPS),
     PolicyRow("ELBSecurityPolicy-TLS13-1-3-2021-06", _V13, (), TLS13, groups=CLASSIC_GROUPS),
     PolicyRow("ELBSecurityPolicy-FS-1-2-Res-2020-10", _V12, _FS_GCM, (), groups=CLASSIC_GROUPS),
     PolicyRow("ELBSecurityPolicy-TLS-1-2-Ext-2018-06", _V12, _CLASSIC, (), groups=CLASSIC_GROUPS),
+    # The older policies DescribeSSLPolicies still lists for Application Load Balancers.
+    PolicyRow("ELBSecurityPolicy-TLS-1-2-2017-01", _V12, _EXT1, (), groups=CLASSIC_GROUPS),
+    PolicyRow("ELBSecurityPolicy-TLS-1-1-2017-01", _V11_12, _CLASSIC, (), groups=CLASSIC_GROUPS),
+    PolicyRow("ELBSecurityPolicy-FS-2018-06", _V10_12, _FS, (), groups=CLASSIC_GROUPS),
+    PolicyRow("ELBSecurityPolicy-2015-05", _V10_12, _CLASSIC, (), groups=CLASSIC_GROUPS),
+    PolicyRow("ELBSecurityPolicy-TLS-1-0-2015-04", _V10_12, _CLASSIC + ("DES-CBC3-SHA",), (), groups=CLASSIC_GROUPS),
+    PolicyRow("ELBSecurityPolicy-FS-1-2-Res-2019-08", _V12, _FS_GCM_SHA2, (), groups=CLASSIC_GROUPS),
+    PolicyRow("ELBSecurityPolicy-FS-1-1-2019-08", _V11_12, _FS, (), groups=CLASSIC_GROUPS),
+    PolicyRow("ELBSecurityPolicy-FS-1-2-2019-08", _V12, _FS, (), groups=CLASSIC_GROUPS),
     # The post-quantum policies of 2025-09: each its 2021-06 sibling's versions and suites, plus the hybrids.
     PolicyRow("ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09", _V12_13, _FS_GCM, TLS13, groups=PQ_GROUPS),
     PolicyRow("ELBSecurityPolicy-TLS13-1-2-PQ-2025-09", _V12_13, _FS_GCM_SHA2, TLS13, groups=PQ_GROUPS),
     PolicyRow("ELBSecurityPolicy-TLS13-1-2-Ext1-PQ-2025-09", _V12_13, _EXT1, TLS13, groups=PQ_GROUPS),
-    PolicyRow("ELBSecurityPolicy-TLS13-1-2-Ext2-PQ-2025-09", _V12_13, _CLASSIC, TLS13, groups=PQ_GROUPS),
+    PolicyRow("ELBSecurityPolicy-TLS13-1-2-Ext2-PQ-2025-09", _V12_13, _EXT2, TLS13, groups=PQ_GROUPS),
     PolicyRow("ELBSecurityPolicy-TLS13-1-3-PQ-2025-09", _V13, (), TLS13, groups=PQ_GROUPS),
     PolicyRow("ELBSecurityPolicy-TLS13-1-0-PQ-2025-09", _V10_13, _CLASSIC, TLS13, groups=PQ_GROUPS),
 )
@@ -202,6 +221,8 @@ MTLS = MutualTlsModes(
         ("validity", "X-Amzn-Mtls-Clientcert-Validity"),
         ("leaf", "X-Amzn-Mtls-Clientcert-Leaf"),
     ),
+    # Passthrough "accepts any client certificate, or none"; verify requires one the trust store verifies.
+    verification={"off": "off", "passthrough": "any", "verify": "on"},
 )
 
 # --- connection log ------------------------------------------------------------------------------------

@@ -180,6 +180,10 @@ class MutualTlsModes:
     advertise_trust_store_ca_names: bool  # default of `advertise_trust_store_ca_names`
     passthrough_header: str  # passthrough: the whole client chain, URL-encoded PEM, in this header
     verify_headers: tuple[tuple[str, str], ...]  # verify: (what, header) for what the listener learnt
+    # mode -> how the listener treats client certificates, in the words every listener answers with
+    # (`ListenerSpec.client_verification`): off (none asked for), on (a valid one required), any (one is asked
+    # for and every client is admitted, with or without one).
+    verification: Mapping[str, str] = field(default_factory=dict)
 
 
 # --- connection log ---------------------------------------------------------------------------------

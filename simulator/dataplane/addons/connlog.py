@@ -133,15 +133,44 @@ def vendor_log_line(record: dict[str, Any], fields: tuple[str, ...], statuses: M
     return " ".join(values.get(f) or "-" for f in fields)
 
 
-class ConnectionLog:
-    """Writes each finished connection to the log file and keeps recent ones for `GET /v1/connections`."""
+class VendorLogs:
+    """The vendors' own connection-log files (`VendorProfile.connection_log`) in one directory, beside the
+    JSON log. One writer per lab: worker 0, for its own connections and the workers' (`workers: N`)."""
 
-    def __init__(self, registry: Registry, path: Path | None = None, ledger: Any = None):
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self._files: dict[str, IO[str]] = {}  # file name -> open file
+        self._closed = False
+
+    def write(self, record: dict[str, Any], lb_id: str, lb_ip: str) -> None:
+        fmt = vendors.get(record["profile"]).connection_log
+        if fmt is None or self._closed:
+            return  # no format of its own; or the lab is stopping (no write after close)
+        out = self._files.get(fmt.file)
+        if out is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            out = self._files[fmt.file] = (self.directory / fmt.file).open("a", buffering=1)
+        out.write(vendor_log_line(record, fmt.fields, fmt.status_names, lb_id, lb_ip) + "\n")
+
+    def close(self) -> None:
+        self._closed = True
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+
+class ConnectionLog:
+    """Writes each finished connection to the log file and keeps recent ones for `GET /v1/connections`.
+    `vendor_logs` also gets each connection in its vendor's format (None in a worker process, whose log is a
+    pipe to worker 0: worker 0 writes those lines)."""
+
+    def __init__(self, registry: Registry, path: Path | None = None, ledger: Any = None,
+                 vendor_logs: VendorLogs | None = None):
         self.registry = registry
         self.path = path
         self.ledger = ledger
+        self.vendor_logs = vendor_logs
         self._file: IO[str] | None = None
-        self._vendor_files: dict[str, IO[str]] = {}  # file name -> open file (profiles with a format of their own)
         self._readers: dict[str, Any] = {}  # client id -> its asyncio reader, which keeps a reset's error
 
     def load(self, loader: Any) -> None:
@@ -159,9 +188,8 @@ class ConnectionLog:
             self._file = self.path.open("a", buffering=1)  # line-buffered: a reader sees whole records
 
     def done(self) -> None:
-        for f in self._vendor_files.values():
-            f.close()
-        self._vendor_files.clear()
+        if self.vendor_logs is not None:
+            self.vendor_logs.close()
         if self._file:
             self._file.close()
             self._file = None  # connections that close during shutdown are not written (no write after close)
@@ -187,12 +215,5 @@ class ConnectionLog:
             self.ledger.add(record, record.get("billed"), line)  # billed once per connection, not twice
         if self._file:
             self._file.write(line + "\n")
-            # A profile with a connection-log format of its own (`VendorProfile.connection_log`) gets it beside.
-            fmt = vendors.get(state.version.spec.profile).connection_log
-            if fmt is not None:
-                out = self._vendor_files.get(fmt.file)
-                if out is None:
-                    assert self.path is not None
-                    out = self._vendor_files[fmt.file] = (self.path.parent / fmt.file).open("a", buffering=1)
-                out.write(vendor_log_line(record, fmt.fields, fmt.status_names, state.version.spec.lb_id,
-                                          client.sockname[0]) + "\n")
+            if self.vendor_logs is not None:  # a profile with a connection-log format of its own gets it beside
+                self.vendor_logs.write(record, state.version.spec.lb_id, client.sockname[0])
