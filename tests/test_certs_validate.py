@@ -184,6 +184,15 @@ def test_malformed_certificate_and_private_key(profile: str) -> None:
     assert finding.field == "key"
 
 
+def test_an_inconsistent_rsa_key_is_malformed(profile: str) -> None:
+    """A key whose private exponents do not match its public half parses, but signs nothing that verifies."""
+    good = rsa_key().private_numbers()
+    broken = rsa.RSAPrivateNumbers(good.p, good.q, good.d + 2, good.dmp1 + 2, good.dmq1, good.iqmp, good.public_numbers)
+    pem = key_pem(broken.private_key(unsafe_skip_rsa_key_validation=True), "traditional")
+    finding = only(check(profile, "server", good_chain(), pem), "MalformedPrivateKey")
+    assert finding.field == "key" and "consistent" in finding.message
+
+
 def test_unexpected_pem_blocks(profile: str) -> None:
     csr = pem_block("CERTIFICATE REQUEST", b"\x30\x00")
     assert only(check(profile, "server", good_chain() + csr, good_key()), "UnexpectedPemBlock").field == "cert"

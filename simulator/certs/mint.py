@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from simulator.certs.parse import load_known_key
 from simulator.errors import LbsimError
 
 KeyTypeName = Literal["rsa", "ecdsa"]
@@ -115,7 +116,7 @@ class LabPKI:
     def crl(self, *revoked: Issued | x509.Certificate, days: int = 7) -> bytes:
         """A PEM certificate revocation list of this CA revoking `revoked` (valid `days` from now)."""
         now = dt.datetime.now(dt.timezone.utc)
-        key = serialization.load_pem_private_key(self._ca.private_key_pem.bytes(), None)
+        key = load_known_key(self._ca.private_key_pem.bytes())
         builder = (x509.CertificateRevocationListBuilder().issuer_name(self.ca_cert.subject)
                    .last_update(now - dt.timedelta(minutes=5)).next_update(now + dt.timedelta(days=days)))
         for item in revoked:
@@ -177,8 +178,7 @@ def _key_type(name: str) -> KeyTypeName:
 
 def _traditional(pem: bytes) -> bytes:
     """PKCS#1 for RSA (all aliyun-slb reads), SEC1 for ECDSA, whatever trustme's version writes."""
-    key = serialization.load_pem_private_key(pem, password=None)
-    return key_pem(key, "traditional")
+    return key_pem(load_known_key(pem), "traditional")
 
 
 def _file_safe(name: str) -> str:

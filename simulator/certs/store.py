@@ -38,11 +38,10 @@ from typing import Any, Callable, Iterator
 
 from cryptography import x509
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from simulator import vendors
-from simulator.certs.parse import CertMeta, cert_meta, iso
+from simulator.certs.parse import CertMeta, cert_meta, iso, load_known_key
 from simulator.certs.validate import (
     CertType,
     Finding,
@@ -240,7 +239,7 @@ class CertificateStore:
             raise LbsimError("StoreCorrupt", f"the chain file of certificate {record['id']} does not match its record",
                              field="ref")
         chain = x509.load_pem_x509_certificates(chain_pem)
-        key = serialization.load_pem_private_key(key_pem, password=None) if key_pem else None
+        key = load_known_key(key_pem) if key_pem else None  # checked at upload
         return Material(chain, key, chain_pem, key_pem, record["revision"], record["id"])
 
     def users(self, cert_id: str) -> list[str]:

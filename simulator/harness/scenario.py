@@ -785,8 +785,10 @@ def der(pem: bytes) -> bytes:
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
+    from simulator.certs.parse import load_known_key
+
     if b"CERTIFICATE" in pem.split(b"\n", 1)[0]:
         return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
-    key = serialization.load_pem_private_key(pem, None)
+    key = load_known_key(pem)
     return key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL,
                              serialization.NoEncryption())
