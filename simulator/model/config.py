@@ -7,6 +7,8 @@ file validates: `listeners[1].tls_policy: unknown policy 'tls_1_9'; expected one
 
 from __future__ import annotations
 
+import argparse
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -37,6 +39,34 @@ MAX_WORKERS = 64  # processes sharing each listener port (SO_REUSEPORT); one per
 # machine a 50 ms health-check or 150 ms idle timeout would fail healthy backends and cut live clients.
 MIN_IO_TIMEOUT = 1.0
 MIN_HEALTH_INTERVAL = 0.1  # and health checks never poll faster than this (CPU)
+
+
+def machine_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which a container or `taskset` narrows), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def parse_workers(value: Any, path: str = "workers") -> int:
+    """`workers`: a process count 1..MAX_WORKERS, or `auto` (one per core, at most MAX_WORKERS)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return max(1, min(machine_cores(), MAX_WORKERS))
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WORKERS:
+        raise fail(path, f"expected an integer in 1..{MAX_WORKERS} or 'auto', got {value!r}",
+                   hint=f"workers: auto uses one process per core ({machine_cores()} here)")
+    return value
+
+
+def workers_argument(text: str) -> int:
+    """`--workers N|auto` on the command line (argparse shows the message with the option's name)."""
+    try:
+        return parse_workers(text, "--workers")
+    except LbsimError as e:
+        raise argparse.ArgumentTypeError(f"{e.message} ({e.hint})") from None
 
 
 def io_timeout(seconds: float, time_scale: float) -> float:
@@ -404,7 +434,7 @@ def parse_config(data: Any, base_dir: str = ".") -> LabConfig:
         listeners=listeners,
         connection_log=top.str("connection_log"),
         metering=top.bool("metering", True),
-        workers=top.number("workers", 1, MAX_WORKERS, 1),
+        workers=parse_workers(top.raw("workers")) if top.raw("workers") is not None else 1,
         vendor_api=parse_vendor_api(top.raw("vendor_api"), "vendor_api"),
         base_dir=base_dir,
     )
