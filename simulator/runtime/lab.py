@@ -44,6 +44,7 @@ from simulator.metering import TrafficLedger
 from simulator.net import LOOPBACK, free_port  # mitmproxy refuses two modes on port 0: we pick ports
 from simulator.dataplane.registry import Registry
 from simulator.dataplane.scheduling import Scheduler
+from simulator.runtime.fdlimit import FdLimit, raise_fd_limit
 from simulator.runtime.servers import ListenerServers
 from simulator.dataplane.resumption import SharedSessionCache, derive_ticket_keys
 from simulator.runtime.workers import MirroredHealth, WorkerPool, WorkerSeat, apply_health, health_of, new_ticket_secret
@@ -113,6 +114,7 @@ class Lab:
             for i, t in enumerate(config.trust_stores)
         }
         self.master: Master | None = None
+        self.fd_limit: FdLimit | None = None  # RLIMIT_NOFILE as the start left it
         self.servers: ListenerServers | None = None
         self.api: Any = None  # the management API, once the starter attached it (simulator.faces)
         self.console: Any = None  # the web console, once the starter attached it (simulator.faces.console)
@@ -146,6 +148,7 @@ class Lab:
 
     async def _start(self) -> None:
         pems = self._preflight()
+        self.fd_limit = raise_fd_limit()  # every client connection is a descriptor: 1,024 would refuse the 1,025th
         if self.config.workers > 1 and self.seat is None:
             self.session_cache = SharedSessionCache.create()
         for spec in self.config.backends:
