@@ -318,7 +318,9 @@ class LbsimServer(Server):
     stop_signal = signal.SIGINT  # a clean lab shutdown
 
     def __init__(self, workdir: Path, cert: Path, key: Path, backend: str, workers: int = 1,
-                 label: str | None = None, profile_to: Path | None = None, metering: bool = True):
+                 label: str | None = None, profile_to: Path | None = None, metering: bool = True,
+                 time_scale: float = 1.0, extra: dict[str, Any] | None = None):
+        """`time_scale` 100 holds idle connections 25 minutes (`--concurrency`); `extra`: more lab file fields."""
         super().__init__(workdir, label or (f"lbsim x{workers}" if workers > 1 else "lbsim"))
         self.workers, self.profile_to = workers, profile_to
         lab: dict[str, Any] = {
@@ -334,6 +336,9 @@ class LbsimServer(Server):
         }
         if workers > 1:
             lab["workers"] = workers
+        if time_scale != 1.0:
+            lab["time_scale"] = time_scale
+        lab.update(extra or {})
         workdir.mkdir(parents=True, exist_ok=True)
         self.config = workdir / "lab.yaml"
         self.config.write_text(yaml.safe_dump(lab, sort_keys=False))
@@ -381,11 +386,15 @@ class NginxServer(Server):
     name = "nginx"
     stop_signal = signal.SIGQUIT  # graceful: finish the open connections
 
-    def __init__(self, workdir: Path, nginx: str, cert: Path, key: Path, backend: str, workers: str = "1"):
+    def __init__(self, workdir: Path, nginx: str, cert: Path, key: Path, backend: str, workers: str = "1",
+                 hold: int = 0):
+        """`hold`: connections it must hold idle (`--concurrency`): as many worker connections, a long idle timeout."""
         super().__init__(workdir, "nginx" if workers == "1" else f"nginx x{workers}")
         policy = resolve_policy(PROFILE, POLICY)
         values = {
             "dir": str(workdir), "workers": workers, "port": str(self.port), "backend": backend,
+            "worker_connections": str(max(4096, 2 * hold + 1024)), "rlimit_nofile": str(max(8192, 2 * hold + 2048)),
+            "keepalive_timeout": "3600s" if hold else "15s",
             "cert": str(cert), "key": str(key), "protocols": " ".join(policy.versions),
             "ciphers": policy.openssl_cipher_list(), "tls13_ciphersuites": ":".join(policy.tls13_ciphersuites),
         }
@@ -683,6 +692,59 @@ def run_bench(
     return report
 
 
+def run_concurrency(
+    connections: int,
+    include_nginx: bool = True,
+    install: bool = True,
+    out_dir: Path | None = None,
+    probe: int | None = None,
+    lab_extra: dict[str, Any] | None = None,
+    command: str = "lbsim bench --concurrency",
+    say: Callable[[str], None] = print,
+) -> list[Any]:
+    """`--concurrency N`: lbsim (one process) and nginx (one worker) each hold N idle keep-alive TLS
+    connections in turn; memory per connection, the handshake rate beside them, growth over two rounds
+    (simulator.tools.concurrency). Writes concurrency.json and concurrency.md to the work directory."""
+    import asyncio
+
+    from simulator.runtime.fdlimit import raise_fd_limit
+    from simulator.tools.concurrency import format_results, measure_server
+
+    tools = ensure_tools(install, say, ("nginx",) if include_nginx else ())
+    work = Path(tempfile.mkdtemp(prefix="lbsim-concurrency-")) if out_dir is None else Path(out_dir).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    # This process holds the client end of every connection; the servers inherit the limit too.
+    limit = raise_fd_limit(connections + 4_096)
+    if not limit.enough:
+        notes.append(f"open-file limit {limit.soft:,} (hard {limit.hard:,}) is below the {limit.needed:,} the client "
+                     "needs: connections beyond it fail (raise it with `ulimit -Hn` as root)")
+    probe = probe or max(50, min(1_000, connections // 10))
+    files = mint(work)
+    results = []
+    with BackendProcess(["bench"]) as backend:
+        address = backend.addresses["bench"]
+        servers: list[Server] = [LbsimServer(work / "lbsim", files["cert"], files["key"], address, time_scale=100,
+                                             extra=lab_extra)]
+        if include_nginx and tools.get("nginx"):
+            servers.append(NginxServer(work / "nginx", tools["nginx"], files["cert"], files["key"], address,
+                                       hold=connections))
+        elif include_nginx:
+            notes.append("nginx not installed: no nginx figures (apt-get install -y nginx)")
+        for server in servers:  # one at a time: each gets the cores, and the client's memory is freed between
+            with running([server], str(files["ca"])):
+                assert server.proc is not None
+                result = asyncio.run(measure_server(server.label, server.proc.pid, server.port, str(files["ca"]),
+                                                    connections, probe, say=say))
+                results.append(result)
+    text = format_results(results, command, notes)
+    (work / "concurrency.json").write_text(json.dumps({"command": command, "machine": machine_info(), "notes": notes,
+                                                       "results": [r.to_dict() for r in results]}, indent=2))
+    (work / "concurrency.md").write_text(text)
+    say(text)
+    return results
+
+
 class Load:
     """The load tool, remembering each server's last rate (h2load's new-connection runs are counted)."""
 
@@ -798,6 +860,11 @@ def summarize_profile(path: Path, top: int = 15) -> str:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.concurrency:
+        command = "lbsim bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "lbsim bench --concurrency"
+        run_concurrency(args.concurrency, include_nginx=not args.no_nginx, install=not args.no_install,
+                        out_dir=Path(args.out) if args.out else None, command=command)
+        return 0
     if args.quick:
         rounds, duration, connections, warmup = args.rounds or 1, args.duration or 1.0, args.connections or 8, 0.0
     else:
@@ -830,4 +897,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="keep configs, logs, bench.json and bench.md here (default: a temp dir)")
     p.add_argument("--cpu-profile", metavar="DIR", help="also CPU-profile the lbsim listener under pyinstrument")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--concurrency", type=int, metavar="N",
+                   help="instead: hold N idle keep-alive TLS connections on lbsim and on nginx; memory per connection,"
+                   " the handshake rate beside them, growth over two rounds")
     p.set_defaults(func=cmd_bench)
