@@ -18,6 +18,7 @@ from simulator.runtime.defaults import default_lab, default_lab_data
 from simulator.errors import LbsimError
 from simulator.faces.management import start_with_faces
 from simulator.runtime.lab import Lab
+from simulator.runtime.loops import loop_factory
 
 
 def resolve_lab(config_path: str | None, out_dir: Path, time_scale: float | None = None) -> tuple[LabConfig, dict[str, str]]:
@@ -135,7 +136,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     config, files = resolve_lab(args.config, out_dir, args.time_scale)
     if args.workers is not None:
         config = replace(config, workers=args.workers)
-    asyncio.run(serve(config, out_dir, files, args.cpu_profile))
+    asyncio.run(serve(config, out_dir, files, args.cpu_profile), loop_factory=loop_factory(config.event_loop))
     return 0
 
 

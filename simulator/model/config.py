@@ -34,6 +34,8 @@ TICKET_LIFETIME = 300  # seed: "The session ticket of HTTPS listeners is 300 sec
 # not say (docs/tls-policies.md: UNCONFIRMED for both vendors).
 CLIENT_CERT_REFUSALS = ("handshake", "http_400")
 MAX_WEIGHT = 100
+EVENT_LOOPS = ("asyncio", "uvloop")  # what a lab process runs on (simulator.runtime.loops)
+DEFAULT_EVENT_LOOP = "asyncio"
 MAX_WORKERS = 64  # processes sharing each listener port (SO_REUSEPORT); one per core is the useful maximum
 # time_scale shrinks vendor timers, but a timeout that bounds live I/O never goes below this: on a loaded
 # machine a 50 ms health-check or 150 ms idle timeout would fail healthy backends and cut live clients.
@@ -371,6 +373,7 @@ class LabConfig:
     connection_log: str | None = None
     metering: bool = True
     workers: int = 1  # processes serving every listener port (docs/performance.md, "Multi-worker mode")
+    event_loop: str = "asyncio"  # or uvloop (simulator.runtime.loops; docs/performance.md, "uvloop")
     vendor_api: VendorApiSpec = VendorApiSpec()
     base_dir: str = "."
 
@@ -397,7 +400,7 @@ def parse_config(data: Any, base_dir: str = ".") -> LabConfig:
         data,
         "",
         ("profile", "time_scale", "api", "home", "certificates", "trust_stores", "backends", "listeners", "connection_log",
-         "metering", "workers", "vendor_api"),
+         "metering", "workers", "event_loop", "vendor_api"),
     )
     profile = top.choice("profile", vendors.names(), vendors.DEFAULT)
     time_scale = top.number("time_scale", 0.0001, 100.0, 1.0, float)
@@ -435,6 +438,7 @@ def parse_config(data: Any, base_dir: str = ".") -> LabConfig:
         connection_log=top.str("connection_log"),
         metering=top.bool("metering", True),
         workers=parse_workers(top.raw("workers")) if top.raw("workers") is not None else 1,
+        event_loop=top.choice("event_loop", EVENT_LOOPS, DEFAULT_EVENT_LOOP),
         vendor_api=parse_vendor_api(top.raw("vendor_api"), "vendor_api"),
         base_dir=base_dir,
     )

@@ -57,6 +57,7 @@ import yaml
 
 from simulator.backends import BackendProcess
 from simulator.certs import LabPKI
+from simulator.model.config import DEFAULT_EVENT_LOOP, EVENT_LOOPS
 from simulator.net import LOOPBACK, free_port
 from simulator.policies import resolve_policy
 from simulator.resources import data_file
@@ -622,6 +623,7 @@ def run_bench(
     metering_off: bool = False,
     rsa_seconds: int = 3,
     command: str = "lbsim bench",
+    event_loop: str = "asyncio",
     say: Callable[[str], None] = print,
 ) -> BenchReport:
     tools = ensure_tools(install, say, (tool, "cc", "nginx") if include_nginx else (tool, "cc"))
@@ -636,14 +638,17 @@ def run_bench(
     report = BenchReport(command=command, rounds=rounds, duration_s=duration, connections=connections,
                          started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), tool=tool, machine=machine_info(), targets=[],
                          negotiated={}, workers=workers)
+    report.machine["lbsim_event_loop"] = event_loop
     with BackendProcess(["bench"]) as backend:
         address = backend.addresses["bench"]
-        servers: list[Server] = [LbsimServer(work / "lbsim", files["cert"], files["key"], address)]
+        loop = {"event_loop": event_loop}
+        servers: list[Server] = [LbsimServer(work / "lbsim", files["cert"], files["key"], address, extra=loop)]
         if metering_off:  # next to lbsim in every round, so the same noise hits both
             servers.append(LbsimServer(work / "lbsim-metering-off", files["cert"], files["key"], address,
-                                       label=METERING_OFF, metering=False))
+                                       label=METERING_OFF, metering=False, extra=loop))
         if workers > 1:
-            servers.append(LbsimServer(work / f"lbsim-x{workers}", files["cert"], files["key"], address, workers))
+            servers.append(LbsimServer(work / f"lbsim-x{workers}", files["cert"], files["key"], address, workers,
+                                       extra=loop))
         servers.append(MitmdumpServer(work / "mitmdump", files["combined"], address))
         if include_nginx and tools.get("nginx"):
             servers.append(NginxServer(work / "nginx", tools["nginx"], files["cert"], files["key"], address, nginx_workers))
@@ -863,7 +868,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.concurrency:
         command = "lbsim bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "lbsim bench --concurrency"
         run_concurrency(args.concurrency, include_nginx=not args.no_nginx, install=not args.no_install,
-                        out_dir=Path(args.out) if args.out else None, command=command)
+                        out_dir=Path(args.out) if args.out else None, command=command,
+                        lab_extra={"event_loop": args.event_loop})
         return 0
     if args.quick:
         rounds, duration, connections, warmup = args.rounds or 1, args.duration or 1.0, args.connections or 8, 0.0
@@ -874,7 +880,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                        nginx_workers=args.nginx_workers, include_nginx=not args.no_nginx, install=not args.no_install,
                        out_dir=Path(args.out) if args.out else None, metering_off=args.metering_off,
                        profile_dir=Path(args.cpu_profile) if args.cpu_profile else None, warmup=warmup,
-                       rsa_seconds=1 if args.quick else 3, command=command)
+                       rsa_seconds=1 if args.quick else 3, command=command, event_loop=args.event_loop)
     text = format_report(report)
     print()
     print(json.dumps(report.to_dict(), indent=2) if args.json else text)
@@ -897,6 +903,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="keep configs, logs, bench.json and bench.md here (default: a temp dir)")
     p.add_argument("--cpu-profile", metavar="DIR", help="also CPU-profile the lbsim listener under pyinstrument")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--event-loop", choices=EVENT_LOOPS, default=DEFAULT_EVENT_LOOP,
+                   help="the lbsim labs' event_loop (default: the lab default)")
     p.add_argument("--concurrency", type=int, metavar="N",
                    help="instead: hold N idle keep-alive TLS connections on lbsim and on nginx; memory per connection,"
                    " the handshake rate beside them, growth over two rounds")
