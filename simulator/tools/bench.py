@@ -713,7 +713,7 @@ def run_concurrency(
     import asyncio
 
     from simulator.runtime.fdlimit import raise_fd_limit
-    from simulator.tools.concurrency import format_results, measure_server
+    from simulator.tools.concurrency import format_results, measure_server, openssl_floor_kib
 
     tools = ensure_tools(install, say, ("nginx",) if include_nginx else ())
     work = Path(tempfile.mkdtemp(prefix="lbsim-concurrency-")) if out_dir is None else Path(out_dir).resolve()
@@ -742,8 +742,16 @@ def run_concurrency(
                 result = asyncio.run(measure_server(server.label, server.proc.pid, server.port, str(files["ca"]),
                                                     connections, probe, say=say))
                 results.append(result)
+    floor = openssl_floor_kib(files["cert"], files["key"])
+    lbsim = next((r for r in results if r.target == "lbsim"), None)
+    if floor is not None and lbsim is not None:
+        notes.append(f"OpenSSL alone keeps {floor:.1f} KiB per idle connection with this listener's context (in-memory "
+                     f"handshakes in this process, malloc in use): the floor under lbsim's {lbsim.per_connection_kib:.1f}"
+                     f" KiB; the other {lbsim.per_connection_kib - floor:.1f} KiB are Python objects (mitmproxy's "
+                     "connection handler and layers, asyncio's transport, streams and tasks, lbsim's addons and meter)")
     text = format_results(results, command, notes)
     (work / "concurrency.json").write_text(json.dumps({"command": command, "machine": machine_info(), "notes": notes,
+                                                       "openssl_floor_kib": floor,
                                                        "results": [r.to_dict() for r in results]}, indent=2))
     (work / "concurrency.md").write_text(text)
     say(text)

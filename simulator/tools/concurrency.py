@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
+import gc
 import socket
 import ssl
 import time
@@ -56,6 +59,73 @@ def _tree(pid: int) -> list[int]:
                 children = (task / "children").read_text().split()
                 todo.extend(int(c) for c in children)
     return pids
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def malloc_in_use() -> int | None:
+    """Bytes this process holds from glibc's malloc (OpenSSL's allocations, Python's larger objects)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+    except (OSError, AttributeError):  # not glibc
+        return None
+    info = libc.mallinfo2()
+    return info.uordblks + info.hblkhd
+
+
+def openssl_floor_kib(cert: Path, key: Path, n: int = 500) -> float | None:
+    """What OpenSSL alone keeps per idle server connection with the bench listener's context (its policy,
+    certificate, RELEASE_BUFFERS): `n` in-memory TLS handshakes and one request each, the server ends held,
+    malloc in use before and after. The part of lbsim's memory per connection no Python change can cut."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    from OpenSSL import SSL
+
+    from simulator.policies import resolve_policy
+    from simulator.policies.context import build_server_context
+
+    from simulator.tools.bench import POLICY, PROFILE
+
+    chain = x509.load_pem_x509_certificates(cert.read_bytes())
+    server = build_server_context(resolve_policy(PROFILE, POLICY), chain, load_pem_private_key(key.read_bytes(), None))
+    client = SSL.Context(SSL.TLS_METHOD)
+
+    def pump(a: SSL.Connection, b: SSL.Connection) -> None:
+        with contextlib.suppress(SSL.WantReadError):
+            b.bio_write(a.bio_read(65536))
+
+    def one() -> SSL.Connection:
+        s, c = SSL.Connection(server), SSL.Connection(client)
+        s.set_accept_state()
+        c.set_connect_state()
+        for _ in range(4):
+            for end in (c, s):
+                with contextlib.suppress(SSL.WantReadError):
+                    end.do_handshake()
+            pump(c, s)
+            pump(s, c)
+        c.send(REQUEST)
+        pump(c, s)
+        s.recv(65536)
+        s.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        pump(s, c)
+        c.recv(65536)
+        return s
+
+    one()
+    gc.collect()
+    before = malloc_in_use()
+    if before is None:
+        return None
+    held = [one() for _ in range(n)]
+    gc.collect()
+    floor = (malloc_in_use() - before) / n / 1024  # type: ignore[operator]
+    del held
+    return floor
 
 
 class _OneRequest(asyncio.Protocol):
@@ -232,5 +302,5 @@ def format_results(results: list[ConcurrencyResult], command: str, notes: list[s
     if len(results) > 1 and results[-1].per_connection_kib > 0:
         lines += ["", f"{results[0].target} / {results[-1].target}, memory per connection = "
                       f"{results[0].per_connection_kib / results[-1].per_connection_kib:.2f}x"]
-    lines += [f"- {note}" for note in notes]
+    lines += [""] + [f"- {note}" for note in notes] if notes else []
     return "\n".join(lines) + "\n"
