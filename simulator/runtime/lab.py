@@ -580,11 +580,13 @@ class Lab:
         version, listener.pending, listener.activates_at = listener.pending, None, None
         listener.active = version  # the old version keeps serving the connections that started on it
         self._publish_usage()  # the old version's certificates may be free now
-        # "running" once the port listens: a client that waits for it must not be refused (under uvloop the
-        # listening socket comes a loop turn later, after a resolver thread's answer).
-        await self._sync_servers()
-        if listener.status == "configuring":  # a stopped listener takes the change but stays stopped
-            listener.status = "running"
+        # "running" once the port listens (or could not: /health then says which), so a client that waits
+        # for it is not refused (under uvloop the socket listens a loop turn later, after a resolver thread).
+        try:
+            await self._sync_servers()
+        finally:
+            if listener.status == "configuring":  # a stopped listener takes the change but stays stopped
+                listener.status = "running"
         self.health.watch(listener)
         self._activations.pop(listener.key, None)
 
