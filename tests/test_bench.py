@@ -163,13 +163,13 @@ def test_concurrency_mode_holds_connections_on_lbsim_and_nginx(tmp_path, capsys)
     results = {r["target"]: r for r in report["results"]}
     assert list(results) == ["lbsim", "nginx"], "nginx: the setup's (apt)"
     for target, r in results.items():
-        assert r["errors"] == 0 and [row["held"] for row in r["rounds"]] == [200, 200], r
+        assert r["errors"] == 0 and [row["held"] for row in r["rounds"]] == [200, 200, 200], r
         assert all(row["rss_held_kib"] > r["rss_start_kib"] for row in r["rounds"]), r
         assert r["per_connection_kib"] > 1 and r["rate_idle"] > 0 and r["rate_held"] > 0, r
     # Every held connection was a real TLS connection with a request: lbsim logged each one when it closed.
     records = [json.loads(line) for line in (tmp_path / "lbsim" / "connections.jsonl").read_text().splitlines()]
     held = [r for r in records if r.get("requests") == 1 and r.get("tls_protocol") == "TLSv1.3"]
-    assert len(held) >= 400
+    assert len(held) >= 600
     # What OpenSSL alone keeps per idle connection, measured with the same context: below lbsim's whole figure.
     assert 1 < report["openssl_floor_kib"] < results["lbsim"]["per_connection_kib"]
     printed = capsys.readouterr().out

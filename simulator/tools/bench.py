@@ -708,7 +708,7 @@ def run_concurrency(
     say: Callable[[str], None] = print,
 ) -> list[Any]:
     """`--concurrency N`: lbsim (one process) and nginx (one worker) each hold N idle keep-alive TLS
-    connections in turn; memory per connection, the handshake rate beside them, growth over two rounds
+    connections in turn; memory per connection, the handshake rate beside them, growth over three rounds
     (simulator.tools.concurrency). Writes concurrency.json and concurrency.md to the work directory."""
     import asyncio
 
@@ -915,5 +915,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the lbsim labs' event_loop (default: the lab default)")
     p.add_argument("--concurrency", type=int, metavar="N",
                    help="instead: hold N idle keep-alive TLS connections on lbsim and on nginx; memory per connection,"
-                   " the handshake rate beside them, growth over two rounds")
+                   " the handshake rate beside them, growth over three rounds")
     p.set_defaults(func=cmd_bench)

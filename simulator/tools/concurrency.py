@@ -8,8 +8,10 @@ answer, then hold them all idle. Measured:
   held, minus before, divided by N;
 * **the handshake rate while they are held**: new connections (full handshake, one request, close) per
   second opened beside the N, and the same with nothing held, for comparison;
-* **growth**: everything is closed, then a second round opens and closes N again; the second round's RSS
-  with N held against the first's (memory the first round left behind that the second cannot reuse).
+* **growth**: everything is closed, and two more rounds open and close N again; the third round's RSS with
+  N held against the second's (memory a round leaves behind that the next cannot reuse). The first round
+  only sets the high-water mark: closing N connections at once peaks above holding them, and memory freed
+  inside the heap stays in the process's RSS, ready for the next round.
 
 The client is a small asyncio client (a protocol object per connection, no stream buffers) in this process.
 Loopback gives ~28,000 ephemeral ports per destination: beyond that the client spreads its connections over
@@ -255,14 +257,15 @@ class ConcurrencyResult:
 
     @property
     def growth_kib(self) -> int:
-        """Second round's RSS with N held minus the first's: what the first round left that cannot be reused."""
-        return self.rounds[-1]["rss_held_kib"] - self.rounds[0]["rss_held_kib"] if len(self.rounds) > 1 else 0
+        """Last round's RSS with N held minus the one before's: what a round leaves that the next cannot reuse
+        (from the second round on: the first sets the high-water mark)."""
+        return self.rounds[-1]["rss_held_kib"] - self.rounds[-2]["rss_held_kib"] if len(self.rounds) > 1 else 0
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "per_connection_kib": round(self.per_connection_kib, 2), "growth_kib": self.growth_kib}
 
 
-async def measure_server(label: str, pid: int, port: int, ca_file: str, n: int, probe: int, rounds: int = 2,
+async def measure_server(label: str, pid: int, port: int, ca_file: str, n: int, probe: int, rounds: int = 3,
                          say: Callable[[str], None] = print) -> ConcurrencyResult:
     client = Client(port, ca_file)
     await client.churn(probe)  # warm-up: imports, caches, first allocations
@@ -289,15 +292,17 @@ async def measure_server(label: str, pid: int, port: int, ca_file: str, n: int, 
 def format_results(results: list[ConcurrencyResult], command: str, notes: list[str]) -> str:
     lines = [f"`{command}`", "",
              "| server | connections held | RSS before | RSS held | per connection | new connections/s, none held"
-             " | ... N held | round 2 RSS held (growth) | RSS after close (rounds) | errors |",
+             " | ... N held | RSS held, every round (last growth) | RSS after close, every round | errors |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
         first, last = r.rounds[0], r.rounds[-1]
         closed = ", ".join(f"{row['rss_closed_kib'] / 1024:,.1f}" for row in r.rounds)
+        held = ", ".join(f"{row['rss_held_kib'] / 1024:,.1f}" for row in r.rounds)
         lines.append(
             f"| {r.target} | {first['held']:,} of {r.connections:,} | {r.rss_start_kib / 1024:,.1f} MiB"
             f" | {first['rss_held_kib'] / 1024:,.1f} MiB | **{r.per_connection_kib:.1f} KiB** | {r.rate_idle:,.0f}"
-            f" | {r.rate_held:,.0f} | {last['rss_held_kib'] / 1024:,.1f} MiB ({r.growth_kib / 1024:+,.1f} MiB)"
+            f" | {r.rate_held:,.0f} | {held} MiB ({r.growth_kib / 1024:+,.1f} MiB, {r.growth_kib / max(1, last['held']):+.1f} KiB"
+            " per connection)"
             f" | {closed} MiB | {r.errors} |")
     if len(results) > 1 and results[-1].per_connection_kib > 0:
         lines += ["", f"{results[0].target} / {results[-1].target}, memory per connection = "
