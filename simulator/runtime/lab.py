@@ -45,6 +45,7 @@ from simulator.net import LOOPBACK, free_port  # mitmproxy refuses two modes on 
 from simulator.dataplane.registry import Registry
 from simulator.dataplane.scheduling import Scheduler
 from simulator.runtime.fdlimit import FdLimit, raise_fd_limit
+from simulator.runtime.gctune import tune_gc
 from simulator.runtime.servers import ListenerServers
 from simulator.dataplane.resumption import SharedSessionCache, derive_ticket_keys
 from simulator.runtime.workers import MirroredHealth, WorkerPool, WorkerSeat, apply_health, health_of, new_ticket_secret
@@ -149,6 +150,7 @@ class Lab:
     async def _start(self) -> None:
         pems = self._preflight()
         self.fd_limit = raise_fd_limit()  # every client connection is a descriptor: 1,024 would refuse the 1,025th
+        tune_gc()  # held connections make every full collection longer: keep short-lived ones out of it
         if self.config.workers > 1 and self.seat is None:
             self.session_cache = SharedSessionCache.create()
         for spec in self.config.backends:
