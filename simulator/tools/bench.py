@@ -742,7 +742,7 @@ def run_concurrency(
                 result = asyncio.run(measure_server(server.label, server.proc.pid, server.port, str(files["ca"]),
                                                     connections, probe, say=say))
                 results.append(result)
-    floor = openssl_floor_kib(files["cert"], files["key"])
+    floor = openssl_floor_kib(files["cert"], files["key"], PROFILE, POLICY)
     lbsim = next((r for r in results if r.target == "lbsim"), None)
     if floor is not None and lbsim is not None:
         notes.append(f"OpenSSL alone keeps {floor:.1f} KiB per idle connection with this listener's context (in-memory "

@@ -79,7 +79,7 @@ def malloc_in_use() -> int | None:
     return info.uordblks + info.hblkhd
 
 
-def openssl_floor_kib(cert: Path, key: Path, n: int = 500) -> float | None:
+def openssl_floor_kib(cert: Path, key: Path, profile: str, policy: str, n: int = 500) -> float | None:
     """What OpenSSL alone keeps per idle server connection with the bench listener's context (its policy,
     certificate, RELEASE_BUFFERS): `n` in-memory TLS handshakes and one request each, the server ends held,
     malloc in use before and after. The part of lbsim's memory per connection no Python change can cut."""
@@ -90,10 +90,8 @@ def openssl_floor_kib(cert: Path, key: Path, n: int = 500) -> float | None:
     from simulator.policies import resolve_policy
     from simulator.policies.context import build_server_context
 
-    from simulator.tools.bench import POLICY, PROFILE
-
     chain = x509.load_pem_x509_certificates(cert.read_bytes())
-    server = build_server_context(resolve_policy(PROFILE, POLICY), chain, load_pem_private_key(key.read_bytes(), None))
+    server = build_server_context(resolve_policy(profile, policy), chain, load_pem_private_key(key.read_bytes(), None))
     client = SSL.Context(SSL.TLS_METHOD)
 
     def pump(a: SSL.Connection, b: SSL.Connection) -> None:
