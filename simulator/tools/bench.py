@@ -720,7 +720,7 @@ def run_concurrency(
     work.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
     # This process holds the client end of every connection; the servers inherit the limit too.
-    limit = raise_fd_limit(connections + 4_096)
+    limit = raise_fd_limit(connections + 1_024)  # the held ones, the churn probe, the backend, files
     if not limit.enough:
         notes.append(f"open-file limit {limit.soft:,} (hard {limit.hard:,}) is below the {limit.needed:,} the client "
                      "needs: connections beyond it fail (raise it with `ulimit -Hn` as root)")
