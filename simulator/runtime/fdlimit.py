@@ -26,9 +26,10 @@ class FdLimit:
         return self.soft >= self.needed
 
 
-def raise_fd_limit(needed: int = NEEDED) -> FdLimit:
+def raise_fd_limit(needed: int = NEEDED, warn: bool = True) -> FdLimit:
     """Raise this process's soft RLIMIT_NOFILE to its hard limit (and the hard limit to `needed` where the
-    process may, e.g. as root); logs a warning, with how to fix it, when the result stays below `needed`."""
+    process may, e.g. as root); logs a warning, with how to fix it, when the result stays below `needed`
+    (unless `warn` is False: a worker process inherits worker 0's limits, and worker 0 said it once)."""
     infinity = resource.RLIM_INFINITY
     before, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != infinity and hard < needed:
@@ -47,7 +48,7 @@ def raise_fd_limit(needed: int = NEEDED) -> FdLimit:
             logger.warning("could not raise the open-file limit from %d to %d: %s", soft, target, e)
     big = 1 << 62
     result = FdLimit(before, big if soft == infinity else soft, big if hard == infinity else hard, needed)
-    if not result.enough:
+    if not result.enough and warn:
         logger.warning("open-file limit is %d (hard limit %d), below the %d this lab wants for %d concurrent "
                        "connections: at most about %d clients at once per process; raise the hard limit "
                        "(`ulimit -Hn %d` as root, or LimitNOFILE= in a systemd unit)",

@@ -149,7 +149,8 @@ class Lab:
 
     async def _start(self) -> None:
         pems = self._preflight()
-        self.fd_limit = raise_fd_limit()  # every client connection is a descriptor: 1,024 would refuse the 1,025th
+        # Every client connection is a descriptor: 1,024 would refuse the 1,025th. Worker 0 speaks for the lab.
+        self.fd_limit = raise_fd_limit(warn=self.seat is None)
         tune_gc()  # held connections make every full collection longer: keep short-lived ones out of it
         if self.config.workers > 1 and self.seat is None:
             self.session_cache = SharedSessionCache.create()
