@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from simulator.harness.running import RunningLab, start_lab
@@ -13,7 +15,9 @@ TIME_SCALE = 0.01  # vendor timers 100x faster: ticket lifetime 3 s, activation 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> RunningLab:
     """The built-in default lab: aliyun and tencent, one-way and mutual, two mock backends."""
-    running = start_lab(out_dir=tmp_path_factory.mktemp("lab"), time_scale=TIME_SCALE)
+    # $LBSIM_EVENT_LOOP=uvloop runs the session lab on uvloop (docs/performance.md, "uvloop").
+    running = start_lab(out_dir=tmp_path_factory.mktemp("lab"), time_scale=TIME_SCALE,
+                        event_loop=os.environ.get("LBSIM_EVENT_LOOP") or None)
     yield running
     running.stop()
 

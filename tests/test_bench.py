@@ -153,3 +153,24 @@ def test_load_tool_outputs_are_read_with_their_errors() -> None:
     assert _parse_h2load(0, timed).non_2xx == 0
     with pytest.raises(RuntimeError):
         _parse_h2load(1, "connect failed")
+
+
+def test_concurrency_mode_holds_connections_on_lbsim_and_nginx(tmp_path, capsys) -> None:
+    """`--concurrency N` in its short form: both servers hold every connection, RSS is read before, held and
+    after two rounds, and the handshake rate beside the held connections is measured."""
+    assert main(["bench", "--concurrency", "200", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "concurrency.json").read_text())
+    results = {r["target"]: r for r in report["results"]}
+    assert list(results) == ["lbsim", "nginx"], "nginx: the setup's (apt)"
+    for target, r in results.items():
+        assert r["errors"] == 0 and [row["held"] for row in r["rounds"]] == [200, 200, 200], r
+        assert all(row["rss_held_kib"] > r["rss_start_kib"] for row in r["rounds"]), r
+        assert r["per_connection_kib"] > 1 and r["rate_idle"] > 0 and r["rate_held"] > 0, r
+    # Every held connection was a real TLS connection with a request: lbsim logged each one when it closed.
+    records = [json.loads(line) for line in (tmp_path / "lbsim" / "connections.jsonl").read_text().splitlines()]
+    held = [r for r in records if r.get("requests") == 1 and r.get("tls_protocol") == "TLSv1.3"]
+    assert len(held) >= 600
+    # What OpenSSL alone keeps per idle connection, measured with the same context: below lbsim's whole figure.
+    assert 1 < report["openssl_floor_kib"] < results["lbsim"]["per_connection_kib"]
+    printed = capsys.readouterr().out
+    assert "lbsim / nginx, memory per connection = " in printed and "OpenSSL alone keeps" in printed

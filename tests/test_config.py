@@ -115,6 +115,8 @@ def test_wrong_listener_fields_name_the_path_and_the_allowed_values(fields, path
         ({"workers": 0}, "workers"),
         ({"workers": 1.5}, "workers"),
         ({"workers": 65}, "workers"),
+        ({"workers": "many"}, "workers"),
+        ({"workers": True}, "workers"),
         ([1, 2], "<top>"),
     ],
 )
@@ -126,6 +128,34 @@ def test_workers_default_to_one_process() -> None:
     assert parse_config(listener()).workers == 1
     assert parse_config({**listener(), "workers": 2}).workers == 2
     assert "1..64" in str(error_of({"workers": 0}))
+
+
+def test_workers_auto_is_one_process_per_usable_core() -> None:
+    """`workers: auto` counts the cores this process may run on (its affinity), capped at MAX_WORKERS."""
+    import os
+
+    from simulator.model.config import MAX_WORKERS
+
+    cores = len(os.sched_getaffinity(0))
+    assert parse_config({**listener(), "workers": "auto"}).workers == min(cores, MAX_WORKERS)
+    assert parse_config({**listener(), "workers": "AUTO"}).workers == min(cores, MAX_WORKERS)
+    err = error_of({"workers": "every core"})
+    assert err.field == "workers" and "'auto'" in err.message and "auto" in (err.hint or "")
+
+
+def test_workers_option_takes_auto_and_names_itself_when_wrong(capsys) -> None:
+    import os
+
+    from simulator.cli import build_parser
+
+    parser = build_parser()
+    cores = len(os.sched_getaffinity(0))
+    for command in (["up"], ["run"], ["scenarios", "run"]):
+        assert parser.parse_args([*command, "--workers", "auto"]).workers == cores
+        assert parser.parse_args([*command, "--workers", "2"]).workers == 2
+    with pytest.raises(SystemExit):
+        parser.parse_args(["up", "--workers", "0"])
+    assert "--workers" in capsys.readouterr().err
 
 
 def test_yaml_errors_and_missing_files(tmp_path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 
 from simulator.metering.kept_records import KeptRecords
 
@@ -56,3 +57,32 @@ def test_kept_records_add_nothing_for_the_garbage_collector() -> None:
     as_dicts = growth([])
     assert as_dicts > 5000  # the record, its traffic and traffic.records: tracked (flat dicts of scalars are not)
     assert growth(KeptRecords()) < as_dicts / 20
+
+
+def test_the_unbounded_list_compresses_full_blocks_and_reads_the_same() -> None:
+    """The ledger keeps every record: beyond BLOCK lines they are compressed, and every read is unchanged."""
+    from simulator.metering.kept_records import BLOCK
+
+    n = 3 * BLOCK + 17
+    kept, plain = KeptRecords(), [metered_record(i) for i in range(n)]
+    for record in plain:
+        kept.append(record)
+    assert len(kept) == n and kept._blocks and len(kept._lines) == 17
+    stored = sum(len(b) for b in kept._blocks) + sum(len(line) for line in kept._lines)
+    assert stored < sum(len(json.dumps(r)) for r in plain) / 5  # what the blocks save
+    assert list(kept) == plain and list(reversed(kept)) == plain[::-1]
+    for i in (0, 1, BLOCK - 1, BLOCK, 2 * BLOCK + 5, n - 1, -1, -18, -n):
+        assert kept[i] == plain[i], i
+    for s in (slice(None), slice(5, None), slice(BLOCK + 3, None), slice(BLOCK + 3, 2 * BLOCK + 9), slice(n + 4, None),
+              slice(10, -3), slice(-20, None), slice(None, 7), slice(0, n, 5), slice(2 * BLOCK, BLOCK)):
+        assert kept[s] == plain[s], s
+    try:
+        kept[n]
+    except IndexError:
+        pass
+    else:
+        raise AssertionError("kept[n] must raise IndexError")
+    kept.clear()
+    assert len(kept) == 0 and list(kept) == []
+    kept.append({"i": 1})
+    assert kept[:] == [{"i": 1}]

@@ -56,7 +56,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, pki: LabPKI) -> RunningLab:
                        "tls_policy": "tls_cipher_policy_1_2_strict_with_1_3", "backend_servers": ["web-1"],
                        "health_check": {"interval": 2, "healthy_threshold": 2}}],
     }
-    running = start_lab(config, out_dir=out)
+    running = start_lab(config, out_dir=out, event_loop=os.environ.get("LBSIM_EVENT_LOOP") or None)  # as conftest's
     yield running
     running.stop()
 

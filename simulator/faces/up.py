@@ -13,11 +13,12 @@ from dataclasses import replace
 
 import yaml
 
-from simulator.model.config import MAX_WORKERS, LabConfig, load_config
+from simulator.model.config import LabConfig, load_config, workers_argument
 from simulator.runtime.defaults import default_lab, default_lab_data
 from simulator.errors import LbsimError
 from simulator.faces.management import start_with_faces
 from simulator.runtime.lab import Lab
+from simulator.runtime.loops import loop_factory
 
 
 def resolve_lab(config_path: str | None, out_dir: Path, time_scale: float | None = None) -> tuple[LabConfig, dict[str, str]]:
@@ -137,7 +138,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     config, files = resolve_lab(args.config, out_dir, args.time_scale)
     if args.workers is not None:
         config = replace(config, workers=args.workers)
-    asyncio.run(serve(config, out_dir, files, args.cpu_profile))
+    asyncio.run(serve(config, out_dir, files, args.cpu_profile), loop_factory=loop_factory(config.event_loop))
     return 0
 
 
@@ -146,8 +147,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-c", "--config", help="lab YAML (default: the built-in default lab)")
     p.add_argument("--out", default="lbsim-out", help="where the lab writes its PKI, store and connection log")
     p.add_argument("--time-scale", type=float, help="override time_scale (0.01 = vendor timers 100x faster)")
-    p.add_argument("--workers", type=int, choices=range(1, MAX_WORKERS + 1), metavar="N",
-                   help="processes sharing every listener port (overrides the lab's `workers`)")
+    p.add_argument("--workers", type=workers_argument, metavar="N|auto",
+                   help="processes sharing every listener port, or auto: one per core (overrides the lab\'s `workers`)")
     # Not --profile: everywhere else that names a vendor profile (aliyun-slb, tencent-clb).
     p.add_argument("--cpu-profile", metavar="FILE",
                    help="CPU-profile worker 0 with pyinstrument until stopped (.html, .pyisession or text)")

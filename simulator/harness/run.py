@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from simulator.model.config import MAX_WORKERS
+from simulator.model.config import workers_argument
 from simulator.errors import LbsimError
 
 DEFAULT_OUT = "lbsim-out/run"
@@ -661,8 +661,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-k", help="only scenarios matching this pytest -k expression (the matrices are always computed)")
     p.add_argument("--time-scale", type=float, default=DEFAULT_TIME_SCALE,
                    help=f"vendor timers x this, overriding the YAML (default {DEFAULT_TIME_SCALE})")
-    p.add_argument("--workers", type=int, choices=range(1, MAX_WORKERS + 1), metavar="N",
-                   help="processes sharing every listener port (overrides the lab's `workers`)")
+    p.add_argument("--workers", type=workers_argument, metavar="N|auto",
+                   help="processes sharing every listener port, or auto: one per core (overrides the lab\'s `workers`)")
     p.add_argument("--require", action="append", metavar="[LISTENER=]BASELINE",
                    help="fail unless the listener (or every listener) passes the baseline: mozilla-modern, "
                         "mozilla-intermediate, pci-dss-4.0, nist-sp-800-52r2 (repeatable)")

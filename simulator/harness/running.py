@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Awaitable, TypeVar
 
+from simulator.runtime.loops import loop_factory
 from simulator.model.config import MAX_WORKERS, LabConfig, load_config, parse_config
 from simulator.runtime.defaults import default_lab
 from simulator.errors import LbsimError
@@ -36,7 +37,7 @@ class RunningLab:
     def __init__(self, config: LabConfig, out_dir: Path, files: dict[str, str], vendor_apis: bool = False):
         self.config, self.out_dir, self.files = config, out_dir, files
         self.vendor_apis: Any = None  # simulator.faces.vendorapi.VendorApis, when started with vendor_apis=True
-        self._loop = asyncio.new_event_loop()
+        self._loop = loop_factory(config.event_loop)()
         self._thread = threading.Thread(target=self._loop.run_forever, name="lbsim-lab", daemon=True)
         self._thread.start()
         self.lab: Lab = self.call(self._make())
@@ -177,9 +178,10 @@ def start_lab(
     time_scale: float | None = None,
     workers: int | None = None,
     vendor_apis: bool = False,
+    event_loop: str | None = None,
 ) -> RunningLab:
     """Start a lab: the built-in default (None), a YAML path, a config mapping, or a `LabConfig`.
-    `time_scale` and `workers` override the configuration's (None keeps it). `vendor_apis` also starts the
+    `time_scale`, `workers` and `event_loop` override the configuration's (None keeps it). `vendor_apis` also starts the
     vendors' own APIs (docs/vendor-apis.md) and writes `<out_dir>/endpoints.json`."""
     out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="lbsim-lab-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -197,4 +199,7 @@ def start_lab(
             raise LbsimError("InvalidParameter", f"workers must be 1..{MAX_WORKERS}, not {workers}", field="workers",
                              hint="one process per core is the useful maximum")
         config = replace(config, workers=workers)
+    if event_loop is not None:
+        loop_factory(event_loop)  # refused here, naming the field, if unknown or not installed
+        config = replace(config, event_loop=event_loop)
     return RunningLab(config, out, files, vendor_apis=vendor_apis)

@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from simulator.model.config import MAX_WORKERS
+from simulator.model.config import workers_argument
 
 
 def pytest_args(args: argparse.Namespace) -> list[str]:
@@ -115,8 +115,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         c.add_argument("-k", help="pytest -k expression")
         c.add_argument("-c", "--config", help="lab YAML the scenarios run against (default: the built-in default lab)")
         c.add_argument("--time-scale", type=float, help="vendor timers x this (default 0.01)")
-        c.add_argument("--workers", type=int, choices=range(1, MAX_WORKERS + 1), metavar="N",
-                       help="processes sharing every listener port (overrides the lab's `workers`)")
+        c.add_argument("--workers", type=workers_argument, metavar="N|auto",
+                       help="processes sharing every listener port, or auto: one per core (overrides the lab\'s `workers`)")
         c.add_argument("--require", action="append", metavar="[LISTENER=]BASELINE", help="required compliance baseline")
         c.add_argument("--client-cert", help="a client certificate your mutual listeners' CA trusts")
         c.add_argument("--client-key", help="its private key")

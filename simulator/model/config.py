@@ -7,6 +7,8 @@ file validates: `listeners[1].tls_policy: unknown policy 'tls_1_9'; expected one
 
 from __future__ import annotations
 
+import argparse
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -32,11 +34,41 @@ TICKET_LIFETIME = 300  # seed: "The session ticket of HTTPS listeners is 300 sec
 # not say (docs/tls-policies.md: UNCONFIRMED for both vendors).
 CLIENT_CERT_REFUSALS = ("handshake", "http_400")
 MAX_WEIGHT = 100
+EVENT_LOOPS = ("asyncio", "uvloop")  # what a lab process runs on (simulator.runtime.loops)
+DEFAULT_EVENT_LOOP = "asyncio"
 MAX_WORKERS = 64  # processes sharing each listener port (SO_REUSEPORT); one per core is the useful maximum
 # time_scale shrinks vendor timers, but a timeout that bounds live I/O never goes below this: on a loaded
 # machine a 50 ms health-check or 150 ms idle timeout would fail healthy backends and cut live clients.
 MIN_IO_TIMEOUT = 1.0
 MIN_HEALTH_INTERVAL = 0.1  # and health checks never poll faster than this (CPU)
+
+
+def machine_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which a container or `taskset` narrows), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def parse_workers(value: Any, path: str = "workers") -> int:
+    """`workers`: a process count 1..MAX_WORKERS, or `auto` (one per core, at most MAX_WORKERS)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return max(1, min(machine_cores(), MAX_WORKERS))
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WORKERS:
+        raise fail(path, f"expected an integer in 1..{MAX_WORKERS} or 'auto', got {value!r}",
+                   hint=f"workers: auto uses one process per core ({machine_cores()} here)")
+    return value
+
+
+def workers_argument(text: str) -> int:
+    """`--workers N|auto` on the command line (argparse shows the message with the option's name)."""
+    try:
+        return parse_workers(text, "--workers")
+    except LbsimError as e:
+        raise argparse.ArgumentTypeError(f"{e.message} ({e.hint})") from None
 
 
 def io_timeout(seconds: float, time_scale: float) -> float:
@@ -357,6 +389,7 @@ class LabConfig:
     connection_log: str | None = None
     metering: bool = True
     workers: int = 1  # processes serving every listener port (docs/performance.md, "Multi-worker mode")
+    event_loop: str = "asyncio"  # or uvloop (simulator.runtime.loops; docs/performance.md, "uvloop")
     vendor_api: VendorApiSpec = VendorApiSpec()
     base_dir: str = "."
 
@@ -383,7 +416,7 @@ def parse_config(data: Any, base_dir: str = ".") -> LabConfig:
         data,
         "",
         ("profile", "time_scale", "api", "home", "certificates", "trust_stores", "backends", "listeners", "connection_log",
-         "metering", "workers", "vendor_api"),
+         "metering", "workers", "event_loop", "vendor_api"),
     )
     profile = top.choice("profile", vendors.names(), vendors.DEFAULT)
     time_scale = top.number("time_scale", 0.0001, 100.0, 1.0, float)
@@ -420,7 +453,8 @@ def parse_config(data: Any, base_dir: str = ".") -> LabConfig:
         listeners=listeners,
         connection_log=top.str("connection_log"),
         metering=top.bool("metering", True),
-        workers=top.number("workers", 1, MAX_WORKERS, 1),
+        workers=parse_workers(top.raw("workers")) if top.raw("workers") is not None else 1,
+        event_loop=top.choice("event_loop", EVENT_LOOPS, DEFAULT_EVENT_LOOP),
         vendor_api=parse_vendor_api(top.raw("vendor_api"), "vendor_api"),
         base_dir=base_dir,
     )

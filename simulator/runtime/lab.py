@@ -44,6 +44,8 @@ from simulator.metering import TrafficLedger
 from simulator.net import LOOPBACK, free_port  # mitmproxy refuses two modes on port 0: we pick ports
 from simulator.dataplane.registry import Registry
 from simulator.dataplane.scheduling import Scheduler
+from simulator.runtime.fdlimit import FdLimit, raise_fd_limit
+from simulator.runtime.gctune import tune_gc
 from simulator.runtime.servers import ListenerServers
 from simulator.dataplane.resumption import SharedSessionCache, derive_ticket_keys
 from simulator.runtime.workers import MirroredHealth, WorkerPool, WorkerSeat, apply_health, health_of, new_ticket_secret
@@ -115,6 +117,7 @@ class Lab:
             for i, t in enumerate(config.trust_stores)
         }
         self.master: Master | None = None
+        self.fd_limit: FdLimit | None = None  # RLIMIT_NOFILE as the start left it
         self.servers: ListenerServers | None = None
         self.api: Any = None  # the management API, once the starter attached it (simulator.faces)
         self.console: Any = None  # the web console, once the starter attached it (simulator.faces.console)
@@ -148,6 +151,9 @@ class Lab:
 
     async def _start(self) -> None:
         pems = self._preflight()
+        # Every client connection is a descriptor: 1,024 would refuse the 1,025th. Worker 0 speaks for the lab.
+        self.fd_limit = raise_fd_limit(warn=self.seat is None)
+        tune_gc()  # held connections make every full collection longer: keep short-lived ones out of it
         if self.config.workers > 1 and self.seat is None:
             self.session_cache = SharedSessionCache.create()
         for spec in self.config.backends:
@@ -600,9 +606,13 @@ class Lab:
         version, listener.pending, listener.activates_at = listener.pending, None, None
         listener.active = version  # the old version keeps serving the connections that started on it
         self._publish_usage()  # the old version's certificates may be free now
-        if listener.status == "configuring":  # a stopped listener takes the change but stays stopped
-            listener.status = "running"
-        await self._sync_servers()
+        # "running" once the port listens (or could not: /health then says which), so a client that waits
+        # for it is not refused (under uvloop the socket listens a loop turn later, after a resolver thread).
+        try:
+            await self._sync_servers()
+        finally:
+            if listener.status == "configuring":  # a stopped listener takes the change but stays stopped
+                listener.status = "running"
         self.health.watch(listener)
         self._activations.pop(listener.key, None)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from simulator.certs import CertificateStore
 from simulator.runtime.lab import Lab
+from simulator.runtime.loops import DEFAULT_EVENT_LOOP, loop_factory
 from simulator.runtime.workers import (
     COUNTERS_PERIOD,
     RECORD_LIMIT,
@@ -89,7 +90,8 @@ async def _report_counters(lab: Lab) -> None:
 def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s lbsim-worker %(name)s: %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: worker 0 stops us
-    asyncio.run(_serve())
+    # The loop is chosen before the lab's config arrives on stdin: worker 0 names it on the command line.
+    asyncio.run(_serve(), loop_factory=loop_factory(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_EVENT_LOOP))
     return 0
 
 

@@ -201,7 +201,7 @@ class WorkerPool:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "simulator.runtime.worker", stdin=asyncio.subprocess.PIPE,
+                sys.executable, "-m", "simulator.runtime.worker", self.lab.config.event_loop, stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE, pass_fds=(write_fd,), env=env, limit=RECORD_LIMIT,
             )
         finally:

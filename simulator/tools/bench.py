@@ -57,6 +57,7 @@ import yaml
 
 from simulator.backends import BackendProcess
 from simulator.certs import LabPKI
+from simulator.model.config import DEFAULT_EVENT_LOOP, EVENT_LOOPS
 from simulator.net import LOOPBACK, free_port
 from simulator.policies import resolve_policy
 from simulator.resources import data_file
@@ -318,7 +319,9 @@ class LbsimServer(Server):
     stop_signal = signal.SIGINT  # a clean lab shutdown
 
     def __init__(self, workdir: Path, cert: Path, key: Path, backend: str, workers: int = 1,
-                 label: str | None = None, profile_to: Path | None = None, metering: bool = True):
+                 label: str | None = None, profile_to: Path | None = None, metering: bool = True,
+                 time_scale: float = 1.0, extra: dict[str, Any] | None = None):
+        """`time_scale` 100 holds idle connections 25 minutes (`--concurrency`); `extra`: more lab file fields."""
         super().__init__(workdir, label or (f"lbsim x{workers}" if workers > 1 else "lbsim"))
         self.workers, self.profile_to = workers, profile_to
         lab: dict[str, Any] = {
@@ -334,6 +337,9 @@ class LbsimServer(Server):
         }
         if workers > 1:
             lab["workers"] = workers
+        if time_scale != 1.0:
+            lab["time_scale"] = time_scale
+        lab.update(extra or {})
         workdir.mkdir(parents=True, exist_ok=True)
         self.config = workdir / "lab.yaml"
         self.config.write_text(yaml.safe_dump(lab, sort_keys=False))
@@ -381,11 +387,15 @@ class NginxServer(Server):
     name = "nginx"
     stop_signal = signal.SIGQUIT  # graceful: finish the open connections
 
-    def __init__(self, workdir: Path, nginx: str, cert: Path, key: Path, backend: str, workers: str = "1"):
+    def __init__(self, workdir: Path, nginx: str, cert: Path, key: Path, backend: str, workers: str = "1",
+                 hold: int = 0):
+        """`hold`: connections it must hold idle (`--concurrency`): as many worker connections, a long idle timeout."""
         super().__init__(workdir, "nginx" if workers == "1" else f"nginx x{workers}")
         policy = resolve_policy(PROFILE, POLICY)
         values = {
             "dir": str(workdir), "workers": workers, "port": str(self.port), "backend": backend,
+            "worker_connections": str(max(4096, 2 * hold + 1024)), "rlimit_nofile": str(max(8192, 2 * hold + 2048)),
+            "keepalive_timeout": "3600s" if hold else "15s",
             "cert": str(cert), "key": str(key), "protocols": " ".join(policy.versions),
             "ciphers": policy.openssl_cipher_list(), "tls13_ciphersuites": ":".join(policy.tls13_ciphersuites),
         }
@@ -613,6 +623,7 @@ def run_bench(
     metering_off: bool = False,
     rsa_seconds: int = 3,
     command: str = "lbsim bench",
+    event_loop: str = "asyncio",
     say: Callable[[str], None] = print,
 ) -> BenchReport:
     tools = ensure_tools(install, say, (tool, "cc", "nginx") if include_nginx else (tool, "cc"))
@@ -627,14 +638,17 @@ def run_bench(
     report = BenchReport(command=command, rounds=rounds, duration_s=duration, connections=connections,
                          started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), tool=tool, machine=machine_info(), targets=[],
                          negotiated={}, workers=workers)
+    report.machine["lbsim_event_loop"] = event_loop
     with BackendProcess(["bench"]) as backend:
         address = backend.addresses["bench"]
-        servers: list[Server] = [LbsimServer(work / "lbsim", files["cert"], files["key"], address)]
+        loop = {"event_loop": event_loop}
+        servers: list[Server] = [LbsimServer(work / "lbsim", files["cert"], files["key"], address, extra=loop)]
         if metering_off:  # next to lbsim in every round, so the same noise hits both
             servers.append(LbsimServer(work / "lbsim-metering-off", files["cert"], files["key"], address,
-                                       label=METERING_OFF, metering=False))
+                                       label=METERING_OFF, metering=False, extra=loop))
         if workers > 1:
-            servers.append(LbsimServer(work / f"lbsim-x{workers}", files["cert"], files["key"], address, workers))
+            servers.append(LbsimServer(work / f"lbsim-x{workers}", files["cert"], files["key"], address, workers,
+                                       extra=loop))
         servers.append(MitmdumpServer(work / "mitmdump", files["combined"], address))
         if include_nginx and tools.get("nginx"):
             servers.append(NginxServer(work / "nginx", tools["nginx"], files["cert"], files["key"], address, nginx_workers))
@@ -681,6 +695,67 @@ def run_bench(
     (work / "bench.json").write_text(json.dumps(report.to_dict(), indent=2))
     (work / "bench.md").write_text(format_report(report) + "\n")
     return report
+
+
+def run_concurrency(
+    connections: int,
+    include_nginx: bool = True,
+    install: bool = True,
+    out_dir: Path | None = None,
+    probe: int | None = None,
+    lab_extra: dict[str, Any] | None = None,
+    command: str = "lbsim bench --concurrency",
+    say: Callable[[str], None] = print,
+) -> list[Any]:
+    """`--concurrency N`: lbsim (one process) and nginx (one worker) each hold N idle keep-alive TLS
+    connections in turn; memory per connection, the handshake rate beside them, growth over three rounds
+    (simulator.tools.concurrency). Writes concurrency.json and concurrency.md to the work directory."""
+    import asyncio
+
+    from simulator.runtime.fdlimit import raise_fd_limit
+    from simulator.tools.concurrency import format_results, measure_server, openssl_floor_kib
+
+    tools = ensure_tools(install, say, ("nginx",) if include_nginx else ())
+    work = Path(tempfile.mkdtemp(prefix="lbsim-concurrency-")) if out_dir is None else Path(out_dir).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    # This process holds the client end of every connection; the servers inherit the limit too.
+    limit = raise_fd_limit(connections + 1_024)  # the held ones, the churn probe, the backend, files
+    if not limit.enough:
+        notes.append(f"open-file limit {limit.soft:,} (hard {limit.hard:,}) is below the {limit.needed:,} the client "
+                     "needs: connections beyond it fail (raise it with `ulimit -Hn` as root)")
+    probe = probe or max(50, min(1_000, connections // 10))
+    files = mint(work)
+    results = []
+    with BackendProcess(["bench"]) as backend:
+        address = backend.addresses["bench"]
+        servers: list[Server] = [LbsimServer(work / "lbsim", files["cert"], files["key"], address, time_scale=100,
+                                             extra=lab_extra)]
+        if include_nginx and tools.get("nginx"):
+            servers.append(NginxServer(work / "nginx", tools["nginx"], files["cert"], files["key"], address,
+                                       hold=connections))
+        elif include_nginx:
+            notes.append("nginx not installed: no nginx figures (apt-get install -y nginx)")
+        for server in servers:  # one at a time: each gets the cores, and the client's memory is freed between
+            with running([server], str(files["ca"])):
+                assert server.proc is not None
+                result = asyncio.run(measure_server(server.label, server.proc.pid, server.port, str(files["ca"]),
+                                                    connections, probe, say=say))
+                results.append(result)
+    floor = openssl_floor_kib(files["cert"], files["key"], PROFILE, POLICY)
+    lbsim = next((r for r in results if r.target == "lbsim"), None)
+    if floor is not None and lbsim is not None:
+        notes.append(f"OpenSSL alone keeps {floor:.1f} KiB per idle connection with this listener's context (in-memory "
+                     f"handshakes in this process, malloc in use): the floor under lbsim's {lbsim.per_connection_kib:.1f}"
+                     f" KiB; the other {lbsim.per_connection_kib - floor:.1f} KiB are Python objects (mitmproxy's "
+                     "connection handler and layers, asyncio's transport, streams and tasks, lbsim's addons and meter)")
+    text = format_results(results, command, notes)
+    (work / "concurrency.json").write_text(json.dumps({"command": command, "machine": machine_info(), "notes": notes,
+                                                       "openssl_floor_kib": floor,
+                                                       "results": [r.to_dict() for r in results]}, indent=2))
+    (work / "concurrency.md").write_text(text)
+    say(text)
+    return results
 
 
 class Load:
@@ -798,6 +873,12 @@ def summarize_profile(path: Path, top: int = 15) -> str:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.concurrency:
+        command = "lbsim bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "lbsim bench --concurrency"
+        run_concurrency(args.concurrency, include_nginx=not args.no_nginx, install=not args.no_install,
+                        out_dir=Path(args.out) if args.out else None, command=command,
+                        lab_extra={"event_loop": args.event_loop})
+        return 0
     if args.quick:
         rounds, duration, connections, warmup = args.rounds or 1, args.duration or 1.0, args.connections or 8, 0.0
     else:
@@ -807,7 +888,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                        nginx_workers=args.nginx_workers, include_nginx=not args.no_nginx, install=not args.no_install,
                        out_dir=Path(args.out) if args.out else None, metering_off=args.metering_off,
                        profile_dir=Path(args.cpu_profile) if args.cpu_profile else None, warmup=warmup,
-                       rsa_seconds=1 if args.quick else 3, command=command)
+                       rsa_seconds=1 if args.quick else 3, command=command, event_loop=args.event_loop)
     text = format_report(report)
     print()
     print(json.dumps(report.to_dict(), indent=2) if args.json else text)
@@ -830,4 +911,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="keep configs, logs, bench.json and bench.md here (default: a temp dir)")
     p.add_argument("--cpu-profile", metavar="DIR", help="also CPU-profile the lbsim listener under pyinstrument")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--event-loop", choices=EVENT_LOOPS, default=DEFAULT_EVENT_LOOP,
+                   help="the lbsim labs' event_loop (default: the lab default)")
+    p.add_argument("--concurrency", type=int, metavar="N",
+                   help="instead: hold N idle keep-alive TLS connections on lbsim and on nginx; memory per connection,"
+                   " the handshake rate beside them, growth over three rounds")
     p.set_defaults(func=cmd_bench)

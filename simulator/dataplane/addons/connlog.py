@@ -15,6 +15,7 @@ from OpenSSL import SSL
 
 from simulator.metering import ConnectionMeter, billing
 from simulator.dataplane.registry import ClientState, Registry
+from simulator.dataplane.sweep import ClosedSweeper
 from simulator import vendors
 
 
@@ -172,6 +173,7 @@ class ConnectionLog:
         self.vendor_logs = vendor_logs
         self._file: IO[str] | None = None
         self._readers: dict[str, Any] = {}  # client id -> its asyncio reader, which keeps a reset's error
+        self.sweeper = ClosedSweeper()  # closed connections' cycles are freed in step with the open ones
 
     def load(self, loader: Any) -> None:
         self.master = loader.master  # our lab's, not mitmproxy's process-wide ctx.master
@@ -203,6 +205,7 @@ class ConnectionLog:
         if state.closed_by is None and reader is not None and isinstance(reader.exception(), ConnectionResetError):
             state.closed_by = "client_reset"
         state.listener.connections -= 1
+        self.sweeper.closed_one(len(self.registry.clients))
         if state.handshake_done is not None and state.ssl_conn is not None:
             # mitmproxy never calls SSL_shutdown; without the shutdown flags OpenSSL treats the closed
             # connection as broken and drops its session from the cache (no session-ID resumption). nginx

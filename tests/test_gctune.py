@@ -1,0 +1,52 @@
+"""A lab raises the collector's young threshold so held connections do not make every handshake pay for them."""
+
+from __future__ import annotations
+
+import gc
+
+from simulator.runtime.gctune import THRESHOLD0, tune_gc
+
+
+def test_the_young_threshold_is_raised_never_lowered_nor_turned_on() -> None:
+    saved = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        assert tune_gc() == (THRESHOLD0, 10, 10)
+        gc.set_threshold(THRESHOLD0 * 3, 5, 5)
+        assert tune_gc() == (THRESHOLD0 * 3, 5, 5)
+        gc.set_threshold(0, 10, 10)  # someone switched the collector off: not ours to switch on
+        assert tune_gc()[0] == 0
+    finally:
+        gc.set_threshold(*saved)
+
+
+def test_a_started_lab_runs_with_the_raised_threshold(lab) -> None:
+    assert gc.get_threshold()[0] >= THRESHOLD0
+
+
+def test_closed_connections_are_swept_once_as_many_closed_as_are_open() -> None:
+    from simulator.dataplane.sweep import MIN_CLOSED, ClosedSweeper
+
+    class Cycle:
+        def __init__(self) -> None:
+            self.me = self
+
+    sweeper = ClosedSweeper()
+    for _ in range(MIN_CLOSED - 1):
+        sweeper.closed_one(open_now=10)
+    assert sweeper.collections == 0
+    gc.disable()  # only the sweeper may collect: the cycle must survive until the next close
+    try:
+        import weakref
+
+        garbage = Cycle()
+        alive = weakref.ref(garbage)
+        del garbage
+        assert alive() is not None
+        sweeper.closed_one(open_now=10)  # the 1,000th close: a full collection
+        assert sweeper.collections == 1 and alive() is None
+        for _ in range(MIN_CLOSED * 2):  # with 5,000 open, one per 5,000 closes
+            sweeper.closed_one(open_now=5 * MIN_CLOSED)
+        assert sweeper.collections == 1
+    finally:
+        gc.enable()
