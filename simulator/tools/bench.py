@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
+import importlib.util
 import json
 import os
 import re
@@ -57,6 +58,7 @@ import yaml
 
 from simulator.backends import BackendProcess
 from simulator.certs import LabPKI
+from simulator.errors import LbsimError
 from simulator.model.config import DEFAULT_EVENT_LOOP, EVENT_LOOPS
 from simulator.net import LOOPBACK, free_port
 from simulator.policies import resolve_policy
@@ -873,6 +875,9 @@ def summarize_profile(path: Path, top: int = 15) -> str:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.cpu_profile and importlib.util.find_spec("pyinstrument") is None:  # before minutes of measuring, not after
+        raise LbsimError("ProfilerMissing", "--cpu-profile needs pyinstrument", field="cpu-profile",
+                         hint="pip install pyinstrument")
     if args.concurrency:
         command = "lbsim bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "lbsim bench --concurrency"
         run_concurrency(args.concurrency, include_nginx=not args.no_nginx, install=not args.no_install,
