@@ -69,8 +69,17 @@ def browser() -> Iterator[webdriver.Chrome]:
 
 def wait(driver: webdriver.Chrome, predicate: Any, timeout: float = 15) -> Any:
     # Stale elements: the page navigated (a form's redirect) or refreshed a part between find and read.
+    # Chrome reports the same race, when it hits inside its inspector, as a generic error about the node.
+    def attempt(d: webdriver.Chrome) -> Any:
+        try:
+            return predicate(d)
+        except WebDriverException as e:
+            if "does not belong to the document" in str(e):
+                return False
+            raise
+
     return WebDriverWait(driver, timeout, poll_frequency=0.1,
-                         ignored_exceptions=(StaleElementReferenceException,)).until(lambda d: predicate(d))
+                         ignored_exceptions=(StaleElementReferenceException,)).until(attempt)
 
 
 def screenshot(driver: webdriver.Chrome, name: str) -> None:
