@@ -149,14 +149,12 @@ import json  # noqa: E402
 import shlex  # noqa: E402
 import socket  # noqa: E402
 import struct  # noqa: E402
-import time  # noqa: E402
 import urllib.parse  # noqa: E402
 
 from OpenSSL import SSL  # noqa: E402
 
 from simulator.certs import LabPKI  # noqa: E402
 from simulator.harness.running import RunningLab, start_lab  # noqa: E402
-from simulator.metering.ledger import epoch  # noqa: E402
 from simulator.model.config import parse_config  # noqa: E402
 from simulator.net import free_port  # noqa: E402
 from tests.helpers import wait_for  # noqa: E402
@@ -176,20 +174,10 @@ class AlbLab:
 
     def probe(self, listener: str, client: str | None = None, request: bytes | None = GET, **kw):
         cert, key = self.clients[client] if client else (None, None)
-        opened = time.time()
-        result = probe(HOST, self.port(listener), client_cert_pem=cert, client_key_pem=key, http_request=request, **kw)
-        result.opened = opened
-        return result
+        return probe(HOST, self.port(listener), client_cert_pem=cert, client_key_pem=key, http_request=request, **kw)
 
     def record(self, listener: str, result) -> dict:
-        # Ports are reused in a long session: an earlier connection from the same client port is not this one.
-        def find():
-            for r in reversed(self.running.connections(listener)):
-                if r["client"].endswith(f":{result.local_port}") and epoch(r["time"]) >= result.opened - 0.001:
-                    return r
-            return None
-
-        return wait_for(find, 5)
+        return self.running.record_of(result, listener, timeout=5)
 
 
 def echo(result) -> dict:

@@ -67,13 +67,7 @@ def ca_file(lab: RunningLab) -> str:
 
 def record_of(lab: RunningLab, result: ProbeResult, timeout: float = 10) -> dict[str, Any]:
     """The connection-log record of a probe's connection (worker 0 adds the workers' records shortly after)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for record in reversed(lab.connections()):
-            if record["client"].endswith(f":{result.local_port}"):
-                return record
-        time.sleep(0.02)
-    raise AssertionError(f"no connection-log record for local port {result.local_port}")
+    return lab.record_of(result, timeout=timeout)
 
 
 def worker_of(lab: RunningLab, result: ProbeResult) -> int:

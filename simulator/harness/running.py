@@ -15,6 +15,7 @@ import json
 import ssl
 import tempfile
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +25,7 @@ from simulator.runtime.loops import loop_factory
 from simulator.model.config import MAX_WORKERS, LabConfig, load_config, parse_config
 from simulator.runtime.defaults import default_lab
 from simulator.errors import LbsimError
+from simulator.metering.ledger import epoch
 from simulator.faces.management import start_with_faces
 from simulator.runtime.lab import Lab
 from simulator.dataplane.listener import Listener
@@ -135,6 +137,20 @@ class RunningLab:
             port = self.port(listener)
             records = [r for r in records if r["listener_port"] == port]
         return records
+
+    def record_of(self, client: Any, listener: str | int | None = None, timeout: float = 10) -> dict[str, Any]:
+        """The log record of the connection a probe made (a `ProbeResult`, or anything with `local_port` and
+        `opened`: epoch seconds before it connected), waiting for it to be logged. Its client port and the
+        time it opened find it: ports are reused, and an older connection from the same port is not it."""
+        suffix, opened = f":{client.local_port}", getattr(client, "opened", None)
+        deadline = time.monotonic() + timeout
+        while True:
+            for record in reversed(self.connections(listener)):
+                if record["client"].endswith(suffix) and (opened is None or epoch(record["time"]) >= opened - 0.001):
+                    return record  # (the log's times are truncated to the millisecond)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no connection-log record for client port {client.local_port} after {timeout} s")
+            time.sleep(0.02)
 
     # ---- talking to it ---------------------------------------------------------------------------------
 

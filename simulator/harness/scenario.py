@@ -465,10 +465,9 @@ class ScenarioLab(ListenerObservations):
             kwargs.update(client_cert_pem=creds.cert_pem, client_key_pem=creds.key_pem)
         if verify or cafile:
             kwargs["cafile"] = cafile or self.ca_file
-        mark, opened = self.mark(), time.time()
-        result = probe(self.address(listener), self.port(listener), **kwargs)
+        mark = self.mark()
+        result = probe(self.address(listener), self.port(listener), **kwargs)  # result.opened: when it connected
         result.mark = mark  # type: ignore[attr-defined]  # for connection_for: client ports are reused
-        result.opened = opened  # type: ignore[attr-defined]
         return result
 
     def request(self, listener: str | int | ListenerHandle, path: str = "/", *, client: Any = None,

@@ -63,6 +63,9 @@ class ProbeResult:
     handshake_ms: float | None = None
     http_response: bytes | None = field(default=None, repr=False)
     local_port: int | None = None  # our side of the TCP connection, to find it in the listener's log
+    # When it began to connect (epoch s): its log record opened no earlier. Ports are reused, so the port
+    # alone may find an older connection's record.
+    opened: float | None = None
 
     @property
     def server_subject(self) -> str | None:
@@ -339,6 +342,7 @@ def probe(
 
     sock: socket.socket | None = None
     started = time.perf_counter()
+    result.opened = time.time()
     try:
         try:
             sock = socket.create_connection((host, port), timeout=timeout)
