@@ -366,7 +366,7 @@ def measure_key_exchange(out_dir: str | Path | None = None, groups: Sequence[str
                 if not r.ok or r.resumed != (connection == "resumed"):
                     raise RuntimeError(f"{group} {connection}: {r.error or 'not resumed'}")
                 session = r.session
-                record = _record_of(lab, port, r.local_port)
+                record = lab.record_of(r, port)
                 t = record["traffic"]
                 up, down = t[IN], t[OUT]
                 if (up["wire"], down["wire"]) != (r.bytes_sent, r.bytes_received):
@@ -381,16 +381,6 @@ def measure_key_exchange(out_dir: str | Path | None = None, groups: Sequence[str
     frame = pd.DataFrame(rows)
     frame.to_csv(out / "key_exchange.csv", index=False)
     return frame
-
-
-def _record_of(lab: RunningLab, port: int, local_port: int, timeout: float = 10.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for record in reversed(lab.connections(port)):
-            if record["client"].endswith(f":{local_port}"):
-                return record
-        time.sleep(0.02)
-    raise RuntimeError(f"no connection-log record for client port {local_port}")
 
 
 def key_exchange_cost(frame: pd.DataFrame) -> pd.DataFrame:
