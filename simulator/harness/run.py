@@ -232,7 +232,10 @@ CREATED = "created by scenarios"
 
 
 def _where(record: dict[str, Any]) -> tuple[Any, Any]:
+    """A record's listener as (address, port): two load balancers may share a port."""
     return record.get("listener_address"), record.get("listener_port")
+
+
 TRAFFIC_KINDS = {  # key -> what the report calls it; the order of the report's rows
     "requests": "carried requests",
     "handshake_only": "handshake only",
