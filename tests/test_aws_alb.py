@@ -377,12 +377,19 @@ def test_trust_store_api_revocations_and_bundle(alb: AlbLab) -> None:
     api = alb.running.api
     status, body = api("GET", "/v1/trust-stores/clients")
     assert status == 200 and len(body["revocations"]) == 1
-    # Revoke the valid client: its next connection is refused, and logged as revoked.
+    # Revoke the valid client: its next connection is refused, and logged as revoked; a session it holds
+    # from before does not resume.
+    before = alb.probe("alb-verify", "valid", version="TLSv1.2")
+    assert before.ok and before.session is not None
     status, body = api("POST", "/v1/trust-stores/clients/revocations", {"crl": alb.pki.crl(
         x509.load_pem_x509_certificate(alb.clients["valid"][0])).decode()})
     assert status == 201, body
     [rid] = body["revocation_ids"]
     r = alb.probe("alb-verify", "valid")
+    assert alb.record("alb-verify", r)["tls_verify_status"] == "Failed:ClientCertRevoked"
+    again = alb.probe("alb-verify", "valid", version="TLSv1.2", session=before.session)
+    assert not again.ok and not again.resumed, again.to_dict()
+    r = alb.probe("alb-verify", "revoked")  # the first list of the same CA still counts
     assert alb.record("alb-verify", r)["tls_verify_status"] == "Failed:ClientCertRevoked"
     assert api("DELETE", f"/v1/trust-stores/clients/revocations/{rid}")[0] == 204
     assert echo(alb.probe("alb-verify", "valid"))

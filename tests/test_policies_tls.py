@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pytest
 import trustme
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from OpenSSL import SSL
 
 from simulator.errors import LbsimError
@@ -388,6 +388,42 @@ def test_resumption_on_a_mutual_listener(pki: PKI) -> None:
             s = _resume(server.port, version, tickets, **creds).session
             again = probe(HOST, server.port, version=version, tickets=tickets, session=s, http_request=GET, **creds)
             assert again.ok and again.resumed, (version, tickets, again.error)
+
+
+def _crl(ca: trustme.CA, *revoked: Pair, last_update: dt.datetime, next_update: dt.datetime) -> x509.CertificateRevocationList:
+    """A CRL of `ca` with the given dates (two lists of one issuer, made within one second, share them)."""
+    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
+    builder = x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
+    builder = builder.last_update(last_update).next_update(next_update)
+    for pair_ in revoked:
+        builder = builder.add_revoked_certificate(x509.RevokedCertificateBuilder()
+                                                  .serial_number(pair_.chain[0].serial_number).revocation_date(last_update).build())
+    key = serialization.load_pem_private_key(ca.private_key_pem.bytes(), None)
+    return builder.sign(key, hashes.SHA256())  # type: ignore[arg-type]
+
+
+def test_a_trust_store_revokes_what_any_of_its_lists_names(pki: PKI) -> None:
+    """mtls_mode verify: every CRL of the store counts, even several from one issuer with the same dates
+    (OpenSSL's own check would consult one of them); a client no list names passes; an issuer whose only
+    list has expired verifies nobody."""
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    first, second = (pair(pki.client_ca, "client@example.com", common_name=f"revoked-{i}") for i in (1, 2))
+    dates = {"last_update": now - dt.timedelta(minutes=5), "next_update": now + dt.timedelta(days=1)}
+    lists = [_crl(pki.client_ca, first, **dates), _crl(pki.client_ca, second, **dates)]
+    policy = POLICIES["tls_cipher_policy_1_2_strict_with_1_3"]
+    for order in (lists, lists[::-1]):
+        with serve(policy, pki.rsa, mtls_mode="verify", trust_anchors=[pki.client_ca_cert], revocations=order) as server:
+            for client, status in ((first, "Failed:ClientCertRevoked"), (second, "Failed:ClientCertRevoked"),
+                                   (pki.clients["valid"], "Success")):
+                r = probe(HOST, server.port, version="TLSv1.2", http_request=GET,
+                          client_cert_pem=client.cert_pem, client_key_pem=client.key_pem)
+                assert server.next_record().status == status, client.leaf
+                assert r.ok == (status == "Success") and (r.ok or r.alert == "certificate revoked"), r
+    stale = _crl(pki.client_ca, first, last_update=now - dt.timedelta(days=2), next_update=now - dt.timedelta(days=1))
+    with serve(policy, pki.rsa, mtls_mode="verify", trust_anchors=[pki.client_ca_cert], revocations=[stale]) as server:
+        valid = pki.clients["valid"]
+        assert not probe(HOST, server.port, client_cert_pem=valid.cert_pem, client_key_pem=valid.key_pem).ok
+        assert server.next_record().verify_error[2] == "CRL has expired"
 
 
 def test_sessions_do_not_cross_listeners(pki: PKI) -> None:

@@ -17,9 +17,11 @@ everything here happens at build time, and the callbacks only record what happen
 
 from __future__ import annotations
 
+import datetime
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from cryptography import x509
@@ -34,7 +36,6 @@ from simulator.policies.suites import NO_VERSION_OPTIONS, OPENSSL_VERSION_CONSTA
 
 VerifyClient = Literal["off", "on", "optional"]
 MtlsMode = Literal["off", "passthrough", "verify"]
-X509_V_ERR_UNABLE_TO_GET_CRL = 3  # no CRL for this issuer: the ALB checks revocation only where it has a list
 X509_V_ERR_CERT_HAS_EXPIRED = 10
 ClientCertRefusal = Literal["handshake", "http_400"]
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -166,13 +167,62 @@ def _accept_any(conn: SSL.Connection, cert: Any, errno: int, depth: int, ok: int
     return True
 
 
-def _trust_store_verifier(ignore_expiry: bool):
-    def verify(conn: SSL.Connection, cert: Any, errno: int, depth: int, ok: int) -> bool:
-        if not ok and (errno == X509_V_ERR_UNABLE_TO_GET_CRL or (ignore_expiry and errno == X509_V_ERR_CERT_HAS_EXPIRED)):
-            ok = 1
-        return _record_verify(conn, cert, errno, depth, ok)
+X509_V_ERR_CERT_REVOKED = 23
+X509_V_ERR_CRL_HAS_EXPIRED = 12
 
-    return verify
+
+@dataclass(frozen=True)
+class _Revocations:
+    """A trust store's CRLs as the verify callback uses them: every revoked (issuer, serial) of every list,
+    and the issuers all of whose lists have expired. A store may hold several CRLs of one issuer (one per
+    AddTrustStoreRevocations call); a certificate any of them lists is revoked. OpenSSL's own CRL check
+    consults one list per issuer (the newest), so it would forget the others."""
+
+    revoked: frozenset[tuple[x509.Name, int]]
+    expired: frozenset[x509.Name]
+    ignore_expiry: bool
+
+    @classmethod
+    def of(cls, crls: Sequence[x509.CertificateRevocationList], ignore_expiry: bool) -> _Revocations:
+        now = datetime.datetime.now(datetime.timezone.utc)
+        revoked = frozenset((crl.issuer, entry.serial_number) for crl in crls for entry in crl)
+        current = {crl.issuer for crl in crls if crl.next_update_utc is None or crl.next_update_utc > now}
+        return cls(revoked, frozenset(crl.issuer for crl in crls) - current, ignore_expiry)
+
+    def check(self, cert: x509.Certificate, errno: int, ok: int) -> tuple[int, int]:
+        """(errno, ok) for one certificate of the chain: revocation first, as OpenSSL checks it before the
+        signatures and dates; an expired date passes when the listener ignores expiry."""
+        if (cert.issuer, cert.serial_number) in self.revoked:
+            return X509_V_ERR_CERT_REVOKED, 0
+        if cert.issuer in self.expired:
+            return X509_V_ERR_CRL_HAS_EXPIRED, 0  # as OpenSSL: a stale list verifies nothing
+        if not ok and self.ignore_expiry and errno == X509_V_ERR_CERT_HAS_EXPIRED:
+            return 0, 1
+        return errno, ok
+
+
+def _trust_store_verify(ok: int, store_ctx: Any) -> int:
+    """mtls_mode ``verify``: OpenSSL's chain check, then the store's revocations (`_Revocations` on the
+    context). Native, like `_admit_and_record`, so that a refusal leaves its error in the store: OpenSSL
+    then sends the matching alert (certificate_revoked) and keeps it as the verify result."""
+    lib = SSL._lib  # type: ignore[attr-defined]
+    try:
+        ssl = lib.X509_STORE_CTX_get_ex_data(store_ctx, lib.SSL_get_ex_data_X509_STORE_CTX_idx())
+        conn = SSL.Connection._reverse_mapping[ssl]  # type: ignore[attr-defined]
+        x509_ptr = lib.X509_STORE_CTX_get_current_cert(store_ctx)
+        errno, depth = lib.X509_STORE_CTX_get_error(store_ctx), lib.X509_STORE_CTX_get_error_depth(store_ctx)
+        cert = None
+        if x509_ptr != SSL._ffi.NULL:  # type: ignore[attr-defined]
+            lib.X509_up_ref(x509_ptr)
+            cert = crypto.X509._from_raw_x509_ptr(x509_ptr)  # type: ignore[attr-defined]
+            errno, ok = conn.get_context().lbsim_revocations.check(cert.to_cryptography(), errno, ok)
+            lib.X509_STORE_CTX_set_error(store_ctx, errno)
+        return int(_record_verify(conn, cert, errno, depth, ok))
+    except Exception:  # noqa: BLE001 - a failure here refuses the client rather than admitting it unchecked
+        return 0
+
+
+_TRUST_STORE_VERIFY = SSL._ffi.callback("int (*)(int, X509_STORE_CTX *)", _trust_store_verify)  # type: ignore[attr-defined]
 
 
 def _admit_and_record(ok: int, store_ctx: Any) -> int:
@@ -311,7 +361,7 @@ def build_server_context(
 
     `mtls_mode` is the ALB's mutual TLS (independent of `verify_client`): ``"passthrough"`` asks for a
     client certificate and accepts any (or none); ``"verify"`` requires one that chains to `trust_anchors`
-    and is not revoked by `revocations` (CRLs, checked for the issuers that have one), expiry ignored with
+    and is not listed by any of `revocations` (CRLs; an issuer without one is not checked), expiry ignored with
     `ignore_client_certificate_expiry`; `advertise_ca_names` lists the anchors' names in the
     CertificateRequest (AdvertiseTrustStoreCaNames), else the list is empty.
 
@@ -420,13 +470,10 @@ def build_server_context(
             store.add_cert(crypto.X509.from_cryptography(ca))
             if advertise_ca_names:
                 ctx.add_client_ca(ca)
-        for crl in revocations:
-            store.add_crl(crl)
-        if revocations:
-            flags |= crypto.X509StoreFlags.CRL_CHECK
         store.set_flags(flags)
-        ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT,
-                       _trust_store_verifier(ignore_client_certificate_expiry))
+        ctx.lbsim_revocations = _Revocations.of(revocations, ignore_client_certificate_expiry)  # type: ignore[attr-defined]
+        SSL._lib.SSL_CTX_set_verify(ctx._context, SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT,  # type: ignore[attr-defined]
+                                    _TRUST_STORE_VERIFY)
     ctx.set_info_callback(_record_alert)
 
     if alpn:

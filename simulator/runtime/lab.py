@@ -484,12 +484,6 @@ class Lab:
                 raise LbsimError("InvalidConfig", f"unknown backend '{server.backend}'", field=f"{path}.backend_servers")
             host, port = self.addresses[server.backend]
             backends.append(BackendState(server.backend, host, port, server.weight))
-        keys = label = None
-        if self.ticket_secret is not None:
-            # One configuration, one set of keys and sessions in every worker; another configuration (or
-            # certificate revision) gets its own, as a freshly built context would.
-            label = hashlib.sha256(repr((spec, sorted(revisions.items()))).encode()).digest()
-            keys = derive_ticket_keys(self.ticket_secret, label)
         store = None
         if spec.trust_store is not None:
             store = self.trust_stores.get(spec.trust_store)
@@ -497,6 +491,13 @@ class Lab:
                 raise LbsimError("TrustStoreNotFound", f"unknown trust store '{spec.trust_store}'",
                                  field=f"{path}.trust_store", hint="GET /v1/trust-stores lists them")
             revisions[f"trust-store:{store.name}"] = store.revision
+        keys = label = None
+        if self.ticket_secret is not None:
+            # One configuration, one set of keys and sessions in every worker; another configuration (or
+            # certificate or trust-store revision: a revoked client must not resume) gets its own, as a
+            # freshly built context would.
+            label = hashlib.sha256(repr((spec, sorted(revisions.items()))).encode()).digest()
+            keys = derive_ticket_keys(self.ticket_secret, label)
         context = build_context(spec, materials, self.config.time_scale, ticket_keys=keys,
                                 session_cache=self.session_cache, session_namespace=label or b"", trust_store=store)
         return ListenerVersion(spec, context, ids, revisions, backends, Scheduler(spec.scheduler))
