@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 import time
+from types import SimpleNamespace
 
 import pytest
 from cryptography import x509
@@ -31,15 +32,13 @@ def fingerprint_of(path: str) -> str:
     return hashlib.sha256(leaf.public_bytes(Encoding.DER)).hexdigest()
 
 
-def last_record(lab: RunningLab, listener: str, client_port: int) -> dict:
-    """The connection-log record of one client connection (it is written when the connection closes)."""
-    def find():
-        for record in reversed(lab.connections(listener)):
-            if record["client"].endswith(f":{client_port}"):
-                return record
-        return None
-
-    return wait_for(find, 5)
+def last_record(lab: RunningLab, listener: str | int, client: object, since: float | None = None) -> dict:
+    """The connection-log record of one client connection (it is written when the connection closes): a
+    probe's result, or a client port and `since`, the time before it connected. Ports are reused in a
+    long session, so an older record from the same port must not be taken for it."""
+    if isinstance(client, int):
+        client = SimpleNamespace(local_port=client, opened=since)
+    return lab.record_of(client, listener, timeout=5)
 
 
 def test_one_way_forwards_plain_http_with_vendor_headers(lab: RunningLab) -> None:
@@ -114,7 +113,7 @@ def test_mutual_matrix(lab: RunningLab, listener: str, client: str | None, succe
     # as an alert in place of the response, so "succeeds" means an HTTP response came back.
     got_response = bool(result.http_response and result.http_response.startswith(b"HTTP/1.1 200"))
     assert got_response == succeeds, result.to_dict()
-    record = last_record(lab, listener, result.local_port)
+    record = last_record(lab, listener, result)
     assert record["tls_verify_status"] == status
     if not succeeds:
         assert result.alert, result.to_dict()  # the listener's alert reached the client (not a bare reset)
@@ -207,7 +206,7 @@ def test_mutual_matrix_http_400_mode(lab: RunningLab, http_400_listeners: dict[s
                    **client_kwargs(lab, client))
     assert result.ok and result.alert is None, result.to_dict()  # the handshake completes either way
     head, _, body = (result.http_response or b"").partition(b"\r\n\r\n")
-    record = last_record(lab, port, result.local_port)
+    record = last_record(lab, port, result)
     assert record["tls_verify_status"] == status  # the reason, as in handshake mode
     if page is None:
         assert head.startswith(b"HTTP/1.1 200"), result.to_dict()
@@ -241,13 +240,14 @@ def test_http_400_mode_closes_after_the_page_and_a_resumed_session_is_refused_to
         assert answer.startswith(b"HTTP/1.1 400") and b"The SSL certificate error" in answer
         assert tls.recv(4096) == b""  # closed after the first page: /b gets nothing
         session = tls.session
+    since = time.time()
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
             context.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
         assert tls.session_reused
         tls.sendall(b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n")
         assert b"The SSL certificate error" in read_response(tls)
         local_port = tls.getsockname()[1]
-    record = last_record(lab, port, local_port)
+    record = last_record(lab, port, local_port, since)
     assert record["resumed"] is True and record["tls_verify_status"] == "Failed:ClientCertExpired"
 
 
@@ -290,8 +290,8 @@ def test_session_resumes_within_ticket_lifetime_and_not_after(lab: RunningLab) -
     time.sleep(lifetime + 1.5)
     late = probe("127.0.0.1", port, version="TLSv1.2", session=first.session)
     assert late.ok and not late.resumed
-    assert last_record(lab, "aliyun-one-way", again.local_port)["resumed"] is True
-    assert last_record(lab, "aliyun-one-way", late.local_port)["resumed"] is False
+    assert last_record(lab, "aliyun-one-way", again)["resumed"] is True
+    assert last_record(lab, "aliyun-one-way", late)["resumed"] is False
 
 
 def test_http2_via_alpn_with_curl(lab: RunningLab) -> None:
@@ -333,7 +333,7 @@ def test_http2_is_on_by_default_as_on_both_vendors(lab: RunningLab, profile: str
         result = probe("127.0.0.1", port, alpn=["h2", "http/1.1"])
         assert result.ok, result.to_dict()
         assert result.alpn == ("h2" if http2 is None else "http/1.1")
-        assert last_record(lab, port, result.local_port)["alpn"] == result.alpn
+        assert last_record(lab, port, result)["alpn"] == result.alpn
     finally:
         lab.api("DELETE", f"/v1/listeners/{port}")
 
@@ -383,7 +383,7 @@ def test_rsa_and_ecc_certificates_on_one_tencent_listener(lab: RunningLab, rsa_a
         # TLS 1.3: the signature algorithms decide; a client that can verify ECDSA gets the ECC certificate.
         assert sha256_of(probe("127.0.0.1", port, version="TLSv1.3", cafile=ca)) == ecc
         # The meter sees the smaller ECC handshake.
-        small, large = (last_record(lab, port, r.local_port)["traffic"]["lb_to_client"]["handshake"]
+        small, large = (last_record(lab, port, r)["traffic"]["lb_to_client"]["handshake"]
                         for r in (only_ecdsa, only_rsa))
         assert small < large - 300
         assert large - small == only_rsa.bytes_received - only_ecdsa.bytes_received  # exact, as the client counted
@@ -427,7 +427,7 @@ def test_curl_mutual_command_from_readme_works(lab: RunningLab) -> None:
 def test_connection_log_record_fields(lab: RunningLab) -> None:
     result = probe("127.0.0.1", lab.port("aliyun-one-way"), version="TLSv1.2", sni="lbsim.test",
                    http_request=b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    record = last_record(lab, "aliyun-one-way", result.local_port)
+    record = last_record(lab, "aliyun-one-way", result)
     assert record["listener_port"] == lab.port("aliyun-one-way")
     assert record["profile"] == "aliyun-slb"
     assert record["sni"] == "lbsim.test"
@@ -441,10 +441,10 @@ def test_protocol_and_cipher_failures_are_named(lab: RunningLab) -> None:
     # tls_cipher_policy_1_0 (aliyun default) stops at TLS 1.2.
     result = probe("127.0.0.1", lab.port("aliyun-one-way"), version="TLSv1.3")
     assert not result.ok
-    assert last_record(lab, "aliyun-one-way", result.local_port)["tls_verify_status"] == "Failed:ProtocolVersion"
+    assert last_record(lab, "aliyun-one-way", result)["tls_verify_status"] == "Failed:ProtocolVersion"
     result = probe("127.0.0.1", lab.port("aliyun-one-way"), version="TLSv1.2", ciphers="ECDHE-ECDSA-AES128-GCM-SHA256")
     assert not result.ok
-    assert last_record(lab, "aliyun-one-way", result.local_port)["tls_verify_status"] == "Failed:NoSharedCipher"
+    assert last_record(lab, "aliyun-one-way", result)["tls_verify_status"] == "Failed:NoSharedCipher"
 
 
 def has_request_headers(lab: RunningLab, client_port: int) -> bool:
@@ -456,7 +456,7 @@ def has_request_headers(lab: RunningLab, client_port: int) -> bool:
 
 def test_bad_clients_do_not_hurt_good_ones_and_each_is_closed_and_logged(lab: RunningLab) -> None:
     port = lab.port("aliyun-one-way")
-    bad = []
+    bad, since = [], time.time()
     garbage = socket.create_connection(("127.0.0.1", port))
     garbage.sendall(b"\x16\x03\x01\x00\x05hello-garbage" * 10)
     bad.append(garbage)
@@ -475,9 +475,9 @@ def test_bad_clients_do_not_hurt_good_ones_and_each_is_closed_and_logged(lab: Ru
     for _ in range(20):
         status, _, _ = lab.get("aliyun-one-way", "/still-fine")
         assert status == 200
-    records = {name: last_record(lab, "aliyun-one-way", s.getsockname()[1]) for name, s in
+    records = {name: last_record(lab, "aliyun-one-way", s.getsockname()[1], since) for name, s in
                (("garbage", garbage), ("half", half), ("stalled", stalled))}
-    records["reset"] = last_record(lab, "aliyun-one-way", reset_port)
+    records["reset"] = last_record(lab, "aliyun-one-way", reset_port, since)
     for s in bad:
         s.close()
 
@@ -499,6 +499,7 @@ def test_bad_clients_do_not_hurt_good_ones_and_each_is_closed_and_logged(lab: Ru
 def test_idle_connections_are_closed_after_idle_timeout(lab: RunningLab) -> None:
     spec = lab.listener("aliyun-one-way").active.spec
     idle = io_timeout(spec.idle_timeout, lab.config.time_scale)  # 15 s scaled, at least 1 s
+    since = time.time()
     s = ssl.create_default_context(cafile=lab.ca_file).wrap_socket(
         socket.create_connection(("127.0.0.1", lab.port("aliyun-one-way"))), server_hostname="localhost")
     s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -508,7 +509,7 @@ def test_idle_connections_are_closed_after_idle_timeout(lab: RunningLab) -> None
     assert s.recv(65536) == b""  # closed by the listener
     elapsed = time.monotonic() - started
     assert idle * 0.8 <= elapsed <= idle + 2
-    record = last_record(lab, "aliyun-one-way", s.getsockname()[1])
+    record = last_record(lab, "aliyun-one-way", s.getsockname()[1], since)
     assert record["closed_by"] == "idle_timeout"
     s.close()
 
@@ -585,7 +586,7 @@ def test_refused_clients_get_one_accurate_log_line_not_mitmproxys_warning(lab: R
     result = probe("127.0.0.1", lab.port("aliyun-mutual"), version="TLSv1.2",
                    client_cert_pem=pem(lab.files["client-expired"]), client_key_pem=pem(lab.files["client-expired-key"]))
     assert not result.ok
-    last_record(lab, "aliyun-mutual", result.local_port)
+    last_record(lab, "aliyun-mutual", result)
     lines = [r.getMessage() for r in caplog.records if f":{result.local_port}" in r.getMessage()]
     assert lines == [f"aliyun-mutual: client 127.0.0.1:{result.local_port} refused: Failed:ClientCertExpired "
                      "(certificate verify failed: certificate has expired (depth 0); sent alert certificate expired)"]

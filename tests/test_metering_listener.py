@@ -22,15 +22,9 @@ from simulator.metering import cli as mcli
 
 
 def record_of(lab: Any, listener: str | int, client: CountingClient, timeout: float = 5.0) -> dict[str, Any]:
-    """The connection-log record of this client's connection (matched by its local port)."""
-    port = client.local_port
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for r in reversed(lab.connections(listener)):
-            if r["client"].endswith(f":{port}"):
-                return r
-        time.sleep(0.02)
-    raise AssertionError(f"no connection record for client port {port}")
+    """The connection-log record of this client's connection: its local port, and not before it opened
+    (ports are reused in a long session; `connect` notes both)."""
+    return lab.record_of(client, listener, timeout=timeout)
 
 
 # The issue's proof of exactness, through the real listener: (listener, version, client certificate,
@@ -68,9 +62,10 @@ def client_context(lab: Any, version: str | None = None, cert: bool = False,
 
 def connect(lab: Any, listener: str | int, cert: bool = False, ctx: SSL.Context | None = None,
             session: Any = None) -> CountingClient:
+    opened = time.time()
     c = CountingClient(("127.0.0.1", lab.port(listener)), ctx or client_context(lab, cert=cert), sni=b"localhost",
                        session=session)
-    c.local_port = c.sock.getsockname()[1]  # type: ignore[attr-defined]
+    c.local_port, c.opened = c.sock.getsockname()[1], opened  # type: ignore[attr-defined]
     return c
 
 
