@@ -390,14 +390,16 @@ def test_resumption_on_a_mutual_listener(pki: PKI) -> None:
             assert again.ok and again.resumed, (version, tickets, again.error)
 
 
-def _crl(ca: trustme.CA, *revoked: Pair, last_update: dt.datetime, next_update: dt.datetime) -> x509.CertificateRevocationList:
+def _crl(ca: trustme.CA, *revoked: Pair | x509.Certificate, last_update: dt.datetime,
+         next_update: dt.datetime) -> x509.CertificateRevocationList:
     """A CRL of `ca` with the given dates (two lists of one issuer, made within one second, share them)."""
     ca_cert = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
     builder = x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
     builder = builder.last_update(last_update).next_update(next_update)
-    for pair_ in revoked:
+    for item in revoked:
+        serial = (item.chain[0] if isinstance(item, Pair) else item).serial_number
         builder = builder.add_revoked_certificate(x509.RevokedCertificateBuilder()
-                                                  .serial_number(pair_.chain[0].serial_number).revocation_date(last_update).build())
+                                                  .serial_number(serial).revocation_date(last_update).build())
     key = serialization.load_pem_private_key(ca.private_key_pem.bytes(), None)
     return builder.sign(key, hashes.SHA256())  # type: ignore[arg-type]
 
@@ -419,6 +421,18 @@ def test_a_trust_store_revokes_what_any_of_its_lists_names(pki: PKI) -> None:
                           client_cert_pem=client.cert_pem, client_key_pem=client.key_pem)
                 assert server.next_record().status == status, client.leaf
                 assert r.ok == (status == "Success") and (r.ok or r.alert == "certificate revoked"), r
+    # A revoked intermediate: its clients are refused, at depth 1, by the root's list.
+    root = trustme.CA(key_type=RSA)
+    intermediate = root.create_child_ca()
+    below = pair(intermediate, "client@example.com", common_name="below-intermediate")
+    revoked_ca = _crl(root, x509.load_pem_x509_certificate(intermediate.cert_pem.bytes()), **dates)
+    anchors = [x509.load_pem_x509_certificate(root.cert_pem.bytes())]
+    for revocations, status in (([], "Success"), ([revoked_ca], "Failed:ClientCertRevoked")):
+        with serve(policy, pki.rsa, mtls_mode="verify", trust_anchors=anchors, revocations=revocations) as server:
+            r = probe(HOST, server.port, client_cert_pem=below.cert_pem, client_key_pem=below.key_pem, http_request=GET)
+            record = server.next_record()
+            assert record.status == status and r.ok == (status == "Success"), (record, r)
+            assert record.verify_error is None or record.verify_error[1] == 1
     stale = _crl(pki.client_ca, first, last_update=now - dt.timedelta(days=2), next_update=now - dt.timedelta(days=1))
     with serve(policy, pki.rsa, mtls_mode="verify", trust_anchors=[pki.client_ca_cert], revocations=[stale]) as server:
         valid = pki.clients["valid"]

@@ -189,13 +189,14 @@ class _Revocations:
         current = {crl.issuer for crl in crls if crl.next_update_utc is None or crl.next_update_utc > now}
         return cls(revoked, frozenset(crl.issuer for crl in crls) - current, ignore_expiry)
 
-    def check(self, cert: x509.Certificate, errno: int, ok: int) -> tuple[int, int]:
-        """(errno, ok) for one certificate of the chain: revocation first, as OpenSSL checks it before the
-        signatures and dates; an expired date passes when the listener ignores expiry."""
+    def check(self, cert: x509.Certificate, depth: int, errno: int, ok: int) -> tuple[int, int]:
+        """(errno, ok) for the certificate at `depth` of the chain: revocation first (at every depth, as
+        RFC 5280's path validation does), as OpenSSL checks it before the signatures and dates; an expired
+        date passes when the listener ignores expiry."""
         if (cert.issuer, cert.serial_number) in self.revoked:
             return X509_V_ERR_CERT_REVOKED, 0
-        if cert.issuer in self.expired:
-            return X509_V_ERR_CRL_HAS_EXPIRED, 0  # as OpenSSL: a stale list verifies nothing
+        if depth == 0 and cert.issuer in self.expired:
+            return X509_V_ERR_CRL_HAS_EXPIRED, 0  # as OpenSSL's leaf check: a stale list verifies nobody
         if not ok and self.ignore_expiry and errno == X509_V_ERR_CERT_HAS_EXPIRED:
             return 0, 1
         return errno, ok
@@ -215,7 +216,7 @@ def _trust_store_verify(ok: int, store_ctx: Any) -> int:
         if x509_ptr != SSL._ffi.NULL:  # type: ignore[attr-defined]
             lib.X509_up_ref(x509_ptr)
             cert = crypto.X509._from_raw_x509_ptr(x509_ptr)  # type: ignore[attr-defined]
-            errno, ok = conn.get_context().lbsim_revocations.check(cert.to_cryptography(), errno, ok)
+            errno, ok = conn.get_context().lbsim_revocations.check(cert.to_cryptography(), depth, errno, ok)
             lib.X509_STORE_CTX_set_error(store_ctx, errno)
         return int(_record_verify(conn, cert, errno, depth, ok))
     except Exception:  # noqa: BLE001 - a failure here refuses the client rather than admitting it unchecked
