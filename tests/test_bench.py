@@ -12,8 +12,8 @@ import re
 
 import pytest
 
-from simulator.tools.bench import (FIGURES, PACED, BenchReport, Sample, _parse_h2load, _parse_wrk, https_get, pacing,
-                             rsa_sign_rate)
+from simulator.tools.bench import (FIGURES, PACED, BenchReport, Sample, _parse_h2load, _parse_wrk, format_report,
+                             https_get, pacing, rsa_sign_rate)
 from simulator.cli import main
 from simulator.policies.probe import probe
 
@@ -69,6 +69,9 @@ def test_quick_bench_measures_every_server_and_prints_ratios(tmp_path, capsys) -
     assert 0 < report["scaling_ceiling"] <= 2
     assert re.search(r"\| lbsim \| TLSv1\.3 \S+ \| [\d,]+ \(", printed), printed
     assert report["rsa_sign_per_s"] and "RSA-2048 signing limit" in printed
+    # Every goal gets a verdict with the measurement behind it.
+    assert len(report["goals"]) == 4 and all(" ms" in g["why"] for g in report["goals"])
+    assert printed.count("goal: ") == 4 and "goal: lbsim / nginx, new TLS connections/s, full handshakes" in printed
 
 
 def test_pacing_is_a_batch_every_50_ms_close_to_the_asked_rate() -> None:
@@ -105,6 +108,29 @@ def test_scaling_ceiling_shares_the_cores_with_the_load_tool() -> None:
     assert report(2, 2, _one_process(500, 2.0, 0.0), _one_process(1000, 1.0, 0.5),
                   _one_process(500, 2.0, 2.0)).scaling_ceiling() == pytest.approx(1.333, abs=0.001)
     assert report(2, 1, _one_process(500, 2.0, 0.5)).scaling_ceiling() is None
+
+
+def test_goals_say_what_was_measured_and_what_lbsim_would_need() -> None:
+    def sample(target: str, figure: str, rate: float, ms: float) -> Sample:
+        n = round(rate * 10)
+        return Sample(target, figure, 1, rate, n, 0, 0, cpu_s=n * ms / 1000, duration_s=10)
+
+    samples = [sample("lbsim", "new_connections", 400, 2.5), sample("nginx", "new_connections", 1000, 0.8),
+               sample("lbsim", "keepalive", 1500, 0.5), sample("nginx", "keepalive", 20000, 0.05),
+               sample("lbsim", PACED, 200, 2.0), sample("lbsim x2", PACED, 200, 2.5)]
+    report = BenchReport("t", 1, 10, 20, "", "h2load", {"cpus": 2}, ["lbsim", "lbsim x2", "nginx"], {}, samples,
+                         rsa_sign_per_s=4000, workers=2)
+    goals = {g["goal"].split(":")[0]: g for g in report.goals()}
+    full = goals["lbsim / nginx, new TLS connections/s, full handshakes (1 request each)"]
+    assert (full["measured"], full["met"]) == (0.4, False)
+    # 0.5x would need lbsim's 2.5 ms scaled by 0.4 / 0.5; the signature is 0.25 ms of it.
+    assert "2.500 ms" in full["why"] and "0.800 ms" in full["why"] and "0.250 ms" in full["why"] and "2.000 ms" in full["why"]
+    keepalive = goals["lbsim / nginx, keep-alive requests/s"]
+    assert (keepalive["measured"], keepalive["met"]) == (0.075, True) and "needs" not in keepalive["why"]
+    assert not any("resumed" in g for g in goals)  # not measured, no verdict
+    workers = goals["lbsim x2 / lbsim, CPU per connection at an equal pace"]
+    assert (workers["measured"], workers["met"]) == (1.25, False)
+    assert "goal: lbsim x2 / lbsim, CPU per connection at an equal pace: at most 1.1x: 1.250x, not met" in format_report(report)
 
 
 def test_rsa_signing_limit_comes_from_openssl_speed() -> None:

@@ -74,6 +74,9 @@ FULL_HANDSHAKES = ("new_connections", PACED)  # h2load runs these under the no-r
 SHIM = "full_handshakes.c"  # in benchmarks/ (simulator.resources: the checkout's, else the installed copy)
 LOG_SETTLE = 0.3  # seconds for lbsim's last connection records of a sample to reach its log
 METERING_OFF = "lbsim metering off"  # with --metering-off: the same lbsim with `metering: off`
+# The rate goals against nginx (issue 21), one process each: lbsim / nginx at least this, per figure.
+NGINX_GOALS = {"new_connections": 0.5, "resumed_connections": 0.3, "keepalive": 0.06}
+WORKER_CPU_GOAL = 1.1  # two workers at an equal pace: at most this times one process's CPU per connection
 PROFILE, POLICY = "aliyun-slb", "tls_cipher_policy_1_2_strict_with_1_3"
 # Debian packages of the external tools (the setup installs them; the bench may too, as root).
 APT_PACKAGES = {"h2load": "nghttp2-client", "wrk": "wrk", "nginx": "nginx", "cc": "gcc"}  # cc: the shim
@@ -488,6 +491,7 @@ class BenchReport:
                               for f in self.figures} for t in self.targets}
         out["ratios"] = self.ratios()
         out["scaling_ceiling"] = self.scaling_ceiling()
+        out["goals"] = self.goals()
         return out
 
     def scaling_ceiling(self) -> float | None:
@@ -506,6 +510,34 @@ class BenchReport:
                 lbsim, others = s.cpu_s / s.requests, (s.client_cpu_s + s.backend_cpu_s) / s.requests
                 ceilings.append(min(cores / (lbsim + others), self.workers / lbsim) * lbsim)
         return round(statistics.median(ceilings), 3) if self.workers > 1 and ceilings else None
+
+    def cpu_ms(self, target: str, figure: str) -> float | None:
+        """The server's CPU per request in milliseconds (median of the rounds)."""
+        per = self.median(target, figure, "per_cpu_s")
+        return 1000 / per if per else None
+
+    def goals(self) -> list[dict[str, Any]]:
+        """Each goal with what this run measured, and why where it is missed: the CPU per connection of both
+        servers, how much of lbsim's the RSA signature is (`openssl speed`), and what lbsim would need."""
+        out = []
+        for figure, goal in NGINX_GOALS.items():
+            ratio, lbsim, nginx = self.ratio("lbsim", "nginx", figure), self.cpu_ms("lbsim", figure), self.cpu_ms("nginx", figure)
+            if ratio is None or not lbsim or not nginx:
+                continue
+            why = f"lbsim spends {lbsim:.3f} ms of CPU per request, nginx {nginx:.3f} ms"
+            if figure == "new_connections" and self.rsa_sign_per_s:
+                why += f"; the RSA-2048 signature is {1000 / self.rsa_sign_per_s:.3f} ms of it"
+            if ratio < goal:
+                why += f"; {goal}x needs lbsim at about {lbsim * ratio / goal:.3f} ms"
+            out.append({"goal": f"lbsim / nginx, {FIGURE_TITLES[figure]}: at least {goal}x", "measured": round(ratio, 3),
+                        "met": ratio >= goal, "why": why})
+        if self.workers > 1:
+            x2, one = self.cpu_ms(f"lbsim x{self.workers}", PACED), self.cpu_ms("lbsim", PACED)
+            if x2 and one:
+                out.append({"goal": f"lbsim x{self.workers} / lbsim, CPU per connection at an equal pace: at most "
+                                    f"{WORKER_CPU_GOAL}x", "measured": round(x2 / one, 3), "met": x2 / one <= WORKER_CPU_GOAL,
+                            "why": f"{one:.3f} ms per connection in one process, {x2:.3f} ms over the workers"})
+        return out
 
     def ratios(self) -> list[dict[str, Any]]:
         pairs = []
@@ -567,6 +599,8 @@ def format_report(report: BenchReport) -> str:
                      f" saturated process's CPU per connection) = {ceiling:.3f}x lbsim")
     if report.rsa_sign_per_s:
         lines.append(f"RSA-2048 signing limit (`openssl speed rsa2048`, one core): {report.rsa_sign_per_s:,.0f}/s")
+    for g in report.goals():
+        lines.append(f"goal: {g['goal']}: {g['measured']:.3f}x, {'met' if g['met'] else 'not met'} ({g['why']})")
     errors = [s for s in report.samples if s.errors or s.non_2xx]
     for s in errors:
         lines.append(f"note: {s.target} {s.figure} round {s.round}: {s.errors} socket errors, {s.non_2xx} non-2xx")
