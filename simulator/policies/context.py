@@ -36,7 +36,9 @@ from simulator.policies.suites import NO_VERSION_OPTIONS, OPENSSL_VERSION_CONSTA
 
 VerifyClient = Literal["off", "on", "optional"]
 MtlsMode = Literal["off", "passthrough", "verify"]
+X509_V_ERR_CRL_HAS_EXPIRED = 12
 X509_V_ERR_CERT_HAS_EXPIRED = 10
+X509_V_ERR_CERT_REVOKED = 23
 ClientCertRefusal = Literal["handshake", "http_400"]
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -167,8 +169,18 @@ def _accept_any(conn: SSL.Connection, cert: Any, errno: int, depth: int, ok: int
     return True
 
 
-X509_V_ERR_CERT_REVOKED = 23
-X509_V_ERR_CRL_HAS_EXPIRED = 12
+def _verify_call(store_ctx: Any) -> tuple[SSL.Connection, Any, int, int]:
+    """What a native verify callback is called about: the connection, the certificate (a pyOpenSSL `X509`,
+    or None), the error so far and the depth, as pyOpenSSL's own wrapper hands them to `set_verify`'s."""
+    lib = SSL._lib  # type: ignore[attr-defined]
+    ssl = lib.X509_STORE_CTX_get_ex_data(store_ctx, lib.SSL_get_ex_data_X509_STORE_CTX_idx())
+    conn = SSL.Connection._reverse_mapping[ssl]  # type: ignore[attr-defined]
+    x509_ptr = lib.X509_STORE_CTX_get_current_cert(store_ctx)
+    cert = None
+    if x509_ptr != SSL._ffi.NULL:  # type: ignore[attr-defined]
+        lib.X509_up_ref(x509_ptr)
+        cert = crypto.X509._from_raw_x509_ptr(x509_ptr)  # type: ignore[attr-defined]
+    return conn, cert, lib.X509_STORE_CTX_get_error(store_ctx), lib.X509_STORE_CTX_get_error_depth(store_ctx)
 
 
 @dataclass(frozen=True)
@@ -206,18 +218,11 @@ def _trust_store_verify(ok: int, store_ctx: Any) -> int:
     """mtls_mode ``verify``: OpenSSL's chain check, then the store's revocations (`_Revocations` on the
     context). Native, like `_admit_and_record`, so that a refusal leaves its error in the store: OpenSSL
     then sends the matching alert (certificate_revoked) and keeps it as the verify result."""
-    lib = SSL._lib  # type: ignore[attr-defined]
     try:
-        ssl = lib.X509_STORE_CTX_get_ex_data(store_ctx, lib.SSL_get_ex_data_X509_STORE_CTX_idx())
-        conn = SSL.Connection._reverse_mapping[ssl]  # type: ignore[attr-defined]
-        x509_ptr = lib.X509_STORE_CTX_get_current_cert(store_ctx)
-        errno, depth = lib.X509_STORE_CTX_get_error(store_ctx), lib.X509_STORE_CTX_get_error_depth(store_ctx)
-        cert = None
-        if x509_ptr != SSL._ffi.NULL:  # type: ignore[attr-defined]
-            lib.X509_up_ref(x509_ptr)
-            cert = crypto.X509._from_raw_x509_ptr(x509_ptr)  # type: ignore[attr-defined]
+        conn, cert, errno, depth = _verify_call(store_ctx)
+        if cert is not None:
             errno, ok = conn.get_context().lbsim_revocations.check(cert.to_cryptography(), depth, errno, ok)
-            lib.X509_STORE_CTX_set_error(store_ctx, errno)
+            SSL._lib.X509_STORE_CTX_set_error(store_ctx, errno)  # type: ignore[attr-defined]
         return int(_record_verify(conn, cert, errno, depth, ok))
     except Exception:  # noqa: BLE001 - a failure here refuses the client rather than admitting it unchecked
         return 0
@@ -233,17 +238,8 @@ def _admit_and_record(ok: int, store_ctx: Any) -> int:
     A native callback, not `Context.set_verify`: pyOpenSSL's wrapper clears the store's error when a callback
     returns true, and then OpenSSL keeps X509_V_OK as the connection's verify result and in the session, so a
     resumed session (no callback runs) would pass. Left alone, the error stays, as in nginx."""
-    lib = SSL._lib  # type: ignore[attr-defined]
     try:
-        ssl = lib.X509_STORE_CTX_get_ex_data(store_ctx, lib.SSL_get_ex_data_X509_STORE_CTX_idx())
-        conn = SSL.Connection._reverse_mapping[ssl]  # type: ignore[attr-defined]
-        x509 = lib.X509_STORE_CTX_get_current_cert(store_ctx)
-        cert = None
-        if x509 != SSL._ffi.NULL:  # type: ignore[attr-defined]
-            lib.X509_up_ref(x509)
-            cert = crypto.X509._from_raw_x509_ptr(x509)  # type: ignore[attr-defined]
-        _record_verify(conn, cert, lib.X509_STORE_CTX_get_error(store_ctx),
-                       lib.X509_STORE_CTX_get_error_depth(store_ctx), ok)
+        _record_verify(*_verify_call(store_ctx), ok)
     except Exception:  # noqa: BLE001 - a record lost; the verdict itself is OpenSSL's verify result
         pass
     return 1
