@@ -70,19 +70,6 @@ def read_pem(value: str, base_dir: str) -> bytes:
         raise LbsimError("FileNotFound", f"cannot read {path}: {e.strerror}", field="certificates") from e
 
 
-class AddonGroup:
-    """Our addons as one entry of mitmproxy's addon chain (mitmproxy reaches them through `addons`).
-
-    For every hook event mitmproxy visits each chain entry with a fresh coroutine and an error-catching
-    context manager, whether or not the entry has that hook. Grouped, that is paid once per event instead
-    of once per addon: 15-25% of the listener's CPU (docs/performance.md). The price: an exception in one
-    of our hooks skips the later addons' hooks for that event (mitmproxy logs it and goes on).
-    """
-
-    def __init__(self, *addons: Any):
-        self.addons = list(addons)
-
-
 class Lab:
     """Runs one lab in the current asyncio loop: `await lab.start()`, `await lab.stop()`.
 
@@ -182,20 +169,18 @@ class Lab:
 
         opts = options.Options()
         self.master = Master(opts, with_termlog=False)
-        # Of mitmproxy's default addons only the proxy server: every hook is dispatched to every addon, and
-        # the other 30 (playback, map local, blocklist, ...) are no part of a load balancer. Profiling
-        # showed that dispatch costing more CPU than all our addons together (docs/performance.md).
+        # Of mitmproxy's default addons only the proxy server: the other 30 (playback, map local, blocklist,
+        # ...) are no part of a load balancer, and mitmproxy dispatched every event to each of them
+        # (docs/performance.md). A connection's events go straight to their handlers (simulator.runtime.hooks).
         self.master.addons.add(
             Proxyserver(),  # first: our addons find it in their `load`
-            AddonGroup(
-                TlsTermination(self.registry, metering=self.config.metering),
-                RequestLimits(self.registry),
-                ForwardedHeaders(self.registry),
-                StickySessions(self.registry, self.config.time_scale),
-                Balancer(self.registry, self.config.time_scale),
-                IdleTimeouts(self.registry, self.config.time_scale),
-                ConnectionLog(self.registry, self.connection_log_path, self.ledger, self.vendor_logs),
-            ),
+            TlsTermination(self.registry, metering=self.config.metering),
+            RequestLimits(self.registry),
+            ForwardedHeaders(self.registry),
+            StickySessions(self.registry, self.config.time_scale),
+            Balancer(self.registry, self.config.time_scale),
+            IdleTimeouts(self.registry, self.config.time_scale),
+            ConnectionLog(self.registry, self.connection_log_path, self.ledger, self.vendor_logs),
         )
         # Addons declare their options in `load`, so these exist only now. Lazy: never connect upstream
         # before the client's handshake (we forward requests ourselves anyway).

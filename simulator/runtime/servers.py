@@ -8,9 +8,9 @@ We listen ourselves instead of through mitmproxy's `Proxyserver.servers` for two
   `mitmproxy.ctx.master`, a process-wide global that the newest `Master` overwrites, so with two labs in
   one process (tests, notebooks) the older lab's connections would run the newer lab's addons.
 
-Each connection runs exactly as under mitmproxy's own server: a `ProxyConnectionHandler` with the
-reverse-proxy top layer, registered with the `Proxyserver` addon (the idle-timeout sweeper and the alert
-sender find live connections there).
+Each connection runs as under mitmproxy's own server: a `ProxyConnectionHandler` with the reverse-proxy
+top layer, registered with the `Proxyserver` addon (the idle-timeout sweeper and the alert sender find live
+connections there); its hooks go straight to the addons that handle them (simulator.runtime.hooks).
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from collections.abc import Iterable
 
 from mitmproxy.master import Master
 from mitmproxy.proxy import layers
-from mitmproxy.proxy.mode_servers import ProxyConnectionHandler
 from mitmproxy.proxy.mode_specs import ProxyMode, ReverseMode
+
+from simulator.runtime.hooks import HookTable, LabConnectionHandler
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class ListenerServers:
     def __init__(self, master: Master, reuse_port: bool = False):
         self.master = master
         self.reuse_port = reuse_port
+        self.hooks = HookTable(master.addons)  # the chain is complete once the master runs
         self._servers: dict[str, asyncio.Server] = {}
 
     async def update(self, modes: Iterable[str]) -> list[str]:
@@ -69,7 +71,7 @@ class ListenerServers:
 
     async def _handle(self, mode: ReverseMode, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # What mitmproxy's AsyncioServerInstance.handle_stream does, with our master instead of ctx.master.
-        handler = ProxyConnectionHandler(self.master, reader, writer, self.master.options, mode)
+        handler = LabConnectionHandler(self.hooks, self.master, reader, writer, self.master.options, mode)
         handler.layer = layers.modes.ReverseProxy(handler.layer.context)
         proxyserver = self.master.addons.get("proxyserver")
         with proxyserver.register_connection(handler.layer.context.client.id, handler):

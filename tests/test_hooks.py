@@ -1,0 +1,130 @@
+"""The lab's hook dispatch (simulator.runtime.hooks) calls what mitmproxy's AddonManager would call, in its order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from mitmproxy import exceptions, options
+from mitmproxy.addons.proxyserver import Proxyserver
+from mitmproxy.master import Master
+from mitmproxy.proxy.layers.http import HttpRequestHeadersHook, HttpRequestHook, HttpResponseHook
+from mitmproxy.proxy.server_hooks import ClientConnectedHook
+from mitmproxy.test import tflow
+
+from simulator.runtime.hooks import HookTable
+
+
+class Recorder:
+    """An addon that writes down each event it sees; `fail` and `halt` name events it raises in."""
+
+    def __init__(self, name: str, calls: list[str], fail: str = "", halt: str = ""):
+        self.name, self.calls, self.fail, self.halt = name, calls, fail, halt
+
+    def _see(self, event: str) -> None:
+        self.calls.append(f"{self.name}.{event}")
+        if event == self.fail:
+            raise ValueError(f"{self.name} failed in {event}")
+        if event == self.halt:
+            raise exceptions.AddonHalt()
+
+    def requestheaders(self, flow) -> None:
+        self._see("requestheaders")
+
+    async def request(self, flow) -> None:
+        await asyncio.sleep(0)  # a coroutine hook is awaited before the next addon runs
+        self._see("request")
+
+    def client_connected(self, client) -> None:
+        self._see("client_connected")
+
+
+class Updates:
+    name = "updates"
+
+    def __init__(self, calls: list[str]):
+        self.calls = calls
+
+    def update(self, flows) -> None:
+        self.calls.append(f"update:{len(flows)}")
+
+
+class Parent:
+    """An addon with children, as mitmproxy allows (`addons`): the children come right after it."""
+
+    name = "parent"
+
+    def __init__(self, calls: list[str]):
+        self.addons = [Recorder("child", calls)]
+
+
+def table_of(*addons) -> HookTable:
+    """A HookTable over a real mitmproxy Master holding `addons` after the proxy server, as a lab's does."""
+    return HookTable(manager_of(*addons))
+
+
+def manager_of(*addons):
+    master = Master(options.Options(), with_termlog=False)  # needs the running loop
+    master.addons.add(Proxyserver(), *addons)
+    return master.addons
+
+
+def hooks_of(flow):
+    return [HttpRequestHeadersHook(flow), HttpRequestHook(flow), HttpResponseHook(flow),
+            ClientConnectedHook(tflow.tclient_conn())]
+
+
+def test_the_table_calls_what_mitmproxy_calls_in_its_order() -> None:
+    ours: list[str] = []
+    theirs: list[str] = []
+    flow = tflow.tflow()
+
+    async def both() -> None:
+        table = table_of(Recorder("a", ours), Parent(ours), Updates(ours), Recorder("b", ours))
+        manager = manager_of(Recorder("a", theirs), Parent(theirs), Updates(theirs), Recorder("b", theirs))
+        for hook in hooks_of(flow):
+            assert await table.dispatch(hook) is hook.args()[0]
+            await manager.handle_lifecycle(hook)
+
+    asyncio.run(both())
+    assert ours == theirs
+    assert ours[:4] == ["a.requestheaders", "child.requestheaders", "b.requestheaders", "update:1"]
+    assert "b.client_connected" in ours and ours[-1] == "b.client_connected"  # no update for a connection
+
+
+def test_an_addon_error_is_logged_and_the_next_addon_still_runs(caplog) -> None:
+    calls: list[str] = []
+
+    async def run() -> None:
+        await table_of(Recorder("a", calls, fail="request"), Recorder("b", calls)).dispatch(HttpRequestHook(tflow.tflow()))
+
+    with caplog.at_level(logging.ERROR):
+        asyncio.run(run())
+    assert calls == ["a.request", "b.request"]
+    assert any(r.getMessage() == "Addon error: a failed in request" and r.exc_info for r in caplog.records)
+
+
+def test_addon_halt_ends_the_event() -> None:
+    calls: list[str] = []
+
+    async def run() -> None:
+        table = table_of(Recorder("a", calls, halt="requestheaders"), Recorder("b", calls))
+        await table.dispatch(HttpRequestHeadersHook(tflow.tflow()))
+        await table.dispatch(HttpRequestHook(tflow.tflow()))
+
+    asyncio.run(run())
+    assert calls == ["a.requestheaders", "a.request", "b.request"]
+
+
+def test_handlers_are_looked_up_once_per_event() -> None:
+    calls: list[str] = []
+    a, b = Recorder("a", calls), Recorder("b", calls)
+
+    async def build() -> HookTable:
+        return table_of(a, b)
+
+    table = asyncio.run(build())
+    found = table.handlers("request")
+    assert found == (a.request, b.request)
+    assert table.handlers("request") is found
+    assert table.handlers("responseheaders") == ()  # nobody handles it: nothing to call
