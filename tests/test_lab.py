@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
+import http.client
 import json
 import logging
 import socket
+import socketserver
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -46,6 +50,82 @@ def test_an_external_backend_by_address_and_inline_pem(tmp_path: Path, pki: LabP
             status, body, headers = lab.get("l", "/from-lab")
             assert status == 200 and headers["x-backend"] == "outside"
             assert json.loads(body)["path"] == "/from-lab"
+
+
+# What a scripted backend answers, by request path: framings and encodings the mock backend does not send.
+GZIPPED = gzip.compress(b"lbsim " * 200)
+SCRIPTED = {
+    "/gzip": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n"
+             % len(GZIPPED) + GZIPPED,
+    "/chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    "/until-close": b"HTTP/1.0 203 Partial Story\r\nX-Kind: until-close\r\n\r\nread me to the end",
+    "/head": b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n",
+    "/empty": b"HTTP/1.1 204 No Content\r\n\r\n",
+}
+
+
+class ScriptedBackend(socketserver.ThreadingTCPServer):
+    """A backend on loopback that answers each request with SCRIPTED[path], then closes."""
+
+    daemon_threads = True
+
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            path = self.rfile.readline().split(b" ")[1].decode()
+            while self.rfile.readline() not in (b"\r\n", b""):
+                pass
+            self.wfile.write(SCRIPTED[path])
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), self.Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+@pytest.fixture(scope="module")
+def scripted_lab(tmp_path_factory: pytest.TempPathFactory, pki: LabPKI):
+    tmp = tmp_path_factory.mktemp("scripted")
+    backend = ScriptedBackend()
+    config = lab_config(pki, [{"name": "app", "address": "127.0.0.1:%d" % backend.server_address[1]}], tmp / "store")
+    with start_lab(config, out_dir=tmp) as lab:
+        (tmp / "ca.pem").write_bytes(pki.ca_pem)
+        lab.files["ca"] = str(tmp / "ca.pem")
+        yield lab
+    backend.shutdown()
+
+
+def raw_get(lab, path: str, method: str = "GET") -> tuple[int, str, dict[str, str], bytes]:
+    """Status, reason, headers and the body bytes as they came (http.client decodes no Content-Encoding)."""
+    conn = http.client.HTTPSConnection("localhost", lab.port("l"), context=lab.ssl_context(), timeout=10)
+    try:
+        conn.request(method, path)
+        response = conn.getresponse()
+        return response.status, response.reason, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+def test_an_encoded_body_reaches_the_client_as_the_backend_sent_it(scripted_lab) -> None:
+    status, _, headers, body = raw_get(scripted_lab, "/gzip")
+    assert status == 200 and headers["content-encoding"] == "gzip"
+    assert body == GZIPPED and headers["content-length"] == str(len(GZIPPED))  # not compressed a second time
+
+
+@pytest.mark.parametrize("path, status, reason, body", [
+    ("/chunked", 200, "OK", b"hello world"),
+    ("/until-close", 203, "Partial Story", b"read me to the end"),
+])
+def test_a_body_the_backend_framed_otherwise_gets_its_length(scripted_lab, path: str, status: int, reason: str,
+                                                            body: bytes) -> None:
+    got, got_reason, headers, got_body = raw_get(scripted_lab, path)
+    assert (got, got_reason, got_body) == (status, reason, body)
+    assert headers["content-length"] == str(len(body)) and "transfer-encoding" not in headers
+
+
+def test_head_keeps_the_backends_length_and_204_gets_none(scripted_lab) -> None:
+    status, _, headers, body = raw_get(scripted_lab, "/head", method="HEAD")
+    assert (status, body, headers["content-length"]) == (200, b"", "1234")
+    status, _, headers, body = raw_get(scripted_lab, "/empty")
+    assert (status, body) == (204, b"") and "content-length" not in headers
 
 
 def test_a_store_reused_by_a_second_lab_keeps_ids_and_replaces_by_name(tmp_path: Path, pki: LabPKI) -> None:

@@ -21,6 +21,8 @@ class UpstreamError(Exception):
 
 @dataclass
 class UpstreamResponse:
+    """A backend's answer as the client gets it: the body whole, framed by its Content-Length when it has one."""
+
     status: int
     reason: bytes
     headers: list[tuple[bytes, bytes]]
@@ -133,15 +135,15 @@ class UpstreamPool:
             close = True
 
         if method == b"HEAD" or status in NO_BODY_STATUSES or 100 <= status < 200:
-            body_out = b""
-        elif chunked:
-            body_out = await _read_chunked(conn.reader)
+            body_out = b""  # a HEAD answer keeps the backend's Content-Length
+        elif chunked or length is None:
+            # Chunked, or delimited by the backend's close: the client gets the body with its length.
+            body_out = await (_read_chunked(conn.reader) if chunked else conn.reader.read())
+            close = close or not chunked
             resp_headers = [(n, v) for n, v in resp_headers if n.lower() != b"content-length"]
-        elif length is not None:
-            body_out = await conn.reader.readexactly(length)
+            resp_headers.append((b"content-length", b"%d" % len(body_out)))
         else:
-            body_out = await conn.reader.read()
-            close = True
+            body_out = await conn.reader.readexactly(length)
         reason = parts[2] if len(parts) > 2 else b""
         return UpstreamResponse(status, reason, resp_headers, body_out, parts[0]), not close
 

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from mitmproxy import http
+from mitmproxy.net.http import status_codes
 from mitmproxy.net.http.http1 import connection_close
 
 from simulator.dataplane.addons.limits import client_gone
@@ -16,9 +17,9 @@ from simulator.model.config import io_timeout
 from simulator.dataplane.registry import Registry
 from simulator.dataplane.upstream import UpstreamError
 
-# Hop-by-hop headers (RFC 9110 §7.6.1) never cross the proxy.
+# Hop-by-hop headers (RFC 9110 §7.6.1) never cross the proxy (lower case, as bytes: compared to raw names).
 HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "http2-settings"}
+    {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade", b"http2-settings"}
 )
 
 
@@ -86,7 +87,7 @@ class Balancer:
             return
 
         request = flow.request
-        headers = [(k, v) for k, v in request.headers.fields if k.lower().decode() not in HOP_BY_HOP and not k.startswith(b":")]
+        headers = [(k, v) for k, v in request.headers.fields if k.lower() not in HOP_BY_HOP and not k.startswith(b":")]
         if not any(k.lower() == b"host" for k, _ in headers):
             headers.insert(0, (b"Host", (request.host_header or f"{request.host}:{request.port}").encode()))
         target = request.data.path if not request.is_http2 else request.path.encode()
@@ -103,13 +104,14 @@ class Balancer:
             flow.response = error_response(504, spec.profile)
             flow.metadata["lbsim.error"] = f"backend {backend.name}: no response within request_timeout ({timeout:g} s)"
         else:
-            out = http.Response.make(
-                response.status,
-                response.body,
-                [(k, v) for k, v in response.headers if k.lower().decode() not in HOP_BY_HOP],
+            # Byte for byte as the backend sent it: not Response.make, whose content setter would encode the
+            # body again by its Content-Encoding and set Content-Length to 0 on a HEAD answer.
+            now = time.time()
+            flow.response = http.Response(
+                b"HTTP/1.1", response.status, response.reason or status_codes.RESPONSES.get(response.status, "").encode(),
+                http.Headers([(k, v) for k, v in response.headers if k.lower() not in HOP_BY_HOP]),
+                response.body, None, now, now,
             )
-            out.reason = response.reason.decode("latin-1") or out.reason
-            flow.response = out
         finally:
             backend.active -= 1
             state.in_flight -= 1
