@@ -50,3 +50,31 @@ def test_closed_connections_are_swept_once_as_many_closed_as_are_open() -> None:
         assert sweeper.collections == 1
     finally:
         gc.enable()
+
+
+def test_a_lab_process_freezes_what_it_built_to_start_and_still_collects_what_comes_later() -> None:
+    """In a process of its own: freezing is for processes the lab owns (`lbsim up`, workers), not pytest's."""
+    import subprocess
+    import sys
+
+    script = """
+import gc, weakref
+from simulator.runtime.gctune import freeze_startup
+
+class Cycle:
+    def __init__(self):
+        self.me = self
+
+kept = Cycle()
+frozen = freeze_startup()
+assert frozen > 1000 and gc.get_freeze_count() == frozen
+assert not any(o is kept for o in gc.get_objects())  # out of every generation: no collection visits it
+later = Cycle()
+alive = weakref.ref(later)
+del later
+gc.collect()
+assert alive() is None  # garbage made after the freeze is collected as usual
+print("ok", frozen)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith("ok"), done.stderr

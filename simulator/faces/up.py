@@ -17,6 +17,7 @@ from simulator.model.config import LabConfig, load_config, workers_argument
 from simulator.runtime.defaults import default_lab, default_lab_data
 from simulator.errors import LbsimError
 from simulator.faces.management import start_with_faces
+from simulator.runtime.gctune import freeze_startup
 from simulator.runtime.lab import Lab
 from simulator.runtime.loops import loop_factory
 
@@ -90,6 +91,7 @@ async def serve(config: LabConfig, out_dir: Path, files: dict[str, str], cpu_pro
         raise
     print(describe(lab, files), flush=True)
     print(apis.describe(), flush=True)
+    freeze_startup()  # this process is the lab's: full collections skip what it built to start
     profiler = start_profiler() if cpu_profile else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

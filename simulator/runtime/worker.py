@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 from simulator.certs import CertificateStore
+from simulator.runtime.gctune import freeze_startup
 from simulator.runtime.lab import Lab
 from simulator.runtime.loops import DEFAULT_EVENT_LOOP, loop_factory
 from simulator.runtime.workers import (
@@ -53,6 +54,7 @@ async def _serve() -> None:
         _emit({"fatal": f"{type(e).__name__}: {e}"})
         await lab.stop()
         return
+    freeze_startup()  # a worker process is the lab's: full collections skip what it built to start
     _emit({"ready": os.getpid()})
     reporter = loop.create_task(_report_counters(lab))
     try:
