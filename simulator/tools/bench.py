@@ -852,14 +852,15 @@ def profile(load: Load, work: Path, files: dict[str, Path], backend: str, profil
 
 
 # Where the time goes, by the file of the frame that spends it (built-ins count for their caller). First
-# match wins; dispatch covers mitmproxy's per-hook machinery (the loop over addons, safecall, hook args).
+# match wins; dispatch covers the per-hook machinery: lbsim's hook table for a connection's events, mitmproxy's
+# AddonManager (the loop over addons, safecall, hook args) for the master's.
 PROFILE_COMPONENTS = (
     ("TLS (OpenSSL via pyOpenSSL)", ("OpenSSL/",)),
     ("metering", ("simulator/metering/",)),
     ("lbsim addons", ("simulator/dataplane/addons/", "simulator/dataplane/registry.py", "simulator/policies/", "simulator/dataplane/listener.py")),
     ("upstream (lbsim's HTTP client)", ("simulator/dataplane/upstream.py",)),
-    ("mitmproxy hook dispatch", ("mitmproxy/addonmanager.py", "mitmproxy/hooks.py", "contextlib.py",
-                                 "dataclasses.py")),
+    ("hook dispatch", ("simulator/runtime/hooks.py", "mitmproxy/addonmanager.py", "mitmproxy/hooks.py",
+                       "contextlib.py", "dataclasses.py")),
     ("mitmproxy proxy core (layers, HTTP)", ("mitmproxy/",)),
     ("asyncio, sockets", ("asyncio/", "selectors.py", "socket.py", "ssl.py")),
 )
