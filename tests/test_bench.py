@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 
-from simulator.tools.bench import (FIGURES, PACED, BenchReport, Sample, _parse_h2load, _parse_wrk, format_report,
-                             https_get, pacing, rsa_sign_rate)
+import simulator
+
+from simulator.errors import LbsimError
+from simulator.tools.bench import (FIGURES, PACED, BenchReport, Sample, _parse_h2load, _parse_wrk, check_baseline,
+                             format_report, https_get, pacing, rsa_sign_rate)
 from simulator.cli import main
 from simulator.policies.probe import probe
 
@@ -21,12 +26,21 @@ pytestmark = pytest.mark.slow
 
 
 def test_quick_bench_measures_every_server_and_prints_ratios(tmp_path, capsys) -> None:
-    assert main(["bench", "--quick", "--workers", "2", "--metering-off", "--out", str(tmp_path)]) == 0
+    # A baseline checkout whose package says so when it is imported: the bench must run its code, not ours.
+    before = tmp_path / "before"
+    shutil.copytree(Path(simulator.__file__).parent, before / "simulator", ignore=shutil.ignore_patterns("__pycache__"))
+    with (before / "simulator" / "__init__.py").open("a") as init:
+        init.write("\nprint('the baseline checkout', flush=True)\n")
+    out = tmp_path / "out"
+    assert main(["bench", "--quick", "--workers", "2", "--metering-off", "--baseline", str(before), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    report = json.loads((tmp_path / "bench.json").read_text())
+    report = json.loads((out / "bench.json").read_text())
 
     targets = report["targets"]
-    assert targets == ["lbsim", "lbsim metering off", "lbsim x2", "mitmdump", "nginx"], "nginx, h2load: the setup's (apt)"
+    assert targets == ["lbsim", "lbsim metering off", "baseline before", "lbsim x2", "mitmdump", "nginx"], \
+        "nginx, h2load: the setup's (apt)"
+    assert "the baseline checkout" in (out / "baseline-0" / "server.log").read_text()
+    assert "the baseline checkout" not in (out / "lbsim" / "server.log").read_text()
     assert report["tool"] == "h2load"
     # Same certificate, same policy: every server negotiated the same protocol version with wrk's OpenSSL.
     assert {n["protocol"] for n in report["negotiated"].values()} == {"TLSv1.3"}
@@ -51,11 +65,12 @@ def test_quick_bench_measures_every_server_and_prints_ratios(tmp_path, capsys) -
         assert ("lbsim", "mitmdump", figure) in ratios and ("lbsim", "nginx", figure) in ratios
         assert ("lbsim x2", "lbsim", figure) in ratios
         assert ("lbsim", "lbsim metering off", figure) in ratios  # what metering costs the rate
+        assert ("lbsim", "baseline before", figure) in ratios  # what a change did
     # The two lbsim labs differ in metering only: the one logs each connection's traffic, the other none.
     for lab, metered in (("lbsim", True), ("lbsim-metering-off", False)):
-        records = [json.loads(line) for line in (tmp_path / lab / "connections.jsonl").read_text().splitlines()]
+        records = [json.loads(line) for line in (out / lab / "connections.jsonl").read_text().splitlines()]
         assert records and all(("traffic" in r) == metered for r in records), lab
-    for line in ("lbsim / lbsim metering off = ", "lbsim / mitmdump = ", "lbsim / nginx = ", "lbsim x2 / lbsim = ", "the most lbsim x2 could reach",
+    for line in ("lbsim / lbsim metering off = ", "lbsim / baseline before = ", "lbsim / mitmdump = ", "lbsim / nginx = ", "lbsim x2 / lbsim = ", "the most lbsim x2 could reach",
                  "full handshakes (1 request each)", "resumed handshakes (1 request each)"):
         assert line in printed
 
@@ -72,6 +87,13 @@ def test_quick_bench_measures_every_server_and_prints_ratios(tmp_path, capsys) -
     # Every goal gets a verdict with the measurement behind it.
     assert len(report["goals"]) == 4 and all(" ms" in g["why"] for g in report["goals"])
     assert printed.count("goal: ") == 4 and "goal: lbsim / nginx, new TLS connections/s, full handshakes" in printed
+
+
+def test_a_baseline_that_is_no_lbsim_checkout_is_refused_naming_the_option(tmp_path) -> None:
+    with pytest.raises(LbsimError) as refused:
+        check_baseline(str(tmp_path))
+    assert refused.value.field == "baseline" and "no simulator/cli.py" in str(refused.value)
+    assert check_baseline(str(Path(simulator.__file__).parent.parent)) == Path(simulator.__file__).parent.parent.resolve()
 
 
 def test_pacing_is_a_batch_every_50_ms_close_to_the_asked_rate() -> None:

@@ -52,7 +52,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import yaml
 
@@ -269,11 +269,14 @@ class Server:
     def env(self) -> dict[str, str]:
         return dict(os.environ)
 
+    def cwd(self) -> str | None:
+        return None
+
     def start(self, ca_file: str, timeout: float = 60) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log = (self.workdir / "server.log").open("wb")
         self.proc = subprocess.Popen(self.command(), stdout=self.log, stderr=subprocess.STDOUT, env=self.env(),
-                                     start_new_session=True)
+                                     cwd=self.cwd(), start_new_session=True)
         deadline = time.monotonic() + timeout
         error = ""
         while time.monotonic() < deadline:
@@ -325,10 +328,11 @@ class LbsimServer(Server):
 
     def __init__(self, workdir: Path, cert: Path, key: Path, backend: str, workers: int = 1,
                  label: str | None = None, profile_to: Path | None = None, metering: bool = True,
-                 time_scale: float = 1.0, extra: dict[str, Any] | None = None):
-        """`time_scale` 100 holds idle connections 25 minutes (`--concurrency`); `extra`: more lab file fields."""
+                 time_scale: float = 1.0, extra: dict[str, Any] | None = None, code: Path | None = None):
+        """`time_scale` 100 holds idle connections 25 minutes (`--concurrency`); `extra`: more lab file fields;
+        `code`: run the lbsim of another checkout (`--baseline`) instead of this one."""
         super().__init__(workdir, label or (f"lbsim x{workers}" if workers > 1 else "lbsim"))
-        self.workers, self.profile_to = workers, profile_to
+        self.workers, self.profile_to, self.code = workers, profile_to, code
         lab: dict[str, Any] = {
             "profile": PROFILE,
             "api": {"port": free_port()},
@@ -362,6 +366,15 @@ class LbsimServer(Server):
             records = [json.loads(line) for line in log if line.endswith(b"\n")]
         done = [r for r in records if r.get("tls_protocol")]
         return len(done), sum(1 for r in done if r.get("resumed"))
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        if self.code is not None:  # its `simulator` package, not this one's (run from there: `-m` puts the cwd first)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.code), env.get("PYTHONPATH")]))
+        return env
+
+    def cwd(self) -> str | None:
+        return str(self.code) if self.code is not None else None
 
     def command(self) -> list[str]:
         up = [sys.executable, "-m", "simulator.cli", "up", "-c", str(self.config), "--out", str(self.workdir)]
@@ -644,6 +657,29 @@ def running(servers: list[Server], ca_file: str) -> Iterator[list[Server]]:
             server.stop()
 
 
+def baseline_label(code: Path) -> str:
+    """`baseline <commit>` for a git checkout (`<commit>+` with uncommitted changes), else `baseline <folder>`."""
+    git = ["git", "-C", str(code)]
+    try:
+        rev = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                               timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        rev = None
+    if rev is None or rev.returncode != 0:
+        return f"baseline {Path(code).resolve().name}"
+    return f"baseline {rev.stdout.strip()}" + ("+" if dirty.stdout.strip() else "")
+
+
+def check_baseline(code: str) -> Path:
+    """An lbsim checkout to measure beside this one, or a clear error naming `--baseline`."""
+    path = Path(code).expanduser().resolve()
+    if not (path / "simulator" / "cli.py").is_file():
+        raise LbsimError("InvalidBaseline", f"{path} is not an lbsim checkout (it has no simulator/cli.py)",
+                         field="baseline", hint="git worktree add /tmp/before <commit>; lbsim bench --baseline /tmp/before")
+    return path
+
+
 def run_bench(
     rounds: int = 5,
     duration: float = 8.0,
@@ -660,8 +696,10 @@ def run_bench(
     rsa_seconds: int = 3,
     command: str = "lbsim bench",
     event_loop: str = "asyncio",
+    baselines: Sequence[Path] = (),
     say: Callable[[str], None] = print,
 ) -> BenchReport:
+    """`baselines`: other lbsim checkouts measured beside this one in every round (`baseline_label` names them)."""
     tools = ensure_tools(install, say, (tool, "cc", "nginx") if include_nginx else (tool, "cc"))
     if tools[tool] is None:
         raise RuntimeError(f"{tool} is required: apt-get install -y {APT_PACKAGES[tool]}")
@@ -682,6 +720,9 @@ def run_bench(
         if metering_off:  # next to lbsim in every round, so the same noise hits both
             servers.append(LbsimServer(work / "lbsim-metering-off", files["cert"], files["key"], address,
                                        label=METERING_OFF, metering=False, extra=loop))
+        for i, code in enumerate(baselines):  # the same lab file, the other checkout's code
+            servers.append(LbsimServer(work / f"baseline-{i}", files["cert"], files["key"], address,
+                                       label=baseline_label(code), extra=loop, code=Path(code).resolve()))
         if workers > 1:
             servers.append(LbsimServer(work / f"lbsim-x{workers}", files["cert"], files["key"], address, workers,
                                        extra=loop))
@@ -919,6 +960,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                         out_dir=Path(args.out) if args.out else None, command=command,
                         lab_extra={"event_loop": args.event_loop})
         return 0
+    baselines = [check_baseline(b) for b in args.baseline or ()]  # before minutes of measuring
     if args.quick:
         rounds, duration, connections, warmup = args.rounds or 1, args.duration or 1.0, args.connections or 8, 0.0
     else:
@@ -928,7 +970,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                        nginx_workers=args.nginx_workers, include_nginx=not args.no_nginx, install=not args.no_install,
                        out_dir=Path(args.out) if args.out else None, metering_off=args.metering_off,
                        profile_dir=Path(args.cpu_profile) if args.cpu_profile else None, warmup=warmup,
-                       rsa_seconds=1 if args.quick else 3, command=command, event_loop=args.event_loop)
+                       rsa_seconds=1 if args.quick else 3, command=command, event_loop=args.event_loop,
+                       baselines=baselines)
     text = format_report(report)
     print()
     print(json.dumps(report.to_dict(), indent=2) if args.json else text)
@@ -946,6 +989,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-nginx", action="store_true", help="skip nginx")
     p.add_argument("--metering-off", action="store_true",
                    help="also measure the same lbsim with `metering: off` (what metering costs the listener's rates)")
+    p.add_argument("--baseline", action="append", metavar="DIR",
+                   help="also measure the lbsim of another checkout (a git worktree of an older commit) in every round:"
+                   " lbsim / baseline is what a change did (repeatable)")
     p.add_argument("--no-install", action="store_true", help="never apt-get install missing tools")
     p.add_argument("--quick", action="store_true", help="a smoke run of a few seconds (figures are rough)")
     p.add_argument("--out", help="keep configs, logs, bench.json and bench.md here (default: a temp dir)")
