@@ -721,8 +721,11 @@ def run_bench(
             servers.append(LbsimServer(work / "lbsim-metering-off", files["cert"], files["key"], address,
                                        label=METERING_OFF, metering=False, extra=loop))
         for i, code in enumerate(baselines):  # the same lab file, the other checkout's code
+            label = baseline_label(code)
+            if any(s.label == label for s in servers):  # two checkouts of one commit: told apart, not merged
+                label += f" #{i + 1}"
             servers.append(LbsimServer(work / f"baseline-{i}", files["cert"], files["key"], address,
-                                       label=baseline_label(code), extra=loop, code=Path(code).resolve()))
+                                       label=label, extra=loop, code=Path(code).resolve()))
         if workers > 1:
             servers.append(LbsimServer(work / f"lbsim-x{workers}", files["cert"], files["key"], address, workers,
                                        extra=loop))
