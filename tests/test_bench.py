@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -28,12 +29,15 @@ pytestmark = pytest.mark.slow
 
 def test_quick_bench_measures_every_server_and_prints_ratios(tmp_path, capsys) -> None:
     # A baseline checkout whose package says so when it is imported: the bench must run its code, not ours.
-    before = tmp_path / "before"
-    shutil.copytree(Path(simulator.__file__).parent, before / "simulator", ignore=shutil.ignore_patterns("__pycache__"))
-    with (before / "simulator" / "__init__.py").open("a") as init:
-        init.write("\nprint('the baseline checkout', flush=True)\n")
+    # Outside pytest's temporary folders: it is source, not output (test_reliability_keys scans those for keys).
     out = tmp_path / "out"
-    assert main(["bench", "--quick", "--workers", "2", "--metering-off", "--baseline", str(before), "--out", str(out)]) == 0
+    with tempfile.TemporaryDirectory() as folder:
+        before = Path(folder) / "before"
+        shutil.copytree(Path(simulator.__file__).parent, before / "simulator", ignore=shutil.ignore_patterns("__pycache__"))
+        with (before / "simulator" / "__init__.py").open("a") as init:
+            init.write("\nprint('the baseline checkout', flush=True)\n")
+        assert main(["bench", "--quick", "--workers", "2", "--metering-off", "--baseline", str(before),
+                     "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     report = json.loads((out / "bench.json").read_text())
 
