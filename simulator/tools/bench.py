@@ -658,17 +658,20 @@ def running(servers: list[Server], ca_file: str) -> Iterator[list[Server]]:
 
 
 def baseline_label(code: Path) -> str:
-    """`baseline <commit>` for a git checkout (`<commit>+` with uncommitted changes), else `baseline <folder>`."""
-    git = ["git", "-C", str(code)]
-    try:
-        rev = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
-                               timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        rev = None
-    if rev is None or rev.returncode != 0:
-        return f"baseline {Path(code).resolve().name}"
-    return f"baseline {rev.stdout.strip()}" + ("+" if dirty.stdout.strip() else "")
+    """`baseline <commit>` for a git checkout (`<commit>+` with uncommitted changes), else `baseline <folder>`
+    (`code`: an absolute path)."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(code), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    rev = git("rev-parse", "--short", "HEAD")
+    if rev is None:
+        return f"baseline {code.name}"
+    return f"baseline {rev}" + ("+" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def check_baseline(code: str) -> Path:
@@ -721,11 +724,12 @@ def run_bench(
             servers.append(LbsimServer(work / "lbsim-metering-off", files["cert"], files["key"], address,
                                        label=METERING_OFF, metering=False, extra=loop))
         for i, code in enumerate(baselines):  # the same lab file, the other checkout's code
+            code = Path(code).resolve()
             label = baseline_label(code)
             if any(s.label == label for s in servers):  # two checkouts of one commit: told apart, not merged
                 label += f" #{i + 1}"
             servers.append(LbsimServer(work / f"baseline-{i}", files["cert"], files["key"], address,
-                                       label=label, extra=loop, code=Path(code).resolve()))
+                                       label=label, extra=loop, code=code))
         if workers > 1:
             servers.append(LbsimServer(work / f"lbsim-x{workers}", files["cert"], files["key"], address, workers,
                                        extra=loop))
