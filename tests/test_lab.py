@@ -91,6 +91,7 @@ def scripted_lab(tmp_path_factory: pytest.TempPathFactory, pki: LabPKI):
         lab.files["ca"] = str(tmp / "ca.pem")
         yield lab
     backend.shutdown()
+    backend.server_close()
 
 
 def raw_get(lab, path: str, method: str = "GET") -> tuple[int, str, dict[str, str], bytes]:
