@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -19,8 +20,8 @@ import pytest
 import simulator
 
 from simulator.errors import LbsimError
-from simulator.tools.bench import (FIGURES, PACED, BenchReport, Sample, _parse_h2load, _parse_wrk, check_baseline,
-                             format_report, https_get, pacing, rsa_sign_rate)
+from simulator.tools.bench import (FIGURES, PACED, BenchReport, Sample, _parse_h2load, _parse_wrk, baseline_labels,
+                                   check_baseline, format_report, https_get, pacing, rsa_sign_rate)
 from simulator.cli import main
 from simulator.policies.probe import probe
 
@@ -99,6 +100,24 @@ def test_a_baseline_that_is_no_lbsim_checkout_is_refused_naming_the_option(tmp_p
         check_baseline(str(tmp_path))
     assert refused.value.field == "baseline" and "no simulator/cli.py" in str(refused.value)
     assert check_baseline(str(Path(simulator.__file__).parent.parent)) == Path(simulator.__file__).parent.parent.resolve()
+
+
+def test_baselines_are_labelled_by_commit_and_two_of_one_commit_stay_apart(tmp_path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (repo / "f.txt").write_text("one")
+    subprocess.run([*git, "add", "f.txt"], check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    rev = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    plain = [tmp_path / "a" / "lbsim", tmp_path / "b" / "lbsim"]  # no git: the folder's name
+    for folder in plain:
+        folder.mkdir(parents=True)
+    assert baseline_labels([repo, repo, *plain]) == [
+        f"baseline {rev}", f"baseline {rev} #2", "baseline lbsim", "baseline lbsim #4"]
+    (repo / "f.txt").write_text("two")  # uncommitted: not the commit's code any more
+    assert baseline_labels([repo]) == [f"baseline {rev}+"]
 
 
 def test_pacing_is_a_batch_every_50_ms_close_to_the_asked_rate() -> None:

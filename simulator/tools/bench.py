@@ -674,6 +674,15 @@ def baseline_label(code: Path) -> str:
     return f"baseline {rev}" + ("+" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
+def baseline_labels(codes: Sequence[Path]) -> list[str]:
+    """`baseline_label` of each checkout; two of one commit (or folder name) are told apart (`#2`), not merged."""
+    labels: list[str] = []
+    for i, code in enumerate(codes):
+        label = baseline_label(code)
+        labels.append(label if label not in labels else f"{label} #{i + 1}")
+    return labels
+
+
 def check_baseline(code: str) -> Path:
     """An lbsim checkout to measure beside this one, or a clear error naming `--baseline`."""
     path = Path(code).expanduser().resolve()
@@ -723,11 +732,8 @@ def run_bench(
         if metering_off:  # next to lbsim in every round, so the same noise hits both
             servers.append(LbsimServer(work / "lbsim-metering-off", files["cert"], files["key"], address,
                                        label=METERING_OFF, metering=False, extra=loop))
-        for i, code in enumerate(baselines):  # the same lab file, the other checkout's code
-            code = Path(code).resolve()
-            label = baseline_label(code)
-            if any(s.label == label for s in servers):  # two checkouts of one commit: told apart, not merged
-                label += f" #{i + 1}"
+        codes = [Path(code).resolve() for code in baselines]
+        for i, (code, label) in enumerate(zip(codes, baseline_labels(codes))):  # the same lab file, their code
             servers.append(LbsimServer(work / f"baseline-{i}", files["cert"], files["key"], address,
                                        label=label, extra=loop, code=code))
         if workers > 1:
