@@ -8,11 +8,12 @@ import logging
 from mitmproxy import exceptions, options
 from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.master import Master
+from mitmproxy.proxy import commands, events
 from mitmproxy.proxy.layers.http import HttpRequestHeadersHook, HttpRequestHook, HttpResponseHook
 from mitmproxy.proxy.server_hooks import ClientConnectedHook
 from mitmproxy.test import tflow
 
-from simulator.runtime.hooks import HookTable
+from simulator.runtime.hooks import HookTable, HooksAtOnce
 
 
 class Recorder:
@@ -128,3 +129,116 @@ def test_handlers_are_looked_up_once_per_event() -> None:
     assert found == (a.request, b.request)
     assert table.handlers("request") is found
     assert table.handlers("responseheaders") == ()  # nobody handles it: nothing to call
+
+
+# ---- HookTable.start and HooksAtOnce: a flow's events that need no waiting end without a task ----------
+
+
+class Intercepts:
+    """An addon that holds every request, as mitmproxy's interception would."""
+
+    def request(self, flow) -> None:
+        flow.intercept()
+
+
+def test_plain_handlers_finish_the_event_at_once() -> None:
+    calls: list[str] = []
+
+    async def run() -> None:
+        table = table_of(Recorder("a", calls), Updates(calls))
+        assert table.start(HttpRequestHeadersHook(tflow.tflow())) is None  # nothing left to wait for
+        assert calls == ["a.requestheaders", "update:1"]
+
+    asyncio.run(run())
+
+
+def test_after_a_coroutine_handler_the_rest_of_the_event_waits_for_it() -> None:
+    calls: list[str] = []
+
+    async def run() -> None:
+        table = table_of(Recorder("a", calls), Recorder("b", calls), Updates(calls))
+        rest = table.start(HttpRequestHook(tflow.tflow()))  # a.request is a coroutine: it sleeps first
+        assert rest is not None and calls == []
+        await rest
+        assert calls == ["a.request", "b.request", "update:1"]
+
+    asyncio.run(run())
+
+
+def test_an_intercepted_flow_ends_its_event_when_resumed() -> None:
+    async def run() -> None:
+        table = table_of(Intercepts())
+        flow = tflow.tflow()
+        rest = table.start(HttpRequestHook(flow))
+        assert rest is not None
+        waiting = asyncio.ensure_future(rest)
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+        flow.resume()
+        await asyncio.wait_for(waiting, 1)
+
+    asyncio.run(run())
+
+
+class ScriptedLayer:
+    """A top layer that raises `hook` on Start, then says what it received: the layers' side of HooksAtOnce."""
+
+    def __init__(self, hook):
+        self.hook, self.context, self.received = hook, None, []
+
+    def handle_event(self, event):
+        self.received.append(type(event).__name__)
+        if isinstance(event, events.Start):
+            yield commands.Log("before")
+            yield self.hook
+            yield commands.Log("after")
+        else:
+            yield commands.Log(f"on {type(event).__name__}")
+
+
+class Handler:
+    """The parts of LabConnectionHandler that HooksAtOnce uses; `finish_hook` notes what it was given."""
+
+    def __init__(self, table: HookTable):
+        self.hooks, self.client, self.finishing = table, tflow.tclient_conn(), []
+
+    async def finish_hook(self, hook, rest) -> None:
+        self.finishing.append(hook.name)
+        await rest
+
+
+def messages(commands_):
+    return [c.message if isinstance(c, commands.Log) else c.name for c in commands_]
+
+
+def test_a_flow_event_that_finished_at_once_completes_after_the_commands_of_its_turn() -> None:
+    calls: list[str] = []
+
+    async def run() -> None:
+        hook = HttpRequestHeadersHook(tflow.tflow())
+        hook.blocking = True
+        handler = Handler(table_of(Recorder("a", calls)))
+        layer = ScriptedLayer(hook)
+        out = list(HooksAtOnce(handler, layer).handle_event(events.Start()))
+        assert messages(out) == ["before", "after", "on HookCompleted"]  # the hook itself never reaches server_event
+        assert layer.received == ["Start", "HookCompleted"] and calls == ["a.requestheaders"]
+        assert handler.finishing == []
+
+    asyncio.run(run())
+
+
+def test_a_flow_event_that_must_wait_goes_to_a_task_and_a_connection_event_to_mitmproxy() -> None:
+    calls: list[str] = []
+
+    async def run() -> None:
+        handler = Handler(table_of(Recorder("a", calls)))
+        waits = ScriptedLayer(HttpRequestHook(tflow.tflow()))  # a.request is a coroutine
+        assert messages(HooksAtOnce(handler, waits).handle_event(events.Start())) == ["before", "after"]
+        connection = ScriptedLayer(ClientConnectedHook(tflow.tclient_conn()))
+        assert messages(HooksAtOnce(handler, connection).handle_event(events.Start())) == [
+            "before", "client_connected", "after"]  # server_event runs it as mitmproxy does
+        await asyncio.sleep(0.01)
+        assert handler.finishing == ["request"] and calls == ["a.request"]
+        assert waits.received == ["Start"]  # its HookCompleted is the task's to send
+
+    asyncio.run(run())

@@ -71,10 +71,10 @@ class ListenerServers:
 
     async def _handle(self, mode: ReverseMode, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # What mitmproxy's AsyncioServerInstance.handle_stream does, with our master instead of ctx.master.
-        handler = LabConnectionHandler(self.hooks, self.master, reader, writer, self.master.options, mode)
-        handler.layer = layers.modes.ReverseProxy(handler.layer.context)
+        handler = LabConnectionHandler(self.hooks, layers.modes.ReverseProxy, self.master, reader, writer,
+                                       self.master.options, mode)
         proxyserver = self.master.addons.get("proxyserver")
-        with proxyserver.register_connection(handler.layer.context.client.id, handler):
+        with proxyserver.register_connection(handler.client.id, handler):
             try:
                 await handler.handle_client()
             except asyncio.CancelledError:
