@@ -16,10 +16,10 @@ mitmproxy's proxy core also runs every event as an asyncio task: under the eager
 Master installs, the task calls the handlers at once, then waits for the connection's event lock to
 report `HookCompleted` a turn of the loop later. A request's events have plain handlers (all but the
 balancer's `request`), so `HooksAtOnce` runs those where that eager task would have run them and hands
-their completion straight back to the layers: no task, no lock, no turn of the loop (5 % less CPU per
+their completion straight back to the layers: no task, no lock, no turn of the loop (3-5 % less CPU per
 keep-alive request). An event with a coroutine handler, or an intercepted flow, goes on as a task.
 A connection's own events (TLS, next layer) stay tasks: run at once, they moved the handshake against
-the client's on this machine's shared cores and OpenSSL's part of it took 6 % more CPU
+the client's on this machine's shared cores and OpenSSL's part of it took 7-10 % more CPU
 (docs/performance.md, "Round four").
 """
 
