@@ -426,6 +426,25 @@ def alb_log_line(alb: AlbLab, listener: str, result) -> list[str]:
     return wait_for(find, 5)
 
 
+def test_a_record_the_lab_shows_is_in_the_alb_log_already(alb: AlbLab, monkeypatch) -> None:
+    # A test (or the API's caller) that found a connection's record reads the vendor's log next: the line
+    # must be there. The lab thread writes the line before the record becomes visible, never after.
+    lab = alb.running.lab
+    shown_before_written = []
+    write = lab.vendor_logs.write
+
+    def checked_write(record, *args):
+        shown_before_written.append(any(r["client"] == record["client"] for r in lab.registry.recent[-5:]))
+        write(record, *args)
+
+    monkeypatch.setattr(lab.vendor_logs, "write", checked_write)
+    ok = alb.probe("alb-verify", "valid")
+    alb.record("alb-verify", ok)
+    assert shown_before_written == [False]
+    path = lab.connection_log_path.parent / "aws-alb-connections.log"
+    assert any(line.split()[2] == str(ok.local_port) for line in path.read_text().splitlines())
+
+
 def test_alb_connection_log_lines_in_aws_order(alb: AlbLab) -> None:
     ok = alb.probe("alb-verify", "valid", groups=["X25519MLKEM768"])
     record = alb.record("alb-verify", ok)

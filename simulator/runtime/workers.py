@@ -298,12 +298,12 @@ class WorkerPool:
                 continue
             record["worker"] = worker.index
             text = line.decode().rstrip()[:-1] + tag[:-1]  # the worker's own line plus its index: no second encoding
-            registry.recent.append(record, text)
-            with contextlib.suppress(Exception):  # the log must not stop over one odd record
-                ledger.add(record, line=text)
             if self._log is not None:
                 self._log.write(text + "\n")
                 self._vendor_line(record)
+            with contextlib.suppress(Exception):  # the log must not stop over one odd record
+                ledger.add(record, line=text)
+            registry.recent.append(record, text)  # last, as for worker 0's own: once seen, in every log
 
     def _vendor_line(self, record: dict[str, Any]) -> None:
         """A worker's connection in its vendor's own log format (worker 0 is that file's only writer)."""

@@ -213,10 +213,11 @@ class ConnectionLog:
             state.ssl_conn.set_shutdown(SSL.SENT_SHUTDOWN | SSL.RECEIVED_SHUTDOWN)
         record = connection_record(state, client)
         line = _encode_line(record)  # encoded once: the log's line is also how the lab keeps the record
-        self.registry.recent.append(record, line)
-        if self.ledger is not None:
-            self.ledger.add(record, record.get("billed"), line)  # billed once per connection, not twice
         if self._file:
             self._file.write(line + "\n")
             if self.vendor_logs is not None:  # a profile with a connection-log format of its own gets it beside
                 self.vendor_logs.write(record, state.version.spec.lb_id, client.sockname[0])
+        if self.ledger is not None:
+            self.ledger.add(record, record.get("billed"), line)  # billed once per connection, not twice
+        # Last: a record the API (or another thread of the process) can see is in every log file already.
+        self.registry.recent.append(record, line)
