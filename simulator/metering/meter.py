@@ -38,7 +38,6 @@ import socket
 import threading
 import weakref
 import time
-from collections import deque
 from typing import Any
 
 from OpenSSL import SSL
@@ -94,9 +93,11 @@ class ConnectionMeter:
         self.in_buffered = 0          # plaintext decrypted, not yet returned (SSL_pending)
         self.out_wire = 0
         self.out_sent = [0, 0, 0, 0]  # drained bytes per category
-        self.out_queue: deque[list[int]] = deque()  # per operation: [hs, overhead, payload, closure, total]
+        # Per operation: [hs, overhead, payload, closure, total]. A list, not a deque: it holds few entries
+        # (settled past _SETTLE_QUEUE), and an empty deque is 760 bytes of every held connection's memory.
+        self.out_queue: list[list[int]] = []
         self.out_plain_acc = 0        # plaintext SSL_write accepted in the running operation
-        self.out_held: deque[list[int]] | tuple[()] = ()  # categories of out_held_bytes (a deque once used)
+        self.out_held: list[list[int]] = []  # categories of out_held_bytes
         self.out_held_bytes = b""     # a failed handshake's alert: taken from OpenSSL, not handed out yet
         self.out_unannounced = 0      # drained bytes no record accounted for (should stay 0)
         # Drains are settled lazily (see `_settle`): bytes queued so far, bytes known to have left the BIO
@@ -157,7 +158,7 @@ class ConnectionMeter:
             self._drained(n)
 
     @staticmethod
-    def _take(queue: deque[list[int]], n: int) -> tuple[list[int], int]:
+    def _take(queue: list[list[int]], n: int) -> tuple[list[int], int]:
         """Pop `n` bytes off the front of a queue of category vectors; return them and any shortfall."""
         got = [0, 0, 0, 0]
         while n and queue:
@@ -170,7 +171,7 @@ class ConnectionMeter:
                     got[i] += step
                     n -= step
             if not entry[4]:
-                queue.popleft()
+                del queue[0]
         return got, n
 
     def _drained(self, n: int) -> None:
@@ -181,7 +182,7 @@ class ConnectionMeter:
         # The usual case: whole operations' output (settled late, often several); `_take` only for a
         # partial one, which it splits the same way.
         while n and queue and 0 < queue[0][4] <= n:
-            e = queue.popleft()
+            e = queue.pop(0)
             sent[0] += e[0]
             sent[1] += e[1]
             sent[2] += e[2]
@@ -202,8 +203,6 @@ class ConnectionMeter:
         self.out_left += n
         got, short = self._take(self.out_queue, n)
         got[0] += short
-        if not isinstance(self.out_held, deque):
-            self.out_held = deque()
         self.out_held.append([*got, n])
 
     def _complete(self, conn: SSL.Connection) -> None:

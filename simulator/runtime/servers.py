@@ -21,12 +21,21 @@ import logging
 from collections.abc import Iterable
 
 from mitmproxy.master import Master
-from mitmproxy.proxy import layers
+from mitmproxy.proxy import events, layer, layers
 from mitmproxy.proxy.mode_specs import ProxyMode, ReverseMode
 
+from simulator.dataplane.eventqueue import EventQueue, SmallEventQueue
 from simulator.runtime.hooks import HookTable, LabConnectionHandler
 
 logger = logging.getLogger(__name__)
+
+
+class ReverseProxy(SmallEventQueue, layers.modes.ReverseProxy):
+    """mitmproxy's reverse-proxy top layer; its queue and its `NextLayer`'s are small (simulator.dataplane.eventqueue)."""
+
+    def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
+        yield from super()._handle_event(event)  # the Start: makes the NextLayer, which has queued nothing yet
+        self.child_layer._paused_event_queue = EventQueue()
 
 
 class ListenerServers:
@@ -71,7 +80,7 @@ class ListenerServers:
 
     async def _handle(self, mode: ReverseMode, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # What mitmproxy's AsyncioServerInstance.handle_stream does, with our master instead of ctx.master.
-        handler = LabConnectionHandler(self.hooks, layers.modes.ReverseProxy, self.master, reader, writer,
+        handler = LabConnectionHandler(self.hooks, ReverseProxy, self.master, reader, writer,
                                        self.master.options, mode)
         proxyserver = self.master.addons.get("proxyserver")
         with proxyserver.register_connection(handler.client.id, handler):

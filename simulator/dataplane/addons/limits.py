@@ -39,6 +39,7 @@ from mitmproxy.proxy.layers.http._http1 import Http1Server
 from mitmproxy.proxy.layers.http._http2 import Http2Server
 
 from simulator.dataplane.addons.pages import HEADER_TOO_LARGE, error_response, nginx_400
+from simulator.dataplane.eventqueue import SmallEventQueue
 from simulator.dataplane.registry import ClientState, Registry
 
 logger = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ def client_gone(flow: http.HTTPFlow) -> bool:
     return stream is not None and stream[0].is_closed(stream[1])
 
 
-class LimitedHttp1Server(Http1Server):
+class LimitedHttp1Server(SmallEventQueue, Http1Server):
     """mitmproxy's HTTP/1 server with nginx's header limits, a bound on pipelined bytes, and vendor error pages."""
 
     def __init__(self, context: Any, profile: str, on_error: Callable[[str], None]):
@@ -175,7 +176,7 @@ class LimitedHttp1Server(Http1Server):
         return commands.SendData(command.connection, http1.assemble_response(page))
 
 
-class LimitedHttpLayer(HttpLayer):
+class LimitedHttpLayer(SmallEventQueue, HttpLayer):
     """The HTTP layer of a listener connection: HTTP/1 goes through :class:`LimitedHttp1Server`, and a request
     whose client resets it (HTTP/2 RST_STREAM) or leaves is marked, so the balancer does not forward it."""
 

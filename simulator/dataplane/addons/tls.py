@@ -21,6 +21,7 @@ from mitmproxy.tls import ClientHelloData, TlsData
 from OpenSSL import SSL
 
 from simulator.dataplane.addons.limits import LimitedHttpLayer, error_recorder
+from simulator.dataplane.eventqueue import SmallEventQueue
 from simulator.metering import MeteredConnection, tcpinfo
 from simulator.dataplane.addons.pages import CLIENT_CERT_ERROR, NO_CLIENT_CERT
 from simulator.policies.context import client_cert_verdict, handshake_failure_reason, tls_verify_status
@@ -65,7 +66,7 @@ def drop_handshake_advice(record: logging.LogRecord) -> bool:
     return not (isinstance(record.msg, str) and record.msg.startswith("Client TLS handshake failed."))
 
 
-class ListenerTLSLayer(layers.ClientTLSLayer):
+class ListenerTLSLayer(SmallEventQueue, layers.ClientTLSLayer):
     """mitmproxy's client TLS layer, quiet about clients it refused.
 
     After a failed handshake mitmproxy's tunnel is CLOSED but still hands what the client sends next (a
@@ -85,7 +86,7 @@ class ListenerTLSLayer(layers.ClientTLSLayer):
         yield from super().receive_data(data)
 
 
-class RefusePlaintext(layer.Layer):
+class RefusePlaintext(SmallEventQueue, layer.Layer):
     """An HTTPS listener speaks TLS only: plain HTTP gets nginx's 400, anything else a closed connection."""
 
     def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
