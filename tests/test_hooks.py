@@ -184,7 +184,7 @@ class ScriptedLayer:
     """A top layer that raises `hook` on Start, then says what it received: the layers' side of HooksAtOnce."""
 
     def __init__(self, hook):
-        self.hook, self.context, self.received = hook, None, []
+        self.hook, self.received = hook, []
 
     def handle_event(self, event):
         self.received.append(type(event).__name__)

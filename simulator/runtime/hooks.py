@@ -152,7 +152,6 @@ class HooksAtOnce:
     def __init__(self, handler: LabConnectionHandler, top: layer.Layer):
         self.handler = handler
         self.layer = top
-        self.context = top.context
 
     def handle_event(self, event: events.Event) -> Iterator[commands.Command]:
         hooks = self.handler.hooks
@@ -180,8 +179,7 @@ class LabConnectionHandler(ProxyConnectionHandler):
     async def handle_hook(self, hook: commands.StartHook) -> None:
         # As ProxyConnectionHandler.handle_hook: no idle timeout while a hook runs; an intercepted flow waits.
         with self.timeout_watchdog.disarm():
-            if (rest := self.hooks.start(hook)) is not None:
-                await rest
+            await self.hooks.dispatch(hook)
 
     async def finish_hook(self, hook: commands.StartHook, rest: Awaitable[None]) -> None:
         """The rest of an event that had to wait, then its completion (mitmproxy's `hook_task`)."""
