@@ -514,6 +514,32 @@ def test_idle_connections_are_closed_after_idle_timeout(lab: RunningLab) -> None
     s.close()
 
 
+def test_only_the_listeners_idle_timeout_closes_an_idle_connection(lab: RunningLab) -> None:
+    # mitmproxy's own idle timer (`tcp_timeout`, 600 s unscaled) would close an AWS listener's connection
+    # long before an idle_timeout of up to 4,000 s; the lab's sweeper is the one clock. A 1 s tcp_timeout
+    # shows it here against an idle_timeout of 400 s (4 s scaled).
+    options = lab.lab.master.options
+
+    async def tcp_timeout(seconds: int) -> None:  # in the lab's thread, where its addons hear of it
+        options.update(tcp_timeout=seconds)
+
+    port = started_listener(lab, profile="aws-alb", idle_timeout=400)
+    before = options.tcp_timeout
+    lab.call(tcp_timeout(1))
+    try:
+        s = ssl.create_default_context(cafile=lab.ca_file).wrap_socket(
+            socket.create_connection(("127.0.0.1", port)), server_hostname="localhost")
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(s).startswith(b"HTTP/1.1 200")
+        time.sleep(1.8)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(s).startswith(b"HTTP/1.1 200")  # still open after 1.8 s idle
+        s.close()
+    finally:
+        lab.call(tcp_timeout(before))
+        lab.api("DELETE", f"/v1/listeners/{port}")
+
+
 def mutual_listener(lab: RunningLab, headers: dict) -> int:
     """A started mutual listener (requires a client certificate) with these header switches, via the API."""
     status, listener = lab.api("POST", "/v1/listeners", {

@@ -37,6 +37,8 @@ from mitmproxy.proxy import commands, events, layer
 from mitmproxy.proxy.mode_servers import ProxyConnectionHandler
 from mitmproxy.utils import asyncio_utils
 
+from simulator.dataplane.addons.timeouts import ActivityClock
+
 logger = logging.getLogger("mitmproxy.addonmanager")  # where mitmproxy logs an addon's error
 
 
@@ -174,6 +176,7 @@ class LabConnectionHandler(ProxyConnectionHandler):
     def __init__(self, hooks: HookTable, top: Callable[[Any], layer.Layer], *args: Any):
         self.hooks = hooks
         super().__init__(*args)
+        self.timeout_watchdog = ActivityClock()  # type: ignore[assignment]  # the idle sweeper is the only timer
         self.layer = HooksAtOnce(self, top(self.layer.context))  # type: ignore[assignment]
 
     async def handle_hook(self, hook: commands.StartHook) -> None:
