@@ -24,18 +24,18 @@ from mitmproxy.master import Master
 from mitmproxy.proxy import events, layer, layers
 from mitmproxy.proxy.mode_specs import ProxyMode, ReverseMode
 
-from simulator.dataplane.eventqueue import EventQueue, SmallEventQueue
+from simulator.dataplane.smalldeque import SmallDeque, SmallEventQueue, make_small
 from simulator.runtime.hooks import HookTable, LabConnectionHandler
 
 logger = logging.getLogger(__name__)
 
 
 class ReverseProxy(SmallEventQueue, layers.modes.ReverseProxy):
-    """mitmproxy's reverse-proxy top layer; its queue and its `NextLayer`'s are small (simulator.dataplane.eventqueue)."""
+    """mitmproxy's reverse-proxy top layer; its queue and its `NextLayer`'s are small (simulator.dataplane.smalldeque)."""
 
     def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
         yield from super()._handle_event(event)  # the Start: makes the NextLayer, which has queued nothing yet
-        self.child_layer._paused_event_queue = EventQueue()
+        self.child_layer._paused_event_queue = SmallDeque()
 
 
 class ListenerServers:
@@ -82,6 +82,10 @@ class ListenerServers:
         # What mitmproxy's AsyncioServerInstance.handle_stream does, with our master instead of ctx.master.
         handler = LabConnectionHandler(self.hooks, ReverseProxy, self.master, reader, writer,
                                        self.master.options, mode)
+        # asyncio's queues of the connection, empty nearly always: small ones (simulator.dataplane.smalldeque)
+        make_small(writer.transport, "_buffer")
+        make_small(getattr(writer, "_protocol", None), "_drain_waiters")
+        make_small(handler._server_event_lock, "_waiters")
         proxyserver = self.master.addons.get("proxyserver")
         with proxyserver.register_connection(handler.client.id, handler):
             try:

@@ -39,7 +39,7 @@ from mitmproxy.proxy.layers.http._http1 import Http1Server
 from mitmproxy.proxy.layers.http._http2 import Http2Server
 
 from simulator.dataplane.addons.pages import HEADER_TOO_LARGE, error_response, nginx_400
-from simulator.dataplane.eventqueue import SmallEventQueue
+from simulator.dataplane.smalldeque import SmallEventQueue
 from simulator.dataplane.registry import ClientState, Registry
 
 logger = logging.getLogger(__name__)

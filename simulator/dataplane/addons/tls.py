@@ -21,7 +21,7 @@ from mitmproxy.tls import ClientHelloData, TlsData
 from OpenSSL import SSL
 
 from simulator.dataplane.addons.limits import LimitedHttpLayer, error_recorder
-from simulator.dataplane.eventqueue import SmallEventQueue
+from simulator.dataplane.smalldeque import SmallEventQueue
 from simulator.metering import MeteredConnection, tcpinfo
 from simulator.dataplane.addons.pages import CLIENT_CERT_ERROR, NO_CLIENT_CERT
 from simulator.policies.context import client_cert_verdict, handshake_failure_reason, tls_verify_status
