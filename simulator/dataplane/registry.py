@@ -12,7 +12,7 @@ from simulator.metering.kept_records import KeptRecords
 from simulator.dataplane.listener import Listener, ListenerVersion
 
 
-@dataclass
+@dataclass(slots=True)  # one per open connection: no instance dict
 class ClientState:
     """One client connection: pinned to the listener version it arrived on."""
 

@@ -7,9 +7,9 @@ walk for the `update` event. For a keep-alive request (four events, each followe
 no lbsim addon handles) that cost 60 µs, about a tenth of the request's CPU (docs/performance.md, "Round three").
 
 A lab's addon chain is fixed once it runs, so `HookTable` looks each event's handlers up once, in chain
-order, and `LabConnectionHandler` calls just those. Each handler runs as under mitmproxy: sync or
-async, an exception logged as mitmproxy's `Addon error: ...` (the next addon still runs), `AddonHalt`
-ends the event. Events of the master itself (`load`, `configure`, `running`, `done`) still go through
+order, and the lab's connection handler (simulator.runtime.handler) calls just those. Each handler runs
+as under mitmproxy: sync or async, an exception logged as mitmproxy's `Addon error: ...` (the next addon
+still runs), `AddonHalt` ends the event. Events of the master itself (`load`, `configure`, `running`, `done`) still go through
 mitmproxy's `AddonManager`.
 
 mitmproxy's proxy core also runs every event as an asyncio task: under the eager task factory its
@@ -29,15 +29,15 @@ import inspect
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mitmproxy import exceptions, flow
 from mitmproxy.addonmanager import AddonManager, traverse
 from mitmproxy.proxy import commands, events, layer
-from mitmproxy.proxy.mode_servers import ProxyConnectionHandler
 from mitmproxy.utils import asyncio_utils
 
-from simulator.dataplane.addons.timeouts import ActivityClock
+if TYPE_CHECKING:
+    from simulator.runtime.handler import LabConnectionHandler
 
 logger = logging.getLogger("mitmproxy.addonmanager")  # where mitmproxy logs an addon's error
 
@@ -151,7 +151,9 @@ class HooksAtOnce:
     Every other command, a connection's events included, goes on to `server_event` unchanged.
     """
 
-    def __init__(self, handler: LabConnectionHandler, top: layer.Layer):
+    __slots__ = ("handler", "layer")
+
+    def __init__(self, handler: LabConnectionHandler, top: layer.Layer):  # simulator.runtime.handler
         self.handler = handler
         self.layer = top
 
@@ -168,25 +170,3 @@ class HooksAtOnce:
                         keep_ref=True, client=self.handler.client.peername)
                 elif command.blocking:
                     queue.append(events.HookCompleted(command))
-
-
-class LabConnectionHandler(ProxyConnectionHandler):
-    """mitmproxy's connection handler, its hooks dispatched through the lab's `HookTable`."""
-
-    def __init__(self, hooks: HookTable, top: Callable[[Any], layer.Layer], *args: Any):
-        self.hooks = hooks
-        super().__init__(*args)
-        self.timeout_watchdog = ActivityClock()  # type: ignore[assignment]  # the idle sweeper is the only timer
-        self.layer = HooksAtOnce(self, top(self.layer.context))  # type: ignore[assignment]
-
-    async def handle_hook(self, hook: commands.StartHook) -> None:
-        # As ProxyConnectionHandler.handle_hook: no idle timeout while a hook runs; an intercepted flow waits.
-        with self.timeout_watchdog.disarm():
-            await self.hooks.dispatch(hook)
-
-    async def finish_hook(self, hook: commands.StartHook, rest: Awaitable[None]) -> None:
-        """The rest of an event that had to wait, then its completion (mitmproxy's `hook_task`)."""
-        with self.timeout_watchdog.disarm():
-            await rest
-        if hook.blocking:
-            await self.server_event(events.HookCompleted(hook))

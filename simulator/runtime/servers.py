@@ -25,7 +25,8 @@ from mitmproxy.proxy import events, layer, layers
 from mitmproxy.proxy.mode_specs import ProxyMode, ReverseMode
 
 from simulator.dataplane.smalldeque import SmallDeque, SmallEventQueue, make_small
-from simulator.runtime.hooks import HookTable, LabConnectionHandler
+from simulator.runtime.handler import LabConnectionHandler
+from simulator.runtime.hooks import HookTable
 
 logger = logging.getLogger(__name__)
 
@@ -86,11 +87,15 @@ class ListenerServers:
         make_small(writer.transport, "_buffer")
         make_small(getattr(writer, "_protocol", None), "_drain_waiters")
         make_small(handler._server_event_lock, "_waiters")
-        proxyserver = self.master.addons.get("proxyserver")
-        with proxyserver.register_connection(handler.client.id, handler):
-            try:
-                await handler.handle_client()
-            except asyncio.CancelledError:
-                # The lab is stopping. Python 3.12.1's asyncio logs an ERROR with a stack trace for every stream
-                # callback task that ends cancelled (task.exception() raises): end quietly instead.
-                writer.close()
+        # Registered as `Proxyserver.register_connection` does, without its context manager: a generator and
+        # its frame that every open connection would keep.
+        connections = self.master.addons.get("proxyserver").connections
+        connections[handler.client.id] = handler
+        try:
+            await handler.handle_client()
+        except asyncio.CancelledError:
+            # The lab is stopping. Python 3.12.1's asyncio logs an ERROR with a stack trace for every stream
+            # callback task that ends cancelled (task.exception() raises): end quietly instead.
+            writer.close()
+        finally:
+            del connections[handler.client.id]

@@ -52,7 +52,7 @@ class ActivityClock:
     silence and then closes it. A listener's idle timeout is the vendor's (AWS allows 4,000 s) and the sweeper
     below keeps it for every connection, so the watchdog could only close a connection the vendor keeps open;
     its task, timer and event also cost each held connection about 2 KiB (docs/performance.md, "Round five").
-    The lab's connection handler (simulator.runtime.hooks) uses this instead, with the watchdog's methods.
+    The lab's connection handler (simulator.runtime.handler) keeps this instead and starts no watchdog task.
     """
 
     __slots__ = ("last_activity",)
@@ -62,9 +62,6 @@ class ActivityClock:
 
     def register_activity(self) -> None:
         self.last_activity = time.time()
-
-    async def watch(self) -> None:
-        """mitmproxy starts this as the connection's watchdog task: nothing to wait for, it ends at once."""
 
     def disarm(self) -> ActivityClock:
         """`with clock.disarm():` around a hook, as with the watchdog; the hook's end counts as activity."""
