@@ -52,6 +52,37 @@ def test_closed_connections_are_swept_once_as_many_closed_as_are_open() -> None:
         gc.enable()
 
 
+def rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) * 1024
+
+
+def test_a_sweep_gives_the_heap_that_closed_connections_freed_back_to_the_system() -> None:
+    import ctypes
+
+    from simulator.dataplane.sweep import MIN_CLOSED, ClosedSweeper, malloc_trim
+
+    assert malloc_trim is not None  # glibc, as on every machine the lab is made for
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    size, count = 64 << 10, 640  # 40 MiB of heap blocks, each below malloc's mmap threshold, as OpenSSL's are
+    blocks = [libc.malloc(size) for _ in range(count)]
+    for block in blocks:
+        ctypes.memset(block, 1, size)  # resident
+    for block in blocks[:-1]:  # the last one holds the heap's top: the freed pages sit in its middle
+        libc.free(block)
+    try:
+        freed = rss_bytes()
+        sweeper = ClosedSweeper()
+        for _ in range(MIN_CLOSED):
+            sweeper.closed_one(open_now=0)
+        assert sweeper.collections == 1
+        assert freed - rss_bytes() > (count // 2) * size  # most of the 40 MiB went back
+    finally:
+        libc.free(blocks[-1])
+
+
 def test_a_lab_process_freezes_what_it_built_to_start_and_still_collects_what_comes_later() -> None:
     """In a process of its own: freezing is for processes the lab owns (`lbsim up`, workers), not pytest's."""
     import subprocess
