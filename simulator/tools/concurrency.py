@@ -36,7 +36,12 @@ REQUEST = b"GET / HTTP/1.1\r\nHost: localhost\r\nUser-Agent: lbsim-bench-concurr
 PER_SOURCE = 20_000  # connections per source address (below the 28,232 ephemeral ports of Linux's default range)
 IN_FLIGHT = 64  # handshakes the client keeps going at once while it opens
 PROBE_CONCURRENCY = 16
-SETTLE = 2.0  # seconds after the last close before RSS is read (the servers' close paths finish)
+SETTLE = 2.0  # seconds after the last close before RSS is read (the servers' close paths finish), at most
+
+
+def settle_seconds(n: int) -> float:
+    """The pause before RSS is read, for `n` connections: 0.5 s, plus 0.3 ms per connection, up to SETTLE."""
+    return min(SETTLE, 0.5 + n * 0.0003)
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)  # Linux: pick the port at connect
 
 
@@ -173,6 +178,7 @@ class Client:
         self.held: list[asyncio.BaseTransport] = []
         self.errors = 0
         self._opened = 0
+        self.settle = SETTLE
 
     def _source(self) -> str:
         base = self._opened // PER_SOURCE
@@ -235,7 +241,7 @@ class Client:
         for transport in self.held:
             transport.close()
         self.held.clear()
-        await asyncio.sleep(SETTLE)
+        await asyncio.sleep(self.settle)
 
 
 @dataclass
@@ -266,14 +272,15 @@ class ConcurrencyResult:
 async def measure_server(label: str, pid: int, port: int, ca_file: str, n: int, probe: int, rounds: int = 3,
                          say: Callable[[str], None] = print) -> ConcurrencyResult:
     client = Client(port, ca_file)
+    client.settle = settle_seconds(n)
     await client.churn(probe)  # warm-up: imports, caches, first allocations
-    await asyncio.sleep(SETTLE)
+    await asyncio.sleep(client.settle)
     result = ConcurrencyResult(label, n, rss_kib(pid))
     result.rate_idle = await client.churn(probe)
     for rnd in range(1, rounds + 1):
         seconds = await client.open(n)
         held = len(client.held)
-        await asyncio.sleep(SETTLE)
+        await asyncio.sleep(client.settle)
         row = {"round": rnd, "held": held, "open_s": round(seconds, 2), "rss_held_kib": rss_kib(pid)}
         if rnd == 1:
             result.rate_held = await client.churn(probe)
