@@ -6,7 +6,7 @@
 - `handle_client` is mitmproxy 12.2's (tests/test_handler.py trips when mitmproxy's changes), without what
   each open connection kept there for nothing: the watchdog's task, and `asyncio.wait`'s coroutine, set,
   callback and future around the task that reads the client (a future the task's end sets is enough).
-  About 1.3 KiB per held connection with the watchdog (docs/performance.md, "Round five").
+  That and the watchdog were about 3.4 KiB of every held connection (docs/performance.md, "Round five").
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ no lbsim addon handles) that cost 60 µs, about a tenth of the request's CPU (do
 A lab's addon chain is fixed once it runs, so `HookTable` looks each event's handlers up once, in chain
 order, and the lab's connection handler (simulator.runtime.handler) calls just those. Each handler runs
 as under mitmproxy: sync or async, an exception logged as mitmproxy's `Addon error: ...` (the next addon
-still runs), `AddonHalt` ends the event. Events of the master itself (`load`, `configure`, `running`, `done`) still go through
-mitmproxy's `AddonManager`.
+still runs), `AddonHalt` ends the event. Events of the master itself (`load`, `configure`, `running`,
+`done`) still go through mitmproxy's `AddonManager`.
 
 mitmproxy's proxy core also runs every event as an asyncio task: under the eager task factory its
 Master installs, the task calls the handlers at once, then waits for the connection's event lock to
@@ -153,7 +153,7 @@ class HooksAtOnce:
 
     __slots__ = ("handler", "layer")
 
-    def __init__(self, handler: LabConnectionHandler, top: layer.Layer):  # simulator.runtime.handler
+    def __init__(self, handler: LabConnectionHandler, top: layer.Layer):
         self.handler = handler
         self.layer = top
 

@@ -37,12 +37,12 @@ PER_SOURCE = 20_000  # connections per source address (below the 28,232 ephemera
 IN_FLIGHT = 64  # handshakes the client keeps going at once while it opens
 PROBE_CONCURRENCY = 16
 SETTLE = 2.0  # seconds after the last close before RSS is read (the servers' close paths finish), at most
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)  # Linux: pick the port at connect
 
 
 def settle_seconds(n: int) -> float:
     """The pause before RSS is read, for `n` connections: 0.5 s, plus 0.3 ms per connection, up to SETTLE."""
     return min(SETTLE, 0.5 + n * 0.0003)
-IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)  # Linux: pick the port at connect
 
 
 def rss_kib(pid: int) -> int:
