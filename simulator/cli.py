@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from simulator.output import dump_json, print_error, run_parsed
+from simulator.runtime import optimize
 
 __all__ = ["COMMAND_MODULES", "build_parser", "dump_json", "main", "print_error"]
 
@@ -62,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None and optimize.wants_optimized(sys.argv[1:]):  # only a real command line, never in-process
+        optimize.restart_optimized(sys.argv[1:])
     return run_parsed(build_parser().parse_args(argv))
 
 

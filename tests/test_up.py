@@ -124,3 +124,38 @@ def test_lbsim_up_prints_and_writes_the_vendor_api_endpoints(tmp_path: Path) -> 
         proc.send_signal(signal.SIGINT)
         rest = proc.communicate(timeout=20)[0]
     assert proc.returncode == 0, rest
+
+
+def started(args: list[str], cwd: Path) -> subprocess.Popen:
+    """`lbsim up ARGS` once it prints its connection log line (it serves by then)."""
+    proc = subprocess.Popen([LBSIM, "up", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        assert line, f"lbsim up exited early: {proc.poll()}"
+        if line.startswith("connection log"):
+            return proc
+    proc.kill()
+    raise AssertionError("lbsim up did not start within 60 s")
+
+
+def cmdline(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_text().split("\0")[:-1]
+
+
+def test_lbsim_up_serves_under_python_O_with_its_workers_and_debug_checks_keep_the_checks(tmp_path: Path) -> None:
+    """mitmproxy's debug-only checks cost a keep-alive request 19 % of its CPU: `lbsim up` restarts itself
+    (same pid) under -O and starts its workers so; `--debug-checks` keeps them (docs/performance.md)."""
+    fast = started(["--out", str(tmp_path / "fast"), "--time-scale", "0.01", "--workers", "2"], tmp_path)
+    checked = started(["--out", str(tmp_path / "checked"), "--time-scale", "0.01", "--debug-checks"], tmp_path)
+    try:
+        assert cmdline(fast.pid)[1:4] == ["-O", "-m", "simulator.cli"] and "up" in cmdline(fast.pid)
+        workers = [int(p) for p in Path(f"/proc/{fast.pid}/task/{fast.pid}/children").read_text().split()]
+        worker_lines = [cmdline(p) for p in workers if "simulator.runtime.worker" in cmdline(p)]
+        assert len(worker_lines) == 1 and worker_lines[0][1] == "-O", worker_lines
+        assert "-O" not in cmdline(checked.pid) and "--debug-checks" in cmdline(checked.pid), cmdline(checked.pid)
+    finally:
+        for proc in (fast, checked):
+            proc.send_signal(signal.SIGINT)
+        for proc in (fast, checked):
+            assert proc.wait(30) == 0

@@ -89,15 +89,15 @@ async def serve(config: LabConfig, out_dir: Path, files: dict[str, str], cpu_pro
     except BaseException:
         await lab.stop()
         raise
-    print(describe(lab, files), flush=True)
-    print(apis.describe(), flush=True)
-    freeze_startup()  # this process is the lab's: full collections skip what it built to start
-    profiler = start_profiler() if cpu_profile else None
-    stop = asyncio.Event()
+    stop = asyncio.Event()  # Ctrl-C stops the lab cleanly from the moment its banner can be read
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    print(describe(lab, files), flush=True)
+    print(apis.describe(), flush=True)
+    freeze_startup()  # this process is the lab's: full collections skip what it built to start
+    profiler = start_profiler() if cpu_profile else None
     try:
         await stop.wait()
     finally:
@@ -154,5 +154,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     # Not --profile: everywhere else that names a vendor profile (aliyun-slb, tencent-clb).
     p.add_argument("--cpu-profile", metavar="FILE",
                    help="CPU-profile worker 0 with pyinstrument until stopped (.html, .pyisession or text)")
+    p.add_argument("--debug-checks", action="store_true",
+                   help="keep Python's and mitmproxy's debug checks (by default `lbsim up` runs under python -O)")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_up)

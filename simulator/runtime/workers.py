@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simulator.model.config import BackendSpec, LabConfig
+from simulator.runtime.optimize import interpreter_flags
 
 if TYPE_CHECKING:
     from simulator.runtime.lab import Lab
@@ -201,8 +202,8 @@ class WorkerPool:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "simulator.runtime.worker", self.lab.config.event_loop, stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, pass_fds=(write_fd,), env=env, limit=RECORD_LIMIT,
+                sys.executable, *interpreter_flags(), "-m", "simulator.runtime.worker", self.lab.config.event_loop,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, pass_fds=(write_fd,), env=env, limit=RECORD_LIMIT,
             )
         finally:
             os.close(write_fd)  # the worker holds the only write end: its exit ends our reads

@@ -1,0 +1,40 @@
+"""A process that only serves a lab runs without Python's debug checks, as under `python -O`.
+
+mitmproxy checks its own code in debug mode only: each state of its layers is wrapped to assert the type
+of event it expects (`mitmproxy.proxy.utils.expect`), each HTTP message has its fields type-checked when it
+is made (`MessageData.__post_init__`), and its `assert`s run. Python drops all of them under `-O`. They
+catch bugs in mitmproxy, not in clients (a client's bytes are parsed and refused the same either way), and
+they cost a keep-alive request about 19 % of its CPU and a full handshake about 8 % (docs/performance.md,
+"Round five").
+
+So `lbsim up` starts itself again under `-O` before it does anything else (`os.execv`: the same process,
+pid and arguments), and starts its worker processes under it too. Labs started inside another process
+(tests, notebooks, `lbsim run`'s suite) keep every check, and so does `lbsim up --debug-checks` (or
+`LBSIM_DEBUG_CHECKS=1` in the environment).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+DEBUG_FLAG = "--debug-checks"
+DEBUG_ENV = "LBSIM_DEBUG_CHECKS"
+
+
+def wants_optimized(args: list[str]) -> bool:
+    """Whether `lbsim ARGS` serves a lab and should start again under -O (not already, not asked to keep checks)."""
+    return (bool(args) and args[0] == "up" and not sys.flags.optimize and DEBUG_FLAG not in args
+            and not {"-h", "--help"} & set(args) and os.environ.get(DEBUG_ENV, "") in ("", "0"))
+
+
+def restart_optimized(args: list[str]) -> None:
+    """Replace this process by `python -O -m simulator.cli ARGS` (returns only if exec fails)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-O", "-m", "simulator.cli", *args])
+
+
+def interpreter_flags() -> list[str]:
+    """The flags a child Python (a worker) gets to run as this one does: `-O` under -O."""
+    return ["-" + "O" * sys.flags.optimize] if sys.flags.optimize else []
