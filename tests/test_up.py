@@ -159,3 +159,28 @@ def test_lbsim_up_serves_under_python_O_with_its_workers_and_debug_checks_keep_t
             proc.send_signal(signal.SIGINT)
         for proc in (fast, checked):
             assert proc.wait(30) == 0
+
+
+def test_lbsim_up_under_python_O_survives_mutated_hellos_and_serves_on(tmp_path: Path) -> None:
+    """Without mitmproxy's debug checks nothing may change for a client: mutated ClientHellos and random bytes
+    (simulator.tools.fuzz) each end in a close or a reset, the lab logs no crash, and it still answers."""
+    proc = started(["--out", str(tmp_path / "out"), "--time-scale", "0.01"], tmp_path)
+    try:
+        assert cmdline(proc.pid)[1] == "-O"
+        endpoints = json.loads((tmp_path / "out" / "endpoints.json").read_text())
+        with urllib.request.urlopen(endpoints["management_api"] + "/v1/listeners", timeout=10) as r:
+            ports = {l["name"]: l["port"] for l in json.load(r)["listeners"]}
+        sent = subprocess.run([sys.executable, "-m", "simulator.tools.fuzz", str(ports["aliyun-one-way"]),
+                               "--count", "600", "--concurrency", "64", "--seed", "7"], capture_output=True, text=True, timeout=120)
+        stats = json.loads(sent.stdout)
+        assert stats["sent"] == 600 and stats["closed"] + stats["reset"] == 600, stats
+        ca = tmp_path / "out" / "pki" / "ca.pem"
+        for name in ("aliyun-one-way", "tencent-one-way"):
+            out = subprocess.run(["curl", "-sS", "--max-time", "10", "--cacert", str(ca),
+                                  f"https://localhost:{ports[name]}/after"], capture_output=True, text=True, timeout=20)
+            assert out.returncode == 0 and json.loads(out.stdout)["path"] == "/after", (name, out.stderr)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0, rest
+    assert "Traceback" not in rest and "has crashed" not in rest and "ERROR" not in rest, rest
