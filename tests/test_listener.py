@@ -437,6 +437,31 @@ def test_connection_log_record_fields(lab: RunningLab) -> None:
     assert record["traffic"]["lb_to_client"]["wire"] == result.bytes_received
 
 
+def test_a_connection_counts_as_open_until_its_record_is_in_every_log(lab: RunningLab, monkeypatch) -> None:
+    # A scenario waits until no client is open, then reads the records (`wait_log_settled`) from its own
+    # thread: the lab thread may let go of the lock mid-close (the sweep's malloc_trim does), so the
+    # connection must stay among the open ones until its record is in the ledger and the API's list.
+    registry, ledger = lab.lab.registry, lab.lab.ledger
+    seen: list[tuple[str, bool]] = []  # (where the record went, whether its connection was still open)
+    add, append = ledger.add, registry.recent.append
+
+    def checked_add(record, *args):
+        seen.append(("ledger", any(c.peer[1] == int(record["client"].rsplit(":", 1)[1]) for c in registry.clients.values())))
+        return add(record, *args)
+
+    def checked_append(record, *args):
+        seen.append(("recent", any(c.peer[1] == int(record["client"].rsplit(":", 1)[1]) for c in registry.clients.values())))
+        return append(record, *args)
+
+    monkeypatch.setattr(ledger, "add", checked_add)
+    monkeypatch.setattr(registry.recent, "append", checked_append)
+    result = probe("127.0.0.1", lab.port("aliyun-one-way"),
+                   http_request=b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    last_record(lab, "aliyun-one-way", result)
+    wait_for(lambda: not any(c.peer[1] == result.local_port for c in registry.clients.values()), 5)
+    assert ("ledger", True) in seen and ("recent", True) in seen and all(open_ for _, open_ in seen), seen
+
+
 def test_protocol_and_cipher_failures_are_named(lab: RunningLab) -> None:
     # tls_cipher_policy_1_0 (aliyun default) stops at TLS 1.2.
     result = probe("127.0.0.1", lab.port("aliyun-one-way"), version="TLSv1.3")

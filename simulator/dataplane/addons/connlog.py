@@ -198,14 +198,22 @@ class ConnectionLog:
 
     def client_disconnected(self, client: connection.Client) -> None:
         reader = self._readers.pop(client.id, None)
-        state = self.registry.clients.pop(client.id, None)
+        state = self.registry.clients.get(client.id)
         if state is None:
             return
+        try:
+            self._log(client, state, reader)
+        finally:
+            # Only now is the connection no longer open: a caller that waits until no client is open (a
+            # scenario's `wait_log_settled`, in another thread) then finds every record in every log.
+            self.registry.clients.pop(client.id, None)
+        self.sweeper.closed_one(len(self.registry.clients))
+
+    def _log(self, client: connection.Client, state: ClientState, reader: Any) -> None:
         # mitmproxy treats a reset like a clean close; the reader still holds the ConnectionResetError.
         if state.closed_by is None and reader is not None and isinstance(reader.exception(), ConnectionResetError):
             state.closed_by = "client_reset"
         state.listener.connections -= 1
-        self.sweeper.closed_one(len(self.registry.clients))
         if state.handshake_done is not None and state.ssl_conn is not None:
             # mitmproxy never calls SSL_shutdown; without the shutdown flags OpenSSL treats the closed
             # connection as broken and drops its session from the cache (no session-ID resumption). nginx
