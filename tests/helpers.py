@@ -16,6 +16,12 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
     raise AssertionError(f"condition not met within {timeout} s")
 
 
+def handlers_of(lab, client_port: int) -> list:
+    """The lab's mitmproxy connection handlers of the client connection from `client_port` (open ones only)."""
+    return [h for h in lab.lab.master.addons.get("proxyserver").connections.values()
+            if h.client.peername and h.client.peername[1] == client_port]
+
+
 def read_response(s: socket.socket) -> bytes:
     """One whole HTTP/1.1 response with a Content-Length body."""
     data = b""

@@ -9,6 +9,8 @@ import inspect
 
 from mitmproxy.proxy.server import ConnectionHandler
 
+from helpers import handlers_of
+
 from simulator.harness.running import RunningLab
 from simulator.runtime.handler import LabConnectionHandler
 
@@ -36,8 +38,7 @@ def test_a_held_connection_runs_two_tasks_and_no_watchdog(lab: RunningLab) -> No
 
         # mitmproxy's own handler would add its "timeout watchdog" task, sleeping until tcp_timeout
         assert lab.call(tasks_of_the_connection()) == ["client connection handler", "client handler"]
-        handler = next(h for h in lab.lab.master.addons.get("proxyserver").connections.values()
-                       if h.client.peername and h.client.peername[1] == port)
+        [handler] = handlers_of(lab, port)
         assert isinstance(handler, LabConnectionHandler) and not hasattr(handler.timeout_watchdog, "watch")
     finally:
         conn.close()
@@ -53,8 +54,7 @@ def test_a_closed_connection_ends_both_tasks_and_leaves_the_registry(lab: Runnin
     async def left() -> tuple[list[asyncio.Task], list[object]]:
         for _ in range(200):
             tasks = [t for t in asyncio.all_tasks() if getattr(t, "client", None) and t.client[1] == port]
-            handlers = [h for h in lab.lab.master.addons.get("proxyserver").connections.values()
-                        if h.client.peername and h.client.peername[1] == port]
+            handlers = handlers_of(lab, port)
             if not tasks and not handlers:
                 break
             await asyncio.sleep(0.01)

@@ -14,6 +14,8 @@ from mitmproxy.proxy.context import Context
 from mitmproxy.proxy.layers.http import HttpRequestHook, HttpStream
 from mitmproxy.test import taddons, tflow
 
+from helpers import handlers_of
+
 from simulator.dataplane.smalldeque import SmallDeque, SmallEventQueue, make_small
 from simulator.harness.running import RunningLab
 
@@ -83,8 +85,7 @@ def test_a_held_connection_keeps_no_deque_of_its_own(lab: RunningLab) -> None:
         assert [type(o).__name__ for o in held if isinstance(o._paused_event_queue, collections.deque)
                 and not isinstance(o, HttpStream)] == []
         # asyncio's queues of the connection: its transport's, its protocol's and its handler's event lock's
-        handler = next(h for h in lab.lab.master.addons.get("proxyserver").connections.values()
-                       if h.client.peername and h.client.peername[1] == port)
+        [handler] = handlers_of(lab, port)
         writer = handler.transports[handler.client].writer
         queues = [writer.transport._buffer, writer._protocol._drain_waiters, handler._server_event_lock._waiters]
         assert [type(q).__name__ for q in queues] == ["SmallDeque"] * 3
