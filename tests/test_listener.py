@@ -443,18 +443,16 @@ def test_a_connection_counts_as_open_until_its_record_is_in_every_log(lab: Runni
     # connection must stay among the open ones until its record is in the ledger and the API's list.
     registry, ledger = lab.lab.registry, lab.lab.ledger
     seen: list[tuple[str, bool]] = []  # (where the record went, whether its connection was still open)
-    add, append = ledger.add, registry.recent.append
 
-    def checked_add(record, *args):
-        seen.append(("ledger", any(c.peer[1] == int(record["client"].rsplit(":", 1)[1]) for c in registry.clients.values())))
-        return add(record, *args)
+    def noting(where: str, keep):
+        def kept(record, *args):
+            port = int(record["client"].rsplit(":", 1)[1])
+            seen.append((where, any(c.peer[1] == port for c in registry.clients.values())))
+            return keep(record, *args)
+        return kept
 
-    def checked_append(record, *args):
-        seen.append(("recent", any(c.peer[1] == int(record["client"].rsplit(":", 1)[1]) for c in registry.clients.values())))
-        return append(record, *args)
-
-    monkeypatch.setattr(ledger, "add", checked_add)
-    monkeypatch.setattr(registry.recent, "append", checked_append)
+    monkeypatch.setattr(ledger, "add", noting("ledger", ledger.add))
+    monkeypatch.setattr(registry.recent, "append", noting("recent", registry.recent.append))
     result = probe("127.0.0.1", lab.port("aliyun-one-way"),
                    http_request=b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     last_record(lab, "aliyun-one-way", result)
