@@ -26,8 +26,10 @@ $(STAMP): pyproject.toml
 run: setup
 	$(BIN)/lbsim run
 
+# One pytest worker per core (at most 4), each taking whole files, so that a module's lab starts once:
+# on CI's 2 cores the suite takes about half its serial time. `.venv/bin/python -m pytest` alone runs serially.
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadfile
 
 # The figures of README.md and docs/notebooks.md: both notebooks executed headless on fresh measurements
 # (the full sweep, a few minutes), writing their PNGs and *_conclusions.md into docs/figures/; the executed

@@ -124,6 +124,8 @@ def test_the_readme_says_what_make_setup_installs() -> None:
     assert packages and sorted(packages.group(1).split()) == sorted(APT_PACKAGES.values())
     assert "native.KIND" in makefile and "C callback" in readme
     assert "only the .venv" not in readme
+    (pytest_args,) = re.findall(r"^\t\$\(BIN\)/python -m pytest( [^\n]*)?$", makefile, re.M)
+    assert f"`pytest{pytest_args}`" in readme  # how `make test` runs the suite, word for word
 
 
 def test_the_readme_figures_come_from_a_documented_command() -> None:
