@@ -1000,6 +1000,7 @@ def soak(duration: float, inputs: int, out_dir: Path, seed: int = 1, inputs_per_
             steady.start()
             rounds = 0
             records = 0
+            statuses: collections.Counter[str] = collections.Counter()  # every record's tls_verify_status
             series: list[tuple[float, int]] = []  # (RSS growth MiB, descriptor growth) after each round
             while True:
                 rounds += 1
@@ -1013,6 +1014,8 @@ def soak(duration: float, inputs: int, out_dir: Path, seed: int = 1, inputs_per_
                     log(f"round {rounds} {result.name:15} inputs {result.inputs:7} faults {result.faults:6} "
                         f"failures {len(result.failures)} ({result.seconds:.1f} s)")
                 # Records are kept by design: drop them every round, or their heap hides (or fakes) a leak.
+                # Read first, every round alike: decoding them leaves the allocator's arenas fuller.
+                statuses.update(r.get("tls_verify_status") for r in lab.lab.ledger.records)
                 records += forget_records(lab)
                 series.append(Footprint.now(lab).growth(baseline))
                 log(f"round {rounds} footprint: RSS {series[-1][0]:+} MiB, descriptors {series[-1][1]:+} over the baseline")
@@ -1020,8 +1023,10 @@ def soak(duration: float, inputs: int, out_dir: Path, seed: int = 1, inputs_per_
                 if time.monotonic() - started >= duration and fuzzed >= inputs:
                     break
             steady.stop()
+            statuses.update(r.get("tls_verify_status") for r in lab.lab.ledger.records)
             records += forget_records(lab)
             after = settle(lab, baseline)
+            open_after = lab.lab.open_clients()
     finally:
         lab.stop()
     rss_growth, fd_growth = after.growth(baseline)
@@ -1032,7 +1037,9 @@ def soak(duration: float, inputs: int, out_dir: Path, seed: int = 1, inputs_per_
         "faults_survived": sum(r.faults for r in totals.values()),
         "failures_seen": sum(len(r.failures) for r in totals.values()) + len(steady.failures) + len(watch.errors),
         "checks": {name: {"inputs": r.inputs, "faults": r.faults, "failures": len(r.failures), "seconds": r.seconds,
-                          "first_failures": r.failures[:5]} for name, r in totals.items()},
+                          "first_failures": r.failures[:5], "rounds": r.details} for name, r in totals.items()},
+        "tls_verify_status": dict(statuses),  # of every connection logged after the warm-up
+        "open_clients_after": open_after,
         "steady_client": steady.summary(),
         "steady_client_failures": steady.failures[:10],
         "log": {"warnings": watch.counts.get("WARNING", 0), "errors": len(watch.errors), "first_errors": watch.errors[:5]},
