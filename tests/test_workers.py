@@ -221,6 +221,24 @@ def until(read: Callable[[], Any], want: Callable[[Any], bool], timeout: float =
     return value
 
 
+def test_a_scenarios_command_finds_its_record_whichever_worker_served_it(lab: RunningLab) -> None:
+    """`ScenarioLab.run` waits for the log to settle: the record of a connection worker 1 served crosses a
+    pipe to worker 0, so "no client open in worker 0" is not enough. Read at once, with no waiting of our own."""
+    from simulator.harness.scenario import ScenarioLab
+
+    scenario = ScenarioLab(lab)
+    served: list[int] = []
+    for _ in range(MAX_PROBES):
+        result = scenario.run(["curl", "-sS", "--cacert", ca_file(lab), f"https://localhost:{lab.port('shared')}/settle"])
+        result.assert_ok()
+        records = scenario.connections("shared", since=result.mark)
+        assert len(records) == 1, f"after {served}: {records}"  # logged before run() returned
+        served.append(records[0].get("worker", 0))
+        if served.count(0) >= 3 and served.count(1) >= 3:
+            break
+    assert served.count(1) >= 3, served
+
+
 def test_the_api_counts_every_workers_connections_and_requests(lab: RunningLab) -> None:
     """`connections`, `active_requests` and the open clients are the lab's, not worker 0's share."""
     port, n = lab.port("shared"), 12

@@ -612,10 +612,14 @@ class ScenarioLab(ListenerObservations):
             time.sleep(0.01)
 
     def wait_log_settled(self, timeout: float = 2.0) -> None:
-        """Until no client connection is open on the lab (their records are then all written)."""
-        deadline = time.monotonic() + timeout
-        while self.running.lab.registry.clients and time.monotonic() < deadline:
-            time.sleep(0.01)
+        """Until no client connection is open on the lab, in any of its workers (their records are then all
+        in the log)."""
+        if self.running.lab.workers is None:  # one process: its registry is enough, and no trip into its loop
+            deadline = time.monotonic() + timeout
+            while self.running.lab.registry.clients and time.monotonic() < deadline:
+                time.sleep(0.01)
+        else:
+            self.running.call(self.running.lab.settle_log(timeout), timeout=timeout + 5)
 
     def explain(self, listener: str | int | ListenerHandle, response: Response | None = None) -> str:
         """A failure message: the response, the listener's status and its backends' health right now."""

@@ -783,6 +783,16 @@ class Lab:
     def open_clients(self) -> int:
         return len(self.registry.clients) + (self.workers.clients() if self.workers is not None else 0)
 
+    async def settle_log(self, timeout: float = 2.0) -> None:
+        """Until no client connection is open in any worker and every closed one's record is in the ledger,
+        `connections.jsonl` and `GET /v1/connections` (or `timeout` seconds)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.registry.clients and loop.time() < deadline:
+            await asyncio.sleep(0.005)
+        if self.workers is not None:
+            await self.workers.settle(max(deadline - loop.time(), 0.0))
+
 
 def accepted(profile: str, kind: str, ref: str, stored_under: str, cert: bytes, key: bytes | None, field: str) -> None:
     """Refuse a certificate the listener's vendor would not have taken (e.g. ECDSA where only RSA is taken)."""

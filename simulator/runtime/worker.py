@@ -58,8 +58,14 @@ async def _serve() -> None:
     _emit({"ready": os.getpid()})
     reporter = loop.create_task(_report_counters(lab))
     try:
+        settling: set[asyncio.Task] = set()
         while line := await stdin.readline():  # the end of stdin is worker 0 stopping (or gone)
             msg = json.loads(line)
+            if "settle" in msg:  # answered apart: listener states keep coming meanwhile
+                task = loop.create_task(_settle(lab, msg["seq"], msg["settle"]))
+                settling.add(task)
+                task.add_done_callback(settling.discard)
+                continue
             try:
                 state = _decode(msg["state"])
                 if state.get("kind") == "health":
@@ -76,6 +82,16 @@ async def _serve() -> None:
     finally:
         reporter.cancel()
         await lab.stop()
+
+
+async def _settle(lab: Lab, seq: int, timeout: float) -> None:
+    """Reply once no client connection is open here, with how many records this worker has logged: a closed
+    connection's record is in the (line-buffered) pipe before it leaves `registry.clients`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while lab.registry.clients and loop.time() < deadline:
+        await asyncio.sleep(0.005)
+    _emit({"ack": seq, "records": len(lab.ledger.records)})
 
 
 async def _report_counters(lab: Lab) -> None:

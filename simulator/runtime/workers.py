@@ -18,7 +18,9 @@ What is shared, and how:
   is sent whole the same way (its CAs and CRLs as PEM); each worker rebuilds its listeners that use it.
 * **Connection log**: each worker's log is a pipe to worker 0, which is the only writer of
   `connections.jsonl` and adds the records to `GET /v1/connections` and `/v1/traffic`. Records from
-  worker k carry `"worker": k`; records without the field are worker 0's.
+  worker k carry `"worker": k`; records without the field are worker 0's. `Lab.settle_log` (a scenario's
+  `wait_log_settled`) asks each worker how many records it wrote once it holds no client, and waits until
+  worker 0 has read that many: the counters and the records travel on different pipes.
 * **Backends**: the mock backends run in worker 0; the workers reach them by address. Worker 0 alone
   health-checks them and the workers take its verdicts (sent on every change), so every worker sends
   traffic to the same backends and the backends see one lab's checks, not N.
@@ -116,10 +118,11 @@ class _Worker:
 
     def __init__(self, index: int, proc: asyncio.subprocess.Process):
         self.index, self.proc = index, proc
-        self.acks: dict[int, asyncio.Future[str | None]] = {}
+        self.acks: dict[int, asyncio.Future[dict[str, Any]]] = {}  # seq -> its reply
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.tasks: list[asyncio.Task] = []
         self.counters: dict[str, Any] = {}  # its last live_counters() report
+        self.lines_read = 0  # connection records read from its log pipe
 
     @property
     def alive(self) -> bool:
@@ -229,7 +232,7 @@ class WorkerPool:
             elif "ack" in msg:
                 future = worker.acks.pop(msg["ack"], None)
                 if future is not None and not future.done():
-                    future.set_result(msg.get("error"))
+                    future.set_result(msg)
             elif "counters" in msg:
                 worker.counters = msg["counters"]
             elif "fatal" in msg and not worker.ready.done():
@@ -293,6 +296,7 @@ class WorkerPool:
         registry, ledger = self.lab.registry, self.lab.ledger
         tag = f',"worker":{worker.index}}}\n'
         while line := await reader.readline():
+            worker.lines_read += 1
             try:
                 record = json.loads(line)
             except ValueError:
@@ -331,24 +335,42 @@ class WorkerPool:
         """Send one listener's state (or health) to every live worker (or these); returns once all applied it."""
         if "health" in state and workers is None:
             self._health_sent[state["key"]] = dict(state["health"])
-        self._seq += 1
-        seq, line = self._seq, json.dumps({"seq": self._seq, "state": _encode(state)}).encode() + b"\n"
-        waits = []
-        for worker in self.workers if workers is None else workers:
-            if not worker.alive or worker.proc.stdin is None:
-                continue
-            future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-            worker.acks[seq] = future
-            worker.proc.stdin.write(line)
-            waits.append((worker, future))
-        for worker, future in waits:
+        for worker, future in self._send({"state": _encode(state)}, workers):
             try:
-                error = await asyncio.wait_for(future, ACK_TIMEOUT)
+                reply = await asyncio.wait_for(future, ACK_TIMEOUT)
             except (RuntimeError, TimeoutError) as e:
                 logger.error("worker %d did not apply listener %s: %s", worker.index, state.get("port"), e)
                 continue
-            if error:
-                logger.error("worker %d could not apply listener %s: %s", worker.index, state.get("port"), error)
+            if reply.get("error"):
+                logger.error("worker %d could not apply listener %s: %s", worker.index, state.get("port"), reply["error"])
+
+    async def settle(self, timeout: float) -> None:
+        """Until no worker holds a client connection and worker 0 has read every record the workers wrote by
+        then (records and replies travel on different pipes: each worker says how many it wrote)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for worker, future in self._send({"settle": timeout}):
+            try:
+                reply = await asyncio.wait_for(future, timeout + 1)
+            except (RuntimeError, TimeoutError):
+                continue  # died or stuck: its records are lost either way
+            while worker.lines_read < reply.get("records", 0) and loop.time() < deadline:
+                await asyncio.sleep(0.005)
+
+    def _send(self, message: dict[str, Any], workers: list[_Worker] | None = None,
+              ) -> list[tuple[_Worker, asyncio.Future[dict[str, Any]]]]:
+        """Write one message to every live worker (or these); each reply arrives in its future."""
+        self._seq += 1
+        line = json.dumps({"seq": self._seq, **message}).encode() + b"\n"
+        sent = []
+        for worker in self.workers if workers is None else workers:
+            if not worker.alive or worker.proc.stdin is None:
+                continue
+            future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            worker.acks[self._seq] = future
+            worker.proc.stdin.write(line)
+            sent.append((worker, future))
+        return sent
 
     async def stop(self) -> None:
         """Close the workers' stdin (they stop their lab and exit), then make sure they are gone."""
