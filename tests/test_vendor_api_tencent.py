@@ -11,8 +11,10 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -639,11 +641,19 @@ def test_multi_cert_info_puts_an_rsa_and_an_ecc_certificate_on_one_listener(tc, 
 
 # --- tccli -------------------------------------------------------------------------------------------------
 
-def test_tccli_uploads_creates_a_listener_and_describes(vendor_lab, tmp_path):  # noqa: F811
+@pytest.fixture
+def tccli_home():
+    """tccli's $HOME (it keeps its configuration and its log under $HOME/.tccli): outside pytest's temporary
+    folders, as its log is tccli's own file, not lbsim's output, and holds the key (test_reliability_keys)."""
+    with tempfile.TemporaryDirectory(prefix="lbsim-tccli-") as home:
+        yield Path(home)
+
+
+def test_tccli_uploads_creates_a_listener_and_describes(vendor_lab, tccli_home):  # noqa: F811
     ep = vendor_lab.endpoints[PROFILE]
     auth = ["--endpoint", ep["https_endpoint"], "--secretId", ep["secret_id"], "--secretKey", ep["secret_key"],
             "--region", ep["region"]]
-    env = {**os.environ, "HOME": str(tmp_path)}  # tccli keeps its configuration under $HOME/.tccli
+    env = {**os.environ, "HOME": str(tccli_home)}
 
     def tccli(*args: str, ca: bool = True) -> subprocess.CompletedProcess:
         wrapper = [sys.executable, "-m", "simulator.faces.tencent.lab_tccli"] + (["--ca", vendor_lab.ca_file] if ca else [])
@@ -658,6 +668,9 @@ def test_tccli_uploads_creates_a_listener_and_describes(vendor_lab, tmp_path):  
     assert up.returncode == 0, up.stderr
     cert_id = json.loads(up.stdout)["CertificateId"]
     assert cert_id in tencent_ids(vendor_lab)
+    # As docs/vendor-apis.md warns: tccli logs each command line, the private key and the secret key included.
+    log = (tccli_home / ".tccli" / "log" / "tccli.log").read_text()
+    assert site.key_pem.decode().splitlines()[1] in log and ep["secret_key"] in log
 
     lb = vendor_lab.lab.create_load_balancer(PROFILE, name="cli")  # made by the SDK elsewhere; tccli creates the listener
     port = free_port(lb.address)

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -30,24 +31,34 @@ def checked(done: subprocess.CompletedProcess) -> str:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def scratch() -> Path:
+    """Where the source copy, the wheel and the venv go: outside pytest's temporary folders, as they hold
+    source, not output (test_reliability_keys scans those, and lbsim's sources hold PEM headers to look for)."""
+    with tempfile.TemporaryDirectory(prefix="lbsim-wheel-") as folder:
+        yield Path(folder)
+
+
+@pytest.fixture(scope="module")
+def wheel(scratch: Path) -> Path:
     """The wheel, built from a copy of the checkout's files (what a clone has: tracked and new, not ignored)."""
-    src = tmp_path_factory.mktemp("src")
+    src = scratch / "src"
     files = checked(sh(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], ROOT)).split("\0")
     for name in filter(None, files):
         if (ROOT / name).is_file():
             (src / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, src / name)
-    out = tmp_path_factory.mktemp("wheel")
+    out = scratch / "wheel"
+    out.mkdir()
     checked(sh([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", str(src), "-w", str(out)], out))
     (built,) = out.glob("lbsim-*.whl")
     return built
 
 
 @pytest.fixture(scope="module")
-def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def venv(wheel: Path, scratch: Path) -> Path:
     """A fresh virtualenv (no system site-packages) with the wheel and its `load` extra."""
-    env = tmp_path_factory.mktemp("venv")
+    env = scratch / "venv"
+    env.mkdir()
     checked(sh([sys.executable, "-m", "venv", str(env)], env))
     checked(sh([str(env / "bin" / "python"), "-m", "pip", "install", "-q", f"{wheel}[load]"], env, timeout=900))
     return env
