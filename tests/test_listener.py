@@ -640,3 +640,25 @@ def test_refused_clients_get_one_accurate_log_line_not_mitmproxys_warning(lab: R
     assert lines == [f"aliyun-mutual: client 127.0.0.1:{result.local_port} refused: Failed:ClientCertExpired "
                      "(certificate verify failed: certificate has expired (depth 0); sent alert certificate expired)"]
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "proxy's certificate" in r.getMessage()]
+
+
+def test_a_probes_record_is_its_own_listeners_when_another_connection_shares_its_client_port(lab: RunningLab) -> None:
+    """The kernel gives one local port to two connections at once when their destinations differ. A later
+    connection from the probe's port to another listener (in `lbsim run`: sslyze's scan) is not the probe's."""
+    from simulator.harness.scenario import ScenarioLab
+
+    scenario = ScenarioLab(lab)
+    result = scenario.probe("aliyun-one-way")
+    assert result.ok and result.local_port
+    other = lab.port("tencent-one-way")
+    with socket.socket() as s:  # same client port, another listener, opened and logged after the probe
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", result.local_port))
+        s.connect(("127.0.0.1", other))
+        s.sendall(b"\x16\x03\x01\x00\x05hello")  # a broken hello: the listener logs it and closes
+        s.settimeout(5)
+        while s.recv(4096):
+            pass
+    wait_for(lambda: any(r["listener_port"] == other and r["client"].endswith(f":{result.local_port}")
+                         for r in scenario.connections(since=result.mark)))
+    assert scenario.connection_for(result)["listener_port"] == lab.port("aliyun-one-way")

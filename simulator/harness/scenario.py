@@ -81,6 +81,7 @@ class Response:
     cipher: str | None = None
     mark: int | None = None  # the connection log's length when the connection opened
     opened: float | None = None  # wall time just before it connected (no earlier connection's record is its)
+    listener: tuple[str, int] | None = None  # the address and port it connected to
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -468,6 +469,7 @@ class ScenarioLab(ListenerObservations):
         mark = self.mark()
         result = probe(self.address(listener), self.port(listener), **kwargs)  # result.opened: when it connected
         result.mark = mark  # type: ignore[attr-defined]  # for connection_for: client ports are reused
+        result.listener = (self.address(listener), self.port(listener))  # type: ignore[attr-defined]  # and shared
         return result
 
     def request(self, listener: str | int | ListenerHandle, path: str = "/", *, client: Any = None,
@@ -593,11 +595,15 @@ class ScenarioLab(ListenerObservations):
         """The log record of the connection a probe or request (or the client port `client`) opened; waits
         for the connection to close. Ports are reused: only records after `since` (the probe's or request's
         own mark by default) count, and of those only connections that opened after the probe or request did:
-        another client's connection on the same port may close, and be logged, after the mark."""
-        opened = None
+        another client's connection on the same port may close, and be logged, after the mark. And only the
+        probe's or request's own listener: the kernel gives one local port to two connections at once when
+        their destinations differ (a background sslyze scan of another listener, say)."""
+        opened = where = None
         if isinstance(client, (ProbeResult, Response)):
             since = getattr(client, "mark", None) if since is None else since
             opened = getattr(client, "opened", None)
+            if (listener := getattr(client, "listener", None)) is not None:
+                where = (listener[1], listener[0])
             client = client.local_port
         assert client, "no local port: the client never connected"
         suffix = f":{client}"
@@ -605,7 +611,8 @@ class ScenarioLab(ListenerObservations):
         while True:
             records = self.running.lab.ledger.records
             for record in reversed(records[since or 0:]):
-                if record["client"].endswith(suffix) and (opened is None or epoch(record["time"]) >= opened - 0.001):
+                if record["client"].endswith(suffix) and (opened is None or epoch(record["time"]) >= opened - 0.001) \
+                        and (where is None or (record["listener_port"], record.get("listener_address", self.host)) == where):
                     return record  # (the log's times are truncated to the millisecond)
             if time.monotonic() > deadline:
                 raise AssertionError(f"no connection-log record for client port {client} after {timeout} s")
@@ -671,7 +678,7 @@ class KeepAlive:
         version = sock.version() if isinstance(sock, ssl.SSLSocket) else None
         cipher = sock.cipher()[0] if isinstance(sock, ssl.SSLSocket) and sock.cipher() else None
         return Response(response.status, {k.lower(): v for k, v in response.getheaders()}, data, self.local_port,
-                        version, cipher, self.mark, self.opened)
+                        version, cipher, self.mark, self.opened, (self._conn.host, self._conn.port))
 
     def close(self) -> None:
         self._conn.close()
