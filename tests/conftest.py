@@ -27,3 +27,28 @@ def message_callback(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyP
     """Meter new connections with each message callback this machine has (C, and the Python fallback)."""
     monkeypatch.setattr(meter, "_on_message_fp", native.ssl_callback(request.param))
     return request.param
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After the last test, no output under pytest's temporary folders holds a PEM private key, unless the
+    file is made only of PEM blocks (an input). test_reliability_keys scans what its own process wrote
+    before it; this scans every worker's folders once all are done (under xdist, in the controller)."""
+    from simulator.tools.soak import PEM_KEY, is_key_input
+
+    if hasattr(session.config, "workerinput"):
+        return
+    hits = []
+    for path in sorted(session.config._tmp_path_factory.getbasetemp().rglob("*")):  # type: ignore[attr-defined]
+        try:
+            if path.is_file() and not path.is_symlink() and path.stat().st_size <= 64 * 2**20:
+                data = path.read_bytes()
+                if PEM_KEY.search(data) and not is_key_input(data):
+                    hits.append(str(path))
+        except OSError:
+            continue
+    if hits:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        reporter.ensure_newline()
+        for hit in hits:
+            reporter.write_line(f"KEY MATERIAL in a test's output (docs/reliability.md, Key hygiene): {hit}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
