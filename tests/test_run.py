@@ -297,6 +297,17 @@ def test_the_resumption_scenarios_pass_with_two_workers(tmp_path: Path) -> None:
     assert "lbsim-worker" not in proc.stderr  # the workers take worker 0's log levels (mitmproxy quiet)
 
 
+def test_the_sdk_rotations_under_load_pass_when_run_from_another_directory(tmp_path: Path) -> None:
+    """`lbsim run` where a user runs it (not the checkout), results in the default relative `lbsim-out/run`:
+    the steady Locust load runs in a directory of its own and must still find the scenario's CA and client
+    files, and the profiles' `common` module (a checkout's scenarios/load/, or a wheel's copy)."""
+    proc = lbsim("run", "-k", "rotation_script", "-q", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((tmp_path / "lbsim-out" / "run" / "report.json").read_text())
+    passed = {s["name"].split("::")[-1] for s in report["scenarios"] if s["outcome"] == "passed"}
+    assert {"test_rotation_script_through_the_aliyun_sdk_under_load", "test_rotation_script_under_steady_load"} <= passed
+
+
 def write_mutual_lab(folder: Path) -> tuple[Path, Path, Path]:
     """A YAML lab with only a mutual listener (the seed's financial users), its own client CA, and a client
     certificate from that CA: (lab.yaml, client.pem, client.key)."""

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Callable
 
 from simulator.policies.groups import pin_groups
+from simulator.resources import data_dir
 
-ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the directory holding `simulator/` (a checkout, site-packages)
 LOCUSTFILE = '''
 """Steady new-connection load (written by simulator.harness.steady_load)."""
 from common import LbsimUser
@@ -65,9 +66,12 @@ class SteadyLoad:
     def __init__(self, url: str, ca_file: str | Path, out_dir: str | Path, *, sni: str | None = None,
                  users: int = 4, rate: float = 6, seconds: int = 12, client_cert: str | Path | None = None,
                  client_key: str | Path | None = None):
-        self.url, self.ca_file, self.out = url, str(ca_file), Path(out_dir)
+        # Absolute: Locust runs in a directory of its own, not the caller's (a scenario's files are often
+        # relative to where `lbsim run` was started).
+        self.url, self.ca_file, self.out = url, str(Path(ca_file).resolve()), Path(out_dir).resolve()
         self.sni, self.users, self.rate, self.seconds = sni, users, rate, seconds
-        self.client_cert, self.client_key = client_cert, client_key
+        self.client_cert = Path(client_cert).resolve() if client_cert else None
+        self.client_key = Path(client_key).resolve() if client_key else None
         self.proc: subprocess.Popen | None = None
         self.started = self.loaded = self.ended = 0.0  # monotonic times
         self._log = None
@@ -83,7 +87,8 @@ class SteadyLoad:
         self.out.mkdir(parents=True, exist_ok=True)
         locustfile = self.out / "steady_locustfile.py"
         locustfile.write_text(LOCUSTFILE.format(rate=self.rate, client="valid" if self.client_cert else None))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "scenarios" / "load"), str(ROOT)]),
+        # The profiles' `common` module: the checkout's scenarios/load/, or the installed package's copy.
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(data_dir("scenarios") / "load"), str(PACKAGE_ROOT)]),
                    PYTHONUNBUFFERED="1")
         pin_groups(env)
         cmd = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "-u", str(self.users),
@@ -95,7 +100,7 @@ class SteadyLoad:
             cmd += ["--client-cert", str(self.client_cert), "--client-key", str(self.client_key)]
         self._log = (self.out / "locust.log").open("w")
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=self.out)
 
     def wait_started(self, loaded: Callable[[], bool], timeout: float = 30.0) -> None:
         """Wait until `loaded()` says the load reached the listener (e.g. its connection log grew)."""
