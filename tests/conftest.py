@@ -33,19 +33,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """After the last test, no output under pytest's temporary folders holds a PEM private key, unless the
     file is made only of PEM blocks (an input). test_reliability_keys scans what its own process wrote
     before it; this scans every worker's folders once all are done (under xdist, in the controller)."""
-    from simulator.tools.soak import PEM_KEY, is_key_input
+    from simulator.tools.soak import PEM_KEY, files_to_scan
 
     if hasattr(session.config, "workerinput"):
         return
-    hits = []
-    for path in sorted(session.config._tmp_path_factory.getbasetemp().rglob("*")):  # type: ignore[attr-defined]
-        try:
-            if path.is_file() and not path.is_symlink() and path.stat().st_size <= 64 * 2**20:
-                data = path.read_bytes()
-                if PEM_KEY.search(data) and not is_key_input(data):
-                    hits.append(str(path))
-        except OSError:
-            continue
+    written = files_to_scan([session.config._tmp_path_factory.getbasetemp()])  # type: ignore[attr-defined]
+    hits = [path for path, data in written.items() if PEM_KEY.search(data)]
     if hits:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         reporter.ensure_newline()

@@ -602,8 +602,7 @@ class ScenarioLab(ListenerObservations):
         if isinstance(client, (ProbeResult, Response)):
             since = getattr(client, "mark", None) if since is None else since
             opened = getattr(client, "opened", None)
-            if (listener := getattr(client, "listener", None)) is not None:
-                where = (listener[1], listener[0])
+            where = getattr(client, "listener", None)  # (address, port)
             client = client.local_port
         assert client, "no local port: the client never connected"
         suffix = f":{client}"
@@ -612,7 +611,7 @@ class ScenarioLab(ListenerObservations):
             records = self.running.lab.ledger.records
             for record in reversed(records[since or 0:]):
                 if record["client"].endswith(suffix) and (opened is None or epoch(record["time"]) >= opened - 0.001) \
-                        and (where is None or (record["listener_port"], record.get("listener_address", self.host)) == where):
+                        and (where is None or (record.get("listener_address", self.host), record["listener_port"]) == where):
                     return record  # (the log's times are truncated to the millisecond)
             if time.monotonic() > deadline:
                 raise AssertionError(f"no connection-log record for client port {client} after {timeout} s")
@@ -621,12 +620,7 @@ class ScenarioLab(ListenerObservations):
     def wait_log_settled(self, timeout: float = 2.0) -> None:
         """Until no client connection is open on the lab, in any of its workers (their records are then all
         in the log)."""
-        if self.running.lab.workers is None:  # one process: its registry is enough, and no trip into its loop
-            deadline = time.monotonic() + timeout
-            while self.running.lab.registry.clients and time.monotonic() < deadline:
-                time.sleep(0.01)
-        else:
-            self.running.call(self.running.lab.settle_log(timeout), timeout=timeout + 5)
+        self.running.call(self.running.lab.settle_log(timeout), timeout=timeout + 5)
 
     def explain(self, listener: str | int | ListenerHandle, response: Response | None = None) -> str:
         """A failure message: the response, the listener's status and its backends' health right now."""

@@ -87,10 +87,7 @@ async def _serve() -> None:
 async def _settle(lab: Lab, seq: int, timeout: float) -> None:
     """Reply once no client connection is open here, with how many records this worker has logged: a closed
     connection's record is in the (line-buffered) pipe before it leaves `registry.clients`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while lab.registry.clients and loop.time() < deadline:
-        await asyncio.sleep(0.005)
+    await lab.settle_log(timeout)  # a worker's own lab has no workers: this waits for its clients alone
     _emit({"ack": seq, "records": len(lab.ledger.records)})
 
 
