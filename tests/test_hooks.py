@@ -242,3 +242,50 @@ def test_a_flow_event_that_must_wait_goes_to_a_task_and_a_connection_event_to_mi
         assert waits.received == ["Start"]  # its HookCompleted is the task's to send
 
     asyncio.run(run())
+
+
+class WritingLayer:
+    """A top layer that answers any event with `script`: the writes of a response, then the connection's end."""
+
+    def __init__(self, script):
+        self.script = script
+
+    def handle_event(self, event):
+        if isinstance(event, events.Start):
+            yield from self.script
+
+
+def test_consecutive_writes_to_one_connection_leave_as_one_and_nothing_moves_past_another_command() -> None:
+    client, server = tflow.tclient_conn(), tflow.tserver_conn()
+
+    async def run() -> None:
+        handler = Handler(table_of())
+        script = [commands.SendData(client, b"head"), commands.SendData(client, b"body"),
+                  commands.SendData(server, b"up"), commands.Log("between"), commands.SendData(client, b"alert"),
+                  commands.CloseConnection(client), commands.SendData(client, b"late")]
+        out = list(HooksAtOnce(handler, WritingLayer(script)).handle_event(events.Start()))
+        seen = [(type(c).__name__, c.connection is client, getattr(c, "data", None)) for c in out[:2]]
+        assert seen == [("SendData", True, b"headbody"), ("SendData", False, b"up")]
+        assert [type(c).__name__ for c in out[2:]] == ["Log", "SendData", "CloseConnection", "SendData"]
+        assert out[3].data == b"alert" and out[5].data == b"late"  # the last write is flushed at the end
+
+    asyncio.run(run())
+
+
+def test_a_write_before_a_flow_event_is_out_before_its_handlers_run() -> None:
+    client = tflow.tclient_conn()
+    calls: list[str] = []
+
+    async def run() -> None:
+        hook = HttpRequestHeadersHook(tflow.tflow())
+        hook.blocking = True
+        handler = Handler(table_of(Recorder("a", calls)))
+        events_out = HooksAtOnce(handler, WritingLayer([commands.SendData(client, b"before"), hook,
+                                                        commands.SendData(client, b"after")]))
+        out = events_out.handle_event(events.Start())
+        first = next(out)
+        assert first.data == b"before" and calls == []  # a handler that writes itself would come after it
+        rest = list(out)
+        assert calls[0] == "a.requestheaders" and rest[0].data == b"after"
+
+    asyncio.run(run())
