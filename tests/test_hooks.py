@@ -268,6 +268,10 @@ def test_consecutive_writes_to_one_connection_leave_as_one_and_nothing_moves_pas
         assert seen == [("SendData", True, b"headbody"), ("SendData", False, b"up")]
         assert [type(c).__name__ for c in out[2:]] == ["Log", "SendData", "CloseConnection", "SendData"]
         assert out[3].data == b"alert" and out[5].data == b"late"  # the last write is flushed at the end
+        closing = [commands.SendData(client, b"head"), commands.SendData(client, b"body"),
+                   commands.CloseConnection(client)]
+        out = list(HooksAtOnce(handler, WritingLayer(closing)).handle_event(events.Start()))
+        assert out == closing  # a closing answer's writes go as they came (measured cheaper, see HooksAtOnce)
 
     asyncio.run(run())
 
