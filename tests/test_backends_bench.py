@@ -17,7 +17,7 @@ import pytest
 
 from simulator.backends import BackendProcess
 from simulator.backends.bench import measure
-from simulator.tools.bench import cpu_seconds
+from simulator.load.cpu import cpu_seconds
 
 LBSIM = str(Path(sys.executable).with_name("lbsim"))
 

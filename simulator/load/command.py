@@ -35,7 +35,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -46,6 +45,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from simulator.errors import LbsimError
+from simulator.load.cpu import CpuSampler
 from simulator.metering import TrafficLedger, billing
 from simulator.net import free_port
 from simulator.policies.groups import pin_groups
@@ -125,52 +125,6 @@ class LabProcess:
             with self.log_path.open("a") as log:
                 log.write(rest.decode(errors="replace"))
             self.proc.stdout.close()
-
-
-class CpuSampler:
-    """Samples a process's CPU time in a thread, to read its usage over any window afterwards."""
-
-    def __init__(self, pid: int, interval: float = 0.25):
-        self.pid, self.interval = pid, interval
-        self.samples: list[tuple[float, float]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lbsim-cpu", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            self.samples.append((time.time(), process_cpu_seconds(self.pid)))
-            if self._stop.wait(self.interval):
-                return
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.samples.append((time.time(), process_cpu_seconds(self.pid)))
-
-    def cpu_between(self, start: float, stop: float) -> float | None:
-        """CPU seconds used between two wall times (linear between samples)."""
-        if len(self.samples) < 2 or stop <= start:
-            return None
-        return self._at(stop) - self._at(start)
-
-    def _at(self, t: float) -> float:
-        s = self.samples
-        if t <= s[0][0]:
-            return s[0][1]
-        for (t0, c0), (t1, c1) in zip(s, s[1:]):
-            if t0 <= t <= t1:
-                return c0 + (c1 - c0) * ((t - t0) / (t1 - t0) if t1 > t0 else 1)
-        return s[-1][1]
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a live process (Linux /proc)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # ---- the lab's API -------------------------------------------------------------------------------------------------

@@ -59,6 +59,7 @@ import yaml
 from simulator.backends import BackendProcess
 from simulator.certs import LabPKI
 from simulator.errors import LbsimError
+from simulator.load.cpu import cpu_seconds
 from simulator.model.config import DEFAULT_EVENT_LOOP, EVENT_LOOPS
 from simulator.net import LOOPBACK, free_port
 from simulator.policies import resolve_policy
@@ -230,24 +231,6 @@ def _parse_h2load(code: int, out: str) -> LoadResult:
 
 
 # ---- servers ------------------------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and all its descendants (workers, nginx workers)."""
-    try:
-        import psutil
-    except ImportError:  # pragma: no cover - psutil comes with locust
-        return 0.0
-    total = 0.0
-    try:
-        root = psutil.Process(pid)
-        for proc in [root, *root.children(recursive=True)]:
-            with contextlib.suppress(psutil.Error):
-                t = proc.cpu_times()
-                total += t.user + t.system
-    except psutil.Error:
-        pass
-    return total
 
 
 class Server:

@@ -1,0 +1,67 @@
+"""CPU time of a process and its descendants, read now or sampled over a run.
+
+A lab with `workers: N` is a process and its N-1 worker children; nginx is a master and its workers. Both
+`lbsim bench` and `lbsim load` report what the whole of it used, through psutil (which Locust brings).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its live descendants; 0.0 when it is gone."""
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - psutil comes with locust
+        return 0.0
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        for proc in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                total += t.user + t.system
+    except psutil.Error:
+        pass
+    return total
+
+
+class CpuSampler:
+    """Samples a process's CPU time (its children's included: a lab's workers) in a thread, to read its usage
+    over any window afterwards."""
+
+    def __init__(self, pid: int, interval: float = 0.25):
+        self.pid, self.interval = pid, interval
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lbsim-cpu", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self.samples.append((time.time(), cpu_seconds(self.pid)))
+            if self._stop.wait(self.interval):
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.samples.append((time.time(), cpu_seconds(self.pid)))
+
+    def cpu_between(self, start: float, stop: float) -> float | None:
+        """CPU seconds used between two wall times (linear between samples)."""
+        if len(self.samples) < 2 or stop <= start:
+            return None
+        return self._at(stop) - self._at(start)
+
+    def _at(self, t: float) -> float:
+        s = self.samples
+        if t <= s[0][0]:
+            return s[0][1]
+        for (t0, c0), (t1, c1) in zip(s, s[1:]):
+            if t0 <= t <= t1:
+                return c0 + (c1 - c0) * ((t - t0) / (t1 - t0) if t1 > t0 else 1)
+        return s[-1][1]

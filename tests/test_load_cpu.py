@@ -1,0 +1,40 @@
+"""What `lbsim load` and `lbsim bench` count as a process's CPU (simulator.load.cpu): its children's too.
+
+A lab with `workers: N` serves from N-1 child processes besides its own, so a figure read off the lab's pid
+alone would leave out most of what it used.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from simulator.load.cpu import CpuSampler, cpu_seconds
+
+# An idle parent whose child spins: the shape of a lab whose workers do the serving.
+PARENT = "import subprocess, sys; subprocess.run([sys.executable, '-c', 'while True: pass'])"
+
+
+def test_the_cpu_of_a_process_includes_its_childrens() -> None:
+    parent = subprocess.Popen([sys.executable, "-c", PARENT])
+    try:
+        time.sleep(0.3)  # the child is running
+        sampler = CpuSampler(parent.pid, interval=0.1)
+        start = time.time()
+        time.sleep(1.0)
+        stop = time.time()
+        sampler.stop()
+        used = sampler.cpu_between(start, stop)
+        assert used is not None and used > 0.2, used  # the child spun; the parent alone used ~0
+        assert cpu_seconds(parent.pid) >= sampler.samples[-1][1] - 0.01
+    finally:
+        subprocess.run(["pkill", "-KILL", "-P", str(parent.pid)], check=False)
+        parent.kill()
+        parent.wait()
+
+
+def test_a_process_that_is_gone_counts_nothing() -> None:
+    done = subprocess.run([sys.executable, "-c", "pass"])
+    assert done.returncode == 0
+    assert cpu_seconds(2**22 + 12345) == 0.0  # above pid_max's default: no such process
