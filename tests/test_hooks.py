@@ -245,7 +245,7 @@ def test_a_flow_event_that_must_wait_goes_to_a_task_and_a_connection_event_to_mi
 
 
 class WritingLayer:
-    """A top layer that answers any event with `script`: the writes of a response, then the connection's end."""
+    """A top layer that answers Start with `script` (writes, a hook, a close) and later events with nothing."""
 
     def __init__(self, script):
         self.script = script
@@ -271,7 +271,7 @@ def test_consecutive_writes_to_one_connection_leave_as_one_and_nothing_moves_pas
         closing = [commands.SendData(client, b"head"), commands.SendData(client, b"body"),
                    commands.CloseConnection(client)]
         out = list(HooksAtOnce(handler, WritingLayer(closing)).handle_event(events.Start()))
-        assert out == closing  # a closing answer's writes go as they came (measured cheaper, see HooksAtOnce)
+        assert out == closing  # a closing answer's writes go as they came (why: HooksAtOnce)
 
     asyncio.run(run())
 
@@ -284,9 +284,9 @@ def test_a_write_before_a_flow_event_is_out_before_its_handlers_run() -> None:
         hook = HttpRequestHeadersHook(tflow.tflow())
         hook.blocking = True
         handler = Handler(table_of(Recorder("a", calls)))
-        events_out = HooksAtOnce(handler, WritingLayer([commands.SendData(client, b"before"), hook,
-                                                        commands.SendData(client, b"after")]))
-        out = events_out.handle_event(events.Start())
+        at_once = HooksAtOnce(handler, WritingLayer([commands.SendData(client, b"before"), hook,
+                                                     commands.SendData(client, b"after")]))
+        out = at_once.handle_event(events.Start())
         first = next(out)
         assert first.data == b"before" and calls == []  # a handler that writes itself would come after it
         rest = list(out)

@@ -114,32 +114,32 @@ async def test_a_body_delimited_by_the_close_is_read_to_the_end_and_the_connecti
         pool.close()
 
 
+async def twice(raw: bytes, method: bytes = b"GET"):
+    """Two requests through one pool to a backend that answers `raw`: the answers, and the connections used."""
+    async with ScriptedBackend(answer(raw)) as b:
+        pool = UpstreamPool(LOOPBACK, b.port)
+        try:
+            return [await get(pool, method), await get(pool, method)], b.connections
+        finally:
+            pool.close()
+
+
 @async_test
 async def test_http_1_0_and_connection_close_answers_are_not_pooled() -> None:
     for raw in (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
                 b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"):
-        async with ScriptedBackend(answer(raw)) as b:
-            pool = UpstreamPool(LOOPBACK, b.port)
-            assert (await get(pool)).body == b"ok" and (await get(pool)).body == b"ok"
-            assert b.connections == 2
-            pool.close()
+        answers, connections = await twice(raw)
+        assert [r.body for r in answers] == [b"ok", b"ok"] and connections == 2
 
 
 @async_test
 async def test_head_204_and_304_answers_have_no_body_whatever_their_length_says() -> None:
-    async with ScriptedBackend(answer(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")) as b:
-        pool = UpstreamPool(LOOPBACK, b.port)
-        r = await get(pool, b"HEAD")
-        assert r.body == b"" and r.headers == [(b"Content-Length", b"10")]  # HEAD keeps the backend's length
-        r = await get(pool, b"HEAD")
-        assert b.connections == 1
-        pool.close()
+    answers, connections = await twice(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", b"HEAD")
+    assert answers[0].body == b"" and answers[0].headers == [(b"Content-Length", b"10")]  # HEAD keeps it
+    assert connections == 1  # and the connection stays usable: no body was expected
     for status in (204, 304):
-        async with ScriptedBackend(answer(b"HTTP/1.1 %d X\r\n\r\n" % status)) as b:
-            pool = UpstreamPool(LOOPBACK, b.port)
-            assert (await get(pool)).body == b"" and (await get(pool)).status == status
-            assert b.connections == 1
-            pool.close()
+        answers, connections = await twice(b"HTTP/1.1 %d X\r\n\r\n" % status)
+        assert [(r.status, r.body) for r in answers] == [(status, b"")] * 2 and connections == 1
 
 
 @async_test
