@@ -35,6 +35,4 @@ def test_the_cpu_of_a_process_includes_its_childrens() -> None:
 
 
 def test_a_process_that_is_gone_counts_nothing() -> None:
-    done = subprocess.run([sys.executable, "-c", "pass"])
-    assert done.returncode == 0
-    assert cpu_seconds(2**22 + 12345) == 0.0  # above pid_max's default: no such process
+    assert cpu_seconds(2**22 + 12345) == 0.0  # above the largest pid Linux allows: no such process
