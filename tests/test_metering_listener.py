@@ -125,6 +125,25 @@ def test_listener_wire_equals_the_clients_raw_socket_counts(lab: Any, case: str)
         assert min(records["client_to_lb"]["application_data"], records["lb_to_client"]["application_data"]) >= 64
 
 
+@pytest.mark.parametrize("listener, version", [("aliyun-one-way", "TLSv1.2"), ("tencent-one-way", "TLSv1.3")])
+def test_an_answer_is_sealed_as_nginx_seals_it_one_record_per_16_KiB(lab: Any, listener: str, version: str) -> None:
+    """mitmproxy hands an answer's head and body to TLS as two writes; the listener seals them together, as
+    nginx's 16 KiB TLS buffer does: a small answer is one record, a big one as few as 16 KiB records take."""
+    c = connect(lab, listener, ctx=client_context(lab, version))
+    c.handshake()
+    answers = []
+    for size in (0, 100, 2000, 40000):
+        before = c.plain_received
+        c.send(f"GET /sealed?size={size} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        assert c.read_response().startswith(b"HTTP/1.1 200")
+        answers.append(c.plain_received - before)
+    c.close()
+    t = assert_exact(record_of(lab, listener, c), c)
+    assert answers[-1] > 40000
+    # -(-n // 16384): the records n bytes of plaintext need at 16 KiB each (3 for the 40,000-byte body)
+    assert t["records"]["lb_to_client"]["application_data"] == sum(-(-n // 16384) for n in answers) == 6
+
+
 def test_http2_streams_through_mitmproxy_are_exact_and_counted_as_requests(lab: Any) -> None:
     """ALPN h2: mitmproxy's HTTP/2 layer serves 3 concurrent streams on one connection."""
     import h2.config
