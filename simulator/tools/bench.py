@@ -898,8 +898,11 @@ PROFILE_COMPONENTS = (
     ("upstream (lbsim's HTTP client)", ("simulator/dataplane/upstream.py",)),
     ("hook dispatch", ("simulator/runtime/hooks.py", "mitmproxy/addonmanager.py", "mitmproxy/hooks.py",
                        "contextlib.py", "dataclasses.py")),
-    ("mitmproxy proxy core (layers, HTTP)", ("mitmproxy/",)),
+    # mitmproxy parses each ClientHello in Python (kaitaistruct) for its `tls_clienthello` event.
+    ("ClientHello parsing (mitmproxy, kaitaistruct)", ("kaitaistruct", "mitmproxy/tls.py")),
+    ("mitmproxy proxy core (layers, HTTP)", ("mitmproxy/", "h11/")),
     ("asyncio, sockets", ("asyncio/", "selectors.py", "socket.py", "ssl.py")),
+    ("lbsim runtime (connection handler, lab)", ("simulator/",)),
 )
 
 

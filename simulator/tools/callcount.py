@@ -1,0 +1,185 @@
+"""Python function calls per request of an lbsim listener: a measure of its work that the machine's noise does not move.
+
+`lbsim bench` times the listener, and on a shared machine its rounds move by up to 20 %, more than most single
+changes do (docs/performance.md, "Round seven"). How many functions a listener calls per request (cProfile's
+count, built-ins included) depends on the code path alone, so two checkouts compared this way differ by what
+the change did, to a fraction of a percent. Calls are not time: a change that makes calls cheaper, or moves work
+into C, does not show here; one that removes calls costs less only if they cost something. Use it beside the
+bench, not instead of it.
+
+    python -m simulator.tools.callcount                          # this checkout: the three figures
+    python -m simulator.tools.callcount --baseline /tmp/base     # and another checkout, with the ratio
+
+Each lab is `lbsim up` (under -O, as it serves) run by a small wrapper that counts calls only between SIGUSR1
+and SIGUSR2: from just before h2load sends a fixed number of requests to just after, warm-up and start-up left out.
+The baseline needs no support of its own: the wrapper is the only code of this checkout it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pstats
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Callable
+
+from simulator.backends import BackendProcess
+from simulator.tools.bench import (FIGURES, FULL_HANDSHAKES, LOOPBACK, PROFILE_COMPONENTS, LbsimServer, _parse_h2load,
+                                   baseline_labels, build_shim, check_baseline, ensure_tools, mint, running)
+
+# Runs `python -m simulator.cli ARGS` of whichever checkout is first on the path, counting calls in a window.
+# A profile of its own per window: cProfile adds up every window of one Profile.
+WRAPPER = """\
+import cProfile, os, runpy, signal, sys
+target, profile = sys.argv.pop(1), None
+def start(*_):
+    global profile
+    profile = cProfile.Profile()
+    profile.enable()
+def dump(*_):
+    profile.disable()
+    profile.dump_stats(target + ".part")
+    os.replace(target + ".part", target)
+signal.signal(signal.SIGUSR1, start)
+signal.signal(signal.SIGUSR2, dump)
+sys.argv[0] = "lbsim"
+runpy.run_module("simulator.cli", run_name="__main__", alter_sys=True)
+"""
+REQUESTS = {"new_connections": 1_000, "resumed_connections": 1_000, "keepalive": 10_000}
+BUILTIN = "~"  # cProfile's file name for built-in functions: they count for the component that calls them
+
+
+class CountedLab(LbsimServer):
+    """`lbsim up` of a checkout under the call-counting wrapper (one process: `workers: 1`)."""
+
+    requests = 0  # served in the last counted window
+
+    def command(self) -> list[str]:
+        target = str(self.workdir / "calls.prof")
+        return [sys.executable, "-O", "-c", WRAPPER, target, "up", "-c", str(self.config), "--out", str(self.workdir)]
+
+    def count(self, send: Callable[[], int], name: str) -> pstats.Stats:
+        """The calls this lab makes while `send()` runs (it returns the requests served), kept as `name`.prof."""
+        assert self.proc is not None
+        target = self.workdir / "calls.prof"
+        target.unlink(missing_ok=True)
+        os.kill(self.proc.pid, signal.SIGUSR1)
+        time.sleep(0.2)  # the handler runs when the lab's loop next wakes (the signal wakes it)
+        self.requests = send()
+        os.kill(self.proc.pid, signal.SIGUSR2)
+        deadline = time.monotonic() + 30
+        while not target.exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.label} wrote no call counts: {self.tail()}")
+            time.sleep(0.05)
+        return pstats.Stats(str(target.replace(target.with_name(f"{name}.prof"))))
+
+
+def component(file: str) -> str:
+    for name, prefixes in PROFILE_COMPONENTS:
+        if any(p in file for p in prefixes):
+            return name
+    return "other"
+
+
+def calls_by_component(stats: pstats.Stats) -> Counter[str]:
+    """Calls per component; a built-in's calls go to the components of its callers, in their proportions."""
+    out: Counter[str] = Counter()
+    for (file, _line, _name), (_cc, calls, _tt, _ct, callers) in stats.stats.items():  # type: ignore[attr-defined]
+        if file != BUILTIN or not callers:
+            out[component(file)] += calls
+            continue
+        # A caller's entry is (calls, primitive calls, ...): the reverse of a function's own (cProfile's order).
+        for (caller_file, _l, _n), (caller_calls, *_rest) in callers.items():
+            out[component(caller_file)] += caller_calls
+    return out
+
+
+def h2load_requests(path: str, port: int, figure: str, requests: int, shim: Path | None) -> Callable[[], int]:
+    close = [] if figure == "keepalive" else ["-H", "Connection: close"]
+    cmd = [path, "--h1", "-t1", "-c20", f"-n{requests}", *close, f"https://{LOOPBACK}:{port}/"]
+    env = {**os.environ, "LD_PRELOAD": str(shim)} if figure in FULL_HANDSHAKES and shim else None
+
+    def send() -> int:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+        result = _parse_h2load(done.returncode, done.stdout + done.stderr)
+        if result.errors or result.non_2xx:
+            raise RuntimeError(f"h2load: {result.errors} errors, {result.non_2xx} answers not 2xx")
+        return result.requests
+
+    return send
+
+
+def run(baselines: list[Path], figures: tuple[str, ...] = FIGURES, requests: dict[str, int] | None = None,
+        out_dir: Path | None = None, say: Callable[[str], None] = print) -> dict[str, dict[str, Counter[str]]]:
+    """Calls per request by component: {figure: {lab label: Counter}}, the total under "total"."""
+    counts = {**REQUESTS, **(requests or {})}
+    tools = ensure_tools(True, say, ("h2load", "cc"))
+    if tools["h2load"] is None:
+        raise RuntimeError("h2load is required: apt-get install -y nghttp2-client")
+    work = Path(tempfile.mkdtemp(prefix="lbsim-calls-")) if out_dir is None else out_dir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    shim = build_shim(work, say)
+    files = mint(work)
+    figures = tuple(f for f in figures if f not in FULL_HANDSHAKES or shim)
+    results: dict[str, dict[str, Counter[str]]] = {f: {} for f in figures}
+    with BackendProcess(["bench"]) as backend:
+        labels = ["lbsim", *baseline_labels(baselines)]
+        labs = [CountedLab(work / f"lab-{i}", files["cert"], files["key"], backend.addresses["bench"], label=label,
+                           code=code) for i, (label, code) in enumerate(zip(labels, [None, *baselines]))]
+        with running(labs, str(files["ca"])):  # type: ignore[arg-type]
+            for figure in figures:
+                for lab in labs:
+                    h2load_requests(tools["h2load"], lab.port, figure, 200, shim)()  # warm-up, not counted
+                    stats = lab.count(h2load_requests(tools["h2load"], lab.port, figure, counts[figure], shim), figure)
+                    per = Counter({k: v / lab.requests for k, v in calls_by_component(stats).items()})
+                    per["total"] = stats.total_calls / lab.requests  # type: ignore[attr-defined]
+                    results[figure][lab.label] = per
+                    say(f"{figure:20} {lab.label:24} {per['total']:8,.1f} calls per request ({lab.requests:,} requests)")
+    say("\n" + format_counts(results))
+    return results
+
+
+def format_counts(results: dict[str, dict[str, Counter[str]]]) -> str:
+    lines = []
+    for figure, by_lab in results.items():
+        labels = list(by_lab)
+        head = "| calls per request | " + " | ".join(labels)
+        if len(labels) > 1:
+            head += " | " + " | ".join(f"lbsim / {b}" for b in labels[1:])
+        lines += [f"{figure}:", "", head + " |", "|" + " --- |" * (1 + len(labels) + max(0, len(labels) - 1))]
+        names = [n for n, _ in PROFILE_COMPONENTS] + ["other", "total"]
+        for name in names:
+            values = [by_lab[label].get(name, 0.0) for label in labels]
+            if not any(values):
+                continue
+            row = f"| {name} | " + " | ".join(f"{v:,.1f}" for v in values)
+            if len(labels) > 1:
+                row += " | " + " | ".join(f"{values[0] / v:.3f}x" if v else "-" for v in values[1:])
+            lines.append(row + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m simulator.tools.callcount", description=__doc__.splitlines()[0])
+    p.add_argument("--baseline", action="append", default=[], metavar="DIR",
+                   help="also count another lbsim checkout (a git worktree of an older commit)")
+    p.add_argument("--figure", action="append", choices=FIGURES, help="only these figures (default: all three)")
+    p.add_argument("--requests", type=int, help="requests per count (default: 1,000 per new-connection figure, 10,000 keep-alive)")
+    p.add_argument("--out", type=Path, help="keep the labs' files and counts here (default: a temp dir)")
+    args = p.parse_args(argv)
+    figures = tuple(args.figure or FIGURES)
+    run([check_baseline(b) for b in args.baseline], figures,
+        {f: args.requests for f in figures} if args.requests else None, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
