@@ -34,7 +34,7 @@ from mitmproxy import http
 from mitmproxy.net.http import http1
 from mitmproxy.proxy import commands, events, layer
 from mitmproxy.proxy.layers.http import HttpLayer, HttpStream
-from mitmproxy.proxy.layers.http._events import RequestHeaders, RequestProtocolError
+from mitmproxy.proxy.layers.http._events import RequestHeaders, RequestProtocolError, ResponseProtocolError
 from mitmproxy.proxy.layers.http._http1 import Http1Server
 from mitmproxy.proxy.layers.http._http2 import Http2Server
 
@@ -130,7 +130,11 @@ class LimitedHttp1Server(SmallEventQueue, Http1Server):
         return (yield from self._vendor_pages(super().read_headers(event)))
 
     def send(self, event: Any) -> layer.CommandGenerator[None]:
-        return (yield from self._vendor_pages(super().send(event)))
+        # Of what it sends, mitmproxy makes a page of its own only for a ResponseProtocolError: the rest of a
+        # request's answer goes out without the page check's generator around it.
+        if isinstance(event, ResponseProtocolError):
+            return self._vendor_pages(super().send(event))
+        return super().send(event)
 
     def read_body(self, event: events.Event) -> layer.CommandGenerator[None]:
         # mitmproxy closes silently on a body it cannot parse (bad chunking); nginx answers 400 first.
@@ -194,20 +198,26 @@ class LimitedHttpLayer(SmallEventQueue, HttpLayer):
         yield from super()._handle_event(event)
 
     def event_to_child(self, child: Any, event: events.Event) -> layer.CommandGenerator[None]:
+        # Not a generator itself: every event to every child passes here, and most need nothing more than
+        # HttpLayer's own generator (one generator level less for each of their commands).
         # The stream queues this error behind its running request hook; mark the flow now, so the balancer
         # (which runs later in the loop) sees it: a rapid-reset client cannot make backends do its work.
         if isinstance(event, RequestProtocolError) and isinstance(child, HttpStream):
             flow = getattr(child, "flow", None)
             if flow is not None:
                 flow.metadata[CLIENT_GONE] = event.message
+        if self.context.client.alpn == b"h2" and isinstance(event, RequestHeaders) and isinstance(child, HttpStream):
+            return self._noting_h2_stream(child, event)
+        return super().event_to_child(child, event)
+
+    def _noting_h2_stream(self, child: HttpStream, event: RequestHeaders) -> layer.CommandGenerator[None]:
         yield from super().event_to_child(child, event)
         # mitmproxy drops an RST_STREAM that arrives in the same read as the request's END_STREAM (the h2
         # stream is already closed when it looks): let the balancer ask the HTTP/2 connection itself.
-        if isinstance(event, RequestHeaders) and isinstance(child, HttpStream) and self.context.client.alpn == b"h2":
-            flow = getattr(child, "flow", None)
-            conn = self.connections.get(self.context.client)
-            if flow is not None and isinstance(conn, Http2Server):
-                flow.metadata[H2_STREAM] = (conn, event.stream_id)
+        flow = getattr(child, "flow", None)
+        conn = self.connections.get(self.context.client)
+        if flow is not None and isinstance(conn, Http2Server):
+            flow.metadata[H2_STREAM] = (conn, event.stream_id)
 
 
 class RequestLimits:

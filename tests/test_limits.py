@@ -1,0 +1,42 @@
+"""The listener's HTTP/1 server layer (simulator.dataplane.addons.limits.LimitedHttp1Server) on its own:
+mitmproxy's own error pages never leave it, a vendor's page goes instead, and answers pass unchanged."""
+
+from __future__ import annotations
+
+import pytest
+from mitmproxy import options
+from mitmproxy.connection import ConnectionState
+from mitmproxy.net.http import http1
+from mitmproxy.proxy import commands
+from mitmproxy.proxy.context import Context
+from mitmproxy.proxy.layers.http._events import ErrorCode, ResponseHeaders, ResponseProtocolError
+from mitmproxy.test import tflow, tutils
+
+from simulator.dataplane.addons.limits import LimitedHttp1Server
+
+
+def server(profile: str, errors: list[str]) -> LimitedHttp1Server:
+    context = Context(tflow.tclient_conn(), options.Options())
+    context.client.state = ConnectionState.OPEN
+    layer = LimitedHttp1Server(context, profile, errors.append)
+    layer.stream_id, layer.request = 1, tutils.treq()
+    return layer
+
+
+@pytest.mark.parametrize("profile, server_header", [("aliyun-slb", b"Tengine"), ("tencent-clb", b"stgw")])
+def test_a_protocol_error_gets_the_vendors_page_not_mitmproxys(profile: str, server_header: bytes) -> None:
+    errors: list[str] = []
+    sent = list(server(profile, errors).send(ResponseProtocolError(1, "backend exploded", ErrorCode.GENERIC_SERVER_ERROR)))
+    (page,) = [c.data for c in sent if isinstance(c, commands.SendData)]
+    assert page.startswith(b"HTTP/1.1 502 Bad Gateway\r\n") and b"\r\nServer: " + server_header in page
+    assert b"mitmproxy" not in page
+    assert errors == ["backend exploded"]  # the reason goes to the connection log
+    assert isinstance(sent[-1], commands.CloseConnection)
+
+
+def test_an_answer_passes_as_mitmproxy_assembles_it() -> None:
+    errors: list[str] = []
+    response = tutils.tresp()
+    sent = list(server("aliyun-slb", errors).send(ResponseHeaders(1, response, end_stream=False)))
+    assert [c.data for c in sent if isinstance(c, commands.SendData)] == [http1.assemble_response_head(response)]
+    assert errors == []
