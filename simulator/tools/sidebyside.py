@@ -1,0 +1,106 @@
+"""CPU per keep-alive request of two lbsim checkouts, measured at the same time, side by side.
+
+`lbsim bench --baseline` interleaves its servers round by round, so a busy minute of the machine can fall on
+one and not the other: on two shared cores its medians move by up to 20 %. Here both labs serve at once, each
+with its own backend process and its own h2load, for the same seconds, so whatever else the machine does
+hits both alike; each repetition gives the ratio of their CPU per request (process and children, as the
+bench counts it), half of them with each lab started first (`run`). The labs share two cores with two load tools, so the absolute figures are not the bench's:
+only the ratio is the result. Keep-alive requests only (h2load cannot end a timed run that reconnects).
+
+    python -m simulator.tools.sidebyside /tmp/base            # this checkout against /tmp/base, 6 x 8 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Callable
+
+from simulator.backends import BackendProcess
+from simulator.tools.bench import LbsimServer, baseline_labels, check_baseline, ensure_tools, mint, run_load, running
+
+
+def cpu_per_request(labs: list[LbsimServer], h2load: str, seconds: float, connections: int = 20) -> list[float]:
+    """One repetition: every lab under its own h2load for the same `seconds`; ms of lab CPU per request each."""
+    results: list[object] = [None] * len(labs)
+    before = [lab.cpu() for lab in labs]
+
+    def drive(i: int) -> None:
+        try:
+            results[i] = run_load("h2load", h2load, labs[i].port, seconds, connections, new_connections=False)
+        except Exception as e:  # reported below, on the main thread
+            results[i] = e
+
+    threads = [threading.Thread(target=drive, args=(i,)) for i in range(len(labs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out = []
+    for lab, cpu0, result in zip(labs, before, results):
+        if isinstance(result, Exception):
+            raise result
+        requests = result.requests  # type: ignore[attr-defined]
+        if not requests or result.errors or result.non_2xx:  # type: ignore[attr-defined]
+            raise RuntimeError(f"{lab.label}: {requests} requests, {result.errors} errors, {result.non_2xx} not 2xx")  # type: ignore[attr-defined]
+        out.append((lab.cpu() - cpu0) * 1000 / requests)
+    return out
+
+
+def run(baseline: Path, repetitions: int = 6, seconds: float = 8.0, out_dir: Path | None = None,
+        say: Callable[[str], None] = print) -> tuple[float, list[float], list[float]]:
+    """This checkout's CPU per keep-alive request over the baseline's: (the result, the ratios of each order).
+
+    In one comparison of a commit with itself on this machine, the lab started (and driven) first came out
+    7-9 % cheaper per request whichever it was; in another, neither was. So half the repetitions run with this
+    checkout's lab started first and half, on fresh labs, with the baseline's first, and the result is the
+    geometric mean of the two orders' medians, in which such a bias cancels. A commit against itself gave
+    0.967x that way (docs/performance.md, "Round seven"): differences under about 5 % are not resolved.
+    """
+    tools = ensure_tools(True, say, ("h2load",))
+    if tools["h2load"] is None:
+        raise RuntimeError("h2load is required: apt-get install -y nghttp2-client")
+    work = Path(tempfile.mkdtemp(prefix="lbsim-sidebyside-")) if out_dir is None else out_dir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    files = mint(work)
+    (label,) = baseline_labels([baseline])
+    orders: list[list[float]] = [[], []]
+    with BackendProcess(["bench"]) as ours_backend, BackendProcess(["bench"]) as their_backend:
+        for swapped in (False, True):
+            ours = LbsimServer(work / f"lbsim-{int(swapped)}", files["cert"], files["key"], ours_backend.addresses["bench"])
+            theirs = LbsimServer(work / f"baseline-{int(swapped)}", files["cert"], files["key"],
+                                 their_backend.addresses["bench"], label=label, code=baseline)
+            labs = [theirs, ours] if swapped else [ours, theirs]
+            with running(labs, str(files["ca"])):  # type: ignore[list-item]
+                cpu_per_request(labs, tools["h2load"], 1.0)  # warm-up
+                for rep in range((repetitions + 1 - swapped) // 2):
+                    first, second = cpu_per_request(labs, tools["h2load"], seconds)
+                    ours_ms, theirs_ms = (second, first) if swapped else (first, second)
+                    orders[swapped].append(ours_ms / theirs_ms)
+                    say(f"{label if swapped else 'lbsim'} started first, repetition {rep + 1}: lbsim {ours_ms:.3f} ms, "
+                        f"{label} {theirs_ms:.3f} ms of CPU per keep-alive request: {orders[swapped][-1]:.3f}x")
+    medians = [statistics.median(o) for o in orders]
+    result = (medians[0] * medians[1]) ** 0.5
+    say(f"lbsim / {label}, CPU per keep-alive request, side by side: {result:.3f}x (geometric mean of "
+        f"{medians[0]:.3f}x with lbsim started first and {medians[1]:.3f}x with {label} first; "
+        f"{repetitions} repetitions of {seconds:g} s, from {min(orders[0] + orders[1]):.3f}x to {max(orders[0] + orders[1]):.3f}x)")
+    return result, orders[0], orders[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m simulator.tools.sidebyside", description=__doc__.splitlines()[0])
+    p.add_argument("baseline", help="the other lbsim checkout (a git worktree of an older commit)")
+    p.add_argument("--repetitions", type=int, default=6)
+    p.add_argument("--seconds", type=float, default=8.0, help="seconds of load per repetition (default 8)")
+    p.add_argument("--out", type=Path, help="keep the labs' files here (default: a temp dir)")
+    args = p.parse_args(argv)
+    run(check_baseline(args.baseline), args.repetitions, args.seconds, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
