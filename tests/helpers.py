@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
 import socket
 import time
 
@@ -38,3 +44,21 @@ def read_response(s: socket.socket) -> bytes:
     while len(body) < length:
         body += more()
     return head + b"\r\n\r\n" + body
+
+
+BASELINE_MARK = "the baseline checkout"
+
+
+@contextlib.contextmanager
+def baseline_copy(name: str = "before") -> Iterator[Path]:
+    """A checkout folder `name` holding a copy of this `simulator` package that prints BASELINE_MARK when imported:
+    a tool given it as a baseline must run its code, not ours. Outside pytest's temporary folders (it is source,
+    not output, and test_reliability_keys scans those for keys); removed afterwards."""
+    import simulator
+
+    with tempfile.TemporaryDirectory() as folder:
+        copy = Path(folder) / name
+        shutil.copytree(Path(simulator.__file__).parent, copy / "simulator", ignore=shutil.ignore_patterns("__pycache__"))
+        with (copy / "simulator" / "__init__.py").open("a") as init:
+            init.write(f"\nprint({BASELINE_MARK!r}, flush=True)\n")
+        yield copy

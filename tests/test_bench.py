@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
+from helpers import BASELINE_MARK, baseline_copy
 
 import simulator
 
@@ -29,14 +28,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_quick_bench_measures_every_server_and_prints_ratios(tmp_path, capsys) -> None:
-    # A baseline checkout whose package says so when it is imported: the bench must run its code, not ours.
-    # Outside pytest's temporary folders: it is source, not output (test_reliability_keys scans those for keys).
     out = tmp_path / "out"
-    with tempfile.TemporaryDirectory() as folder:
-        before = Path(folder) / "before"
-        shutil.copytree(Path(simulator.__file__).parent, before / "simulator", ignore=shutil.ignore_patterns("__pycache__"))
-        with (before / "simulator" / "__init__.py").open("a") as init:
-            init.write("\nprint('the baseline checkout', flush=True)\n")
+    with baseline_copy("before") as before:
         assert main(["bench", "--quick", "--workers", "2", "--metering-off", "--baseline", str(before),
                      "--out", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -45,8 +38,8 @@ def test_quick_bench_measures_every_server_and_prints_ratios(tmp_path, capsys) -
     targets = report["targets"]
     assert targets == ["lbsim", "lbsim metering off", "baseline before", "lbsim x2", "mitmdump", "nginx"], \
         "nginx, h2load: the setup's (apt)"
-    assert "the baseline checkout" in (out / "baseline-0" / "server.log").read_text()
-    assert "the baseline checkout" not in (out / "lbsim" / "server.log").read_text()
+    assert BASELINE_MARK in (out / "baseline-0" / "server.log").read_text()
+    assert BASELINE_MARK not in (out / "lbsim" / "server.log").read_text()
     assert report["tool"] == "h2load"
     # Same certificate, same policy: every server negotiated the same protocol version with wrk's OpenSSL.
     assert {n["protocol"] for n in report["negotiated"].values()} == {"TLSv1.3"}

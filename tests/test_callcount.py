@@ -7,13 +7,11 @@ handshakes, while the two labs run on a shared machine. About 30 s (two labs, tw
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
+from helpers import BASELINE_MARK, baseline_copy
 
-import simulator
 from simulator.tools import callcount
 
 pytestmark = pytest.mark.slow
@@ -21,17 +19,11 @@ pytestmark = pytest.mark.slow
 
 def test_the_same_code_counted_twice_gives_the_same_calls_per_request(tmp_path: Path) -> None:
     said: list[str] = []
-    # The baseline is a copy of this package that says so when imported: the count must run its code.
-    # Outside pytest's temporary folders: it is source, not output (test_reliability_keys scans those for keys).
-    with tempfile.TemporaryDirectory() as folder:
-        copy = Path(folder) / "copy"
-        shutil.copytree(Path(simulator.__file__).parent, copy / "simulator", ignore=shutil.ignore_patterns("__pycache__"))
-        with (copy / "simulator" / "__init__.py").open("a") as init:
-            init.write("\nprint('the baseline checkout', flush=True)\n")
+    with baseline_copy() as copy:
         results = callcount.run([copy], ("keepalive", "new_connections"),
                                 {"keepalive": 2_000, "new_connections": 300}, tmp_path / "out", said.append)
-    assert "the baseline checkout" in (tmp_path / "out" / "lab-1" / "server.log").read_text()
-    assert "the baseline checkout" not in (tmp_path / "out" / "lab-0" / "server.log").read_text()
+    assert BASELINE_MARK in (tmp_path / "out" / "lab-1" / "server.log").read_text()
+    assert BASELINE_MARK not in (tmp_path / "out" / "lab-0" / "server.log").read_text()
     for figure, by_lab in results.items():
         (baseline,) = [label for label in by_lab if label != "lbsim"]
         ours, theirs = by_lab["lbsim"], by_lab[baseline]
