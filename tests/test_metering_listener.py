@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import inspect
 import socket
 import ssl
 import time
 from typing import Any
 
 import pytest
+from mitmproxy.proxy.tunnel import TunnelLayer
 from OpenSSL import SSL
 from helpers import read_response
 from test_metering_harness import VERSIONS, CountingClient, assert_invariant
@@ -142,6 +145,17 @@ def test_an_answer_is_sealed_as_nginx_seals_it_one_record_per_16_KiB(lab: Any, l
     assert answers[-1] > 40000
     # -(-n // 16384): the records n bytes of plaintext need at 16 KiB each (3 for the 40,000-byte body)
     assert t["records"]["lb_to_client"]["application_data"] == sum(-(-n // 16384) for n in answers) == 6
+
+
+# mitmproxy 12.2's TunnelLayer.event_to_child, which ListenerTLSLayer.event_to_child follows (and seals writes in).
+MITMPROXY_TUNNEL_EVENT_TO_CHILD = "119a33642637d4207f26313a1088030a99e1b6e6e18318d0a7dec706d4633a63"
+
+
+def test_mitmproxys_tunnel_event_to_child_is_still_the_one_the_listener_follows() -> None:
+    # When this fails, mitmproxy changed how its tunnel hands events to the layer above: carry the change over
+    # to ListenerTLSLayer.event_to_child (simulator/dataplane/addons/tls.py), then record the new digest here.
+    source = inspect.getsource(TunnelLayer.event_to_child)
+    assert hashlib.sha256(source.encode()).hexdigest() == MITMPROXY_TUNNEL_EVENT_TO_CHILD, source
 
 
 def test_http2_streams_through_mitmproxy_are_exact_and_counted_as_requests(lab: Any) -> None:
