@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
-
-import socket
-import time
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
