@@ -898,8 +898,9 @@ PROFILE_COMPONENTS = (
     ("upstream (lbsim's HTTP client)", ("simulator/dataplane/upstream.py",)),
     ("hook dispatch", ("simulator/runtime/hooks.py", "mitmproxy/addonmanager.py", "mitmproxy/hooks.py",
                        "contextlib.py", "dataclasses.py")),
-    # mitmproxy parses each ClientHello in Python (kaitaistruct) for its `tls_clienthello` event.
-    ("ClientHello parsing (mitmproxy, kaitaistruct)", ("kaitaistruct", "mitmproxy/tls.py")),
+    # Each ClientHello is parsed in Python for mitmproxy's `tls_clienthello` event: by lbsim's walk of its
+    # grammar (simulator/dataplane/clienthello.py), and by kaitaistruct for what else is asked of it.
+    ("ClientHello parsing", ("kaitaistruct", "mitmproxy/tls.py", "simulator/dataplane/clienthello.py")),
     ("mitmproxy proxy core (layers, HTTP)", ("mitmproxy/", "h11/")),
     ("asyncio, sockets", ("asyncio/", "selectors.py", "socket.py", "ssl.py")),
     ("lbsim runtime (connection handler, lab)", ("simulator/",)),

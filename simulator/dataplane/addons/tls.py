@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import types
 from typing import Any
 
 from mitmproxy import connection
@@ -20,6 +21,7 @@ from mitmproxy.proxy.server import ConnectionIO
 from mitmproxy.tls import ClientHelloData, TlsData
 from OpenSSL import SSL
 
+from simulator.dataplane import clienthello
 from simulator.dataplane.addons.limits import LimitedHttpLayer, error_recorder
 from simulator.dataplane.smalldeque import SmallEventQueue
 from simulator.metering import MeteredConnection, tcpinfo
@@ -66,6 +68,20 @@ def drop_handshake_advice(record: logging.LogRecord) -> bool:
     return not (isinstance(record.msg, str) and record.msg.startswith("Client TLS handshake failed."))
 
 
+def _parsing_with(method: types.FunctionType, parse_client_hello: object) -> types.FunctionType:
+    """mitmproxy's `method` as it is, but calling `parse_client_hello` where it calls its module's own.
+
+    Not a copy of mitmproxy's code (its next version's is used as it comes): the same code object, with the one
+    global name bound to another function. If mitmproxy stops calling that name, the lab refuses to start
+    rather than silently parse the other way."""
+    code = method.__code__
+    if "parse_client_hello" not in code.co_names:
+        raise RuntimeError(f"mitmproxy's {method.__qualname__} no longer calls parse_client_hello: "
+                           "simulator/dataplane/clienthello.py needs another way in")
+    namespace = {**method.__globals__, "parse_client_hello": parse_client_hello}
+    return types.FunctionType(code, namespace, method.__name__, method.__defaults__, method.__closure__)
+
+
 class ListenerTLSLayer(SmallEventQueue, layers.ClientTLSLayer):
     """mitmproxy's client TLS layer, quiet about clients it refused, writing an answer as nginx does.
 
@@ -80,6 +96,11 @@ class ListenerTLSLayer(SmallEventQueue, layers.ClientTLSLayer):
     into its 16 KiB TLS buffer and seals that, so a small answer is one record. Consecutive writes the
     layers above make while handling one event are sealed together here: one record per 16 KiB, as nginx,
     and one `SSL_write` instead of two (docs/performance.md, "Round seven")."""
+
+    # The ClientHello's SNI and ALPN offers read by a plain walk, not kaitaistruct: 44 µs less per connection
+    # (simulator/dataplane/clienthello.py).
+    receive_handshake_data = _parsing_with(layers.ClientTLSLayer.receive_handshake_data,  # type: ignore[assignment]
+                                           clienthello.parse_client_hello)
 
     def event_to_child(self, event: events.Event) -> layer.CommandGenerator[None]:
         if self.tunnel_state is tunnel.TunnelState.ESTABLISHING and not self.command_to_reply_to:
