@@ -24,7 +24,8 @@ from mitmproxy.proxy.layers.tls import get_client_hello
 class ListenerClientHello(tls.ClientHello):
     """mitmproxy's ClientHello whose `sni` and `alpn_protocols` come from `offers`, parsed up front."""
 
-    def __init__(self, raw_client_hello: bytes):  # noqa: super().__init__ would parse it all with kaitaistruct
+    def __init__(self, raw_client_hello: bytes):
+        # Not super().__init__: it would parse it all with kaitaistruct at once.
         self._raw_bytes = raw_client_hello
         self._sni, self._alpn = offers(raw_client_hello)
 
