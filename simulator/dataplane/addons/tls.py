@@ -97,8 +97,8 @@ class ListenerTLSLayer(SmallEventQueue, layers.ClientTLSLayer):
     layers above make while handling one event are sealed together here: one record per 16 KiB, as nginx,
     and one `SSL_write` instead of two (docs/performance.md, "Round seven")."""
 
-    # The ClientHello's SNI and ALPN offers read by a plain walk, not kaitaistruct: 44 µs less per connection
-    # (simulator/dataplane/clienthello.py).
+    # The ClientHello's SNI and ALPN offers read by a plain walk, not kaitaistruct: about 34 µs less per
+    # connection (simulator/dataplane/clienthello.py).
     receive_handshake_data = _parsing_with(layers.ClientTLSLayer.receive_handshake_data,  # type: ignore[assignment]
                                            clienthello.parse_client_hello)
 
