@@ -4,9 +4,10 @@ mitmproxy's TLS layer parses each ClientHello into a `mitmproxy.tls.ClientHello`
 event, and reads only its SNI and ALPN offers itself (the listener's addon reads the SNI). The parse is
 kaitaistruct's generated code: about 590 Python calls and 44 µs for a 330-byte ClientHello, 14 % of a new
 connection's calls (docs/performance.md, "Round seven"). `ListenerClientHello` is the same class, its SNI and
-ALPN read by a plain walk over the same grammar (10 µs with the records put together): the same bytes are accepted and refused, and the same SNI and
-ALPN offers come out (tests/test_clienthello.py compares both on the fuzzer's mutated ClientHellos). Anything
-else a caller asks of it (cipher suites, the raw extensions) is parsed by kaitaistruct on first use.
+ALPN read by a plain walk over the same grammar (10 µs with the records put together): the same bytes are
+accepted and refused, and the same SNI and ALPN offers come out (tests/test_clienthello.py compares both on
+the fuzzer's mutated ClientHellos). Anything else a caller asks of it (cipher suites, the raw extensions) is
+parsed by kaitaistruct on first use.
 """
 
 from __future__ import annotations
