@@ -149,11 +149,12 @@ def test_report_json_schema_and_contents(default_run) -> None:
             assert row["requests"] == 0 and row["billed_bytes"] == 0 and row["overhead_pct"] is None, row
     created = [r for r in by_kind if r["listener"] not in listeners]
     assert {r["listener"] for r in created} == {"created by scenarios"} and created[0]["listeners"] > 10
-    per_port = {t["listener_port"]: t for t in traffic["listeners"]}
+    # By address and port: a scenario's load balancer on another 127.0.0.x may have a listener on the same port.
+    per_port = {(t["listener_address"], t["listener_port"]): t for t in traffic["listeners"]}
     for name, l in listeners.items():  # the split adds up to the port's totals
         rows = [r for r in configured if r["listener"] == name]
         for key in ("connections", "requests", "wire_in", "wire_out", "billed_bytes"):
-            assert sum(r[key] for r in rows) == per_port[l["port"]][key], (name, key)
+            assert sum(r[key] for r in rows) == per_port[l.get("address") or "127.0.0.1", l["port"]][key], (name, key)
 
 
 def test_results_directory_files(default_run) -> None:

@@ -318,7 +318,9 @@ class LbsimServer(Server):
         self.workers, self.profile_to, self.code = workers, profile_to, code
         lab: dict[str, Any] = {
             "profile": PROFILE,
-            "api": {"port": free_port()},
+            # Any free port, bound at once: a port picked here could be taken (an h2load client's, say) in
+            # the second before the lab binds it, and the bench never calls the API.
+            "api": {"port": 0},
             "home": str(workdir / "store"),
             "connection_log": str(workdir / "connections.jsonl"),
             "metering": metering,
