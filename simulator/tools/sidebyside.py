@@ -4,8 +4,9 @@
 one and not the other: on two shared cores its medians move by up to 20 %. Here both labs serve at once, each
 with its own backend process and its own h2load, for the same seconds, so whatever else the machine does
 hits both alike; each repetition gives the ratio of their CPU per request (process and children, as the
-bench counts it), half of them with each lab started first (`run`). The labs share two cores with two load tools, so the absolute figures are not the bench's:
-only the ratio is the result. Keep-alive requests only (h2load cannot end a timed run that reconnects).
+bench counts it), half of them with each lab started first (`run`). The labs share two cores with two load
+tools, so the absolute figures are not the bench's: only the ratio is the result. Keep-alive requests only
+(h2load cannot end a timed run that reconnects).
 
     python -m simulator.tools.sidebyside /tmp/base            # this checkout against /tmp/base, 6 x 8 s
 """
@@ -98,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=8.0, help="seconds of load per repetition (default 8)")
     p.add_argument("--out", type=Path, help="keep the labs' files here (default: a temp dir)")
     args = p.parse_args(argv)
+    if args.repetitions < 2:
+        p.error("--repetitions: at least 2 (half of them with each lab started first)")
     run(check_baseline(args.baseline), args.repetitions, args.seconds, args.out)
     return 0
 
