@@ -36,3 +36,15 @@ def test_the_same_code_counted_twice_gives_the_same_calls_per_request(tmp_path: 
         assert ours["mitmproxy proxy core (layers, HTTP)"] > 0.25 * ours["total"]
     table = said[-1]
     assert "| total |" in table and "lbsim / " in table and "keepalive:" in table and "new_connections:" in table
+
+
+def test_a_folder_that_is_no_checkout_is_refused_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from simulator.tools import sidebyside
+
+    assert callcount.main(["--baseline", str(tmp_path)]) == 1
+    assert sidebyside.main([str(tmp_path)]) == 1
+    for line in capsys.readouterr().err.splitlines():
+        assert line.startswith("error: InvalidBaseline: baseline: ") and "no simulator/cli.py" in line
+    with pytest.raises(SystemExit):  # argparse's usage error, before any lab starts
+        callcount.main(["--requests", "0"])
+    assert "--requests: at least 1" in capsys.readouterr().err

@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Callable
 
 from simulator.backends import BackendProcess
+from simulator.errors import LbsimError
+from simulator.output import print_error
 from simulator.tools.bench import (FIGURES, FULL_HANDSHAKES, LOOPBACK, PROFILE_COMPONENTS, LbsimServer, _parse_h2load,
                                    baseline_labels, build_shim, check_baseline, ensure_tools, mint, running)
 
@@ -175,9 +177,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, help="requests per count (default: 1,000 per new-connection figure, 10,000 keep-alive)")
     p.add_argument("--out", type=Path, help="keep the labs' files and counts here (default: a temp dir)")
     args = p.parse_args(argv)
+    if args.requests is not None and args.requests < 1:
+        p.error("--requests: at least 1")
     figures = tuple(args.figure or FIGURES)
-    run([check_baseline(b) for b in args.baseline], figures,
-        {f: args.requests for f in figures} if args.requests else None, args.out)
+    try:
+        run([check_baseline(b) for b in args.baseline], figures,
+            {f: args.requests for f in figures} if args.requests else None, args.out)
+    except LbsimError as err:  # a bad --baseline: the message, not a traceback
+        print_error(err)
+        return 1
     return 0
 
 

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Callable
 
 from simulator.backends import BackendProcess
+from simulator.errors import LbsimError
+from simulator.output import print_error
 from simulator.tools.bench import LbsimServer, baseline_labels, check_baseline, ensure_tools, mint, run_load, running
 
 
@@ -101,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.repetitions < 2:
         p.error("--repetitions: at least 2 (half of them with each lab started first)")
-    run(check_baseline(args.baseline), args.repetitions, args.seconds, args.out)
+    try:
+        run(check_baseline(args.baseline), args.repetitions, args.seconds, args.out)
+    except LbsimError as err:  # a bad --baseline: the message, not a traceback
+        print_error(err)
+        return 1
     return 0
 
 
