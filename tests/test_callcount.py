@@ -43,8 +43,9 @@ def test_a_folder_that_is_no_checkout_is_refused_by_name(tmp_path: Path, capsys:
 
     assert callcount.main(["--baseline", str(tmp_path)]) == 1
     assert sidebyside.main([str(tmp_path)]) == 1
-    for line in capsys.readouterr().err.splitlines():
-        assert line.startswith("error: InvalidBaseline: baseline: ") and "no simulator/cli.py" in line
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and all(line.startswith("error: InvalidBaseline: baseline: ") and "no simulator/cli.py" in line
+                                   for line in lines), lines
     with pytest.raises(SystemExit):  # argparse's usage error, before any lab starts
         callcount.main(["--requests", "0"])
     assert "--requests: at least 1" in capsys.readouterr().err
