@@ -30,8 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 from simulator.backends import BackendProcess
-from simulator.errors import LbsimError
-from simulator.output import print_error
+from simulator.output import run_parsed
 from simulator.tools.bench import (FIGURES, FULL_HANDSHAKES, LOOPBACK, PROFILE_COMPONENTS, LbsimServer, _parse_h2load,
                                    baseline_labels, build_shim, check_baseline, ensure_tools, mint, running)
 
@@ -176,17 +175,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--figure", action="append", choices=FIGURES, help="only these figures (default: all three)")
     p.add_argument("--requests", type=int, help="requests per count (default: 1,000 per new-connection figure, 10,000 keep-alive)")
     p.add_argument("--out", type=Path, help="keep the labs' files and counts here (default: a temp dir)")
+    p.set_defaults(func=_counted)
     args = p.parse_args(argv)
     if args.requests is not None and args.requests < 1:
         p.error("--requests: at least 1")
+    return run_parsed(args)  # a bad --baseline: the message and exit 1, as the lbsim commands do
+
+
+def _counted(args: argparse.Namespace) -> None:
     figures = tuple(args.figure or FIGURES)
-    try:
-        run([check_baseline(b) for b in args.baseline], figures,
-            {f: args.requests for f in figures} if args.requests else None, args.out)
-    except LbsimError as err:  # a bad --baseline: the message, not a traceback
-        print_error(err)
-        return 1
-    return 0
+    run([check_baseline(b) for b in args.baseline], figures,
+        {f: args.requests for f in figures} if args.requests else None, args.out)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from simulator.backends import BackendProcess
-from simulator.errors import LbsimError
-from simulator.output import print_error
+from simulator.output import run_parsed
 from simulator.tools.bench import LbsimServer, baseline_labels, check_baseline, ensure_tools, mint, run_load, running
 
 
@@ -100,15 +99,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repetitions", type=int, default=6)
     p.add_argument("--seconds", type=float, default=8.0, help="seconds of load per repetition (default 8)")
     p.add_argument("--out", type=Path, help="keep the labs' files here (default: a temp dir)")
+    p.set_defaults(func=_measured)
     args = p.parse_args(argv)
     if args.repetitions < 2:
         p.error("--repetitions: at least 2 (half of them with each lab started first)")
-    try:
-        run(check_baseline(args.baseline), args.repetitions, args.seconds, args.out)
-    except LbsimError as err:  # a bad --baseline: the message, not a traceback
-        print_error(err)
-        return 1
-    return 0
+    return run_parsed(args)  # a bad baseline: the message and exit 1, as the lbsim commands do
+
+
+def _measured(args: argparse.Namespace) -> None:
+    run(check_baseline(args.baseline), args.repetitions, args.seconds, args.out)
 
 
 if __name__ == "__main__":
