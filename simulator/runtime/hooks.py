@@ -148,10 +148,9 @@ class HooksAtOnce:
     walks them first. A flow's `StartHook` is started on the spot (`HookTable.start`). If that finished
     it, its `HookCompleted` goes back to the layers once the current event's commands are all out, as
     the next `server_event` would have sent it; otherwise a task finishes it, as mitmproxy's would.
-    Every other command, a connection's events included, goes on to `server_event` unchanged, except
-    that consecutive `SendData` to one connection are joined into one unless the connection closes next:
-    a keep-alive response's head and body leave in one `send()`. The bytes and TLS records are the same,
-    so metering is too.
+    Every other command, a connection's events included, goes on to `server_event` unchanged. (An answer's
+    head and body already come as one write: the listener's TLS layer seals them together, as nginx does,
+    simulator.dataplane.addons.tls.ListenerTLSLayer.)
     """
 
     __slots__ = ("handler", "layer")
@@ -163,21 +162,8 @@ class HooksAtOnce:
     def handle_event(self, event: events.Event) -> Iterator[commands.Command]:
         hooks = self.handler.hooks
         queue = deque((event,))
-        # Consecutive writes to one connection (a keep-alive response's head and body) leave as one transport
-        # write: one send() instead of two. Not when the connection closes next: joined, full handshakes
-        # measured 0.91x and 0.94x in two runs (noise, but twice), so those stay as mitmproxy makes them
-        # (docs/performance.md, "Round six").
-        held: list[commands.SendData] = []
         while queue:
             for command in self.layer.handle_event(queue.popleft()):
-                if type(command) is commands.SendData:
-                    if held and held[0].connection is not command.connection:
-                        yield from _joined(held, False)
-                    held.append(command)
-                    continue
-                if held:
-                    yield from _joined(held, isinstance(command, commands.CloseConnection)
-                                       and command.connection is held[0].connection)
                 if not isinstance(command, commands.StartHook) or not hooks.of_a_flow(command):
                     yield command
                 elif (rest := hooks.start(command)) is not None:
@@ -186,13 +172,3 @@ class HooksAtOnce:
                         keep_ref=True, client=self.handler.client.peername)
                 elif command.blocking:
                     queue.append(events.HookCompleted(command))
-        yield from _joined(held, False)
-
-
-def _joined(held: list[commands.SendData], closing: bool) -> Iterator[commands.SendData]:
-    """`held` (writes to one connection, emptied) as one write, or as they came when the connection closes next."""
-    if len(held) == 1 or closing:
-        yield from held
-    elif held:
-        yield commands.SendData(held[0].connection, b"".join(c.data for c in held))
-    held.clear()
