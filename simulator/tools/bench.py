@@ -909,6 +909,14 @@ PROFILE_COMPONENTS = (
 )
 
 
+def profile_component(file: str) -> str:
+    """The `PROFILE_COMPONENTS` name of the code in `file` (a path as a profiler reports it), else "other"."""
+    for name, prefixes in PROFILE_COMPONENTS:
+        if any(p in file for p in prefixes):
+            return name
+    return "other"
+
+
 def summarize_profile(path: Path, top: int = 15) -> str:
     """Self time by component and the functions that spend most, from a pyinstrument session."""
     from collections import Counter
@@ -922,19 +930,13 @@ def summarize_profile(path: Path, top: int = 15) -> str:
     by_component: Counter[str] = Counter()
     by_function: Counter[tuple[str, str]] = Counter()
 
-    def component(file: str) -> str:
-        for name, prefixes in PROFILE_COMPONENTS:
-            if any(p in file for p in prefixes):
-                return name
-        return "other"
-
     def walk(frame: Any, owner: str, owner_fn: str) -> None:
         file = frame.file_path_short or ""
         key_file = owner if frame.is_synthetic or file.startswith("<") else file
         function = owner_fn if frame.is_synthetic else (frame.function or "?")  # "[self]": the caller's own time
         own = frame.time - sum(c.time for c in frame.children)
         if own > 0:
-            by_component[component(key_file)] += own
+            by_component[profile_component(key_file)] += own
             by_function[(function, key_file)] += own
         for child in frame.children:
             walk(child, key_file, function)

@@ -32,7 +32,8 @@ from typing import Callable
 from simulator.backends import BackendProcess
 from simulator.output import run_parsed
 from simulator.tools.bench import (FIGURES, FULL_HANDSHAKES, LOOPBACK, PROFILE_COMPONENTS, LbsimServer, _parse_h2load,
-                                   baseline_labels, build_shim, check_baseline, ensure_tools, mint, running)
+                                   baseline_labels, build_shim, check_baseline, ensure_tools, mint, profile_component,
+                                   running)
 
 # Runs `python -m simulator.cli ARGS` of whichever checkout is first on the path, counting calls in a window.
 # A profile of its own per window: cProfile adds up every window of one Profile.
@@ -82,23 +83,16 @@ class CountedLab(LbsimServer):
         return pstats.Stats(str(target.replace(target.with_name(f"{name}.prof"))))
 
 
-def component(file: str) -> str:
-    for name, prefixes in PROFILE_COMPONENTS:
-        if any(p in file for p in prefixes):
-            return name
-    return "other"
-
-
 def calls_by_component(stats: pstats.Stats) -> Counter[str]:
     """Calls per component; a built-in's calls go to the components of its callers, in their proportions."""
     out: Counter[str] = Counter()
     for (file, _line, _name), (_cc, calls, _tt, _ct, callers) in stats.stats.items():  # type: ignore[attr-defined]
         if file != BUILTIN or not callers:
-            out[component(file)] += calls
+            out[profile_component(file)] += calls
             continue
         # A caller's entry is (calls, primitive calls, ...): the reverse of a function's own (cProfile's order).
         for (caller_file, _l, _n), (caller_calls, *_rest) in callers.items():
-            out[component(caller_file)] += caller_calls
+            out[profile_component(caller_file)] += caller_calls
     return out
 
 
