@@ -150,14 +150,15 @@ class LoadResult:
 
 def run_load(tool: str, path: str, port: int, duration: float, connections: int, new_connections: bool,
              expected_rate: float | None = None, pace: float | None = None,
-             preload: Path | None = None) -> LoadResult:
+             preload: Path | None = None, requests: int | None = None) -> LoadResult:
     """One run of `tool` (one thread, `connections` connections) against https://127.0.0.1:port/.
 
     New connections send `Connection: close`, so every request gets a connection (and a full handshake) of
     its own. h2load cannot end a timed run that reconnects, so it gets a request count instead: what the
     server did per second before (`expected_rate`) times `duration`. With `pace` (h2load only), h2load opens
     `pace` new connections a second, one request each, whatever the server could take. `preload` is a
-    library for LD_PRELOAD (the full-handshake shim).
+    library for LD_PRELOAD (the full-handshake shim). `requests` (h2load only): exactly that many requests,
+    however long they take (`duration` then only bounds the wait).
     """
     url = f"https://{LOOPBACK}:{port}/"
     close = ["-H", "Connection: close"] if new_connections else []
@@ -170,8 +171,8 @@ def run_load(tool: str, path: str, port: int, duration: float, connections: int,
                "-H", "Connection: close", url]
     elif tool == "wrk":
         cmd = [path, "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "10s", *close, url]
-    elif new_connections:
-        n = max(connections * 5, round((expected_rate or 10 * connections) * duration))
+    elif new_connections or requests:
+        n = requests or max(connections * 5, round((expected_rate or 10 * connections) * duration))
         cmd = [path, "--h1", "-t1", f"-c{connections}", f"-n{n}", *close, url]
     else:
         cmd = [path, "--h1", "-t1", f"-c{connections}", f"-D{max(1, round(duration))}", url]
@@ -840,11 +841,12 @@ class Load:
         self.tool, self.path, self.connections, self.shim = tool, path, connections, shim
         self.rates: dict[tuple[str, str], float] = {}
 
-    def run(self, server: Server, figure: str, duration: float, pace: float | None = None) -> LoadResult:
+    def run(self, server: Server, figure: str, duration: float, pace: float | None = None,
+            requests: int | None = None) -> LoadResult:
         new = figure != "keepalive"
         result = run_load(self.tool, self.path, server.port, duration, self.connections, new,
                           self.rates.get((server.label, figure)), pace,
-                          self.shim if figure in FULL_HANDSHAKES else None)
+                          self.shim if figure in FULL_HANDSHAKES else None, requests)
         self.rates[server.label, figure] = result.requests_per_s
         return result
 

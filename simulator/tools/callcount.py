@@ -21,7 +21,6 @@ import argparse
 import os
 import pstats
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ from typing import Callable
 
 from simulator.backends import BackendProcess
 from simulator.output import run_parsed
-from simulator.tools.bench import (FIGURES, FULL_HANDSHAKES, LOOPBACK, PROFILE_COMPONENTS, LbsimServer, _parse_h2load,
+from simulator.tools.bench import (FIGURES, FULL_HANDSHAKES, PROFILE_COMPONENTS, LbsimServer, Load,
                                    baseline_labels, build_shim, check_baseline, ensure_tools, mint, profile_component,
                                    running)
 
@@ -96,14 +95,11 @@ def calls_by_component(stats: pstats.Stats) -> Counter[str]:
     return out
 
 
-def h2load_requests(path: str, port: int, figure: str, requests: int, shim: Path | None) -> Callable[[], int]:
-    close = [] if figure == "keepalive" else ["-H", "Connection: close"]
-    cmd = [path, "--h1", "-t1", "-c20", f"-n{requests}", *close, f"https://{LOOPBACK}:{port}/"]
-    env = {**os.environ, "LD_PRELOAD": str(shim)} if figure in FULL_HANDSHAKES and shim else None
+def served(load: Load, lab: CountedLab, figure: str, requests: int) -> Callable[[], int]:
+    """A run of exactly `requests` of `figure` against `lab`; returns how many were served, all of them 2xx."""
 
     def send() -> int:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-        result = _parse_h2load(done.returncode, done.stdout + done.stderr)
+        result = load.run(lab, figure, 60, requests=requests)
         if result.errors or result.non_2xx:
             raise RuntimeError(f"h2load: {result.errors} errors, {result.non_2xx} answers not 2xx")
         return result.requests
@@ -121,6 +117,7 @@ def run(baselines: list[Path], figures: tuple[str, ...] = FIGURES, requests: dic
     work = Path(tempfile.mkdtemp(prefix="lbsim-calls-")) if out_dir is None else out_dir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     shim = build_shim(work, say)
+    load = Load("h2load", tools["h2load"], 20, shim)
     files = mint(work)
     figures = tuple(f for f in figures if f not in FULL_HANDSHAKES or shim)
     results: dict[str, dict[str, Counter[str]]] = {f: {} for f in figures}
@@ -131,8 +128,8 @@ def run(baselines: list[Path], figures: tuple[str, ...] = FIGURES, requests: dic
         with running(labs, str(files["ca"])):  # type: ignore[arg-type]
             for figure in figures:
                 for lab in labs:
-                    h2load_requests(tools["h2load"], lab.port, figure, 200, shim)()  # warm-up, not counted
-                    stats = lab.count(h2load_requests(tools["h2load"], lab.port, figure, counts[figure], shim), figure)
+                    served(load, lab, figure, 200)()  # warm-up, not counted
+                    stats = lab.count(served(load, lab, figure, counts[figure]), figure)
                     per = Counter({k: v / lab.requests for k, v in calls_by_component(stats).items()})
                     per["total"] = stats.total_calls / lab.requests  # type: ignore[attr-defined]
                     results[figure][lab.label] = per
