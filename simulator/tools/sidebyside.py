@@ -17,7 +17,7 @@ import argparse
 import statistics
 import sys
 import tempfile
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -28,28 +28,16 @@ from simulator.tools.bench import LbsimServer, baseline_labels, check_baseline, 
 
 def cpu_per_request(labs: list[LbsimServer], h2load: str, seconds: float, connections: int = 20) -> list[float]:
     """One repetition: every lab under its own h2load for the same `seconds`; ms of lab CPU per request each."""
-    results: list[object] = [None] * len(labs)
     before = [lab.cpu() for lab in labs]
-
-    def drive(i: int) -> None:
-        try:
-            results[i] = run_load("h2load", h2load, labs[i].port, seconds, connections, new_connections=False)
-        except Exception as e:  # reported below, on the main thread
-            results[i] = e
-
-    threads = [threading.Thread(target=drive, args=(i,)) for i in range(len(labs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with ThreadPoolExecutor(len(labs)) as pool:  # the load tools run at once; an error is raised here
+        results = list(pool.map(lambda lab: run_load("h2load", h2load, lab.port, seconds, connections,
+                                                     new_connections=False), labs))
     out = []
     for lab, cpu0, result in zip(labs, before, results):
-        if isinstance(result, Exception):
-            raise result
-        requests = result.requests  # type: ignore[attr-defined]
-        if not requests or result.errors or result.non_2xx:  # type: ignore[attr-defined]
-            raise RuntimeError(f"{lab.label}: {requests} requests, {result.errors} errors, {result.non_2xx} not 2xx")  # type: ignore[attr-defined]
-        out.append((lab.cpu() - cpu0) * 1000 / requests)
+        if not result.requests or result.errors or result.non_2xx:
+            raise RuntimeError(f"{lab.label}: {result.requests} requests, {result.errors} errors, "
+                               f"{result.non_2xx} not 2xx")
+        out.append((lab.cpu() - cpu0) * 1000 / result.requests)
     return out
 
 
