@@ -2,7 +2,7 @@
 
 No timing thresholds here (the machine is shared; see docs/performance.md for the figures): the test checks
 that every server answered every measurement without errors, with the same protocol, and that the report
-holds medians and ratios. About 40 s (six servers start, one of them a baseline checkout; 3 figures x 6
+holds medians and ratios. About 45 s (seven servers start, one of them a baseline checkout; 3 figures x 7
 servers + 2 paced x 1 s of load).
 """
 
@@ -19,7 +19,7 @@ from helpers import BASELINE_MARK, baseline_copy
 import simulator
 
 from simulator.errors import LbsimError
-from simulator.tools.bench import (FIGURES, PACED, BenchReport, Sample, _parse_h2load, _parse_wrk, baseline_labels,
+from simulator.tools.bench import (FIGURES, PACED, TLS_ONLY, BenchReport, Sample, _parse_h2load, _parse_wrk, baseline_labels,
                                    check_baseline, format_report, https_get, pacing, rsa_sign_rate)
 from simulator.cli import main
 from simulator.policies.probe import probe
@@ -36,7 +36,8 @@ def test_quick_bench_measures_every_server_and_prints_ratios(tmp_path, capsys) -
     report = json.loads((out / "bench.json").read_text())
 
     targets = report["targets"]
-    assert targets == ["lbsim", "lbsim metering off", "baseline before", "lbsim x2", "mitmdump", "nginx"], \
+    assert targets == ["lbsim", "lbsim metering off", "lbsim TLS only", "baseline before", "lbsim x2", "mitmdump",
+                       "nginx"], \
         "nginx, h2load: the setup's (apt)"
     assert BASELINE_MARK in (out / "baseline-0" / "server.log").read_text()
     assert BASELINE_MARK not in (out / "lbsim" / "server.log").read_text()
@@ -65,6 +66,7 @@ def test_quick_bench_measures_every_server_and_prints_ratios(tmp_path, capsys) -
         assert ("lbsim x2", "lbsim", figure) in ratios
         assert ("lbsim", "lbsim metering off", figure) in ratios  # what metering costs the rate
         assert ("lbsim", "baseline before", figure) in ratios  # what a change did
+        assert ("lbsim", "lbsim TLS only", figure) in ratios  # what lbsim's HTTP side costs the rate
     # The two lbsim labs differ in metering only: the one logs each connection's traffic, the other none.
     for lab, metered in (("lbsim", True), ("lbsim-metering-off", False)):
         records = [json.loads(line) for line in (out / lab / "connections.jsonl").read_text().splitlines()]
@@ -85,6 +87,8 @@ def test_quick_bench_measures_every_server_and_prints_ratios(tmp_path, capsys) -
     assert report["rsa_sign_per_s"] and "RSA-2048 signing limit" in printed
     # Every goal gets a verdict with the measurement behind it.
     assert len(report["goals"]) == 4 and all(" ms" in g["why"] for g in report["goals"])
+    # The goals against nginx also say what the TLS path alone reaches: the ceiling of a cheaper HTTP side.
+    assert all("its TLS path alone" in g["why"] for g in report["goals"] if "nginx" in g["goal"])
     assert printed.count("goal: ") == 4 and "goal: lbsim / nginx, new TLS connections/s, full handshakes" in printed
 
 
@@ -170,6 +174,24 @@ def test_goals_say_what_was_measured_and_what_lbsim_would_need() -> None:
     workers = goals["lbsim x2 / lbsim, CPU per connection at an equal pace"]
     assert (workers["measured"], workers["met"]) == (1.25, False)
     assert "goal: lbsim x2 / lbsim, CPU per connection at an equal pace: at most 1.1x: 1.250x, not met" in format_report(report)
+
+
+def test_goals_cite_what_the_tls_path_alone_reaches() -> None:
+    def sample(target: str, figure: str, rate: float, ms: float) -> Sample:
+        n = round(rate * 10)
+        return Sample(target, figure, 1, rate, n, 0, 0, cpu_s=n * ms / 1000, duration_s=10)
+
+    samples = [sample("lbsim", "new_connections", 400, 2.5), sample(TLS_ONLY, "new_connections", 600, 1.6),
+               sample("nginx", "new_connections", 1000, 0.8), sample("lbsim", "keepalive", 1500, 0.5),
+               sample("nginx", "keepalive", 20000, 0.05)]
+    report = BenchReport("t", 1, 10, 20, "", "h2load", {"cpus": 2}, ["lbsim", TLS_ONLY, "nginx"], {}, samples)
+    goals = {g["goal"].split(":")[0]: g["why"] for g in report.goals()}
+    # 600/s against nginx's 1,000: even a free HTTP side would leave lbsim at 0.6x here.
+    assert "its TLS path alone" in goals["lbsim / nginx, new TLS connections/s, full handshakes (1 request each)"]
+    assert "spends 1.600 ms and reaches 0.600x nginx" in goals["lbsim / nginx, new TLS connections/s, full handshakes (1 request each)"]
+    assert "TLS path alone" not in goals["lbsim / nginx, keep-alive requests/s"]  # not measured there, not cited
+    ratios = {(r["of"], r["to"], r["figure"]): r["ratio"] for r in report.ratios()}
+    assert ratios[("lbsim", TLS_ONLY, "new_connections")] == round(400 / 600, 3)
 
 
 def test_rsa_signing_limit_comes_from_openssl_speed() -> None:

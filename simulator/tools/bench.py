@@ -75,6 +75,7 @@ FULL_HANDSHAKES = ("new_connections", PACED)  # h2load runs these under the no-r
 SHIM = "full_handshakes.c"  # in benchmarks/ (simulator.resources: the checkout's, else the installed copy)
 LOG_SETTLE = 0.3  # seconds for lbsim's last connection records of a sample to reach its log
 METERING_OFF = "lbsim metering off"  # with --metering-off: the same lbsim with `metering: off`
+TLS_ONLY = "lbsim TLS only"  # the same lbsim answering each request in place (simulator/tools/tlsonly.py)
 # The rate goals against nginx (issue 21), one process each: lbsim / nginx at least this, per figure.
 NGINX_GOALS = {"new_connections": 0.5, "resumed_connections": 0.3, "keepalive": 0.06}
 WORKER_CPU_GOAL = 1.1  # two workers at an equal pace: at most this times one process's CPU per connection
@@ -369,6 +370,18 @@ class LbsimServer(Server):
         return up
 
 
+class TlsOnlyServer(LbsimServer):
+    """The same lab with every request answered in place, above the same TLS path: no HTTP layer, hooks or backend
+    (simulator/tools/tlsonly.py). Its cost per request is a floor under any HTTP path inside lbsim's listener."""
+
+    def __init__(self, workdir: Path, cert: Path, key: Path, backend: str, extra: dict[str, Any] | None = None):
+        super().__init__(workdir, cert, key, backend, label=TLS_ONLY, extra=extra)
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-O", "-m", "simulator.tools.tlsonly", "up", "-c", str(self.config),
+                "--out", str(self.workdir)]
+
+
 class MitmdumpServer(Server):
     """A bare mitmdump reverse proxy: our certificate, lazy upstream connections, no addons of ours."""
 
@@ -517,7 +530,8 @@ class BenchReport:
 
     def goals(self) -> list[dict[str, Any]]:
         """Each goal with what this run measured, and why where it is missed: the CPU per connection of both
-        servers, how much of lbsim's the RSA signature is (`openssl speed`), and what lbsim would need."""
+        servers, how much of lbsim's the RSA signature is (`openssl speed`), what lbsim would need, and (when
+        "lbsim TLS only" was measured) what its TLS path alone spends and reaches: the ceiling of HTTP work."""
         out = []
         for figure, goal in NGINX_GOALS.items():
             ratio, lbsim, nginx = self.ratio("lbsim", "nginx", figure), self.cpu_ms("lbsim", figure), self.cpu_ms("nginx", figure)
@@ -528,6 +542,11 @@ class BenchReport:
                 why += f"; the RSA-2048 signature is {1000 / self.rsa_sign_per_s:.3f} ms of it"
             if ratio < goal:
                 why += f"; {goal}x needs lbsim at about {lbsim * ratio / goal:.3f} ms"
+            floor, floor_ratio = self.cpu_ms(TLS_ONLY, figure), self.ratio(TLS_ONLY, "nginx", figure)
+            if floor and floor_ratio:
+                why += (f"; its TLS path alone (each request answered in place: no HTTP layer, hooks or backend) "
+                        f"spends {floor:.3f} ms and reaches {floor_ratio:.3f}x nginx, the most a cheaper HTTP path "
+                        "inside this listener could give")
             out.append({"goal": f"lbsim / nginx, {FIGURE_TITLES[figure]}: at least {goal}x", "measured": round(ratio, 3),
                         "met": ratio >= goal, "why": why})
         if self.workers > 1:
@@ -543,7 +562,8 @@ class BenchReport:
         base = "lbsim"
         for other in self.targets:
             if other != base:
-                pairs.append((base, other) if other == METERING_OFF or not other.startswith("lbsim") else (other, base))
+                pairs.append((base, other) if other in (METERING_OFF, TLS_ONLY) or not other.startswith("lbsim")
+                             else (other, base))
         out = []
         for a, b in pairs:
             for figure in self.figures:
@@ -691,6 +711,7 @@ def run_bench(
     warmup: float = 1.0,
     tool: str = "h2load",
     metering_off: bool = False,
+    tls_only: bool = True,
     rsa_seconds: int = 3,
     command: str = "lbsim bench",
     event_loop: str = "asyncio",
@@ -718,6 +739,8 @@ def run_bench(
         if metering_off:  # next to lbsim in every round, so the same noise hits both
             servers.append(LbsimServer(work / "lbsim-metering-off", files["cert"], files["key"], address,
                                        label=METERING_OFF, metering=False, extra=loop))
+        if tls_only:  # the floor under lbsim's HTTP side, in the same rounds (goals() cites it)
+            servers.append(TlsOnlyServer(work / "lbsim-tls-only", files["cert"], files["key"], address, extra=loop))
         codes = [Path(code).resolve() for code in baselines]
         for i, (code, label) in enumerate(zip(codes, baseline_labels(codes))):  # the same lab file, their code
             servers.append(LbsimServer(work / f"baseline-{i}", files["cert"], files["key"], address,
@@ -975,6 +998,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     report = run_bench(rounds=rounds, duration=duration, connections=connections, workers=args.workers, tool=args.tool,
                        nginx_workers=args.nginx_workers, include_nginx=not args.no_nginx, install=not args.no_install,
                        out_dir=Path(args.out) if args.out else None, metering_off=args.metering_off,
+                       tls_only=not args.no_tls_only,
                        profile_dir=Path(args.cpu_profile) if args.cpu_profile else None, warmup=warmup,
                        rsa_seconds=1 if args.quick else 3, command=command, event_loop=args.event_loop,
                        baselines=baselines)
@@ -995,6 +1019,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-nginx", action="store_true", help="skip nginx")
     p.add_argument("--metering-off", action="store_true",
                    help="also measure the same lbsim with `metering: off` (what metering costs the listener's rates)")
+    p.add_argument("--no-tls-only", action="store_true",
+                   help="do not measure 'lbsim TLS only' (the same lab answering each request in place: the floor "
+                   "under any HTTP path, cited by the goals)")
     p.add_argument("--baseline", action="append", metavar="DIR",
                    help="also measure the lbsim of another checkout (a git worktree of an older commit) in every round:"
                    " lbsim / baseline is what a change did (repeatable)")

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import re
 import types
-from typing import Any
+from typing import Any, Callable
 
 from mitmproxy import connection
 from mitmproxy.addons.tlsconfig import AppData
@@ -168,6 +168,9 @@ class TlsTermination:
     # We replace mitmproxy's NextLayer addon (which would serve plain HTTP in reverse mode); proxyserver
     # looks this name up to check that some addon decides layers.
     name = "nextlayer"
+    # The layer above TLS, built as LimitedHttpLayer(context, mode, profile, on_error). Only the bench swaps it
+    # (simulator/tools/tlsonly.py: the TLS path alone, answering in place).
+    http_layer: Callable[..., layer.Layer] = LimitedHttpLayer
 
     def __init__(self, registry: Registry, metering: bool = True):
         self.registry = registry
@@ -201,7 +204,7 @@ class TlsTermination:
         state = self.registry.clients[context.client.id]
         stack = tunnel.LayerStack()
         stack /= ListenerTLSLayer(context)
-        stack /= LimitedHttpLayer(context, HTTPMode.transparent, state.version.spec.profile, error_recorder(state))
+        stack /= self.http_layer(context, HTTPMode.transparent, state.version.spec.profile, error_recorder(state))
         nextlayer.layer = stack[0]
 
     def tls_clienthello(self, data: ClientHelloData) -> None:
