@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import http.client
 import inspect
+from typing import Any
 
 from mitmproxy.proxy.server import ConnectionHandler
 
@@ -61,3 +62,63 @@ def test_a_closed_connection_ends_both_tasks_and_leaves_the_registry(lab: Runnin
         return tasks, handlers
 
     assert lab.call(left()) == ([], [])
+
+
+# mitmproxy 12.2's Context.__init__ and Context.fork, which ListenerContext.fork does without the throwaway Server.
+MITMPROXY_CONTEXT = "145364d038a5c879cf0cd0c78f0e9f0f3029fdd7da37dd787170d041f80d6956"
+
+
+def test_a_listener_context_forks_as_mitmproxys_without_building_a_server(monkeypatch) -> None:
+    from mitmproxy import connection
+    from mitmproxy.options import Options
+    from mitmproxy.proxy.context import Context
+
+    from simulator.runtime.handler import ListenerContext
+
+    # When this fails, mitmproxy changed what a context holds or how it forks: carry it over to ListenerContext.
+    source = inspect.getsource(Context.__init__) + inspect.getsource(Context.fork)
+    assert hashlib.sha256(source.encode()).hexdigest() == MITMPROXY_CONTEXT, source
+
+    client = connection.Client(peername=("127.0.0.1", 1), sockname=("127.0.0.1", 2), timestamp_start=0.0)
+    theirs = Context(client, Options())
+    ours = Context(client, theirs.options)
+    ours.__class__ = ListenerContext
+    for ctx in (theirs, ours):
+        ctx.layers.append("a layer")
+    built = []
+    real_init = connection.Server.__init__
+    monkeypatch.setattr(connection.Server, "__init__", lambda self, *a, **kw: built.append(1) or real_init(self, *a, **kw))
+    a, b = theirs.fork(), ours.fork()
+    assert len(built) == 1, "mitmproxy's fork builds a Server it drops; ours builds none"
+    assert type(b) is ListenerContext and b.fork().server is ours.server  # a fork's forks are lean too
+    for parent, child in ((theirs, a), (ours, b)):
+        assert child.client is parent.client and child.options is parent.options and child.server is parent.server
+        assert child.layers == parent.layers and child.layers is not parent.layers  # a copy: a layer added below stays below
+    assert set(vars(a)) == set(vars(b))  # the same attributes as mitmproxy's
+
+
+def test_every_connection_of_a_lab_forks_lean_contexts(lab: RunningLab) -> None:
+    from simulator.runtime.handler import ListenerContext
+
+    conn = http.client.HTTPSConnection("localhost", lab.port("aliyun-one-way"), context=lab.ssl_context(), timeout=10)
+    try:
+        conn.request("GET", "/")
+        assert conn.getresponse().status == 200
+
+        def layers(top: Any) -> list[Any]:  # the connection's layers, its HTTP streams and HTTP/1 connection included
+            found, todo = [], [top]
+            while todo:
+                layer = todo.pop()
+                found.append(layer)
+                todo += [x for x in (getattr(layer, "child_layer", None), getattr(layer, "layer", None)) if hasattr(x, "context")]
+                todo += list(getattr(layer, "streams", {}).values()) + list(getattr(layer, "connections", {}).values())
+            return found
+
+        async def contexts() -> list[str]:
+            (handler,) = handlers_of(lab, conn.sock.getsockname()[1])
+            return [type(layer.context).__name__ for layer in layers(handler.layer.layer)]
+
+        names = lab.call(contexts())
+        assert len(names) >= 5 and set(names) == {ListenerContext.__name__}, names  # proxy, TLS, HTTP, stream, h1
+    finally:
+        conn.close()

@@ -7,6 +7,8 @@
   each open connection kept there for nothing: the watchdog's task, and `asyncio.wait`'s coroutine, set,
   callback and future around the task that reads the client (a future the task's end sets is enough).
   That and the watchdog were about 3.4 KiB of every held connection (docs/performance.md, "Round five").
+- Its context is a `ListenerContext`, whose `fork` (three per connection, one per request) builds no server
+  connection object only to replace it.
 """
 
 from __future__ import annotations
@@ -18,12 +20,27 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from mitmproxy.proxy import commands, events, layer, server_hooks
+from mitmproxy.proxy import commands, context, events, layer, server_hooks
 from mitmproxy.proxy.mode_servers import ProxyConnectionHandler
 from mitmproxy.utils import asyncio_utils
 
 from simulator.dataplane.addons.timeouts import ActivityClock
 from simulator.runtime.hooks import HookTable, HooksAtOnce
+
+
+class ListenerContext(context.Context):
+    """mitmproxy's layer context, with a `fork` that builds no throwaway `Server`.
+
+    mitmproxy's fork constructs a whole Context, whose __init__ makes a new `connection.Server` (a UUID and
+    about twenty checked attribute sets), and then replaces that server with its own. Every layer forks its
+    context: three forks per connection and one per request (each HTTP stream), 3-4 % of a keep-alive
+    request's CPU. This fork makes the same context without the Server (tests/test_handler.py holds it to
+    mitmproxy's: a digest trips when mitmproxy's fork or __init__ changes)."""
+
+    def fork(self) -> ListenerContext:
+        ret = ListenerContext.__new__(ListenerContext)
+        ret.client, ret.options, ret.server, ret.layers = self.client, self.options, self.server, self.layers.copy()
+        return ret
 
 
 class LabConnectionHandler(ProxyConnectionHandler):
@@ -32,6 +49,8 @@ class LabConnectionHandler(ProxyConnectionHandler):
     def __init__(self, hooks: HookTable, top: Callable[[Any], layer.Layer], *args: Any):
         self.hooks = hooks
         super().__init__(*args)
+        # The one context mitmproxy built (its first layer holds it), now forking without a Server each time.
+        self.layer.context.__class__ = ListenerContext
         self.timeout_watchdog = ActivityClock()  # type: ignore[assignment]
         self.layer = HooksAtOnce(self, top(self.layer.context))  # type: ignore[assignment]
 
