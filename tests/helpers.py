@@ -27,6 +27,17 @@ def handlers_of(lab, client_port: int) -> list:
             if h.client.peername and h.client.peername[1] == client_port]
 
 
+def recv_exact(sock: socket.socket, n: int) -> bytes:
+    """`n` bytes from `sock` (a TLS socket too), or fewer if the peer closes first."""
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
 def read_response(s: socket.socket) -> bytes:
     """One whole HTTP/1.1 response with a Content-Length body."""
     data = b""

@@ -13,6 +13,7 @@ import pytest
 import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from helpers import recv_exact
 
 from simulator.policies import POLICIES, resolve_policy
 from simulator.policies.context import build_server_context
@@ -76,20 +77,10 @@ def raw_server(handler) -> Iterator[tuple[int, list]]:
         listener.close()
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            break
-        buf += chunk
-    return buf
-
-
 def test_bytes_and_alert_against_a_scripted_server() -> None:
     def handler(sock: socket.socket, notes: list) -> None:
-        header = _recv_exact(sock, 5)
-        body = _recv_exact(sock, int.from_bytes(header[3:5], "big"))
+        header = recv_exact(sock, 5)
+        body = recv_exact(sock, int.from_bytes(header[3:5], "big"))
         notes.append(len(header) + len(body))
         sock.sendall(b"\x15\x03\x03\x00\x02\x02\x28")  # fatal alert: handshake failure
 

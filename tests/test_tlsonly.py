@@ -12,22 +12,13 @@ import socket
 import ssl
 
 import pytest
+from helpers import recv_exact
 
 from simulator.net import LOOPBACK, free_port
 from simulator.tools.bench import TLS_ONLY, TlsOnlyServer, mint, running
 from simulator.tools.tlsonly import ANSWER, ANSWER_CLOSE
 
 pytestmark = pytest.mark.slow
-
-
-def read_exactly(conn: ssl.SSLSocket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = conn.recv(n - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def test_tls_only_lab_answers_in_place_and_keeps_the_tls_path_and_its_log(tmp_path) -> None:
@@ -42,14 +33,14 @@ def test_tls_only_lab_answers_in_place_and_keeps_the_tls_path_and_its_log(tmp_pa
             with context.wrap_socket(raw, server_hostname="localhost") as conn:
                 # Two requests in one write (pipelined) and a third after: each answered, in order, on one connection.
                 conn.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n")
-                assert read_exactly(conn, 2 * len(ANSWER)) == 2 * ANSWER
+                assert recv_exact(conn, 2 * len(ANSWER)) == 2 * ANSWER
                 conn.sendall(b"GET /c HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-                assert read_exactly(conn, len(ANSWER_CLOSE) + 1) == ANSWER_CLOSE  # and then the close
+                assert recv_exact(conn, len(ANSWER_CLOSE) + 1) == ANSWER_CLOSE  # and then the close
         with socket.create_connection((LOOPBACK, server.port), timeout=5) as raw:
             with context.wrap_socket(raw, server_hostname="localhost") as conn:
                 # A body is not read: the answer says close, and the connection ends.
                 conn.sendall(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
-                assert read_exactly(conn, len(ANSWER_CLOSE) + 1) == ANSWER_CLOSE
+                assert recv_exact(conn, len(ANSWER_CLOSE) + 1) == ANSWER_CLOSE
         server.stop()  # the lab writes its last records as it stops
     records = [json.loads(line) for line in (tmp_path / "lab" / "connections.jsonl").read_text().splitlines()]
     assert len(records) >= 3  # the bench's readiness probe, and the two above
