@@ -378,7 +378,7 @@ class TlsOnlyServer(LbsimServer):
         super().__init__(workdir, cert, key, backend, label=TLS_ONLY, extra=extra)
 
     def command(self) -> list[str]:
-        return [sys.executable, "-O", "-m", "simulator.tools.tlsonly", "up", "-c", str(self.config),
+        return [sys.executable, "-m", "simulator.tools.tlsonly", "up", "-c", str(self.config),  # it serves under -O
                 "--out", str(self.workdir)]
 
 

@@ -8,14 +8,17 @@ and the upstream request to a backend, :class:`FixedAnswer` answers each request
 this lab costs per request is a floor under any HTTP path inside this listener, however lean: "lbsim TLS only"
 in the bench's report (docs/performance.md, "Round eight").
 
-    python -O -m simulator.tools.tlsonly up -c lab.yaml     # as `lbsim up`, every listener answering in place
+    python -m simulator.tools.tlsonly up -c lab.yaml     # as `lbsim up`, every listener answering in place
 
 Not a listener for users: it forwards nothing, keeps no flow and speaks HTTP/1.1 only (a client that negotiates h2
 gets an answer it cannot read; the bench's h2load runs `--h1`). A request with a body is answered and closed.
+The swap holds in this process only: a lab with `workers: N` would serve its other workers' connections as usual.
 """
 
 from __future__ import annotations
 
+import os
+import runpy
 import sys
 from typing import Any
 
@@ -57,15 +60,18 @@ class FixedAnswer(SmallEventQueue, layer.Layer):
             yield commands.CloseConnection(self.context.client)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`lbsim` with every listener's HTTP layer swapped for :class:`FixedAnswer` (this process only)."""
-    from simulator.cli import main as lbsim
+def main(argv: list[str] | None = None) -> None:
+    """Run `lbsim ARGS` (simulator.cli, as a program: tools sit below the CLI) with every listener's HTTP layer
+    swapped for :class:`FixedAnswer`, in this process only."""
     from simulator.dataplane.addons.tls import TlsTermination
 
+    args = sys.argv[1:] if argv is None else argv
+    if not sys.flags.optimize:  # `lbsim up` would restart itself under -O and lose the swap: restart here instead
+        os.execv(sys.executable, [sys.executable, "-O", "-m", "simulator.tools.tlsonly", *args])
     TlsTermination.http_layer = FixedAnswer
-    # main() with arguments never restarts itself under -O (that restart would lose the swap): run this under -O.
-    return lbsim(sys.argv[1:] if argv is None else argv)
+    sys.argv = ["lbsim", *args]
+    runpy.run_module("simulator.cli", run_name="__main__", alter_sys=True)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
