@@ -122,6 +122,22 @@ def ensure_tools(install: bool, say: Callable[[str], None] = print, need: tuple[
     return {tool: which(tool) for tool in need}
 
 
+def required(tools: dict[str, str | None], tool: str) -> str:
+    """The path `ensure_tools` found for `tool`, or an error naming the Debian package that has it."""
+    path = tools.get(tool)
+    if path is None:
+        raise RuntimeError(f"{tool} is required: apt-get install -y {APT_PACKAGES[tool]}")
+    return path
+
+
+def work_dir(out_dir: Path | str | None, prefix: str) -> Path:
+    """`out_dir`, absolute (lab files name their certificates by it, relative to themselves) and created; else a
+    new temporary directory named `prefix...`."""
+    work = Path(tempfile.mkdtemp(prefix=prefix)) if out_dir is None else Path(out_dir).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    return work
+
+
 def rsa_sign_rate(seconds: int = 2) -> float | None:
     """RSA-2048 signatures per second on one core, from `openssl speed` (None if it cannot be run)."""
     openssl = which("openssl")
@@ -720,12 +736,9 @@ def run_bench(
 ) -> BenchReport:
     """`baselines`: other lbsim checkouts measured beside this one in every round (`baseline_label` names them)."""
     tools = ensure_tools(install, say, (tool, "cc", "nginx") if include_nginx else (tool, "cc"))
-    if tools[tool] is None:
-        raise RuntimeError(f"{tool} is required: apt-get install -y {APT_PACKAGES[tool]}")
-    # Absolute: the lab files written below name their certificates by this path, relative to the file itself.
-    work = Path(tempfile.mkdtemp(prefix="lbsim-bench-")) if out_dir is None else Path(out_dir).resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    load = Load(tool, tools[tool], connections, build_shim(work, say))
+    path = required(tools, tool)
+    work = work_dir(out_dir, "lbsim-bench-")
+    load = Load(tool, path, connections, build_shim(work, say))
     figures = [f for f in FIGURES if f not in FULL_HANDSHAKES or load.shim]
     files = mint(work)
     report = BenchReport(command=command, rounds=rounds, duration_s=duration, connections=connections,
@@ -815,8 +828,7 @@ def run_concurrency(
     from simulator.tools.concurrency import format_results, measure_server, openssl_floor_kib
 
     tools = ensure_tools(install, say, ("nginx",) if include_nginx else ())
-    work = Path(tempfile.mkdtemp(prefix="lbsim-concurrency-")) if out_dir is None else Path(out_dir).resolve()
-    work.mkdir(parents=True, exist_ok=True)
+    work = work_dir(out_dir, "lbsim-concurrency-")
     notes: list[str] = []
     # This process holds the client end of every connection; the servers inherit the limit too.
     limit = raise_fd_limit(connections + 1_024)  # the held ones, the churn probe, the backend, files

@@ -22,7 +22,6 @@ import os
 import pstats
 import signal
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -32,7 +31,7 @@ from simulator.backends import BackendProcess
 from simulator.output import run_parsed
 from simulator.tools.bench import (FIGURES, FULL_HANDSHAKES, PROFILE_COMPONENTS, LbsimServer, Load,
                                    baseline_labels, build_shim, check_baseline, ensure_tools, mint, profile_component,
-                                   running)
+                                   required, running, work_dir)
 
 # Runs `python -m simulator.cli ARGS` of whichever checkout is first on the path, counting calls in a window.
 # A profile of its own per window: cProfile adds up every window of one Profile.
@@ -111,13 +110,10 @@ def run(baselines: list[Path], figures: tuple[str, ...] = FIGURES, requests: dic
         out_dir: Path | None = None, say: Callable[[str], None] = print) -> dict[str, dict[str, Counter[str]]]:
     """Calls per request by component: {figure: {lab label: Counter}}, the total under "total"."""
     counts = {**REQUESTS, **(requests or {})}
-    tools = ensure_tools(True, say, ("h2load", "cc"))
-    if tools["h2load"] is None:
-        raise RuntimeError("h2load is required: apt-get install -y nghttp2-client")
-    work = Path(tempfile.mkdtemp(prefix="lbsim-calls-")) if out_dir is None else out_dir.resolve()
-    work.mkdir(parents=True, exist_ok=True)
+    h2load = required(ensure_tools(True, say, ("h2load", "cc")), "h2load")
+    work = work_dir(out_dir, "lbsim-calls-")
     shim = build_shim(work, say)
-    load = Load("h2load", tools["h2load"], 20, shim)
+    load = Load("h2load", h2load, 20, shim)
     files = mint(work)
     figures = tuple(f for f in figures if f not in FULL_HANDSHAKES or shim)
     results: dict[str, dict[str, Counter[str]]] = {f: {} for f in figures}

@@ -16,14 +16,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
 from simulator.backends import BackendProcess
 from simulator.output import run_parsed
-from simulator.tools.bench import LbsimServer, baseline_labels, check_baseline, ensure_tools, mint, run_load, running
+from simulator.tools.bench import (LbsimServer, baseline_labels, check_baseline, ensure_tools, mint, required, run_load,
+                                   running, work_dir)
 
 
 def cpu_per_request(labs: list[LbsimServer], h2load: str, seconds: float, connections: int = 20) -> list[float]:
@@ -51,11 +51,8 @@ def run(baseline: Path, repetitions: int = 6, seconds: float = 8.0, out_dir: Pat
     geometric mean of the two orders' medians, in which such a bias cancels. A commit against itself gave
     0.967x that way (docs/performance.md, "Round seven"): differences under about 5 % are not resolved.
     """
-    tools = ensure_tools(True, say, ("h2load",))
-    if tools["h2load"] is None:
-        raise RuntimeError("h2load is required: apt-get install -y nghttp2-client")
-    work = Path(tempfile.mkdtemp(prefix="lbsim-sidebyside-")) if out_dir is None else out_dir.resolve()
-    work.mkdir(parents=True, exist_ok=True)
+    h2load = required(ensure_tools(True, say, ("h2load",)), "h2load")
+    work = work_dir(out_dir, "lbsim-sidebyside-")
     files = mint(work)
     (label,) = baseline_labels([baseline])
     orders: list[list[float]] = [[], []]
@@ -66,9 +63,9 @@ def run(baseline: Path, repetitions: int = 6, seconds: float = 8.0, out_dir: Pat
                                  their_backend.addresses["bench"], label=label, code=baseline)
             labs = [theirs, ours] if swapped else [ours, theirs]
             with running(labs, str(files["ca"])):  # type: ignore[list-item]
-                cpu_per_request(labs, tools["h2load"], 1.0)  # warm-up
+                cpu_per_request(labs, h2load, 1.0)  # warm-up
                 for rep in range((repetitions + 1 - swapped) // 2):
-                    first, second = cpu_per_request(labs, tools["h2load"], seconds)
+                    first, second = cpu_per_request(labs, h2load, seconds)
                     ours_ms, theirs_ms = (second, first) if swapped else (first, second)
                     orders[swapped].append(ours_ms / theirs_ms)
                     say(f"{label if swapped else 'lbsim'} started first, repetition {rep + 1}: lbsim {ours_ms:.3f} ms, "
