@@ -19,7 +19,7 @@ from helpers import BASELINE_MARK, baseline_copy
 import simulator
 
 from simulator.errors import LbsimError
-from simulator.tools.bench import (FIGURES, PACED, TLS_ONLY, BenchReport, Sample, _parse_h2load, _parse_wrk, baseline_labels,
+from simulator.tools.bench import (FIGURES, LEAN, PACED, TLS_ONLY, BenchReport, Sample, _parse_h2load, _parse_wrk, baseline_labels,
                                    check_baseline, format_report, https_get, pacing, rsa_sign_rate)
 from simulator.cli import main
 from simulator.policies.probe import probe
@@ -190,8 +190,23 @@ def test_goals_cite_what_the_tls_path_alone_reaches() -> None:
     assert "its TLS path alone" in goals["lbsim / nginx, new TLS connections/s, full handshakes (1 request each)"]
     assert "spends 1.600 ms and reaches 0.600x nginx" in goals["lbsim / nginx, new TLS connections/s, full handshakes (1 request each)"]
     assert "TLS path alone" not in goals["lbsim / nginx, keep-alive requests/s"]  # not measured there, not cited
+    assert "lean prototype" not in goals["lbsim / nginx, keep-alive requests/s"]  # not measured (opt-in), not cited
     ratios = {(r["of"], r["to"], r["figure"]): r["ratio"] for r in report.ratios()}
     assert ratios[("lbsim", TLS_ONLY, "new_connections")] == round(400 / 600, 3)
+
+
+def test_goals_cite_what_the_lean_prototype_reaches_when_measured() -> None:
+    def sample(target: str, figure: str, rate: float, ms: float) -> Sample:
+        n = round(rate * 10)
+        return Sample(target, figure, 1, rate, n, 0, 0, cpu_s=n * ms / 1000, duration_s=10)
+
+    samples = [sample("lbsim", "keepalive", 2000, 0.5), sample(LEAN, "keepalive", 3500, 0.28),
+               sample("nginx", "keepalive", 20000, 0.05)]
+    report = BenchReport("t", 1, 10, 20, "", "h2load", {"cpus": 2}, ["lbsim", LEAN, "nginx"], {}, samples)
+    (goal,) = report.goals()
+    assert "the lean prototype) spends 0.280 ms and reaches 0.175x nginx" in goal["why"], goal
+    ratios = {(r["of"], r["to"], r["figure"]): r["ratio"] for r in report.ratios()}
+    assert ratios[("lbsim", LEAN, "keepalive")] == round(2000 / 3500, 3)  # lbsim against it, as against TLS only
 
 
 def test_rsa_signing_limit_comes_from_openssl_speed() -> None:

@@ -76,6 +76,7 @@ SHIM = "full_handshakes.c"  # in benchmarks/ (simulator.resources: the checkout'
 LOG_SETTLE = 0.3  # seconds for lbsim's last connection records of a sample to reach its log
 METERING_OFF = "lbsim metering off"  # with --metering-off: the same lbsim with `metering: off`
 TLS_ONLY = "lbsim TLS only"  # the same lbsim answering each request in place (simulator/tools/tlsonly.py)
+LEAN = "lbsim lean HTTP/1 (prototype)"  # with --lean-prototype: the same lbsim, a minimal HTTP/1.1 layer (leanhttp.py)
 # The rate goals against nginx (issue 21), one process each: lbsim / nginx at least this, per figure.
 NGINX_GOALS = {"new_connections": 0.5, "resumed_connections": 0.3, "keepalive": 0.06}
 WORKER_CPU_GOAL = 1.1  # two workers at an equal pace: at most this times one process's CPU per connection
@@ -390,12 +391,21 @@ class TlsOnlyServer(LbsimServer):
     """The same lab with every request answered in place, above the same TLS path: no HTTP layer, hooks or backend
     (simulator/tools/tlsonly.py). Its cost per request is a floor under any HTTP path inside lbsim's listener."""
 
+    tool, target = "simulator.tools.tlsonly", TLS_ONLY  # the module that swaps the HTTP layer; the report's label
+
     def __init__(self, workdir: Path, cert: Path, key: Path, backend: str, extra: dict[str, Any] | None = None):
-        super().__init__(workdir, cert, key, backend, label=TLS_ONLY, extra=extra)
+        super().__init__(workdir, cert, key, backend, label=self.target, extra=extra)
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "simulator.tools.tlsonly", "up", "-c", str(self.config),  # it serves under -O
+        return [sys.executable, "-m", self.tool, "up", "-c", str(self.config),  # it serves under -O
                 "--out", str(self.workdir)]
+
+
+class LeanHttpServer(TlsOnlyServer):
+    """The same lab with HTTP/1.1 through a minimal layer that runs the same hooks and upstream request
+    (simulator/tools/leanhttp.py): what a leaner HTTP path inside the listener could reach."""
+
+    tool, target = "simulator.tools.leanhttp", LEAN
 
 
 class MitmdumpServer(Server):
@@ -559,6 +569,10 @@ class BenchReport:
             if ratio < goal:
                 why += f"; {goal}x needs lbsim at about {lbsim * ratio / goal:.3f} ms"
             floor, floor_ratio = self.cpu_ms(TLS_ONLY, figure), self.ratio(TLS_ONLY, "nginx", figure)
+            lean, lean_ratio = self.cpu_ms(LEAN, figure), self.ratio(LEAN, "nginx", figure)
+            if lean and lean_ratio:
+                why += (f"; a minimal HTTP/1.1 layer running the same hooks and backend request (the lean prototype) "
+                        f"spends {lean:.3f} ms and reaches {lean_ratio:.3f}x nginx")
             if floor and floor_ratio:
                 why += (f"; its TLS path alone (each request answered in place: no HTTP layer, hooks or backend) "
                         f"spends {floor:.3f} ms and reaches {floor_ratio:.3f}x nginx, the most a cheaper HTTP path "
@@ -578,7 +592,7 @@ class BenchReport:
         base = "lbsim"
         for other in self.targets:
             if other != base:
-                pairs.append((base, other) if other in (METERING_OFF, TLS_ONLY) or not other.startswith("lbsim")
+                pairs.append((base, other) if other in (METERING_OFF, TLS_ONLY, LEAN) or not other.startswith("lbsim")
                              else (other, base))
         out = []
         for a, b in pairs:
@@ -728,6 +742,7 @@ def run_bench(
     tool: str = "h2load",
     metering_off: bool = False,
     tls_only: bool = True,
+    lean_prototype: bool = False,
     rsa_seconds: int = 3,
     command: str = "lbsim bench",
     event_loop: str = "asyncio",
@@ -754,6 +769,8 @@ def run_bench(
                                        label=METERING_OFF, metering=False, extra=loop))
         if tls_only:  # the floor under lbsim's HTTP side, in the same rounds (goals() cites it)
             servers.append(TlsOnlyServer(work / "lbsim-tls-only", files["cert"], files["key"], address, extra=loop))
+        if lean_prototype:  # what a leaner HTTP path could reach, in the same rounds (goals() cites it)
+            servers.append(LeanHttpServer(work / "lbsim-lean", files["cert"], files["key"], address, extra=loop))
         codes = [Path(code).resolve() for code in baselines]
         for i, (code, label) in enumerate(zip(codes, baseline_labels(codes))):  # the same lab file, their code
             servers.append(LbsimServer(work / f"baseline-{i}", files["cert"], files["key"], address,
@@ -1010,7 +1027,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     report = run_bench(rounds=rounds, duration=duration, connections=connections, workers=args.workers, tool=args.tool,
                        nginx_workers=args.nginx_workers, include_nginx=not args.no_nginx, install=not args.no_install,
                        out_dir=Path(args.out) if args.out else None, metering_off=args.metering_off,
-                       tls_only=not args.no_tls_only,
+                       tls_only=not args.no_tls_only, lean_prototype=args.lean_prototype,
                        profile_dir=Path(args.cpu_profile) if args.cpu_profile else None, warmup=warmup,
                        rsa_seconds=1 if args.quick else 3, command=command, event_loop=args.event_loop,
                        baselines=baselines)
@@ -1034,6 +1051,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-tls-only", action="store_true",
                    help="do not measure 'lbsim TLS only' (the same lab answering each request in place: the floor "
                    "under any HTTP path, cited by the goals)")
+    p.add_argument("--lean-prototype", action="store_true",
+                   help="also measure 'lbsim lean HTTP/1 (prototype)' (the same lab with a minimal HTTP/1.1 layer that "
+                   "runs the same hooks and backend request: what a leaner HTTP path could reach, cited by the goals)")
     p.add_argument("--baseline", action="append", metavar="DIR",
                    help="also measure the lbsim of another checkout (a git worktree of an older commit) in every round:"
                    " lbsim / baseline is what a change did (repeatable)")

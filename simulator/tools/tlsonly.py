@@ -60,17 +60,22 @@ class FixedAnswer(SmallEventQueue, layer.Layer):
             yield commands.CloseConnection(self.context.client)
 
 
-def main(argv: list[str] | None = None) -> None:
+def run_swapped(http_layer: Any, module: str, argv: list[str] | None = None) -> None:
     """Run `lbsim ARGS` (simulator.cli, as a program: tools sit below the CLI) with every listener's HTTP layer
-    swapped for :class:`FixedAnswer`, in this process only."""
+    swapped for `http_layer`, in this process only; `module` is the caller's, run again under -O."""
     from simulator.dataplane.addons.tls import TlsTermination
 
     args = sys.argv[1:] if argv is None else argv
     if not sys.flags.optimize:  # `lbsim up` would restart itself under -O and lose the swap: restart here instead
-        os.execv(sys.executable, [sys.executable, "-O", "-m", "simulator.tools.tlsonly", *args])
-    TlsTermination.http_layer = FixedAnswer
+        os.execv(sys.executable, [sys.executable, "-O", "-m", module, *args])
+    TlsTermination.http_layer = http_layer
     sys.argv = ["lbsim", *args]
     runpy.run_module("simulator.cli", run_name="__main__", alter_sys=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run `lbsim ARGS` with every listener's HTTP layer swapped for :class:`FixedAnswer`, in this process only."""
+    run_swapped(FixedAnswer, "simulator.tools.tlsonly", argv)
 
 
 if __name__ == "__main__":

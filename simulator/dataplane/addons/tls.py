@@ -169,7 +169,7 @@ class TlsTermination:
     # looks this name up to check that some addon decides layers.
     name = "nextlayer"
     # The layer above TLS, built as LimitedHttpLayer(context, mode, profile, on_error). Only the bench swaps it
-    # (simulator/tools/tlsonly.py: the TLS path alone, answering in place).
+    # (simulator/tools/tlsonly.py: the TLS path alone, answering in place; leanhttp.py: a minimal HTTP/1.1 layer).
     http_layer: Callable[..., layer.Layer] = LimitedHttpLayer
 
     def __init__(self, registry: Registry, metering: bool = True):
