@@ -24,9 +24,14 @@ from typing import Any, Callable
 from mitmproxy import http
 from mitmproxy.net.http import http1
 from mitmproxy.proxy import commands, events, layer
-from mitmproxy.proxy.layers.http import HttpRequestHeadersHook, HttpRequestHook, HttpResponseHook
+from mitmproxy.proxy.layers.http import (
+    HttpRequestHeadersHook,
+    HttpRequestHook,
+    HttpResponseHeadersHook,
+    HttpResponseHook,
+)
 
-from simulator.dataplane.addons.limits import head_problem
+from simulator.dataplane.addons.limits import CLIENT_GONE, MAX_PIPELINED, head_problem
 from simulator.dataplane.addons.pages import error_response
 from simulator.dataplane.smalldeque import SmallEventQueue
 from simulator.tools.tlsonly import run_swapped
@@ -42,14 +47,22 @@ class LeanHttp1(SmallEventQueue, layer.Layer):
         super().__init__(context)
         self.profile, self.on_error = profile, on_error
         self.buffer = bytearray()
-        self.busy = False  # a request's hooks are running: what arrives meanwhile waits (pipelining)
+        self.busy: http.HTTPFlow | None = None  # the flow whose hooks are running: what arrives meanwhile waits
+        self.closed = False
 
     def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
         if isinstance(event, events.DataReceived):
             self.buffer += event.data
-            if not self.busy:
+            if self.busy is None:
                 yield from self._serve()
+            elif len(self.buffer) > MAX_PIPELINED:  # as the product's HTTP/1 server bounds a pipelining client
+                self.on_error(f"more than {MAX_PIPELINED} bytes pipelined while a request was in flight")
+                self.closed = True
+                yield commands.CloseConnection(self.context.client)
         elif isinstance(event, events.ConnectionClosed):
+            if self.busy is not None:  # the balancer forwards nothing for a client that left
+                self.busy.metadata[CLIENT_GONE] = "Client disconnected."
+            self.closed = True
             yield commands.CloseConnection(self.context.client)
 
     def _serve(self) -> layer.CommandGenerator[None]:
@@ -80,15 +93,26 @@ class LeanHttp1(SmallEventQueue, layer.Layer):
             request.timestamp_start = request.timestamp_end = time.time()
             flow = http.HTTPFlow(client, self.context.server, live=True)
             flow.request = request
-            self.busy = True
+            server = self.context.server.address  # as mitmproxy's stream fills in a transparent request
+            if server is not None:
+                request.data.host, request.data.port = server[0], server[1]
+            request.scheme = "https" if self.context.server.tls else "http"
+            self.busy = flow
+            # The hooks mitmproxy's stream raises for an answer an addon made (the balancer's), in its order.
             yield HttpRequestHeadersHook(flow)
             if flow.response is None:
                 yield HttpRequestHook(flow)
             if flow.response is not None:
+                flow.response.timestamp_start = time.time()
+                yield HttpResponseHeadersHook(flow)
+                flow.response.timestamp_end = time.time()
                 yield HttpResponseHook(flow)
-            self.busy = False
+            self.busy = None
+            flow.live = False
             response = flow.response
-            if response is None:  # killed: the client left or reset
+            if self.closed:  # the client left while the hooks ran, or pipelined too much
+                return
+            if response is None:  # killed
                 yield commands.CloseConnection(client)
                 return
             yield commands.SendData(client, http1.assemble_response(response))
