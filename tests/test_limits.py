@@ -40,3 +40,18 @@ def test_an_answer_passes_as_mitmproxy_assembles_it() -> None:
     sent = list(server("aliyun-slb", errors).send(ResponseHeaders(1, response, end_stream=False)))
     assert [c.data for c in sent if isinstance(c, commands.SendData)] == [http1.assemble_response_head(response)]
     assert errors == []
+
+
+def test_empty_lines_before_a_request_line_are_ignored_in_one_read() -> None:
+    # RFC 9112 2.2 (nginx ignores them too). mitmproxy's buffer drops one per read and then waits for more bytes.
+    from mitmproxy.proxy import events
+    from mitmproxy.proxy.layers.http._base import ReceiveHttp
+    from mitmproxy.proxy.layers.http._events import RequestHeaders
+
+    errors: list[str] = []
+    layer = server("aliyun-slb", errors)
+    layer.request = None
+    list(layer.handle_event(events.Start()))
+    out = list(layer.handle_event(events.DataReceived(layer.conn, b"\r\n\n\r\nGET /x HTTP/1.1\r\nHost: a\r\n\r\n")))
+    heads = [c.event for c in out if isinstance(c, ReceiveHttp) and isinstance(c.event, RequestHeaders)]
+    assert [h.request.path for h in heads] == ["/x"] and errors == []

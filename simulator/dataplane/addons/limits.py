@@ -123,6 +123,10 @@ class LimitedHttp1Server(SmallEventQueue, Http1Server):
 
     def read_headers(self, event: events.ConnectionEvent) -> layer.CommandGenerator[None]:
         if isinstance(event, events.DataReceived):
+            # Empty lines before a request line are ignored (RFC 9112 2.2, as nginx does). mitmproxy's buffer
+            # drops one per read and then waits for more bytes, so a client that sent them waited for nothing.
+            while (start := bytes(self.buf)[:2])[:1] == b"\n" or start == b"\r\n":
+                self.buf.maybe_extract_lines()
             problem = head_problem(bytes(self.buf))
             if problem is not None:
                 yield from self.refuse(problem)
