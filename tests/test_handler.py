@@ -102,15 +102,17 @@ def test_every_connection_of_a_lab_forks_lean_contexts(lab: RunningLab) -> None:
 
     conn = http.client.HTTPSConnection("localhost", lab.port("aliyun-one-way"), context=lab.ssl_context(), timeout=10)
     try:
-        conn.request("GET", "/")
-        assert conn.getresponse().status == 200
+        # A chunked body: the listener's HTTP layer hands the connection to mitmproxy's, so every layer is there.
+        conn.request("POST", "/", body=iter([b"hello"]), encode_chunked=True)
+        assert conn.getresponse().read() and conn.sock is not None
 
         def layers(top: Any) -> list[Any]:  # the connection's layers, its HTTP/1 server and any open HTTP stream
             found, todo = [], [top]
             while todo:
                 layer = todo.pop()
                 found.append(layer)
-                todo += [x for x in (getattr(layer, "child_layer", None), getattr(layer, "layer", None)) if hasattr(x, "context")]
+                todo += [x for x in (getattr(layer, "child_layer", None), getattr(layer, "layer", None),
+                                     getattr(layer, "inner", None)) if hasattr(x, "context")]
                 todo += list(getattr(layer, "streams", {}).values()) + list(getattr(layer, "connections", {}).values())
             return found
 
@@ -119,8 +121,9 @@ def test_every_connection_of_a_lab_forks_lean_contexts(lab: RunningLab) -> None:
             return [type(layer.context).__name__ for layer in layers(handler.layer.layer)]
 
         names = lab.call(contexts())
-        # proxy, next layer, TLS, HTTP, HTTP/1 server (the finished request's stream is gone: it was a fork of
-        # the HTTP layer's, and a ListenerContext's forks are ListenerContexts, above)
-        assert len(names) >= 5 and set(names) == {ListenerContext.__name__}, names
+        # proxy, next layer, TLS, the listener's HTTP layer, mitmproxy's HTTP layer, HTTP/1 server (the finished
+        # request's stream is gone: it was a fork of the HTTP layer's, and a ListenerContext's forks are
+        # ListenerContexts, above)
+        assert len(names) >= 6 and set(names) == {ListenerContext.__name__}, names
     finally:
         conn.close()

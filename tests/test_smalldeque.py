@@ -79,8 +79,7 @@ def test_a_held_connection_keeps_no_deque_of_its_own(lab: RunningLab) -> None:
         port = conn.sock.getsockname()[1]
         held = [o for o in gc.get_objects() if isinstance(o, layer.Layer) and o.context.client.peername
                 and o.context.client.peername[1] == port and o.context.client.timestamp_end is None]
-        assert {type(o).__name__ for o in held} >= {"ReverseProxy", "NextLayer", "ListenerTLSLayer",
-                                                     "LimitedHttpLayer", "LimitedHttp1Server"}
+        assert {type(o).__name__ for o in held} >= {"ReverseProxy", "NextLayer", "ListenerTLSLayer", "ListenerHttpLayer"}
         # mitmproxy's HttpStream is a request's, not the connection's: it goes with its request, deque and all.
         assert [type(o).__name__ for o in held if isinstance(o._paused_event_queue, collections.deque)
                 and not isinstance(o, HttpStream)] == []

@@ -22,7 +22,8 @@ from mitmproxy.tls import ClientHelloData, TlsData
 from OpenSSL import SSL
 
 from simulator.dataplane import clienthello
-from simulator.dataplane.addons.limits import LimitedHttpLayer, error_recorder
+from simulator.dataplane.addons.http1 import ListenerHttpLayer
+from simulator.dataplane.addons.limits import error_recorder
 from simulator.dataplane.smalldeque import SmallEventQueue
 from simulator.metering import MeteredConnection, tcpinfo
 from simulator.dataplane.addons.pages import CLIENT_CERT_ERROR, NO_CLIENT_CERT
@@ -168,9 +169,9 @@ class TlsTermination:
     # We replace mitmproxy's NextLayer addon (which would serve plain HTTP in reverse mode); proxyserver
     # looks this name up to check that some addon decides layers.
     name = "nextlayer"
-    # The layer above TLS, built as LimitedHttpLayer(context, mode, profile, on_error). Only the bench swaps it
+    # The layer above TLS, built as ListenerHttpLayer(context, mode, profile, on_error). Only the bench swaps it
     # (simulator/tools/tlsonly.py: the TLS path alone, answering in place; leanhttp.py: a minimal HTTP/1.1 layer).
-    http_layer: Callable[..., layer.Layer] = LimitedHttpLayer
+    http_layer: Callable[..., layer.Layer] = ListenerHttpLayer
 
     def __init__(self, registry: Registry, metering: bool = True):
         self.registry = registry
