@@ -190,7 +190,9 @@ class ListenerHttpLayer(SmallEventQueue, layer.Layer):
         if client.state & ConnectionState.CAN_WRITE:
             yield commands.SendData(client, _answer(request, response))  # Http1Server.send, head and body at once
         flow.live = False  # flow_done
-        if response.status_code == 101:  # no upgrade was asked for (those go to mitmproxy's layers)
+        # A 101 to a request that asked for no upgrade (those go to mitmproxy's layers): closed. mitmproxy's
+        # stream would turn the connection into a raw pipe to the listener's own address.
+        if response.status_code == 101:
             yield commands.Log("Sent HTTP 101 response, but no protocol is enabled to upgrade to.", logging.WARNING)
             yield commands.CloseConnection(client)
             return
