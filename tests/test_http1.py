@@ -140,3 +140,26 @@ def test_a_client_that_leaves_mid_request_is_counted_and_sent_nothing(lab: Runni
     # hook runs, so it names no error: the same with mitmproxy's layers.
     assert (record["requests"], record["error"], record["closed_by"]) == (1, None, None), record
     assert record["traffic"]["lb_to_client"]["payload"] == 0
+
+
+def test_hooks_that_finish_as_raised_go_on_without_a_round_trip(lab: RunningLab, monkeypatch) -> None:
+    """The handler tells the layer at once (`hook_done`) of every hook it finished as it was raised; only the
+    balancer's request, which waits for a backend, comes back as a HookCompleted event."""
+    told: list[str] = []
+    completed: list[str] = []
+    hook_done, handle_event = ListenerHttpLayer.hook_done, ListenerHttpLayer._handle_event
+
+    def recording_done(self: ListenerHttpLayer, hook: Any) -> None:
+        told.append(hook.name)
+        hook_done(self, hook)
+
+    def recording_events(self: ListenerHttpLayer, event: Any) -> Any:
+        if type(event).__name__ == "HookCompleted":
+            completed.append(event.command.name)
+        return handle_event(self, event)
+
+    monkeypatch.setattr(ListenerHttpLayer, "hook_done", recording_done)
+    monkeypatch.setattr(ListenerHttpLayer, "_handle_event", recording_events)
+    answer, closed = converse(lab, b"")  # LAST alone: one ordinary request
+    assert answer.startswith(b"HTTP/1.1 200") and closed
+    assert (told, completed) == (["requestheaders", "responseheaders", "response"], ["request"])

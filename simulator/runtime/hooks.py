@@ -148,6 +148,8 @@ class HooksAtOnce:
     walks them first. A flow's `StartHook` is started on the spot (`HookTable.start`). If that finished
     it, its `HookCompleted` goes back to the layers once the current event's commands are all out, as
     the next `server_event` would have sent it; otherwise a task finishes it, as mitmproxy's would.
+    A layer that raised the hook and has a `hook_done(hook)` method is told at once instead, and goes on
+    with the same flow before it yields its next command (simulator.dataplane.addons.http1.ListenerHttpLayer).
     Every other command, a connection's events included, goes on to `server_event` unchanged. (An answer's
     head and body already come as one write: the listener's TLS layer seals them together, as nginx does,
     simulator.dataplane.addons.tls.ListenerTLSLayer.)
@@ -171,4 +173,10 @@ class HooksAtOnce:
                         self.handler.finish_hook(command, rest), name=f"handle_hook({command.name})",
                         keep_ref=True, client=self.handler.client.peername)
                 elif command.blocking:
-                    queue.append(events.HookCompleted(command))
+                    # A layer with `hook_done` (the listener's HTTP layer) goes on as soon as it is told, before
+                    # its next command: no HookCompleted down the layers. Any other waits for the event.
+                    done = getattr(command.blocking, "hook_done", None)
+                    if done is not None:
+                        done(command)
+                    else:
+                        queue.append(events.HookCompleted(command))

@@ -62,6 +62,7 @@ class ListenerHttpLayer(SmallEventQueue, layer.Layer):
         self.flow: http.HTTPFlow | None = None  # the request in flight
         self.waiting: tuple[commands.Command, Exchange] | None = None  # its hook, and the exchange it pauses
         self.gone: str | None = None  # the client left while the request was in flight
+        self.done: commands.Command | None = None  # the hook the handler finished as it was raised (hook_done)
 
     def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
         if self.inner is not None:
@@ -83,6 +84,11 @@ class ListenerHttpLayer(SmallEventQueue, layer.Layer):
             options = self.context.options
             if self.context.client.alpn == b"h2" or options.stream_large_bodies or options.body_size_limit:
                 yield from self._hand_over()
+
+    def hook_done(self, hook: commands.Command) -> None:
+        """The lab's handler ran `hook` to its end as it was raised (simulator.runtime.hooks.HooksAtOnce): the
+        exchange goes on at once, instead of after a HookCompleted passed down every layer to it."""
+        self.done = hook
 
     def _closed(self, event: events.ConnectionClosed) -> layer.CommandGenerator[None]:
         if self.flow is None:  # as mitmproxy's HTTP/1 server between requests
@@ -144,7 +150,11 @@ class ListenerHttpLayer(SmallEventQueue, layer.Layer):
                     command.blocking = self  # ours: the layers above pass it up without pausing
                     self.waiting = (command, exchange)
                     yield command
-                    return
+                    if self.done is not command:
+                        return  # a HookCompleted will bring it back
+                    self.waiting = self.done = None  # finished as it was raised: on with the exchange
+                    command = next(exchange)
+                    continue
                 yield command
                 command = next(exchange)
         except StopIteration:
