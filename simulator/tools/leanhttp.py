@@ -1,7 +1,8 @@
 """An lbsim lab whose listeners speak HTTP/1.1 through a minimal layer: the bench's measure of a lean HTTP path.
 
-`lbsim bench --lean-prototype` uses it to say what a leaner HTTP/1.1 path inside the listener could reach, before
-anyone builds one. Everything below HTTP is the lab's own, as in "lbsim TLS only" (simulator/tools/tlsonly.py).
+`lbsim bench --lean-prototype` uses it to say what a leaner HTTP/1.1 path inside the listener could reach. It was
+measured before the listener's own HTTP/1.1 exchange was built (simulator/dataplane/addons/http1.py), and stays as
+the measure of how far below that exchange a minimal layer still goes. Everything below HTTP is the lab's own, as in "lbsim TLS only" (simulator/tools/tlsonly.py).
 Above TLS, instead of mitmproxy's HTTP layer, its HTTP/1 connection and a stream per request, :class:`LeanHttp1`
 reads each request head with mitmproxy's parser, runs the lab's own flow hooks on it (limits, headers,
 stickiness, timeouts, and the balancer with its upstream request to a backend), and writes the answer. So it
