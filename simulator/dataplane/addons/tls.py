@@ -170,7 +170,8 @@ class TlsTermination:
     # looks this name up to check that some addon decides layers.
     name = "nextlayer"
     # The layer above TLS, built as ListenerHttpLayer(context, mode, profile, on_error). Only the bench swaps it
-    # (simulator/tools/tlsonly.py: the TLS path alone, answering in place; leanhttp.py: a minimal HTTP/1.1 layer).
+    # (simulator/tools/tlsonly.py: the TLS path alone, answering in place; leanhttp.py: a minimal HTTP/1.1 layer),
+    # and tests/test_http1.py, to compare the listener's answers with mitmproxy's layers' (LimitedHttpLayer).
     http_layer: Callable[..., layer.Layer] = ListenerHttpLayer
 
     def __init__(self, registry: Registry, metering: bool = True):
