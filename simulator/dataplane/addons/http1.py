@@ -62,7 +62,6 @@ class ListenerHttpLayer(SmallEventQueue, layer.Layer):
         self.flow: http.HTTPFlow | None = None  # the request in flight
         self.waiting: tuple[commands.Command, Exchange] | None = None  # its hook, and the exchange it pauses
         self.gone: str | None = None  # the client left while the request was in flight
-        self.done: commands.Command | None = None  # the hook the handler finished as it was raised (hook_done)
 
     def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
         if self.inner is not None:
@@ -88,7 +87,8 @@ class ListenerHttpLayer(SmallEventQueue, layer.Layer):
     def hook_done(self, hook: commands.Command) -> None:
         """The lab's handler ran `hook` to its end as it was raised (simulator.runtime.hooks.HooksAtOnce): the
         exchange goes on at once, instead of after a HookCompleted passed down every layer to it."""
-        self.done = hook
+        if self.waiting is not None and self.waiting[0] is hook:
+            self.waiting = None
 
     def _closed(self, event: events.ConnectionClosed) -> layer.CommandGenerator[None]:
         if self.flow is None:  # as mitmproxy's HTTP/1 server between requests
@@ -150,12 +150,10 @@ class ListenerHttpLayer(SmallEventQueue, layer.Layer):
                     command.blocking = self  # ours: the layers above pass it up without pausing
                     self.waiting = (command, exchange)
                     yield command
-                    if self.done is not command:
-                        return  # a HookCompleted will bring it back
-                    self.waiting = self.done = None  # finished as it was raised: on with the exchange
-                    command = next(exchange)
-                    continue
-                yield command
+                    if self.waiting is not None:
+                        return  # a HookCompleted will bring it back; else hook_done finished it as it was raised
+                else:
+                    yield command
                 command = next(exchange)
         except StopIteration:
             pass
