@@ -16,18 +16,18 @@ import time
 from typing import Any
 
 import pytest
-from helpers import handlers_of
+from helpers import handlers_of, read_response
 
 from simulator.dataplane.addons.http1 import ListenerHttpLayer
 from simulator.dataplane.addons.limits import LimitedHttpLayer
 from simulator.dataplane.addons.tls import TlsTermination
 from simulator.harness.running import RunningLab
-from simulator.tools.soak import record_of
+from simulator.tools.soak import exchange, record_of
 
 LISTENER = "aliyun-one-way"
 H = b"Host: h\r\n"
 
-# name -> what the client sends in one write; the answers are read until the listener closes or goes quiet.
+# name -> what the client sends in one write; the answers are read until the listener closes.
 CASES = {
     "get": b"GET /a?size=100 HTTP/1.1\r\n" + H + b"\r\n",
     "head": b"HEAD /a?size=100 HTTP/1.1\r\n" + H + b"\r\n",
@@ -55,22 +55,13 @@ _VARYING = [(re.compile(rb"\r\n([Dd]ate): [^\r]*"), rb"\r\n\1: -"), (re.compile(
 LAST = b"GET /last?size=2 HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n"
 
 
-def converse(lab: RunningLab, data: bytes) -> tuple[bytes, bool]:
-    """Send `data` and LAST on a new connection; what came back (Date masked), and whether the listener closed."""
-    raw = socket.create_connection(("127.0.0.1", lab.port(LISTENER)), timeout=5)
-    with lab.ssl_context().wrap_socket(raw, server_hostname="localhost") as conn:
-        conn.sendall(data + LAST)
-        got, closed = b"", False
-        conn.settimeout(0.5)
-        try:
-            while chunk := conn.recv(65536):
-                got += chunk
-            closed = True
-        except (TimeoutError, socket.timeout):
-            pass
+def converse(lab: RunningLab, data: bytes) -> tuple[bytes, str]:
+    """Send `data` and LAST on a new connection and read until the listener closes: what came back (what varies
+    masked), and how it ended."""
+    got, ended, _ = exchange(lab.port(LISTENER), lab.ssl_context(), data + LAST)
     for pattern, mask in _VARYING:
         got = pattern.sub(mask, got)
-    return got, closed
+    return got, ended
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -94,13 +85,7 @@ def layer_of(lab: RunningLab, conn: ssl.SSLSocket) -> ListenerHttpLayer:
 
 
 def read_answer(conn: ssl.SSLSocket) -> dict[str, Any]:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += conn.recv(65536)
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = int(re.search(rb"(?i)\r\ncontent-length: (\d+)", head).group(1))
-    while len(body) < length:
-        body += conn.recv(65536)
+    head, _, body = read_response(conn).partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200"), head
     return json.loads(body)
 
@@ -160,6 +145,6 @@ def test_hooks_that_finish_as_raised_go_on_without_a_round_trip(lab: RunningLab,
 
     monkeypatch.setattr(ListenerHttpLayer, "hook_done", recording_done)
     monkeypatch.setattr(ListenerHttpLayer, "_handle_event", recording_events)
-    answer, closed = converse(lab, b"")  # LAST alone: one ordinary request
-    assert answer.startswith(b"HTTP/1.1 200") and closed
+    answer, ended = converse(lab, b"")  # LAST alone: one ordinary request
+    assert answer.startswith(b"HTTP/1.1 200") and ended == "closed"
     assert (told, completed) == (["requestheaders", "responseheaders", "response"], ["request"])
