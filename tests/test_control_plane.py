@@ -21,6 +21,7 @@ from helpers import read_response, wait_for
 
 from simulator.dataplane.addons import sticky
 from simulator.harness.running import RunningLab
+from simulator.runtime import lab as lab_module
 from simulator.policies.probe import probe
 
 
@@ -557,6 +558,29 @@ def test_connections_filtered_by_listener(lab: RunningLab, cleanup: list[int]) -
     everything = lab.api("GET", "/v1/connections")[1]["connections"]
     assert {r["listener_port"] for r in everything} > {port}  # the filter really removed the others
     assert lab.api("GET", f"/v1/connections?listener={port}&limit=1")[1]["connections"] == body["connections"][-1:]
+
+
+def test_a_picked_port_is_never_a_deleted_listeners(lab: RunningLab, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The kernel may hand a deleted listener's port out again (it did in CI): the new listener would then
+    # share `?listener=PORT` with the old one's connection records.
+    old = create(lab, health_check={"enabled": False})
+    assert lab.get(old, "/old")[0] == 200
+    assert lab.api("DELETE", f"/v1/listeners/{old}")[0] == 204
+    offered: list[int] = []
+    real = lab_module.free_port
+    def kernel(address: str) -> int:
+        port = old if not offered else real(address)
+        offered.append(port)
+        return port
+    monkeypatch.setattr(lab_module, "free_port", kernel)
+    port = create(lab, health_check={"enabled": False})
+    try:
+        assert offered[0] == old and port != old  # offered again, and passed over
+        assert lab.get(port, "/new")[0] == 200
+        wait_for(lambda: lab.api("GET", f"/v1/connections?listener={port}")[1]["connections"], 5)
+        assert len(lab.api("GET", f"/v1/connections?listener={port}")[1]["connections"]) == 1  # not the old one's
+    finally:
+        lab.api("DELETE", f"/v1/listeners/{port}")
 
 
 def test_deleting_a_listener_closes_its_port(lab: RunningLab) -> None:

@@ -41,9 +41,13 @@ class Registry:
         self._by_mode: dict[str, Listener] = {}
         self.clients: dict[str, ClientState] = {}
         self.recent = KeptRecords(maxlen=recent)  # the last connection records, as JSON text
+        # Every address:port a listener of this lab has held: a port the lab picks is never one of them, so
+        # `GET /v1/connections?listener=PORT` never mixes a deleted listener's records with a new one's.
+        self.held: set[str] = set()
 
     def add(self, listener: Listener) -> None:
         self.listeners[listener.key] = listener
+        self.held.add(listener.key)
         self._by_mode[listener.mode] = listener
 
     def remove(self, key: str) -> Listener | None:

@@ -489,8 +489,8 @@ class Lab:
 
     @staticmethod
     def _free_port(address: str, taken: set[str]) -> int:
-        """A free port on `address` whose `address:port` no listener of this lab has (free_port alone may
-        repeat itself)."""
+        """A free port on `address` whose `address:port` no listener of this lab has or had (free_port alone
+        may repeat itself, and a deleted listener's connection records keep its port)."""
         while f"{address}:{(port := free_port(address))}" in taken:
             pass
         return port
@@ -545,7 +545,7 @@ class Lab:
                              f" (load balancer {other.spec.lb_id})" if other.spec is not None and other.spec.lb_id else ""),
                              field="port", hint=f"PUT /v1/listeners/{key} changes it")
         if not spec.port:  # before building: the version names its port
-            spec = replace(spec, port=self._free_port(spec.address, set(self.registry.listeners)))
+            spec = replace(spec, port=self._free_port(spec.address, self.registry.held))
         version = self._build(spec)
         listener = self._new_listener(spec)
         version = self._adopt(listener, version)
