@@ -2,8 +2,8 @@
 
 `lbsim bench --lean-prototype` uses it to say what a leaner HTTP/1.1 path inside the listener could reach. It was
 measured before the listener's own HTTP/1.1 exchange was built (simulator/dataplane/addons/http1.py), and stays as
-the measure of how far below that exchange a minimal layer still goes. Everything below HTTP is the lab's own, as in "lbsim TLS only" (simulator/tools/tlsonly.py).
-Above TLS, instead of mitmproxy's HTTP layer, its HTTP/1 connection and a stream per request, :class:`LeanHttp1`
+the measure of how far below that exchange a minimal layer still goes. Everything below HTTP is the lab's own, as
+in "lbsim TLS only" (simulator/tools/tlsonly.py). Above TLS, instead of the listener's HTTP layer, :class:`LeanHttp1`
 reads each request head with mitmproxy's parser, runs the lab's own flow hooks on it (limits, headers,
 stickiness, timeouts, and the balancer with its upstream request to a backend), and writes the answer. So it
 does the work the product path does per request, without mitmproxy's layers around it: "lbsim lean HTTP/1

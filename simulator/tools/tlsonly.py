@@ -3,8 +3,9 @@
 `lbsim bench` uses it to say how far a goal against nginx could be reached by making lbsim's HTTP side cheaper.
 The lab is the same in everything below HTTP: mitmproxy's connection handler and TLS layer, lbsim's TLS
 termination with the listener's certificate and policy, session tickets, metering, the connection log. Only the
-layer above TLS differs: instead of mitmproxy's HTTP layer, lbsim's hooks (balancer, headers, stickiness, pages)
-and the upstream request to a backend, :class:`FixedAnswer` answers each request with the same fixed 200. What
+layer above TLS differs: instead of the listener's HTTP layer (simulator/dataplane/addons/http1.py, with
+mitmproxy's layers behind it), lbsim's hooks (balancer, headers, stickiness, pages) and the upstream request to a
+backend, :class:`FixedAnswer` answers each request with the same fixed 200. What
 this lab costs per request is a floor under any HTTP path inside this listener, however lean: "lbsim TLS only"
 in the bench's report (docs/performance.md, "Round eight").
 
