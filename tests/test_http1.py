@@ -19,7 +19,7 @@ import pytest
 from helpers import handlers_of, read_response
 
 from simulator.dataplane.addons.http1 import ListenerHttpLayer
-from simulator.dataplane.addons.limits import LimitedHttpLayer
+from simulator.dataplane.addons.limits import CLIENT_LEFT, LimitedHttpLayer
 from simulator.dataplane.addons.tls import TlsTermination
 from simulator.harness.running import RunningLab
 from simulator.tools.soak import exchange, record_of
@@ -121,9 +121,8 @@ def test_a_client_that_leaves_mid_request_is_counted_and_sent_nothing(lab: Runni
     conn.close()
     record = record_of(lab, local, since=started)
     assert record is not None
-    # Counted, and nothing sent. The record is written as the connection closes, before the request's error
-    # hook runs, so it names no error: the same with mitmproxy's layers.
-    assert (record["requests"], record["error"], record["closed_by"]) == (1, None, None), record
+    # Counted, nothing sent, and the record says why no answer went out: the same with mitmproxy's layers.
+    assert (record["requests"], record["error"], record["closed_by"]) == (1, CLIENT_LEFT, None), record
     assert record["traffic"]["lb_to_client"]["payload"] == 0
 
 

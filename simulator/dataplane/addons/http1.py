@@ -37,7 +37,7 @@ from mitmproxy.proxy.layers.http import (
     validate_request,
 )
 
-from simulator.dataplane.addons.limits import CLIENT_GONE, MAX_PIPELINED, LimitedHttpLayer, head_problem
+from simulator.dataplane.addons.limits import CLIENT_GONE, CLIENT_LEFT, MAX_PIPELINED, LimitedHttpLayer, head_problem
 from simulator.dataplane.smalldeque import SmallEventQueue
 
 _BLANK_LINE = re.compile(rb"\n\r?\n")  # the end of a head, as h11's buffer (mitmproxy's) finds it
@@ -101,6 +101,7 @@ class ListenerHttpLayer(SmallEventQueue, layer.Layer):
             yield commands.CloseConnection(event.connection)
         self.gone = "Client disconnected."
         self.flow.metadata[CLIENT_GONE] = self.gone  # so the balancer forwards nothing (LimitedHttpLayer does the same)
+        self.on_error(CLIENT_LEFT)  # now: the record is written at the close, before the exchange's error hook
 
     def _hand_over(self) -> layer.CommandGenerator[None]:
         """From now on, mitmproxy's layers serve this connection, starting with the bytes not served yet."""

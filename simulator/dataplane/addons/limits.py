@@ -34,7 +34,7 @@ from mitmproxy import http
 from mitmproxy.net.http import http1
 from mitmproxy.proxy import commands, events, layer
 from mitmproxy.proxy.layers.http import HttpLayer, HttpStream
-from mitmproxy.proxy.layers.http._events import RequestHeaders, RequestProtocolError, ResponseProtocolError
+from mitmproxy.proxy.layers.http._events import ErrorCode, RequestHeaders, RequestProtocolError, ResponseProtocolError
 from mitmproxy.proxy.layers.http._http1 import Http1Server
 from mitmproxy.proxy.layers.http._http2 import Http2Server
 
@@ -51,6 +51,8 @@ MAX_PIPELINED = 1024 * 1024
 # flow.metadata keys: the client reset the stream or left before the balancer forwarded the request;
 # an HTTP/2 request's (connection, stream id), to ask whether the client reset it.
 CLIENT_GONE = "lbsim.client_gone"
+# The connection-log record's error for a client that closed while its request was in flight (nginx's 499).
+CLIENT_LEFT = "client closed the connection before the answer to its request"
 H2_STREAM = "lbsim.h2_stream"
 
 _METHOD = re.compile(rb"[A-Z_-]+")
@@ -210,6 +212,8 @@ class LimitedHttpLayer(SmallEventQueue, HttpLayer):
             flow = getattr(child, "flow", None)
             if flow is not None:
                 flow.metadata[CLIENT_GONE] = event.message
+                if event.code is ErrorCode.CLIENT_DISCONNECTED:  # HTTP/1's client left; not an HTTP/2 stream reset
+                    self.on_error(CLIENT_LEFT)  # before the close writes the record
         if self.context.client.alpn == b"h2" and isinstance(event, RequestHeaders) and isinstance(child, HttpStream):
             return self._noting_h2_stream(child, event)
         return super().event_to_child(child, event)
