@@ -577,8 +577,8 @@ def test_a_picked_port_is_never_a_deleted_listeners(lab: RunningLab, monkeypatch
     try:
         assert offered[0] == old and port != old  # offered again, and passed over
         assert lab.get(port, "/new")[0] == 200
-        wait_for(lambda: lab.api("GET", f"/v1/connections?listener={port}")[1]["connections"], 5)
-        assert len(lab.api("GET", f"/v1/connections?listener={port}")[1]["connections"]) == 1  # not the old one's
+        records = wait_for(lambda: lab.api("GET", f"/v1/connections?listener={port}")[1]["connections"], 5)
+        assert len(records) == 1  # its own, not the old one's
     finally:
         lab.api("DELETE", f"/v1/listeners/{port}")
 
