@@ -233,6 +233,33 @@ def test_lbsim_target_negotiates_logs_and_announces_close(tmp_path) -> None:
         assert records and all("traffic" in r for r in records)
 
 
+
+@pytest.mark.parametrize("kind", ["lbsim", "nginx"])
+def test_a_server_whose_port_was_taken_before_it_bound_starts_on_another(tmp_path, kind) -> None:
+    import socket
+
+    from simulator.backends import BackendProcess
+    from simulator.tools.bench import LbsimServer, NginxServer, ensure_tools, mint, running
+
+    files = mint(tmp_path)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()  # what a load tool's connection or another bench could hold on the port the server picked
+    with taken, BackendProcess(["b"]) as backend:
+        if kind == "lbsim":
+            server = LbsimServer(tmp_path / kind, files["cert"], files["key"], backend.addresses["b"])
+        else:
+            nginx = ensure_tools(False, need=("nginx",))["nginx"]
+            assert nginx, "make setup installs nginx"
+            server = NginxServer(tmp_path / kind, nginx, files["cert"], files["key"], backend.addresses["b"])
+        server.port = taken.getsockname()[1]
+        server.write_config()
+        with running([server], str(files["ca"])):
+            assert server.port != taken.getsockname()[1]
+            assert https_get(server.port, str(files["ca"]))["protocol"] == "TLSv1.3"
+        logs = "".join(f.read_text() for f in (tmp_path / kind).glob("*.log"))
+        assert "already in use" in logs.lower()  # the first attempt's complaint, kept in its log
+
 H2LOAD_OUTPUT = """finished in 3.12s, 192.61 req/s, 31.79KB/s
 requests: 600 total, 600 started, 598 done, 590 succeeded, 8 failed, 2 errored, 0 timeout
 status codes: 590 2xx, 0 3xx, 0 4xx, 8 5xx

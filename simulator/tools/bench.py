@@ -274,15 +274,29 @@ class Server:
     def cwd(self) -> str | None:
         return None
 
-    def start(self, ca_file: str, timeout: float = 60) -> None:
+    def write_config(self) -> None:
+        """Write the server's configuration file for `self.port` (servers that take the port on their command
+        line have none)."""
+
+    def start(self, ca_file: str, timeout: float = 60, attempts: int = 3) -> None:
+        """Start the server and wait until it answers a request.
+
+        Its port was free when picked, but this is a busy loopback: a load tool's client connection (its
+        ephemeral port comes from the same range) or another bench can take it before the server binds it.
+        A server that could not bind gets another port, up to `attempts` times (its log keeps each attempt)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.log = (self.workdir / "server.log").open("wb")
+        self.log = (self.workdir / "server.log").open("wb" if self.log is None else "ab")
         self.proc = subprocess.Popen(self.command(), stdout=self.log, stderr=subprocess.STDOUT, env=self.env(),
                                      cwd=self.cwd(), start_new_session=True)
         deadline = time.monotonic() + timeout
         error = ""
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if attempts > 1 and "already in use" in self.tail().lower():
+                    self.log.close()
+                    self.port = free_port()
+                    self.write_config()
+                    return self.start(ca_file, timeout, attempts - 1)
                 raise RuntimeError(f"{self.label} exited with {self.proc.returncode}: {self.tail()}")
             try:
                 self.handshake = https_get(self.port, ca_file)
@@ -301,8 +315,12 @@ class Server:
         raise NotImplementedError
 
     def tail(self) -> str:
-        path = self.workdir / "server.log"
-        return path.read_text(errors="replace")[-800:] if path.exists() else ""
+        """The end of what the server printed (nginx's error log included)."""
+        text = ""
+        for name in ("server.log", "error.log"):
+            path = self.workdir / name
+            text += path.read_text(errors="replace")[-800:] if path.exists() else ""
+        return text
 
     def stop(self) -> None:
         if self.proc is None:
@@ -354,8 +372,12 @@ class LbsimServer(Server):
             lab["time_scale"] = time_scale
         lab.update(extra or {})
         workdir.mkdir(parents=True, exist_ok=True)
-        self.config = workdir / "lab.yaml"
-        self.config.write_text(yaml.safe_dump(lab, sort_keys=False))
+        self.lab, self.config = lab, workdir / "lab.yaml"
+        self.write_config()
+
+    def write_config(self) -> None:
+        self.lab["listeners"][0]["port"] = self.port
+        self.config.write_text(yaml.safe_dump(self.lab, sort_keys=False))
 
     @property
     def connection_log(self) -> Path:
@@ -442,13 +464,17 @@ class NginxServer(Server):
             "cert": str(cert), "key": str(key), "protocols": " ".join(policy.versions),
             "ciphers": policy.openssl_cipher_list(), "tls13_ciphersuites": ":".join(policy.tls13_ciphersuites),
         }
-        text = data_file("benchmarks", TEMPLATE).read_text()
-        for name, value in values.items():
-            text = text.replace("{" + name + "}", value)
+        self.values = values
         workdir.mkdir(parents=True, exist_ok=True)
         self.conf = workdir / "nginx.conf"
-        self.conf.write_text(text)
+        self.write_config()
         self.nginx = nginx
+
+    def write_config(self) -> None:
+        text = data_file("benchmarks", TEMPLATE).read_text()
+        for name, value in {**self.values, "port": str(self.port)}.items():
+            text = text.replace("{" + name + "}", value)
+        self.conf.write_text(text)
 
     def command(self) -> list[str]:
         return [self.nginx, "-p", str(self.workdir), "-c", str(self.conf), "-e", str(self.workdir / "error.log")]
