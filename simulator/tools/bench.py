@@ -82,7 +82,8 @@ NGINX_GOALS = {"new_connections": 0.5, "resumed_connections": 0.3, "keepalive": 
 WORKER_CPU_GOAL = 1.1  # two workers at an equal pace: at most this times one process's CPU per connection
 PROFILE, POLICY = "aliyun-slb", "tls_cipher_policy_1_2_strict_with_1_3"
 # Debian packages of the external tools (the setup installs them; the bench may too, as root).
-APT_PACKAGES = {"h2load": "nghttp2-client", "wrk": "wrk", "nginx": "nginx", "cc": "gcc"}  # cc: the shim
+APT_PACKAGES = {"h2load": "nghttp2-client", "wrk": "wrk", "nginx": "nginx", "cc": "gcc",  # cc: the shim
+                "valgrind": "valgrind"}  # simulator.tools.instructions counts a lab's instructions under callgrind
 # The browser the console's tests drive (tests/test_console.py), installed by the setup the same way.
 BROWSER_PACKAGES = {"chromium": "chromium", "chromedriver": "chromium-driver"}
 TOOLS = ("h2load", "wrk")
