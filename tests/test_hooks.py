@@ -8,7 +8,8 @@ import logging
 from mitmproxy import exceptions, options
 from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.master import Master
-from mitmproxy.proxy import commands, events
+from mitmproxy.proxy import commands, context, events, layer
+from mitmproxy.proxy.layer import NextLayerHook
 from mitmproxy.proxy.layers.http import HttpRequestHeadersHook, HttpRequestHook, HttpResponseHook
 from mitmproxy.proxy.server_hooks import ClientConnectedHook
 from mitmproxy.test import tflow
@@ -38,6 +39,9 @@ class Recorder:
 
     def client_connected(self, client) -> None:
         self._see("client_connected")
+
+    def next_layer(self, nextlayer) -> None:
+        self._see("next_layer")
 
 
 class Updates:
@@ -227,18 +231,23 @@ def test_a_flow_event_that_finished_at_once_completes_after_the_commands_of_its_
     asyncio.run(run())
 
 
-def test_a_flow_event_that_must_wait_goes_to_a_task_and_a_connection_event_to_mitmproxy() -> None:
+def test_a_flow_event_that_must_wait_goes_to_a_task_and_a_connection_event_completes_at_once() -> None:
     calls: list[str] = []
 
     async def run() -> None:
         handler = Handler(table_of(Recorder("a", calls)))
         waits = ScriptedLayer(HttpRequestHook(tflow.tflow()))  # a.request is a coroutine
         assert messages(HooksAtOnce(handler, waits).handle_event(events.Start())) == ["before", "after"]
-        connection = ScriptedLayer(ClientConnectedHook(tflow.tclient_conn()))
+        # A connection's event (next_layer, the TLS hooks) with plain handlers: run on the spot, like a flow's,
+        # its completion back to the layer after the commands of its turn; server_event never sees it.
+        hook = NextLayerHook(layer.NextLayer(context.Context(tflow.tclient_conn(), options.Options())))
+        hook.blocking = True
+        connection = ScriptedLayer(hook)
         assert messages(HooksAtOnce(handler, connection).handle_event(events.Start())) == [
-            "before", "client_connected", "after"]  # server_event runs it as mitmproxy does
+            "before", "after", "on HookCompleted"]
+        assert connection.received == ["Start", "HookCompleted"] and "a.next_layer" in calls
         await asyncio.sleep(0.01)
-        assert handler.finishing == ["request"] and calls == ["a.request"]
+        assert handler.finishing == ["request"] and calls == ["a.next_layer", "a.request"]
         assert waits.received == ["Start"]  # its HookCompleted is the task's to send
 
     asyncio.run(run())

@@ -14,13 +14,12 @@ still runs), `AddonHalt` ends the event. Events of the master itself (`load`, `c
 
 mitmproxy's proxy core also runs every event as an asyncio task: under the eager task factory its
 Master installs, the task calls the handlers at once, then waits for the connection's event lock to
-report `HookCompleted` a turn of the loop later. A request's events have plain handlers (all but the
-balancer's `request`), so `HooksAtOnce` runs those where that eager task would have run them and hands
-their completion straight back to the layers: no task, no lock, no turn of the loop (3-5 % less CPU per
-keep-alive request). An event with a coroutine handler, or an intercepted flow, goes on as a task.
-A connection's own events (TLS, next layer) stay tasks: run at once, they moved the handshake against
-the client's on this machine's shared cores and OpenSSL's part of it took 7-10 % more CPU
-(docs/performance.md, "Round four").
+report `HookCompleted` a turn of the loop later. Nearly every event has plain handlers only (all but the
+balancer's `request`), so `HooksAtOnce` runs them where that eager task would have run them and hands their
+completion straight back to the layers: no task, no lock, no turn of the loop. For a request's events that
+was 3-5 % less CPU per keep-alive request (docs/performance.md, "Round four"); for a connection's own
+(`next_layer` and the TLS hooks, four per connection) 5 % fewer instructions per resumed connection ("Round
+ten"). An event with a coroutine handler, or an intercepted flow, goes on as a task.
 """
 
 from __future__ import annotations
@@ -49,7 +48,6 @@ class HookTable:
         self._addons = addons
         self._handlers: dict[str, tuple[Callable[..., Any], ...]] = {}
         self._argument: dict[type, str] = {}
-        self._of_a_flow: dict[type, bool] = {}
 
     def handlers(self, name: str) -> tuple[Callable[..., Any], ...]:
         """The bound methods named `name` of every addon, children included, in mitmproxy's order."""
@@ -66,14 +64,6 @@ class HookTable:
         if field is None:
             field = self._argument[kind] = next(iter(kind.__dataclass_fields__))  # type: ignore[attr-defined]
         return getattr(hook, field)
-
-    def of_a_flow(self, hook: commands.StartHook) -> bool:
-        """Whether the event is a flow's (a request's, a response's), not a connection's (TLS, next layer)."""
-        kind = type(hook)
-        found = self._of_a_flow.get(kind)
-        if found is None:
-            found = self._of_a_flow[kind] = isinstance(self.argument(hook), flow.Flow)
-        return found
 
     def start(self, hook: commands.StartHook) -> Awaitable[None] | None:
         """Run the event's handlers as far as they go without waiting.
@@ -142,15 +132,15 @@ async def _call(handlers: tuple[Callable[..., Any], ...], argument: Any) -> None
 
 
 class HooksAtOnce:
-    """A connection's top layer as its handler sees it: a flow's events that finish at once end here.
+    """A connection's top layer as its handler sees it: the events that finish at once end here.
 
     mitmproxy's `ConnectionHandler.server_event` walks the commands of `layer.handle_event(event)`; this
-    walks them first. A flow's `StartHook` is started on the spot (`HookTable.start`). If that finished
-    it, its `HookCompleted` goes back to the layers once the current event's commands are all out, as
-    the next `server_event` would have sent it; otherwise a task finishes it, as mitmproxy's would.
+    walks them first. A `StartHook` (a flow's or the connection's) is started on the spot (`HookTable.start`).
+    If that finished it, its `HookCompleted` goes back to the layers once the current event's commands are
+    all out, as the next `server_event` would have sent it; otherwise a task finishes it, as mitmproxy's would.
     A layer that raised the hook and has a `hook_done(hook)` method is told at once instead, and goes on
     with the same flow before it yields its next command (simulator.dataplane.addons.http1.ListenerHttpLayer).
-    Every other command, a connection's events included, goes on to `server_event` unchanged. (An answer's
+    Every other command goes on to `server_event` unchanged. (An answer's
     head and body already come as one write: the listener's TLS layer seals them together, as nginx does,
     simulator.dataplane.addons.tls.ListenerTLSLayer.)
     """
@@ -166,7 +156,7 @@ class HooksAtOnce:
         queue = deque((event,))
         while queue:
             for command in self.layer.handle_event(queue.popleft()):
-                if not isinstance(command, commands.StartHook) or not hooks.of_a_flow(command):
+                if not isinstance(command, commands.StartHook):
                     yield command
                 elif (rest := hooks.start(command)) is not None:
                     asyncio_utils.create_task(
