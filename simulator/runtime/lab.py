@@ -18,7 +18,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mitmproxy import options
 from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.master import Master
 
@@ -46,6 +45,7 @@ from simulator.dataplane.registry import Registry
 from simulator.dataplane.scheduling import Scheduler
 from simulator.runtime.fdlimit import FdLimit, raise_fd_limit
 from simulator.runtime.gctune import tune_gc
+from simulator.runtime.options import LabOptions
 from simulator.runtime.servers import ListenerServers
 from simulator.dataplane.resumption import SharedSessionCache, derive_ticket_keys
 from simulator.runtime.workers import MirroredHealth, WorkerPool, WorkerSeat, apply_health, health_of, new_ticket_secret
@@ -167,7 +167,7 @@ class Lab:
                 taken.add(f"{spec.address}:{spec.port}")
         versions = [self._build(spec, f"listeners[{i}]") for i, spec in enumerate(specs)]
 
-        opts = options.Options()
+        opts = LabOptions()  # read per connection without mitmproxy's deep copies
         self.master = Master(opts, with_termlog=False)
         # Of mitmproxy's default addons only the proxy server: the other 30 (playback, map local, blocklist,
         # ...) are no part of a load balancer, and mitmproxy dispatched every event to each of them
