@@ -1,6 +1,7 @@
 """The lab's connection handler: mitmproxy's `ProxyConnectionHandler`, lighter for every open connection.
 
-- Its hooks go through the lab's `HookTable`, a request's without tasks (`HooksAtOnce`, simulator.runtime.hooks).
+- Its hooks go through the lab's `HookTable`, those that finish at once without tasks (`HooksAtOnce`,
+  simulator.runtime.hooks).
 - Its idle clock is an `ActivityClock` (simulator.dataplane.addons.timeouts): the listener's idle timeout is
   the one timer, not mitmproxy's watchdog task and its 600 s `tcp_timeout`.
 - `handle_client` is mitmproxy 12.2's (tests/test_handler.py trips when mitmproxy's changes), without what

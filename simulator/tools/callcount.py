@@ -24,8 +24,10 @@ import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from simulator.backends import BackendProcess
 from simulator.output import run_parsed
@@ -94,7 +96,7 @@ def calls_by_component(stats: pstats.Stats) -> Counter[str]:
     return out
 
 
-def served(load: Load, lab: CountedLab, figure: str, requests: int) -> Callable[[], int]:
+def served(load: Load, lab: LbsimServer, figure: str, requests: int) -> Callable[[], int]:
     """A run of exactly `requests` of `figure` against `lab`; returns how many were served, all of them 2xx."""
 
     def send() -> int:
@@ -106,48 +108,63 @@ def served(load: Load, lab: CountedLab, figure: str, requests: int) -> Callable[
     return send
 
 
+@contextmanager
+def labs_under_load(kind: type[LbsimServer], baselines: list[Path], figures: tuple[str, ...], out_dir: Path | None,
+                    prefix: str, say: Callable[[str], None], tools: tuple[str, ...] = ()
+                    ) -> Iterator[tuple[Load, list[Any], tuple[str, ...]]]:
+    """This checkout's lab and each baseline's, started as `kind` behind one backend, and h2load with the
+    full-handshake shim when a C compiler builds it: (the load, the labs, the figures it can measure).
+    `tools`: more that must be on the machine (installed as the bench installs its own)."""
+    found = ensure_tools(True, say, ("h2load", "cc", *tools))
+    h2load = required(found, "h2load")
+    for tool in tools:
+        required(found, tool)
+    work = work_dir(out_dir, prefix)
+    shim = build_shim(work, say)
+    files = mint(work)
+    with BackendProcess(["bench"]) as backend:
+        labels = ["lbsim", *baseline_labels(baselines)]
+        labs = [kind(work / f"lab-{i}", files["cert"], files["key"], backend.addresses["bench"], label=label, code=code)
+                for i, (label, code) in enumerate(zip(labels, [None, *baselines]))]
+        with running(labs, str(files["ca"])):  # type: ignore[arg-type]
+            yield Load("h2load", h2load, 20, shim), labs, tuple(f for f in figures if f not in FULL_HANDSHAKES or shim)
+
+
 def run(baselines: list[Path], figures: tuple[str, ...] = FIGURES, requests: dict[str, int] | None = None,
         out_dir: Path | None = None, say: Callable[[str], None] = print) -> dict[str, dict[str, Counter[str]]]:
     """Calls per request by component: {figure: {lab label: Counter}}, the total under "total"."""
     counts = {**REQUESTS, **(requests or {})}
-    h2load = required(ensure_tools(True, say, ("h2load", "cc")), "h2load")
-    work = work_dir(out_dir, "lbsim-calls-")
-    shim = build_shim(work, say)
-    load = Load("h2load", h2load, 20, shim)
-    files = mint(work)
-    figures = tuple(f for f in figures if f not in FULL_HANDSHAKES or shim)
-    results: dict[str, dict[str, Counter[str]]] = {f: {} for f in figures}
-    with BackendProcess(["bench"]) as backend:
-        labels = ["lbsim", *baseline_labels(baselines)]
-        labs = [CountedLab(work / f"lab-{i}", files["cert"], files["key"], backend.addresses["bench"], label=label,
-                           code=code) for i, (label, code) in enumerate(zip(labels, [None, *baselines]))]
-        with running(labs, str(files["ca"])):  # type: ignore[arg-type]
-            for figure in figures:
-                for lab in labs:
-                    served(load, lab, figure, 200)()  # warm-up, not counted
-                    stats = lab.count(served(load, lab, figure, counts[figure]), figure)
-                    per = Counter({k: v / lab.requests for k, v in calls_by_component(stats).items()})
-                    per["total"] = stats.total_calls / lab.requests  # type: ignore[attr-defined]
-                    results[figure][lab.label] = per
-                    say(f"{figure:20} {lab.label:24} {per['total']:8,.1f} calls per request ({lab.requests:,} requests)")
+    results: dict[str, dict[str, Counter[str]]] = {}
+    with labs_under_load(CountedLab, baselines, figures, out_dir, "lbsim-calls-", say) as (load, labs, figures):
+        for figure in figures:
+            results[figure] = {}
+            for lab in labs:
+                served(load, lab, figure, 200)()  # warm-up, not counted
+                stats = lab.count(served(load, lab, figure, counts[figure]), figure)
+                per = Counter({k: v / lab.requests for k, v in calls_by_component(stats).items()})
+                per["total"] = stats.total_calls / lab.requests  # type: ignore[attr-defined]
+                results[figure][lab.label] = per
+                say(f"{figure:20} {lab.label:24} {per['total']:8,.1f} calls per request ({lab.requests:,} requests)")
     say("\n" + format_counts(results))
     return results
 
 
-def format_counts(results: dict[str, dict[str, Counter[str]]]) -> str:
+def format_counts(results: dict[str, dict[str, Counter[str]]], heading: str = "calls per request",
+                  names: list[str] | None = None, value: Callable[[float], str] = "{:,.1f}".format) -> str:
+    """A table per figure: a row per component (`names`, in order; rows of zeros left out), a column per lab,
+    and each lab's ratio to every baseline."""
     lines = []
     for figure, by_lab in results.items():
         labels = list(by_lab)
-        head = "| calls per request | " + " | ".join(labels)
+        head = f"| {heading} | " + " | ".join(labels)
         if len(labels) > 1:
             head += " | " + " | ".join(f"lbsim / {b}" for b in labels[1:])
         lines += [f"{figure}:", "", head + " |", "|" + " --- |" * (1 + len(labels) + max(0, len(labels) - 1))]
-        names = [n for n, _ in PROFILE_COMPONENTS] + ["other", "total"]
-        for name in names:
+        for name in names or [n for n, _ in PROFILE_COMPONENTS] + ["other", "total"]:
             values = [by_lab[label].get(name, 0.0) for label in labels]
             if not any(values):
                 continue
-            row = f"| {name} | " + " | ".join(f"{v:,.1f}" for v in values)
+            row = f"| {name} | " + " | ".join(value(v) for v in values)
             if len(labels) > 1:
                 row += " | " + " | ".join(f"{values[0] / v:.3f}x" if v else "-" for v in values[1:])
             lines.append(row + " |")
@@ -155,24 +172,31 @@ def format_counts(results: dict[str, dict[str, Counter[str]]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m simulator.tools.callcount", description=__doc__.splitlines()[0])
+def parse(prog: str, description: str, requests_help: str, argv: list[str] | None,
+          run_it: Callable[[list[Path], tuple[str, ...], dict[str, int] | None, Path | None], object]) -> int:
+    """The command line that callcount and instructions share: baselines, figures, a count, an output folder."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("--baseline", action="append", default=[], metavar="DIR",
                    help="also count another lbsim checkout (a git worktree of an older commit)")
     p.add_argument("--figure", action="append", choices=FIGURES, help="only these figures (default: all three)")
-    p.add_argument("--requests", type=int, help="requests per count (default: 1,000 per new-connection figure, 10,000 keep-alive)")
+    p.add_argument("--requests", type=int, help=requests_help)
     p.add_argument("--out", type=Path, help="keep the labs' files and counts here (default: a temp dir)")
-    p.set_defaults(func=_counted)
+
+    def counted(args: argparse.Namespace) -> None:
+        figures = tuple(args.figure or FIGURES)
+        run_it([check_baseline(b) for b in args.baseline], figures,
+               {f: args.requests for f in figures} if args.requests else None, args.out)
+
+    p.set_defaults(func=counted)
     args = p.parse_args(argv)
     if args.requests is not None and args.requests < 1:
         p.error("--requests: at least 1")
     return run_parsed(args)  # a bad --baseline: the message and exit 1, as the lbsim commands do
 
 
-def _counted(args: argparse.Namespace) -> None:
-    figures = tuple(args.figure or FIGURES)
-    run([check_baseline(b) for b in args.baseline], figures,
-        {f: args.requests for f in figures} if args.requests else None, args.out)
+def main(argv: list[str] | None = None) -> int:
+    return parse("python -m simulator.tools.callcount", __doc__.splitlines()[0],
+                 "requests per count (default: 1,000 per new-connection figure, 10,000 keep-alive)", argv, run)
 
 
 if __name__ == "__main__":

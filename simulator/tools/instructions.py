@@ -1,4 +1,4 @@
-"""Machine instructions per request of an lbsim listener, OpenSSL's and the interpreter's included: a measure of CPU work that the machine's noise does not move.
+"""Machine instructions per request of an lbsim listener, OpenSSL's included: work the machine's noise does not move.
 
 Timing resolves about 5 % on this shared machine (`lbsim bench`, `simulator.tools.sidebyside`), and counting
 Python calls (`simulator.tools.callcount`) sees neither what a call costs nor the C below it: OpenSSL's
@@ -18,7 +18,6 @@ the same number for each lab (the report prints how many handshakes were resumed
 
 from __future__ import annotations
 
-import argparse
 import re
 import subprocess
 import sys
@@ -27,11 +26,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
-from simulator.backends import BackendProcess
-from simulator.output import run_parsed
-from simulator.tools.bench import (FIGURES, LbsimServer, Load, baseline_labels, build_shim, check_baseline, ensure_tools,
-                                   mint, required, running, work_dir)
-from simulator.tools.callcount import served
+from simulator.tools.bench import FIGURES, LbsimServer
+from simulator.tools.callcount import format_counts, labs_under_load, parse, served
 
 REQUESTS = {"new_connections": 500, "resumed_connections": 500, "keepalive": 5_000}
 START_TIMEOUT = 300  # seconds: the lab starts under valgrind, several times slower than alone
@@ -128,76 +124,31 @@ def run(baselines: list[Path], figures: tuple[str, ...] = FIGURES, requests: dic
         out_dir: Path | None = None, say: Callable[[str], None] = print) -> dict[str, dict[str, Counter[str]]]:
     """Instructions per request by object: {figure: {lab label: Counter}}, the whole under "total"."""
     counts = {**REQUESTS, **(requests or {})}
-    tools = ensure_tools(True, say, ("h2load", "cc", "valgrind"))
-    h2load = required(tools, "h2load")
-    required(tools, "valgrind")
-    work = work_dir(out_dir, "lbsim-instructions-")
-    shim = build_shim(work, say)
-    load = Load("h2load", h2load, 20, shim)
-    files = mint(work)
-    figures = tuple(f for f in figures if f != "new_connections" or shim)
-    results: dict[str, dict[str, Counter[str]]] = {f: {} for f in figures}
-    with BackendProcess(["bench"]) as backend:
-        labels = ["lbsim", *baseline_labels(baselines)]
-        labs = [CountedLab(work / f"lab-{i}", files["cert"], files["key"], backend.addresses["bench"], label=label,
-                           code=code) for i, (label, code) in enumerate(zip(labels, [None, *baselines]))]
-        with running(labs, str(files["ca"])):  # type: ignore[arg-type]
-            for figure in figures:
-                for lab in labs:
-                    served(load, lab, figure, 100)()  # warm-up, not counted
-                    offset = lab.log_size()
-                    counted = lab.count(served(load, lab, figure, counts[figure]), figure)
-                    per = Counter({k: v / lab.requests for k, v in counted.items()})
-                    results[figure][lab.label] = per
-                    resumed = ""
-                    if figure != "keepalive" and offset is not None:
-                        shaken, again = lab.handshakes_since(offset)
-                        resumed = f", {again:,} of {shaken:,} handshakes resumed"
-                    say(f"{figure:20} {lab.label:24} {per['total'] / 1e6:7.3f} M instructions per request "
-                        f"({lab.requests:,} requests{resumed})")
-    say("\n" + format_counts(results))
+    results: dict[str, dict[str, Counter[str]]] = {}
+    with labs_under_load(CountedLab, baselines, figures, out_dir, "lbsim-instructions-", say,
+                         ("valgrind",)) as (load, labs, figures):
+        for figure in figures:
+            results[figure] = {}
+            for lab in labs:
+                served(load, lab, figure, 100)()  # warm-up, not counted
+                offset = lab.log_size()
+                counted = lab.count(served(load, lab, figure, counts[figure]), figure)
+                per = Counter({k: v / lab.requests for k, v in counted.items()})
+                results[figure][lab.label] = per
+                resumed = ""
+                if figure != "keepalive" and offset is not None:
+                    shaken, again = lab.handshakes_since(offset)
+                    resumed = f", {again:,} of {shaken:,} handshakes resumed"
+                say(f"{figure:20} {lab.label:24} {per['total'] / 1e6:7.3f} M instructions per request "
+                    f"({lab.requests:,} requests{resumed})")
+    say("\n" + format_counts(results, "thousand instructions per request", [n for n, _ in OBJECTS] + ["other", "total"],
+                             lambda v: f"{v / 1000:,.0f}"))
     return results
 
 
-def format_counts(results: dict[str, dict[str, Counter[str]]]) -> str:
-    lines = []
-    for figure, by_lab in results.items():
-        labels = list(by_lab)
-        head = "| thousand instructions per request | " + " | ".join(labels)
-        if len(labels) > 1:
-            head += " | " + " | ".join(f"lbsim / {b}" for b in labels[1:])
-        lines += [f"{figure}:", "", head + " |", "|" + " --- |" * (1 + len(labels) + max(0, len(labels) - 1))]
-        for name in [n for n, _ in OBJECTS] + ["other", "total"]:
-            values = [by_lab[label].get(name, 0.0) for label in labels]
-            if not any(values):
-                continue
-            row = f"| {name} | " + " | ".join(f"{v / 1000:,.0f}" for v in values)
-            if len(labels) > 1:
-                row += " | " + " | ".join(f"{values[0] / v:.3f}x" if v else "-" for v in values[1:])
-            lines.append(row + " |")
-        lines.append("")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m simulator.tools.instructions", description=__doc__.splitlines()[0])
-    p.add_argument("--baseline", action="append", default=[], metavar="DIR",
-                   help="also count another lbsim checkout (a git worktree of an older commit)")
-    p.add_argument("--figure", action="append", choices=FIGURES, help="only these figures (default: all three)")
-    p.add_argument("--requests", type=int,
-                   help="requests per count (default: 500 per new-connection figure, 5,000 keep-alive)")
-    p.add_argument("--out", type=Path, help="keep the labs' files and dumps here (default: a temp dir)")
-    p.set_defaults(func=_counted)
-    args = p.parse_args(argv)
-    if args.requests is not None and args.requests < 1:
-        p.error("--requests: at least 1")
-    return run_parsed(args)  # a bad --baseline: the message and exit 1, as the lbsim commands do
-
-
-def _counted(args: argparse.Namespace) -> None:
-    figures = tuple(args.figure or FIGURES)
-    run([check_baseline(b) for b in args.baseline], figures,
-        {f: args.requests for f in figures} if args.requests else None, args.out)
+    return parse("python -m simulator.tools.instructions", __doc__.splitlines()[0],
+                 "requests per count (default: 500 per new-connection figure, 5,000 keep-alive)", argv, run)
 
 
 if __name__ == "__main__":
