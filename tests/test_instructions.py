@@ -18,25 +18,27 @@ pytestmark = pytest.mark.slow
 
 
 def test_the_same_code_counted_twice_gives_the_same_instructions_per_request(tmp_path: Path) -> None:
+    # Full handshakes: every connection does the same work. (In the resumed figure each h2load run opens its
+    # first 20 connections with full handshakes and a few more may not resume; one more full handshake among
+    # 150 connections moves the count by 0.7 %.)
     said: list[str] = []
     with baseline_copy() as copy:
-        results = instructions.run([copy], ("resumed_connections",), {"resumed_connections": 150},
-                                   tmp_path / "out", said.append)
+        results = instructions.run([copy], ("new_connections",), {"new_connections": 100}, tmp_path / "out", said.append)
     assert BASELINE_MARK in (tmp_path / "out" / "lab-1" / "server.log").read_text()
     assert BASELINE_MARK not in (tmp_path / "out" / "lab-0" / "server.log").read_text()
-    by_lab = results["resumed_connections"]
+    by_lab = results["new_connections"]
     (baseline,) = [label for label in by_lab if label != "lbsim"]
     ours, theirs = by_lab["lbsim"], by_lab[baseline]
-    # A resumed connection is about 6 million instructions, a third of them OpenSSL's (docs/performance.md).
-    assert 2e6 < ours["total"] < 30e6, ours
+    # A full handshake is about 12 million instructions, two thirds of them OpenSSL's (docs/performance.md).
+    assert 5e6 < ours["total"] < 50e6, ours
     assert ours["total"] / theirs["total"] == pytest.approx(1, abs=0.005), (ours["total"], theirs["total"])
     assert sum(v for k, v in ours.items() if k != "total") == pytest.approx(ours["total"], rel=1e-9)
-    assert ours["OpenSSL (cryptography's _rust)"] > 0.15 * ours["total"]
-    assert ours["Python interpreter"] > 0.3 * ours["total"]
+    assert ours["OpenSSL (cryptography's _rust)"] > 0.4 * ours["total"]
+    assert ours["Python interpreter"] > 0.1 * ours["total"]
     # Only the counted window is in the dump: h2load's warm-up and the lab's start are not.
-    assert (tmp_path / "out" / "lab-0" / "resumed_connections.callgrind").is_file()
-    assert "resumed_connections" in said[-1] and "| total |" in said[-1] and "lbsim / " in said[-1]
-    assert any("handshakes resumed" in line for line in said)
+    assert (tmp_path / "out" / "lab-0" / "new_connections.callgrind").is_file()
+    assert "new_connections" in said[-1] and "| total |" in said[-1] and "lbsim / " in said[-1]
+    assert any(", 0 of " in line and "handshakes resumed" in line for line in said), said  # all full handshakes
 
 
 def test_a_dump_is_split_by_the_object_each_function_ran_in(tmp_path: Path) -> None:

@@ -1,12 +1,12 @@
 """The lab's mitmproxy options: read without a deep copy of a value nobody can change in place.
 
 mitmproxy's `OptManager.__getattr__` returns `copy.deepcopy` of an option's value, twice for one left at its
-default (`_Option.default`, then `_Option.current`), so that a caller cannot change a list in place. Its own
-layers read options per connection: every layer's constructor reads `proxy_debug` (six per connection),
-the handler and the HTTP layer a few more, about ten reads and twenty deep copies per connection. A string,
-number, boolean or None cannot be changed in place, so `LabOptions` returns those as they are; any other value
-(a list, a sequence of specs) still comes as mitmproxy's copy. tests/test_options.py holds the values to
-mitmproxy's and trips when mitmproxy changes how it keeps them.
+default (`_Option.default`, then `_Option.current`), so that a caller cannot change a list in place. The
+connection handler, the reverse-proxy layer and the listener's HTTP layer read options for every connection
+and request: about twenty deep copies per resumed connection under cProfile. A string, number, boolean or
+None cannot be changed in place, so `LabOptions` returns those as they are; any other value (a list, a
+sequence of specs) still comes as mitmproxy's copy. tests/test_options.py holds the values to mitmproxy's
+and trips when mitmproxy changes how it keeps them.
 """
 
 from __future__ import annotations
