@@ -87,11 +87,11 @@ def instructions_by_object(dump: Path) -> Counter[str]:
     call (the callee's, counted where it runs), not the caller's own."""
     names: dict[str, str] = {}  # callgrind's compressed object names ("(3)" -> the path), set by ob= and cob=
     out: Counter[str] = Counter()
-    obj, skip = "", False
+    component, skip = _component(""), False  # the component of the current `ob=`, matched once per object line
     with dump.open(errors="replace") as f:
         for line in f:
             if line.startswith("ob="):
-                obj = _name(names, line[3:].strip())
+                component = _component(_name(names, line[3:].strip()))
             elif line.startswith("cob="):  # a callee's object: it may name a compressed id first
                 _name(names, line[4:].strip())
             elif line.startswith("calls="):
@@ -102,7 +102,7 @@ def instructions_by_object(dump: Path) -> Counter[str]:
                     continue
                 fields = line.split()
                 if len(fields) > 1:
-                    out[_component(obj)] += int(fields[1])
+                    out[component] += int(fields[1])
             elif line.startswith("totals:"):
                 out["total"] = int(line.split()[1])
     return out
