@@ -8,6 +8,7 @@ import http.client
 import inspect
 from typing import Any
 
+from mitmproxy.proxy.mode_servers import ProxyConnectionHandler
 from mitmproxy.proxy.server import ConnectionHandler
 
 from helpers import handlers_of
@@ -24,6 +25,35 @@ def test_mitmproxys_handle_client_is_still_the_one_the_lab_follows() -> None:
     # (simulator/runtime/handler.py), then record the new digest here.
     source = inspect.getsource(ConnectionHandler.handle_client)
     assert hashlib.sha256(source.encode()).hexdigest() == MITMPROXY_HANDLE_CLIENT, source
+
+
+# mitmproxy 12.2's ProxyConnectionHandler.__init__, which LabConnectionHandler.__init__ follows less its log_prefix.
+MITMPROXY_HANDLER_INIT = "c1c9c9c45c90f56123217d6a6bf7050167875b7066d5db747ba564c6d61c92b7"
+
+
+def test_mitmproxys_handler_init_is_still_the_one_the_lab_follows() -> None:
+    # When this fails, mitmproxy changed what its handler sets up: carry it over to LabConnectionHandler.__init__.
+    source = inspect.getsource(ProxyConnectionHandler.__init__)
+    assert hashlib.sha256(source.encode()).hexdigest() == MITMPROXY_HANDLER_INIT, source
+
+
+def test_a_handler_formats_its_log_prefix_only_when_read(lab: RunningLab, monkeypatch) -> None:
+    from mitmproxy.utils import human
+
+    calls = []
+    real = human.format_address
+    monkeypatch.setattr(human, "format_address", lambda address: calls.append(address) or real(address))
+    conn = http.client.HTTPSConnection("localhost", lab.port("aliyun-one-way"), context=lab.ssl_context(), timeout=10)
+    try:
+        conn.request("GET", "/")
+        conn.getresponse().read()
+        [handler] = handlers_of(lab, conn.sock.getsockname()[1])
+        assert calls == [] and "log_prefix" not in vars(handler)  # mitmproxy's handler has formatted it by now
+        peer = handler.client.peername
+        assert handler.log_prefix == f"{real(peer)}: " == f"127.0.0.1:{peer[1]}: "
+        assert handler.log_prefix and calls == [peer]  # formatted once, when first read
+    finally:
+        conn.close()
 
 
 def test_a_held_connection_runs_two_tasks_and_no_watchdog(lab: RunningLab) -> None:
