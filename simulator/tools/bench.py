@@ -977,7 +977,8 @@ def profile(load: Load, work: Path, files: dict[str, Path], backend: str, profil
 PROFILE_COMPONENTS = (
     ("TLS (OpenSSL via pyOpenSSL)", ("OpenSSL/",)),
     ("metering", ("simulator/metering/",)),
-    ("lbsim addons", ("simulator/dataplane/addons/", "simulator/dataplane/registry.py", "simulator/policies/", "simulator/dataplane/listener.py")),
+    ("lbsim addons", ("simulator/dataplane/addons/", "simulator/dataplane/registry.py", "simulator/policies/",
+                      "simulator/dataplane/listener.py", "simulator/dataplane/leanheaders.py")),
     ("upstream (lbsim's HTTP client)", ("simulator/dataplane/upstream.py",)),
     ("hook dispatch", ("simulator/runtime/hooks.py", "mitmproxy/addonmanager.py", "mitmproxy/hooks.py",
                        "contextlib.py", "dataclasses.py")),

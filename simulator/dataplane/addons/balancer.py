@@ -14,6 +14,7 @@ from simulator.dataplane.addons.limits import client_gone
 from simulator.dataplane.addons.pages import ERROR_SERVER, error_response  # noqa: F401 - ERROR_SERVER: re-exported
 from simulator.dataplane.addons.sticky import sticky_backend
 from simulator.model.config import io_timeout
+from simulator.dataplane.leanheaders import LeanHeaders
 from simulator.dataplane.registry import Registry
 from simulator.dataplane.upstream import UpstreamError
 
@@ -109,7 +110,7 @@ class Balancer:
             now = time.time()
             flow.response = http.Response(
                 b"HTTP/1.1", response.status, response.reason or status_codes.RESPONSES.get(response.status, "").encode(),
-                http.Headers([(k, v) for k, v in response.headers if k.lower() not in HOP_BY_HOP]),
+                LeanHeaders([(k, v) for k, v in response.headers if k.lower() not in HOP_BY_HOP]),
                 response.body, None, now, now,
             )
         finally:

@@ -38,6 +38,7 @@ from mitmproxy.proxy.layers.http import (
 )
 
 from simulator.dataplane.addons.limits import CLIENT_GONE, CLIENT_LEFT, MAX_PIPELINED, LimitedHttpLayer, head_problem
+from simulator.dataplane.leanheaders import lean
 from simulator.dataplane.smalldeque import SmallEventQueue
 
 _BLANK_LINE = re.compile(rb"\n\r?\n")  # the end of a head, as h11's buffer (mitmproxy's) finds it
@@ -125,6 +126,7 @@ class ListenerHttpLayer(SmallEventQueue, layer.Layer):
             lines = [line[:-1] if line.endswith(b"\r") else line for line in bytes(self.buffer[:blank.end()]).split(b"\n")]
             try:
                 request = http1.read_request_head(lines[:-2])
+                lean(request.headers)  # the lookups below and the addons' make no call per field
                 size = http1.expected_http_body_size(request)
             except ValueError:
                 yield from self._hand_over()

@@ -1,0 +1,75 @@
+"""LeanHeaders (simulator.dataplane.leanheaders): mitmproxy's Headers, the same answers from fewer calls."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from mitmproxy import http
+
+from simulator.dataplane.leanheaders import LeanHeaders, lean
+from simulator.harness.running import RunningLab
+
+# Names that collide when lowercased, non-ASCII bytes (decoded with surrogateescape), empty values.
+NAMES = st.sampled_from([b"Host", b"host", b"HOST", b"Connection", b"connection", b"X-Forwarded-For",
+                         b"x-forwarded-for", b"Transfer-Encoding", b"\xc3\xa9t\xc3\xa9", b"\xff", b""])
+VALUES = st.sampled_from([b"", b"close", b"a, b", b"\xff\xfe", "é".encode()])
+FIELDS = st.lists(st.tuples(NAMES, VALUES), max_size=6)
+# Queries as str and bytes, in other cases, and names that are never there; None and an int fail alike.
+QUERIES = st.one_of(NAMES, NAMES.map(lambda n: n.decode("utf-8", "surrogateescape")),
+                    st.sampled_from(["HoSt", "absent", b"absent", None, 7]))
+
+
+def outcome(call: Any) -> Any:
+    """What a call returns, or the type and message of what it raises."""
+    try:
+        return "ok", call()
+    except Exception as e:  # noqa: BLE001 - the comparison is the point
+        return type(e), str(e)
+
+
+@settings(max_examples=400, deadline=None)
+@given(fields=FIELDS, name=QUERIES, values=st.lists(st.one_of(VALUES, VALUES.map(lambda v: v.decode("utf-8", "surrogateescape"))), max_size=3))
+def test_every_lookup_and_set_answers_as_mitmproxys(fields: list[tuple[bytes, bytes]], name: Any, values: list[Any]) -> None:
+    theirs, ours = http.Headers(fields), LeanHeaders(fields)
+    for op in (lambda h: h.get_all(name), lambda h: h[name], lambda h: name in h, lambda h: h.get(name),
+               lambda h: h.get(name, "default")):
+        assert outcome(lambda: op(ours)) == outcome(lambda: op(theirs))
+    for op in (lambda h: h.set_all(name, list(values)), lambda h: h.__setitem__(name, values[0] if values else "v")):
+        a, b = http.Headers(fields), LeanHeaders(fields)
+        assert outcome(lambda: op(b)) == outcome(lambda: op(a))
+        assert b.fields == a.fields  # same order, same spelling kept for the names replaced in place
+
+
+def test_lean_headers_are_mitmproxys_headers_in_every_other_way() -> None:
+    fields = [(b"Host", b"example.com"), (b"Accept", b"text/html"), (b"accept", b"application/xml")]
+    theirs = http.Headers(fields)
+    ours = lean(http.Headers(fields))
+    assert type(ours) is LeanHeaders and isinstance(ours, http.Headers)
+    assert ours == theirs and bytes(ours) == bytes(theirs) and list(ours.items()) == list(theirs.items())
+    assert ours["ACCEPT"] == theirs["ACCEPT"] == "text/html, application/xml"
+    assert ours.get_state() == theirs.get_state() and type(ours.copy()) is LeanHeaders
+    del ours["accept"]
+    assert ours.fields == ((b"Host", b"example.com"),)
+
+    class Own(http.Headers):  # a subclass keeps its own lookups
+        pass
+
+    assert type(lean(Own(fields))) is Own
+
+
+@pytest.mark.parametrize("body", [None, b"hello"])
+def test_the_listener_looks_its_requests_and_answers_up_in_lean_headers(lab: RunningLab, monkeypatch, body: bytes | None) -> None:
+    looked_up: list[str] = []
+    real = LeanHeaders.get_all
+    monkeypatch.setattr(LeanHeaders, "get_all", lambda self, name: looked_up.append(str(name).lower()) or real(self, name))
+    status, answer, headers = lab.get("aliyun-one-way", "/", method="POST" if body else "GET", body=body,
+                                      headers={"X-Forwarded-For": "203.0.113.7"})
+    assert status == 200 and headers["x-backend"]
+    received = {k.lower(): v for k, v in json.loads(answer)["headers"]}
+    assert received["x-forwarded-for"] == "203.0.113.7, 127.0.0.1" and received["slb-id"] == "lb-lbsim"
+    # mitmproxy's body-size check, the forwarded headers, the answer's framing: all through LeanHeaders
+    assert {"content-length", "x-forwarded-for", "transfer-encoding"} <= set(looked_up)
