@@ -316,3 +316,37 @@ def test_a_listeners_billing_model_overrides_its_profile(lab: Any) -> None:
         assert lcu is not None and lcu["lcu"] == lcu["dimensions"][lcu["billed_dimension"]]["lcu"] > 0
     finally:
         lab.api("DELETE", f"/v1/listeners/{port}")
+
+
+def test_a_metered_listener_connection_runs_no_info_callback_and_knows_its_alert_as_a_plain_one_does() -> None:
+    from OpenSSL import SSL
+    from test_metering_harness import client_context, server_context
+
+    from simulator.dataplane.addons.tls import MeteredListenerConnection, PlainConnection
+    from simulator.policies import context
+
+    calls: list[int] = []
+    ctx = server_context(versions=("TLSv1.2", "TLSv1.3"))
+    ctx.set_info_callback(lambda conn, where, ret: calls.append(where) or context._record_alert(conn, where, ret))
+    seen = {}
+    for kind in (PlainConnection, MeteredListenerConnection):
+        calls.clear()
+        server = kind(ctx)
+        server.set_accept_state()
+        client = SSL.Connection(client_context(versions=("TLSv1.1", "TLSv1.1")))  # refused: protocol_version
+        client.set_connect_state()
+        with pytest.raises(SSL.Error):
+            for _ in range(3):
+                for a, b in ((client, server), (server, client)):
+                    try:
+                        a.do_handshake()
+                    except SSL.WantReadError:
+                        pass
+                    try:
+                        b.bio_write(a.bio_read(65535))
+                    except SSL.WantReadError:
+                        pass
+        seen[kind] = (len(calls), server.lbsim_alert_sent)
+    plain_calls, plain_alert = seen[PlainConnection]
+    assert plain_calls > 0 and plain_alert == (2, 70, "protocol version")
+    assert seen[MeteredListenerConnection] == (0, plain_alert)  # the same alert, from the meter's callback

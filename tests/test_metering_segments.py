@@ -330,3 +330,15 @@ def test_received_unread_bytes_follow_the_phase() -> None:
     after.handshake_complete = True
     after.received_unread(10)  # after completion: closure (nothing will ever decrypt them)
     assert after.inbound() == {"wire": 10, "handshake": 0, "record_overhead": 0, "payload": 0, "closure": 10}
+
+
+def test_the_callback_keeps_the_last_alert_written_not_those_read(message_callback: str) -> None:
+    m = ConnectionMeter()
+    assert m.alert_sent is None
+    native.call(message_callback, 0, 21, b"\x02\x28", m.c)  # a handshake_failure the client sent
+    assert m.alert_sent is None
+    native.call(message_callback, 1, 21, b"\x02\x46", m.c)  # protocol_version, fatal, written by us
+    native.call(message_callback, 1, 21, b"\x02", m.c)  # not an alert's two bytes: ignored
+    assert m.alert_sent == (2, 70)
+    native.call(message_callback, 1, 21, b"\x01\x00", m.c)  # then a close_notify: the last one counts
+    assert m.alert_sent == (1, 0)

@@ -115,6 +115,12 @@ class ConnectionMeter:
     def handshake_complete(self, value: bool) -> None:
         self.c.handshake_complete = int(value)
 
+    @property
+    def alert_sent(self) -> tuple[int, int] | None:
+        """(level, description) of the last alert OpenSSL wrote on this connection, or None."""
+        alert = self.c.out_alert
+        return (alert >> 8, alert & 0xFF) if alert else None
+
     # --- operation boundaries (from MeteredConnection) ----------------------------------------
 
     def _flush_out(self) -> None:

@@ -43,6 +43,7 @@ struct lbsim_counters {
     int32_t out_last_cls;
     int32_t out_dirty;       /* out_acc holds something to queue */
     int32_t handshake_complete;
+    int32_t out_alert;       /* the last alert written: level << 8 | description; 0: none */
 };
 """
 
@@ -82,6 +83,8 @@ void lbsim_on_message(int write_p, int version, int content_type, const void *bu
             m->in_records++;
             if (cls == APP) m->in_app_records++;
         }
+    } else if (content_type == 21 && len == 2) {   /* SSL3_RT_ALERT: an alert's two bytes, in plaintext */
+        if (write_p) m->out_alert = p[0] << 8 | p[1];
     } else if (content_type == 257 && len == 1) {  /* SSL3_RT_INNER_CONTENT_TYPE: TLS 1.3 */
         int inner = p[0];
         if (write_p) {
@@ -101,12 +104,19 @@ void lbsim_on_message(int write_p, int version, int content_type, const void *bu
         }
     }
 }
+
+/* An info callback that does nothing: set on an SSL, it stands in for its context's (see quiet_info_callback). */
+void lbsim_no_info(const void *ssl, int where, int ret) {
+    (void)ssl; (void)where; (void)ret;
+}
 """
 
 _SSL_SIGNATURE = "void(*)(int, int, int, const void *, size_t, SSL *, void *)"  # pyOpenSSL's view of it
 
 ffi = cffi.FFI()
-ffi.cdef(STRUCT + "void lbsim_on_message(int, int, int, const void *, size_t, void *, void *);")
+ffi.cdef(STRUCT + "void lbsim_on_message(int, int, int, const void *, size_t, void *, void *);"
+         "void lbsim_no_info(const void *, int, int);")
+_INFO_SIGNATURE = "void(*)(const SSL *, int, int)"
 
 _APP, _HANDSHAKE, _CCS = 23, 22, 20
 _python_errors = 0
@@ -153,6 +163,9 @@ def _python_callback(write_p: int, version: int, content_type: int, p: Any, leng
             m.in_records += 1
             if cls == 1:
                 m.in_app_records += 1
+    elif content_type == 21 and length == 2:
+        if write_p:
+            m.out_alert = p[0] << 8 | p[1]
     elif content_type == 257 and length == 1:
         inner = p[0]
         if write_p:
@@ -206,6 +219,11 @@ def build(cc: str = "cc") -> Path | None:
     return None
 
 
+@ffi.callback("void(const void *, int, int)")
+def _python_no_info(ssl: Any, where: int, ret: int) -> None:
+    pass
+
+
 def _load() -> tuple[Any, Any, str]:
     """(the loaded library or None, the callback, its kind)."""
     if os.environ.get("LBSIM_NATIVE", "1") != "0":
@@ -235,6 +253,15 @@ def _by_kind(kind: str | None) -> Any:
 def ssl_callback(kind: str | None = None) -> Any:
     """The callback as pyOpenSSL's `SSL_CTX_set_msg_callback` takes it (`kind`: see `_by_kind`)."""
     return _ssl_ffi.cast(_SSL_SIGNATURE, int(ffi.cast("uintptr_t", _by_kind(kind))))
+
+
+def quiet_info_callback() -> Any:
+    """An info callback that does nothing, as `SSL_set_info_callback` takes it (in C when built).
+
+    OpenSSL calls an SSL's info callback, or else its context's, at every state of a handshake: about 15
+    times a connection. Set on one SSL, this one keeps the context's (a call into Python each time) away."""
+    fn = _library.lbsim_no_info if _library is not None else _python_no_info
+    return _ssl_ffi.cast(_INFO_SIGNATURE, int(ffi.cast("uintptr_t", fn)))
 
 
 def available() -> list[str]:

@@ -269,10 +269,17 @@ def client_cert_verdict(conn: SSL.Connection, verify_client: VerifyClient) -> tu
     return None
 
 
+def alert(level: int, code: int) -> tuple[int, int, str]:
+    """An alert as ``conn.lbsim_alert_sent`` holds it: (level, code, description)."""
+    return level, code, ALERTS.get(code, f"alert {code}")
+
+
 def _record_alert(conn: SSL.Connection, where: int, ret: int) -> None:
+    # The info callback runs at every state of a handshake (about 15 per connection), each a call from C
+    # into Python: a metered listener connection turns it off and takes its alerts from the meter's
+    # message callback instead (simulator.dataplane.addons.tls).
     if where & _SSL_CB_ALERT and where & _SSL_CB_WRITE:
-        level, code = (ret >> 8) & 0xFF, ret & 0xFF
-        conn.lbsim_alert_sent = (level, code, ALERTS.get(code, f"alert {code}"))  # type: ignore[attr-defined]
+        conn.lbsim_alert_sent = alert((ret >> 8) & 0xFF, ret & 0xFF)  # type: ignore[attr-defined]
 
 
 def _alpn_selector(alpn: tuple[bytes, ...]):

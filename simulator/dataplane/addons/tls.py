@@ -25,9 +25,9 @@ from simulator.dataplane import clienthello
 from simulator.dataplane.addons.http1 import ListenerHttpLayer
 from simulator.dataplane.addons.limits import error_recorder
 from simulator.dataplane.smalldeque import SmallEventQueue
-from simulator.metering import MeteredConnection, tcpinfo
+from simulator.metering import MeteredConnection, native, tcpinfo
 from simulator.dataplane.addons.pages import CLIENT_CERT_ERROR, NO_CLIENT_CERT
-from simulator.policies.context import client_cert_verdict, handshake_failure_reason, tls_verify_status
+from simulator.policies.context import alert, client_cert_verdict, handshake_failure_reason, tls_verify_status
 from simulator.dataplane.registry import ClientState, Registry
 
 logger = logging.getLogger(__name__)
@@ -160,7 +160,19 @@ class PlainConnection(_RecordsHandshakeError, SSL.Connection):
 
 
 class MeteredListenerConnection(_RecordsHandshakeError, MeteredConnection):
-    pass
+    """A listener's connection when metering is on. The meter's message callback (in C) sees the alerts it
+    sends, so the context's info callback, which records them for a plain connection with a call into
+    Python at every state of a handshake (about 15 a connection), is kept away by one that does nothing."""
+
+    def __init__(self, context: SSL.Context, socket: Any = None) -> None:
+        super().__init__(context, socket)
+        SSL._lib.SSL_set_info_callback(self._ssl, native.quiet_info_callback())  # type: ignore[attr-defined]
+
+    @property
+    def lbsim_alert_sent(self) -> tuple[int, int, str] | None:
+        """As simulator.policies.context records it for a plain connection: (level, code, description)."""
+        sent = self.meter.alert_sent
+        return alert(*sent) if sent is not None else None
 
 
 class TlsTermination:
