@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mitmproxy import http
 
-from simulator.dataplane.leanheaders import LeanHeaders, lean
+from simulator.dataplane.leanheaders import LeanHeaders, lean, set_headers
 from simulator.harness.running import RunningLab
 
 # Names that collide when lowercased, non-ASCII bytes (decoded with surrogateescape), empty values.
@@ -73,3 +73,16 @@ def test_the_listener_looks_its_requests_and_answers_up_in_lean_headers(lab: Run
     assert received["x-forwarded-for"] == "203.0.113.7, 127.0.0.1" and received["slb-id"] == "lb-lbsim"
     # mitmproxy's body-size check, the forwarded headers, the answer's framing: all through LeanHeaders
     assert {"content-length", "x-forwarded-for", "transfer-encoding"} <= set(looked_up)
+
+
+SET_NAMES = st.sampled_from(["X-Forwarded-For", "x-forwarded-for", "SLB-IP", "Host", "host", "X-New", "x-new", "é"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(fields=FIELDS, values=st.dictionaries(SET_NAMES, st.one_of(VALUES.map(lambda v: v.decode("utf-8", "surrogateescape")), VALUES), max_size=5))
+def test_setting_several_headers_in_one_pass_leaves_what_one_set_after_another_leaves(fields: list[tuple[bytes, bytes]], values: dict[str, Any]) -> None:
+    one_by_one, at_once = http.Headers(fields), LeanHeaders(fields)
+    for name, value in values.items():
+        one_by_one[name] = value
+    set_headers(at_once, values)
+    assert at_once.fields == one_by_one.fields

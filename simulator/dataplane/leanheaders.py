@@ -59,6 +59,32 @@ class LeanHeaders(http.Headers):
         return ", ".join(values) if values else default
 
 
+def set_headers(headers: http.Headers, values: dict[str, str]) -> None:
+    """`headers[name] = value` for each of `values`, in their order, with one pass over the fields.
+
+    As those sets would leave them: a name already there keeps its first field's place and spelling with
+    the new value, its other fields go; a new name is appended. Names are compared lowercased, so two keys
+    that differ in case act as one name set twice (the last value, at the first one's place)."""
+    new: dict[bytes, list[bytes]] = {}
+    for name, value in values.items():
+        raw = _always_bytes(name)
+        entry = new.get(raw.lower())
+        if entry is None:
+            new[raw.lower()] = [raw, _always_bytes(value)]
+        else:
+            entry[1] = _always_bytes(value)
+    fields = []
+    for field in headers.fields:
+        entry = new.get(field[0].lower())
+        if entry is None:
+            fields.append(field)
+        elif entry[1] is not None:  # the first field of a name set: its value now; the rest of the name go
+            fields.append((field[0], entry[1]))
+            entry[1] = None
+    fields.extend((raw, value) for raw, value in new.values() if value is not None)
+    headers.fields = tuple(fields)
+
+
 def lean(headers: http.Headers) -> http.Headers:
     """`headers` as LeanHeaders, in place (a plain `Headers` only: a subclass keeps its own lookups)."""
     if type(headers) is http.Headers:

@@ -13,6 +13,7 @@ from mitmproxy import http
 
 from simulator import vendors
 from simulator.model.config import CLIENT_CERT_HEADERS
+from simulator.dataplane.leanheaders import set_headers
 from simulator.dataplane.registry import ClientState, Registry
 from simulator.vendors.profile import MutualTlsModes, VendorProfile
 
@@ -63,25 +64,26 @@ class ForwardedHeaders:
             headers.fields = tuple((name, value) for name, value in headers.fields if name.lower() not in owned)
         client_ip = flow.client_conn.peername[0]
         previous = headers.get("x-forwarded-for")
-        headers["X-Forwarded-For"] = f"{previous}, {client_ip}" if previous else client_ip
+        # Set in this order, all in one pass over the fields at the end (set_headers).
+        out = {"X-Forwarded-For": f"{previous}, {client_ip}" if previous else client_ip}
         if spec.headers.x_forwarded_proto:
-            headers["X-Forwarded-Proto"] = "https"
+            out["X-Forwarded-Proto"] = "https"
         if spec.headers.x_forwarded_port:
-            headers["X-Forwarded-Port"] = str(flow.client_conn.sockname[1])
+            out["X-Forwarded-Port"] = str(flow.client_conn.sockname[1])
         if spec.headers.amzn_trace_id:
-            headers["X-Amzn-Trace-Id"] = trace_id(headers.get("x-amzn-trace-id"))
+            out["X-Amzn-Trace-Id"] = trace_id(headers.get("x-amzn-trace-id"))
         if spec.headers.slb_ip:
-            headers["SLB-IP"] = flow.client_conn.sockname[0]
+            out["SLB-IP"] = flow.client_conn.sockname[0]
         if spec.headers.slb_id:
-            headers["SLB-ID"] = spec.lb_id
+            out["SLB-ID"] = spec.lb_id
         if spec.mutual and spec.headers.client_cert:
             names = dict(spec.headers.client_cert_names)
             for key, value in client_certificate_fields(state).items():
-                headers[names[key]] = value
+                out[names[key]] = value
         mtls = vendors.get(spec.profile).mtls
         if spec.mtls_mode != "off" and mtls is not None:
-            for name, value in mtls_headers(state, mtls).items():
-                headers[name] = value
+            out.update(mtls_headers(state, mtls))
+        set_headers(headers, out)
 
 
 def _pem(cert: x509.Certificate) -> str:
