@@ -21,6 +21,7 @@ from typing import Any
 from mitmproxy import http
 from mitmproxy.http import _always_bytes
 
+
 class LeanHeaders(http.Headers):
     """mitmproxy's Headers; `get_all`, `set_all`, `[name]`, `in` and `get` lowercase each field inline."""
 

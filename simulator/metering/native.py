@@ -7,6 +7,9 @@ before it does anything, which made up about half of what metering cost a listen
 header or symbol (the `SSL *` is never looked at), so it is built with the machine's `cc` from the source
 below on first use, cached by the source's hash, and loaded with cffi in ABI mode (no Python headers).
 
+The library also holds an info callback that does nothing (`quiet_info_callback`), which a metered listener
+connection sets in place of its context's (simulator.dataplane.addons.tls).
+
 Both versions write the same `struct lbsim_counters`, which `ConnectionMeter` reads; `LBSIM_NATIVE=0`
 forces the Python version, and so does a machine without a compiler (the meter then counts the same bytes
 at a higher CPU cost).
