@@ -241,8 +241,8 @@ def test_a_listener_created_with_the_vendor_fields_goes_from_configuring_to_runn
 
     def row_status(d: webdriver.Chrome) -> str:
         try:  # the table is replaced every second: an element found may be gone when read
-            row = next(r for r in d.find_elements(By.CSS_SELECTOR, "#listeners-table tbody tr") if "console-web" in r.text)
-            return row.find_element(By.CSS_SELECTOR, ".status").text + " " + row.text
+            row = next((r for r in d.find_elements(By.CSS_SELECTOR, "#listeners-table tbody tr") if "console-web" in r.text), None)
+            return row.find_element(By.CSS_SELECTOR, ".status").text + " " + row.text if row is not None else ""
         except StaleElementReferenceException:
             return ""
 
@@ -375,17 +375,29 @@ def test_changing_the_listener_keeps_what_the_form_does_not_show(lab: RunningLab
 def test_a_backend_failing_health_checks_shows_on_the_listener(lab: RunningLab, browser: webdriver.Chrome) -> None:
     open_page(browser, lab, "/listeners")
 
-    def web1(d: webdriver.Chrome) -> str:
-        row = next(r for r in d.find_elements(By.CSS_SELECTOR, "#backends-table tbody tr") if r.text.startswith("web-1"))
-        return row.text
+    # The backends table is refreshed every second: between its old rows and its new ones there is no web-1.
+    def web1_row(d: webdriver.Chrome) -> Any:
+        return next((r for r in d.find_elements(By.CSS_SELECTOR, "#backends-table tbody tr") if r.text.startswith("web-1")), None)
 
-    row = next(r for r in browser.find_elements(By.CSS_SELECTOR, "#backends-table tbody tr") if r.text.startswith("web-1"))
-    row.find_element(By.XPATH, ".//button[text()='Fail health checks']").click()
+    def web1(d: webdriver.Chrome) -> str:
+        row = web1_row(d)
+        return row.text if row is not None else ""
+
+    def press(label: str) -> None:
+        def attempt(d: webdriver.Chrome) -> bool:  # a row replaced before the click: found again (wait retries)
+            row = web1_row(d)
+            if row is None:
+                return False
+            row.find_element(By.XPATH, f".//button[text()='{label}']").click()
+            return True
+
+        wait(browser, attempt)
+
+    press("Fail health checks")
     wait(browser, lambda d: "failing health checks" in web1(d))
     # The listeners' health checks notice; the table (refreshed every second) shows it.
     wait(browser, lambda d: "unhealthy web-1" in d.find_element(By.ID, "listeners-table").text, timeout=20)
-    row = next(r for r in browser.find_elements(By.CSS_SELECTOR, "#backends-table tbody tr") if r.text.startswith("web-1"))
-    row.find_element(By.XPATH, ".//button[text()='Pass health checks']").click()
+    press("Pass health checks")
     wait(browser, lambda d: "unhealthy" not in d.find_element(By.ID, "listeners-table").text, timeout=20)
 
 
