@@ -319,6 +319,7 @@ def test_a_listeners_billing_model_overrides_its_profile(lab: Any) -> None:
 
 
 def test_a_metered_listener_connection_runs_no_info_callback_and_knows_its_alert_as_a_plain_one_does() -> None:
+    from helpers import handshake_in_memory
     from OpenSSL import SSL
     from test_metering_harness import client_context, server_context
 
@@ -336,16 +337,7 @@ def test_a_metered_listener_connection_runs_no_info_callback_and_knows_its_alert
         client = SSL.Connection(client_context(versions=("TLSv1.1", "TLSv1.1")))  # refused: protocol_version
         client.set_connect_state()
         with pytest.raises(SSL.Error):
-            for _ in range(3):
-                for a, b in ((client, server), (server, client)):
-                    try:
-                        a.do_handshake()
-                    except SSL.WantReadError:
-                        pass
-                    try:
-                        b.bio_write(a.bio_read(65535))
-                    except SSL.WantReadError:
-                        pass
+            handshake_in_memory(client, server, rounds=3)
         seen[kind] = (len(calls), server.lbsim_alert_sent)
     plain_calls, plain_alert = seen[PlainConnection]
     assert plain_calls > 0 and plain_alert == (2, 70, "protocol version")

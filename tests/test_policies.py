@@ -19,6 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from OpenSSL import SSL
 
+from helpers import handshake_in_memory
+
 from simulator.errors import LbsimError
 from simulator.policies import POLICIES, PROFILES, TLS13_SUITES, VERSIONS, Policy, expand, resolve_policy, suite_info
 from simulator.policies import tables
@@ -334,16 +336,7 @@ def _memory_handshake(server: SSL.Context, client: SSL.Context) -> SSL.Connectio
     s.set_accept_state()
     c.set_connect_state()
     try:
-        for _ in range(8):
-            for a, b in ((c, s), (s, c)):
-                try:
-                    a.do_handshake()
-                except SSL.WantReadError:
-                    pass
-                try:
-                    b.bio_write(a.bio_read(1 << 16))
-                except SSL.WantReadError:
-                    pass
+        handshake_in_memory(c, s)
     except SSL.Error:
         return None
     return c if c.get_cipher_name() else None
