@@ -9,8 +9,10 @@ servers + 2 paced x 1 s of load).
 from __future__ import annotations
 
 import json
+import platform
 import re
 import subprocess
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -305,3 +307,18 @@ def test_concurrency_mode_holds_connections_on_lbsim_and_nginx(tmp_path, capsys)
     assert 1 < report["openssl_floor_kib"] < 64
     printed = capsys.readouterr().out
     assert "lbsim / nginx, memory per connection = " in printed and "OpenSSL alone keeps" in printed
+
+
+def test_the_report_names_the_labs_interpreter_and_how_it_was_configured() -> None:
+    from simulator.tools.bench import describe_python, machine_info
+
+    build = machine_info()["python"]
+    assert build["version"] == platform.python_version() and build["implementation"] == platform.python_implementation()
+    args = str(sysconfig.get_config_var("CONFIG_ARGS") or "")
+    assert build["configured_pgo"] == ("--enable-optimizations" in args)
+    assert build["shared_libpython"] == bool(sysconfig.get_config_var("Py_ENABLE_SHARED"))
+    assert describe_python({"version": "3.12.1", "implementation": "CPython", "shared_libpython": True,
+                            "configured_pgo": False, "configured_lto": True}) == (
+        "CPython 3.12.1, configured with a shared libpython, no --enable-optimizations (PGO), --with-lto")
+    report = BenchReport("t", 1, 10, 20, "", "h2load", {"cpus": 2, "python": build}, ["lbsim"], {}, [])
+    assert f"the labs' interpreter: {describe_python(build)}" in format_report(report)

@@ -40,6 +40,7 @@ import http.client
 import importlib.util
 import json
 import os
+import platform
 import re
 import resource
 import shutil
@@ -48,6 +49,7 @@ import ssl
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -681,14 +683,35 @@ def format_report(report: BenchReport) -> str:
     for s in errors:
         lines.append(f"note: {s.target} {s.figure} round {s.round}: {s.errors} socket errors, {s.non_2xx} non-2xx")
     lines += [f"note: {n}" for n in report.notes]
+    if report.machine.get("python"):
+        lines.append(f"the labs' interpreter: {describe_python(report.machine['python'])}"
+                     " (docs/performance.md, \"Round eleven\": what an optimised build gives)")
     if report.machine.get("loadavg_start"):
         lines.append(f"load average at start {report.machine['loadavg_start']}, at end {report.machine.get('loadavg_end')}"
                      f" ({report.machine.get('cpus')} CPUs, shared)")
     return "\n".join(lines)
 
 
+def python_build() -> dict[str, Any]:
+    """The interpreter the labs run on, as configured: nearly two thirds of a listener's CPU is spent in it,
+    and a build with profile-guided and link-time optimisation runs such code markedly faster
+    (docs/performance.md, "Round eleven"). A distribution may optimise without saying so in its flags."""
+    args = str(sysconfig.get_config_var("CONFIG_ARGS") or "")
+    return {"version": platform.python_version(), "implementation": platform.python_implementation(),
+            "shared_libpython": bool(sysconfig.get_config_var("Py_ENABLE_SHARED")),
+            "configured_pgo": "--enable-optimizations" in args, "configured_lto": "--with-lto" in args}
+
+
+def describe_python(build: dict[str, Any]) -> str:
+    """One line of the report: the interpreter, and what its configure flags say of its optimisation."""
+    said = [("a shared libpython" if build.get("shared_libpython") else "a static libpython"),
+            ("--enable-optimizations (PGO)" if build.get("configured_pgo") else "no --enable-optimizations (PGO)"),
+            ("--with-lto" if build.get("configured_lto") else "no --with-lto")]
+    return f"{build.get('implementation', 'Python')} {build.get('version', '?')}, configured with " + ", ".join(said)
+
+
 def machine_info() -> dict[str, Any]:
-    info: dict[str, Any] = {"cpus": os.cpu_count()}
+    info: dict[str, Any] = {"cpus": os.cpu_count(), "python": python_build()}
     with contextlib.suppress(OSError):
         info["loadavg_start"] = os.getloadavg()
     return info
