@@ -21,7 +21,7 @@ from helpers import BASELINE_MARK, baseline_copy
 import simulator
 
 from simulator.errors import LbsimError
-from simulator.tools.bench import (FIGURES, LEAN, PACED, TLS_ONLY, BenchReport, Sample, _parse_h2load, _parse_wrk, baseline_labels,
+from simulator.tools.bench import (FIGURES, LEAN, PACED, TLS_ONLY, WORKER_PACE, BenchReport, Sample, _parse_h2load, _parse_wrk, baseline_labels,
                                    check_baseline, format_report, https_get, pacing, rsa_sign_rate)
 from simulator.cli import main
 from simulator.policies.probe import probe
@@ -84,6 +84,12 @@ def test_quick_bench_measures_every_server_and_prints_ratios(tmp_path, capsys) -
         assert sample["requests"] == max(pacing(report["pace"])[0], round(report["pace"] * report["duration_s"])), sample
         assert sample["errors"] == 0 and sample["non_2xx"] == 0 and sample["cpu_s"] > 0, sample
     assert ("lbsim x2", "lbsim", PACED) in ratios and f"(half of one process's rate), full handshakes: {report['pace']}/s" in printed
+    # ... and the one process alone at each worker's share of that pace, which the workers' goal cites.
+    alone = [s for s in report["samples"] if s["figure"] == WORKER_PACE]
+    assert [s["target"] for s in alone] == ["lbsim"] * report["rounds"] and 0 < report["worker_pace"] < report["pace"]
+    assert all(s["errors"] == 0 and s["cpu_s"] > 0 and s["resumed"] == 0 for s in alone), alone
+    workers_goal = next(g for g in report["goals"] if g["goal"].startswith("lbsim x2"))
+    assert f"at each worker's share of the pace ({report['worker_pace']}/s)" in workers_goal["why"]
     assert 0 < report["scaling_ceiling"] <= 2
     assert re.search(r"\| lbsim \| TLSv1\.3 \S+ \| [\d,]+ \(", printed), printed
     assert report["rsa_sign_per_s"] and "RSA-2048 signing limit" in printed
@@ -162,9 +168,10 @@ def test_goals_say_what_was_measured_and_what_lbsim_would_need() -> None:
 
     samples = [sample("lbsim", "new_connections", 400, 2.5), sample("nginx", "new_connections", 1000, 0.8),
                sample("lbsim", "keepalive", 1500, 0.5), sample("nginx", "keepalive", 20000, 0.05),
-               sample("lbsim", PACED, 200, 2.0), sample("lbsim x2", PACED, 200, 2.5)]
+               sample("lbsim", PACED, 200, 2.0), sample("lbsim x2", PACED, 200, 2.5),
+               sample("lbsim", WORKER_PACE, 100, 2.3)]
     report = BenchReport("t", 1, 10, 20, "", "h2load", {"cpus": 2}, ["lbsim", "lbsim x2", "nginx"], {}, samples,
-                         rsa_sign_per_s=4000, workers=2)
+                         rsa_sign_per_s=4000, workers=2, pace=200, worker_pace=100)
     goals = {g["goal"].split(":")[0]: g for g in report.goals()}
     full = goals["lbsim / nginx, new TLS connections/s, full handshakes (1 request each)"]
     assert (full["measured"], full["met"]) == (0.4, False)
@@ -175,6 +182,9 @@ def test_goals_say_what_was_measured_and_what_lbsim_would_need() -> None:
     assert not any("resumed" in g for g in goals)  # not measured, no verdict
     workers = goals["lbsim x2 / lbsim, CPU per connection at an equal pace"]
     assert (workers["measured"], workers["met"]) == (1.25, False)
+    # What being less busy costs one process by itself, measured at each worker's share of the pace
+    assert "at each worker's share of the pace (100/s) spends 2.300 ms, 1.150x its cost at 200/s" in workers["why"]
+    assert "new TLS connections at each worker's share of that pace, one process, full handshakes: 100/s" in format_report(report)
     assert "goal: lbsim x2 / lbsim, CPU per connection at an equal pace: at most 1.1x: 1.250x, not met" in format_report(report)
 
 
