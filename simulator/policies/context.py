@@ -276,8 +276,8 @@ def alert(level: int, code: int) -> tuple[int, int, str]:
 
 def _record_alert(conn: SSL.Connection, where: int, ret: int) -> None:
     # The info callback runs at every state of a handshake (about 15 per connection), each a call from C
-    # into Python: a metered listener connection turns it off and takes its alerts from the meter's
-    # message callback instead (simulator.dataplane.addons.tls).
+    # into Python: a metered listener connection sets a do-nothing one in its place and takes its alerts
+    # from the meter's message callback instead (simulator.dataplane.addons.tls).
     if where & _SSL_CB_ALERT and where & _SSL_CB_WRITE:
         conn.lbsim_alert_sent = alert((ret >> 8) & 0xFF, ret & 0xFF)  # type: ignore[attr-defined]
 

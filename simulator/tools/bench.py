@@ -12,11 +12,13 @@ loopback. Three figures:
 
 For lbsim the connection log tells how many handshakes of each figure resumed; the report shows it.
 
-With `--workers N` two more things tell how the workers scale on this machine, whose cores the load tool
+With `--workers N` three more things tell how the workers scale on this machine, whose cores the load tool
 and the backend share:
 
 * **paced new connections**: one process and N workers under the same offered load (h2load `--rate`, half
   of what one process reached), so their CPU per connection compares without either being starved;
+* **one process at each worker's share of that load**: what a process pays per connection for being as
+  little busy as each worker is, by itself (the workers' goal cites it);
 * **the scaling ceiling**: the most N workers could reach here if each cost what one saturated process
   costs per connection and every core were busy (the load tool's and the backend's CPU per connection,
   measured in the same round, take their share of the cores).
