@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import signal
 import ssl
+import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,18 +44,25 @@ def listener(tmp_path_factory: pytest.TempPathFactory):
 @pytest.mark.parametrize("target", ["/", "/blob?size=1024"])
 def test_a_keep_alive_request_costs_the_backend_at_most_a_fifth_of_the_listeners_cpu(listener, target: str) -> None:
     port, context, pid = listener
-    before = cpu_seconds(pid)
-    through_listener = asyncio.run(measure("127.0.0.1", port, connections=20, duration=1.0, target=target, ssl_context=context))
-    listener_ms = (cpu_seconds(pid) - before) * 1000 / through_listener.requests
+
+    def cpu_ms_per_request(proc_pid: int, port: int, ssl_context: ssl.SSLContext | None) -> tuple[float, Any]:
+        before = cpu_seconds(proc_pid)
+        run = asyncio.run(measure("127.0.0.1", port, connections=20, duration=1.0, target=target, ssl_context=ssl_context))
+        assert run.errors == 0 and run.requests > 100, run  # enough for the CPU clock's 10 ms ticks
+        return (cpu_seconds(proc_pid) - before) * 1000 / run.requests, run
+
+    # Three alternating pairs, medians. The backend's first second, just started, costs it up to twice what
+    # the next ones do (0.078-0.150 ms a request against 0.041-0.073), and a single pair of seconds read 4.2x
+    # once; either also moves with what else the two cores run (a less busy process pays more per request).
+    listener_ms, backend_ms = [], []
     with BackendProcess(["bench"]) as bp:
         assert bp.proc is not None
-        before = cpu_seconds(bp.proc.pid)
-        direct = asyncio.run(measure("127.0.0.1", bp.ports["bench"], connections=20, duration=1.0, target=target))
-        backend_ms = (cpu_seconds(bp.proc.pid) - before) * 1000 / direct.requests
+        for _ in range(3):
+            listener_ms.append(cpu_ms_per_request(pid, port, context)[0])
+            ms, direct = cpu_ms_per_request(bp.proc.pid, bp.ports["bench"], None)
+            backend_ms.append(ms)
         assert bp.stats("bench")["requests"] >= direct.requests
-    ratio = listener_ms / backend_ms
-    print(f"{target}: backend {direct.rate:.0f} req/s, {backend_ms:.3f} ms CPU each; listener {through_listener.rate:.0f} req/s, "
-          f"{listener_ms:.3f} ms CPU each; ratio {ratio:.1f}x")
-    assert direct.errors == 0 and through_listener.errors == 0
-    assert through_listener.requests > 100 and direct.requests > 100  # enough for the CPU clock's 10 ms ticks
+    ratio = statistics.median(listener_ms) / statistics.median(backend_ms)
+    print(f"{target}: backend {', '.join(f'{x:.3f}' for x in backend_ms)} ms CPU per request; listener "
+          f"{', '.join(f'{x:.3f}' for x in listener_ms)}; ratio of the medians {ratio:.1f}x")
     assert ratio >= 5
