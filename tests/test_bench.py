@@ -246,12 +246,13 @@ def test_lbsim_target_negotiates_logs_and_announces_close(tmp_path) -> None:
 
 
 
-@pytest.mark.parametrize("kind", ["lbsim", "nginx"])
+@pytest.mark.parametrize("kind", ["lbsim", "nginx", "lbsim under callgrind"])
 def test_a_server_whose_port_was_taken_before_it_bound_starts_on_another(tmp_path, kind) -> None:
     import socket
 
     from simulator.backends import BackendProcess
     from simulator.tools.bench import LbsimServer, NginxServer, ensure_tools, mint, running
+    from simulator.tools.instructions import CountedLab  # its own start timeout: the retry keeps it
 
     files = mint(tmp_path)
     taken = socket.socket()
@@ -260,6 +261,9 @@ def test_a_server_whose_port_was_taken_before_it_bound_starts_on_another(tmp_pat
     with taken, BackendProcess(["b"]) as backend:
         if kind == "lbsim":
             server = LbsimServer(tmp_path / kind, files["cert"], files["key"], backend.addresses["b"])
+        elif kind == "lbsim under callgrind":
+            assert ensure_tools(False, need=("valgrind",))["valgrind"], "make setup installs valgrind"
+            server = CountedLab(tmp_path / kind, files["cert"], files["key"], backend.addresses["b"])
         else:
             nginx = ensure_tools(False, need=("nginx",))["nginx"]
             assert nginx, "make setup installs nginx"

@@ -265,6 +265,7 @@ class Server:
 
     name = ""
     stop_signal = signal.SIGTERM
+    start_timeout = 60.0  # seconds to serve after its start (a server run under a tool may need longer)
 
     def __init__(self, workdir: Path, label: str | None = None):
         self.workdir = workdir
@@ -286,8 +287,8 @@ class Server:
         """Write the server's configuration file for `self.port` (servers that take the port on their command
         line have none)."""
 
-    def start(self, ca_file: str, timeout: float = 60, attempts: int = 3) -> None:
-        """Start the server and wait until it answers a request.
+    def start(self, ca_file: str, timeout: float | None = None, attempts: int = 3) -> None:
+        """Start the server and wait until it answers a request (within `timeout`, else `start_timeout`).
 
         Its port was free when picked, but this is a busy loopback: a load tool's client connection (its
         ephemeral port comes from the same range) or another bench can take it before the server binds it.
@@ -296,6 +297,7 @@ class Server:
         self.log = (self.workdir / "server.log").open("wb" if self.log is None else "ab")
         self.proc = subprocess.Popen(self.command(), stdout=self.log, stderr=subprocess.STDOUT, env=self.env(),
                                      cwd=self.cwd(), start_new_session=True)
+        timeout = self.start_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         error = ""
         while time.monotonic() < deadline:

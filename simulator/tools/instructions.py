@@ -46,14 +46,12 @@ class CountedLab(LbsimServer):
     """`lbsim up` of a checkout under callgrind, counting nothing until told (one process: `workers: 1`)."""
 
     requests = 0  # served in the last counted window
+    start_timeout = START_TIMEOUT
 
     def command(self) -> list[str]:
         return ["valgrind", "--tool=callgrind", "--instr-atstart=no",
                 f"--callgrind-out-file={self.workdir / 'callgrind.out'}",
                 sys.executable, "-O", "-m", "simulator.cli", "up", "-c", str(self.config), "--out", str(self.workdir)]
-
-    def start(self, ca_file: str, timeout: float = START_TIMEOUT) -> None:
-        super().start(ca_file, timeout)
 
     def count(self, send: Callable[[], int], name: str) -> Counter[str]:
         """Instructions by object while `send()` runs (it returns the requests served), kept as `name`.callgrind."""
