@@ -28,6 +28,8 @@ import trustme
 from mitmproxy.proxy.layers.tls import parse_client_hello
 from OpenSSL import SSL
 
+from helpers import handshake_in_memory
+
 from simulator.metering import MeteredConnection, meter, tcpinfo
 from simulator.metering.records import RecordStream
 
@@ -453,17 +455,7 @@ def test_plain_connection_from_same_context_is_not_metered() -> None:
     plain.set_accept_state()
     c = SSL.Connection(client_context())
     c.set_connect_state()
-    for _ in range(4):
-        for x in (c, plain):
-            try:
-                x.do_handshake()
-            except SSL.WantReadError:
-                pass
-        for a, b in ((c, plain), (plain, c)):
-            try:
-                b.bio_write(a.bio_read(65535))
-            except SSL.WantReadError:
-                pass
+    handshake_in_memory(c, plain, rounds=4)
     assert plain.get_protocol_version_name() == "TLSv1.3"
     assert metered.meter.to_dict()["records"]["client_to_lb"]["total"] == 0
     assert metered.meter.to_dict()["lb_to_client"]["wire"] == 0
