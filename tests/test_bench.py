@@ -22,7 +22,7 @@ import simulator
 
 from simulator.errors import LbsimError
 from simulator.tools.bench import (FIGURES, LEAN, PACED, TLS_ONLY, WORKER_PACE, BenchReport, Sample, _parse_h2load, _parse_wrk, baseline_labels,
-                                   check_baseline, format_report, https_get, pacing, rsa_sign_rate)
+                                   check_baseline, format_report, https_get, paced_rate, pacing, rsa_sign_rate)
 from simulator.cli import main
 from simulator.policies.probe import probe
 
@@ -132,6 +132,8 @@ def test_pacing_is_a_batch_every_50_ms_close_to_the_asked_rate() -> None:
     for pace in (1, 7, 33, 450, 999):
         batch, period_ms = pacing(pace)
         assert abs(1000 * batch / period_ms - pace) / pace < 0.12, pace
+        assert paced_rate(pace) == round(1000 * batch / period_ms)  # what the report states as the pace
+    assert paced_rate(222) == 220
 
 
 def _one_process(rate: float, lbsim_ms: float, others_ms: float, seconds: float = 10) -> Sample:

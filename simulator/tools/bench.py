@@ -231,6 +231,12 @@ def pacing(pace: float) -> tuple[int, int]:
     return batch, max(1, round(1000 * batch / pace))
 
 
+def paced_rate(pace: float) -> int:
+    """The connections/s h2load offers when asked for about `pace` (`pacing`'s whole batches and milliseconds)."""
+    batch, period_ms = pacing(pace)
+    return round(1000 * batch / period_ms)
+
+
 def _parse_wrk(code: int, out: str) -> LoadResult:
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
     total = re.search(r"(\d+) requests in", out)
@@ -875,11 +881,9 @@ def run_bench(
                         sample(server, figure, rnd)
             if workers > 1 and tool == "h2load" and "new_connections" in figures:
                 # Same offered load for one process and the workers: CPU per connection without starvation.
-                batch, period_ms = pacing((report.median("lbsim", "new_connections") or 2) / 2)
-                report.pace = round(1000 * batch / period_ms)
+                report.pace = paced_rate((report.median("lbsim", "new_connections") or 2) / 2)
+                report.worker_pace = paced_rate(report.pace / workers)
                 paced = [s for s in servers if s.label in ("lbsim", f"lbsim x{workers}")]
-                batch, period_ms = pacing(report.pace / workers)
-                report.worker_pace = round(1000 * batch / period_ms)
                 for rnd in range(1, rounds + 1):
                     for server in paced:
                         sample(server, PACED, rnd, report.pace)
