@@ -31,6 +31,7 @@ from simulator.policies.context import alert, client_cert_verdict, handshake_fai
 from simulator.dataplane.registry import ClientState, Registry
 
 logger = logging.getLogger(__name__)
+_QUIET_INFO = native.quiet_info_callback()  # cast once, set on every metered connection
 LINGER = 0.1  # seconds a failed handshake's connection stays open after its alert
 ERROR_SNIPPET = 32  # bytes of an unparseable ClientHello kept in the connection log's error (as hex)
 TCP_CLOSE = 7  # Linux TCP state: before we close, only a reset from the client puts the socket there
@@ -166,7 +167,7 @@ class MeteredListenerConnection(_RecordsHandshakeError, MeteredConnection):
 
     def __init__(self, context: SSL.Context, socket: Any = None) -> None:
         super().__init__(context, socket)
-        SSL._lib.SSL_set_info_callback(self._ssl, native.quiet_info_callback())  # type: ignore[attr-defined]
+        SSL._lib.SSL_set_info_callback(self._ssl, _QUIET_INFO)  # type: ignore[attr-defined]
 
     @property
     def lbsim_alert_sent(self) -> tuple[int, int, str] | None:
