@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import errno
 import json
 import logging
 import socket
@@ -648,12 +649,18 @@ def test_a_probes_record_is_its_own_listeners_when_another_connection_shares_its
     from simulator.harness.scenario import ScenarioLab
 
     scenario = ScenarioLab(lab)
-    result = scenario.probe("aliyun-one-way")
-    assert result.ok and result.local_port
     other = lab.port("tencent-one-way")
     with socket.socket() as s:  # same client port, another listener, opened and logged after the probe
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", result.local_port))
+        for attempt in range(5):
+            result = scenario.probe("aliyun-one-way")
+            assert result.ok and result.local_port
+            try:
+                s.bind(("127.0.0.1", result.local_port))
+                break
+            except OSError as e:  # another process's connection took the freed port meanwhile: probe again
+                if e.errno != errno.EADDRINUSE or attempt == 4:
+                    raise
         s.connect(("127.0.0.1", other))
         s.sendall(b"\x16\x03\x01\x00\x05hello")  # a broken hello: the listener logs it and closes
         s.settimeout(5)
