@@ -44,6 +44,7 @@ from simulator.net import LOOPBACK, free_port  # mitmproxy refuses two modes on 
 from simulator.dataplane.registry import Registry
 from simulator.dataplane.scheduling import Scheduler
 from simulator.runtime.fdlimit import FdLimit, raise_fd_limit
+from simulator.runtime import ids
 from simulator.runtime.gctune import tune_gc
 from simulator.runtime.options import LabOptions
 from simulator.runtime.servers import ListenerServers
@@ -141,6 +142,7 @@ class Lab:
         # Every client connection is a descriptor: 1,024 would refuse the 1,025th. Worker 0 speaks for the lab.
         self.fd_limit = raise_fd_limit(warn=self.seat is None)
         tune_gc()  # held connections make every full collection longer: keep short-lived ones out of it
+        ids.install()  # mitmproxy's connection and flow ids without a system call each
         if self.config.workers > 1 and self.seat is None:
             self.session_cache = SharedSessionCache.create()
         for spec in self.config.backends:
