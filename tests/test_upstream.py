@@ -228,3 +228,56 @@ async def test_a_slow_backend_times_out_and_its_connection_is_not_reused() -> No
         assert (await get(pool)).body == b"ok"  # not the slow one's late answer
         assert b.connections == 2
         pool.close()
+
+
+@async_test
+async def test_a_slow_answer_on_a_pooled_connection_times_out_and_that_connection_is_closed() -> None:
+    async def slow_second(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        if b"slow" in request:
+            await asyncio.sleep(0.5)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        return True
+
+    async with ScriptedBackend(slow_second) as b:
+        pool = UpstreamPool(LOOPBACK, b.port)
+        assert (await get(pool)).body == b"ok"
+        assert len(pool._idle) == 1  # the next request reuses it
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(TimeoutError):
+            await pool.request(b"GET", b"/", [(b"X", b"slow")], b"", 0.15)
+        assert 0.14 <= loop.time() - started < 0.45  # by its deadline, not by the backend's late answer
+        assert pool._idle == []  # closed, not pooled again
+        assert (await get(pool)).body == b"ok"  # a fresh connection, not the slow one's late answer
+        assert b.connections == 2
+        pool.close()
+
+
+@async_test
+async def test_a_connect_that_hangs_times_out_as_a_timeout_not_as_an_unreachable_backend() -> None:
+    import socket
+
+    # A listener with a full accept queue that never accepts: the kernel drops further SYNs, so a connect hangs.
+    server = socket.socket()
+    server.bind((LOOPBACK, 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex((LOOPBACK, port))
+            fillers.append(s)
+        await asyncio.sleep(0.05)
+        pool = UpstreamPool(LOOPBACK, port)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(TimeoutError) as caught:
+            await pool.request(b"GET", b"/", [], b"", 0.2)
+        assert not isinstance(caught.value, UpstreamError) and caught.value.errno is None  # asyncio's, not the kernel's
+        assert 0.19 <= loop.time() - started < 1.0
+    finally:
+        for s in fillers:
+            s.close()
+        server.close()
