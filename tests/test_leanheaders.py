@@ -62,6 +62,15 @@ def test_lean_headers_are_mitmproxys_headers_in_every_other_way() -> None:
     assert type(lean(Own(fields))) is Own
 
 
+@given(fields=FIELDS)
+def test_headers_made_of_trusted_fields_are_the_headers_mitmproxy_makes_of_them(fields: list[tuple[bytes, bytes]]) -> None:
+    theirs, ours = http.Headers(fields), LeanHeaders.of(tuple(fields))
+    assert type(ours) is LeanHeaders and ours.fields == theirs.fields
+    # The tripwire for mitmproxy's side: a Headers it makes keeps its fields and nothing else.
+    assert vars(ours) == vars(theirs) == {"fields": tuple(fields)}
+    assert ours == theirs and bytes(ours) == bytes(theirs) and ours.get_state() == theirs.get_state()
+
+
 @pytest.mark.parametrize("body", [b"", b"hello"])
 def test_the_listener_looks_its_requests_and_answers_up_in_lean_headers(lab: RunningLab, monkeypatch, body: bytes) -> None:
     looked_up: list[str] = []

@@ -59,6 +59,15 @@ class LeanHeaders(http.Headers):
         values = self.get_all(name)
         return ", ".join(values) if values else default
 
+    @classmethod
+    def of(cls, fields: tuple[tuple[bytes, bytes], ...]) -> LeanHeaders:
+        """Headers of `fields` taken as they are: a tuple of (name, value) tuples of bytes, which the caller
+        vouches for. `Headers(fields)` checks every name and value, copies each pair and applies keyword
+        headers (none here); the listener's answers are parsed as bytes already (about 2 µs an answer)."""
+        headers = cls.__new__(cls)
+        headers.fields = fields  # a Headers keeps nothing else (tests/test_leanheaders.py)
+        return headers
+
 
 def set_headers(headers: http.Headers, values: dict[str, str]) -> None:
     """`headers[name] = value` for each of `values`, in their order, with one pass over the fields.
