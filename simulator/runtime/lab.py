@@ -13,6 +13,7 @@ import logging
 import os
 import random
 import secrets
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -46,6 +47,7 @@ from simulator.dataplane.scheduling import Scheduler
 from simulator.runtime.fdlimit import FdLimit, raise_fd_limit
 from simulator.runtime import ids
 from simulator.runtime.gctune import tune_gc
+from simulator.runtime.optimize import drop_construction_checks
 from simulator.runtime.options import LabOptions
 from simulator.runtime.servers import ListenerServers
 from simulator.dataplane.resumption import SharedSessionCache, derive_ticket_keys
@@ -143,6 +145,8 @@ class Lab:
         self.fd_limit = raise_fd_limit(warn=self.seat is None)
         tune_gc()  # held connections make every full collection longer: keep short-lived ones out of it
         ids.install()  # mitmproxy's connection and flow ids without a system call each
+        if sys.flags.optimize:  # serving without debug checks: mitmproxy's hook construction checks go too
+            drop_construction_checks()
         if self.config.workers > 1 and self.seat is None:
             self.session_cache = SharedSessionCache.create()
         for spec in self.config.backends:
