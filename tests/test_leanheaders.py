@@ -62,6 +62,21 @@ def test_lean_headers_are_mitmproxys_headers_in_every_other_way() -> None:
     assert type(lean(Own(fields))) is Own
 
 
+def test_str_names_are_converted_once_and_the_memory_of_them_is_bounded(monkeypatch) -> None:
+    from simulator.dataplane import leanheaders
+
+    monkeypatch.setattr(leanheaders, "_KEYS", {})
+    monkeypatch.setattr(leanheaders, "MAX_KEYS", 3)
+    headers = LeanHeaders([(b"Content-Length", b"5"), (b"\xc3\xa9t\xc3\xa9", b"x")])
+    assert headers.get("content-length") == "5" and "CONTENT-LENGTH" in headers and headers.get("été") == "x"
+    assert leanheaders._KEYS == {"content-length": b"content-length", "CONTENT-LENGTH": b"content-length",
+                                 "été": "été".encode()}
+    for n in range(10):  # past the bound: still answered, no longer remembered
+        assert f"absent-{n}" not in headers and headers.get(f"absent-{n}") is None
+    assert len(leanheaders._KEYS) == 3
+    assert headers.get("Content-Length") == "5"
+
+
 @given(fields=FIELDS)
 def test_headers_made_of_trusted_fields_are_the_headers_mitmproxy_makes_of_them(fields: list[tuple[bytes, bytes]]) -> None:
     theirs, ours = http.Headers(fields), LeanHeaders.of(tuple(fields))

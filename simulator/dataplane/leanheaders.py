@@ -22,11 +22,30 @@ from mitmproxy import http
 from mitmproxy.http import _always_bytes
 
 
+# The lowercased bytes of each str name looked up, so that a lookup by str (the listener's own names:
+# "content-length", "expect", "x-forwarded-for", ...) does not encode and lowercase it every time: about 16
+# lookups a request. Bounded: past it, names are converted each time, as before.
+_KEYS: dict[str, bytes] = {}
+MAX_KEYS = 1024
+
+
+def _key(name: object) -> bytes:
+    """`name` as mitmproxy's Headers compares it: UTF-8 with surrogateescape, lowercased; a name that is
+    neither str nor bytes raises mitmproxy's TypeError."""
+    key = _always_bytes(name).lower()
+    if type(name) is str and len(_KEYS) < MAX_KEYS:
+        _KEYS[name] = key
+    return key
+
+
 class LeanHeaders(http.Headers):
     """mitmproxy's Headers; `get_all`, `set_all`, `[name]`, `in` and `get` lowercase each field inline."""
 
     def get_all(self, name: str | bytes) -> list[str]:
-        key = (name if type(name) is bytes else _always_bytes(name)).lower()
+        if type(name) is bytes:
+            key = name.lower()
+        elif (key := _KEYS.get(name) if type(name) is str else None) is None:  # type: ignore[assignment]
+            key = _key(name)
         return [v.decode("utf-8", "surrogateescape") for k, v in self.fields if k.lower() == key]
 
     def set_all(self, name: str | bytes, values: Iterable[str | bytes]) -> None:
@@ -49,7 +68,10 @@ class LeanHeaders(http.Headers):
         return ", ".join(values)
 
     def __contains__(self, name: object) -> bool:
-        key = (name if type(name) is bytes else _always_bytes(name)).lower()  # type: ignore[arg-type]
+        if type(name) is bytes:
+            key = name.lower()
+        elif (key := _KEYS.get(name) if type(name) is str else None) is None:  # type: ignore[assignment]
+            key = _key(name)
         for k, _ in self.fields:
             if k.lower() == key:
                 return True
