@@ -141,3 +141,20 @@ def test_the_strictest_profile_validates_a_shared_certificate(example: VendorPro
     assert vendors.strictest({"tencent-clb", "example-lb"}) == "example-lb"
     assert vendors.strictest({"tencent-clb", "aliyun-slb", "example-lb"}) == "aliyun-slb"
     assert vendors.strictest() == "aliyun-slb"  # a certificate no listener uses
+
+
+def test_the_mutual_tls_headers_of_a_profile_registered_later_are_stripped_from_clients_too() -> None:
+    from simulator.dataplane.addons.headers import owned_headers
+    from simulator.vendors import aws_alb
+
+    names = (("subject", "X-Client-Subject"),)
+    before = owned_headers(names)  # cached now: a registration must not leave this answer standing
+    assert b"x-other-mtls-clientcert" not in before and b"x-amzn-mtls-clientcert" in before
+    other = replace(aws_alb.PROFILE, name="other-alb",
+                    mtls=replace(aws_alb.MTLS, passthrough_header="X-Other-Mtls-Clientcert"))
+    vendors.register(other)
+    try:
+        assert b"x-other-mtls-clientcert" in owned_headers(names)
+    finally:
+        vendors.unregister(other.name)
+    assert owned_headers(names) == before

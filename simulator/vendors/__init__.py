@@ -66,12 +66,28 @@ def register(profile: VendorProfile) -> VendorProfile:
         raise LbsimError("ProfileExists", f"a profile called {profile.name!r} is already registered",
                          field="profile", hint="pick another name, or unregister the old one first")
     _PROFILES[profile.name] = profile
+    _changed()
     return profile
 
 
 def unregister(name: str) -> None:
     """Remove a registered profile (a built-in one too: the caller is expected to put it back)."""
     _PROFILES.pop(name, None)
+    _changed()
+
+
+_generation = 0  # how many times the registered profiles changed: what is derived from them is cached by it
+
+
+def _changed() -> None:
+    global _generation
+    _generation += 1
+
+
+def generation() -> int:
+    """A number that changes whenever a profile is registered or unregistered (a cache key for what is derived
+    from every registered profile)."""
+    return _generation
 
 
 def with_capability(flag: str) -> tuple[str, ...]:

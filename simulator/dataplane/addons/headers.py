@@ -37,12 +37,12 @@ def owned_headers(client_cert_names: tuple[tuple[str, str], ...] = CLIENT_CERT_H
     """The lowercase names a listener strips from clients: OWNED, the mutual-TLS headers, its client-certificate
     header names, and the default ones too (a backend written for those must not be fooled when a listener
     renames them)."""
-    return _owned(client_cert_names, mtls_header_names())
+    return _owned(client_cert_names, vendors.generation())  # once per request: no walk of the profiles
 
 
 @functools.lru_cache(maxsize=256)
-def _owned(client_cert_names: tuple[tuple[str, str], ...], mtls: tuple[str, ...]) -> frozenset[bytes]:
-    names = (*OWNED, *mtls, *(n for _, n in CLIENT_CERT_HEADERS), *(n for _, n in client_cert_names))
+def _owned(client_cert_names: tuple[tuple[str, str], ...], _generation: int) -> frozenset[bytes]:
+    names = (*OWNED, *mtls_header_names(), *(n for _, n in CLIENT_CERT_HEADERS), *(n for _, n in client_cert_names))
     return frozenset(n.lower().encode() for n in names)
 
 
