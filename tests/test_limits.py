@@ -3,8 +3,12 @@ mitmproxy's own error pages never leave it, a vendor's page goes instead, and an
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from mitmproxy import options
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from mitmproxy import http, options
 from mitmproxy.connection import ConnectionState
 from mitmproxy.net.http import http1
 from mitmproxy.proxy import commands
@@ -12,7 +16,7 @@ from mitmproxy.proxy.context import Context
 from mitmproxy.proxy.layers.http._events import ErrorCode, ResponseHeaders, ResponseProtocolError
 from mitmproxy.test import tflow, tutils
 
-from simulator.dataplane.addons.limits import LimitedHttp1Server
+from simulator.dataplane.addons.limits import _CONTROL, LimitedHttp1Server, request_problem
 
 
 def server(profile: str, errors: list[str]) -> LimitedHttp1Server:
@@ -55,3 +59,32 @@ def test_empty_lines_before_a_request_line_are_ignored_in_one_read() -> None:
     out = list(layer.handle_event(events.DataReceived(layer.conn, b"\r\n\n\r\nGET /x HTTP/1.1\r\nHost: a\r\n\r\n")))
     heads = [c.event for c in out if isinstance(c, ReceiveHttp) and isinstance(c.event, RequestHeaders)]
     assert [h.request.path for h in heads] == ["/x"] and errors == []
+
+
+NAME_OR_VALUE = st.binary(max_size=6).map(lambda b: bytes(c % 0x80 if c % 3 else c % 0x21 for c in b))  # often control
+
+
+def the_field_by_field_scan(request: Any) -> Any:
+    """request_problem's check of the header fields as it was written first: one search per name and value."""
+    for name, value in request.headers.fields:
+        if _CONTROL.search(value) or _CONTROL.search(name):
+            return 400, None, f"control character in header {name[:64]!r}"
+    return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(fields=st.lists(st.tuples(NAME_OR_VALUE, NAME_OR_VALUE), max_size=5))
+def test_a_control_character_in_a_header_is_refused_naming_the_first_such_header(fields: list[tuple[bytes, bytes]]) -> None:
+    request = tutils.treq(headers=http.Headers([(b"Host", b"example.com"), *fields]))
+    expected = the_field_by_field_scan(request)
+    assert request_problem(request, http2=False) == expected
+    if any(_CONTROL.search(part) for field in fields for part in field):
+        assert expected is not None and expected[0] == 400  # the property is not vacuous
+
+
+def test_a_tab_in_a_value_is_no_control_character_but_a_tab_joined_scan_sees_every_other() -> None:
+    ok = tutils.treq(headers=http.Headers([(b"Host", b"a"), (b"X-A", b"one\ttwo")]))
+    assert request_problem(ok, http2=False) is None
+    for bad in (b"a\x00b", b"a\x7f", b"a\nb", b"\x1f"):
+        refused = tutils.treq(headers=http.Headers([(b"Host", b"a"), (b"X-A", b"fine"), (b"X-B", bad)]))
+        assert request_problem(refused, http2=False) == (400, None, "control character in header b'X-B'")
