@@ -110,7 +110,7 @@ class Balancer:
             now = time.time()
             flow.response = http.Response(
                 b"HTTP/1.1", response.status, response.reason or status_codes.RESPONSES.get(response.status, "").encode(),
-                LeanHeaders.of(tuple(field for field in response.headers if field[0].lower() not in HOP_BY_HOP)),
+                LeanHeaders.of(tuple([field for field in response.headers if field[0].lower() not in HOP_BY_HOP])),
                 response.body, None, now, now,
             )
         finally:

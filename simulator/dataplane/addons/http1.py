@@ -43,7 +43,7 @@ from simulator.dataplane.smalldeque import SmallEventQueue
 
 _BLANK_LINE = re.compile(rb"\n\r?\n")  # the end of a head, as h11's buffer (mitmproxy's) finds it
 # Headers that make a request more than an exchange (mitmproxy answers 100-continue, upgrades, pipes).
-_NOT_ORDINARY = ("expect", "upgrade", "sec-websocket-version")
+_NOT_ORDINARY = frozenset({b"expect", b"upgrade", b"sec-websocket-version"})
 
 Exchange = Generator[commands.Command, Any, None]
 
@@ -133,7 +133,7 @@ class ListenerHttpLayer(SmallEventQueue, layer.Layer):
                 return
             end = blank.end() + (size or 0)
             if (size is None or size < 0 or end > len(self.buffer) or request.data.method == b"CONNECT"
-                    or any(name in request.headers for name in _NOT_ORDINARY)
+                    or not _NOT_ORDINARY.isdisjoint([name.lower() for name, _ in request.headers.fields])
                     or validate_request(self.mode, request, self.context.options.validate_inbound_headers)):
                 yield from self._hand_over()
                 return
