@@ -45,6 +45,26 @@ def test_every_lookup_and_set_answers_as_mitmproxys(fields: list[tuple[bytes, by
         assert b.fields == a.fields  # same order, same spelling kept for the names replaced in place
 
 
+@settings(max_examples=200, deadline=None)
+@given(fields=FIELDS, steps=st.lists(st.tuples(QUERIES, st.sampled_from(["set", "del", "insert", "look"]), VALUES),
+                                     max_size=6))
+def test_lookups_between_changes_answer_as_mitmproxys(fields: list[tuple[bytes, bytes]], steps: list[Any]) -> None:
+    """Changes and lookups in turn on the same headers: each lookup sees every change before it."""
+    theirs, ours = http.Headers(fields), LeanHeaders(fields)
+    for name, change, value in steps:
+        for h in (theirs, ours):
+            if change == "set":
+                outcome(lambda: h.__setitem__(name, value))
+            elif change == "del":
+                outcome(lambda: h.__delitem__(name))
+            elif change == "insert":
+                outcome(lambda: h.insert(0, name, value))
+        assert ours.fields == theirs.fields
+        for query in (name, b"host", "Connection", b"absent"):
+            assert outcome(lambda: ours.get_all(query)) == outcome(lambda: theirs.get_all(query))
+            assert outcome(lambda: query in ours) == outcome(lambda: query in theirs)
+
+
 def test_lean_headers_are_mitmproxys_headers_in_every_other_way() -> None:
     fields = [(b"Host", b"example.com"), (b"Accept", b"text/html"), (b"accept", b"application/xml")]
     theirs = http.Headers(fields)

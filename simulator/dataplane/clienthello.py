@@ -62,27 +62,30 @@ def offers(b: bytes) -> tuple[str | None, list[bytes]]:
     mitmproxy raises.
     """
     n = len(b)
-
-    def need(end: int) -> None:
-        if end > n:
-            raise ValueError("Invalid ClientHello")
-
-    need(35)  # version (2), random (32), the session id's length
+    # Each check is written out (`if ... > n: raise`), not a helper: about 30 a ClientHello.
+    if 35 > n:  # version (2), random (32), the session id's length
+        raise ValueError("Invalid ClientHello")
     pos = 35 + b[34]
-    need(pos + 2)
+    if pos + 2 > n:
+        raise ValueError("Invalid ClientHello")
     pos += 2 + 2 * ((b[pos] << 8 | b[pos + 1]) // 2)  # cipher suites
-    need(pos + 1)
+    if pos + 1 > n:
+        raise ValueError("Invalid ClientHello")
     pos += 1 + b[pos]  # compression methods
-    need(pos)
+    if pos > n:
+        raise ValueError("Invalid ClientHello")
     sni: str | None = None
     alpn: list[bytes] | None = None
     if pos < n:
         pos += 2  # the extensions' length
-        need(pos)
+        if pos > n:
+            raise ValueError("Invalid ClientHello")
         while pos < n:
-            need(pos + 4)
+            if pos + 4 > n:
+                raise ValueError("Invalid ClientHello")
             kind, end = b[pos] << 8 | b[pos + 1], pos + 4 + (b[pos + 2] << 8 | b[pos + 3])
-            need(end)
+            if end > n:
+                raise ValueError("Invalid ClientHello")
             if kind == 0:
                 names = _items(b, pos + 4, end, named=True)
                 if sni is None and len(names) == 1 and names[0][0] == 0 and check.is_valid_host(names[0][1]):
