@@ -47,7 +47,9 @@ def test_every_lookup_and_set_answers_as_mitmproxys(fields: list[tuple[bytes, by
 
 @settings(max_examples=200, deadline=None)
 @given(fields=FIELDS, steps=st.lists(st.tuples(QUERIES, st.sampled_from(["set", "del", "insert", "look"]), VALUES),
-                                     max_size=6))
+                                     max_size=6).filter(  # a name that is no str or bytes is only looked up:
+                                         # mitmproxy's insert takes it and leaves headers no lookup can read
+                                         lambda steps: all(isinstance(n, (str, bytes)) or c == "look" for n, c, _ in steps)))
 def test_lookups_between_changes_answer_as_mitmproxys(fields: list[tuple[bytes, bytes]], steps: list[Any]) -> None:
     """Changes and lookups in turn on the same headers: each lookup sees every change before it."""
     theirs, ours = http.Headers(fields), LeanHeaders(fields)
