@@ -213,15 +213,17 @@ async def test_a_backend_that_closes_mid_answer_or_refuses_is_an_upstream_error(
         await get(UpstreamPool(LOOPBACK, b.port))  # the server is gone: nothing listens there
 
 
+async def slow_when_asked(request: bytes, writer: asyncio.StreamWriter) -> bool:
+    """A backend's reply: `ok`, half a second late to a request with "slow" in it."""
+    if b"slow" in request:
+        await asyncio.sleep(0.5)
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    return True
+
+
 @async_test
 async def test_a_slow_backend_times_out_and_its_connection_is_not_reused() -> None:
-    async def slow(request: bytes, writer: asyncio.StreamWriter) -> bool:
-        if b"slow" in request:
-            await asyncio.sleep(0.5)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        return True
-
-    async with ScriptedBackend(slow) as b:
+    async with ScriptedBackend(slow_when_asked) as b:
         pool = UpstreamPool(LOOPBACK, b.port)
         with pytest.raises(TimeoutError):
             await pool.request(b"GET", b"/", [(b"X", b"slow")], b"", 0.1)
@@ -232,13 +234,7 @@ async def test_a_slow_backend_times_out_and_its_connection_is_not_reused() -> No
 
 @async_test
 async def test_a_slow_answer_on_a_pooled_connection_times_out_and_that_connection_is_closed() -> None:
-    async def slow_second(request: bytes, writer: asyncio.StreamWriter) -> bool:
-        if b"slow" in request:
-            await asyncio.sleep(0.5)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        return True
-
-    async with ScriptedBackend(slow_second) as b:
+    async with ScriptedBackend(slow_when_asked) as b:
         pool = UpstreamPool(LOOPBACK, b.port)
         assert (await get(pool)).body == b"ok"
         assert len(pool._idle) == 1  # the next request reuses it
