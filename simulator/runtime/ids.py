@@ -1,9 +1,10 @@
 """Ids for mitmproxy's connections and flows without a system call each.
 
 mitmproxy names every client, server and flow `str(uuid.uuid4())`: 16 bytes from `os.urandom` (a getrandom
-system call) made into a `UUID` and formatted, about 3.4 µs. A listener connection takes three (its client,
-the context's server, its flow) and each further request on it one: about 1 % of a resumed connection's CPU
-and 2 % of a keep-alive request's (docs/performance.md, "Round twelve").
+system call) made into a `UUID` and formatted, about 3 µs. A listener connection takes three (its client,
+the context's server, its flow) and each further request on it one: 0.9 % of a resumed connection's
+instructions and 1.2 % of a keep-alive request's, besides the system calls (docs/performance.md, "Round
+twelve").
 
 mitmproxy only needs them unique: they key its connections, flows and lbsim's registry. These are the same
 text, random version-4 UUIDs, drawn from a generator of this module's own, seeded from `os.urandom` at import

@@ -30,7 +30,7 @@ def session_reused(conn: SSL.Connection) -> bool:
     return bool(SSL._lib.SSL_session_reused(conn._ssl))  # type: ignore[attr-defined]
 
 
-_second: list[Any] = [None, ""]  # the last whole second `iso` formatted, and its text
+_second: tuple[float, str] = (-0.5, "")  # the last whole second `iso` formatted and its text, swapped as one
 
 
 def iso(ts: float) -> str:
@@ -47,10 +47,10 @@ def iso(ts: float) -> str:
     elif micros < 0:  # before 1970
         whole -= 1
         micros += 1_000_000
-    second = _second
+    global _second
+    second = _second  # one read: a lab in another thread may swap it meanwhile, never half of it
     if second[0] != whole:
-        second[1] = datetime.datetime.fromtimestamp(whole, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        second[0] = whole
+        second = _second = (whole, datetime.datetime.fromtimestamp(whole, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S"))
     return f"{second[1]}.{micros // 1000:03d}Z"
 
 
