@@ -45,7 +45,7 @@ from simulator.net import LOOPBACK, free_port  # mitmproxy refuses two modes on 
 from simulator.dataplane.registry import Registry
 from simulator.dataplane.scheduling import Scheduler
 from simulator.runtime.fdlimit import FdLimit, raise_fd_limit
-from simulator.runtime import ids
+from simulator.runtime import ids as connection_ids
 from simulator.runtime.gctune import tune_gc
 from simulator.runtime.optimize import drop_construction_checks
 from simulator.runtime.options import LabOptions
@@ -144,7 +144,7 @@ class Lab:
         # Every client connection is a descriptor: 1,024 would refuse the 1,025th. Worker 0 speaks for the lab.
         self.fd_limit = raise_fd_limit(warn=self.seat is None)
         tune_gc()  # held connections make every full collection longer: keep short-lived ones out of it
-        ids.install()  # mitmproxy's connection and flow ids without a system call each
+        connection_ids.install()  # mitmproxy's connection and flow ids without a system call each
         if sys.flags.optimize:  # serving without debug checks: mitmproxy's hook construction checks go too
             drop_construction_checks()
         if self.config.workers > 1 and self.seat is None:
@@ -468,7 +468,6 @@ class Lab:
                 raise LbsimError("InvalidConfig", f"server_certificates takes one RSA and one ECDSA (ECC) certificate; "
                                  f"got {got}", field=f"{path}.server_certificates",
                                  hint="server_certificates: [my-rsa-cert, my-ecc-cert]")
-        listener = self.registry.listeners.get(f"{spec.address}:{spec.port}")
         backends = []
         for server in spec.backend_servers:
             if server.backend not in self.addresses:
