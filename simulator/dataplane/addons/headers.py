@@ -15,22 +15,18 @@ from simulator import vendors
 from simulator.model.config import CLIENT_CERT_HEADERS
 from simulator.dataplane.leanheaders import set_headers
 from simulator.dataplane.registry import ClientState, Registry
-from simulator.vendors.profile import MutualTlsModes, VendorProfile
+from simulator.vendors.profile import MutualTlsModes
 
 # Headers a client must not be able to forge: the listener sets them itself (whether or not switched on).
 OWNED = ("x-forwarded-proto", "x-forwarded-port", "slb-ip", "slb-id")
 
 
-@functools.lru_cache(maxsize=16)
-def _mtls_headers(profiles: tuple[VendorProfile, ...]) -> tuple[str, ...]:
-    return tuple(sorted({h for p in profiles if p.mtls is not None
-                         for h in (p.mtls.passthrough_header, *(n for _, n in p.mtls.verify_headers))}))
-
-
 def mtls_header_names() -> tuple[str, ...]:
     """The mutual-TLS headers of every registered profile with mutual-TLS modes (`VendorProfile.mtls`): never
-    taken from a client, whatever the listener's profile."""
-    return _mtls_headers(tuple(map(vendors.get, vendors.names())))
+    taken from a client, whatever the listener's profile. (Walks the profiles: `owned_headers` caches it.)"""
+    profiles = map(vendors.get, vendors.names())
+    return tuple(sorted({h for p in profiles if p.mtls is not None
+                         for h in (p.mtls.passthrough_header, *(n for _, n in p.mtls.verify_headers))}))
 
 
 def owned_headers(client_cert_names: tuple[tuple[str, str], ...] = CLIENT_CERT_HEADERS) -> frozenset[bytes]:
