@@ -39,7 +39,7 @@ def test_quick_bench_measures_every_server_and_prints_ratios(tmp_path, capsys) -
 
     targets = report["targets"]
     assert targets == ["lbsim", "lbsim metering off", "lbsim TLS only", "baseline before", "lbsim x2", "mitmdump",
-                       "nginx"], \
+                       "nginx", "nginx x2"], \
         "nginx, h2load: the setup's (apt)"
     assert BASELINE_MARK in (out / "baseline-0" / "server.log").read_text()
     assert BASELINE_MARK not in (out / "lbsim" / "server.log").read_text()
@@ -49,6 +49,9 @@ def test_quick_bench_measures_every_server_and_prints_ratios(tmp_path, capsys) -
     for target in targets:
         for figure in FIGURES:
             samples = [s for s in report["samples"] if s["target"] == target and s["figure"] == figure]
+            if target == "nginx x2":  # measured at the pace only (below)
+                assert samples == [], samples
+                continue
             assert len(samples) == 1, (target, figure)
             sample = samples[0]
             assert sample["requests"] > 0 and sample["requests_per_s"] > 0, sample
@@ -77,19 +80,21 @@ def test_quick_bench_measures_every_server_and_prints_ratios(tmp_path, capsys) -
                  "full handshakes (1 request each)", "resumed handshakes (1 request each)"):
         assert line in printed
 
-    # The paced figure: one process and the workers under the same offered load, nothing else.
+    # The paced figure: one process and the workers under the same offered load, and nginx the same way.
     paced = {s["target"]: s for s in report["samples"] if s["figure"] == PACED}
-    assert set(paced) == {"lbsim", "lbsim x2"} and report["pace"] > 0
+    assert set(paced) == {"lbsim", "lbsim x2", "nginx", "nginx x2"} and report["pace"] > 0
     for sample in paced.values():
         assert sample["requests"] == max(pacing(report["pace"])[0], round(report["pace"] * report["duration_s"])), sample
         assert sample["errors"] == 0 and sample["non_2xx"] == 0 and sample["cpu_s"] > 0, sample
     assert ("lbsim x2", "lbsim", PACED) in ratios and f"(half of one process's rate), full handshakes: {report['pace']}/s" in printed
     # ... and the one process alone at each worker's share of that pace, which the workers' goal cites.
     alone = [s for s in report["samples"] if s["figure"] == WORKER_PACE]
-    assert [s["target"] for s in alone] == ["lbsim"] * report["rounds"] and 0 < report["worker_pace"] < report["pace"]
-    assert all(s["errors"] == 0 and s["cpu_s"] > 0 and s["resumed"] == 0 for s in alone), alone
+    assert [s["target"] for s in alone] == ["lbsim", "nginx"] * report["rounds"] and 0 < report["worker_pace"] < report["pace"]
+    assert all(s["errors"] == 0 and s["cpu_s"] > 0 and s["resumed"] in (0, None) for s in alone), alone
     workers_goal = next(g for g in report["goals"] if g["goal"].startswith("lbsim x2"))
     assert f"at each worker's share of the pace ({report['worker_pace']}/s)" in workers_goal["why"]
+    # ... beside what the same spread costs nginx (its master's children counted like lbsim's workers).
+    assert "nginx at the same pace spends" in workers_goal["why"] and ("nginx x2", "nginx", PACED) in ratios
     assert 0 < report["scaling_ceiling"] <= 2
     assert re.search(r"\| lbsim \| TLSv1\.3 \S+ \| [\d,]+ \(", printed), printed
     assert report["rsa_sign_per_s"] and "RSA-2048 signing limit" in printed
@@ -171,8 +176,9 @@ def test_goals_say_what_was_measured_and_what_lbsim_would_need() -> None:
     samples = [sample("lbsim", "new_connections", 400, 2.5), sample("nginx", "new_connections", 1000, 0.8),
                sample("lbsim", "keepalive", 1500, 0.5), sample("nginx", "keepalive", 20000, 0.05),
                sample("lbsim", PACED, 200, 2.0), sample("lbsim x2", PACED, 200, 2.5),
-               sample("lbsim", WORKER_PACE, 100, 2.3)]
-    report = BenchReport("t", 1, 10, 20, "", "h2load", {"cpus": 2}, ["lbsim", "lbsim x2", "nginx"], {}, samples,
+               sample("lbsim", WORKER_PACE, 100, 2.3), sample("nginx", PACED, 200, 0.8),
+               sample("nginx x2", PACED, 200, 0.92), sample("nginx", WORKER_PACE, 100, 0.9)]
+    report = BenchReport("t", 1, 10, 20, "", "h2load", {"cpus": 2}, ["lbsim", "lbsim x2", "nginx", "nginx x2"], {}, samples,
                          rsa_sign_per_s=4000, workers=2, pace=200, worker_pace=100)
     goals = {g["goal"].split(":")[0]: g for g in report.goals()}
     full = goals["lbsim / nginx, new TLS connections/s, full handshakes (1 request each)"]
@@ -186,6 +192,10 @@ def test_goals_say_what_was_measured_and_what_lbsim_would_need() -> None:
     assert (workers["measured"], workers["met"]) == (1.25, False)
     # What being less busy costs one process by itself, measured at each worker's share of the pace
     assert "at each worker's share of the pace (100/s) spends 2.300 ms, 1.150x its cost at 200/s" in workers["why"]
+    # ... and what the same spread costs nginx at that pace: the machine's share of the figure.
+    assert ("nginx at the same pace spends 0.800 ms per connection in one worker, 0.920 ms over 2 (1.150x), and 0.900 ms"
+            " in one worker at each worker's share (1.125x)") in workers["why"]
+    assert "nginx x2 / nginx = 1.000x (per CPU-second 0.87x)" in format_report(report)
     assert "new TLS connections at each worker's share of that pace, one process, full handshakes: 100/s" in format_report(report)
     assert "goal: lbsim x2 / lbsim, CPU per connection at an equal pace: at most 1.1x: 1.250x, not met" in format_report(report)
 

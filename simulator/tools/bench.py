@@ -19,6 +19,8 @@ and the backend share:
   of what one process reached), so their CPU per connection compares without either being starved;
 * **one process at each worker's share of that load**: what a process pays per connection for being as
   little busy as each worker is, by itself (the workers' goal cites it);
+* **nginx the same way**: one worker and N workers at that pace, and one worker at each worker's share of
+  it, so the report tells what this machine charges any server for being spread over N processes;
 * **the scaling ceiling**: the most N workers could reach here if each cost what one saturated process
   costs per connection and every core were busy (the load tool's and the backend's CPU per connection,
   measured in the same round, take their share of the cores).
@@ -84,6 +86,7 @@ LOG_SETTLE = 0.3  # seconds for lbsim's last connection records of a sample to r
 METERING_OFF = "lbsim metering off"  # with --metering-off: the same lbsim with `metering: off`
 TLS_ONLY = "lbsim TLS only"  # the same lbsim answering each request in place (simulator/tools/tlsonly.py)
 LEAN = "lbsim lean HTTP/1 (prototype)"  # with --lean-prototype: the same lbsim, a minimal HTTP/1.1 layer (leanhttp.py)
+NGINX = "nginx"  # one worker: the reference of the rate goals
 # The rate goals against nginx (issue 21), one process each: lbsim / nginx at least this, per figure.
 NGINX_GOALS = {"new_connections": 0.5, "resumed_connections": 0.3, "keepalive": 0.06}
 WORKER_CPU_GOAL = 1.1  # two workers at an equal pace: at most this times one process's CPU per connection
@@ -631,16 +634,31 @@ class BenchReport:
                     why += (f"; one process at each worker's share of the pace ({self.worker_pace}/s) spends {alone:.3f} ms,"
                             f" {alone / one:.3f}x its cost at {self.pace}/s: a less busy process sleeps and wakes more"
                             " often per connection, and each worker is less busy")
+                why += self._nginx_spread()
                 out.append({"goal": f"lbsim x{self.workers} / lbsim, CPU per connection at an equal pace: at most "
                                     f"{WORKER_CPU_GOAL}x", "measured": round(x2 / one, 3), "met": x2 / one <= WORKER_CPU_GOAL,
                             "why": why})
         return out
 
+    def _nginx_spread(self) -> str:
+        """What the same spread costs nginx at the same pace, measured beside lbsim's (empty if not measured)."""
+        spread, one = self.cpu_ms(f"{NGINX} x{self.workers}", PACED), self.cpu_ms(NGINX, PACED)
+        if not spread or not one:
+            return ""
+        said = (f"; nginx at the same pace spends {one:.3f} ms per connection in one worker, {spread:.3f} ms over"
+                f" {self.workers} ({spread / one:.3f}x)")
+        alone = self.cpu_ms(NGINX, WORKER_PACE)
+        if alone:
+            said += f", and {alone:.3f} ms in one worker at each worker's share ({alone / one:.3f}x)"
+        return said
+
     def ratios(self) -> list[dict[str, Any]]:
         pairs = []
         base = "lbsim"
         for other in self.targets:
-            if other != base:
+            if other == f"{NGINX} x{self.workers}" and self.workers > 1:
+                pairs.append((other, NGINX))  # measured at the pace only: the workers' reference
+            elif other != base:
                 pairs.append((base, other) if other in (METERING_OFF, TLS_ONLY, LEAN) or not other.startswith("lbsim")
                              else (other, base))
         out = []
@@ -850,8 +868,13 @@ def run_bench(
             servers.append(LbsimServer(work / f"lbsim-x{workers}", files["cert"], files["key"], address, workers,
                                        extra=loop))
         servers.append(MitmdumpServer(work / "mitmdump", files["combined"], address))
+        paced_only: list[Server] = []  # measured at the pace only (and warmed up like the rest)
         if include_nginx and tools.get("nginx"):
             servers.append(NginxServer(work / "nginx", tools["nginx"], files["cert"], files["key"], address, nginx_workers))
+            if workers > 1 and nginx_workers == "1" and tool == "h2load":  # what spreading costs a C server here
+                paced_only.append(NginxServer(work / f"nginx-x{workers}", tools["nginx"], files["cert"], files["key"],
+                                              address, str(workers)))
+                servers.append(paced_only[-1])
         elif include_nginx:
             report.notes.append("nginx not installed: no nginx figures (apt-get install -y nginx)")
         if load.shim is None:
@@ -878,16 +901,21 @@ def run_bench(
             for rnd in range(1, rounds + 1):
                 for figure in figures:
                     for server in servers:
-                        sample(server, figure, rnd)
+                        if server not in paced_only:
+                            sample(server, figure, rnd)
             if workers > 1 and tool == "h2load" and "new_connections" in figures:
                 # Same offered load for one process and the workers: CPU per connection without starvation.
                 report.pace = paced_rate((report.median("lbsim", "new_connections") or 2) / 2)
                 report.worker_pace = paced_rate(report.pace / workers)
-                paced = [s for s in servers if s.label in ("lbsim", f"lbsim x{workers}")]
+                # nginx the same way, when measured: one worker, N workers, one worker at each one's share.
+                paced = [s for s in servers if s.label in ("lbsim", f"lbsim x{workers}")
+                         or paced_only and s.label in (NGINX, paced_only[0].label)]
                 for rnd in range(1, rounds + 1):
                     for server in paced:
                         sample(server, PACED, rnd, report.pace)
-                    sample(paced[0], WORKER_PACE, rnd, report.worker_pace)  # "lbsim" (first): less busy still
+                    for server in paced:
+                        if server.label in ("lbsim", NGINX):  # less busy still
+                            sample(server, WORKER_PACE, rnd, report.worker_pace)
         if profile_dir is not None:
             profile(load, work, files, address, profile_dir, duration, say)
     report.rsa_sign_per_s = rsa_sign_rate(rsa_seconds)
