@@ -367,11 +367,13 @@ class LbsimServer(Server):
 
     def __init__(self, workdir: Path, cert: Path, key: Path, backend: str, workers: int = 1,
                  label: str | None = None, profile_to: Path | None = None, metering: bool = True,
-                 time_scale: float = 1.0, extra: dict[str, Any] | None = None, code: Path | None = None):
+                 time_scale: float = 1.0, extra: dict[str, Any] | None = None, code: Path | None = None,
+                 python: str | None = None):
         """`time_scale` 100 holds idle connections 25 minutes (`--concurrency`); `extra`: more lab file fields;
-        `code`: run the lbsim of another checkout (`--baseline`) instead of this one."""
+        `code`: run the lbsim of another checkout (`--baseline`) instead of this one; `python`: under another
+        interpreter (one with lbsim's dependencies installed) instead of this process's."""
         super().__init__(workdir, label or (f"lbsim x{workers}" if workers > 1 else "lbsim"))
-        self.workers, self.profile_to, self.code = workers, profile_to, code
+        self.workers, self.profile_to, self.code, self.python = workers, profile_to, code, python
         lab: dict[str, Any] = {
             "profile": PROFILE,
             # Any free port, bound at once: a port picked here could be taken (an h2load client's, say) in
@@ -422,7 +424,7 @@ class LbsimServer(Server):
         return str(self.code) if self.code is not None else None
 
     def command(self) -> list[str]:
-        up = [sys.executable, "-m", "simulator.cli", "up", "-c", str(self.config), "--out", str(self.workdir)]
+        up = [self.python or sys.executable, "-m", "simulator.cli", "up", "-c", str(self.config), "--out", str(self.workdir)]
         if self.profile_to is not None:
             up += ["--cpu-profile", str(self.profile_to)]  # written when the lab stops (SIGINT)
         return up
