@@ -101,6 +101,35 @@ def test_two_processes_serve_the_port_and_worker_0_keeps_one_log(lab: RunningLab
     assert traffic["listeners"][0]["connections"] == len(records)
 
 
+def test_worker_0_keeps_the_workers_records_and_a_worker_keeps_no_copies(lab: RunningLab) -> None:
+    """A worker's log is a pipe to worker 0, which keeps every record (ledger, recent ones); a worker's own
+    copies would only grow. Worker 0's log is switched to a worker's way for a few connections: it still
+    writes and counts each line, and keeps what comes from the pipe, but none of its own."""
+    log = lab.lab.connection_log
+    assert log is not None and log.keep  # worker 0; the workers' labs (with a seat) make theirs with keep=False
+    settle = lambda: lab.call(lab.lab.settle_log(5.0), timeout=10)  # noqa: E731 - every record in every log
+    settle()
+    path = lab.out_dir / "connections.jsonl"
+    lines, kept, recent, logged = len(path.read_text().splitlines()), len(lab.lab.ledger.records), \
+        len(lab.lab.registry.recent), log.logged
+    log.keep = False
+    try:
+        ports = set()
+        for _ in range(12):  # P(worker 0 gets none of 12) = 2**-12: the kernel spreads by a hash
+            result = probe("127.0.0.1", lab.port("shared"), cafile=ca_file(lab), http_request=REQUEST)
+            assert result.ok, result.error
+            ports.add(f"127.0.0.1:{result.local_port}")
+        settle()
+    finally:
+        log.keep = True
+    new = [json.loads(line) for line in path.read_text().splitlines()[lines:]]
+    assert {r["client"] for r in new} == ports, "every connection is in the log, whichever worker served it"
+    own, theirs = [r for r in new if "worker" not in r], [r for r in new if r.get("worker") == 1]
+    assert own and log.logged - logged == len(own)  # worker 0 wrote and counted its own lines
+    # ... and kept only what came down the pipe from worker 1.
+    assert len(lab.lab.ledger.records) - kept == len(theirs) == len(lab.lab.registry.recent) - recent
+
+
 @pytest.mark.parametrize("version", ["TLSv1.2", "TLSv1.3"])
 def test_a_ticket_issued_by_one_worker_resumes_on_the_other(lab: RunningLab, version: str) -> None:
     first = probe("127.0.0.1", lab.port("shared"), cafile=ca_file(lab), version=version, http_request=REQUEST)

@@ -98,6 +98,7 @@ class Lab:
         self.health = HealthChecker(config.time_scale) if seat is None else MirroredHealth()
         # The vendors' own log formats beside the JSON log: worker 0 writes them, the workers' lines too.
         self.vendor_logs = VendorLogs(self.connection_log_path.parent) if seat is None else None
+        self.connection_log: ConnectionLog | None = None  # the addon, once the lab has started
         self.backends: dict[str, MockBackend] = {}
         self.addresses: dict[str, tuple[str, int]] = {}
         # Trust stores (ALB mutual TLS verify), read from the config before anything starts.
@@ -178,6 +179,9 @@ class Lab:
         # Of mitmproxy's default addons only the proxy server: the other 30 (playback, map local, blocklist,
         # ...) are no part of a load balancer, and mitmproxy dispatched every event to each of them
         # (docs/performance.md). A connection's events go straight to their handlers (simulator.runtime.hooks).
+        # A worker's records go down a pipe to worker 0, which keeps them: the worker keeps no copies.
+        self.connection_log = ConnectionLog(self.registry, self.connection_log_path, self.ledger, self.vendor_logs,
+                                            keep=self.seat is None)
         self.master.addons.add(
             Proxyserver(),  # first: our addons find it in their `load`
             TlsTermination(self.registry, metering=self.config.metering),
@@ -186,7 +190,7 @@ class Lab:
             StickySessions(self.registry, self.config.time_scale),
             Balancer(self.registry, self.config.time_scale),
             IdleTimeouts(self.registry, self.config.time_scale),
-            ConnectionLog(self.registry, self.connection_log_path, self.ledger, self.vendor_logs),
+            self.connection_log,
         )
         # Addons declare their options in `load`, so these exist only now. Lazy: never connect upstream
         # before the client's handshake (we forward requests ourselves anyway).

@@ -88,7 +88,7 @@ async def _settle(lab: Lab, seq: int, timeout: float) -> None:
     """Reply once no client connection is open here, with how many records this worker has logged: a closed
     connection's record is in the (line-buffered) pipe before it leaves `registry.clients`."""
     await lab.settle_log(timeout)  # a worker's own lab has no workers: this waits for its clients alone
-    _emit({"ack": seq, "records": len(lab.ledger.records)})
+    _emit({"ack": seq, "records": lab.connection_log.logged if lab.connection_log else 0})
 
 
 async def _report_counters(lab: Lab) -> None:

@@ -185,14 +185,20 @@ class VendorLogs:
 class ConnectionLog:
     """Writes each finished connection to the log file and keeps recent ones for `GET /v1/connections`.
     `vendor_logs` also gets each connection in its vendor's format (None in a worker process, whose log is a
-    pipe to worker 0: worker 0 writes those lines)."""
+    pipe to worker 0: worker 0 writes those lines).
+
+    `keep`: False in a worker process. Worker 0 keeps every worker's records (its ledger, its recent ones)
+    as they come down the pipe; a worker's own copies would only grow (about 12 MB of recent records and
+    45 bytes per connection ever served, per worker) and cost each connection the ledger's work."""
 
     def __init__(self, registry: Registry, path: Path | None = None, ledger: Any = None,
-                 vendor_logs: VendorLogs | None = None):
+                 vendor_logs: VendorLogs | None = None, keep: bool = True):
         self.registry = registry
         self.path = path
         self.ledger = ledger
         self.vendor_logs = vendor_logs
+        self.keep = keep
+        self.logged = 0  # lines written to the log (a worker tells worker 0 how many to wait for)
         self._file: IO[str] | None = None
         self._readers: dict[str, Any] = {}  # client id -> its asyncio reader, which keeps a reset's error
         self.sweeper = ClosedSweeper()  # closed connections' cycles are freed in step with the open ones
@@ -245,8 +251,11 @@ class ConnectionLog:
         line = _encode_line(record)  # encoded once: the log's line is also how the lab keeps the record
         if self._file:
             self._file.write(line + "\n")
+            self.logged += 1
             if self.vendor_logs is not None:  # a profile with a connection-log format of its own gets it beside
                 self.vendor_logs.write(record, state.version.spec.lb_id, client.sockname[0])
+        if not self.keep:
+            return
         if self.ledger is not None:
             self.ledger.add(record, record.get("billed"), line)  # billed once per connection, not twice
         # Last: a record the API (or another thread of the process) can see is in every log file already.
