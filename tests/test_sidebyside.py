@@ -55,6 +55,6 @@ def test_an_interpreter_that_cannot_run_lbsim_is_refused_naming_the_option(tmp_p
     broken.chmod(0o755)
     for python, why in ((tmp_path / "absent", "is not an executable file"), (broken, "cannot import lbsim and mitmproxy")):
         with pytest.raises(LbsimError) as e:
-            sidebyside.check_python(str(python))
+            sidebyside.check_python(str(python), Path(__file__).parents[1])
         assert e.value.field == "python" and why in str(e.value) and "venv" in (e.value.hint or ""), e.value
     assert sidebyside.main([str(Path(__file__).parents[1]), "--python", str(broken)]) == 1

@@ -47,17 +47,19 @@ def cpu_per_request(labs: list[LbsimServer], h2load: str, seconds: float, connec
     return out
 
 
-def check_python(python: str) -> tuple[str, str]:
-    """An interpreter to run the baseline's lab, and its version; or a clear error naming `--python`."""
+def check_python(python: str, code: Path) -> tuple[str, str]:
+    """An interpreter that can run the lab of checkout `code`, and its version; or a clear error naming
+    `--python`. It needs lbsim's dependencies; lbsim itself comes from `code`, as the lab will take it."""
     hint = "a venv's python with lbsim's dependencies, e.g. python3.13 -m venv /tmp/v; /tmp/v/bin/pip install -e ."
     if not (os.path.isfile(python) and os.access(python, os.X_OK)):
         raise LbsimError("InvalidPython", f"{python} is not an executable file", field="python", hint=hint)
-    done = subprocess.run([python, "-c", "import platform, simulator, mitmproxy; print(platform.python_version())"],
-                          capture_output=True, text=True, timeout=60)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(code), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([python, "-c", "import platform, simulator.cli, mitmproxy; print(platform.python_version())"],
+                          capture_output=True, text=True, timeout=60, env=env, cwd=str(code))
     if done.returncode != 0:
         raise LbsimError("InvalidPython", f"{python} cannot import lbsim and mitmproxy: "
                          f"{(done.stderr.strip().splitlines() or ['?'])[-1]}", field="python", hint=hint)
-    return python, done.stdout.strip()
+    return python, done.stdout.strip().splitlines()[-1]  # last: the checkout may print on import
 
 
 def run(baseline: Path, repetitions: int = 6, seconds: float = 8.0, out_dir: Path | None = None,
@@ -71,7 +73,7 @@ def run(baseline: Path, repetitions: int = 6, seconds: float = 8.0, out_dir: Pat
     0.967x that way (docs/performance.md, "Round seven"): differences under about 5 % are not resolved.
     `python`: the baseline's lab runs under this interpreter (`check_python`), this checkout's under this one.
     """
-    version = check_python(python)[1] if python is not None else None  # first: a bad one starts nothing
+    version = check_python(python, baseline)[1] if python is not None else None  # first: a bad one starts nothing
     h2load = required(ensure_tools(True, say, ("h2load",)), "h2load")
     work = work_dir(out_dir, "lbsim-sidebyside-")
     files = mint(work)
