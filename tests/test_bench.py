@@ -168,6 +168,16 @@ def test_scaling_ceiling_shares_the_cores_with_the_load_tool() -> None:
     assert report(2, 1, _one_process(500, 2.0, 0.5)).scaling_ceiling() is None
 
 
+def test_an_nginx_with_as_many_workers_as_lbsim_is_compared_with_lbsim_when_it_is_the_only_nginx() -> None:
+    # `--workers 2 --nginx-workers 2`: the one nginx is "nginx x2", measured in every figure like the rest.
+    samples = [Sample(t, "keepalive", 1, rate, rate * 10, 0, 0, cpu_s=10, duration_s=10)
+               for t, rate in (("lbsim", 3000), ("lbsim x2", 4000), ("nginx x2", 30000))]
+    report = BenchReport("t", 1, 10, 20, "", "h2load", {"cpus": 2}, ["lbsim", "lbsim x2", "nginx x2"], {}, samples,
+                         workers=2)
+    pairs = {(r["of"], r["to"]): r["ratio"] for r in report.ratios()}
+    assert pairs == {("lbsim x2", "lbsim"): pytest.approx(1.333, abs=0.001), ("lbsim", "nginx x2"): 0.1}
+
+
 def test_goals_say_what_was_measured_and_what_lbsim_would_need() -> None:
     def sample(target: str, figure: str, rate: float, ms: float) -> Sample:
         n = round(rate * 10)

@@ -658,7 +658,7 @@ class BenchReport:
         pairs = []
         base = "lbsim"
         for other in self.targets:
-            if other == f"{NGINX} x{self.workers}" and self.workers > 1:
+            if other == f"{NGINX} x{self.workers}" and NGINX in self.targets:
                 pairs.append((other, NGINX))  # measured at the pace only: the workers' reference
             elif other != base:
                 pairs.append((base, other) if other in (METERING_OFF, TLS_ONLY, LEAN) or not other.startswith("lbsim")
