@@ -86,6 +86,8 @@ def test_quick_bench_measures_every_server_and_prints_ratios(tmp_path, capsys) -
     for sample in paced.values():
         assert sample["requests"] == max(pacing(report["pace"])[0], round(report["pace"] * report["duration_s"])), sample
         assert sample["errors"] == 0 and sample["non_2xx"] == 0 and sample["cpu_s"] > 0, sample
+        # Paced batches leave every server idle between them: its processes sleep, and the report counts it.
+        assert sample["sleeps"] > 0 and sample["preempted"] >= 0, sample
     assert ("lbsim x2", "lbsim", PACED) in ratios and f"(half of one process's rate), full handshakes: {report['pace']}/s" in printed
     # ... and the one process alone at each worker's share of that pace, which the workers' goal cites.
     alone = [s for s in report["samples"] if s["figure"] == WORKER_PACE]
@@ -95,6 +97,7 @@ def test_quick_bench_measures_every_server_and_prints_ratios(tmp_path, capsys) -
     assert f"at each worker's share of the pace ({report['worker_pace']}/s)" in workers_goal["why"]
     # ... beside what the same spread costs nginx (its master's children counted like lbsim's workers).
     assert "nginx at the same pace spends" in workers_goal["why"] and ("nginx x2", "nginx", PACED) in ratios
+    assert "one process slept" in workers_goal["why"] and "nginx's one worker slept" in workers_goal["why"]
     assert 0 < report["scaling_ceiling"] <= 2
     assert re.search(r"\| lbsim \| TLSv1\.3 \S+ \| [\d,]+ \(", printed), printed
     assert report["rsa_sign_per_s"] and "RSA-2048 signing limit" in printed
@@ -179,15 +182,16 @@ def test_an_nginx_with_as_many_workers_as_lbsim_is_compared_with_lbsim_when_it_i
 
 
 def test_goals_say_what_was_measured_and_what_lbsim_would_need() -> None:
-    def sample(target: str, figure: str, rate: float, ms: float) -> Sample:
+    def sample(target: str, figure: str, rate: float, ms: float, sleeps: float = 0, preempted: float = 0) -> Sample:
         n = round(rate * 10)
-        return Sample(target, figure, 1, rate, n, 0, 0, cpu_s=n * ms / 1000, duration_s=10)
+        return Sample(target, figure, 1, rate, n, 0, 0, cpu_s=n * ms / 1000, duration_s=10, sleeps=round(n * sleeps),
+                      preempted=round(n * preempted))
 
     samples = [sample("lbsim", "new_connections", 400, 2.5), sample("nginx", "new_connections", 1000, 0.8),
                sample("lbsim", "keepalive", 1500, 0.5), sample("nginx", "keepalive", 20000, 0.05),
-               sample("lbsim", PACED, 200, 2.0), sample("lbsim x2", PACED, 200, 2.5),
-               sample("lbsim", WORKER_PACE, 100, 2.3), sample("nginx", PACED, 200, 0.8),
-               sample("nginx x2", PACED, 200, 0.92), sample("nginx", WORKER_PACE, 100, 0.9)]
+               sample("lbsim", PACED, 200, 2.0, 0.1, 0.5), sample("lbsim x2", PACED, 200, 2.5, 0.5, 1.25),
+               sample("lbsim", WORKER_PACE, 100, 2.3), sample("nginx", PACED, 200, 0.8, 1.5),
+               sample("nginx x2", PACED, 200, 0.92, 1.8, 0.05), sample("nginx", WORKER_PACE, 100, 0.9)]
     report = BenchReport("t", 1, 10, 20, "", "h2load", {"cpus": 2}, ["lbsim", "lbsim x2", "nginx", "nginx x2"], {}, samples,
                          rsa_sign_per_s=4000, workers=2, pace=200, worker_pace=100)
     goals = {g["goal"].split(":")[0]: g for g in report.goals()}
@@ -205,15 +209,22 @@ def test_goals_say_what_was_measured_and_what_lbsim_would_need() -> None:
     # ... and what the same spread costs nginx at that pace: the machine's share of the figure.
     assert ("nginx at the same pace spends 0.800 ms per connection in one worker, 0.920 ms over 2 (1.150x), and 0.900 ms"
             " in one worker at each worker's share (1.125x)") in workers["why"]
+    # ... and how often each slept and was preempted per connection at that pace: cache refills no count sees.
+    assert ("one process slept 0.10 times and was preempted 0.50 times, the workers 0.50 and 1.25 times"
+            in workers["why"])
+    assert "nginx's one worker slept 1.50 times and was preempted 0.00 times, its workers 1.80 and 0.05 times" in workers["why"]
+    assert "| lbsim x2 | ? ? | 200 (200) | 400 | 0.50 | 0.00 | - | 0.50 / 1.25 |" in format_report(report)
+    assert "| lbsim | ? ? | 400 (400) | 400 | 1.00 | 0.00 | - | - |" in format_report(report)  # not counted
     assert "nginx x2 / nginx = 1.000x (per CPU-second 0.87x)" in format_report(report)
     assert "new TLS connections at each worker's share of that pace, one process, full handshakes: 100/s" in format_report(report)
     assert "goal: lbsim x2 / lbsim, CPU per connection at an equal pace: at most 1.1x: 1.250x, not met" in format_report(report)
 
 
 def test_goals_cite_what_the_tls_path_alone_reaches() -> None:
-    def sample(target: str, figure: str, rate: float, ms: float) -> Sample:
+    def sample(target: str, figure: str, rate: float, ms: float, sleeps: float = 0, preempted: float = 0) -> Sample:
         n = round(rate * 10)
-        return Sample(target, figure, 1, rate, n, 0, 0, cpu_s=n * ms / 1000, duration_s=10)
+        return Sample(target, figure, 1, rate, n, 0, 0, cpu_s=n * ms / 1000, duration_s=10, sleeps=round(n * sleeps),
+                      preempted=round(n * preempted))
 
     samples = [sample("lbsim", "new_connections", 400, 2.5), sample(TLS_ONLY, "new_connections", 600, 1.6),
                sample("nginx", "new_connections", 1000, 0.8), sample("lbsim", "keepalive", 1500, 0.5),

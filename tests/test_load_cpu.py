@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from simulator.load.cpu import CpuSampler, cpu_seconds
+from simulator.load.cpu import CpuSampler, context_switches, cpu_seconds
 
 # An idle parent whose child spins: the shape of a lab whose workers do the serving.
 PARENT = "import subprocess, sys; subprocess.run([sys.executable, '-c', 'while True: pass'])"
@@ -36,3 +36,30 @@ def test_the_cpu_of_a_process_includes_its_childrens() -> None:
 
 def test_a_process_that_is_gone_counts_nothing() -> None:
     assert cpu_seconds(2**22 + 12345) == 0.0  # above the largest pid Linux allows: no such process
+
+
+
+# Three children: one naps in short sleeps; two spin on the same core and take it from each other.
+NAPPING_AND_CROWDED = """\
+import subprocess, sys
+nap = "import time\\nwhile True: time.sleep(0.002)"
+spin = "import os; os.sched_setaffinity(0, {0})\\nwhile True: pass"
+procs = [subprocess.Popen([sys.executable, '-c', code]) for code in (nap, spin, spin)]
+procs[0].wait()
+"""
+
+
+def test_context_switches_count_a_process_trees_sleeps_and_preemptions() -> None:
+    parent = subprocess.Popen([sys.executable, "-c", NAPPING_AND_CROWDED])
+    try:
+        time.sleep(0.5)  # the children are running
+        before = context_switches(parent.pid)
+        time.sleep(0.5)
+        slept, preempted = (after - b for after, b in zip(context_switches(parent.pid), before))
+        assert slept > 50, slept  # the napper's sleeps (up to 250 in 0.5 s); the spinners never wait
+        assert preempted > 5, preempted  # the two spinners on one core, every few milliseconds
+    finally:
+        subprocess.run(["pkill", "-KILL", "-P", str(parent.pid)], check=False)
+        parent.kill()
+        parent.wait()
+    assert context_switches(2**22 + 12345) == (0, 0)  # no such process

@@ -9,24 +9,37 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process and all its live descendants; 0.0 when it is gone."""
+    return sum(t.user + t.system for t in _of_tree(pid, "cpu_times"))
+
+
+def context_switches(pid: int) -> tuple[int, int]:
+    """How often a process and its live descendants slept (voluntary switches: waiting for input) and were
+    preempted (involuntary: another process took the core); (0, 0) when it is gone. Each costs the process
+    a refill of its caches when it runs again, which an instruction count does not see."""
+    counts = list(_of_tree(pid, "num_ctx_switches"))
+    return sum(c.voluntary for c in counts), sum(c.involuntary for c in counts)
+
+
+def _of_tree(pid: int, what: str) -> Iterator[Any]:
+    """psutil's `what` (a method of Process) of a process and each of its live descendants."""
     try:
         import psutil
     except ImportError:  # pragma: no cover - psutil comes with locust
-        return 0.0
-    total = 0.0
+        return
     try:
         root = psutil.Process(pid)
-        for proc in [root, *root.children(recursive=True)]:
-            with contextlib.suppress(psutil.Error):
-                t = proc.cpu_times()
-                total += t.user + t.system
+        procs = [root, *root.children(recursive=True)]
     except psutil.Error:
-        pass
-    return total
+        return
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            yield getattr(proc, what)()
 
 
 class CpuSampler:

@@ -65,7 +65,7 @@ import yaml
 from simulator.backends import BackendProcess
 from simulator.certs import LabPKI
 from simulator.errors import LbsimError
-from simulator.load.cpu import cpu_seconds
+from simulator.load.cpu import context_switches, cpu_seconds
 from simulator.model.config import DEFAULT_EVENT_LOOP, EVENT_LOOPS
 from simulator.net import LOOPBACK, free_port
 from simulator.policies import resolve_policy
@@ -358,6 +358,10 @@ class Server:
     def cpu(self) -> float:
         return cpu_seconds(self.proc.pid) if self.proc else 0.0
 
+    def switches(self) -> tuple[int, int]:
+        """(sleeps, preemptions) of its processes so far (`context_switches`)."""
+        return context_switches(self.proc.pid) if self.proc else (0, 0)
+
 
 class LbsimServer(Server):
     """`lbsim up` with one HTTPS listener (the connection log on; metering on, as by default, unless told)."""
@@ -535,6 +539,8 @@ class Sample:
     backend_cpu_s: float = 0.0  # the mock backend's
     handshakes: int | None = None  # lbsim only, from its connection log: handshakes during the sample
     resumed: int | None = None  # ... of which resumed a session
+    sleeps: int = 0  # the server's processes' voluntary context switches during the sample (waits for input)
+    preempted: int = 0  # ... and involuntary ones (another process took the core)
 
     @property
     def per_cpu_s(self) -> float:
@@ -636,6 +642,7 @@ class BenchReport:
                     why += (f"; one process at each worker's share of the pace ({self.worker_pace}/s) spends {alone:.3f} ms,"
                             f" {alone / one:.3f}x its cost at {self.pace}/s: a less busy process sleeps and wakes more"
                             " often per connection, and each worker is less busy")
+                why += self._switches("lbsim", f"lbsim x{self.workers}", "one process", "the workers")
                 why += self._nginx_spread()
                 out.append({"goal": f"lbsim x{self.workers} / lbsim, CPU per connection at an equal pace: at most "
                                     f"{WORKER_CPU_GOAL}x", "measured": round(x2 / one, 3), "met": x2 / one <= WORKER_CPU_GOAL,
@@ -652,7 +659,24 @@ class BenchReport:
         alone = self.cpu_ms(NGINX, WORKER_PACE)
         if alone:
             said += f", and {alone:.3f} ms in one worker at each worker's share ({alone / one:.3f}x)"
-        return said
+        return said + self._switches(NGINX, f"{NGINX} x{self.workers}", "nginx's one worker", "its workers")
+
+    def switches(self, target: str, figure: str) -> tuple[float, float] | None:
+        """How often the server's processes slept and were preempted per request (medians of the rounds)."""
+        samples = [s for s in self.samples if s.target == target and s.figure == figure and s.requests]
+        if not samples or not any(s.sleeps or s.preempted for s in samples):
+            return None  # not measured (a report from before these counts, or no process to read)
+        return (statistics.median(s.sleeps / s.requests for s in samples),
+                statistics.median(s.preempted / s.requests for s in samples))
+
+    def _switches(self, one: str, spread: str, one_name: str, spread_name: str) -> str:
+        """The paced figure's context switches per connection, one process against the spread ones: each
+        sleep and each preemption costs a process a refill of its caches, which no instruction count sees."""
+        a, b = self.switches(one, PACED), self.switches(spread, PACED)
+        if a is None or b is None:
+            return ""
+        return (f"; per connection at that pace {one_name} slept {a[0]:.2f} times and was preempted {a[1]:.2f} times,"
+                f" {spread_name} {b[0]:.2f} and {b[1]:.2f} times")
 
     def ratios(self) -> list[dict[str, Any]]:
         pairs = []
@@ -691,8 +715,8 @@ def format_report(report: BenchReport) -> str:
         pace = {PACED: report.pace, WORKER_PACE: report.worker_pace}.get(figure)
         lines += [f"{FIGURE_TITLES[figure]}:" + (f" {pace}/s" if pace else ""), "",
                   f"| server | negotiated | median (all rounds) | per server CPU-second | server cores | {report.tool} cores "
-                  "| handshakes resumed (lbsim's log) |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
+                  "| handshakes resumed (lbsim's log) | server sleeps / preemptions per request |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for target in report.targets:
             n = report.negotiated.get(target, {})
             samples = [s for s in report.samples if s.target == target and s.figure == figure]
@@ -706,7 +730,8 @@ def format_report(report: BenchReport) -> str:
                        if logged else "-")
             lines.append(f"| {target} | {n.get('protocol', '?')} {n.get('cipher', '?')} | "
                          f"{report.median(target, figure):,.0f} ({rates}) | "
-                         f"{report.median(target, figure, 'per_cpu_s'):,.0f} | {cores:.2f} | {client:.2f} | {resumed} |")
+                         f"{report.median(target, figure, 'per_cpu_s'):,.0f} | {cores:.2f} | {client:.2f} | {resumed} | "
+                         + ("{:.2f} / {:.2f} |".format(*switches) if (switches := report.switches(target, figure)) else "- |"))
         lines.append("")
     for r in report.ratios():
         extra = f" (per CPU-second {r['per_cpu_ratio']:.2f}x)" if r.get("per_cpu_ratio") else ""
@@ -1009,12 +1034,15 @@ def measure(load: Load, server: Server, figure: str, rnd: int, duration: float, 
             pace: float | None = None) -> Sample:
     logged = server.log_size() if figure != "keepalive" else None  # lbsim's log tells how they shook hands
     cpu0, backend0, client0 = server.cpu(), cpu_seconds(backend_pid) if backend_pid else 0.0, _children_cpu()
+    switches0 = server.switches()
     t0 = time.monotonic()
     result = load.run(server, figure, duration, pace)
     cpu, elapsed = server.cpu() - cpu0, time.monotonic() - t0
+    sleeps, preempted = (after - before for after, before in zip(server.switches(), switches0))
     backend = cpu_seconds(backend_pid) - backend0 if backend_pid else 0.0
     sample = Sample(server.label, figure, rnd, result.requests_per_s, result.requests, result.errors, result.non_2xx,
-                    round(cpu, 3), round(elapsed, 3), round(_children_cpu() - client0, 3), round(backend, 3))
+                    round(cpu, 3), round(elapsed, 3), round(_children_cpu() - client0, 3), round(backend, 3),
+                    sleeps=sleeps, preempted=preempted)
     if logged is not None:
         time.sleep(LOG_SETTLE)  # the last connections' records (the workers' come through a pipe)
         sample.handshakes, sample.resumed = server.handshakes_since(logged)
