@@ -7,6 +7,7 @@ A lab with `workers: N` is a process and its N-1 worker children; nginx is a mas
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -19,15 +20,24 @@ def cpu_seconds(pid: int) -> float:
 
 
 def context_switches(pid: int) -> tuple[int, int]:
-    """How often a process and its live descendants slept (voluntary switches: waiting for input) and were
-    preempted (involuntary: another process took the core); (0, 0) when it is gone. Each costs the process
-    a refill of its caches when it runs again, which an instruction count does not see."""
-    counts = list(_of_tree(pid, "num_ctx_switches"))
-    return sum(c.voluntary for c in counts), sum(c.involuntary for c in counts)
+    """How often the threads of a process and its live descendants slept (voluntary switches: waiting for
+    input) and were preempted (involuntary: another process took the core); (0, 0) when it is gone. Each
+    costs the thread a refill of its caches when it runs again, which an instruction count does not see."""
+    slept = preempted = 0
+    for proc_pid in _of_tree(pid, "pid"):  # psutil's num_ctx_switches counts the main thread only
+        with contextlib.suppress(OSError):
+            for task in os.scandir(f"/proc/{proc_pid}/task"):
+                with contextlib.suppress(OSError), open(f"{task.path}/status", "rb") as status:
+                    for line in status:
+                        if line.startswith(b"voluntary_ctxt_switches:"):
+                            slept += int(line.split()[1])
+                        elif line.startswith(b"nonvoluntary_ctxt_switches:"):
+                            preempted += int(line.split()[1])
+    return slept, preempted
 
 
 def _of_tree(pid: int, what: str) -> Iterator[Any]:
-    """psutil's `what` (a method of Process) of a process and each of its live descendants."""
+    """psutil's `what` (a method or attribute of Process) of a process and each of its live descendants."""
     try:
         import psutil
     except ImportError:  # pragma: no cover - psutil comes with locust
@@ -39,7 +49,8 @@ def _of_tree(pid: int, what: str) -> Iterator[Any]:
         return
     for proc in procs:
         with contextlib.suppress(psutil.Error):
-            yield getattr(proc, what)()
+            value = getattr(proc, what)
+            yield value() if callable(value) else value
 
 
 class CpuSampler:
