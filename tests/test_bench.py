@@ -181,12 +181,14 @@ def test_an_nginx_with_as_many_workers_as_lbsim_is_compared_with_lbsim_when_it_i
     assert pairs == {("lbsim x2", "lbsim"): pytest.approx(1.333, abs=0.001), ("lbsim", "nginx x2"): 0.1}
 
 
-def test_goals_say_what_was_measured_and_what_lbsim_would_need() -> None:
-    def sample(target: str, figure: str, rate: float, ms: float, sleeps: float = 0, preempted: float = 0) -> Sample:
-        n = round(rate * 10)
-        return Sample(target, figure, 1, rate, n, 0, 0, cpu_s=n * ms / 1000, duration_s=10, sleeps=round(n * sleeps),
-                      preempted=round(n * preempted))
+def sample(target: str, figure: str, rate: float, ms: float, sleeps: float = 0, preempted: float = 0) -> Sample:
+    """Ten seconds at `rate` requests/s, `ms` of server CPU, `sleeps` and `preempted` context switches per request."""
+    n = round(rate * 10)
+    return Sample(target, figure, 1, rate, n, 0, 0, cpu_s=n * ms / 1000, duration_s=10, sleeps=round(n * sleeps),
+                  preempted=round(n * preempted))
 
+
+def test_goals_say_what_was_measured_and_what_lbsim_would_need() -> None:
     samples = [sample("lbsim", "new_connections", 400, 2.5), sample("nginx", "new_connections", 1000, 0.8),
                sample("lbsim", "keepalive", 1500, 0.5), sample("nginx", "keepalive", 20000, 0.05),
                sample("lbsim", PACED, 200, 2.0, 0.1, 0.5), sample("lbsim x2", PACED, 200, 2.5, 0.5, 1.25),
@@ -221,11 +223,6 @@ def test_goals_say_what_was_measured_and_what_lbsim_would_need() -> None:
 
 
 def test_goals_cite_what_the_tls_path_alone_reaches() -> None:
-    def sample(target: str, figure: str, rate: float, ms: float, sleeps: float = 0, preempted: float = 0) -> Sample:
-        n = round(rate * 10)
-        return Sample(target, figure, 1, rate, n, 0, 0, cpu_s=n * ms / 1000, duration_s=10, sleeps=round(n * sleeps),
-                      preempted=round(n * preempted))
-
     samples = [sample("lbsim", "new_connections", 400, 2.5), sample(TLS_ONLY, "new_connections", 600, 1.6),
                sample("nginx", "new_connections", 1000, 0.8), sample("lbsim", "keepalive", 1500, 0.5),
                sample("nginx", "keepalive", 20000, 0.05)]
@@ -241,10 +238,6 @@ def test_goals_cite_what_the_tls_path_alone_reaches() -> None:
 
 
 def test_goals_cite_what_the_lean_prototype_reaches_when_measured() -> None:
-    def sample(target: str, figure: str, rate: float, ms: float) -> Sample:
-        n = round(rate * 10)
-        return Sample(target, figure, 1, rate, n, 0, 0, cpu_s=n * ms / 1000, duration_s=10)
-
     samples = [sample("lbsim", "keepalive", 2000, 0.5), sample(LEAN, "keepalive", 3500, 0.28),
                sample("nginx", "keepalive", 20000, 0.05)]
     report = BenchReport("t", 1, 10, 20, "", "h2load", {"cpus": 2}, ["lbsim", LEAN, "nginx"], {}, samples)

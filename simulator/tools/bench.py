@@ -359,7 +359,7 @@ class Server:
         return cpu_seconds(self.proc.pid) if self.proc else 0.0
 
     def switches(self) -> tuple[int, int]:
-        """(sleeps, preemptions) of its processes so far (`context_switches`)."""
+        """(sleeps, preemptions) of its processes' threads so far (`context_switches`)."""
         return context_switches(self.proc.pid) if self.proc else (0, 0)
 
 
@@ -539,7 +539,7 @@ class Sample:
     backend_cpu_s: float = 0.0  # the mock backend's
     handshakes: int | None = None  # lbsim only, from its connection log: handshakes during the sample
     resumed: int | None = None  # ... of which resumed a session
-    sleeps: int = 0  # the server's processes' voluntary context switches during the sample (waits for input)
+    sleeps: int = 0  # voluntary context switches of the server's threads during the sample (waits for input)
     preempted: int = 0  # ... and involuntary ones (another process took the core)
 
     @property
