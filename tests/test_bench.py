@@ -88,6 +88,9 @@ def test_quick_bench_measures_every_server_and_prints_ratios(tmp_path, capsys) -
         assert sample["errors"] == 0 and sample["non_2xx"] == 0 and sample["cpu_s"] > 0, sample
         # Paced batches leave every server idle between them: its processes sleep, and the report counts it.
         assert sample["sleeps"] > 0 and sample["preempted"] >= 0, sample
+    # Worker 0 is measured apart: its own CPU and the connections it served (the kernel gives it some of them).
+    assert paced["lbsim x2"]["first_cpu_s"] > 0 and 0 < paced["lbsim x2"]["first_requests"] < paced["lbsim x2"]["requests"]
+    assert paced["lbsim"]["first_cpu_s"] is None and paced["lbsim"]["first_requests"] is None  # one process: no split
     assert ("lbsim x2", "lbsim", PACED) in ratios and f"(half of one process's rate), full handshakes: {report['pace']}/s" in printed
     # ... and the one process alone at each worker's share of that pace, which the workers' goal cites.
     alone = [s for s in report["samples"] if s["figure"] == WORKER_PACE]
@@ -98,6 +101,7 @@ def test_quick_bench_measures_every_server_and_prints_ratios(tmp_path, capsys) -
     # ... beside what the same spread costs nginx (its master's children counted like lbsim's workers).
     assert "nginx at the same pace spends" in workers_goal["why"] and ("nginx x2", "nginx", PACED) in ratios
     assert "one process slept" in workers_goal["why"] and "nginx's one worker slept" in workers_goal["why"]
+    assert "worker 0 spends" in workers_goal["why"]
     assert 0 < report["scaling_ceiling"] <= 2
     assert re.search(r"\| lbsim \| TLSv1\.3 \S+ \| [\d,]+ \(", printed), printed
     assert report["rsa_sign_per_s"] and "RSA-2048 signing limit" in printed
@@ -194,6 +198,7 @@ def test_goals_say_what_was_measured_and_what_lbsim_would_need() -> None:
                sample("lbsim", PACED, 200, 2.0, 0.1, 0.5), sample("lbsim x2", PACED, 200, 2.5, 0.5, 1.25),
                sample("lbsim", WORKER_PACE, 100, 2.3), sample("nginx", PACED, 200, 0.8, 1.5),
                sample("nginx x2", PACED, 200, 0.92, 1.8, 0.05), sample("nginx", WORKER_PACE, 100, 0.9)]
+    samples[5].first_cpu_s, samples[5].first_requests = 2.6, 1000  # worker 0: 1,000 of the 2,000, 2.6 of the 5 s
     report = BenchReport("t", 1, 10, 20, "", "h2load", {"cpus": 2}, ["lbsim", "lbsim x2", "nginx", "nginx x2"], {}, samples,
                          rsa_sign_per_s=4000, workers=2, pace=200, worker_pace=100)
     goals = {g["goal"].split(":")[0]: g for g in report.goals()}
@@ -215,6 +220,8 @@ def test_goals_say_what_was_measured_and_what_lbsim_would_need() -> None:
     assert ("one process slept 0.10 times and was preempted 0.50 times, the workers 0.50 and 1.25 times"
             in workers["why"])
     assert "nginx's one worker slept 1.50 times and was preempted 0.00 times, its workers 1.80 and 0.05 times" in workers["why"]
+    # ... and worker 0 apart from the others: what it does for the lab besides serving.
+    assert "worker 0 spends 2.600 ms per connection it serves, the other workers 2.400 ms (1.083x" in workers["why"]
     assert "| lbsim x2 | ? ? | 200 (200) | 400 | 0.50 | 0.00 | - | 0.50 / 1.25 |" in format_report(report)
     assert "| lbsim | ? ? | 400 (400) | 400 | 1.00 | 0.00 | - | - |" in format_report(report)  # not counted
     assert "nginx x2 / nginx = 1.000x (per CPU-second 0.87x)" in format_report(report)

@@ -28,6 +28,7 @@ def test_the_cpu_of_a_process_includes_its_childrens() -> None:
         used = sampler.cpu_between(start, stop)
         assert used is not None and used > 0.2, used  # the child spun; the parent alone used ~0
         assert cpu_seconds(parent.pid) >= sampler.samples[-1][1] - 0.01
+        assert cpu_seconds(parent.pid, descendants=False) < 0.5 * cpu_seconds(parent.pid)  # the parent alone: idle
     finally:
         subprocess.run(["pkill", "-KILL", "-P", str(parent.pid)], check=False)
         parent.kill()

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and all its live descendants; 0.0 when it is gone."""
-    return sum(t.user + t.system for t in _of_tree(pid, "cpu_times"))
+def cpu_seconds(pid: int, descendants: bool = True) -> float:
+    """User + system CPU time of a process and all its live descendants (or of it alone); 0.0 when it is gone."""
+    return sum(t.user + t.system for t in _of_tree(pid, "cpu_times", descendants))
 
 
 def context_switches(pid: int) -> tuple[int, int]:
@@ -36,7 +36,7 @@ def context_switches(pid: int) -> tuple[int, int]:
     return slept, preempted
 
 
-def _of_tree(pid: int, what: str) -> Iterator[Any]:
+def _of_tree(pid: int, what: str, descendants: bool = True) -> Iterator[Any]:
     """psutil's `what` (a method or attribute of Process) of a process and each of its live descendants."""
     try:
         import psutil
@@ -44,7 +44,7 @@ def _of_tree(pid: int, what: str) -> Iterator[Any]:
         return
     try:
         root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
+        procs = [root, *root.children(recursive=True)] if descendants else [root]
     except psutil.Error:
         return
     for proc in procs:

@@ -412,11 +412,18 @@ class LbsimServer(Server):
         return self.connection_log.stat().st_size if self.connection_log.exists() else 0
 
     def handshakes_since(self, offset: int) -> tuple[int, int]:
+        done = [r for r in self.records_since(offset) if r.get("tls_protocol")]
+        return len(done), sum(1 for r in done if r.get("resumed"))
+
+    def records_since(self, offset: int) -> list[dict[str, Any]]:
+        """The connection-log records written after byte `offset` (a worker's carry `"worker": k`)."""
         with self.connection_log.open("rb") as log:
             log.seek(offset)
-            records = [json.loads(line) for line in log if line.endswith(b"\n")]
-        done = [r for r in records if r.get("tls_protocol")]
-        return len(done), sum(1 for r in done if r.get("resumed"))
+            return [json.loads(line) for line in log if line.endswith(b"\n")]
+
+    def first_cpu(self) -> float:
+        """CPU time of worker 0 alone (the lab process), without its workers'."""
+        return cpu_seconds(self.proc.pid, descendants=False) if self.proc else 0.0
 
     def env(self) -> dict[str, str]:
         env = super().env()
@@ -541,6 +548,8 @@ class Sample:
     resumed: int | None = None  # ... of which resumed a session
     sleeps: int = 0  # voluntary context switches of the server's threads during the sample (waits for input)
     preempted: int = 0  # ... and involuntary ones (another process took the core)
+    first_cpu_s: float | None = None  # lbsim with workers: worker 0's own CPU time during the sample
+    first_requests: int | None = None  # ... and the connections it served (its log records without "worker")
 
     @property
     def per_cpu_s(self) -> float:
@@ -643,6 +652,7 @@ class BenchReport:
                             f" {alone / one:.3f}x its cost at {self.pace}/s: a less busy process sleeps and wakes more"
                             " often per connection, and each worker is less busy")
                 why += self._switches("lbsim", f"lbsim x{self.workers}", "one process", "the workers")
+                why += self._first_worker(f"lbsim x{self.workers}")
                 why += self._nginx_spread()
                 out.append({"goal": f"lbsim x{self.workers} / lbsim, CPU per connection at an equal pace: at most "
                                     f"{WORKER_CPU_GOAL}x", "measured": round(x2 / one, 3), "met": x2 / one <= WORKER_CPU_GOAL,
@@ -677,6 +687,21 @@ class BenchReport:
             return ""
         return (f"; per connection at that pace {one_name} slept {a[0]:.2f} times and was preempted {a[1]:.2f} times,"
                 f" {spread_name} {b[0]:.2f} and {b[1]:.2f} times")
+
+    def _first_worker(self, target: str) -> str:
+        """Worker 0's CPU per connection it served against the other workers' (medians of the paced rounds):
+        what worker 0 does for the lab besides serving (the workers' records, the API, health checks)."""
+        first, others = [], []
+        for s in self.samples:
+            if s.target == target and s.figure == PACED and s.first_cpu_s is not None and s.first_requests:
+                if s.requests > s.first_requests:
+                    first.append(1000 * s.first_cpu_s / s.first_requests)
+                    others.append(1000 * (s.cpu_s - s.first_cpu_s) / (s.requests - s.first_requests))
+        if not first:
+            return ""
+        a, b = statistics.median(first), statistics.median(others)
+        return (f"; worker 0 spends {a:.3f} ms per connection it serves, the other workers {b:.3f} ms ({a / b:.3f}x: "
+                "worker 0 also takes the workers' records and runs the API and health checks)")
 
     def ratios(self) -> list[dict[str, Any]]:
         pairs = []
@@ -1033,19 +1058,24 @@ class Load:
 def measure(load: Load, server: Server, figure: str, rnd: int, duration: float, backend_pid: int | None = None,
             pace: float | None = None) -> Sample:
     logged = server.log_size() if figure != "keepalive" else None  # lbsim's log tells how they shook hands
+    split = logged is not None and isinstance(server, LbsimServer) and server.workers > 1  # worker 0 apart
     cpu0, backend0, client0 = server.cpu(), cpu_seconds(backend_pid) if backend_pid else 0.0, _children_cpu()
-    switches0 = server.switches()
+    switches0, first0 = server.switches(), server.first_cpu() if split else 0.0
     t0 = time.monotonic()
     result = load.run(server, figure, duration, pace)
     cpu, elapsed = server.cpu() - cpu0, time.monotonic() - t0
     sleeps, preempted = (after - before for after, before in zip(server.switches(), switches0))
+    first = server.first_cpu() - first0 if split else None
     backend = cpu_seconds(backend_pid) - backend0 if backend_pid else 0.0
     sample = Sample(server.label, figure, rnd, result.requests_per_s, result.requests, result.errors, result.non_2xx,
                     round(cpu, 3), round(elapsed, 3), round(_children_cpu() - client0, 3), round(backend, 3),
-                    sleeps=sleeps, preempted=preempted)
+                    sleeps=sleeps, preempted=preempted, first_cpu_s=_round(first, 3))
     if logged is not None:
         time.sleep(LOG_SETTLE)  # the last connections' records (the workers' come through a pipe)
         sample.handshakes, sample.resumed = server.handshakes_since(logged)
+        if split:
+            assert isinstance(server, LbsimServer)
+            sample.first_requests = sum(1 for r in server.records_since(logged) if "worker" not in r)
     return sample
 
 
