@@ -36,3 +36,40 @@ def test_a_line_is_the_compact_json_of_its_record() -> None:
               "client_cert_validity": {"not_before": "x"}, "traffic": {"lb_to_client": {"wire": 3436}},
               "subject": "CN=é,O=\"q\""}
     assert connlog._encode_line(record) == json.dumps(record, separators=(",", ":"))
+
+
+def test_a_workers_lines_go_down_the_pipe_a_batch_at_a_time() -> None:
+    """A worker's log is a pipe to worker 0, and every write wakes worker 0: with `batch`, the lines of a
+    batch go at once when its time is up, or when `flush` is called (a settle); without, each as written."""
+    import asyncio
+    import os
+    import select
+
+    from simulator.dataplane.registry import Registry
+
+    def waiting(fd: int) -> bool:
+        return bool(select.select([fd], [], [], 0)[0])
+
+    async def scenario(batch: float) -> list[bytes]:
+        read_fd, write_fd = os.pipe()
+        log = connlog.ConnectionLog(Registry(), connlog.Path(f"/dev/fd/{write_fd}"), keep=False, batch=batch)
+        log.running()
+        seen = []
+        try:
+            for n in range(3):
+                log.write(f'{{"n":{n}}}')
+            seen.append(os.read(read_fd, 4096) if waiting(read_fd) else b"")  # at once: nothing in a batch
+            await asyncio.sleep(batch * 2 + 0.05)  # the batch's time is up
+            seen.append(os.read(read_fd, 4096) if waiting(read_fd) else b"")
+            log.write('{"n":3}')
+            log.flush()  # a settle sends what waits, before its time
+            seen.append(os.read(read_fd, 4096) if waiting(read_fd) else b"")
+            assert log.logged == 4
+        finally:
+            log.done()
+            os.close(read_fd)
+            os.close(write_fd)
+        return seen
+
+    assert asyncio.run(scenario(0.2)) == [b"", b'{"n":0}\n{"n":1}\n{"n":2}\n', b'{"n":3}\n']
+    assert asyncio.run(scenario(0.0)) == [b'{"n":0}\n{"n":1}\n{"n":2}\n', b"", b'{"n":3}\n']  # each line as written

@@ -51,7 +51,8 @@ from simulator.runtime.optimize import drop_construction_checks
 from simulator.runtime.options import LabOptions
 from simulator.runtime.servers import ListenerServers
 from simulator.dataplane.resumption import SharedSessionCache, derive_ticket_keys
-from simulator.runtime.workers import MirroredHealth, WorkerPool, WorkerSeat, apply_health, health_of, new_ticket_secret
+from simulator.runtime.workers import (RECORD_BATCH, MirroredHealth, WorkerPool, WorkerSeat, apply_health, health_of,
+                                      new_ticket_secret)
 
 logger = logging.getLogger(__name__)
 # How often a lab looks for certificate revisions written by other processes (`lbsim cert replace`): a
@@ -181,7 +182,7 @@ class Lab:
         # (docs/performance.md). A connection's events go straight to their handlers (simulator.runtime.hooks).
         # A worker's records go down a pipe to worker 0, which keeps them: the worker keeps no copies.
         self.connection_log = ConnectionLog(self.registry, self.connection_log_path, self.ledger, self.vendor_logs,
-                                            keep=self.seat is None)
+                                            keep=self.seat is None, batch=RECORD_BATCH if self.seat is not None else 0.0)
         self.master.addons.add(
             Proxyserver(),  # first: our addons find it in their `load`
             TlsTermination(self.registry, metering=self.config.metering),

@@ -85,9 +85,11 @@ async def _serve() -> None:
 
 
 async def _settle(lab: Lab, seq: int, timeout: float) -> None:
-    """Reply once no client connection is open here, with how many records this worker has logged: a closed
-    connection's record is in the (line-buffered) pipe before it leaves `registry.clients`."""
+    """Reply once no client connection is open here, with how many records this worker has logged, all of
+    them sent down the pipe (a closed connection's record is written before it leaves `registry.clients`)."""
     await lab.settle_log(timeout)  # a worker's own lab has no workers: this waits for its clients alone
+    if lab.connection_log:
+        lab.connection_log.flush()  # the batch waiting for its timer: worker 0 waits for every line counted
     _emit({"ack": seq, "records": lab.connection_log.logged if lab.connection_log else 0})
 
 

@@ -17,7 +17,8 @@ What is shared, and how:
   workers activate at the same moment as worker 0. A trust store the API creates, changes or deletes
   is sent whole the same way (its CAs and CRLs as PEM); each worker rebuilds its listeners that use it.
 * **Connection log**: each worker's log is a pipe to worker 0, which is the only writer of
-  `connections.jsonl` and adds the records to `GET /v1/connections` and `/v1/traffic`. Records from
+  `connections.jsonl` and adds the records to `GET /v1/connections` and `/v1/traffic`. A worker sends its
+  records in batches (`RECORD_BATCH`), so that worker 0 wakes once for several. Records from
   worker k carry `"worker": k`; records without the field are worker 0's. `Lab.settle_log` (a scenario's
   `wait_log_settled`) asks each worker how many records it wrote once it holds no client, and waits until
   worker 0 has read that many: the counters and the records travel on different pipes.
@@ -32,7 +33,8 @@ What is shared, and how:
 A worker that dies is started again in its seat, like nginx's master does, and takes every listener's
 state before it serves; a seat that dies `RESTART_LIMIT` times within `RESTART_WINDOW` seconds stays
 empty (its share of new connections goes to the others once the kernel drops its socket). Connections
-the dead worker held, or had not yet accepted, are lost.
+the dead worker held, or had not yet accepted, are lost, and so are the records of those it closed in its
+last `RECORD_BATCH` seconds (a batch not yet sent).
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ LOGGERS = ("mitmproxy", "simulator")  # whose levels the workers take from worke
 HEALTH_POLL = (0.01, 1.0)  # seconds: how often worker 0 looks for health changes to send (bounds)
 COUNTERS_PERIOD = 0.2  # seconds: how often a worker looks for changed gauges to report
 RESTART_LIMIT, RESTART_WINDOW = 5, 60.0  # a seat that dies this often within this many seconds stays empty
+RECORD_BATCH = 0.05  # seconds a worker's record waits for others down the pipe: one wake-up of worker 0 each batch
 
 
 @dataclass(frozen=True)
