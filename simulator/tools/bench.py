@@ -331,6 +331,10 @@ class Server:
 
     def handshakes_since(self, offset: int) -> tuple[int, int]:
         """(handshakes, resumed) in the connection-log records written after byte `offset`."""
+        return handshakes_in(self.records_since(offset))
+
+    def records_since(self, offset: int) -> list[dict[str, Any]]:
+        """The connection-log records written after byte `offset` (servers with a `log_size`)."""
         raise NotImplementedError
 
     def tail(self) -> str:
@@ -411,10 +415,6 @@ class LbsimServer(Server):
     def log_size(self) -> int | None:
         return self.connection_log.stat().st_size if self.connection_log.exists() else 0
 
-    def handshakes_since(self, offset: int) -> tuple[int, int]:
-        done = [r for r in self.records_since(offset) if r.get("tls_protocol")]
-        return len(done), sum(1 for r in done if r.get("resumed"))
-
     def records_since(self, offset: int) -> list[dict[str, Any]]:
         """The connection-log records written after byte `offset` (a worker's carry `"worker": k`)."""
         with self.connection_log.open("rb") as log:
@@ -428,7 +428,7 @@ class LbsimServer(Server):
     def env(self) -> dict[str, str]:
         env = super().env()
         if self.code is not None:  # its `simulator` package, not this one's (run from there: `-m` puts the cwd first)
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.code), env.get("PYTHONPATH")]))
+            env = code_first(env, self.code)
         return env
 
     def cwd(self) -> str | None:
@@ -1072,11 +1072,22 @@ def measure(load: Load, server: Server, figure: str, rnd: int, duration: float, 
                     sleeps=sleeps, preempted=preempted, first_cpu_s=_round(first, 3))
     if logged is not None:
         time.sleep(LOG_SETTLE)  # the last connections' records (the workers' come through a pipe)
-        sample.handshakes, sample.resumed = server.handshakes_since(logged)
+        records = server.records_since(logged)  # read once for both counts
+        sample.handshakes, sample.resumed = handshakes_in(records)
         if split:
-            assert isinstance(server, LbsimServer)
-            sample.first_requests = sum(1 for r in server.records_since(logged) if "worker" not in r)
+            sample.first_requests = sum(1 for r in records if "worker" not in r)
     return sample
+
+
+def code_first(env: dict[str, str], code: Path) -> dict[str, str]:
+    """`env` with checkout `code` first on PYTHONPATH: a process started with it imports that checkout's lbsim."""
+    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(code), env.get("PYTHONPATH")]))}
+
+
+def handshakes_in(records: list[dict[str, Any]]) -> tuple[int, int]:
+    """(handshakes, resumed) among connection-log records."""
+    done = [r for r in records if r.get("tls_protocol")]
+    return len(done), sum(1 for r in done if r.get("resumed"))
 
 
 def _children_cpu() -> float:

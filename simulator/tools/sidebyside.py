@@ -28,8 +28,8 @@ from typing import Callable
 from simulator.backends import BackendProcess
 from simulator.errors import LbsimError
 from simulator.output import run_parsed
-from simulator.tools.bench import (LbsimServer, baseline_labels, check_baseline, ensure_tools, mint, required, run_load,
-                                   running, work_dir)
+from simulator.tools.bench import (LbsimServer, baseline_labels, check_baseline, code_first, ensure_tools, mint, required,
+                                   run_load, running, work_dir)
 
 
 def cpu_per_request(labs: list[LbsimServer], h2load: str, seconds: float, connections: int = 20) -> list[float]:
@@ -53,7 +53,7 @@ def check_python(python: str, code: Path) -> tuple[str, str]:
     hint = "a venv's python with lbsim's dependencies, e.g. python3.13 -m venv /tmp/v; /tmp/v/bin/pip install -e ."
     if not (os.path.isfile(python) and os.access(python, os.X_OK)):
         raise LbsimError("InvalidPython", f"{python} is not an executable file", field="python", hint=hint)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(code), os.environ.get("PYTHONPATH")]))}
+    env = code_first(dict(os.environ), code)
     done = subprocess.run([python, "-c", "import platform, simulator.cli, mitmproxy; print(platform.python_version())"],
                           capture_output=True, text=True, timeout=60, env=env, cwd=str(code))
     if done.returncode != 0:
