@@ -28,7 +28,8 @@ from simulator.policies import resolve_policy
 from simulator.policies.context import build_server_context
 from simulator.policies.testing import TLSTestServer
 from simulator.policies.probe import ProbeResult, probe
-from simulator.dataplane.resumption import derive_ticket_keys, get_ticket_keys, set_ticket_keys
+from simulator.dataplane.resumption import (SharedSessionCache, _pointer, _ssl_ctx_ctrl, derive_ticket_keys,
+                                            get_ticket_keys, set_ticket_keys)
 from simulator.net import free_port_on
 
 TIME_SCALE = 0.01  # ticket lifetime 3 s, activation 0.6-1.8 s
@@ -228,6 +229,59 @@ def test_ticket_keys_decide_resumption(pki: LabPKI) -> None:
             assert first.ok and first.session is not None
             assert probe("127.0.0.1", b.port, version=version, session=first.session, http_request=REQUEST).resumed
             assert not probe("127.0.0.1", c.port, version=version, session=first.session, http_request=REQUEST).resumed
+
+
+def openssl_sessions(context: SSL.Context) -> int:
+    """Sessions in OpenSSL's own cache of `context` (`SSL_CTX_sess_number`)."""
+    return _ssl_ctx_ctrl()(_pointer(context._context), 20, 0, None)  # SSL_CTRL_SESS_NUMBER
+
+
+def test_the_shared_cache_holds_what_a_session_id_finds(pki: LabPKI, tmp_path: Any) -> None:
+    """The mechanism on its own: two workers' contexts with one shared cache and the same ticket keys. A TLS 1.2
+    session without a ticket is stored once, and the other worker resumes it by ID. A TLS 1.3 session behind a
+    stateless ticket is stored nowhere (the ticket carries it; OpenSSL offered two per connection) and resumes
+    anyway. Stateful TLS 1.3 tickets (`SSL_OP_NO_TICKET` on the server) are session IDs, so those are stored and
+    found. OpenSSL's own cache stays empty: the shared one is a worker's only one."""
+    issued = pki.server("localhost", "127.0.0.1")
+    policy = resolve_policy("aliyun-slb", "tls_cipher_policy_1_2_strict_with_1_3")
+    keys = derive_ticket_keys(b"s" * 32, b"listener")
+    cache = SharedSessionCache.create(tmp_path)
+
+    def context(stateful: bool = False) -> SSL.Context:
+        ctx = build_server_context(policy, [issued.cert], load_pem_private_key(issued.key_pem, None),
+                                   session_id_context=b"lbsim-test")
+        if stateful:
+            ctx.set_options(SSL.OP_NO_TICKET)
+        set_ticket_keys(ctx, keys)
+        cache.attach(ctx, b"listener")
+        return ctx
+
+    def connect(port: int, version: str, **kwargs: Any) -> ProbeResult:
+        result = probe("127.0.0.1", port, version=version, http_request=REQUEST, **kwargs)
+        assert result.ok, result.error
+        return result
+
+    try:
+        a, b = context(), context()
+        with TLSTestServer(a) as one, TLSTestServer(b) as two:
+            first = connect(one.port, "TLSv1.3")
+            assert cache.stored == 0, "a TLS 1.3 session with a stateless ticket was stored"
+            assert connect(two.port, "TLSv1.3", session=first.session).resumed
+            assert (cache.stored, cache.found) == (0, 0)
+            first = connect(one.port, "TLSv1.2", tickets=False)
+            assert cache.stored == 1
+            assert connect(two.port, "TLSv1.2", tickets=False, session=first.session).resumed
+            assert cache.found == 1
+        assert openssl_sessions(a) == openssl_sessions(b) == 0
+
+        c, d = context(stateful=True), context(stateful=True)
+        with TLSTestServer(c) as three, TLSTestServer(d) as four:
+            first = connect(three.port, "TLSv1.3")
+            assert cache.stored > 1  # one per ticket
+            assert connect(four.port, "TLSv1.3", session=first.session).resumed
+            assert cache.found == 2
+    finally:
+        cache.close(unlink=True)
 
 
 def test_a_session_id_cached_by_one_worker_resumes_on_the_other(lab: RunningLab) -> None:

@@ -7,9 +7,16 @@ that reconnects lands on any worker, so both must be shared, as nginx shares the
 
 * **Ticket keys**: `SSL_CTX_set_tlsext_ticket_keys`, from a lab secret (`derive_ticket_keys`).
 * **Session-ID cache**: `SharedSessionCache`, a fixed table of slots in a shared memory file that every
-  worker maps; OpenSSL's external-cache callbacks store each new session (DER) in it and look up the
-  sessions the worker's own cache does not have. Sessions expire as in OpenSSL (it checks a session's
-  time and timeout whatever cache it came from); a full table overwrites older slots, like nginx's.
+  worker maps, and the only session cache a worker's context keeps (OpenSSL's own is off, as in nginx
+  with only a `shared:` cache); OpenSSL's external-cache callbacks store each new session (DER) in it
+  and look sessions up there. Sessions expire as in OpenSSL (it checks a session's time and timeout
+  whatever cache it came from); a full table overwrites older slots, like nginx's.
+
+  A TLS 1.3 session behind a stateless ticket is never looked up by its ID, yet OpenSSL hands each one
+  to the callbacks (two per connection, one per ticket) and, with a remove callback set, keeps each in
+  its own cache until it expires. Storing them cost a worker about 35 µs per ticket in Python and 20,480
+  sessions of memory, which one process never paid (docs/performance.md, "Round fifteen"): they are
+  skipped, unless the context's TLS 1.3 tickets are stateful (`SSL_OP_NO_TICKET`, early data).
 
 Neither pyOpenSSL nor cryptography's bindings expose `SSL_CTX_ctrl` or the session-cache callbacks, and the
 OpenSSL that pyOpenSSL drives is linked statically into cryptography's `_rust` extension, where they are
@@ -111,6 +118,8 @@ def _session_functions() -> dict[str, Any]:
         "set_remove": openssl_function("SSL_CTX_sess_set_remove_cb", None, ctypes.c_void_p, _REMOVE_CB),
         "get_id": openssl_function("SSL_SESSION_get_id", ctypes.c_void_p, ctypes.c_void_p,
                                    ctypes.POINTER(ctypes.c_uint)),
+        "version": openssl_function("SSL_SESSION_get_protocol_version", ctypes.c_int, ctypes.c_void_p),
+        "max_early_data": openssl_function("SSL_CTX_get_max_early_data", ctypes.c_uint32, ctypes.c_void_p),
         "ssl_ctx": openssl_function("SSL_get_SSL_CTX", ctypes.c_void_p, ctypes.c_void_p),
     }
 
@@ -157,7 +166,7 @@ class SharedSessionCache:
         return self._map.closed
 
     def close(self, unlink: bool = False) -> None:
-        for ctx in [c for c, (cache, _) in _ATTACHED.items() if cache is self]:
+        for ctx in [c for c, (cache, *_) in _ATTACHED.items() if cache is self]:
             del _ATTACHED[ctx]  # its contexts' callbacks now find nothing: full handshakes
         self._map.close()
         if unlink:
@@ -206,17 +215,24 @@ class SharedSessionCache:
         """
         functions = self._functions
         ctx = _pointer(context._context)  # type: ignore[attr-defined]
+        # TLS 1.3 tickets are stateless unless tickets are off (then a ticket is a session ID) or early data
+        # is on (OpenSSL then keeps tickets in the cache against replay): only stateful ones need a cache.
+        stateless = not context.set_options(0) & SSL.OP_NO_TICKET and functions["max_early_data"](ctx) == 0
         # The callbacks are module-level and never freed: OpenSSL calls the remove callback while it frees
         # a context, which the garbage collector may do after freeing the context's Python attributes.
-        _ATTACHED[ctx] = (self, namespace)
+        _ATTACHED[ctx] = (self, namespace, stateless)
+        # This cache is the context's only one: OpenSSL's own would hold a worker's sessions a second time
+        # (and, with a remove callback set, every TLS 1.3 session too; see the module's docstring).
+        context.set_session_cache_mode(SSL.SESS_CACHE_SERVER | SSL.SESS_CACHE_NO_INTERNAL_STORE)
         functions["set_new"](ctx, _on_new)
         functions["set_get"](ctx, _on_get)
         functions["set_remove"](ctx, _on_remove)
 
 
-# SSL_CTX address -> (cache, namespace). An entry outlives its context, but a context only gets callbacks
-# through `attach`, which rewrites the entry of its address first.
-_ATTACHED: dict[int, tuple[SharedSessionCache, bytes]] = {}
+# SSL_CTX address -> (cache, namespace, TLS 1.3 tickets stateless). An entry outlives its context, but a
+# context only gets callbacks through `attach`, which rewrites the entry of its address first.
+_ATTACHED: dict[int, tuple[SharedSessionCache, bytes, bool]] = {}
+_TLS1_3 = 0x0304
 
 
 def _key(namespace: bytes, session_id: bytes) -> bytes:
@@ -241,7 +257,10 @@ def _ssl_ctx_of(ssl: int) -> int:
 @_NEW_CB
 def _on_new(ssl: int, session: int) -> int:
     try:
-        found = _session_key(_ssl_ctx_of(ssl), session)
+        ctx = _ssl_ctx_of(ssl)
+        if _session_functions()["version"](session) >= _TLS1_3 and _ATTACHED.get(ctx, (None, b"", True))[2]:
+            return 0  # its stateless ticket carries it: nobody looks it up by ID
+        found = _session_key(ctx, session)
         if found is not None:
             cache, key = found
             ffi, lib = SSL._ffi, SSL._lib  # type: ignore[attr-defined]
