@@ -8,6 +8,7 @@ Which worker served a connection is read from the connection log (records of wor
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
@@ -28,8 +29,8 @@ from simulator.policies import resolve_policy
 from simulator.policies.context import build_server_context
 from simulator.policies.testing import TLSTestServer
 from simulator.policies.probe import ProbeResult, probe
-from simulator.dataplane.resumption import (SharedSessionCache, _pointer, _ssl_ctx_ctrl, derive_ticket_keys,
-                                            get_ticket_keys, set_ticket_keys)
+from simulator.dataplane.resumption import (SharedSessionCache, derive_ticket_keys, get_ticket_keys,
+                                            openssl_function, openssl_sessions, set_ticket_keys)
 from simulator.net import free_port_on
 
 TIME_SCALE = 0.01  # ticket lifetime 3 s, activation 0.6-1.8 s
@@ -231,17 +232,13 @@ def test_ticket_keys_decide_resumption(pki: LabPKI) -> None:
             assert not probe("127.0.0.1", c.port, version=version, session=first.session, http_request=REQUEST).resumed
 
 
-def openssl_sessions(context: SSL.Context) -> int:
-    """Sessions in OpenSSL's own cache of `context` (`SSL_CTX_sess_number`)."""
-    return _ssl_ctx_ctrl()(_pointer(context._context), 20, 0, None)  # SSL_CTRL_SESS_NUMBER
-
-
 def test_the_shared_cache_holds_what_a_session_id_finds(pki: LabPKI, tmp_path: Any) -> None:
     """The mechanism on its own: two workers' contexts with one shared cache and the same ticket keys. A TLS 1.2
     session without a ticket is stored once, and the other worker resumes it by ID. A TLS 1.3 session behind a
     stateless ticket is stored nowhere (the ticket carries it; OpenSSL offered two per connection) and resumes
     anyway. Stateful TLS 1.3 tickets (`SSL_OP_NO_TICKET` on the server) are session IDs, so those are stored and
-    found. OpenSSL's own cache stays empty: the shared one is a worker's only one."""
+    found, until the context is attached again without them. OpenSSL's own cache stays empty: the shared one is
+    a worker's only one."""
     issued = pki.server("localhost", "127.0.0.1")
     policy = resolve_policy("aliyun-slb", "tls_cipher_policy_1_2_strict_with_1_3")
     keys = derive_ticket_keys(b"s" * 32, b"listener")
@@ -280,6 +277,14 @@ def test_the_shared_cache_holds_what_a_session_id_finds(pki: LabPKI, tmp_path: A
             assert cache.stored > 1  # one per ticket
             assert connect(four.port, "TLSv1.3", session=first.session).resumed
             assert cache.found == 2
+        e = context(stateful=True)  # then stateless again, and attached again: its entry says so
+        clear = openssl_function("SSL_CTX_clear_options", ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64)
+        clear(int(SSL._ffi.cast("uintptr_t", e._context)), SSL.OP_NO_TICKET)
+        cache.attach(e, b"listener")
+        stored = cache.stored
+        with TLSTestServer(e) as five:
+            connect(five.port, "TLSv1.3")
+        assert cache.stored == stored
     finally:
         cache.close(unlink=True)
 

@@ -45,6 +45,7 @@ from OpenSSL import SSL
 from simulator.errors import LbsimError
 
 TICKET_KEYS_LENGTH = 80  # name (16) + HMAC secret (32) + AES key (32), OpenSSL 1.1.1 and 3.x
+_SSL_CTRL_SESS_NUMBER = 20
 _SSL_CTRL_GET_TLSEXT_TICKET_KEYS = 58
 _SSL_CTRL_SET_TLSEXT_TICKET_KEYS = 59
 _STT_FUNC = 2
@@ -88,6 +89,11 @@ def get_ticket_keys(context: SSL.Context) -> bytes:
     return out.raw
 
 
+def openssl_sessions(context: SSL.Context) -> int:
+    """Sessions in OpenSSL's own cache of `context` (`SSL_CTX_sess_number`)."""
+    return int(_ssl_ctx_ctrl()(_pointer(context._context), _SSL_CTRL_SESS_NUMBER, 0, None))  # type: ignore[attr-defined]
+
+
 def _pointer(cdata: Any) -> int:
     return int(SSL._ffi.cast("uintptr_t", cdata))  # type: ignore[attr-defined]
 
@@ -104,21 +110,19 @@ def available() -> bool:
 
 # ---- the shared session-ID cache -------------------------------------------------------------------------
 
-_NEW_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
 _GET_CB = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_ubyte), ctypes.c_int,
                            ctypes.POINTER(ctypes.c_int))
-_REMOVE_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
 
 
 @functools.cache
 def _session_functions() -> dict[str, Any]:
     return {
-        "set_new": openssl_function("SSL_CTX_sess_set_new_cb", None, ctypes.c_void_p, _NEW_CB),
+        "set_new": openssl_function("SSL_CTX_sess_set_new_cb", None, ctypes.c_void_p, ctypes.c_void_p),
         "set_get": openssl_function("SSL_CTX_sess_set_get_cb", None, ctypes.c_void_p, _GET_CB),
-        "set_remove": openssl_function("SSL_CTX_sess_set_remove_cb", None, ctypes.c_void_p, _REMOVE_CB),
+        "set_remove": openssl_function("SSL_CTX_sess_set_remove_cb", None, ctypes.c_void_p, ctypes.c_void_p),
+        "version": openssl_function("SSL_SESSION_get_protocol_version", ctypes.c_int, ctypes.c_void_p),
         "get_id": openssl_function("SSL_SESSION_get_id", ctypes.c_void_p, ctypes.c_void_p,
                                    ctypes.POINTER(ctypes.c_uint)),
-        "version": openssl_function("SSL_SESSION_get_protocol_version", ctypes.c_int, ctypes.c_void_p),
         "max_early_data": openssl_function("SSL_CTX_get_max_early_data", ctypes.c_uint32, ctypes.c_void_p),
         "ssl_ctx": openssl_function("SSL_get_SSL_CTX", ctypes.c_void_p, ctypes.c_void_p),
     }
@@ -168,6 +172,7 @@ class SharedSessionCache:
     def close(self, unlink: bool = False) -> None:
         for ctx in [c for c, (cache, *_) in _ATTACHED.items() if cache is self]:
             del _ATTACHED[ctx]  # its contexts' callbacks now find nothing: full handshakes
+            _STATEFUL.discard(ctx)
         self._map.close()
         if unlink:
             self.path.unlink(missing_ok=True)
@@ -221,17 +226,19 @@ class SharedSessionCache:
         # The callbacks are module-level and never freed: OpenSSL calls the remove callback while it frees
         # a context, which the garbage collector may do after freeing the context's Python attributes.
         _ATTACHED[ctx] = (self, namespace, stateless)
+        (_STATEFUL.discard if stateless else _STATEFUL.add)(ctx)  # an address may be a freed context's again
         # This cache is the context's only one: OpenSSL's own would hold a worker's sessions a second time
         # (and, with a remove callback set, every TLS 1.3 session too; see the module's docstring).
         context.set_session_cache_mode(SSL.SESS_CACHE_SERVER | SSL.SESS_CACHE_NO_INTERNAL_STORE)
-        functions["set_new"](ctx, _on_new)
+        functions["set_new"](ctx, _NEW_ADDRESS)
         functions["set_get"](ctx, _on_get)
-        functions["set_remove"](ctx, _on_remove)
+        functions["set_remove"](ctx, _REMOVE_ADDRESS)
 
 
 # SSL_CTX address -> (cache, namespace, TLS 1.3 tickets stateless). An entry outlives its context, but a
 # context only gets callbacks through `attach`, which rewrites the entry of its address first.
 _ATTACHED: dict[int, tuple[SharedSessionCache, bytes, bool]] = {}
+_STATEFUL: set[int] = set()  # attached contexts whose TLS 1.3 tickets are session IDs (none of lbsim's)
 _TLS1_3 = 0x0304
 
 
@@ -254,24 +261,29 @@ def _ssl_ctx_of(ssl: int) -> int:
     return _session_functions()["ssl_ctx"](ssl) or 0
 
 
-@_NEW_CB
-def _on_new(ssl: int, session: int) -> int:
-    try:
-        ctx = _ssl_ctx_of(ssl)
-        if _session_functions()["version"](session) >= _TLS1_3 and _ATTACHED.get(ctx, (None, b"", True))[2]:
-            return 0  # its stateless ticket carries it: nobody looks it up by ID
-        found = _session_key(ctx, session)
-        if found is not None:
-            cache, key = found
-            ffi, lib = SSL._ffi, SSL._lib  # type: ignore[attr-defined]
-            pointer = ffi.cast("SSL_SESSION *", session)
-            size = lib.i2d_SSL_SESSION(pointer, ffi.NULL)
-            buf = ffi.new("unsigned char[]", size)
-            lib.i2d_SSL_SESSION(pointer, ffi.new("unsigned char **", buf))
-            cache.put(key, bytes(ffi.buffer(buf, size)))
-    except Exception:  # never raise into OpenSSL's handshake
-        logger.exception("storing a TLS session")
+def _on_new(ssl: Any, session: Any) -> int:
+    """OpenSSL's new-session callback, through cffi: called twice per TLS 1.3 connection (once per ticket), where
+    it returns after one call into OpenSSL (as a ctypes callback it cost about 2 µs a call doing the same)."""
+    ffi, lib = SSL._ffi, SSL._lib  # type: ignore[attr-defined]
+    if lib.SSL_version(ssl) >= _TLS1_3 and (not _STATEFUL or _ssl_ctx_of(_pointer(ssl)) not in _STATEFUL):
+        return 0  # its stateless ticket carries it: nobody looks it up by ID
+    found = _session_key(_ssl_ctx_of(_pointer(ssl)), _pointer(session))
+    if found is not None:
+        cache, key = found
+        size = lib.i2d_SSL_SESSION(session, ffi.NULL)
+        buf = ffi.new("unsigned char[]", size)
+        lib.i2d_SSL_SESSION(session, ffi.new("unsigned char **", buf))
+        cache.put(key, bytes(ffi.buffer(buf, size)))
     return 0  # we keep no reference to OpenSSL's session
+
+
+def _new_failed(_type: Any, _value: BaseException, _traceback: Any) -> None:
+    logger.error("storing a TLS session", exc_info=(_type, _value, _traceback))  # never raised into OpenSSL
+
+
+# Module-level and never freed, like the ctypes callbacks below; on an exception cffi returns 0.
+_NEW = SSL._ffi.callback("int(SSL *, SSL_SESSION *)", _on_new, error=0, onerror=_new_failed)  # type: ignore[attr-defined]
+_NEW_ADDRESS = _pointer(_NEW)
 
 
 @_GET_CB
@@ -295,14 +307,20 @@ def _on_get(ssl: int, data: Any, length: int, copy: Any) -> int | None:
         return None
 
 
-@_REMOVE_CB
-def _on_remove(ctx: int, session: int) -> None:
-    try:
-        found = _session_key(ctx, session)
-        if found is not None and not found[0].closed:
-            found[0].remove(found[1])
-    except Exception:  # a context freed at shutdown
-        pass
+def _on_remove(ctx: Any, session: Any) -> None:
+    """OpenSSL's remove-session callback, through cffi: OpenSSL also calls it when it frees a connection that
+    sent no close_notify (a client that left first), where a TLS 1.3 session with a stateless ticket returns
+    after one call (it was never stored)."""
+    ctx, session = _pointer(ctx), _pointer(session)
+    if (not _STATEFUL or ctx not in _STATEFUL) and _session_functions()["version"](session) >= _TLS1_3:
+        return
+    found = _session_key(ctx, session)
+    if found is not None and not found[0].closed:
+        found[0].remove(found[1])
+
+
+_REMOVE = SSL._ffi.callback("void(SSL_CTX *, SSL_SESSION *)", _on_remove, onerror=lambda *_: None)  # type: ignore[attr-defined]  # a context freed at shutdown
+_REMOVE_ADDRESS = _pointer(_REMOVE)
 
 
 @functools.cache
