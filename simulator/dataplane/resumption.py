@@ -13,15 +13,17 @@ that reconnects lands on any worker, so both must be shared, as nginx shares the
   whatever cache it came from); a full table overwrites older slots, like nginx's.
 
   A TLS 1.3 session behind a stateless ticket is never looked up by its ID, yet OpenSSL hands each one
-  to the callbacks (two per connection, one per ticket) and, with a remove callback set, keeps each in
-  its own cache until it expires. Storing them cost a worker about 35 µs per ticket in Python and 20,480
-  sessions of memory, which one process never paid (docs/performance.md, "Round fifteen"): they are
-  skipped, unless the context's TLS 1.3 tickets are stateful (`SSL_OP_NO_TICKET`, early data).
+  to the new-session callback (two per connection, one per ticket) and, with a remove callback set, would
+  keep each in its own cache until it expires. Storing them cost a worker about 35 µs per ticket, and its
+  own cache up to 20,480 sessions, which one process never paid (docs/performance.md, "Round fifteen"):
+  they are skipped, unless the context's TLS 1.3 tickets are stateful (`SSL_OP_NO_TICKET`, early data).
+  The two callbacks that run on every connection (new and remove) are cffi callbacks for that reason.
 
 Neither pyOpenSSL nor cryptography's bindings expose `SSL_CTX_ctrl` or the session-cache callbacks, and the
 OpenSSL that pyOpenSSL drives is linked statically into cryptography's `_rust` extension, where they are
 local symbols. So we read their addresses from the extension's ELF symbol table, check that the code
-mapped in memory is the code in the file, and call them through ctypes; the keys are read back to prove
+mapped in memory is the code in the file, and call them through ctypes (the callbacks are handed over by
+address); the keys are read back to prove
 the call did what it says. Anything unexpected (another platform, a stripped build) raises
 `ResumptionUnavailable` instead of guessing.
 """

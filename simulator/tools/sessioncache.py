@@ -42,6 +42,7 @@ class CacheCost:
     stored: int
     found: int
     openssl_cached: int  # sessions in OpenSSL's own cache of the attached context at the end
+    abrupt: bool = False  # the server sent no close_notify
 
     @property
     def difference_us(self) -> float:
@@ -49,8 +50,8 @@ class CacheCost:
 
     def lines(self) -> list[str]:
         return [
-            f"TLS {self.version}, {len(self.plain_us)} rounds of {self.handshakes} in-memory handshakes per context "
-            f"(CPU of client and server together):",
+            f"TLS {self.version}{', no close_notify' if self.abrupt else ''}, {len(self.plain_us)} rounds of "
+            f"{self.handshakes} in-memory handshakes per context (CPU of client and server together):",
             f"  without the shared cache: {statistics.median(self.plain_us):.1f} µs per handshake "
             f"({', '.join(f'{x:.0f}' for x in self.plain_us)})",
             f"  with it attached:         {statistics.median(self.attached_us):.1f} µs per handshake "
@@ -129,8 +130,8 @@ def measure(version: str = "1.3", handshakes: int = 300, rounds: int = 8, abrupt
                 for _ in range(handshakes):
                     handshake(contexts[name], client, abrupt=abrupt)
                 times[name].append((time.process_time() - start) / handshakes * 1e6)
-        return CacheCost(version + (", no close_notify" if abrupt else ""), handshakes, times["plain"], times["attached"], cache.stored, cache.found,
-                         openssl_sessions(contexts["attached"]))
+        return CacheCost(version, handshakes, times["plain"], times["attached"], cache.stored, cache.found,
+                         openssl_sessions(contexts["attached"]), abrupt)
     finally:
         cache.close(unlink=True)
 
