@@ -283,7 +283,7 @@ def _new_failed(_type: Any, _value: BaseException, _traceback: Any) -> None:
     logger.error("storing a TLS session", exc_info=(_type, _value, _traceback))  # never raised into OpenSSL
 
 
-# Module-level and never freed, like the ctypes callbacks below; on an exception cffi returns 0.
+# The callbacks are module-level and never freed (see `attach`); on an exception cffi returns 0 to OpenSSL.
 _NEW = SSL._ffi.callback("int(SSL *, SSL_SESSION *)", _on_new, error=0, onerror=_new_failed)  # type: ignore[attr-defined]
 _NEW_ADDRESS = _pointer(_NEW)
 

@@ -19,7 +19,6 @@ import statistics
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from OpenSSL import SSL
@@ -70,15 +69,13 @@ def _pump(source: SSL.Connection, sink: SSL.Connection) -> bool:
     return True
 
 
-def handshake(server: SSL.Context, client: SSL.Context, session: Any = None, abrupt: bool = False) -> SSL.Connection:
+def handshake(server: SSL.Context, client: SSL.Context, abrupt: bool = False) -> SSL.Connection:
     """One handshake through memory BIOs, the client reading the tickets, then the server's close_notify as the
     listener sends when it closes. `abrupt`: none, as when a client leaves first without one; OpenSSL then
     removes the connection's session from the caches when it frees the connection."""
     s, c = SSL.Connection(server), SSL.Connection(client)
     s.set_accept_state()
     c.set_connect_state()
-    if session is not None:
-        c.set_session(session)
     for _ in range(10):
         for side in (c, s):
             try:
