@@ -21,23 +21,6 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
     raise AssertionError(f"condition not met within {timeout} s")
 
 
-def handshake_in_memory(client, server, rounds: int = 8) -> None:
-    """Pass bytes between two memory-BIO pyOpenSSL connections, each a handshake step, `rounds` times: raises
-    the SSL.Error of a handshake that fails."""
-    from OpenSSL import SSL
-
-    for _ in range(rounds):
-        for a, b in ((client, server), (server, client)):
-            try:
-                a.do_handshake()
-            except SSL.WantReadError:
-                pass
-            try:
-                b.bio_write(a.bio_read(1 << 16))
-            except SSL.WantReadError:
-                pass
-
-
 def handlers_of(lab, client_port: int) -> list:
     """The lab's mitmproxy connection handlers of the client connection from `client_port` (open ones only)."""
     return [h for h in lab.lab.master.addons.get("proxyserver").connections.values()

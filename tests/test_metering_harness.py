@@ -28,10 +28,9 @@ import trustme
 from mitmproxy.proxy.layers.tls import parse_client_hello
 from OpenSSL import SSL
 
-from helpers import handshake_in_memory
-
 from simulator.metering import MeteredConnection, meter, tcpinfo
 from simulator.metering.records import RecordStream
+from simulator.policies.testing import handshake_in_memory
 
 VERSIONS = {"TLSv1": SSL.TLS1_VERSION, "TLSv1.1": SSL.TLS1_1_VERSION, "TLSv1.2": SSL.TLS1_2_VERSION,
             "TLSv1.3": SSL.TLS1_3_VERSION}

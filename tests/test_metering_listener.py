@@ -319,7 +319,7 @@ def test_a_listeners_billing_model_overrides_its_profile(lab: Any) -> None:
 
 
 def test_a_metered_listener_connection_runs_no_info_callback_and_knows_its_alert_as_a_plain_one_does() -> None:
-    from helpers import handshake_in_memory
+    from simulator.policies.testing import handshake_in_memory
     from OpenSSL import SSL
     from test_metering_harness import client_context, server_context
 

@@ -19,12 +19,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from OpenSSL import SSL
 
-from helpers import handshake_in_memory
-
 from simulator.errors import LbsimError
 from simulator.policies import POLICIES, PROFILES, TLS13_SUITES, VERSIONS, Policy, expand, resolve_policy, suite_info
 from simulator.policies import tables
 from simulator.policies.context import build_server_context, tls_verify_status
+from simulator.policies.testing import handshake_in_memory
 from simulator.policies.suites import openssl_suites
 
 CLASSIC = [

@@ -172,7 +172,7 @@ class SharedSessionCache:
         return self._map.closed
 
     def close(self, unlink: bool = False) -> None:
-        for ctx in [c for c, (cache, *_) in _ATTACHED.items() if cache is self]:
+        for ctx in [c for c, (cache, _) in _ATTACHED.items() if cache is self]:
             del _ATTACHED[ctx]  # its contexts' callbacks now find nothing: full handshakes
             _STATEFUL.discard(ctx)
         self._map.close()
@@ -227,7 +227,7 @@ class SharedSessionCache:
         stateless = not context.set_options(0) & SSL.OP_NO_TICKET and functions["max_early_data"](ctx) == 0
         # The callbacks are module-level and never freed: OpenSSL calls the remove callback while it frees
         # a context, which the garbage collector may do after freeing the context's Python attributes.
-        _ATTACHED[ctx] = (self, namespace, stateless)
+        _ATTACHED[ctx] = (self, namespace)
         (_STATEFUL.discard if stateless else _STATEFUL.add)(ctx)  # an address may be a freed context's again
         # This cache is the context's only one: OpenSSL's own would hold a worker's sessions a second time
         # (and, with a remove callback set, every TLS 1.3 session too; see the module's docstring).
@@ -237,9 +237,9 @@ class SharedSessionCache:
         functions["set_remove"](ctx, _REMOVE_ADDRESS)
 
 
-# SSL_CTX address -> (cache, namespace, TLS 1.3 tickets stateless). An entry outlives its context, but a
-# context only gets callbacks through `attach`, which rewrites the entry of its address first.
-_ATTACHED: dict[int, tuple[SharedSessionCache, bytes, bool]] = {}
+# SSL_CTX address -> (cache, namespace). An entry outlives its context, but a context only gets callbacks
+# through `attach`, which rewrites the entry of its address first.
+_ATTACHED: dict[int, tuple[SharedSessionCache, bytes]] = {}
 _STATEFUL: set[int] = set()  # attached contexts whose TLS 1.3 tickets are session IDs (none of lbsim's)
 _TLS1_3 = 0x0304
 
@@ -267,9 +267,13 @@ def _on_new(ssl: Any, session: Any) -> int:
     """OpenSSL's new-session callback, through cffi: called twice per TLS 1.3 connection (once per ticket), where
     it returns after one call into OpenSSL (as a ctypes callback it cost about 2 µs a call doing the same)."""
     ffi, lib = SSL._ffi, SSL._lib  # type: ignore[attr-defined]
-    if lib.SSL_version(ssl) >= _TLS1_3 and (not _STATEFUL or _ssl_ctx_of(_pointer(ssl)) not in _STATEFUL):
+    tls13 = lib.SSL_version(ssl) >= _TLS1_3
+    if tls13 and not _STATEFUL:
         return 0  # its stateless ticket carries it: nobody looks it up by ID
-    found = _session_key(_ssl_ctx_of(_pointer(ssl)), _pointer(session))
+    ctx = _ssl_ctx_of(_pointer(ssl))
+    if tls13 and ctx not in _STATEFUL:
+        return 0
+    found = _session_key(ctx, _pointer(session))
     if found is not None:
         cache, key = found
         size = lib.i2d_SSL_SESSION(session, ffi.NULL)
@@ -314,7 +318,7 @@ def _on_remove(ctx: Any, session: Any) -> None:
     sent no close_notify (a client that left first), where a TLS 1.3 session with a stateless ticket returns
     after one call (it was never stored)."""
     ctx, session = _pointer(ctx), _pointer(session)
-    if (not _STATEFUL or ctx not in _STATEFUL) and _session_functions()["version"](session) >= _TLS1_3:
+    if ctx not in _STATEFUL and _session_functions()["version"](session) >= _TLS1_3:
         return
     found = _session_key(ctx, session)
     if found is not None and not found[0].closed:

@@ -23,6 +23,25 @@ from OpenSSL import SSL
 from simulator.policies.context import session_reused, tls_verify_status
 
 
+def handshake_in_memory(client: SSL.Connection, server: SSL.Connection, rounds: int = 8) -> None:
+    """Pass bytes between two memory-BIO pyOpenSSL connections, each a handshake step, up to `rounds` times
+    (fewer once a round moves nothing): raises the SSL.Error of a handshake that fails."""
+    for _ in range(rounds):
+        moved = False
+        for a, b in ((client, server), (server, client)):
+            try:
+                a.do_handshake()
+            except SSL.WantReadError:
+                pass
+            try:
+                b.bio_write(a.bio_read(1 << 16))
+                moved = True
+            except SSL.WantReadError:
+                pass
+        if not moved:
+            return
+
+
 @dataclass
 class HandshakeRecord:
     """What the server saw of one client connection."""

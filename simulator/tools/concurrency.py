@@ -94,6 +94,7 @@ def openssl_floor_kib(cert: Path, key: Path, profile: str, policy: str, n: int =
 
     from simulator.policies import resolve_policy
     from simulator.policies.context import build_server_context
+    from simulator.policies.testing import handshake_in_memory
 
     chain = x509.load_pem_x509_certificates(cert.read_bytes())
     server = build_server_context(resolve_policy(profile, policy), chain, load_pem_private_key(key.read_bytes(), None))
@@ -107,12 +108,7 @@ def openssl_floor_kib(cert: Path, key: Path, profile: str, policy: str, n: int =
         s, c = SSL.Connection(server), SSL.Connection(client)
         s.set_accept_state()
         c.set_connect_state()
-        for _ in range(4):
-            for end in (c, s):
-                with contextlib.suppress(SSL.WantReadError):
-                    end.do_handshake()
-            pump(c, s)
-            pump(s, c)
+        handshake_in_memory(c, s)
         c.send(REQUEST)
         pump(c, s)
         s.recv(65536)

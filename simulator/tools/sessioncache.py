@@ -28,6 +28,7 @@ from simulator.dataplane.resumption import SharedSessionCache, derive_ticket_key
 from simulator.output import run_parsed
 from simulator.policies import resolve_policy
 from simulator.policies.context import build_server_context
+from simulator.policies.testing import handshake_in_memory
 
 POLICY = ("aliyun-slb", "tls_cipher_policy_1_2_strict_with_1_3")
 
@@ -60,15 +61,6 @@ class CacheCost:
         ]
 
 
-def _pump(source: SSL.Connection, sink: SSL.Connection) -> bool:
-    try:
-        data = source.bio_read(65536)
-    except SSL.WantReadError:
-        return False
-    sink.bio_write(data)
-    return True
-
-
 def handshake(server: SSL.Context, client: SSL.Context, abrupt: bool = False) -> SSL.Connection:
     """One handshake through memory BIOs, the client reading the tickets, then the server's close_notify as the
     listener sends when it closes. `abrupt`: none, as when a client leaves first without one; OpenSSL then
@@ -76,14 +68,7 @@ def handshake(server: SSL.Context, client: SSL.Context, abrupt: bool = False) ->
     s, c = SSL.Connection(server), SSL.Connection(client)
     s.set_accept_state()
     c.set_connect_state()
-    for _ in range(10):
-        for side in (c, s):
-            try:
-                side.do_handshake()
-            except SSL.WantReadError:
-                pass
-        if not (_pump(c, s) | _pump(s, c)):
-            break
+    handshake_in_memory(c, s)
     try:
         c.recv(1)  # takes the server's tickets, if any
     except SSL.Error:
